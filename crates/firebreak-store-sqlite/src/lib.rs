@@ -1,0 +1,282 @@
+//! SQLite backend: one writer task with group commit (many change sets per transaction, each in
+//! its own savepoint, answered only after COMMIT with `synchronous=FULL`), and a read-only pool.
+//! Owns every SQL statement for SQLite; nothing above it sees sqlx.
+#![forbid(unsafe_code)]
+
+mod rows;
+mod writer;
+
+use async_trait::async_trait;
+use firebreak_domain::audit::{AuditRecord, Checkpoint};
+use firebreak_domain::ids::{TicketId, UserId};
+use firebreak_domain::ticket::Ticket;
+use firebreak_domain::user::User;
+use firebreak_store::{
+    AuditSigner, AuditStore, ChangeSet, CommitOutcome, Store, StoreError, StoreResult, TicketFilter, TicketStore,
+    TokenRecord, UserRecord, UserStore,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Sqlite};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+pub use writer::MAX_BATCH;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The migration versions this backend ships (checked against PostgreSQL's by a tidy test).
+pub fn migration_versions() -> Vec<i64> {
+    MIGRATOR.iter().map(|m| m.version).collect()
+}
+
+pub struct SqliteStore {
+    read: SqlitePool,
+    sender: Mutex<Option<mpsc::Sender<writer::Job>>>,
+    writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+fn connect_options(url: &str) -> anyhow::Result<SqliteConnectOptions> {
+    Ok(SqliteConnectOptions::from_str(url)?
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true)
+        .statement_cache_capacity(256))
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database at `url` (`sqlite://path`).
+    pub async fn open(url: &str, signer: Arc<AuditSigner>) -> anyhow::Result<Self> {
+        let opts = connect_options(url)?.create_if_missing(true);
+        let mut conn = opts.connect().await?;
+        MIGRATOR.run(&mut conn).await?;
+        // Durability is asserted, not assumed (RELIABILITY.md G2).
+        let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode").fetch_one(&mut conn).await?;
+        let (sync,): (i64,) = sqlx::query_as("PRAGMA synchronous").fetch_one(&mut conn).await?;
+        anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "sqlite journal_mode is {mode}, expected wal");
+        anyhow::ensure!(sync == 2, "sqlite synchronous is {sync}, expected 2 (FULL)");
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(connect_options(url)?.read_only(true))
+            .await?;
+        let (tx, rx) = mpsc::channel(writer::QUEUE);
+        let handle = tokio::spawn(writer::run(conn, rx, signer));
+        Ok(Self {
+            read,
+            sender: Mutex::new(Some(tx)),
+            writer: tokio::sync::Mutex::new(Some(handle)),
+        })
+    }
+
+    /// Runs the integrity checks a backup verification needs.
+    pub async fn integrity_check(&self) -> StoreResult<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as("PRAGMA integrity_check").fetch_all(&self.read).await.map_err(rows::err)?;
+        Ok(rows.into_iter().map(|r| r.0).filter(|r| r != "ok").collect())
+    }
+}
+
+#[async_trait]
+impl TicketStore for SqliteStore {
+    async fn get_ticket(&self, id: TicketId) -> StoreResult<Ticket> {
+        let row = sqlx::query("SELECT * FROM tickets WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(rows::err)?
+            .ok_or(StoreError::NotFound)?;
+        rows::ticket(&row)
+    }
+
+    async fn get_ticket_by_number(&self, number: i64) -> StoreResult<Ticket> {
+        let row = sqlx::query("SELECT * FROM tickets WHERE number = ?")
+            .bind(number)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(rows::err)?
+            .ok_or(StoreError::NotFound)?;
+        rows::ticket(&row)
+    }
+
+    async fn list_tickets(&self, f: &TicketFilter) -> StoreResult<Vec<Ticket>> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM tickets WHERE 1=1");
+        if let Some(s) = f.status {
+            q.push(" AND status = ").push_bind(s.as_str());
+        }
+        if let Some(s) = f.criticality {
+            q.push(" AND criticality = ").push_bind(s.as_str());
+        }
+        if let Some(s) = f.severity {
+            q.push(" AND severity = ").push_bind(s.as_str());
+        }
+        if let Some(a) = &f.assignee {
+            q.push(" AND assignee = ").push_bind(a.clone());
+        }
+        if let Some(tag) = &f.tag {
+            q.push(" AND id IN (SELECT ticket_id FROM ticket_tags WHERE tag = ").push_bind(tag.clone()).push(")");
+        }
+        if let Some(text) = &f.text {
+            let pat = format!("%{}%", like_escape(text));
+            q.push(" AND (title LIKE ").push_bind(pat.clone()).push(" ESCAPE '\\' OR description LIKE ");
+            q.push_bind(pat).push(" ESCAPE '\\')");
+        }
+        if let Some(v) = &f.visible_to {
+            if !v.restricted_ok {
+                q.push(" AND (restricted = 0 OR owner = ").push_bind(v.username.clone());
+                q.push(" OR assignee = ").push_bind(v.username.clone());
+                q.push(" OR created_by = ").push_bind(v.username.clone()).push(")");
+            }
+            if v.only_own {
+                q.push(" AND (owner = ").push_bind(v.username.clone());
+                q.push(" OR assignee = ").push_bind(v.username.clone());
+                q.push(" OR created_by = ").push_bind(v.username.clone()).push(")");
+            }
+        }
+        if let Some(n) = f.before_number {
+            q.push(" AND number < ").push_bind(n);
+        }
+        q.push(" ORDER BY number DESC LIMIT ").push_bind(i64::from(f.limit.max(1)));
+        let rows = q.build().fetch_all(&self.read).await.map_err(rows::err)?;
+        rows.iter().map(rows::ticket).collect()
+    }
+}
+
+/// Escapes `%`, `_` and `\` so user text matches literally in `LIKE ... ESCAPE '\'`.
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn get_user(&self, id: UserId) -> StoreResult<UserRecord> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(rows::err)?
+            .ok_or(StoreError::NotFound)?;
+        rows::user(&row)
+    }
+
+    async fn get_user_by_name(&self, username: &str) -> StoreResult<UserRecord> {
+        let row = sqlx::query("SELECT * FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(rows::err)?
+            .ok_or(StoreError::NotFound)?;
+        rows::user(&row)
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query("SELECT * FROM users ORDER BY username").fetch_all(&self.read).await.map_err(rows::err)?;
+        rows.iter().map(|r| rows::user(r).map(|u| u.user)).collect()
+    }
+
+    async fn count_users(&self) -> StoreResult<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&self.read).await.map_err(rows::err)?;
+        Ok(n)
+    }
+
+    async fn get_token_by_hash(&self, token_hash: &str) -> StoreResult<TokenRecord> {
+        let row = sqlx::query("SELECT * FROM api_tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(rows::err)?
+            .ok_or(StoreError::NotFound)?;
+        rows::token(&row)
+    }
+
+    async fn list_tokens(&self, user_id: UserId) -> StoreResult<Vec<TokenRecord>> {
+        let rows = sqlx::query("SELECT * FROM api_tokens WHERE user_id = ? ORDER BY created_at")
+            .bind(user_id.to_string())
+            .fetch_all(&self.read)
+            .await
+            .map_err(rows::err)?;
+        rows.iter().map(rows::token).collect()
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn audit_entries(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(rows::err)?;
+        rows.iter().map(rows::audit).collect()
+    }
+
+    async fn ticket_audit(&self, ticket: TicketId, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        let rows = sqlx::query("SELECT * FROM audit_log WHERE ticket_id = ? AND seq > ? ORDER BY seq LIMIT ?")
+            .bind(ticket.to_string())
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(rows::err)?;
+        rows.iter().map(rows::audit).collect()
+    }
+
+    async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
+        let rows: Vec<(i64, String, String, String)> =
+            sqlx::query_as("SELECT seq, hash, key_id, signature FROM audit_checkpoints ORDER BY seq")
+                .fetch_all(&self.read)
+                .await
+                .map_err(rows::err)?;
+        Ok(rows.into_iter().map(|(seq, hash, key_id, signature)| Checkpoint { seq, hash, key_id, signature }).collect())
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn commit(&self, changes: ChangeSet) -> StoreResult<CommitOutcome> {
+        let sender = self
+            .sender
+            .lock()
+            .ok()
+            .and_then(|s| s.clone())
+            .ok_or_else(|| StoreError::Unavailable("the store is shutting down".into()))?;
+        let (reply, rx) = oneshot::channel();
+        sender
+            .send(writer::Job { changes, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
+        rx.await.map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let mut conn = self.read.acquire().await.map_err(rows::err)?;
+        conn.ping().await.map_err(rows::err)?;
+        if self.sender.lock().ok().is_none_or(|s| s.as_ref().is_none_or(|s| s.is_closed())) {
+            return Err(StoreError::Unavailable("the database writer has stopped".into()));
+        }
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn close(&self) {
+        if let Ok(mut s) = self.sender.lock() {
+            s.take();
+        }
+        if let Some(h) = self.writer.lock().await.take() {
+            let _ = h.await;
+        }
+        self.read.close().await;
+    }
+}

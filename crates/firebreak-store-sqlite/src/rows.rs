@@ -1,0 +1,134 @@
+//! Row decoding and sqlx error mapping for SQLite.
+
+use firebreak_domain::audit::AuditRecord;
+use firebreak_domain::ticket::*;
+use firebreak_domain::user::User;
+use firebreak_store::{StoreError, StoreResult, TokenRecord, UserRecord, from_millis, roles_from_text, scopes_from_text};
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+pub fn err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::Database(db) => {
+            if db.is_unique_violation() {
+                return StoreError::Conflict(format!("already exists: {}", db.message()));
+            }
+            // primary result codes: 5 BUSY, 6 LOCKED, 8 READONLY, 10 IOERR, 13 FULL, 14 CANTOPEN
+            let primary = db.code().and_then(|c| c.parse::<i64>().ok()).map(|c| c & 0xff);
+            match primary {
+                Some(13) => StoreError::Full(db.message().to_string()),
+                Some(5 | 6 | 8 | 10 | 14) => StoreError::Unavailable(db.message().to_string()),
+                _ => StoreError::Other(e.into()),
+            }
+        }
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Other(e.into()),
+    }
+}
+
+fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(row: &'r SqliteRow, col: &str) -> StoreResult<T> {
+    row.try_get(col).map_err(err)
+}
+
+fn parse<T>(v: Option<T>, col: &str, raw: &str) -> StoreResult<T> {
+    v.ok_or_else(|| StoreError::Other(anyhow::anyhow!("bad stored value {raw:?} in column {col}")))
+}
+
+fn id<T: std::str::FromStr>(row: &SqliteRow, col: &str) -> StoreResult<T> {
+    let s: String = get(row, col)?;
+    parse(s.parse().ok(), col, &s)
+}
+
+pub fn ticket(row: &SqliteRow) -> StoreResult<Ticket> {
+    let sev: String = get(row, "severity")?;
+    let pri: String = get(row, "priority")?;
+    let crit: String = get(row, "criticality")?;
+    let status: String = get(row, "status")?;
+    let kind: String = get(row, "source_kind")?;
+    let tags: String = get(row, "tags")?;
+    Ok(Ticket {
+        id: id(row, "id")?,
+        number: get(row, "number")?,
+        title: get(row, "title")?,
+        description: get(row, "description")?,
+        source: Source {
+            kind: parse(SourceKind::parse(&kind), "source_kind", &kind)?,
+            name: get(row, "source_name")?,
+            contact: get(row, "source_contact")?,
+        },
+        severity: parse(Severity::parse(&sev), "severity", &sev)?,
+        priority: parse(Priority::parse(&pri), "priority", &pri)?,
+        criticality: parse(Criticality::parse(&crit), "criticality", &crit)?,
+        tier: get::<i64>(row, "tier")? as i16,
+        status: parse(TicketStatus::parse(&status), "status", &status)?,
+        owner: get(row, "owner")?,
+        assignee: get(row, "assignee")?,
+        restricted: get(row, "restricted")?,
+        tags: parse(serde_json::from_str(&tags).ok(), "tags", &tags)?,
+        resolution: get(row, "resolution")?,
+        problem_category: get(row, "problem_category")?,
+        false_positive: get(row, "false_positive")?,
+        incident: get(row, "incident")?,
+        created_by: get(row, "created_by")?,
+        created_at: from_millis(get(row, "created_at")?),
+        updated_at: from_millis(get(row, "updated_at")?),
+        version: get(row, "version")?,
+    })
+}
+
+pub fn user(row: &SqliteRow) -> StoreResult<UserRecord> {
+    let roles: String = get(row, "roles")?;
+    let clearances: String = get(row, "clearances")?;
+    Ok(UserRecord {
+        user: User {
+            id: id(row, "id")?,
+            username: get(row, "username")?,
+            roles: roles_from_text(&roles),
+            title: get(row, "title")?,
+            seniority: get::<i64>(row, "seniority")? as i32,
+            on_duty: get(row, "on_duty")?,
+            email: get(row, "email")?,
+            disabled: get(row, "disabled")?,
+            clearances: clearances.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            created_at: from_millis(get(row, "created_at")?),
+        },
+        password_hash: get(row, "password_hash")?,
+    })
+}
+
+pub fn token(row: &SqliteRow) -> StoreResult<TokenRecord> {
+    let scopes: String = get(row, "scopes")?;
+    Ok(TokenRecord {
+        id: id(row, "id")?,
+        user_id: id(row, "user_id")?,
+        name: get(row, "name")?,
+        token_hash: get(row, "token_hash")?,
+        scopes: scopes_from_text(&scopes),
+        created_at: from_millis(get(row, "created_at")?),
+        expires_at: get::<Option<i64>>(row, "expires_at")?.map(from_millis),
+        revoked_at: get::<Option<i64>>(row, "revoked_at")?.map(from_millis),
+    })
+}
+
+pub fn audit(row: &SqliteRow) -> StoreResult<AuditRecord> {
+    let ticket_id: Option<String> = get(row, "ticket_id")?;
+    Ok(AuditRecord {
+        seq: get(row, "seq")?,
+        id: id(row, "id")?,
+        occurred_at_ms: get(row, "occurred_at")?,
+        actor: get(row, "actor")?,
+        action: get(row, "action")?,
+        object_type: get(row, "object_type")?,
+        object_id: get(row, "object_id")?,
+        ticket_id: match ticket_id {
+            Some(s) => Some(parse(s.parse().ok(), "ticket_id", &s)?),
+            None => None,
+        },
+        details: get(row, "details")?,
+        prev_hash: get(row, "prev_hash")?,
+        hash: get(row, "hash")?,
+    })
+}

@@ -1,0 +1,209 @@
+//! Storage contract: one read trait per aggregate, one atomic write entry point (`commit`) that
+//! applies a change set together with its audit entries, the audit signer, and (feature
+//! `testing`) the conformance suite every backend must pass. No SQL lives here.
+#![forbid(unsafe_code)]
+
+mod signer;
+#[cfg(feature = "testing")]
+pub mod conformance;
+
+pub use signer::{AuditSigner, HeadFile};
+
+use async_trait::async_trait;
+use firebreak_domain::audit::{AuditDraft, AuditRecord, Checkpoint};
+use firebreak_domain::ids::{TicketId, TokenId, UserId};
+use firebreak_domain::role::{Role, Scope};
+use firebreak_domain::ticket::{Criticality, Severity, Ticket, TicketStatus};
+use firebreak_domain::user::User;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness or optimistic-concurrency conflict.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database cannot be reached or refuses writes (busy, read-only, disk full).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The storage device is full.
+    #[error("storage full: {0}")]
+    Full(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A user with the credential material the store keeps for them.
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub user: User,
+    /// PHC string (argon2id); `None` for users who cannot sign in with a password.
+    pub password_hash: Option<String>,
+}
+
+/// An API token as stored: only the SHA-256 of the secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: TokenId,
+    pub user_id: UserId,
+    pub name: String,
+    pub token_hash: String,
+    /// Empty means "all the user's rights".
+    pub scopes: Vec<Scope>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// One change inside a change set.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Inserts a ticket; the store assigns `number` and sets `version` to 1.
+    InsertTicket(Ticket),
+    /// Replaces a ticket if its stored version is still `expected_version`; bumps the version.
+    UpdateTicket { ticket: Ticket, expected_version: i64 },
+    InsertUser(UserRecord),
+    /// Inserts the first user, only if there are no users yet (`Conflict` otherwise). On
+    /// PostgreSQL this runs under an advisory lock so nodes started together create one admin.
+    InsertFirstUser(UserRecord),
+    /// Replaces a user's profile, roles and disabled flag (not the password).
+    UpdateUser(User),
+    SetPassword { user_id: UserId, password_hash: String },
+    InsertToken(TokenRecord),
+    /// Revokes one token (`Some`) or every live token of a user (`None` token).
+    RevokeTokens { user_id: UserId, token_id: Option<TokenId>, at: OffsetDateTime },
+}
+
+/// Changes applied atomically: all ops and all audit entries commit together or not at all.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeSet {
+    pub ops: Vec<Op>,
+    pub audit: Vec<AuditDraft>,
+}
+
+impl ChangeSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn op(mut self, op: Op) -> Self {
+        self.ops.push(op);
+        self
+    }
+    pub fn audit(mut self, entry: AuditDraft) -> Self {
+        self.audit.push(entry);
+        self
+    }
+}
+
+/// What a commit produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitOutcome {
+    /// The numbers assigned to the `InsertTicket` ops, in order.
+    pub ticket_numbers: Vec<i64>,
+    /// The sequence numbers of the audit entries written, in order.
+    pub audit_seqs: Vec<i64>,
+}
+
+/// Filters for listing tickets; `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct TicketFilter {
+    pub status: Option<TicketStatus>,
+    pub criticality: Option<Criticality>,
+    pub severity: Option<Severity>,
+    pub assignee: Option<String>,
+    pub tag: Option<String>,
+    /// Case-insensitive substring of title or description.
+    pub text: Option<String>,
+    /// Tickets with a number strictly below this one (cursor pagination, newest first).
+    pub before_number: Option<i64>,
+    pub limit: u32,
+    /// Visibility: when set, only tickets this principal may see.
+    pub visible_to: Option<Visibility>,
+}
+
+/// Whose tickets a listing may show (restricted tickets and per-role limits).
+#[derive(Debug, Clone)]
+pub struct Visibility {
+    pub username: String,
+    /// May see restricted tickets (admin or clearance).
+    pub restricted_ok: bool,
+    /// Sees only tickets they created, own or are assigned (reporters, executives).
+    pub only_own: bool,
+}
+
+#[async_trait]
+pub trait TicketStore: Send + Sync {
+    async fn get_ticket(&self, id: TicketId) -> StoreResult<Ticket>;
+    async fn get_ticket_by_number(&self, number: i64) -> StoreResult<Ticket>;
+    /// Newest first (by number).
+    async fn list_tickets(&self, filter: &TicketFilter) -> StoreResult<Vec<Ticket>>;
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    async fn get_user(&self, id: UserId) -> StoreResult<UserRecord>;
+    async fn get_user_by_name(&self, username: &str) -> StoreResult<UserRecord>;
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    async fn count_users(&self) -> StoreResult<i64>;
+    async fn get_token_by_hash(&self, token_hash: &str) -> StoreResult<TokenRecord>;
+    async fn list_tokens(&self, user_id: UserId) -> StoreResult<Vec<TokenRecord>>;
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Entries with `seq > after`, oldest first, at most `limit`.
+    async fn audit_entries(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+    /// A ticket's timeline: its entries, oldest first, after `after`.
+    async fn ticket_audit(&self, ticket: TicketId, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+    async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>>;
+}
+
+/// The whole storage contract, as the application sees it.
+#[async_trait]
+pub trait Store: TicketStore + UserStore + AuditStore {
+    /// Applies a change set and its audit entries in one transaction; returns after COMMIT.
+    async fn commit(&self, changes: ChangeSet) -> StoreResult<CommitOutcome>;
+    /// Cheap liveness check of the database.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Which backend this is (`sqlite` or `postgres`).
+    fn backend(&self) -> &'static str;
+    /// Stops background work (the SQLite writer) after draining what was accepted.
+    async fn close(&self);
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Roles serialized for storage: comma-free snake_case names.
+pub fn roles_to_text(roles: &[Role]) -> String {
+    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+}
+
+pub fn roles_from_text(s: &str) -> Vec<Role> {
+    s.split(',').filter_map(Role::parse).collect()
+}
+
+pub fn scopes_to_text(scopes: &[Scope]) -> String {
+    scopes.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+}
+
+pub fn scopes_from_text(s: &str) -> Vec<Scope> {
+    s.split(',').filter_map(Scope::parse).collect()
+}
+
+/// Milliseconds since the epoch, the stored resolution of every timestamp.
+pub fn to_millis(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub fn from_millis(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Truncates a timestamp to the stored (millisecond) resolution.
+pub fn truncate_millis(t: OffsetDateTime) -> OffsetDateTime {
+    from_millis(to_millis(t))
+}

@@ -1,0 +1,177 @@
+//! The audit signing key (kept outside the database) and the head file `<data dir>/audit-head`,
+//! which every committing process replaces atomically with the newest signed chain head.
+
+use anyhow::{Context, bail};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use firebreak_domain::audit::{Checkpoint, sign_checkpoint};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Signs chain heads and publishes the newest one to the head file.
+pub struct AuditSigner {
+    key: SigningKey,
+    head: Option<HeadFile>,
+    /// The newest seq this process published, to skip needless rewrites.
+    published: Mutex<i64>,
+}
+
+impl std::fmt::Debug for AuditSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditSigner")
+            .field("key_id", &firebreak_domain::audit::key_id(&self.key.verifying_key()))
+            .field("head", &self.head)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditSigner {
+    pub fn new(key: SigningKey, head: Option<HeadFile>) -> Self {
+        Self { key, head, published: Mutex::new(0) }
+    }
+
+    /// A signer with a fixed key and no head file (tests).
+    pub fn ephemeral() -> Self {
+        let mut seed = [0u8; 32];
+        rand::fill(&mut seed);
+        Self::new(SigningKey::from_bytes(&seed), None)
+    }
+
+    /// Loads the key from `path`, creating it (mode 0600) when `create` and it does not exist.
+    pub fn load_key(path: &Path, create: bool) -> anyhow::Result<SigningKey> {
+        match fs::read_to_string(path) {
+            Ok(text) => parse_key(text.trim()).with_context(|| format!("reading audit key {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                let mut seed = [0u8; 32];
+                rand::fill(&mut seed);
+                write_private(path, format!("{}\n", hex::encode(seed)).as_bytes())
+                    .with_context(|| format!("creating audit key {}", path.display()))?;
+                Ok(SigningKey::from_bytes(&seed))
+            }
+            Err(e) => Err(e).with_context(|| format!("reading audit key {}", path.display())),
+        }
+    }
+
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    pub fn sign(&self, seq: i64, hash: &str) -> Checkpoint {
+        sign_checkpoint(&self.key, seq, hash)
+    }
+
+    /// Publishes a committed checkpoint to the head file if it is newer than what is there.
+    /// Failure is logged, not returned: the commit already happened, and a lagging head file
+    /// only narrows what `audit verify` can prove, it never makes a good chain look bad.
+    pub fn publish(&self, cp: &Checkpoint) {
+        let Some(head) = &self.head else { return };
+        {
+            let Ok(mut last) = self.published.lock() else { return };
+            if *last >= cp.seq {
+                return;
+            }
+            *last = cp.seq;
+        }
+        if let Err(e) = head.write_if_newer(cp) {
+            tracing::warn!(error = %format!("{e:#}"), path = %head.path.display(), "could not update the audit head file");
+        }
+    }
+}
+
+fn parse_key(text: &str) -> anyhow::Result<SigningKey> {
+    let bytes = hex::decode(text).context("the key must be 64 hex digits")?;
+    let Ok(seed) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+        bail!("the key must be 32 bytes (64 hex digits)");
+    };
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Writes a new file readable only by its owner.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// `<data dir>/audit-head`: the newest signed head, outside the database.
+#[derive(Debug, Clone)]
+pub struct HeadFile {
+    path: PathBuf,
+}
+
+impl HeadFile {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn read(&self) -> anyhow::Result<Option<Checkpoint>> {
+        match fs::read(&self.path) {
+            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", self.path.display()))?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", self.path.display())),
+        }
+    }
+
+    /// Replaces the file atomically (write, fsync, rename) unless it already holds a newer head;
+    /// an exclusive lock serializes the processes sharing the data dir.
+    pub fn write_if_newer(&self, cp: &Checkpoint) -> anyhow::Result<()> {
+        let lock_path = self.path.with_extension("lock");
+        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path)?;
+        lock.lock()?;
+        if let Ok(Some(current)) = self.read()
+            && current.seq >= cp.seq
+        {
+            return Ok(());
+        }
+        let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&serde_json::to_vec(cp)?)?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, &self.path)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_file_only_moves_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = AuditSigner::ephemeral();
+        let head = HeadFile::new(dir.path().join("audit-head"));
+        head.write_if_newer(&signer.sign(5, "a")).unwrap();
+        head.write_if_newer(&signer.sign(3, "b")).unwrap();
+        assert_eq!(head.read().unwrap().unwrap().seq, 5);
+        head.write_if_newer(&signer.sign(6, "c")).unwrap();
+        assert_eq!(head.read().unwrap().unwrap().hash, "c");
+    }
+
+    #[test]
+    fn key_is_created_once_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.key");
+        let k1 = AuditSigner::load_key(&path, true).unwrap();
+        let k2 = AuditSigner::load_key(&path, false).unwrap();
+        assert_eq!(k1.to_bytes(), k2.to_bytes());
+        assert!(AuditSigner::load_key(&dir.path().join("missing"), false).is_err());
+    }
+}
