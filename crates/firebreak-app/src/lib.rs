@@ -1,1 +1,79 @@
-//! placeholder
+//! Use cases. Every change goes through here: authenticate, authorize, validate, then one store
+//! commit holding the change and its audit entries. Knows nothing of HTTP or SQL.
+#![forbid(unsafe_code)]
+
+mod error;
+mod principal;
+pub mod tickets;
+mod users;
+pub mod verify;
+
+pub use error::AppError;
+pub use principal::Principal;
+pub use users::{CLI_ACTOR, NewUser, SYSTEM_ACTOR, TokenSpec, generate_password, hash_password};
+
+use firebreak_store::DynStore;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+pub type AppResult<T> = Result<T, AppError>;
+
+/// Where time comes from; tests inject a fixed clock.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> OffsetDateTime;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        firebreak_store::truncate_millis(OffsetDateTime::now_utc())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// Prefix of ticket numbers (`SEC` gives `SEC-000042`).
+    pub ticket_prefix: String,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self { ticket_prefix: "SEC".into() }
+    }
+}
+
+/// The application: cheap to clone, shared by every request.
+#[derive(Clone)]
+pub struct App {
+    store: DynStore,
+    config: Arc<AppConfig>,
+    clock: Arc<dyn Clock>,
+}
+
+impl App {
+    pub fn new(store: DynStore, config: AppConfig) -> Self {
+        Self::with_clock(store, config, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(store: DynStore, config: AppConfig, clock: Arc<dyn Clock>) -> Self {
+        Self { store, config: Arc::new(config), clock }
+    }
+
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
+    pub fn config(&self) -> &AppConfig {
+        &self.config
+    }
+
+    fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// Database reachable and writer alive.
+    pub async fn ready(&self) -> AppResult<()> {
+        self.store.ping().await.map_err(AppError::from)
+    }
+}

@@ -2,6 +2,7 @@
 //! Must not do IO, spawn tasks, or know about HTTP or SQL.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod audit;
 pub mod error;
 pub mod ids;

@@ -1,33 +1,36 @@
 -- Users, API tokens, tickets and the hash-chained audit log.
 CREATE TABLE users (
-    id TEXT PRIMARY KEY,
+    id UUID PRIMARY KEY,
     username TEXT NOT NULL UNIQUE,
     roles TEXT NOT NULL,
     title TEXT,
     seniority INTEGER NOT NULL DEFAULT 0,
-    on_duty INTEGER NOT NULL DEFAULT 1,
+    on_duty BOOLEAN NOT NULL DEFAULT TRUE,
     email TEXT,
-    disabled INTEGER NOT NULL DEFAULT 0,
+    disabled BOOLEAN NOT NULL DEFAULT FALSE,
     clearances TEXT NOT NULL DEFAULT '',
     password_hash TEXT,
-    created_at INTEGER NOT NULL
+    created_at TIMESTAMPTZ NOT NULL
 );
 
 CREATE TABLE api_tokens (
-    id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL REFERENCES users(id),
+    id UUID PRIMARY KEY,
+    user_id UUID NOT NULL REFERENCES users(id),
     name TEXT NOT NULL,
     token_hash TEXT NOT NULL UNIQUE,
     scopes TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    expires_at INTEGER,
-    revoked_at INTEGER
+    created_at TIMESTAMPTZ NOT NULL,
+    expires_at TIMESTAMPTZ,
+    revoked_at TIMESTAMPTZ
 );
 CREATE INDEX api_tokens_user ON api_tokens(user_id);
 
+-- Ticket numbers: unique across every node; a rolled-back insert leaves a gap, never a duplicate.
+CREATE SEQUENCE ticket_number_seq;
+
 CREATE TABLE tickets (
-    id TEXT PRIMARY KEY,
-    number INTEGER NOT NULL UNIQUE,
+    id UUID PRIMARY KEY,
+    number BIGINT NOT NULL UNIQUE,
     title TEXT NOT NULL,
     description TEXT NOT NULL,
     source_kind TEXT NOT NULL,
@@ -36,20 +39,20 @@ CREATE TABLE tickets (
     severity TEXT NOT NULL,
     priority TEXT NOT NULL,
     criticality TEXT NOT NULL,
-    tier INTEGER NOT NULL,
+    tier SMALLINT NOT NULL,
     status TEXT NOT NULL,
     owner TEXT NOT NULL,
     assignee TEXT,
-    restricted INTEGER NOT NULL,
-    tags TEXT NOT NULL,
+    restricted BOOLEAN NOT NULL,
+    tags TEXT[] NOT NULL,
     resolution TEXT,
     problem_category TEXT,
-    false_positive INTEGER NOT NULL,
-    incident INTEGER NOT NULL,
+    false_positive BOOLEAN NOT NULL,
+    incident BOOLEAN NOT NULL,
     created_by TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    version INTEGER NOT NULL
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    version BIGINT NOT NULL
 );
 CREATE INDEX tickets_status ON tickets(status, number);
 CREATE INDEX tickets_severity ON tickets(severity, number);
@@ -58,20 +61,20 @@ CREATE INDEX tickets_assignee ON tickets(assignee, number);
 
 CREATE TABLE ticket_tags (
     tag TEXT NOT NULL,
-    ticket_id TEXT NOT NULL REFERENCES tickets(id) ON DELETE CASCADE,
+    ticket_id UUID NOT NULL REFERENCES tickets(id) ON DELETE CASCADE,
     PRIMARY KEY (tag, ticket_id)
-) WITHOUT ROWID;
+);
 CREATE INDEX ticket_tags_ticket ON ticket_tags(ticket_id);
 
 CREATE TABLE audit_log (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL,
-    occurred_at INTEGER NOT NULL,
+    seq BIGINT PRIMARY KEY,
+    id UUID NOT NULL,
+    occurred_at TIMESTAMPTZ NOT NULL,
     actor TEXT NOT NULL,
     action TEXT NOT NULL,
     object_type TEXT NOT NULL,
     object_id TEXT NOT NULL,
-    ticket_id TEXT,
+    ticket_id UUID,
     details TEXT NOT NULL,
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
@@ -80,16 +83,16 @@ CREATE INDEX audit_log_ticket ON audit_log(ticket_id, seq);
 
 -- Signed chain heads: one per committing transaction, signed with a key outside the database.
 CREATE TABLE audit_checkpoints (
-    seq INTEGER PRIMARY KEY,
+    seq BIGINT PRIMARY KEY,
     hash TEXT NOT NULL,
     key_id TEXT NOT NULL,
     signature TEXT NOT NULL
 );
 
--- The current head, the row every appending transaction locks; verification ignores it.
+-- The current head, the row every appending transaction locks (FOR UPDATE); verification ignores it.
 CREATE TABLE audit_head (
     id INTEGER PRIMARY KEY CHECK (id = 1),
-    seq INTEGER NOT NULL,
+    seq BIGINT NOT NULL,
     hash TEXT NOT NULL
 );
 INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');

@@ -1,1 +1,507 @@
-//! placeholder
+//! PostgreSQL backend: one transaction per change set; ticket numbers from a sequence; the audit
+//! chain appended last in the transaction under a row lock on `audit_head`, so several nodes and
+//! CLI processes append to one chain. Owns every SQL statement for PostgreSQL.
+#![forbid(unsafe_code)]
+
+mod rows;
+
+use async_trait::async_trait;
+use firebreak_domain::audit::{AuditRecord, Checkpoint};
+use firebreak_domain::ids::{TicketId, UserId};
+use firebreak_domain::ticket::Ticket;
+use firebreak_domain::user::User;
+use firebreak_store::{
+    AuditSigner, AuditStore, ChangeSet, CommitOutcome, Op, Store, StoreError, StoreResult, TicketFilter, TicketStore,
+    TokenRecord, UserRecord, UserStore, roles_to_text, scopes_to_text, truncate_millis,
+};
+use rows::err;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, QueryBuilder};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Advisory lock key serializing first-admin creation across nodes.
+const FIRST_USER_LOCK: i64 = 0x0f1e_b4ea_0001;
+
+pub fn migration_versions() -> Vec<i64> {
+    MIGRATOR.iter().map(|m| m.version).collect()
+}
+
+pub struct PgStore {
+    pool: PgPool,
+    signer: Arc<AuditSigner>,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://...`) and applies pending migrations (under sqlx's advisory
+    /// lock, so nodes started together migrate once).
+    pub async fn open(url: &str, signer: Arc<AuditSigner>) -> anyhow::Result<Self> {
+        Self::open_with(PgConnectOptions::from_str(url)?, signer, 16).await
+    }
+
+    pub async fn open_with(opts: PgConnectOptions, signer: Arc<AuditSigner>, max_connections: u32) -> anyhow::Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(opts)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        let (fsync,): (String,) = sqlx::query_as("SELECT current_setting('fsync')").fetch_one(&pool).await?;
+        anyhow::ensure!(fsync == "on", "PostgreSQL runs with fsync=off: acknowledged writes could be lost; refusing to start");
+        let (sc,): (String,) = sqlx::query_as("SELECT current_setting('synchronous_commit')").fetch_one(&pool).await?;
+        if sc == "off" {
+            tracing::warn!("PostgreSQL synchronous_commit=off: a crash can lose recently acknowledged writes");
+        }
+        Ok(Self { pool, signer })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+type Tx<'c> = sqlx::Transaction<'c, Postgres>;
+
+async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) -> StoreResult<()> {
+    match op {
+        Op::InsertTicket(t) => {
+            let (number,): (i64,) =
+                sqlx::query_as("SELECT nextval('ticket_number_seq')").fetch_one(&mut **tx).await.map_err(err)?;
+            sqlx::query(
+                "INSERT INTO tickets (id, number, title, description, source_kind, source_name, source_contact, severity, \
+                 priority, criticality, tier, status, owner, assignee, restricted, tags, resolution, problem_category, \
+                 false_positive, incident, created_by, created_at, updated_at, version) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, 1)",
+            )
+            .bind(t.id.as_uuid())
+            .bind(number)
+            .bind(&t.title)
+            .bind(&t.description)
+            .bind(t.source.kind.as_str())
+            .bind(&t.source.name)
+            .bind(&t.source.contact)
+            .bind(t.severity.as_str())
+            .bind(t.priority.as_str())
+            .bind(t.criticality.as_str())
+            .bind(t.tier)
+            .bind(t.status.as_str())
+            .bind(&t.owner)
+            .bind(&t.assignee)
+            .bind(t.restricted)
+            .bind(&t.tags)
+            .bind(&t.resolution)
+            .bind(&t.problem_category)
+            .bind(t.false_positive)
+            .bind(t.incident)
+            .bind(&t.created_by)
+            .bind(truncate_millis(t.created_at))
+            .bind(truncate_millis(t.updated_at))
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+            write_tags(tx, t, false).await?;
+            out.ticket_numbers.push(number);
+        }
+        Op::UpdateTicket { ticket: t, expected_version } => {
+            let res = sqlx::query(
+                "UPDATE tickets SET title = $1, description = $2, source_kind = $3, source_name = $4, source_contact = $5, \
+                 severity = $6, priority = $7, criticality = $8, tier = $9, status = $10, owner = $11, assignee = $12, \
+                 restricted = $13, tags = $14, resolution = $15, problem_category = $16, false_positive = $17, incident = $18, \
+                 updated_at = $19, version = version + 1 WHERE id = $20 AND version = $21",
+            )
+            .bind(&t.title)
+            .bind(&t.description)
+            .bind(t.source.kind.as_str())
+            .bind(&t.source.name)
+            .bind(&t.source.contact)
+            .bind(t.severity.as_str())
+            .bind(t.priority.as_str())
+            .bind(t.criticality.as_str())
+            .bind(t.tier)
+            .bind(t.status.as_str())
+            .bind(&t.owner)
+            .bind(&t.assignee)
+            .bind(t.restricted)
+            .bind(&t.tags)
+            .bind(&t.resolution)
+            .bind(&t.problem_category)
+            .bind(t.false_positive)
+            .bind(t.incident)
+            .bind(truncate_millis(t.updated_at))
+            .bind(t.id.as_uuid())
+            .bind(expected_version)
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+            if res.rows_affected() == 0 {
+                let exists: Option<(i64,)> = sqlx::query_as("SELECT version FROM tickets WHERE id = $1")
+                    .bind(t.id.as_uuid())
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(err)?;
+                return Err(match exists {
+                    Some(_) => StoreError::Conflict("the ticket was changed concurrently; retry".into()),
+                    None => StoreError::NotFound,
+                });
+            }
+            write_tags(tx, t, true).await?;
+        }
+        Op::InsertUser(u) => insert_user(tx, u).await?,
+        Op::InsertFirstUser(u) => {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(FIRST_USER_LOCK).execute(&mut **tx).await.map_err(err)?;
+            let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&mut **tx).await.map_err(err)?;
+            if n > 0 {
+                return Err(StoreError::Conflict("users already exist".into()));
+            }
+            insert_user(tx, u).await?;
+        }
+        Op::UpdateUser(u) => {
+            let res = sqlx::query(
+                "UPDATE users SET roles = $1, title = $2, seniority = $3, on_duty = $4, email = $5, disabled = $6, clearances = $7 WHERE id = $8",
+            )
+            .bind(roles_to_text(&u.roles))
+            .bind(&u.title)
+            .bind(u.seniority)
+            .bind(u.on_duty)
+            .bind(&u.email)
+            .bind(u.disabled)
+            .bind(u.clearances.join(","))
+            .bind(u.id.as_uuid())
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+            if res.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+        }
+        Op::SetPassword { user_id, password_hash } => {
+            let res = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                .bind(password_hash)
+                .bind(user_id.as_uuid())
+                .execute(&mut **tx)
+                .await
+                .map_err(err)?;
+            if res.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+        }
+        Op::InsertToken(t) => {
+            sqlx::query(
+                "INSERT INTO api_tokens (id, user_id, name, token_hash, scopes, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(t.id.as_uuid())
+            .bind(t.user_id.as_uuid())
+            .bind(&t.name)
+            .bind(&t.token_hash)
+            .bind(scopes_to_text(&t.scopes))
+            .bind(truncate_millis(t.created_at))
+            .bind(t.expires_at.map(truncate_millis))
+            .bind(t.revoked_at.map(truncate_millis))
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+        }
+        Op::RevokeTokens { user_id, token_id, at } => {
+            sqlx::query(
+                "UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND ($3::uuid IS NULL OR id = $3)",
+            )
+            .bind(truncate_millis(*at))
+            .bind(user_id.as_uuid())
+            .bind(token_id.map(|t| t.as_uuid()))
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+async fn write_tags(tx: &mut Tx<'_>, t: &Ticket, replace: bool) -> StoreResult<()> {
+    if replace {
+        sqlx::query("DELETE FROM ticket_tags WHERE ticket_id = $1").bind(t.id.as_uuid()).execute(&mut **tx).await.map_err(err)?;
+    }
+    if !t.tags.is_empty() {
+        sqlx::query("INSERT INTO ticket_tags (tag, ticket_id) SELECT DISTINCT unnest($1::text[]), $2 ON CONFLICT DO NOTHING")
+            .bind(&t.tags)
+            .bind(t.id.as_uuid())
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+async fn insert_user(tx: &mut Tx<'_>, u: &UserRecord) -> StoreResult<()> {
+    let user = &u.user;
+    sqlx::query(
+        "INSERT INTO users (id, username, roles, title, seniority, on_duty, email, disabled, clearances, password_hash, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(user.id.as_uuid())
+    .bind(&user.username)
+    .bind(roles_to_text(&user.roles))
+    .bind(&user.title)
+    .bind(user.seniority)
+    .bind(user.on_duty)
+    .bind(&user.email)
+    .bind(user.disabled)
+    .bind(user.clearances.join(","))
+    .bind(&u.password_hash)
+    .bind(truncate_millis(user.created_at))
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| match err(e) {
+        StoreError::Conflict(_) => StoreError::Conflict(format!("a user named {} already exists", user.username)),
+        other => other,
+    })?;
+    Ok(())
+}
+
+impl PgStore {
+    async fn commit_inner(&self, changes: &ChangeSet) -> StoreResult<(CommitOutcome, Option<Checkpoint>)> {
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut out = CommitOutcome::default();
+        for op in &changes.ops {
+            apply_op(&mut tx, op, &mut out).await?;
+        }
+        let mut checkpoint = None;
+        if !changes.audit.is_empty() {
+            // Appending last keeps the head row locked for as short a time as possible.
+            let (mut seq, mut hash): (i64, String) =
+                sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE").fetch_one(&mut *tx).await.map_err(err)?;
+            let now = truncate_millis(OffsetDateTime::now_utc());
+            let now_ms = firebreak_store::to_millis(now);
+            for draft in &changes.audit {
+                let rec = draft.clone().seal(seq + 1, &hash, now_ms);
+                sqlx::query(
+                    "INSERT INTO audit_log (seq, id, occurred_at, actor, action, object_type, object_id, ticket_id, details, prev_hash, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(rec.seq)
+                .bind(rec.id.as_uuid())
+                .bind(now)
+                .bind(&rec.actor)
+                .bind(&rec.action)
+                .bind(&rec.object_type)
+                .bind(&rec.object_id)
+                .bind(rec.ticket_id.map(|t| t.as_uuid()))
+                .bind(&rec.details)
+                .bind(&rec.prev_hash)
+                .bind(&rec.hash)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+                out.audit_seqs.push(rec.seq);
+                seq = rec.seq;
+                hash = rec.hash;
+            }
+            let cp = self.signer.sign(seq, &hash);
+            sqlx::query("INSERT INTO audit_checkpoints (seq, hash, key_id, signature) VALUES ($1, $2, $3, $4)")
+                .bind(cp.seq)
+                .bind(&cp.hash)
+                .bind(&cp.key_id)
+                .bind(&cp.signature)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                .bind(seq)
+                .bind(&hash)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            checkpoint = Some(cp);
+        }
+        tx.commit().await.map_err(err)?;
+        Ok((out, checkpoint))
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn commit(&self, changes: ChangeSet) -> StoreResult<CommitOutcome> {
+        let (out, cp) = self.commit_inner(&changes).await?;
+        if let Some(cp) = cp {
+            self.signer.publish(&cp);
+        }
+        Ok(out)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(err)?;
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl TicketStore for PgStore {
+    async fn get_ticket(&self, id: TicketId) -> StoreResult<Ticket> {
+        let row = sqlx::query("SELECT * FROM tickets WHERE id = $1")
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?
+            .ok_or(StoreError::NotFound)?;
+        rows::ticket(&row)
+    }
+
+    async fn get_ticket_by_number(&self, number: i64) -> StoreResult<Ticket> {
+        let row = sqlx::query("SELECT * FROM tickets WHERE number = $1")
+            .bind(number)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?
+            .ok_or(StoreError::NotFound)?;
+        rows::ticket(&row)
+    }
+
+    async fn list_tickets(&self, f: &TicketFilter) -> StoreResult<Vec<Ticket>> {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT * FROM tickets WHERE TRUE");
+        if let Some(s) = f.status {
+            q.push(" AND status = ").push_bind(s.as_str());
+        }
+        if let Some(s) = f.criticality {
+            q.push(" AND criticality = ").push_bind(s.as_str());
+        }
+        if let Some(s) = f.severity {
+            q.push(" AND severity = ").push_bind(s.as_str());
+        }
+        if let Some(a) = &f.assignee {
+            q.push(" AND assignee = ").push_bind(a.clone());
+        }
+        if let Some(tag) = &f.tag {
+            q.push(" AND id IN (SELECT ticket_id FROM ticket_tags WHERE tag = ").push_bind(tag.clone()).push(")");
+        }
+        if let Some(text) = &f.text {
+            let pat = format!("%{}%", like_escape(text));
+            q.push(" AND (title ILIKE ").push_bind(pat.clone()).push(" OR description ILIKE ").push_bind(pat).push(")");
+        }
+        if let Some(v) = &f.visible_to {
+            if !v.restricted_ok {
+                q.push(" AND (NOT restricted OR owner = ").push_bind(v.username.clone());
+                q.push(" OR assignee = ").push_bind(v.username.clone());
+                q.push(" OR created_by = ").push_bind(v.username.clone()).push(")");
+            }
+            if v.only_own {
+                q.push(" AND (owner = ").push_bind(v.username.clone());
+                q.push(" OR assignee = ").push_bind(v.username.clone());
+                q.push(" OR created_by = ").push_bind(v.username.clone()).push(")");
+            }
+        }
+        if let Some(n) = f.before_number {
+            q.push(" AND number < ").push_bind(n);
+        }
+        q.push(" ORDER BY number DESC LIMIT ").push_bind(i64::from(f.limit.max(1)));
+        let rows = q.build().fetch_all(&self.pool).await.map_err(err)?;
+        rows.iter().map(rows::ticket).collect()
+    }
+}
+
+/// Escapes `%`, `_` and `\` so user text matches literally in `ILIKE` (default escape `\`).
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[async_trait]
+impl UserStore for PgStore {
+    async fn get_user(&self, id: UserId) -> StoreResult<UserRecord> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = $1")
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?
+            .ok_or(StoreError::NotFound)?;
+        rows::user(&row)
+    }
+
+    async fn get_user_by_name(&self, username: &str) -> StoreResult<UserRecord> {
+        let row = sqlx::query("SELECT * FROM users WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?
+            .ok_or(StoreError::NotFound)?;
+        rows::user(&row)
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query("SELECT * FROM users ORDER BY username").fetch_all(&self.pool).await.map_err(err)?;
+        rows.iter().map(|r| rows::user(r).map(|u| u.user)).collect()
+    }
+
+    async fn count_users(&self) -> StoreResult<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await.map_err(err)?;
+        Ok(n)
+    }
+
+    async fn get_token_by_hash(&self, token_hash: &str) -> StoreResult<TokenRecord> {
+        let row = sqlx::query("SELECT * FROM api_tokens WHERE token_hash = $1")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?
+            .ok_or(StoreError::NotFound)?;
+        rows::token(&row)
+    }
+
+    async fn list_tokens(&self, user_id: UserId) -> StoreResult<Vec<TokenRecord>> {
+        let rows = sqlx::query("SELECT * FROM api_tokens WHERE user_id = $1 ORDER BY created_at")
+            .bind(user_id.as_uuid())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter().map(rows::token).collect()
+    }
+}
+
+#[async_trait]
+impl AuditStore for PgStore {
+    async fn audit_entries(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter().map(rows::audit).collect()
+    }
+
+    async fn ticket_audit(&self, ticket: TicketId, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        let rows = sqlx::query("SELECT * FROM audit_log WHERE ticket_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+            .bind(ticket.as_uuid())
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter().map(rows::audit).collect()
+    }
+
+    async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
+        let rows: Vec<(i64, String, String, String)> =
+            sqlx::query_as("SELECT seq, hash, key_id, signature FROM audit_checkpoints ORDER BY seq")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(rows.into_iter().map(|(seq, hash, key_id, signature)| Checkpoint { seq, hash, key_id, signature }).collect())
+    }
+}

@@ -7,7 +7,7 @@ mod signer;
 #[cfg(feature = "testing")]
 pub mod conformance;
 
-pub use signer::{AuditSigner, HeadFile};
+pub use signer::{AuditSigner, HeadFile, write_private};
 
 use async_trait::async_trait;
 use firebreak_domain::audit::{AuditDraft, AuditRecord, Checkpoint};

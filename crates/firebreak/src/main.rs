@@ -1,1 +1,373 @@
-fn main() {}
+//! The `firebreak` binary: command-line parsing, configuration, wiring of store, app and server.
+#![forbid(unsafe_code)]
+
+mod config;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use config::{Settings, StoreArgs, redact_url};
+use firebreak_app::{App, AppConfig, AppError, CLI_ACTOR, NewUser, TokenSpec};
+use firebreak_domain::role::{Role, Scope};
+use firebreak_store::{AuditSigner, DynStore, HeadFile};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "firebreak", version, about = "Security incident management and response")]
+struct Cli {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (API, web UI, intake, workers).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "FIREBREAK_LISTEN")]
+        listen: Option<String>,
+        /// Allow plain HTTP on a non-loopback address because a TLS proxy terminates in front.
+        #[arg(long, env = "FIREBREAK_BEHIND_TLS_PROXY")]
+        behind_tls_proxy: bool,
+        /// Log as JSON lines instead of text.
+        #[arg(long, env = "FIREBREAK_LOG_JSON")]
+        log_json: bool,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user (prints a random password unless --password-stdin).
+    Add {
+        name: String,
+        #[arg(long = "role", required = true, value_parser = parse_role)]
+        roles: Vec<Role>,
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        seniority: i32,
+        #[arg(long)]
+        email: Option<String>,
+        /// Grant a clearance (`restricted`: may read restricted tickets).
+        #[arg(long = "clearance")]
+        clearances: Vec<String>,
+        /// Create the user off duty.
+        #[arg(long)]
+        off_duty: bool,
+        /// Read the password from one line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Disable a user; their tokens stop working at once.
+    Disable { name: String },
+    /// Replace a user's roles.
+    SetRole {
+        name: String,
+        #[arg(long = "role", required = true, value_parser = parse_role)]
+        roles: Vec<Role>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token; prints only the token.
+    Create {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Limit the token (`read`, `write`, `intake`, `admin`); default: all the user's rights.
+        #[arg(long = "scope", value_parser = parse_scope)]
+        scopes: Vec<Scope>,
+        /// Lifetime, e.g. `90d`, `12h`, `30m`; default: no expiry.
+        #[arg(long, value_parser = parse_duration)]
+        expires: Option<time::Duration>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain, its signed checkpoints and the head kept outside the database.
+    Verify,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| format!("unknown role {s:?}; expected one of {}", Role::ALL.map(|r| r.as_str()).join(", ")))
+}
+
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    Scope::parse(s).ok_or_else(|| format!("unknown scope {s:?}; expected one of read, write, intake, admin"))
+}
+
+fn parse_duration(s: &str) -> Result<time::Duration, String> {
+    let bad = || format!("{s:?} is not a duration like 90d, 12h, 30m or 45s");
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: i64 = num.parse().map_err(|_| bad())?;
+    let d = match unit {
+        "d" => time::Duration::days(n),
+        "h" => time::Duration::hours(n),
+        "m" => time::Duration::minutes(n),
+        "s" => time::Duration::seconds(n),
+        _ => return Err(bad()),
+    };
+    if d <= time::Duration::ZERO { Err(bad()) } else { Ok(d) }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+struct Opened {
+    store: DynStore,
+    signer: Arc<AuditSigner>,
+    head: HeadFile,
+    settings: Settings,
+}
+
+async fn open(settings: Settings, create_key: bool) -> anyhow::Result<Opened> {
+    std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    if create_key && settings.is_postgres() && !settings.audit_key_file.exists() {
+        tracing::warn!(path = %settings.audit_key_file.display(), "generating an audit key; every node on this PostgreSQL must share it (FIREBREAK_AUDIT_KEY_FILE)");
+    }
+    let key = AuditSigner::load_key(&settings.audit_key_file, create_key)?;
+    let head = HeadFile::new(settings.data_dir.join("audit-head"));
+    let signer = Arc::new(AuditSigner::new(key, Some(head.clone())));
+    let store: DynStore = if settings.is_postgres() {
+        Arc::new(
+            firebreak_store_postgres::PgStore::open(&settings.database_url, signer.clone())
+                .await
+                .with_context(|| format!("opening {}", redact_url(&settings.database_url)))?,
+        )
+    } else {
+        Arc::new(
+            firebreak_store_sqlite::SqliteStore::open(&settings.database_url, signer.clone())
+                .await
+                .with_context(|| format!("opening {}", settings.database_url))?,
+        )
+    };
+    Ok(Opened { store, signer, head, settings })
+}
+
+fn app_for(o: &Opened) -> App {
+    App::new(o.store.clone(), AppConfig { ticket_prefix: o.settings.ticket_prefix.clone() })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { listen, behind_tls_proxy, log_json } => {
+            init_tracing(log_json);
+            let settings = Settings::resolve(&cli.store, listen.as_deref(), behind_tls_proxy)?;
+            serve(settings).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        command => {
+            init_tracing(false);
+            let settings = Settings::resolve(&cli.store, None, false)?;
+            let o = open(settings, !matches!(command, Command::Audit(_))).await?;
+            let res = admin(&o, command).await;
+            o.store.close().await;
+            res
+        }
+    }
+}
+
+async fn admin(o: &Opened, command: Command) -> anyhow::Result<ExitCode> {
+    let app = app_for(o);
+    let mut out = std::io::stdout().lock();
+    match command {
+        Command::Serve { .. } => bail!("serve is not an administration command"),
+        Command::Migrate => {
+            writeln!(out, "migrations applied to {}", redact_url(&o.settings.database_url))?;
+        }
+        Command::User(UserCommand::Add { name, roles, title, seniority, email, clearances, off_duty, password_stdin }) => {
+            let (password, show) = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+                let pw = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line).to_string();
+                (pw, false)
+            } else {
+                (firebreak_app::generate_password(), true)
+            };
+            let u = NewUser { username: name, roles, title, seniority, on_duty: !off_duty, email, clearances, password: Some(password.clone()) };
+            let user = app.add_user(CLI_ACTOR, &u).await.map_err(app_err)?;
+            writeln!(out, "created user {} ({})", user.username, user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "))?;
+            if show {
+                writeln!(out, "password: {password}")?;
+            }
+        }
+        Command::User(UserCommand::List) => {
+            writeln!(out, "{:<24} {:<36} {:<18} {:>9} {:<8} {:<8}", "USERNAME", "ROLES", "TITLE", "SENIORITY", "ON DUTY", "STATE")?;
+            for u in app.all_users().await.map_err(app_err)? {
+                let roles = u.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",");
+                writeln!(
+                    out,
+                    "{:<24} {:<36} {:<18} {:>9} {:<8} {:<8}",
+                    u.username,
+                    roles,
+                    u.title.unwrap_or_default(),
+                    u.seniority,
+                    if u.on_duty { "yes" } else { "no" },
+                    if u.disabled { "disabled" } else { "active" }
+                )?;
+            }
+        }
+        Command::User(UserCommand::Disable { name }) => {
+            app.disable_user(CLI_ACTOR, &name).await.map_err(app_err)?;
+            writeln!(out, "disabled user {name}; their tokens are revoked")?;
+        }
+        Command::User(UserCommand::SetRole { name, roles }) => {
+            let u = app.set_roles(CLI_ACTOR, &name, &roles).await.map_err(app_err)?;
+            writeln!(out, "{}: {}", u.username, u.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "))?;
+        }
+        Command::Token(TokenCommand::Create { user, name, scopes, expires }) => {
+            let (_, secret) = app
+                .create_token(CLI_ACTOR, &TokenSpec { username: user, name, scopes, expires_in: expires })
+                .await
+                .map_err(app_err)?;
+            writeln!(out, "{secret}")?;
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            return verify(o, &mut out).await;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn verify(o: &Opened, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    match firebreak_app::verify::verify_audit(&o.store, o.signer.verifying_key(), &o.head).await {
+        Ok(r) => {
+            writeln!(out, "audit chain intact: {} entries, {} signed checkpoints, last entry {} ({})", r.entries, r.checkpoints, r.last_seq, r.last_hash)?;
+            match r.head_file_seq {
+                Some(s) => writeln!(out, "head outside the database: entry {s} (matches)")?,
+                None if r.entries > 0 => {
+                    writeln!(out, "AUDIT CHAIN BROKEN: the head file {} is missing, so removal of the newest entries cannot be ruled out", o.head.path().display())?;
+                    return Ok(ExitCode::from(1));
+                }
+                None => {}
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(firebreak_app::verify::VerifyError::Broken(b)) => {
+            writeln!(out, "AUDIT CHAIN BROKEN at entry {}: {}", b.seq, b.reason)?;
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn app_err(e: AppError) -> anyhow::Error {
+    match e {
+        AppError::Validation(fields) => {
+            anyhow::anyhow!("{}", fields.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; "))
+        }
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    if !settings.listen.ip().is_loopback() && !settings.behind_tls_proxy {
+        bail!(
+            "refusing to serve plain HTTP on the non-loopback address {}: put a TLS proxy in front and pass --behind-tls-proxy",
+            settings.listen
+        );
+    }
+    tracing::info!(settings = ?settings, "starting firebreak {}", env!("CARGO_PKG_VERSION"));
+    let o = open(settings, true).await?;
+    let app = app_for(&o);
+    if let Some(password) = app.bootstrap_admin().await.map_err(app_err)? {
+        announce_admin(&o.settings.data_dir, &password)?;
+    }
+    let listener = tokio::net::TcpListener::bind(o.settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", o.settings.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, backend = o.store.backend(), "listening");
+    println!("firebreak listening on http://{addr}");
+    std::io::stdout().flush()?;
+    firebreak_server::serve(listener, firebreak_server::router(app), shutdown_signal()).await?;
+    tracing::info!("shutting down: draining the writer");
+    o.store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn announce_admin(data_dir: &Path, password: &str) -> anyhow::Result<()> {
+    let hint = "sign in as admin, or create an API token with: firebreak token create --user admin";
+    if std::io::stdout().is_terminal() {
+        println!("created the first user `admin` with password: {password}");
+        println!("(shown once) {hint}");
+    } else {
+        let path = data_dir.join("initial-admin-password");
+        let _ = std::fs::remove_file(&path);
+        firebreak_store::write_private(&path, format!("{password}\n").as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        tracing::warn!(path = %path.display(), "created the first user `admin`; its password is in this file (mode 0600): read it, then delete the file");
+        println!("created the first user `admin`; password written to {}", path.display());
+        println!("{hint}");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("signal received, shutting down");
+}

@@ -1,0 +1,51 @@
+//! Application errors: what went wrong in terms a client can act on.
+
+use firebreak_domain::{DomainError, FieldError};
+use firebreak_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("not found")]
+    NotFound,
+    #[error("authentication required")]
+    Unauthenticated,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("invalid input")]
+    Validation(Vec<FieldError>),
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage full")]
+    StorageFull,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl AppError {
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        AppError::Validation(vec![FieldError::new(field, message)])
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => AppError::NotFound,
+            StoreError::Conflict(m) => AppError::Conflict { code: "conflict", message: m },
+            StoreError::Unavailable(m) => AppError::Unavailable(m),
+            StoreError::Full(_) => AppError::StorageFull,
+            StoreError::Other(e) => AppError::Unexpected(e),
+        }
+    }
+}
+
+impl From<DomainError> for AppError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Validation(f) => AppError::Validation(f),
+            DomainError::InvalidTransition { code, message } => AppError::Conflict { code, message },
+        }
+    }
+}

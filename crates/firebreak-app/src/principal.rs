@@ -1,0 +1,93 @@
+//! Who is calling, with which rights: a token's rights are its user's roles limited by its scopes.
+
+use crate::{App, AppError, AppResult};
+use firebreak_domain::ids::TokenId;
+use firebreak_domain::role::{Role, Scope, groups};
+use firebreak_domain::user::User;
+use firebreak_store::StoreError;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: User,
+    /// Empty: every right of the user.
+    pub scopes: Vec<Scope>,
+    pub token_id: Option<TokenId>,
+}
+
+impl Principal {
+    pub fn username(&self) -> &str {
+        &self.user.username
+    }
+
+    fn scoped(&self, s: Scope) -> bool {
+        self.scopes.is_empty() || self.scopes.contains(&s)
+    }
+
+    /// May read (GET) what the user's roles allow.
+    pub fn can_read(&self) -> bool {
+        self.scoped(Scope::Read) || self.scoped(Scope::Write) || self.scoped(Scope::Admin)
+    }
+
+    /// May change what the user's roles allow.
+    pub fn can_write(&self) -> bool {
+        self.scoped(Scope::Write)
+    }
+
+    /// Has the admin role and a token allowed to administer.
+    pub fn is_admin(&self) -> bool {
+        self.user.has_role(Role::Admin) && self.scoped(Scope::Admin)
+    }
+
+    pub fn has_any(&self, roles: &[Role]) -> bool {
+        self.user.roles.iter().any(|r| roles.contains(r))
+    }
+
+    /// Roles that are in effect for changes: none when the token may not write.
+    pub fn write_roles(&self) -> &[Role] {
+        if self.can_write() { &self.user.roles } else { &[] }
+    }
+
+    /// May see restricted tickets regardless of involvement.
+    pub fn restricted_ok(&self) -> bool {
+        self.user.has_role(Role::Admin) || self.user.has_clearance_restricted()
+    }
+
+    /// Sees only tickets they reported, own or are assigned.
+    pub fn only_own(&self) -> bool {
+        !self.has_any(groups::READERS)
+    }
+}
+
+/// SHA-256 of a presented token, the only form in which tokens are stored.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl App {
+    /// Resolves a bearer token to a principal, checked against the database on every request:
+    /// revoked, expired tokens and disabled users fail at once.
+    pub async fn authenticate(&self, token: &str) -> AppResult<Principal> {
+        if token.is_empty() || token.len() > 256 {
+            return Err(AppError::Unauthenticated);
+        }
+        let rec = match self.store.get_token_by_hash(&token_hash(token)).await {
+            Ok(r) => r,
+            Err(StoreError::NotFound) => return Err(AppError::Unauthenticated),
+            Err(e) => return Err(e.into()),
+        };
+        let now = self.now();
+        if rec.revoked_at.is_some() || rec.expires_at.is_some_and(|e| e <= now) {
+            return Err(AppError::Unauthenticated);
+        }
+        let user = match self.store.get_user(rec.user_id).await {
+            Ok(u) => u.user,
+            Err(StoreError::NotFound) => return Err(AppError::Unauthenticated),
+            Err(e) => return Err(e.into()),
+        };
+        if user.disabled {
+            return Err(AppError::Unauthenticated);
+        }
+        Ok(Principal { user, scopes: rec.scopes, token_id: Some(rec.id) })
+    }
+}

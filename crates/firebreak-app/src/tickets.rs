@@ -1,0 +1,368 @@
+//! Ticket use cases: create, read, list, edit, the normal-path transitions, the incident log.
+
+use crate::{App, AppError, AppResult, Principal};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use firebreak_domain::api::*;
+use firebreak_domain::audit::{AuditDraft, AuditRecord};
+use firebreak_domain::ids::TicketId;
+use firebreak_domain::role::groups;
+use firebreak_domain::ticket::*;
+use firebreak_store::{ChangeSet, Op, StoreError, TicketFilter, Visibility};
+use serde_json::json;
+
+/// Filters of `GET /tickets`, already parsed.
+#[derive(Debug, Clone, Default)]
+pub struct ListTickets {
+    pub status: Option<TicketStatus>,
+    pub criticality: Option<Criticality>,
+    pub severity: Option<Severity>,
+    pub assignee: Option<String>,
+    pub tag: Option<String>,
+    pub q: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 500;
+
+/// Opaque cursors: base64url of `<kind>:<position>`.
+pub fn encode_cursor(kind: &str, pos: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{kind}:{pos}"))
+}
+
+pub fn decode_cursor(kind: &str, cursor: &str) -> AppResult<i64> {
+    let bad = || AppError::field("cursor", "not a cursor returned by this list");
+    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    let text = String::from_utf8(raw).map_err(|_| bad())?;
+    let (k, pos) = text.split_once(':').ok_or_else(bad)?;
+    if k != kind {
+        return Err(bad());
+    }
+    pos.parse().map_err(|_| bad())
+}
+
+pub fn check_limit(limit: Option<u32>) -> AppResult<u32> {
+    match limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(0) => Err(AppError::field("limit", "must be at least 1")),
+        Some(n) if n > MAX_LIMIT => Err(AppError::field("limit", format!("must be at most {MAX_LIMIT}"))),
+        Some(n) => Ok(n),
+    }
+}
+
+const MAX_RETRIES: usize = 5;
+
+impl App {
+    fn view(&self, t: Ticket) -> TicketView {
+        TicketView::new(t, &self.config.ticket_prefix)
+    }
+
+    /// Records an authorization denial in the audit chain, then returns the 403.
+    async fn deny(&self, p: &Principal, action: &str, ticket: Option<&Ticket>, reason: String) -> AppError {
+        let object = ticket.map(|t| t.id.to_string()).unwrap_or_default();
+        let mut entry = AuditDraft::new(p.username(), "authz.denied", "ticket", object)
+            .details(json!({"attempted": action, "reason": reason}));
+        if let Some(t) = ticket {
+            entry = entry.ticket(t.id);
+        }
+        if let Err(e) = self.store.commit(ChangeSet::new().audit(entry)).await {
+            tracing::warn!(error = %e, "could not audit a denial");
+        }
+        tracing::info!(user = p.username(), action, decision = "deny", %reason, "authorization");
+        AppError::Forbidden(reason)
+    }
+
+    /// Resolves `SEC-000042` or a UUID to a ticket the principal may see; others are 404.
+    pub async fn find_ticket(&self, p: &Principal, reference: &str) -> AppResult<Ticket> {
+        if !p.can_read() {
+            return Err(AppError::NotFound);
+        }
+        let res = if let Some(n) = parse_number(&self.config.ticket_prefix, reference) {
+            self.store.get_ticket_by_number(n).await
+        } else if let Ok(id) = reference.parse::<TicketId>() {
+            self.store.get_ticket(id).await
+        } else {
+            return Err(AppError::NotFound);
+        };
+        let t = match res {
+            Ok(t) => t,
+            Err(StoreError::NotFound) => return Err(AppError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        if !visible(p, &t) {
+            return Err(AppError::NotFound);
+        }
+        Ok(t)
+    }
+
+    pub async fn get_ticket(&self, p: &Principal, reference: &str) -> AppResult<TicketView> {
+        Ok(self.view(self.find_ticket(p, reference).await?))
+    }
+
+    pub async fn create_ticket(&self, p: &Principal, req: &CreateTicketRequest) -> AppResult<TicketView> {
+        if !p.can_write() || !p.has_any(groups::TICKET_OPENERS) {
+            return Err(self
+                .deny(p, "ticket.create", None, "opening tickets requires the helpdesk, responder, senior_responder or manager role".into())
+                .await);
+        }
+        let v = req.validate()?;
+        if let Some(a) = &v.assignee {
+            self.check_active_user("assignee", a).await?;
+        }
+        let now = self.now();
+        let mut t = Ticket {
+            id: TicketId::new(),
+            number: 0,
+            title: v.title,
+            description: v.description,
+            source: v.source.unwrap_or(Source {
+                kind: SourceKind::Internal,
+                name: Some(p.username().to_string()),
+                contact: None,
+            }),
+            severity: v.severity,
+            priority: v.priority,
+            criticality: Criticality::Normal,
+            tier: 1,
+            status: TicketStatus::Open,
+            owner: p.username().to_string(),
+            assignee: v.assignee,
+            restricted: v.restricted,
+            tags: v.tags,
+            resolution: None,
+            problem_category: None,
+            false_positive: false,
+            incident: false,
+            created_by: p.username().to_string(),
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        let entry = AuditDraft::new(p.username(), "ticket.created", "ticket", t.id).ticket(t.id).details(json!({
+            "title": t.title, "severity": t.severity, "priority": t.priority, "source": t.source,
+            "restricted": t.restricted, "tags": t.tags, "assignee": t.assignee,
+        }));
+        let out = self.store.commit(ChangeSet::new().op(Op::InsertTicket(t.clone())).audit(entry)).await?;
+        t.number = out.ticket_numbers.first().copied().ok_or_else(|| anyhow::anyhow!("store assigned no ticket number"))?;
+        tracing::info!(user = p.username(), ticket.number = t.number, "ticket created");
+        Ok(self.view(t))
+    }
+
+    pub async fn list_tickets(&self, p: &Principal, q: &ListTickets) -> AppResult<Page<TicketView>> {
+        let limit = check_limit(q.limit)?;
+        let before_number = q.cursor.as_deref().map(|c| decode_cursor("t", c)).transpose()?;
+        if !p.can_read() {
+            return Ok(Page { items: vec![], next_cursor: None });
+        }
+        if let Some(text) = &q.q
+            && text.chars().count() > MAX_SHORT
+        {
+            return Err(AppError::field("q", format!("must be at most {MAX_SHORT} characters")));
+        }
+        let filter = TicketFilter {
+            status: q.status,
+            criticality: q.criticality,
+            severity: q.severity,
+            assignee: q.assignee.clone(),
+            tag: q.tag.clone(),
+            text: q.q.clone().filter(|s| !s.trim().is_empty()),
+            before_number,
+            limit: limit + 1,
+            visible_to: Some(Visibility {
+                username: p.username().to_string(),
+                restricted_ok: p.restricted_ok(),
+                only_own: p.only_own(),
+            }),
+        };
+        let mut items = self.store.list_tickets(&filter).await?;
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|t| encode_cursor("t", t.number))
+        } else {
+            None
+        };
+        Ok(Page { items: items.into_iter().map(|t| self.view(t)).collect(), next_cursor })
+    }
+
+    pub async fn update_ticket(&self, p: &Principal, reference: &str, req: &UpdateTicketRequest) -> AppResult<TicketView> {
+        for _ in 0..MAX_RETRIES {
+            let t = self.find_ticket(p, reference).await?;
+            if !p.can_write() || !p.has_any(groups::TEAM) {
+                return Err(self.deny(p, "ticket.update", Some(&t), "editing tickets requires a helpdesk, responder or manager role".into()).await);
+            }
+            let (mut n, changed) = req.apply(&t)?;
+            if changed.is_empty() {
+                return Ok(self.view(t));
+            }
+            if changed.contains(&"assignee")
+                && let Some(a) = &n.assignee
+            {
+                self.check_active_user("assignee", a).await?;
+            }
+            if changed.contains(&"owner") {
+                self.check_active_user("owner", &n.owner).await?;
+            }
+            n.updated_at = self.now();
+            let mut diff = serde_json::Map::new();
+            let (before, after) = (serde_json::to_value(&t).unwrap_or_default(), serde_json::to_value(&n).unwrap_or_default());
+            for f in &changed {
+                diff.insert((*f).to_string(), json!({"from": before.get(*f), "to": after.get(*f)}));
+            }
+            let entry = AuditDraft::new(p.username(), "ticket.updated", "ticket", t.id)
+                .ticket(t.id)
+                .details(json!({ "changes": diff }));
+            match self
+                .store
+                .commit(ChangeSet::new().op(Op::UpdateTicket { ticket: n.clone(), expected_version: t.version }).audit(entry))
+                .await
+            {
+                Ok(_) => {
+                    n.version = t.version + 1;
+                    return Ok(self.view(n));
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Conflict { code: "concurrent_update", message: "the ticket keeps changing concurrently; retry".into() })
+    }
+
+    /// Runs one of the normal-path actions (start, resolve, accept/reject closure, reopen,
+    /// mark-false-positive) and logs it.
+    pub async fn transition(&self, p: &Principal, reference: &str, action: &TicketAction, comment: Option<&str>) -> AppResult<TicketView> {
+        if let Some(c) = comment
+            && c.chars().count() > MAX_TEXT
+        {
+            return Err(AppError::field("comment", format!("must be at most {MAX_TEXT} characters")));
+        }
+        for _ in 0..MAX_RETRIES {
+            let t = self.find_ticket(p, reference).await?;
+            let authz = if p.can_write() { action.authorize(p.write_roles(), p.username(), &t) } else { Err("this token may not make changes".into()) };
+            if let Err(reason) = authz {
+                return Err(self.deny(p, action.name(), Some(&t), reason).await);
+            }
+            let mut n = action.apply(&t, p.username(), self.now())?;
+            let mut details = json!({"from": t.status, "to": n.status});
+            match action {
+                TicketAction::Resolve { resolution, problem_category } => {
+                    details["resolution"] = json!(resolution);
+                    details["problem_category"] = json!(problem_category);
+                }
+                TicketAction::RejectClosure { reason } | TicketAction::Reopen { reason } | TicketAction::MarkFalsePositive { reason } => {
+                    details["reason"] = json!(reason);
+                }
+                TicketAction::Start | TicketAction::AcceptClosure => {}
+            }
+            if n.assignee != t.assignee {
+                details["assignee"] = json!(n.assignee);
+            }
+            if let Some(c) = comment.filter(|c| !c.trim().is_empty()) {
+                details["comment"] = json!(c);
+            }
+            let entry = AuditDraft::new(p.username(), &format!("ticket.{}", action.name()), "ticket", t.id).ticket(t.id).details(details);
+            match self
+                .store
+                .commit(ChangeSet::new().op(Op::UpdateTicket { ticket: n.clone(), expected_version: t.version }).audit(entry))
+                .await
+            {
+                Ok(_) => {
+                    n.version = t.version + 1;
+                    tracing::info!(user = p.username(), ticket.number = t.number, action = action.name(), "ticket transition");
+                    return Ok(self.view(n));
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Conflict { code: "concurrent_update", message: "the ticket keeps changing concurrently; retry".into() })
+    }
+
+    pub async fn add_log_entry(&self, p: &Principal, reference: &str, req: &CreateLogEntryRequest) -> AppResult<LogEntryView> {
+        let t = self.find_ticket(p, reference).await?;
+        if !p.can_write() || !p.has_any(groups::TEAM) {
+            return Err(self.deny(p, "log.add", Some(&t), "writing to the incident log requires a helpdesk, responder or manager role".into()).await);
+        }
+        let text = req.validate()?;
+        let entry = AuditDraft::new(p.username(), &format!("log.{}", req.kind.as_str()), "ticket", t.id)
+            .ticket(t.id)
+            .details(json!({"kind": req.kind, "text": text}));
+        let out = self.store.commit(ChangeSet::new().audit(entry)).await?;
+        let seq = out.audit_seqs.first().copied().unwrap_or_default();
+        let recs = self.store.ticket_audit(t.id, seq - 1, 1).await?;
+        recs.into_iter().next().map(log_view).ok_or(AppError::NotFound)
+    }
+
+    pub async fn list_log(&self, p: &Principal, reference: &str, limit: Option<u32>, cursor: Option<&str>) -> AppResult<Page<LogEntryView>> {
+        let t = self.find_ticket(p, reference).await?;
+        let limit = check_limit(limit)?;
+        let after = cursor.map(|c| decode_cursor("l", c)).transpose()?.unwrap_or(0);
+        let mut recs = self.store.ticket_audit(t.id, after, limit + 1).await?;
+        let next_cursor = if recs.len() > limit as usize {
+            recs.truncate(limit as usize);
+            recs.last().map(|r| encode_cursor("l", r.seq))
+        } else {
+            None
+        };
+        Ok(Page { items: recs.into_iter().map(log_view).collect(), next_cursor })
+    }
+
+    pub(crate) async fn check_active_user(&self, field: &str, username: &str) -> AppResult<()> {
+        match self.store.get_user_by_name(username).await {
+            Ok(u) if !u.user.disabled => Ok(()),
+            Ok(_) => Err(AppError::field(field, format!("user {username} is disabled"))),
+            Err(StoreError::NotFound) => Err(AppError::field(field, format!("no user named {username}"))),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Whether a principal may see a ticket at all (404 otherwise).
+pub fn visible(p: &Principal, t: &Ticket) -> bool {
+    let involved = t.owner == p.username() || t.created_by == p.username() || t.assignee.as_deref() == Some(p.username());
+    if t.restricted && !p.restricted_ok() && !involved {
+        return false;
+    }
+    if p.only_own() && !involved {
+        return false;
+    }
+    true
+}
+
+/// A timeline entry from an audit record: notes keep their text, changes get a summary.
+pub fn log_view(r: AuditRecord) -> LogEntryView {
+    let details: serde_json::Value = serde_json::from_str(&r.details).unwrap_or(serde_json::Value::Null);
+    let s = |k: &str| details.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let (kind, text) = match r.action.as_str() {
+        a if a.starts_with("log.") => (s("kind"), s("text")),
+        "ticket.created" => ("change".into(), format!("opened the ticket: {}", s("title"))),
+        "ticket.updated" => {
+            let fields: Vec<String> = details.get("changes").and_then(|c| c.as_object()).map(|m| m.keys().cloned().collect()).unwrap_or_default();
+            ("change".into(), format!("changed {}", fields.join(", ")))
+        }
+        "authz.denied" => ("denied".into(), format!("was refused {}: {}", s("attempted"), s("reason"))),
+        a => {
+            let verb = a.strip_prefix("ticket.").unwrap_or(a);
+            let mut text = format!("{verb}: {} → {}", s("from"), s("to"));
+            for k in ["reason", "resolution", "problem_category", "comment"] {
+                let v = s(k);
+                if !v.is_empty() {
+                    text.push_str(&format!("; {}: {v}", k.replace('_', " ")));
+                }
+            }
+            ("change".into(), text)
+        }
+    };
+    LogEntryView {
+        seq: r.seq,
+        id: r.id,
+        at: firebreak_store::from_millis(r.occurred_at_ms),
+        actor: r.actor,
+        action: r.action,
+        kind,
+        text,
+        details,
+        hash: r.hash,
+    }
+}

@@ -1,0 +1,416 @@
+//! Request and response shapes of the public API (PRODUCT.md §4.2), with their validation.
+//! Firebreak's own request bodies reject unknown fields.
+
+use crate::error::{DomainError, FieldError};
+use crate::role::Role;
+use crate::ticket::*;
+use serde::{Deserialize, Deserializer, Serialize};
+
+#[cfg(feature = "openapi")]
+use utoipa::ToSchema;
+
+fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `POST /api/v1/tickets`: only `title` is required.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreateTicketRequest {
+    pub title: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Default `{kind: "internal", name: <creator>}`.
+    #[serde(default)]
+    pub source: Option<Source>,
+    /// Default `medium`.
+    #[serde(default)]
+    pub severity: Option<Severity>,
+    /// Default from the severity: critical→p1, high→p2, medium→p3, low→p4.
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    #[serde(default)]
+    pub restricted: Option<bool>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// Username of the person who works the ticket.
+    #[serde(default)]
+    pub assignee: Option<String>,
+}
+
+impl CreateTicketRequest {
+    /// Validates and normalizes; returns every problem at once.
+    pub fn validate(&self) -> Result<ValidNewTicket, DomainError> {
+        let mut errs = Vec::new();
+        let title = required_text("title", &self.title, MAX_TITLE, &mut errs);
+        optional_text("description", self.description.as_deref(), MAX_TEXT, &mut errs);
+        if let Some(s) = &self.source {
+            optional_text("source.name", s.name.as_deref(), MAX_SHORT, &mut errs);
+            optional_text("source.contact", s.contact.as_deref(), MAX_SHORT, &mut errs);
+        }
+        let tags = normalize_tags(self.tags.as_deref().unwrap_or_default(), &mut errs);
+        if !errs.is_empty() {
+            return Err(DomainError::Validation(errs));
+        }
+        let severity = self.severity.unwrap_or(Severity::Medium);
+        Ok(ValidNewTicket {
+            title,
+            description: self.description.clone().unwrap_or_default(),
+            source: self.source.clone(),
+            severity,
+            priority: self.priority.unwrap_or(severity.default_priority()),
+            restricted: self.restricted.unwrap_or(false),
+            tags,
+            assignee: self.assignee.clone(),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ValidNewTicket {
+    pub title: String,
+    pub description: String,
+    pub source: Option<Source>,
+    pub severity: Severity,
+    pub priority: Priority,
+    pub restricted: bool,
+    pub tags: Vec<String>,
+    pub assignee: Option<String>,
+}
+
+/// `PATCH /api/v1/tickets/{ref}`: the fields to change; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct UpdateTicketRequest {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub severity: Option<Severity>,
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// A username, or `null` to unassign.
+    #[serde(default, deserialize_with = "double_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub assignee: Option<Option<String>>,
+    /// The ticket owner (who accepts closure).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Root cause is human: a security incident in the narrow sense.
+    #[serde(default)]
+    pub incident: Option<bool>,
+}
+
+impl UpdateTicketRequest {
+    /// Applies the edit to a copy of the ticket; returns it with the names of changed fields.
+    pub fn apply(&self, t: &Ticket) -> Result<(Ticket, Vec<&'static str>), DomainError> {
+        let mut errs = Vec::new();
+        let mut n = t.clone();
+        let mut changed = Vec::new();
+        if let Some(title) = &self.title {
+            n.title = required_text("title", title, MAX_TITLE, &mut errs);
+        }
+        if let Some(d) = &self.description {
+            optional_text("description", Some(d), MAX_TEXT, &mut errs);
+            n.description = d.clone();
+        }
+        if let Some(s) = self.severity {
+            n.severity = s;
+        }
+        if let Some(p) = self.priority {
+            n.priority = p;
+        }
+        if let Some(tags) = &self.tags {
+            n.tags = normalize_tags(tags, &mut errs);
+        }
+        if let Some(a) = &self.assignee {
+            n.assignee = a.clone();
+        }
+        if let Some(o) = &self.owner {
+            n.owner = o.clone();
+        }
+        if let Some(i) = self.incident {
+            n.incident = i;
+        }
+        if !errs.is_empty() {
+            return Err(DomainError::Validation(errs));
+        }
+        for (name, differs) in [
+            ("title", n.title != t.title),
+            ("description", n.description != t.description),
+            ("severity", n.severity != t.severity),
+            ("priority", n.priority != t.priority),
+            ("tags", n.tags != t.tags),
+            ("assignee", n.assignee != t.assignee),
+            ("owner", n.owner != t.owner),
+            ("incident", n.incident != t.incident),
+        ] {
+            if differs {
+                changed.push(name);
+            }
+        }
+        Ok((n, changed))
+    }
+}
+
+/// Body of `resolve`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ResolveRequest {
+    pub resolution: String,
+    pub problem_category: String,
+}
+
+/// Body of `reject-closure`, `reopen` and `mark-false-positive`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ReasonRequest {
+    pub reason: String,
+}
+
+/// Body of `start` and `accept-closure` (optional comment).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CommentRequest {
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// Kinds of incident-log entries team members write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub enum LogKind {
+    #[default]
+    Note,
+    Action,
+    Evidence,
+}
+
+impl LogKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogKind::Note => "note",
+            LogKind::Action => "action",
+            LogKind::Evidence => "evidence",
+        }
+    }
+}
+
+/// `POST /api/v1/tickets/{ref}/log`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreateLogEntryRequest {
+    pub text: String,
+    #[serde(default)]
+    pub kind: LogKind,
+}
+
+impl CreateLogEntryRequest {
+    pub fn validate(&self) -> Result<String, DomainError> {
+        let mut errs = Vec::new();
+        // keep the text verbatim (whitespace is evidence too), only require some content
+        required_text("text", &self.text, MAX_TEXT, &mut errs);
+        if errs.is_empty() { Ok(self.text.clone()) } else { Err(DomainError::Validation(errs)) }
+    }
+}
+
+/// A ticket as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TicketView {
+    pub id: crate::ids::TicketId,
+    /// Human number, e.g. `SEC-000042`; accepted wherever an id is.
+    pub number: String,
+    pub title: String,
+    pub description: String,
+    pub source: Source,
+    pub severity: Severity,
+    pub priority: Priority,
+    pub criticality: Criticality,
+    /// 1 (first level) or 2 (second tier).
+    pub tier: i16,
+    pub status: TicketStatus,
+    pub owner: String,
+    pub assignee: Option<String>,
+    pub restricted: bool,
+    pub tags: Vec<String>,
+    pub resolution: Option<String>,
+    pub problem_category: Option<String>,
+    pub false_positive: bool,
+    pub incident: bool,
+    pub created_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: time::OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub updated_at: time::OffsetDateTime,
+    /// Bumped by every change.
+    pub version: i64,
+}
+
+impl TicketView {
+    pub fn new(t: Ticket, prefix: &str) -> Self {
+        Self {
+            id: t.id,
+            number: format_number(prefix, t.number),
+            title: t.title,
+            description: t.description,
+            source: t.source,
+            severity: t.severity,
+            priority: t.priority,
+            criticality: t.criticality,
+            tier: t.tier,
+            status: t.status,
+            owner: t.owner,
+            assignee: t.assignee,
+            restricted: t.restricted,
+            tags: t.tags,
+            resolution: t.resolution,
+            problem_category: t.problem_category,
+            false_positive: t.false_positive,
+            incident: t.incident,
+            created_by: t.created_by,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            version: t.version,
+        }
+    }
+}
+
+/// `SEC-000042`.
+pub fn format_number(prefix: &str, n: i64) -> String {
+    format!("{prefix}-{n:06}")
+}
+
+/// Parses `SEC-000042` (prefix case-insensitive) into 42.
+pub fn parse_number(prefix: &str, s: &str) -> Option<i64> {
+    let (p, digits) = s.rsplit_once('-')?;
+    if !p.eq_ignore_ascii_case(prefix) || digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|n| *n > 0)
+}
+
+/// One incident-log (timeline) entry: a note written by a person, or a recorded change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct LogEntryView {
+    /// Position in the audit chain.
+    pub seq: i64,
+    pub id: crate::ids::AuditId,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub at: time::OffsetDateTime,
+    pub actor: String,
+    /// e.g. `log.note`, `ticket.created`, `ticket.resolve`.
+    pub action: String,
+    /// `note`, `action`, `evidence` for written entries; `change` for recorded changes.
+    pub kind: String,
+    pub text: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub details: serde_json::Value,
+    pub hash: String,
+}
+
+/// `{items, next_cursor}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// `POST /api/v1/users` (admin).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreateUserRequest {
+    pub username: String,
+    pub roles: Vec<Role>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub seniority: Option<i32>,
+    #[serde(default)]
+    pub on_duty: Option<bool>,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub clearances: Option<Vec<String>>,
+    /// Omit to create a user without a password (token-only, e.g. a sensor).
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+impl CreateUserRequest {
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let mut errs = Vec::new();
+        if let Err(e) = crate::user::validate_username(&self.username) {
+            errs.push(FieldError::new("username", e));
+        }
+        if self.roles.is_empty() {
+            errs.push(FieldError::new("roles", "at least one role is required"));
+        }
+        optional_text("title", self.title.as_deref(), MAX_SHORT, &mut errs);
+        optional_text("email", self.email.as_deref(), MAX_SHORT, &mut errs);
+        if let Some(p) = &self.password
+            && p.chars().count() < 12
+        {
+            errs.push(FieldError::new("password", "must be at least 12 characters"));
+        }
+        if let Some(cs) = &self.clearances {
+            for (i, c) in cs.iter().enumerate() {
+                if c != crate::role::CLEARANCE_RESTRICTED {
+                    errs.push(FieldError::new(format!("clearances[{i}]"), "unknown clearance (expected: restricted)"));
+                }
+            }
+        }
+        if errs.is_empty() { Ok(()) } else { Err(DomainError::Validation(errs)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_format_and_parse() {
+        assert_eq!(format_number("SEC", 42), "SEC-000042");
+        assert_eq!(format_number("SEC", 1_234_567), "SEC-1234567");
+        assert_eq!(parse_number("SEC", "SEC-000042"), Some(42));
+        assert_eq!(parse_number("SEC", "sec-42"), Some(42));
+        assert_eq!(parse_number("SEC", "SEC-"), None);
+        assert_eq!(parse_number("SEC", "SEC-0"), None);
+        assert_eq!(parse_number("SEC", "INC-000042"), None);
+        assert_eq!(parse_number("SEC", "SEC-4x"), None);
+        assert_eq!(parse_number("SEC", "SEC-99999999999999999999"), None);
+    }
+
+    #[test]
+    fn create_request_defaults_priority_from_severity() {
+        let r: CreateTicketRequest = serde_json::from_str(r#"{"title":" x ","severity":"critical"}"#).unwrap();
+        let v = r.validate().unwrap();
+        assert_eq!(v.title, "x");
+        assert_eq!(v.priority, Priority::P1);
+        assert!(serde_json::from_str::<CreateTicketRequest>(r#"{"title":"x","bogus":1}"#).is_err());
+    }
+
+    #[test]
+    fn update_request_distinguishes_null_from_absent() {
+        let r: UpdateTicketRequest = serde_json::from_str(r#"{"assignee":null}"#).unwrap();
+        assert_eq!(r.assignee, Some(None));
+        let r: UpdateTicketRequest = serde_json::from_str(r#"{}"#).unwrap();
+        assert_eq!(r.assignee, None);
+    }
+}

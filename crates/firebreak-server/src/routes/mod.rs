@@ -1,0 +1,5 @@
+//! Route modules, one per resource.
+
+pub mod system;
+pub mod tickets;
+pub mod users;
