@@ -18,6 +18,13 @@ pub struct ApiJson<T>(pub T);
 
 /// Parses a JSON document into `T`, turning serde's error into a 400 (syntax) or a 422 naming the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde accepts a struct written as an array; Firebreak's bodies are objects only
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "body", "expected a JSON object"),
+            Err(e) => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("malformed JSON: {e}")),
+        });
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = match serde_path_to_error::deserialize(&mut de) {
         Ok(v) => v,
