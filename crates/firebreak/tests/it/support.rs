@@ -1,0 +1,138 @@
+//! Running the real `firebreak` binary: CLI commands and servers on port 0.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_firebreak");
+
+/// Where a test's Firebreak keeps its data, and which database it uses.
+#[derive(Clone)]
+pub struct Env {
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl Env {
+    pub fn sqlite(dir: &Path) -> Self {
+        Self { data_dir: dir.to_path_buf(), database_url: None, key_file: None }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args).env("FIREBREAK_DATA_DIR", &self.data_dir).env_remove("FIREBREAK_DATABASE_URL").env("RUST_LOG", "warn");
+        if let Some(u) = &self.database_url {
+            c.env("FIREBREAK_DATABASE_URL", u);
+        }
+        if let Some(k) = &self.key_file {
+            c.env("FIREBREAK_AUDIT_KEY_FILE", k);
+        }
+        c.current_dir(&self.data_dir);
+        c
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.command(args).stdin(Stdio::null()).output().expect("run firebreak")
+    }
+
+    pub fn cli_stdin(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self.command(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Creates a user with these roles (no password) and returns a fresh token for them.
+    pub fn user_token(&self, name: &str, roles: &[&str]) -> String {
+        let mut args = vec!["user", "add", name];
+        for r in roles {
+            args.extend(["--role", r]);
+        }
+        let out = self.cli(&args);
+        assert!(out.status.success(), "user add: {}", String::from_utf8_lossy(&out.stderr));
+        let out = self.cli(&["token", "create", "--user", name]);
+        assert!(out.status.success(), "token create: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    pub fn start(&self) -> Server {
+        let mut child = self
+            .command(&["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn firebreak serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut sent = false;
+            while let Some(Ok(line)) = lines.next() {
+                if !sent && let Some(a) = line.strip_prefix("firebreak listening on http://") {
+                    let _ = tx.send(a.parse::<SocketAddr>().unwrap());
+                    sent = true;
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("server did not start listening");
+        Server { child, addr, started: Instant::now() }
+    }
+}
+
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub started: Instant,
+}
+
+impl Server {
+    pub fn kill9(&mut self) {
+        let _ = Command::new("kill").args(["-9", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn pg_url() -> String {
+    std::env::var("FIREBREAK_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh schema on the test PostgreSQL, selected through the URL's `options` parameter.
+pub fn pg_schema_url() -> (String, String) {
+    let schema = format!("fbp_{}", uuid::Uuid::now_v7().simple());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let pool = sqlx::PgPool::connect(&pg_url())
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {} is required (FIREBREAK_TEST_DATABASE_URL): {e}", pg_url()));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&pool).await.unwrap();
+    });
+    let sep = if pg_url().contains('?') { '&' } else { '?' };
+    (format!("{}{sep}options=-c%20search_path%3D{schema}", pg_url()), schema)
+}
+
+pub fn drop_pg_schema(schema: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        if let Ok(pool) = sqlx::PgPool::connect(&pg_url()).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&pool).await;
+        }
+    });
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
