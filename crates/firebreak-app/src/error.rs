@@ -33,7 +33,10 @@ impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => AppError::NotFound,
-            StoreError::Conflict(m) => AppError::Conflict { code: "conflict", message: m },
+            StoreError::Conflict(m) => AppError::Conflict {
+                code: "conflict",
+                message: m,
+            },
             StoreError::Unavailable(m) => AppError::Unavailable(m),
             StoreError::Full(_) => AppError::StorageFull,
             StoreError::Other(e) => AppError::Unexpected(e),
@@ -45,7 +48,9 @@ impl From<DomainError> for AppError {
     fn from(e: DomainError) -> Self {
         match e {
             DomainError::Validation(f) => AppError::Validation(f),
-            DomainError::InvalidTransition { code, message } => AppError::Conflict { code, message },
+            DomainError::InvalidTransition { code, message } => {
+                AppError::Conflict { code, message }
+            }
         }
     }
 }

@@ -39,7 +39,9 @@ pub struct AppConfig {
 
 impl Default for AppConfig {
     fn default() -> Self {
-        Self { ticket_prefix: "SEC".into() }
+        Self {
+            ticket_prefix: "SEC".into(),
+        }
     }
 }
 
@@ -57,7 +59,11 @@ impl App {
     }
 
     pub fn with_clock(store: DynStore, config: AppConfig, clock: Arc<dyn Clock>) -> Self {
-        Self { store, config: Arc::new(config), clock }
+        Self {
+            store,
+            config: Arc::new(config),
+            clock,
+        }
     }
 
     pub fn store(&self) -> &DynStore {

@@ -45,7 +45,11 @@ impl Principal {
 
     /// Roles that are in effect for changes: none when the token may not write.
     pub fn write_roles(&self) -> &[Role] {
-        if self.can_write() { &self.user.roles } else { &[] }
+        if self.can_write() {
+            &self.user.roles
+        } else {
+            &[]
+        }
     }
 
     /// May see restricted tickets regardless of involvement.
@@ -88,6 +92,10 @@ impl App {
         if user.disabled {
             return Err(AppError::Unauthenticated);
         }
-        Ok(Principal { user, scopes: rec.scopes, token_id: Some(rec.id) })
+        Ok(Principal {
+            user,
+            scopes: rec.scopes,
+            token_id: Some(rec.id),
+        })
     }
 }

@@ -47,7 +47,10 @@ pub fn check_limit(limit: Option<u32>) -> AppResult<u32> {
     match limit {
         None => Ok(DEFAULT_LIMIT),
         Some(0) => Err(AppError::field("limit", "must be at least 1")),
-        Some(n) if n > MAX_LIMIT => Err(AppError::field("limit", format!("must be at most {MAX_LIMIT}"))),
+        Some(n) if n > MAX_LIMIT => Err(AppError::field(
+            "limit",
+            format!("must be at most {MAX_LIMIT}"),
+        )),
         Some(n) => Ok(n),
     }
 }
@@ -60,7 +63,13 @@ impl App {
     }
 
     /// Records an authorization denial in the audit chain, then returns the 403.
-    async fn deny(&self, p: &Principal, action: &str, ticket: Option<&Ticket>, reason: String) -> AppError {
+    async fn deny(
+        &self,
+        p: &Principal,
+        action: &str,
+        ticket: Option<&Ticket>,
+        reason: String,
+    ) -> AppError {
         let object = ticket.map(|t| t.id.to_string()).unwrap_or_default();
         let mut entry = AuditDraft::new(p.username(), "authz.denied", "ticket", object)
             .details(json!({"attempted": action, "reason": reason}));
@@ -101,7 +110,11 @@ impl App {
         Ok(self.view(self.find_ticket(p, reference).await?))
     }
 
-    pub async fn create_ticket(&self, p: &Principal, req: &CreateTicketRequest) -> AppResult<TicketView> {
+    pub async fn create_ticket(
+        &self,
+        p: &Principal,
+        req: &CreateTicketRequest,
+    ) -> AppResult<TicketView> {
         if !p.can_write() || !p.has_any(groups::TICKET_OPENERS) {
             return Err(self
                 .deny(p, "ticket.create", None, "opening tickets requires the helpdesk, responder, senior_responder or manager role".into())
@@ -144,22 +157,51 @@ impl App {
             "title": t.title, "severity": t.severity, "priority": t.priority, "source": t.source,
             "restricted": t.restricted, "tags": t.tags, "assignee": t.assignee,
         }));
-        let out = self.store.commit(ChangeSet::new().op(Op::InsertTicket(t.clone())).audit(entry)).await?;
-        t.number = out.ticket_numbers.first().copied().ok_or_else(|| anyhow::anyhow!("store assigned no ticket number"))?;
-        tracing::info!(user = p.username(), ticket.number = t.number, "ticket created");
+        let out = self
+            .store
+            .commit(
+                ChangeSet::new()
+                    .op(Op::InsertTicket(t.clone()))
+                    .audit(entry),
+            )
+            .await?;
+        t.number = out
+            .ticket_numbers
+            .first()
+            .copied()
+            .ok_or_else(|| anyhow::anyhow!("store assigned no ticket number"))?;
+        tracing::info!(
+            user = p.username(),
+            ticket.number = t.number,
+            "ticket created"
+        );
         Ok(self.view(t))
     }
 
-    pub async fn list_tickets(&self, p: &Principal, q: &ListTickets) -> AppResult<Page<TicketView>> {
+    pub async fn list_tickets(
+        &self,
+        p: &Principal,
+        q: &ListTickets,
+    ) -> AppResult<Page<TicketView>> {
         let limit = check_limit(q.limit)?;
-        let before_number = q.cursor.as_deref().map(|c| decode_cursor("t", c)).transpose()?;
+        let before_number = q
+            .cursor
+            .as_deref()
+            .map(|c| decode_cursor("t", c))
+            .transpose()?;
         if !p.can_read() {
-            return Ok(Page { items: vec![], next_cursor: None });
+            return Ok(Page {
+                items: vec![],
+                next_cursor: None,
+            });
         }
         if let Some(text) = &q.q
             && text.chars().count() > MAX_SHORT
         {
-            return Err(AppError::field("q", format!("must be at most {MAX_SHORT} characters")));
+            return Err(AppError::field(
+                "q",
+                format!("must be at most {MAX_SHORT} characters"),
+            ));
         }
         let filter = TicketFilter {
             status: q.status,
@@ -183,14 +225,29 @@ impl App {
         } else {
             None
         };
-        Ok(Page { items: items.into_iter().map(|t| self.view(t)).collect(), next_cursor })
+        Ok(Page {
+            items: items.into_iter().map(|t| self.view(t)).collect(),
+            next_cursor,
+        })
     }
 
-    pub async fn update_ticket(&self, p: &Principal, reference: &str, req: &UpdateTicketRequest) -> AppResult<TicketView> {
+    pub async fn update_ticket(
+        &self,
+        p: &Principal,
+        reference: &str,
+        req: &UpdateTicketRequest,
+    ) -> AppResult<TicketView> {
         for _ in 0..MAX_RETRIES {
             let t = self.find_ticket(p, reference).await?;
             if !p.can_write() || !p.has_any(groups::TEAM) {
-                return Err(self.deny(p, "ticket.update", Some(&t), "editing tickets requires a helpdesk, responder or manager role".into()).await);
+                return Err(self
+                    .deny(
+                        p,
+                        "ticket.update",
+                        Some(&t),
+                        "editing tickets requires a helpdesk, responder or manager role".into(),
+                    )
+                    .await);
             }
             let (mut n, changed) = req.apply(&t)?;
             if changed.is_empty() {
@@ -206,16 +263,29 @@ impl App {
             }
             n.updated_at = self.now();
             let mut diff = serde_json::Map::new();
-            let (before, after) = (serde_json::to_value(&t).unwrap_or_default(), serde_json::to_value(&n).unwrap_or_default());
+            let (before, after) = (
+                serde_json::to_value(&t).unwrap_or_default(),
+                serde_json::to_value(&n).unwrap_or_default(),
+            );
             for f in &changed {
-                diff.insert((*f).to_string(), json!({"from": before.get(*f), "to": after.get(*f)}));
+                diff.insert(
+                    (*f).to_string(),
+                    json!({"from": before.get(*f), "to": after.get(*f)}),
+                );
             }
             let entry = AuditDraft::new(p.username(), "ticket.updated", "ticket", t.id)
                 .ticket(t.id)
                 .details(json!({ "changes": diff }));
             match self
                 .store
-                .commit(ChangeSet::new().op(Op::UpdateTicket { ticket: n.clone(), expected_version: t.version }).audit(entry))
+                .commit(
+                    ChangeSet::new()
+                        .op(Op::UpdateTicket {
+                            ticket: n.clone(),
+                            expected_version: t.version,
+                        })
+                        .audit(entry),
+                )
                 .await
             {
                 Ok(_) => {
@@ -226,31 +296,52 @@ impl App {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(AppError::Conflict { code: "concurrent_update", message: "the ticket keeps changing concurrently; retry".into() })
+        Err(AppError::Conflict {
+            code: "concurrent_update",
+            message: "the ticket keeps changing concurrently; retry".into(),
+        })
     }
 
     /// Runs one of the normal-path actions (start, resolve, accept/reject closure, reopen,
     /// mark-false-positive) and logs it.
-    pub async fn transition(&self, p: &Principal, reference: &str, action: &TicketAction, comment: Option<&str>) -> AppResult<TicketView> {
+    pub async fn transition(
+        &self,
+        p: &Principal,
+        reference: &str,
+        action: &TicketAction,
+        comment: Option<&str>,
+    ) -> AppResult<TicketView> {
         if let Some(c) = comment
             && c.chars().count() > MAX_TEXT
         {
-            return Err(AppError::field("comment", format!("must be at most {MAX_TEXT} characters")));
+            return Err(AppError::field(
+                "comment",
+                format!("must be at most {MAX_TEXT} characters"),
+            ));
         }
         for _ in 0..MAX_RETRIES {
             let t = self.find_ticket(p, reference).await?;
-            let authz = if p.can_write() { action.authorize(p.write_roles(), p.username(), &t) } else { Err("this token may not make changes".into()) };
+            let authz = if p.can_write() {
+                action.authorize(p.write_roles(), p.username(), &t)
+            } else {
+                Err("this token may not make changes".into())
+            };
             if let Err(reason) = authz {
                 return Err(self.deny(p, action.name(), Some(&t), reason).await);
             }
             let mut n = action.apply(&t, p.username(), self.now())?;
             let mut details = json!({"from": t.status, "to": n.status});
             match action {
-                TicketAction::Resolve { resolution, problem_category } => {
+                TicketAction::Resolve {
+                    resolution,
+                    problem_category,
+                } => {
                     details["resolution"] = json!(resolution);
                     details["problem_category"] = json!(problem_category);
                 }
-                TicketAction::RejectClosure { reason } | TicketAction::Reopen { reason } | TicketAction::MarkFalsePositive { reason } => {
+                TicketAction::RejectClosure { reason }
+                | TicketAction::Reopen { reason }
+                | TicketAction::MarkFalsePositive { reason } => {
                     details["reason"] = json!(reason);
                 }
                 TicketAction::Start | TicketAction::AcceptClosure => {}
@@ -261,43 +352,95 @@ impl App {
             if let Some(c) = comment.filter(|c| !c.trim().is_empty()) {
                 details["comment"] = json!(c);
             }
-            let entry = AuditDraft::new(p.username(), &format!("ticket.{}", action.name()), "ticket", t.id).ticket(t.id).details(details);
+            let entry = AuditDraft::new(
+                p.username(),
+                &format!("ticket.{}", action.name()),
+                "ticket",
+                t.id,
+            )
+            .ticket(t.id)
+            .details(details);
             match self
                 .store
-                .commit(ChangeSet::new().op(Op::UpdateTicket { ticket: n.clone(), expected_version: t.version }).audit(entry))
+                .commit(
+                    ChangeSet::new()
+                        .op(Op::UpdateTicket {
+                            ticket: n.clone(),
+                            expected_version: t.version,
+                        })
+                        .audit(entry),
+                )
                 .await
             {
                 Ok(_) => {
                     n.version = t.version + 1;
-                    tracing::info!(user = p.username(), ticket.number = t.number, action = action.name(), "ticket transition");
+                    tracing::info!(
+                        user = p.username(),
+                        ticket.number = t.number,
+                        action = action.name(),
+                        "ticket transition"
+                    );
                     return Ok(self.view(n));
                 }
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(AppError::Conflict { code: "concurrent_update", message: "the ticket keeps changing concurrently; retry".into() })
+        Err(AppError::Conflict {
+            code: "concurrent_update",
+            message: "the ticket keeps changing concurrently; retry".into(),
+        })
     }
 
-    pub async fn add_log_entry(&self, p: &Principal, reference: &str, req: &CreateLogEntryRequest) -> AppResult<LogEntryView> {
+    pub async fn add_log_entry(
+        &self,
+        p: &Principal,
+        reference: &str,
+        req: &CreateLogEntryRequest,
+    ) -> AppResult<LogEntryView> {
         let t = self.find_ticket(p, reference).await?;
         if !p.can_write() || !p.has_any(groups::TEAM) {
-            return Err(self.deny(p, "log.add", Some(&t), "writing to the incident log requires a helpdesk, responder or manager role".into()).await);
+            return Err(self
+                .deny(
+                    p,
+                    "log.add",
+                    Some(&t),
+                    "writing to the incident log requires a helpdesk, responder or manager role"
+                        .into(),
+                )
+                .await);
         }
         let text = req.validate()?;
-        let entry = AuditDraft::new(p.username(), &format!("log.{}", req.kind.as_str()), "ticket", t.id)
-            .ticket(t.id)
-            .details(json!({"kind": req.kind, "text": text}));
+        let entry = AuditDraft::new(
+            p.username(),
+            &format!("log.{}", req.kind.as_str()),
+            "ticket",
+            t.id,
+        )
+        .ticket(t.id)
+        .details(json!({"kind": req.kind, "text": text}));
         let out = self.store.commit(ChangeSet::new().audit(entry)).await?;
         let seq = out.audit_seqs.first().copied().unwrap_or_default();
         let recs = self.store.ticket_audit(t.id, seq - 1, 1).await?;
-        recs.into_iter().next().map(log_view).ok_or(AppError::NotFound)
+        recs.into_iter()
+            .next()
+            .map(log_view)
+            .ok_or(AppError::NotFound)
     }
 
-    pub async fn list_log(&self, p: &Principal, reference: &str, limit: Option<u32>, cursor: Option<&str>) -> AppResult<Page<LogEntryView>> {
+    pub async fn list_log(
+        &self,
+        p: &Principal,
+        reference: &str,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> AppResult<Page<LogEntryView>> {
         let t = self.find_ticket(p, reference).await?;
         let limit = check_limit(limit)?;
-        let after = cursor.map(|c| decode_cursor("l", c)).transpose()?.unwrap_or(0);
+        let after = cursor
+            .map(|c| decode_cursor("l", c))
+            .transpose()?
+            .unwrap_or(0);
         let mut recs = self.store.ticket_audit(t.id, after, limit + 1).await?;
         let next_cursor = if recs.len() > limit as usize {
             recs.truncate(limit as usize);
@@ -305,14 +448,22 @@ impl App {
         } else {
             None
         };
-        Ok(Page { items: recs.into_iter().map(log_view).collect(), next_cursor })
+        Ok(Page {
+            items: recs.into_iter().map(log_view).collect(),
+            next_cursor,
+        })
     }
 
     pub(crate) async fn check_active_user(&self, field: &str, username: &str) -> AppResult<()> {
         match self.store.get_user_by_name(username).await {
             Ok(u) if !u.user.disabled => Ok(()),
-            Ok(_) => Err(AppError::field(field, format!("user {username} is disabled"))),
-            Err(StoreError::NotFound) => Err(AppError::field(field, format!("no user named {username}"))),
+            Ok(_) => Err(AppError::field(
+                field,
+                format!("user {username} is disabled"),
+            )),
+            Err(StoreError::NotFound) => {
+                Err(AppError::field(field, format!("no user named {username}")))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -320,7 +471,9 @@ impl App {
 
 /// Whether a principal may see a ticket at all (404 otherwise).
 pub fn visible(p: &Principal, t: &Ticket) -> bool {
-    let involved = t.owner == p.username() || t.created_by == p.username() || t.assignee.as_deref() == Some(p.username());
+    let involved = t.owner == p.username()
+        || t.created_by == p.username()
+        || t.assignee.as_deref() == Some(p.username());
     if t.restricted && !p.restricted_ok() && !involved {
         return false;
     }
@@ -332,16 +485,33 @@ pub fn visible(p: &Principal, t: &Ticket) -> bool {
 
 /// A timeline entry from an audit record: notes keep their text, changes get a summary.
 pub fn log_view(r: AuditRecord) -> LogEntryView {
-    let details: serde_json::Value = serde_json::from_str(&r.details).unwrap_or(serde_json::Value::Null);
-    let s = |k: &str| details.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let details: serde_json::Value =
+        serde_json::from_str(&r.details).unwrap_or(serde_json::Value::Null);
+    let s = |k: &str| {
+        details
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
     let (kind, text) = match r.action.as_str() {
         a if a.starts_with("log.") => (s("kind"), s("text")),
-        "ticket.created" => ("change".into(), format!("opened the ticket: {}", s("title"))),
+        "ticket.created" => (
+            "change".into(),
+            format!("opened the ticket: {}", s("title")),
+        ),
         "ticket.updated" => {
-            let fields: Vec<String> = details.get("changes").and_then(|c| c.as_object()).map(|m| m.keys().cloned().collect()).unwrap_or_default();
+            let fields: Vec<String> = details
+                .get("changes")
+                .and_then(|c| c.as_object())
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
             ("change".into(), format!("changed {}", fields.join(", ")))
         }
-        "authz.denied" => ("denied".into(), format!("was refused {}: {}", s("attempted"), s("reason"))),
+        "authz.denied" => (
+            "denied".into(),
+            format!("was refused {}: {}", s("attempted"), s("reason")),
+        ),
         a => {
             let verb = a.strip_prefix("ticket.").unwrap_or(a);
             let mut text = format!("{verb}: {} → {}", s("from"), s("to"));

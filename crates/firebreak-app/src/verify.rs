@@ -12,19 +12,53 @@ pub enum VerifyError {
     Io(anyhow::Error),
 }
 
-pub async fn verify_audit(store: &DynStore, key: ed25519_dalek::VerifyingKey, head: &HeadFile) -> Result<VerifyReport, VerifyError> {
+/// How often verification catches up with checkpoints committed while it runs.
+const CATCH_UP_ROUNDS: usize = 64;
+
+pub async fn verify_audit(
+    store: &DynStore,
+    key: ed25519_dalek::VerifyingKey,
+    head: &HeadFile,
+) -> Result<VerifyReport, VerifyError> {
+    let io = |e: firebreak_store::StoreError| VerifyError::Io(e.into());
     // The head file is read first: anything committed after it is newer, never older.
     let head_cp = head.read().map_err(VerifyError::Io)?;
-    let cps = store.checkpoints().await.map_err(|e| VerifyError::Io(e.into()))?;
-    let mut v = ChainVerifier::new(key, cps, head_cp);
-    let mut after = 0;
-    loop {
-        let page = store.audit_entries(after, 2000).await.map_err(|e| VerifyError::Io(e.into()))?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for r in &page {
-            v.push(r)?;
+    let mut v = ChainVerifier::new(key, store.checkpoints().await.map_err(io)?, head_cp);
+    // Entries are verified up to the newest checkpoint loaded; servers may commit meanwhile, so
+    // newer checkpoints are fetched and verification continues until it has caught up.
+    let mut caught_up = false;
+    for _ in 0..CATCH_UP_ROUNDS {
+        let limit = v.newest_checkpoint();
+        let mut after = v.verified_up_to();
+        while after < limit {
+            let page = store.audit_entries(after, 2000).await.map_err(io)?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for r in page.iter().take_while(|r| r.seq <= limit) {
+                v.push(r)?;
+            }
         }
+        let newer = store
+            .audit_entries(v.verified_up_to(), 1)
+            .await
+            .map_err(io)?;
+        if newer.is_empty() {
+            caught_up = true;
+            break;
+        }
+        let before = v.newest_checkpoint();
+        v.add_checkpoints(store.checkpoints().await.map_err(io)?);
+        if v.newest_checkpoint() == before {
+            // entries after the newest signed checkpoint, and none is coming: forged
+            for r in &newer {
+                v.push(r)?;
+            }
+            caught_up = true;
+            break;
+        }
+    }
+    if !caught_up {
+        v.stop_at_verified();
     }
     Ok(v.finish()?)
 }

@@ -9,7 +9,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 #[cfg(feature = "openapi")]
 use utoipa::ToSchema;
 
-fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -44,7 +46,12 @@ impl CreateTicketRequest {
     pub fn validate(&self) -> Result<ValidNewTicket, DomainError> {
         let mut errs = Vec::new();
         let title = required_text("title", &self.title, MAX_TITLE, &mut errs);
-        optional_text("description", self.description.as_deref(), MAX_TEXT, &mut errs);
+        optional_text(
+            "description",
+            self.description.as_deref(),
+            MAX_TEXT,
+            &mut errs,
+        );
         if let Some(s) = &self.source {
             optional_text("source.name", s.name.as_deref(), MAX_SHORT, &mut errs);
             optional_text("source.contact", s.contact.as_deref(), MAX_SHORT, &mut errs);
@@ -220,7 +227,11 @@ impl CreateLogEntryRequest {
         let mut errs = Vec::new();
         // keep the text verbatim (whitespace is evidence too), only require some content
         required_text("text", &self.text, MAX_TEXT, &mut errs);
-        if errs.is_empty() { Ok(self.text.clone()) } else { Err(DomainError::Validation(errs)) }
+        if errs.is_empty() {
+            Ok(self.text.clone())
+        } else {
+            Err(DomainError::Validation(errs))
+        }
     }
 }
 
@@ -296,7 +307,11 @@ pub fn format_number(prefix: &str, n: i64) -> String {
 /// Parses `SEC-000042` (prefix case-insensitive) into 42.
 pub fn parse_number(prefix: &str, s: &str) -> Option<i64> {
     let (p, digits) = s.rsplit_once('-')?;
-    if !p.eq_ignore_ascii_case(prefix) || digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if !p.eq_ignore_ascii_case(prefix)
+        || digits.is_empty()
+        || digits.len() > 18
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     digits.parse().ok().filter(|n| *n > 0)
@@ -367,16 +382,26 @@ impl CreateUserRequest {
         if let Some(p) = &self.password
             && p.chars().count() < 12
         {
-            errs.push(FieldError::new("password", "must be at least 12 characters"));
+            errs.push(FieldError::new(
+                "password",
+                "must be at least 12 characters",
+            ));
         }
         if let Some(cs) = &self.clearances {
             for (i, c) in cs.iter().enumerate() {
                 if c != crate::role::CLEARANCE_RESTRICTED {
-                    errs.push(FieldError::new(format!("clearances[{i}]"), "unknown clearance (expected: restricted)"));
+                    errs.push(FieldError::new(
+                        format!("clearances[{i}]"),
+                        "unknown clearance (expected: restricted)",
+                    ));
                 }
             }
         }
-        if errs.is_empty() { Ok(()) } else { Err(DomainError::Validation(errs)) }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(DomainError::Validation(errs))
+        }
     }
 }
 
@@ -399,7 +424,8 @@ mod tests {
 
     #[test]
     fn create_request_defaults_priority_from_severity() {
-        let r: CreateTicketRequest = serde_json::from_str(r#"{"title":" x ","severity":"critical"}"#).unwrap();
+        let r: CreateTicketRequest =
+            serde_json::from_str(r#"{"title":" x ","severity":"critical"}"#).unwrap();
         let v = r.validate().unwrap();
         assert_eq!(v.title, "x");
         assert_eq!(v.priority, Priority::P1);

@@ -22,6 +22,7 @@ pub struct AuditDraft {
 }
 
 impl AuditDraft {
+    #[expect(clippy::needless_pass_by_value, reason = "ids are Copy and read better by value")]
     pub fn new(actor: &str, action: &str, object_type: &str, object_id: impl ToString) -> Self {
         Self {
             actor: actor.to_string(),
@@ -136,9 +137,14 @@ pub fn sign_checkpoint(key: &SigningKey, seq: i64, hash: &str) -> Checkpoint {
 }
 
 pub fn checkpoint_is_valid(key: &VerifyingKey, cp: &Checkpoint) -> bool {
-    let Ok(bytes) = hex::decode(&cp.signature) else { return false };
-    let Ok(sig) = Signature::from_slice(&bytes) else { return false };
-    key.verify(&checkpoint_message(cp.seq, &cp.hash), &sig).is_ok()
+    let Ok(bytes) = hex::decode(&cp.signature) else {
+        return false;
+    };
+    let Ok(sig) = Signature::from_slice(&bytes) else {
+        return false;
+    };
+    key.verify(&checkpoint_message(cp.seq, &cp.hash), &sig)
+        .is_ok()
 }
 
 /// Where and why a chain stopped being trustworthy.
@@ -181,33 +187,75 @@ impl ChainVerifier {
         }
     }
 
+    /// Adds checkpoints committed since the verifier was created (verification while servers write).
+    pub fn add_checkpoints(&mut self, cps: Vec<Checkpoint>) {
+        for c in cps {
+            self.checkpoints.entry(c.seq).or_insert(c);
+        }
+    }
+
+    /// The newest checkpointed entry known.
+    pub fn newest_checkpoint(&self) -> i64 {
+        self.checkpoints.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// Forgets checkpoints beyond the last verified entry: used when writers keep committing and
+    /// verification stops at a point it has fully checked (the newer entries exist, unverified).
+    pub fn stop_at_verified(&mut self) {
+        let last = self.expected_seq - 1;
+        self.checkpoints.retain(|seq, _| *seq <= last);
+    }
+
+    /// The last entry verified so far.
+    pub fn verified_up_to(&self) -> i64 {
+        self.expected_seq - 1
+    }
+
     pub fn push(&mut self, rec: &AuditRecord) -> Result<(), ChainBreak> {
         let brk = |seq: i64, reason: String| Err(ChainBreak { seq, reason });
         if rec.seq != self.expected_seq {
             return brk(
                 self.expected_seq,
-                format!("expected entry {} but found entry {} (entries deleted, inserted or reordered)", self.expected_seq, rec.seq),
+                format!(
+                    "expected entry {} but found entry {} (entries deleted, inserted or reordered)",
+                    self.expected_seq, rec.seq
+                ),
             );
         }
         if rec.prev_hash != self.prev_hash {
-            return brk(rec.seq, "prev_hash does not match the previous entry's hash".into());
+            return brk(
+                rec.seq,
+                "prev_hash does not match the previous entry's hash".into(),
+            );
         }
         if rec.compute_hash() != rec.hash {
-            return brk(rec.seq, "content does not match its hash (entry altered)".into());
+            return brk(
+                rec.seq,
+                "content does not match its hash (entry altered)".into(),
+            );
         }
         if let Some(cp) = self.checkpoints.get(&rec.seq) {
             if !checkpoint_is_valid(&self.key, cp) {
-                return brk(rec.seq, "checkpoint signature is not valid for the audit key".into());
+                return brk(
+                    rec.seq,
+                    "checkpoint signature is not valid for the audit key".into(),
+                );
             }
             if cp.hash != rec.hash {
-                return brk(rec.seq, "entry hash differs from its signed checkpoint".into());
+                return brk(
+                    rec.seq,
+                    "entry hash differs from its signed checkpoint".into(),
+                );
             }
         }
         if let Some(head) = &self.head
             && head.seq == rec.seq
             && head.hash != rec.hash
         {
-            return brk(rec.seq, "entry hash differs from the signed head kept outside the database".into());
+            return brk(
+                rec.seq,
+                "entry hash differs from the signed head kept outside the database".into(),
+            );
         }
         self.prev_hash = rec.hash.clone();
         self.expected_seq += 1;
@@ -220,22 +268,34 @@ impl ChainVerifier {
         if let Some((&seq, _)) = self.checkpoints.range(last_seq + 1..).next() {
             return Err(ChainBreak {
                 seq: last_seq + 1,
-                reason: format!("a signed checkpoint covers entry {seq}, but the log ends at entry {last_seq} (newest entries removed)"),
+                reason: format!(
+                    "a signed checkpoint covers entry {seq}, but the log ends at entry {last_seq} (newest entries removed)"
+                ),
             });
         }
         if let Some(head) = &self.head {
             if !checkpoint_is_valid(&self.key, head) {
-                return Err(ChainBreak { seq: head.seq, reason: "the head file's signature is not valid for the audit key".into() });
+                return Err(ChainBreak {
+                    seq: head.seq,
+                    reason: "the head file's signature is not valid for the audit key".into(),
+                });
             }
             if head.seq > last_seq {
                 return Err(ChainBreak {
                     seq: last_seq + 1,
-                    reason: format!("the signed head outside the database is at entry {}, but the log ends at entry {last_seq} (newest entries removed)", head.seq),
+                    reason: format!(
+                        "the signed head outside the database is at entry {}, but the log ends at entry {last_seq} (newest entries removed)",
+                        head.seq
+                    ),
                 });
             }
         }
         if last_seq > 0 && !self.checkpoints.contains_key(&last_seq) {
-            return Err(ChainBreak { seq: last_seq, reason: "the newest entry is not covered by a signed checkpoint (entry forged)".into() });
+            return Err(ChainBreak {
+                seq: last_seq,
+                reason: "the newest entry is not covered by a signed checkpoint (entry forged)"
+                    .into(),
+            });
         }
         Ok(VerifyReport {
             entries: self.entries,
@@ -267,7 +327,7 @@ mod tests {
                 .details(serde_json::json!({"i": i, "text": format!("entry {i}")}));
             let r = d.seal(i, &prev, 1_700_000_000_000 + i);
             prev = r.hash.clone();
-            if i as usize % batch == 0 || i as usize == n {
+            if (i as usize).is_multiple_of(batch) || i as usize == n {
                 cps.push(sign_checkpoint(&k, i, &r.hash));
             }
             recs.push(r);
@@ -276,7 +336,11 @@ mod tests {
         (recs, cps, head)
     }
 
-    fn verify(recs: &[AuditRecord], cps: Vec<Checkpoint>, head: Option<Checkpoint>) -> Result<VerifyReport, ChainBreak> {
+    fn verify(
+        recs: &[AuditRecord],
+        cps: Vec<Checkpoint>,
+        head: Option<Checkpoint>,
+    ) -> Result<VerifyReport, ChainBreak> {
         let mut v = ChainVerifier::new(key().verifying_key(), cps, head);
         for r in recs {
             v.push(r)?;
@@ -325,7 +389,11 @@ mod tests {
     fn rechain(recs: &mut [AuditRecord], from: usize) {
         for i in from..recs.len() {
             recs[i].seq = i as i64 + 1;
-            recs[i].prev_hash = if i == 0 { GENESIS_HASH.into() } else { recs[i - 1].hash.clone() };
+            recs[i].prev_hash = if i == 0 {
+                GENESIS_HASH.into()
+            } else {
+                recs[i - 1].hash.clone()
+            };
             recs[i].hash = recs[i].compute_hash();
         }
     }

@@ -125,7 +125,10 @@ pub fn required_text(field: &str, value: &str, max: usize, errs: &mut Vec<FieldE
     if v.is_empty() {
         errs.push(FieldError::new(field, "must not be empty"));
     } else if v.chars().count() > max {
-        errs.push(FieldError::new(field, format!("must be at most {max} characters")));
+        errs.push(FieldError::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     }
     v.to_string()
 }
@@ -135,7 +138,10 @@ pub fn optional_text(field: &str, value: Option<&str>, max: usize, errs: &mut Ve
     if let Some(v) = value
         && v.chars().count() > max
     {
-        errs.push(FieldError::new(field, format!("must be at most {max} characters")));
+        errs.push(FieldError::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     }
 }
 
@@ -150,7 +156,10 @@ pub fn normalize_tags(tags: &[String], errs: &mut Vec<FieldError>) -> Vec<String
         if t.is_empty() {
             errs.push(FieldError::new(format!("tags[{i}]"), "must not be empty"));
         } else if t.chars().count() > MAX_TAG {
-            errs.push(FieldError::new(format!("tags[{i}]"), format!("must be at most {MAX_TAG} characters")));
+            errs.push(FieldError::new(
+                format!("tags[{i}]"),
+                format!("must be at most {MAX_TAG} characters"),
+            ));
         } else if !out.iter().any(|o| o == t) {
             out.push(t.to_string());
         }
@@ -162,11 +171,20 @@ pub fn normalize_tags(tags: &[String], errs: &mut Vec<FieldError>) -> Vec<String
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TicketAction {
     Start,
-    Resolve { resolution: String, problem_category: String },
+    Resolve {
+        resolution: String,
+        problem_category: String,
+    },
     AcceptClosure,
-    RejectClosure { reason: String },
-    Reopen { reason: String },
-    MarkFalsePositive { reason: String },
+    RejectClosure {
+        reason: String,
+    },
+    Reopen {
+        reason: String,
+    },
+    MarkFalsePositive {
+        reason: String,
+    },
 }
 
 impl TicketAction {
@@ -199,12 +217,21 @@ impl TicketAction {
         }
         Err(match self {
             TicketAction::Start | TicketAction::Resolve { .. } => {
-                format!("{} requires the responder or senior_responder role", self.name())
+                format!(
+                    "{} requires the responder or senior_responder role",
+                    self.name()
+                )
             }
             TicketAction::AcceptClosure | TicketAction::RejectClosure { .. } => {
-                format!("only the ticket owner ({}) may {}", ticket.owner, self.name())
+                format!(
+                    "only the ticket owner ({}) may {}",
+                    ticket.owner,
+                    self.name()
+                )
             }
-            TicketAction::Reopen { .. } => "reopen requires a responder role or ticket ownership".into(),
+            TicketAction::Reopen { .. } => {
+                "reopen requires a responder role or ticket ownership".into()
+            }
             TicketAction::MarkFalsePositive { .. } => {
                 "mark-false-positive requires the helpdesk or a responder role".into()
             }
@@ -215,7 +242,10 @@ impl TicketAction {
     pub fn validate(&self) -> Result<(), DomainError> {
         let mut errs = Vec::new();
         match self {
-            TicketAction::Resolve { resolution, problem_category } => {
+            TicketAction::Resolve {
+                resolution,
+                problem_category,
+            } => {
                 required_text("resolution", resolution, MAX_TEXT, &mut errs);
                 required_text("problem_category", problem_category, MAX_SHORT, &mut errs);
             }
@@ -226,17 +256,31 @@ impl TicketAction {
             }
             TicketAction::Start | TicketAction::AcceptClosure => {}
         }
-        if errs.is_empty() { Ok(()) } else { Err(DomainError::Validation(errs)) }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(DomainError::Validation(errs))
+        }
     }
 
     /// Applies the action to a ticket, returning the changed ticket, or why it is not allowed now.
-    pub fn apply(&self, ticket: &Ticket, actor: &str, now: OffsetDateTime) -> Result<Ticket, DomainError> {
+    pub fn apply(
+        &self,
+        ticket: &Ticket,
+        actor: &str,
+        now: OffsetDateTime,
+    ) -> Result<Ticket, DomainError> {
         self.validate()?;
         let mut t = ticket.clone();
         let from = ticket.status;
         let refuse = |required: &str| DomainError::InvalidTransition {
             code: "invalid_transition",
-            message: format!("{} is not possible while the ticket is {}: {}", self.name(), from, required),
+            message: format!(
+                "{} is not possible while the ticket is {}: {}",
+                self.name(),
+                from,
+                required
+            ),
         };
         match self {
             TicketAction::Start => {
@@ -248,7 +292,10 @@ impl TicketAction {
                     t.assignee = Some(actor.to_string());
                 }
             }
-            TicketAction::Resolve { resolution, problem_category } => {
+            TicketAction::Resolve {
+                resolution,
+                problem_category,
+            } => {
                 if from != TicketStatus::InProgress {
                     return Err(refuse("the ticket must be in_progress (start it first)"));
                 }
@@ -258,7 +305,9 @@ impl TicketAction {
             }
             TicketAction::AcceptClosure => {
                 if from != TicketStatus::PendingClosure {
-                    return Err(refuse("the ticket must be pending_closure (resolve it first)"));
+                    return Err(refuse(
+                        "the ticket must be pending_closure (resolve it first)",
+                    ));
                 }
                 t.status = TicketStatus::Closed;
             }
@@ -301,7 +350,11 @@ mod tests {
             number: 1,
             title: "t".into(),
             description: String::new(),
-            source: Source { kind: SourceKind::Internal, name: None, contact: None },
+            source: Source {
+                kind: SourceKind::Internal,
+                name: None,
+                contact: None,
+            },
             severity: Severity::Medium,
             priority: Priority::P3,
             criticality: Criticality::Normal,
@@ -323,7 +376,10 @@ mod tests {
     }
 
     fn resolve() -> TicketAction {
-        TicketAction::Resolve { resolution: "patched".into(), problem_category: "malware".into() }
+        TicketAction::Resolve {
+            resolution: "patched".into(),
+            problem_category: "malware".into(),
+        }
     }
 
     #[test]
@@ -335,21 +391,34 @@ mod tests {
         assert_eq!(t.assignee.as_deref(), Some("rita"));
         let t = resolve().apply(&t, "rita", now).unwrap();
         assert_eq!(t.status, TicketStatus::PendingClosure);
-        let r = TicketAction::RejectClosure { reason: "not fixed".into() }.apply(&t, "olga", now).unwrap();
+        let r = TicketAction::RejectClosure {
+            reason: "not fixed".into(),
+        }
+        .apply(&t, "olga", now)
+        .unwrap();
         assert_eq!(r.status, TicketStatus::InProgress);
         let t = TicketAction::AcceptClosure.apply(&t, "olga", now).unwrap();
         assert_eq!(t.status, TicketStatus::Closed);
-        let t = TicketAction::Reopen { reason: "recurred".into() }.apply(&t, "rita", now).unwrap();
+        let t = TicketAction::Reopen {
+            reason: "recurred".into(),
+        }
+        .apply(&t, "rita", now)
+        .unwrap();
         assert_eq!(t.status, TicketStatus::InProgress);
     }
 
     #[test]
     fn resolve_requires_resolution_and_problem_category() {
         let t = ticket(TicketStatus::InProgress);
-        let err = TicketAction::Resolve { resolution: " ".into(), problem_category: String::new() }
-            .apply(&t, "rita", OffsetDateTime::UNIX_EPOCH)
-            .unwrap_err();
-        let DomainError::Validation(fields) = err else { panic!("expected validation") };
+        let err = TicketAction::Resolve {
+            resolution: " ".into(),
+            problem_category: String::new(),
+        }
+        .apply(&t, "rita", OffsetDateTime::UNIX_EPOCH)
+        .unwrap_err();
+        let DomainError::Validation(fields) = err else {
+            panic!("expected validation")
+        };
         let names: Vec<_> = fields.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(names, ["resolution", "problem_category"]);
     }
@@ -359,27 +428,60 @@ mod tests {
         let now = OffsetDateTime::UNIX_EPOCH;
         let cases = [
             (TicketStatus::Open, resolve(), "start it first"),
-            (TicketStatus::InProgress, TicketAction::AcceptClosure, "resolve it first"),
-            (TicketStatus::Open, TicketAction::Reopen { reason: "x".into() }, "only a closed ticket"),
-            (TicketStatus::Closed, TicketAction::MarkFalsePositive { reason: "x".into() }, "already closed"),
-            (TicketStatus::InProgress, TicketAction::Start, "must be open"),
+            (
+                TicketStatus::InProgress,
+                TicketAction::AcceptClosure,
+                "resolve it first",
+            ),
+            (
+                TicketStatus::Open,
+                TicketAction::Reopen { reason: "x".into() },
+                "only a closed ticket",
+            ),
+            (
+                TicketStatus::Closed,
+                TicketAction::MarkFalsePositive { reason: "x".into() },
+                "already closed",
+            ),
+            (
+                TicketStatus::InProgress,
+                TicketAction::Start,
+                "must be open",
+            ),
         ];
         for (status, action, needle) in cases {
             let err = action.apply(&ticket(status), "x", now).unwrap_err();
-            let DomainError::InvalidTransition { message, .. } = err else { panic!("expected transition error") };
-            assert!(message.contains(needle), "{message} should mention {needle}");
+            let DomainError::InvalidTransition { message, .. } = err else {
+                panic!("expected transition error")
+            };
+            assert!(
+                message.contains(needle),
+                "{message} should mention {needle}"
+            );
         }
     }
 
     #[test]
     fn only_owner_accepts_closure_and_helpdesk_marks_false_positive() {
         let t = ticket(TicketStatus::PendingClosure);
-        assert!(TicketAction::AcceptClosure.authorize(&[Role::Responder], "rita", &t).is_err());
-        assert!(TicketAction::AcceptClosure.authorize(&[Role::Helpdesk], "olga", &t).is_ok());
+        assert!(
+            TicketAction::AcceptClosure
+                .authorize(&[Role::Responder], "rita", &t)
+                .is_err()
+        );
+        assert!(
+            TicketAction::AcceptClosure
+                .authorize(&[Role::Helpdesk], "olga", &t)
+                .is_ok()
+        );
         let fp = TicketAction::MarkFalsePositive { reason: "x".into() };
         assert!(fp.authorize(&[Role::Helpdesk], "h", &t).is_ok());
         assert!(fp.authorize(&[Role::Auditor], "a", &t).is_err());
-        assert!(TicketAction::Start.authorize(&[Role::Helpdesk, Role::Admin], "h", &t).is_err());
+        assert!(
+            TicketAction::Start
+                .authorize(&[Role::Helpdesk, Role::Admin], "h", &t)
+                .is_err()
+        );
     }
 
     #[test]

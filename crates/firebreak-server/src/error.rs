@@ -40,7 +40,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        Self { status, code: code.into(), message: message.into(), details: vec![], retry_after: None }
+        Self {
+            status,
+            code: code.into(),
+            message: message.into(),
+            details: vec![],
+            retry_after: None,
+        }
     }
 
     pub fn field(status: StatusCode, code: &str, field: &str, message: impl Into<String>) -> Self {
@@ -49,18 +55,31 @@ impl ApiError {
             status,
             code: code.into(),
             message: format!("{field}: {message}"),
-            details: vec![ErrorDetail { field: field.into(), message }],
+            details: vec![ErrorDetail {
+                field: field.into(),
+                message,
+            }],
             retry_after: None,
         }
     }
 
     pub fn validation(fields: Vec<FieldError>) -> Self {
-        let message = fields.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; ");
+        let message = fields
+            .iter()
+            .map(|f| format!("{}: {}", f.field, f.message))
+            .collect::<Vec<_>>()
+            .join("; ");
         Self {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             code: "validation_failed".into(),
             message,
-            details: fields.into_iter().map(|f| ErrorDetail { field: f.field, message: f.message }).collect(),
+            details: fields
+                .into_iter()
+                .map(|f| ErrorDetail {
+                    field: f.field,
+                    message: f.message,
+                })
+                .collect(),
             retry_after: None,
         }
     }
@@ -70,7 +89,11 @@ impl ApiError {
     }
 
     pub fn unauthenticated() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "a valid bearer token is required (Authorization: Bearer <token>)")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "a valid bearer token is required (Authorization: Bearer <token>)",
+        )
     }
 }
 
@@ -80,16 +103,36 @@ impl From<AppError> for ApiError {
             AppError::NotFound => ApiError::not_found(),
             AppError::Unauthenticated => ApiError::unauthenticated(),
             AppError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
-            AppError::Conflict { code, message } => ApiError::new(StatusCode::CONFLICT, code, message),
+            AppError::Conflict { code, message } => {
+                ApiError::new(StatusCode::CONFLICT, code, message)
+            }
             AppError::Validation(f) => ApiError::validation(f),
             AppError::Unavailable(m) => {
                 tracing::warn!(error = %m, "storage unavailable");
-                ApiError { retry_after: Some(5), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the database is unavailable; retry later") }
+                ApiError {
+                    retry_after: Some(5),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        "the database is unavailable; retry later",
+                    )
+                }
             }
-            AppError::StorageFull => ApiError { retry_after: Some(60), ..ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "storage_full", "the storage is full; nothing was written") },
+            AppError::StorageFull => ApiError {
+                retry_after: Some(60),
+                ..ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage_full",
+                    "the storage is full; nothing was written",
+                )
+            },
             AppError::Unexpected(e) => {
                 tracing::error!(error = %format!("{e:#}"), "unexpected error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the request id identifies it in the server log")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; the request id identifies it in the server log",
+                )
             }
         }
     }
@@ -97,13 +140,21 @@ impl From<AppError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorEnvelope { error: ErrorBody { code: self.code, message: self.message, details: self.details } };
+        let body = ErrorEnvelope {
+            error: ErrorBody {
+                code: self.code,
+                message: self.message,
+                details: self.details,
+            },
+        };
         let mut res = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after {
-            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         if self.status == StatusCode::UNAUTHORIZED {
-            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         res
     }

@@ -20,10 +20,21 @@ pub struct ApiJson<T>(pub T);
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // serde accepts a struct written as an array; Firebreak's bodies are objects only
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-            Ok(_) => ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "body", "expected a JSON object"),
-            Err(e) => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("malformed JSON: {e}")),
-        });
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Ok(_) => ApiError::field(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    "body",
+                    "expected a JSON object",
+                ),
+                Err(e) => ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    format!("malformed JSON: {e}"),
+                ),
+            },
+        );
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = match serde_path_to_error::deserialize(&mut de) {
@@ -31,7 +42,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         Err(e) => return Err(json_error(&e)),
     };
     if let Err(e) = de.end() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("malformed JSON: {e}")));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("malformed JSON: {e}"),
+        ));
     }
     Ok(value)
 }
@@ -40,15 +55,24 @@ fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let inner = e.inner();
     use serde_json::error::Category;
     match inner.classify() {
-        Category::Syntax | Category::Eof | Category::Io => {
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("malformed JSON: {inner}"))
-        }
+        Category::Syntax | Category::Eof | Category::Io => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("malformed JSON: {inner}"),
+        ),
         Category::Data => {
             let path = e.path().to_string();
             let msg = strip_position(&inner.to_string());
             // "missing field `x`" is reported at the parent: name the field itself
-            let field = if let Some(name) = msg.strip_prefix("missing field `").and_then(|s| s.split('`').next()) {
-                if path == "." { name.to_string() } else { format!("{path}.{name}") }
+            let field = if let Some(name) = msg
+                .strip_prefix("missing field `")
+                .and_then(|s| s.split('`').next())
+            {
+                if path == "." {
+                    name.to_string()
+                } else {
+                    format!("{path}.{name}")
+                }
             } else if path == "." {
                 "body".to_string()
             } else {
@@ -70,21 +94,43 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        if mime != "application/json" && !(mime.starts_with("application/") && mime.ends_with("+json")) {
+        let ct = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if mime != "application/json"
+            && !(mime.starts_with("application/") && mime.ends_with("+json"))
+        {
             return Err(ApiError::field(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "content-type",
-                format!("expected application/json, got {}", if ct.is_empty() { "none" } else { ct }),
+                format!(
+                    "expected application/json, got {}",
+                    if ct.is_empty() { "none" } else { ct }
+                ),
             ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("the body exceeds {JSON_LIMIT} bytes"))
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("the body exceeds {JSON_LIMIT} bytes"),
+                )
             } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("could not read the body: {e}"))
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    format!("could not read the body: {e}"),
+                )
             }
         })?;
         Ok(ApiJson(parse_json(&bytes)?))
@@ -98,8 +144,12 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let empty = req.headers().get(header::CONTENT_LENGTH).is_some_and(|v| v == "0")
-            || (req.headers().get(header::CONTENT_TYPE).is_none() && req.headers().get(header::TRANSFER_ENCODING).is_none());
+        let empty = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v == "0")
+            || (req.headers().get(header::CONTENT_TYPE).is_none()
+                && req.headers().get(header::TRANSFER_ENCODING).is_none());
         if empty {
             return Ok(OptionalJson(T::default()));
         }
@@ -117,16 +167,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let q = parts.uri.query().unwrap_or("");
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
-        serde_path_to_error::deserialize(de).map(ApiQuery).map_err(|e| {
-            let msg = e.inner().to_string();
-            let field = msg
-                .strip_prefix("unknown field `")
-                .or_else(|| msg.strip_prefix("missing field `"))
-                .and_then(|s| s.split('`').next())
-                .map(str::to_string)
-                .unwrap_or_else(|| e.path().to_string());
-            ApiError::field(StatusCode::BAD_REQUEST, "invalid_query", &field, msg)
-        })
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let msg = e.inner().to_string();
+                let field = msg
+                    .strip_prefix("unknown field `")
+                    .or_else(|| msg.strip_prefix("missing field `"))
+                    .and_then(|s| s.split('`').next())
+                    .map(str::to_string)
+                    .unwrap_or_else(|| e.path().to_string());
+                ApiError::field(StatusCode::BAD_REQUEST, "invalid_query", &field, msg)
+            })
     }
 }
 
@@ -136,8 +188,15 @@ pub struct Auth(pub Principal);
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let Some(value) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
             return Err(ApiError::unauthenticated());
         };
         let token = value
@@ -145,7 +204,11 @@ impl FromRequestParts<AppState> for Auth {
             .or_else(|| value.strip_prefix("bearer "))
             .map(str::trim)
             .ok_or_else(ApiError::unauthenticated)?;
-        let p = state.app.authenticate(token).await.map_err(ApiError::from)?;
+        let p = state
+            .app
+            .authenticate(token)
+            .await
+            .map_err(ApiError::from)?;
         Ok(Auth(p))
     }
 }

@@ -11,8 +11,9 @@ use firebreak_domain::ids::{TicketId, UserId};
 use firebreak_domain::ticket::Ticket;
 use firebreak_domain::user::User;
 use firebreak_store::{
-    AuditSigner, AuditStore, ChangeSet, CommitOutcome, Op, Store, StoreError, StoreResult, TicketFilter, TicketStore,
-    TokenRecord, UserRecord, UserStore, roles_to_text, scopes_to_text, truncate_millis,
+    AuditSigner, AuditStore, ChangeSet, CommitOutcome, Op, Store, StoreError, StoreResult,
+    TicketFilter, TicketStore, TokenRecord, UserRecord, UserStore, roles_to_text, scopes_to_text,
+    truncate_millis,
 };
 use rows::err;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -43,18 +44,31 @@ impl PgStore {
         Self::open_with(PgConnectOptions::from_str(url)?, signer, 16).await
     }
 
-    pub async fn open_with(opts: PgConnectOptions, signer: Arc<AuditSigner>, max_connections: u32) -> anyhow::Result<Self> {
+    pub async fn open_with(
+        opts: PgConnectOptions,
+        signer: Arc<AuditSigner>,
+        max_connections: u32,
+    ) -> anyhow::Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(opts)
             .await?;
         MIGRATOR.run(&pool).await?;
-        let (fsync,): (String,) = sqlx::query_as("SELECT current_setting('fsync')").fetch_one(&pool).await?;
-        anyhow::ensure!(fsync == "on", "PostgreSQL runs with fsync=off: acknowledged writes could be lost; refusing to start");
-        let (sc,): (String,) = sqlx::query_as("SELECT current_setting('synchronous_commit')").fetch_one(&pool).await?;
+        let (fsync,): (String,) = sqlx::query_as("SELECT current_setting('fsync')")
+            .fetch_one(&pool)
+            .await?;
+        anyhow::ensure!(
+            fsync == "on",
+            "PostgreSQL runs with fsync=off: acknowledged writes could be lost; refusing to start"
+        );
+        let (sc,): (String,) = sqlx::query_as("SELECT current_setting('synchronous_commit')")
+            .fetch_one(&pool)
+            .await?;
         if sc == "off" {
-            tracing::warn!("PostgreSQL synchronous_commit=off: a crash can lose recently acknowledged writes");
+            tracing::warn!(
+                "PostgreSQL synchronous_commit=off: a crash can lose recently acknowledged writes"
+            );
         }
         Ok(Self { pool, signer })
     }
@@ -69,8 +83,10 @@ type Tx<'c> = sqlx::Transaction<'c, Postgres>;
 async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) -> StoreResult<()> {
     match op {
         Op::InsertTicket(t) => {
-            let (number,): (i64,) =
-                sqlx::query_as("SELECT nextval('ticket_number_seq')").fetch_one(&mut **tx).await.map_err(err)?;
+            let (number,): (i64,) = sqlx::query_as("SELECT nextval('ticket_number_seq')")
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(err)?;
             sqlx::query(
                 "INSERT INTO tickets (id, number, title, description, source_kind, source_name, source_contact, severity, \
                  priority, criticality, tier, status, owner, assignee, restricted, tags, resolution, problem_category, \
@@ -106,7 +122,10 @@ async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) -> StoreRes
             write_tags(tx, t, false).await?;
             out.ticket_numbers.push(number);
         }
-        Op::UpdateTicket { ticket: t, expected_version } => {
+        Op::UpdateTicket {
+            ticket: t,
+            expected_version,
+        } => {
             let res = sqlx::query(
                 "UPDATE tickets SET title = $1, description = $2, source_kind = $3, source_name = $4, source_contact = $5, \
                  severity = $6, priority = $7, criticality = $8, tier = $9, status = $10, owner = $11, assignee = $12, \
@@ -138,13 +157,16 @@ async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) -> StoreRes
             .await
             .map_err(err)?;
             if res.rows_affected() == 0 {
-                let exists: Option<(i64,)> = sqlx::query_as("SELECT version FROM tickets WHERE id = $1")
-                    .bind(t.id.as_uuid())
-                    .fetch_optional(&mut **tx)
-                    .await
-                    .map_err(err)?;
+                let exists: Option<(i64,)> =
+                    sqlx::query_as("SELECT version FROM tickets WHERE id = $1")
+                        .bind(t.id.as_uuid())
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(err)?;
                 return Err(match exists {
-                    Some(_) => StoreError::Conflict("the ticket was changed concurrently; retry".into()),
+                    Some(_) => {
+                        StoreError::Conflict("the ticket was changed concurrently; retry".into())
+                    }
                     None => StoreError::NotFound,
                 });
             }
@@ -152,8 +174,15 @@ async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) -> StoreRes
         }
         Op::InsertUser(u) => insert_user(tx, u).await?,
         Op::InsertFirstUser(u) => {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(FIRST_USER_LOCK).execute(&mut **tx).await.map_err(err)?;
-            let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&mut **tx).await.map_err(err)?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(FIRST_USER_LOCK)
+                .execute(&mut **tx)
+                .await
+                .map_err(err)?;
+            let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(err)?;
             if n > 0 {
                 return Err(StoreError::Conflict("users already exist".into()));
             }
@@ -178,7 +207,10 @@ async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) -> StoreRes
                 return Err(StoreError::NotFound);
             }
         }
-        Op::SetPassword { user_id, password_hash } => {
+        Op::SetPassword {
+            user_id,
+            password_hash,
+        } => {
             let res = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
                 .bind(password_hash)
                 .bind(user_id.as_uuid())
@@ -205,7 +237,11 @@ async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) -> StoreRes
             .await
             .map_err(err)?;
         }
-        Op::RevokeTokens { user_id, token_id, at } => {
+        Op::RevokeTokens {
+            user_id,
+            token_id,
+            at,
+        } => {
             sqlx::query(
                 "UPDATE api_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL AND ($3::uuid IS NULL OR id = $3)",
             )
@@ -222,7 +258,11 @@ async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) -> StoreRes
 
 async fn write_tags(tx: &mut Tx<'_>, t: &Ticket, replace: bool) -> StoreResult<()> {
     if replace {
-        sqlx::query("DELETE FROM ticket_tags WHERE ticket_id = $1").bind(t.id.as_uuid()).execute(&mut **tx).await.map_err(err)?;
+        sqlx::query("DELETE FROM ticket_tags WHERE ticket_id = $1")
+            .bind(t.id.as_uuid())
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
     }
     if !t.tags.is_empty() {
         sqlx::query("INSERT INTO ticket_tags (tag, ticket_id) SELECT DISTINCT unnest($1::text[]), $2 ON CONFLICT DO NOTHING")
@@ -262,7 +302,10 @@ async fn insert_user(tx: &mut Tx<'_>, u: &UserRecord) -> StoreResult<()> {
 }
 
 impl PgStore {
-    async fn commit_inner(&self, changes: &ChangeSet) -> StoreResult<(CommitOutcome, Option<Checkpoint>)> {
+    async fn commit_inner(
+        &self,
+        changes: &ChangeSet,
+    ) -> StoreResult<(CommitOutcome, Option<Checkpoint>)> {
         let mut tx = self.pool.begin().await.map_err(err)?;
         let mut out = CommitOutcome::default();
         for op in &changes.ops {
@@ -272,7 +315,10 @@ impl PgStore {
         if !changes.audit.is_empty() {
             // Appending last keeps the head row locked for as short a time as possible.
             let (mut seq, mut hash): (i64, String) =
-                sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE").fetch_one(&mut *tx).await.map_err(err)?;
+                sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(err)?;
             let now = truncate_millis(OffsetDateTime::now_utc());
             let now_ms = firebreak_store::to_millis(now);
             for draft in &changes.audit {
@@ -332,7 +378,10 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(err)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
         Ok(())
     }
 
@@ -382,28 +431,40 @@ impl TicketStore for PgStore {
             q.push(" AND assignee = ").push_bind(a.clone());
         }
         if let Some(tag) = &f.tag {
-            q.push(" AND id IN (SELECT ticket_id FROM ticket_tags WHERE tag = ").push_bind(tag.clone()).push(")");
+            q.push(" AND id IN (SELECT ticket_id FROM ticket_tags WHERE tag = ")
+                .push_bind(tag.clone())
+                .push(")");
         }
         if let Some(text) = &f.text {
             let pat = format!("%{}%", like_escape(text));
-            q.push(" AND (title ILIKE ").push_bind(pat.clone()).push(" OR description ILIKE ").push_bind(pat).push(")");
+            q.push(" AND (title ILIKE ")
+                .push_bind(pat.clone())
+                .push(" OR description ILIKE ")
+                .push_bind(pat)
+                .push(")");
         }
         if let Some(v) = &f.visible_to {
             if !v.restricted_ok {
-                q.push(" AND (NOT restricted OR owner = ").push_bind(v.username.clone());
+                q.push(" AND (NOT restricted OR owner = ")
+                    .push_bind(v.username.clone());
                 q.push(" OR assignee = ").push_bind(v.username.clone());
-                q.push(" OR created_by = ").push_bind(v.username.clone()).push(")");
+                q.push(" OR created_by = ")
+                    .push_bind(v.username.clone())
+                    .push(")");
             }
             if v.only_own {
                 q.push(" AND (owner = ").push_bind(v.username.clone());
                 q.push(" OR assignee = ").push_bind(v.username.clone());
-                q.push(" OR created_by = ").push_bind(v.username.clone()).push(")");
+                q.push(" OR created_by = ")
+                    .push_bind(v.username.clone())
+                    .push(")");
             }
         }
         if let Some(n) = f.before_number {
             q.push(" AND number < ").push_bind(n);
         }
-        q.push(" ORDER BY number DESC LIMIT ").push_bind(i64::from(f.limit.max(1)));
+        q.push(" ORDER BY number DESC LIMIT ")
+            .push_bind(i64::from(f.limit.max(1)));
         let rows = q.build().fetch_all(&self.pool).await.map_err(err)?;
         rows.iter().map(rows::ticket).collect()
     }
@@ -444,12 +505,18 @@ impl UserStore for PgStore {
     }
 
     async fn list_users(&self) -> StoreResult<Vec<User>> {
-        let rows = sqlx::query("SELECT * FROM users ORDER BY username").fetch_all(&self.pool).await.map_err(err)?;
+        let rows = sqlx::query("SELECT * FROM users ORDER BY username")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
         rows.iter().map(|r| rows::user(r).map(|u| u.user)).collect()
     }
 
     async fn count_users(&self) -> StoreResult<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await.map_err(err)?;
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
         Ok(n)
     }
 
@@ -485,23 +552,39 @@ impl AuditStore for PgStore {
         rows.iter().map(rows::audit).collect()
     }
 
-    async fn ticket_audit(&self, ticket: TicketId, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
-        let rows = sqlx::query("SELECT * FROM audit_log WHERE ticket_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")
-            .bind(ticket.as_uuid())
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(err)?;
+    async fn ticket_audit(
+        &self,
+        ticket: TicketId,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log WHERE ticket_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(ticket.as_uuid())
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
         rows.iter().map(rows::audit).collect()
     }
 
     async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
-        let rows: Vec<(i64, String, String, String)> =
-            sqlx::query_as("SELECT seq, hash, key_id, signature FROM audit_checkpoints ORDER BY seq")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(err)?;
-        Ok(rows.into_iter().map(|(seq, hash, key_id, signature)| Checkpoint { seq, hash, key_id, signature }).collect())
+        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+            "SELECT seq, hash, key_id, signature FROM audit_checkpoints ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, hash, key_id, signature)| Checkpoint {
+                seq,
+                hash,
+                key_id,
+                signature,
+            })
+            .collect())
     }
 }

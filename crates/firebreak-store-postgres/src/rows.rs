@@ -4,7 +4,9 @@ use firebreak_domain::audit::AuditRecord;
 use firebreak_domain::ids::{AuditId, TicketId, TokenId, UserId};
 use firebreak_domain::ticket::*;
 use firebreak_domain::user::User;
-use firebreak_store::{StoreError, StoreResult, TokenRecord, UserRecord, roles_from_text, scopes_from_text, to_millis};
+use firebreak_store::{
+    StoreError, StoreResult, TokenRecord, UserRecord, roles_from_text, scopes_from_text, to_millis,
+};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use time::OffsetDateTime;
@@ -21,20 +23,28 @@ pub fn err(e: sqlx::Error) -> StoreError {
             match code.as_str() {
                 "53100" => StoreError::Full(db.message().to_string()),
                 "40001" | "40P01" => StoreError::Conflict("concurrent update; retry".into()),
-                c if c.starts_with("08") || c.starts_with("57") || c.starts_with("53") || c == "25006" => {
+                c if c.starts_with("08")
+                    || c.starts_with("57")
+                    || c.starts_with("53")
+                    || c == "25006" =>
+                {
                     StoreError::Unavailable(db.message().to_string())
                 }
                 _ => StoreError::Other(e.into()),
             }
         }
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-            StoreError::Unavailable(e.to_string())
-        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
         _ => StoreError::Other(e.into()),
     }
 }
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(row: &'r PgRow, col: &str) -> StoreResult<T> {
+fn get<'r, T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>>(
+    row: &'r PgRow,
+    col: &str,
+) -> StoreResult<T> {
     row.try_get(col).map_err(err)
 }
 
@@ -91,7 +101,11 @@ pub fn user(row: &PgRow) -> StoreResult<UserRecord> {
             on_duty: get(row, "on_duty")?,
             email: get(row, "email")?,
             disabled: get(row, "disabled")?,
-            clearances: clearances.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            clearances: clearances
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
             created_at: get(row, "created_at")?,
         },
         password_hash: get(row, "password_hash")?,

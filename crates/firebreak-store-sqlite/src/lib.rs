@@ -12,10 +12,12 @@ use firebreak_domain::ids::{TicketId, UserId};
 use firebreak_domain::ticket::Ticket;
 use firebreak_domain::user::User;
 use firebreak_store::{
-    AuditSigner, AuditStore, ChangeSet, CommitOutcome, Store, StoreError, StoreResult, TicketFilter, TicketStore,
-    TokenRecord, UserRecord, UserStore,
+    AuditSigner, AuditStore, ChangeSet, CommitOutcome, Store, StoreError, StoreResult,
+    TicketFilter, TicketStore, TokenRecord, UserRecord, UserStore,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{ConnectOptions, Connection, QueryBuilder, Sqlite};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -53,9 +55,16 @@ impl SqliteStore {
         let mut conn = opts.connect().await?;
         MIGRATOR.run(&mut conn).await?;
         // Durability is asserted, not assumed (RELIABILITY.md G2).
-        let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode").fetch_one(&mut conn).await?;
-        let (sync,): (i64,) = sqlx::query_as("PRAGMA synchronous").fetch_one(&mut conn).await?;
-        anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "sqlite journal_mode is {mode}, expected wal");
+        let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+            .fetch_one(&mut conn)
+            .await?;
+        let (sync,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+            .fetch_one(&mut conn)
+            .await?;
+        anyhow::ensure!(
+            mode.eq_ignore_ascii_case("wal"),
+            "sqlite journal_mode is {mode}, expected wal"
+        );
         anyhow::ensure!(sync == 2, "sqlite synchronous is {sync}, expected 2 (FULL)");
         let read = SqlitePoolOptions::new()
             .max_connections(4)
@@ -73,8 +82,15 @@ impl SqliteStore {
 
     /// Runs the integrity checks a backup verification needs.
     pub async fn integrity_check(&self) -> StoreResult<Vec<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as("PRAGMA integrity_check").fetch_all(&self.read).await.map_err(rows::err)?;
-        Ok(rows.into_iter().map(|r| r.0).filter(|r| r != "ok").collect())
+        let rows: Vec<(String,)> = sqlx::query_as("PRAGMA integrity_check")
+            .fetch_all(&self.read)
+            .await
+            .map_err(rows::err)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| r.0)
+            .filter(|r| r != "ok")
+            .collect())
     }
 }
 
@@ -115,29 +131,39 @@ impl TicketStore for SqliteStore {
             q.push(" AND assignee = ").push_bind(a.clone());
         }
         if let Some(tag) = &f.tag {
-            q.push(" AND id IN (SELECT ticket_id FROM ticket_tags WHERE tag = ").push_bind(tag.clone()).push(")");
+            q.push(" AND id IN (SELECT ticket_id FROM ticket_tags WHERE tag = ")
+                .push_bind(tag.clone())
+                .push(")");
         }
         if let Some(text) = &f.text {
             let pat = format!("%{}%", like_escape(text));
-            q.push(" AND (title LIKE ").push_bind(pat.clone()).push(" ESCAPE '\\' OR description LIKE ");
+            q.push(" AND (title LIKE ")
+                .push_bind(pat.clone())
+                .push(" ESCAPE '\\' OR description LIKE ");
             q.push_bind(pat).push(" ESCAPE '\\')");
         }
         if let Some(v) = &f.visible_to {
             if !v.restricted_ok {
-                q.push(" AND (restricted = 0 OR owner = ").push_bind(v.username.clone());
+                q.push(" AND (restricted = 0 OR owner = ")
+                    .push_bind(v.username.clone());
                 q.push(" OR assignee = ").push_bind(v.username.clone());
-                q.push(" OR created_by = ").push_bind(v.username.clone()).push(")");
+                q.push(" OR created_by = ")
+                    .push_bind(v.username.clone())
+                    .push(")");
             }
             if v.only_own {
                 q.push(" AND (owner = ").push_bind(v.username.clone());
                 q.push(" OR assignee = ").push_bind(v.username.clone());
-                q.push(" OR created_by = ").push_bind(v.username.clone()).push(")");
+                q.push(" OR created_by = ")
+                    .push_bind(v.username.clone())
+                    .push(")");
             }
         }
         if let Some(n) = f.before_number {
             q.push(" AND number < ").push_bind(n);
         }
-        q.push(" ORDER BY number DESC LIMIT ").push_bind(i64::from(f.limit.max(1)));
+        q.push(" ORDER BY number DESC LIMIT ")
+            .push_bind(i64::from(f.limit.max(1)));
         let rows = q.build().fetch_all(&self.read).await.map_err(rows::err)?;
         rows.iter().map(rows::ticket).collect()
     }
@@ -178,12 +204,18 @@ impl UserStore for SqliteStore {
     }
 
     async fn list_users(&self) -> StoreResult<Vec<User>> {
-        let rows = sqlx::query("SELECT * FROM users ORDER BY username").fetch_all(&self.read).await.map_err(rows::err)?;
+        let rows = sqlx::query("SELECT * FROM users ORDER BY username")
+            .fetch_all(&self.read)
+            .await
+            .map_err(rows::err)?;
         rows.iter().map(|r| rows::user(r).map(|u| u.user)).collect()
     }
 
     async fn count_users(&self) -> StoreResult<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&self.read).await.map_err(rows::err)?;
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.read)
+            .await
+            .map_err(rows::err)?;
         Ok(n)
     }
 
@@ -219,24 +251,40 @@ impl AuditStore for SqliteStore {
         rows.iter().map(rows::audit).collect()
     }
 
-    async fn ticket_audit(&self, ticket: TicketId, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
-        let rows = sqlx::query("SELECT * FROM audit_log WHERE ticket_id = ? AND seq > ? ORDER BY seq LIMIT ?")
-            .bind(ticket.to_string())
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.read)
-            .await
-            .map_err(rows::err)?;
+    async fn ticket_audit(
+        &self,
+        ticket: TicketId,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log WHERE ticket_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(ticket.to_string())
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(rows::err)?;
         rows.iter().map(rows::audit).collect()
     }
 
     async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
-        let rows: Vec<(i64, String, String, String)> =
-            sqlx::query_as("SELECT seq, hash, key_id, signature FROM audit_checkpoints ORDER BY seq")
-                .fetch_all(&self.read)
-                .await
-                .map_err(rows::err)?;
-        Ok(rows.into_iter().map(|(seq, hash, key_id, signature)| Checkpoint { seq, hash, key_id, signature }).collect())
+        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+            "SELECT seq, hash, key_id, signature FROM audit_checkpoints ORDER BY seq",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(rows::err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, hash, key_id, signature)| Checkpoint {
+                seq,
+                hash,
+                key_id,
+                signature,
+            })
+            .collect())
     }
 }
 
@@ -254,14 +302,22 @@ impl Store for SqliteStore {
             .send(writer::Job { changes, reply })
             .await
             .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
-        rx.await.map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
     }
 
     async fn ping(&self) -> StoreResult<()> {
         let mut conn = self.read.acquire().await.map_err(rows::err)?;
         conn.ping().await.map_err(rows::err)?;
-        if self.sender.lock().ok().is_none_or(|s| s.as_ref().is_none_or(|s| s.is_closed())) {
-            return Err(StoreError::Unavailable("the database writer has stopped".into()));
+        if self
+            .sender
+            .lock()
+            .ok()
+            .is_none_or(|s| s.as_ref().is_none_or(|s| s.is_closed()))
+        {
+            return Err(StoreError::Unavailable(
+                "the database writer has stopped".into(),
+            ));
         }
         Ok(())
     }

@@ -3,7 +3,10 @@
 use firebreak_domain::audit::AuditRecord;
 use firebreak_domain::ticket::*;
 use firebreak_domain::user::User;
-use firebreak_store::{StoreError, StoreResult, TokenRecord, UserRecord, from_millis, roles_from_text, scopes_from_text};
+use firebreak_store::{
+    StoreError, StoreResult, TokenRecord, UserRecord, from_millis, roles_from_text,
+    scopes_from_text,
+};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -15,21 +18,28 @@ pub fn err(e: sqlx::Error) -> StoreError {
                 return StoreError::Conflict(format!("already exists: {}", db.message()));
             }
             // primary result codes: 5 BUSY, 6 LOCKED, 8 READONLY, 10 IOERR, 13 FULL, 14 CANTOPEN
-            let primary = db.code().and_then(|c| c.parse::<i64>().ok()).map(|c| c & 0xff);
+            let primary = db
+                .code()
+                .and_then(|c| c.parse::<i64>().ok())
+                .map(|c| c & 0xff);
             match primary {
                 Some(13) => StoreError::Full(db.message().to_string()),
                 Some(5 | 6 | 8 | 10 | 14) => StoreError::Unavailable(db.message().to_string()),
                 _ => StoreError::Other(e.into()),
             }
         }
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
-            StoreError::Unavailable(e.to_string())
-        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
         _ => StoreError::Other(e.into()),
     }
 }
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(row: &'r SqliteRow, col: &str) -> StoreResult<T> {
+fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
+    row: &'r SqliteRow,
+    col: &str,
+) -> StoreResult<T> {
     row.try_get(col).map_err(err)
 }
 
@@ -92,7 +102,11 @@ pub fn user(row: &SqliteRow) -> StoreResult<UserRecord> {
             on_duty: get(row, "on_duty")?,
             email: get(row, "email")?,
             disabled: get(row, "disabled")?,
-            clearances: clearances.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            clearances: clearances
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
             created_at: from_millis(get(row, "created_at")?),
         },
         password_hash: get(row, "password_hash")?,

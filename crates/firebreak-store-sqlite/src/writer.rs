@@ -5,7 +5,10 @@
 
 use crate::rows::err;
 use firebreak_domain::audit::AuditDraft;
-use firebreak_store::{AuditSigner, ChangeSet, CommitOutcome, Op, StoreError, StoreResult, roles_to_text, scopes_to_text, to_millis};
+use firebreak_store::{
+    AuditSigner, ChangeSet, CommitOutcome, Op, StoreError, StoreResult, roles_to_text,
+    scopes_to_text, to_millis,
+};
 use sqlx::{Connection, SqliteConnection};
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -21,7 +24,11 @@ pub struct Job {
     pub reply: oneshot::Sender<StoreResult<CommitOutcome>>,
 }
 
-pub async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, signer: Arc<AuditSigner>) {
+pub async fn run(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Job>,
+    signer: Arc<AuditSigner>,
+) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let batch = std::mem::take(&mut jobs);
@@ -33,7 +40,13 @@ pub async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, signer
                 let full = matches!(e, StoreError::Full(_));
                 let results = batch
                     .iter()
-                    .map(|_| Err(if full { StoreError::Full(msg.clone()) } else { StoreError::Unavailable(msg.clone()) }))
+                    .map(|_| {
+                        Err(if full {
+                            StoreError::Full(msg.clone())
+                        } else {
+                            StoreError::Unavailable(msg.clone())
+                        })
+                    })
                     .collect();
                 (batch, results)
             }
@@ -51,12 +64,27 @@ struct Head {
     next_number: i64,
 }
 
-async fn write_batch(conn: &mut SqliteConnection, signer: &AuditSigner, batch: &[Job]) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
+async fn write_batch(
+    conn: &mut SqliteConnection,
+    signer: &AuditSigner,
+    batch: &[Job],
+) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
-    let (seq, hash): (i64, String) = sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&mut *tx).await.map_err(err)?;
-    let (max_number,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(number), 0) FROM tickets").fetch_one(&mut *tx).await.map_err(err)?;
+    let (seq, hash): (i64, String) =
+        sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err)?;
+    let (max_number,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(number), 0) FROM tickets")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(err)?;
     let start_seq = seq;
-    let mut head = Head { seq, hash, next_number: max_number + 1 };
+    let mut head = Head {
+        seq,
+        hash,
+        next_number: max_number + 1,
+    };
     let mut results = Vec::with_capacity(batch.len());
     let single = batch.len() == 1;
     for job in batch {
@@ -68,19 +96,31 @@ async fn write_batch(conn: &mut SqliteConnection, signer: &AuditSigner, batch: &
             }
             continue;
         }
-        sqlx::query("SAVEPOINT job").execute(&mut *tx).await.map_err(err)?;
+        sqlx::query("SAVEPOINT job")
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
         let saved = (head.seq, head.hash.clone(), head.next_number);
         match apply(&mut tx, &job.changes, &mut head).await {
             Ok(out) => {
-                sqlx::query("RELEASE job").execute(&mut *tx).await.map_err(err)?;
+                sqlx::query("RELEASE job")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
                 results.push(Ok(out));
             }
             Err(e) => {
                 if matches!(e, StoreError::Unavailable(_) | StoreError::Full(_)) {
                     return Err(e);
                 }
-                sqlx::query("ROLLBACK TO job").execute(&mut *tx).await.map_err(err)?;
-                sqlx::query("RELEASE job").execute(&mut *tx).await.map_err(err)?;
+                sqlx::query("ROLLBACK TO job")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                sqlx::query("RELEASE job")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
                 (head.seq, head.hash, head.next_number) = saved;
                 results.push(Err(e));
             }
@@ -88,14 +128,16 @@ async fn write_batch(conn: &mut SqliteConnection, signer: &AuditSigner, batch: &
     }
     let checkpoint = if head.seq > start_seq {
         let cp = signer.sign(head.seq, &head.hash);
-        sqlx::query("INSERT INTO audit_checkpoints (seq, hash, key_id, signature) VALUES (?, ?, ?, ?)")
-            .bind(cp.seq)
-            .bind(&cp.hash)
-            .bind(&cp.key_id)
-            .bind(&cp.signature)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, hash, key_id, signature) VALUES (?, ?, ?, ?)",
+        )
+        .bind(cp.seq)
+        .bind(&cp.hash)
+        .bind(&cp.key_id)
+        .bind(&cp.signature)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
         sqlx::query("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1")
             .bind(head.seq)
             .bind(&head.hash)
@@ -115,7 +157,11 @@ async fn write_batch(conn: &mut SqliteConnection, signer: &AuditSigner, batch: &
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
 
-async fn apply(tx: &mut Tx<'_>, changes: &ChangeSet, head: &mut Head) -> StoreResult<CommitOutcome> {
+async fn apply(
+    tx: &mut Tx<'_>,
+    changes: &ChangeSet,
+    head: &mut Head,
+) -> StoreResult<CommitOutcome> {
     let mut out = CommitOutcome::default();
     for op in &changes.ops {
         apply_op(tx, op, head, &mut out).await?;
@@ -127,7 +173,13 @@ async fn apply(tx: &mut Tx<'_>, changes: &ChangeSet, head: &mut Head) -> StoreRe
     Ok(out)
 }
 
-async fn append_audit(tx: &mut Tx<'_>, draft: &AuditDraft, head: &mut Head, now: i64, out: &mut CommitOutcome) -> StoreResult<()> {
+async fn append_audit(
+    tx: &mut Tx<'_>,
+    draft: &AuditDraft,
+    head: &mut Head,
+    now: i64,
+    out: &mut CommitOutcome,
+) -> StoreResult<()> {
     let rec = draft.clone().seal(head.seq + 1, &head.hash, now);
     sqlx::query(
         "INSERT INTO audit_log (seq, id, occurred_at, actor, action, object_type, object_id, ticket_id, details, prev_hash, hash) \
@@ -155,7 +207,11 @@ async fn append_audit(tx: &mut Tx<'_>, draft: &AuditDraft, head: &mut Head, now:
 
 async fn write_tags(tx: &mut Tx<'_>, id: &str, tags: &[String], replace: bool) -> StoreResult<()> {
     if replace {
-        sqlx::query("DELETE FROM ticket_tags WHERE ticket_id = ?").bind(id).execute(&mut **tx).await.map_err(err)?;
+        sqlx::query("DELETE FROM ticket_tags WHERE ticket_id = ?")
+            .bind(id)
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
     }
     for tag in tags {
         sqlx::query("INSERT OR IGNORE INTO ticket_tags (tag, ticket_id) VALUES (?, ?)")
@@ -172,7 +228,12 @@ fn tags_json(tags: &[String]) -> String {
     serde_json::to_string(tags).unwrap_or_else(|_| "[]".into())
 }
 
-async fn apply_op(tx: &mut Tx<'_>, op: &Op, head: &mut Head, out: &mut CommitOutcome) -> StoreResult<()> {
+async fn apply_op(
+    tx: &mut Tx<'_>,
+    op: &Op,
+    head: &mut Head,
+    out: &mut CommitOutcome,
+) -> StoreResult<()> {
     match op {
         Op::InsertTicket(t) => {
             let number = head.next_number;
@@ -213,7 +274,10 @@ async fn apply_op(tx: &mut Tx<'_>, op: &Op, head: &mut Head, out: &mut CommitOut
             write_tags(tx, &id, &t.tags, false).await?;
             out.ticket_numbers.push(number);
         }
-        Op::UpdateTicket { ticket: t, expected_version } => {
+        Op::UpdateTicket {
+            ticket: t,
+            expected_version,
+        } => {
             let id = t.id.to_string();
             let res = sqlx::query(
                 "UPDATE tickets SET title = ?, description = ?, source_kind = ?, source_name = ?, source_contact = ?, \
@@ -246,9 +310,16 @@ async fn apply_op(tx: &mut Tx<'_>, op: &Op, head: &mut Head, out: &mut CommitOut
             .await
             .map_err(err)?;
             if res.rows_affected() == 0 {
-                let exists: Option<(i64,)> = sqlx::query_as("SELECT version FROM tickets WHERE id = ?").bind(&id).fetch_optional(&mut **tx).await.map_err(err)?;
+                let exists: Option<(i64,)> =
+                    sqlx::query_as("SELECT version FROM tickets WHERE id = ?")
+                        .bind(&id)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(err)?;
                 return Err(match exists {
-                    Some(_) => StoreError::Conflict("the ticket was changed concurrently; retry".into()),
+                    Some(_) => {
+                        StoreError::Conflict("the ticket was changed concurrently; retry".into())
+                    }
                     None => StoreError::NotFound,
                 });
             }
@@ -256,7 +327,10 @@ async fn apply_op(tx: &mut Tx<'_>, op: &Op, head: &mut Head, out: &mut CommitOut
         }
         Op::InsertUser(u) => insert_user(tx, u).await?,
         Op::InsertFirstUser(u) => {
-            let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users").fetch_one(&mut **tx).await.map_err(err)?;
+            let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(err)?;
             if n > 0 {
                 return Err(StoreError::Conflict("users already exist".into()));
             }
@@ -281,7 +355,10 @@ async fn apply_op(tx: &mut Tx<'_>, op: &Op, head: &mut Head, out: &mut CommitOut
                 return Err(StoreError::NotFound);
             }
         }
-        Op::SetPassword { user_id, password_hash } => {
+        Op::SetPassword {
+            user_id,
+            password_hash,
+        } => {
             let res = sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
                 .bind(password_hash)
                 .bind(user_id.to_string())
@@ -308,12 +385,20 @@ async fn apply_op(tx: &mut Tx<'_>, op: &Op, head: &mut Head, out: &mut CommitOut
             .await
             .map_err(err)?;
         }
-        Op::RevokeTokens { user_id, token_id, at } => {
-            let mut q = String::from("UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL");
+        Op::RevokeTokens {
+            user_id,
+            token_id,
+            at,
+        } => {
+            let mut q = String::from(
+                "UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+            );
             if token_id.is_some() {
                 q.push_str(" AND id = ?");
             }
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(q)).bind(to_millis(*at)).bind(user_id.to_string());
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(q))
+                .bind(to_millis(*at))
+                .bind(user_id.to_string());
             if let Some(t) = token_id {
                 query = query.bind(t.to_string());
             }

@@ -2,7 +2,12 @@
 //! binary instantiates it with `store_conformance_suite!(factory)`, where `factory()` returns a
 //! fresh, migrated, empty [`TestStore`].
 
-use crate::{AuditSigner, ChangeSet, DynStore, Op, StoreError, TicketFilter, TokenRecord, UserRecord, Visibility};
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test suite: a failure is a panic")]
+
+use crate::{
+    AuditSigner, ChangeSet, DynStore, Op, StoreError, TicketFilter, TokenRecord, UserRecord,
+    Visibility,
+};
 use firebreak_domain::audit::{AuditDraft, ChainVerifier};
 use firebreak_domain::ids::{TicketId, TokenId, UserId};
 use firebreak_domain::role::{Role, Scope};
@@ -59,7 +64,11 @@ pub fn sample_ticket(title: &str) -> Ticket {
         number: 0,
         title: title.to_string(),
         description: format!("description of {title}"),
-        source: Source { kind: SourceKind::Employee, name: Some("Eve".into()), contact: Some("eve@example.org".into()) },
+        source: Source {
+            kind: SourceKind::Employee,
+            name: Some("Eve".into()),
+            contact: Some("eve@example.org".into()),
+        },
         severity: Severity::High,
         priority: Priority::P2,
         criticality: Criticality::Normal,
@@ -82,12 +91,13 @@ pub fn sample_ticket(title: &str) -> Ticket {
 
 async fn create(store: &DynStore, t: Ticket) -> Ticket {
     let mut t = t;
-    let out = store
-        .commit(ChangeSet::new().op(Op::InsertTicket(t.clone())).audit(
-            AuditDraft::new(&t.created_by, "ticket.created", "ticket", t.id).ticket(t.id),
-        ))
-        .await
-        .expect("insert ticket");
+    let out =
+        store
+            .commit(ChangeSet::new().op(Op::InsertTicket(t.clone())).audit(
+                AuditDraft::new(&t.created_by, "ticket.created", "ticket", t.id).ticket(t.id),
+            ))
+            .await
+            .expect("insert ticket");
     t.number = out.ticket_numbers[0];
     t
 }
@@ -111,23 +121,39 @@ fn sample_user(name: &str) -> UserRecord {
 }
 
 pub async fn ticket_round_trips_by_id_and_number(ts: &TestStore) {
-    let t = create(&ts.store, sample_ticket("Phishing mail <b>reported</b> 'quoted' \"x\"")).await;
+    let t = create(
+        &ts.store,
+        sample_ticket("Phishing mail <b>reported</b> 'quoted' \"x\""),
+    )
+    .await;
     assert_eq!(t.number, 1);
     let by_id = ts.store.get_ticket(t.id).await.unwrap();
     let by_number = ts.store.get_ticket_by_number(t.number).await.unwrap();
     assert_eq!(by_id, by_number);
     assert_eq!(by_id, Ticket { version: 1, ..t });
-    assert!(matches!(ts.store.get_ticket(TicketId::new()).await, Err(StoreError::NotFound)));
-    assert!(matches!(ts.store.get_ticket_by_number(999).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        ts.store.get_ticket(TicketId::new()).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        ts.store.get_ticket_by_number(999).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 pub async fn ticket_numbers_are_unique_under_concurrent_creation(ts: &TestStore) {
     let mut handles = Vec::new();
     for i in 0..64 {
         let store = ts.store.clone();
-        handles.push(tokio::spawn(async move { create(&store, sample_ticket(&format!("t{i}"))).await.number }));
+        handles.push(tokio::spawn(async move {
+            create(&store, sample_ticket(&format!("t{i}"))).await.number
+        }));
     }
-    let mut numbers: Vec<i64> = futures::future::join_all(handles).await.into_iter().map(|r| r.unwrap()).collect();
+    let mut numbers: Vec<i64> = futures::future::join_all(handles)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
     numbers.sort_unstable();
     numbers.dedup();
     assert_eq!(numbers.len(), 64, "numbers must be unique");
@@ -140,7 +166,10 @@ pub async fn stale_update_is_a_conflict_and_changes_nothing(ts: &TestStore) {
     changed.status = TicketStatus::InProgress;
     changed.tags = vec!["new".into()];
     ts.store
-        .commit(ChangeSet::new().op(Op::UpdateTicket { ticket: changed.clone(), expected_version: 1 }))
+        .commit(ChangeSet::new().op(Op::UpdateTicket {
+            ticket: changed.clone(),
+            expected_version: 1,
+        }))
         .await
         .unwrap();
     let stored = ts.store.get_ticket(t.id).await.unwrap();
@@ -149,7 +178,10 @@ pub async fn stale_update_is_a_conflict_and_changes_nothing(ts: &TestStore) {
     changed.title = "lost update".into();
     let err = ts
         .store
-        .commit(ChangeSet::new().op(Op::UpdateTicket { ticket: changed, expected_version: 1 }))
+        .commit(ChangeSet::new().op(Op::UpdateTicket {
+            ticket: changed,
+            expected_version: 1,
+        }))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
@@ -166,13 +198,22 @@ pub async fn change_set_is_all_or_nothing(ts: &TestStore) {
         .commit(
             ChangeSet::new()
                 .op(Op::InsertTicket(good.clone()))
-                .op(Op::UpdateTicket { ticket: missing, expected_version: 1 })
+                .op(Op::UpdateTicket {
+                    ticket: missing,
+                    expected_version: 1,
+                })
                 .audit(AuditDraft::new("x", "ticket.created", "ticket", good.id).ticket(good.id)),
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_) | StoreError::NotFound), "{err:?}");
-    assert!(matches!(ts.store.get_ticket(good.id).await, Err(StoreError::NotFound)));
+    assert!(
+        matches!(err, StoreError::Conflict(_) | StoreError::NotFound),
+        "{err:?}"
+    );
+    assert!(matches!(
+        ts.store.get_ticket(good.id).await,
+        Err(StoreError::NotFound)
+    ));
     assert_eq!(ts.store.audit_entries(0, 1000).await.unwrap().len(), before);
     // the store keeps working and the chain stays intact after a failed change set
     create(&ts.store, sample_ticket("after")).await;
@@ -192,30 +233,86 @@ pub async fn list_filters_and_paginates_newest_first(ts: &TestStore) {
         }
         create(&ts.store, t).await;
     }
-    let base = TicketFilter { limit: 10, ..Default::default() };
+    let base = TicketFilter {
+        limit: 10,
+        ..Default::default()
+    };
     let page1 = ts.store.list_tickets(&base).await.unwrap();
-    assert_eq!(page1.iter().map(|t| t.number).collect::<Vec<_>>(), (16..=25).rev().collect::<Vec<_>>());
+    assert_eq!(
+        page1.iter().map(|t| t.number).collect::<Vec<_>>(),
+        (16..=25).rev().collect::<Vec<_>>()
+    );
     let page3 = ts
         .store
-        .list_tickets(&TicketFilter { before_number: Some(6), ..base.clone() })
+        .list_tickets(&TicketFilter {
+            before_number: Some(6),
+            ..base.clone()
+        })
         .await
         .unwrap();
     assert_eq!(page3.len(), 5);
-    let crit = ts.store.list_tickets(&TicketFilter { severity: Some(Severity::Critical), ..base.clone() }).await.unwrap();
+    let crit = ts
+        .store
+        .list_tickets(&TicketFilter {
+            severity: Some(Severity::Critical),
+            ..base.clone()
+        })
+        .await
+        .unwrap();
     assert_eq!(crit.len(), 5);
-    let tagged = ts.store.list_tickets(&TicketFilter { tag: Some("ransomware".into()), ..base.clone() }).await.unwrap();
+    let tagged = ts
+        .store
+        .list_tickets(&TicketFilter {
+            tag: Some("ransomware".into()),
+            ..base.clone()
+        })
+        .await
+        .unwrap();
     assert_eq!(tagged.len(), 5);
-    let text = ts.store.list_tickets(&TicketFilter { text: Some("encrypted files".into()), ..base.clone() }).await.unwrap();
+    let text = ts
+        .store
+        .list_tickets(&TicketFilter {
+            text: Some("encrypted files".into()),
+            ..base.clone()
+        })
+        .await
+        .unwrap();
     assert_eq!(text.len(), 5, "text search is case-insensitive");
-    let pct = ts.store.list_tickets(&TicketFilter { text: Some("%".into()), ..base.clone() }).await.unwrap();
+    let pct = ts
+        .store
+        .list_tickets(&TicketFilter {
+            text: Some("%".into()),
+            ..base.clone()
+        })
+        .await
+        .unwrap();
     assert!(pct.is_empty(), "LIKE wildcards in the query are literal");
-    let assigned = ts.store.list_tickets(&TicketFilter { assignee: Some("rita".into()), limit: 100, ..Default::default() }).await.unwrap();
+    let assigned = ts
+        .store
+        .list_tickets(&TicketFilter {
+            assignee: Some("rita".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(assigned.len(), 13);
-    let open = ts.store.list_tickets(&TicketFilter { status: Some(TicketStatus::Closed), ..base.clone() }).await.unwrap();
+    let open = ts
+        .store
+        .list_tickets(&TicketFilter {
+            status: Some(TicketStatus::Closed),
+            ..base.clone()
+        })
+        .await
+        .unwrap();
     assert!(open.is_empty());
     let combined = ts
         .store
-        .list_tickets(&TicketFilter { severity: Some(Severity::Critical), assignee: Some("rita".into()), ..base })
+        .list_tickets(&TicketFilter {
+            severity: Some(Severity::Critical),
+            assignee: Some("rita".into()),
+            ..base
+        })
         .await
         .unwrap();
     assert_eq!(combined.len(), 3);
@@ -234,7 +331,11 @@ pub async fn list_respects_visibility(ts: &TestStore) {
         let store = ts.store.clone();
         async move {
             store
-                .list_tickets(&TicketFilter { limit: 50, visible_to: Some(v), ..Default::default() })
+                .list_tickets(&TicketFilter {
+                    limit: 50,
+                    visible_to: Some(v),
+                    ..Default::default()
+                })
                 .await
                 .unwrap()
                 .into_iter()
@@ -242,9 +343,33 @@ pub async fn list_respects_visibility(ts: &TestStore) {
                 .collect::<Vec<_>>()
         }
     };
-    assert_eq!(list(Visibility { username: "x".into(), restricted_ok: false, only_own: false }).await, ["public", "mine"]);
-    assert_eq!(list(Visibility { username: "x".into(), restricted_ok: true, only_own: false }).await, ["public", "mine", "secret"]);
-    assert_eq!(list(Visibility { username: "rep".into(), restricted_ok: false, only_own: true }).await, ["mine"]);
+    assert_eq!(
+        list(Visibility {
+            username: "x".into(),
+            restricted_ok: false,
+            only_own: false
+        })
+        .await,
+        ["public", "mine"]
+    );
+    assert_eq!(
+        list(Visibility {
+            username: "x".into(),
+            restricted_ok: true,
+            only_own: false
+        })
+        .await,
+        ["public", "mine", "secret"]
+    );
+    assert_eq!(
+        list(Visibility {
+            username: "rep".into(),
+            restricted_ok: false,
+            only_own: true
+        })
+        .await,
+        ["mine"]
+    );
 }
 
 async fn verify_chain(ts: &TestStore) -> i64 {
@@ -294,25 +419,46 @@ pub async fn ticket_timeline_holds_only_its_entries(ts: &TestStore) {
     let b = create(&ts.store, sample_ticket("b")).await;
     for (t, text) in [(&a, "first"), (&b, "other"), (&a, "second")] {
         ts.store
-            .commit(ChangeSet::new().audit(
-                AuditDraft::new("rita", "log.note", "ticket", t.id).ticket(t.id).details(serde_json::json!({"text": text})),
-            ))
+            .commit(
+                ChangeSet::new().audit(
+                    AuditDraft::new("rita", "log.note", "ticket", t.id)
+                        .ticket(t.id)
+                        .details(serde_json::json!({"text": text})),
+                ),
+            )
             .await
             .unwrap();
     }
     let tl = ts.store.ticket_audit(a.id, 0, 100).await.unwrap();
-    let actions: Vec<_> = tl.iter().map(|e| (e.action.as_str(), e.details.as_str())).collect();
-    assert_eq!(actions, [("ticket.created", "{}"), ("log.note", r#"{"text":"first"}"#), ("log.note", r#"{"text":"second"}"#)]);
+    let actions: Vec<_> = tl
+        .iter()
+        .map(|e| (e.action.as_str(), e.details.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("ticket.created", "{}"),
+            ("log.note", r#"{"text":"first"}"#),
+            ("log.note", r#"{"text":"second"}"#)
+        ]
+    );
     let after = ts.store.ticket_audit(a.id, tl[1].seq, 100).await.unwrap();
     assert_eq!(after.len(), 1);
 }
 
 pub async fn users_are_unique_and_updatable(ts: &TestStore) {
     let u = sample_user("alice");
-    ts.store.commit(ChangeSet::new().op(Op::InsertUser(u.clone()))).await.unwrap();
+    ts.store
+        .commit(ChangeSet::new().op(Op::InsertUser(u.clone())))
+        .await
+        .unwrap();
     let mut dup = sample_user("alice");
     dup.user.id = UserId::new();
-    let err = ts.store.commit(ChangeSet::new().op(Op::InsertUser(dup))).await.unwrap_err();
+    let err = ts
+        .store
+        .commit(ChangeSet::new().op(Op::InsertUser(dup)))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     let got = ts.store.get_user_by_name("alice").await.unwrap();
     assert_eq!(got.user, u.user);
@@ -321,16 +467,33 @@ pub async fn users_are_unique_and_updatable(ts: &TestStore) {
     changed.roles = vec![Role::Auditor];
     changed.disabled = true;
     changed.clearances = vec!["restricted".into()];
-    ts.store.commit(ChangeSet::new().op(Op::UpdateUser(changed.clone()))).await.unwrap();
-    assert_eq!(ts.store.get_user(u.user.id).await.unwrap().user, changed);
     ts.store
-        .commit(ChangeSet::new().op(Op::SetPassword { user_id: u.user.id, password_hash: "new".into() }))
+        .commit(ChangeSet::new().op(Op::UpdateUser(changed.clone())))
         .await
         .unwrap();
-    assert_eq!(ts.store.get_user(u.user.id).await.unwrap().password_hash.as_deref(), Some("new"));
+    assert_eq!(ts.store.get_user(u.user.id).await.unwrap().user, changed);
+    ts.store
+        .commit(ChangeSet::new().op(Op::SetPassword {
+            user_id: u.user.id,
+            password_hash: "new".into(),
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        ts.store
+            .get_user(u.user.id)
+            .await
+            .unwrap()
+            .password_hash
+            .as_deref(),
+        Some("new")
+    );
     assert_eq!(ts.store.count_users().await.unwrap(), 1);
     assert_eq!(ts.store.list_users().await.unwrap().len(), 1);
-    assert!(matches!(ts.store.get_user_by_name("bob").await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        ts.store.get_user_by_name("bob").await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 pub async fn first_user_is_created_once(ts: &TestStore) {
@@ -338,7 +501,9 @@ pub async fn first_user_is_created_once(ts: &TestStore) {
     for i in 0..8 {
         let store = ts.store.clone();
         handles.push(tokio::spawn(async move {
-            store.commit(ChangeSet::new().op(Op::InsertFirstUser(sample_user(&format!("admin{i}"))))).await
+            store
+                .commit(ChangeSet::new().op(Op::InsertFirstUser(sample_user(&format!("admin{i}")))))
+                .await
         }));
     }
     let mut ok = 0;
@@ -355,7 +520,10 @@ pub async fn first_user_is_created_once(ts: &TestStore) {
 
 pub async fn tokens_are_found_by_hash_and_revoked(ts: &TestStore) {
     let u = sample_user("svc");
-    ts.store.commit(ChangeSet::new().op(Op::InsertUser(u.clone()))).await.unwrap();
+    ts.store
+        .commit(ChangeSet::new().op(Op::InsertUser(u.clone())))
+        .await
+        .unwrap();
     let tok = |hash: &str| TokenRecord {
         id: TokenId::new(),
         user_id: u.user.id,
@@ -368,21 +536,49 @@ pub async fn tokens_are_found_by_hash_and_revoked(ts: &TestStore) {
     };
     let (t1, t2) = (tok("h1"), tok("h2"));
     ts.store
-        .commit(ChangeSet::new().op(Op::InsertToken(t1.clone())).op(Op::InsertToken(t2.clone())))
+        .commit(
+            ChangeSet::new()
+                .op(Op::InsertToken(t1.clone()))
+                .op(Op::InsertToken(t2.clone())),
+        )
         .await
         .unwrap();
     assert_eq!(ts.store.get_token_by_hash("h1").await.unwrap(), t1);
-    assert!(matches!(ts.store.get_token_by_hash("nope").await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        ts.store.get_token_by_hash("nope").await,
+        Err(StoreError::NotFound)
+    ));
     let at = now();
     ts.store
-        .commit(ChangeSet::new().op(Op::RevokeTokens { user_id: u.user.id, token_id: Some(t1.id), at }))
+        .commit(ChangeSet::new().op(Op::RevokeTokens {
+            user_id: u.user.id,
+            token_id: Some(t1.id),
+            at,
+        }))
         .await
         .unwrap();
-    assert_eq!(ts.store.get_token_by_hash("h1").await.unwrap().revoked_at, Some(at));
-    assert_eq!(ts.store.get_token_by_hash("h2").await.unwrap().revoked_at, None);
+    assert_eq!(
+        ts.store.get_token_by_hash("h1").await.unwrap().revoked_at,
+        Some(at)
+    );
+    assert_eq!(
+        ts.store.get_token_by_hash("h2").await.unwrap().revoked_at,
+        None
+    );
     ts.store
-        .commit(ChangeSet::new().op(Op::RevokeTokens { user_id: u.user.id, token_id: None, at }))
+        .commit(ChangeSet::new().op(Op::RevokeTokens {
+            user_id: u.user.id,
+            token_id: None,
+            at,
+        }))
         .await
         .unwrap();
-    assert!(ts.store.list_tokens(u.user.id).await.unwrap().iter().all(|t| t.revoked_at.is_some()));
+    assert!(
+        ts.store
+            .list_tokens(u.user.id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|t| t.revoked_at.is_some())
+    );
 }

@@ -3,9 +3,9 @@
 //! `testing`) the conformance suite every backend must pass. No SQL lives here.
 #![forbid(unsafe_code)]
 
-mod signer;
 #[cfg(feature = "testing")]
 pub mod conformance;
+mod signer;
 
 pub use signer::{AuditSigner, HeadFile, write_private};
 
@@ -65,17 +65,27 @@ pub enum Op {
     /// Inserts a ticket; the store assigns `number` and sets `version` to 1.
     InsertTicket(Ticket),
     /// Replaces a ticket if its stored version is still `expected_version`; bumps the version.
-    UpdateTicket { ticket: Ticket, expected_version: i64 },
+    UpdateTicket {
+        ticket: Ticket,
+        expected_version: i64,
+    },
     InsertUser(UserRecord),
     /// Inserts the first user, only if there are no users yet (`Conflict` otherwise). On
     /// PostgreSQL this runs under an advisory lock so nodes started together create one admin.
     InsertFirstUser(UserRecord),
     /// Replaces a user's profile, roles and disabled flag (not the password).
     UpdateUser(User),
-    SetPassword { user_id: UserId, password_hash: String },
+    SetPassword {
+        user_id: UserId,
+        password_hash: String,
+    },
     InsertToken(TokenRecord),
     /// Revokes one token (`Some`) or every live token of a user (`None` token).
-    RevokeTokens { user_id: UserId, token_id: Option<TokenId>, at: OffsetDateTime },
+    RevokeTokens {
+        user_id: UserId,
+        token_id: Option<TokenId>,
+        at: OffsetDateTime,
+    },
 }
 
 /// Changes applied atomically: all ops and all audit entries commit together or not at all.
@@ -158,7 +168,12 @@ pub trait AuditStore: Send + Sync {
     /// Entries with `seq > after`, oldest first, at most `limit`.
     async fn audit_entries(&self, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
     /// A ticket's timeline: its entries, oldest first, after `after`.
-    async fn ticket_audit(&self, ticket: TicketId, after: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+    async fn ticket_audit(
+        &self,
+        ticket: TicketId,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditRecord>>;
     async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>>;
 }
 
@@ -179,7 +194,11 @@ pub type DynStore = Arc<dyn Store>;
 
 /// Roles serialized for storage: comma-free snake_case names.
 pub fn roles_to_text(roles: &[Role]) -> String {
-    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 pub fn roles_from_text(s: &str) -> Vec<Role> {
@@ -187,7 +206,11 @@ pub fn roles_from_text(s: &str) -> Vec<Role> {
 }
 
 pub fn scopes_to_text(scopes: &[Scope]) -> String {
-    scopes.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+    scopes
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 pub fn scopes_from_text(s: &str) -> Vec<Scope> {
@@ -200,7 +223,8 @@ pub fn to_millis(t: OffsetDateTime) -> i64 {
 }
 
 pub fn from_millis(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// Truncates a timestamp to the stored (millisecond) resolution.

@@ -20,7 +20,10 @@ pub struct AuditSigner {
 impl std::fmt::Debug for AuditSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditSigner")
-            .field("key_id", &firebreak_domain::audit::key_id(&self.key.verifying_key()))
+            .field(
+                "key_id",
+                &firebreak_domain::audit::key_id(&self.key.verifying_key()),
+            )
             .field("head", &self.head)
             .finish_non_exhaustive()
     }
@@ -28,7 +31,11 @@ impl std::fmt::Debug for AuditSigner {
 
 impl AuditSigner {
     pub fn new(key: SigningKey, head: Option<HeadFile>) -> Self {
-        Self { key, head, published: Mutex::new(0) }
+        Self {
+            key,
+            head,
+            published: Mutex::new(0),
+        }
     }
 
     /// A signer with a fixed key and no head file (tests).
@@ -41,7 +48,8 @@ impl AuditSigner {
     /// Loads the key from `path`, creating it (mode 0600) when `create` and it does not exist.
     pub fn load_key(path: &Path, create: bool) -> anyhow::Result<SigningKey> {
         match fs::read_to_string(path) {
-            Ok(text) => parse_key(text.trim()).with_context(|| format!("reading audit key {}", path.display())),
+            Ok(text) => parse_key(text.trim())
+                .with_context(|| format!("reading audit key {}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
                 let mut seed = [0u8; 32];
                 rand::fill(&mut seed);
@@ -67,7 +75,9 @@ impl AuditSigner {
     pub fn publish(&self, cp: &Checkpoint) {
         let Some(head) = &self.head else { return };
         {
-            let Ok(mut last) = self.published.lock() else { return };
+            let Ok(mut last) = self.published.lock() else {
+                return;
+            };
             if *last >= cp.seq {
                 return;
             }
@@ -121,7 +131,11 @@ impl HeadFile {
 
     pub fn read(&self) -> anyhow::Result<Option<Checkpoint>> {
         match fs::read(&self.path) {
-            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", self.path.display()))?)),
+            Ok(bytes) => {
+                Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                    format!("parsing {}", self.path.display())
+                })?))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {}", self.path.display())),
         }
@@ -131,14 +145,20 @@ impl HeadFile {
     /// an exclusive lock serializes the processes sharing the data dir.
     pub fn write_if_newer(&self, cp: &Checkpoint) -> anyhow::Result<()> {
         let lock_path = self.path.with_extension("lock");
-        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path)?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
         lock.lock()?;
         if let Ok(Some(current)) = self.read()
             && current.seq >= cp.seq
         {
             return Ok(());
         }
-        let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
+        let tmp = self
+            .path
+            .with_extension(format!("tmp{}", std::process::id()));
         {
             let mut f = File::create(&tmp)?;
             f.write_all(&serde_json::to_vec(cp)?)?;

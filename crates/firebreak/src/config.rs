@@ -13,7 +13,12 @@ pub struct StoreArgs {
     #[arg(long, env = "FIREBREAK_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// `sqlite://PATH` or `postgres://...`; default `sqlite://<data dir>/firebreak.db`.
-    #[arg(long, env = "FIREBREAK_DATABASE_URL", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "FIREBREAK_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// Configuration file (default `./firebreak.toml` when present).
     #[arg(long, env = "FIREBREAK_CONFIG", global = true)]
@@ -78,33 +83,62 @@ fn load_file(path: Option<&Path>) -> anyhow::Result<FileConfig> {
         None => (PathBuf::from("firebreak.toml"), false),
     };
     match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).with_context(|| format!("invalid configuration file {}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(FileConfig::default()),
+        Ok(text) => toml::from_str(&text)
+            .with_context(|| format!("invalid configuration file {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            Ok(FileConfig::default())
+        }
         Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
     }
 }
 
 impl Settings {
-    pub fn resolve(args: &StoreArgs, listen: Option<&str>, behind_tls_proxy: bool) -> anyhow::Result<Self> {
+    pub fn resolve(
+        args: &StoreArgs,
+        listen: Option<&str>,
+        behind_tls_proxy: bool,
+    ) -> anyhow::Result<Self> {
         let file = load_file(args.config.as_deref())?;
-        let data_dir = args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from("./firebreak-data"));
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./firebreak-data"));
         let database_url = args
             .database_url
             .clone()
             .or(file.database_url)
             .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("firebreak.db").display()));
-        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
-            bail!("database url must start with sqlite:// or postgres:// (got {})", redact_url(&database_url));
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            bail!(
+                "database url must start with sqlite:// or postgres:// (got {})",
+                redact_url(&database_url)
+            );
         }
-        let listen_text = listen.map(str::to_string).or(file.listen).unwrap_or_else(|| "127.0.0.1:8080".into());
-        let listen: SocketAddr = listen_text.parse().with_context(|| format!("--listen: {listen_text:?} is not an address like 127.0.0.1:8080"))?;
+        let listen_text = listen
+            .map(str::to_string)
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_text.parse().with_context(|| {
+            format!("--listen: {listen_text:?} is not an address like 127.0.0.1:8080")
+        })?;
         let ticket_prefix = file.ticket_prefix.unwrap_or_else(|| "SEC".into());
-        if ticket_prefix.is_empty() || ticket_prefix.len() > 10 || !ticket_prefix.chars().all(|c| c.is_ascii_alphanumeric()) {
+        if ticket_prefix.is_empty()
+            || ticket_prefix.len() > 10
+            || !ticket_prefix.chars().all(|c| c.is_ascii_alphanumeric())
+        {
             bail!("ticket_prefix must be 1-10 letters or digits (got {ticket_prefix:?})");
         }
         Ok(Self {
             listen,
-            audit_key_file: args.audit_key_file.clone().or(file.audit_key_file).unwrap_or_else(|| data_dir.join("audit.key")),
+            audit_key_file: args
+                .audit_key_file
+                .clone()
+                .or(file.audit_key_file)
+                .unwrap_or_else(|| data_dir.join("audit.key")),
             data_dir,
             database_url,
             ticket_prefix,
@@ -123,7 +157,10 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }

@@ -15,7 +15,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "firebreak", version, about = "Security incident management and response")]
+#[command(
+    name = "firebreak",
+    version,
+    about = "Security incident management and response"
+)]
 struct Cli {
     #[command(flatten)]
     store: StoreArgs,
@@ -109,11 +113,17 @@ enum AuditCommand {
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
-    Role::parse(s).ok_or_else(|| format!("unknown role {s:?}; expected one of {}", Role::ALL.map(|r| r.as_str()).join(", ")))
+    Role::parse(s).ok_or_else(|| {
+        format!(
+            "unknown role {s:?}; expected one of {}",
+            Role::ALL.map(|r| r.as_str()).join(", ")
+        )
+    })
 }
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
-    Scope::parse(s).ok_or_else(|| format!("unknown scope {s:?}; expected one of read, write, intake, admin"))
+    Scope::parse(s)
+        .ok_or_else(|| format!("unknown scope {s:?}; expected one of read, write, intake, admin"))
 }
 
 fn parse_duration(s: &str) -> Result<time::Duration, String> {
@@ -127,12 +137,19 @@ fn parse_duration(s: &str) -> Result<time::Duration, String> {
         "s" => time::Duration::seconds(n),
         _ => return Err(bad()),
     };
-    if d <= time::Duration::ZERO { Err(bad()) } else { Ok(d) }
+    if d <= time::Duration::ZERO {
+        Err(bad())
+    } else {
+        Ok(d)
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -151,7 +168,9 @@ fn main() -> ExitCode {
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().flatten_event(true).init();
     } else {
@@ -167,7 +186,8 @@ struct Opened {
 }
 
 async fn open(settings: Settings, create_key: bool) -> anyhow::Result<Opened> {
-    std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
     if create_key && settings.is_postgres() && !settings.audit_key_file.exists() {
         tracing::warn!(path = %settings.audit_key_file.display(), "generating an audit key; every node on this PostgreSQL must share it (FIREBREAK_AUDIT_KEY_FILE)");
     }
@@ -187,16 +207,30 @@ async fn open(settings: Settings, create_key: bool) -> anyhow::Result<Opened> {
                 .with_context(|| format!("opening {}", settings.database_url))?,
         )
     };
-    Ok(Opened { store, signer, head, settings })
+    Ok(Opened {
+        store,
+        signer,
+        head,
+        settings,
+    })
 }
 
 fn app_for(o: &Opened) -> App {
-    App::new(o.store.clone(), AppConfig { ticket_prefix: o.settings.ticket_prefix.clone() })
+    App::new(
+        o.store.clone(),
+        AppConfig {
+            ticket_prefix: o.settings.ticket_prefix.clone(),
+        },
+    )
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { listen, behind_tls_proxy, log_json } => {
+        Command::Serve {
+            listen,
+            behind_tls_proxy,
+            log_json,
+        } => {
             init_tracing(log_json);
             let settings = Settings::resolve(&cli.store, listen.as_deref(), behind_tls_proxy)?;
             serve(settings).await?;
@@ -219,28 +253,75 @@ async fn admin(o: &Opened, command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { .. } => bail!("serve is not an administration command"),
         Command::Migrate => {
-            writeln!(out, "migrations applied to {}", redact_url(&o.settings.database_url))?;
+            writeln!(
+                out,
+                "migrations applied to {}",
+                redact_url(&o.settings.database_url)
+            )?;
         }
-        Command::User(UserCommand::Add { name, roles, title, seniority, email, clearances, off_duty, password_stdin }) => {
+        Command::User(UserCommand::Add {
+            name,
+            roles,
+            title,
+            seniority,
+            email,
+            clearances,
+            off_duty,
+            password_stdin,
+        }) => {
             let (password, show) = if password_stdin {
                 let mut line = String::new();
-                std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
-                let pw = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line).to_string();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut line)
+                    .context("reading the password from stdin")?;
+                let pw = line
+                    .strip_suffix('\n')
+                    .map(|l| l.strip_suffix('\r').unwrap_or(l))
+                    .unwrap_or(&line)
+                    .to_string();
                 (pw, false)
             } else {
                 (firebreak_app::generate_password(), true)
             };
-            let u = NewUser { username: name, roles, title, seniority, on_duty: !off_duty, email, clearances, password: Some(password.clone()) };
+            let u = NewUser {
+                username: name,
+                roles,
+                title,
+                seniority,
+                on_duty: !off_duty,
+                email,
+                clearances,
+                password: Some(password.clone()),
+            };
             let user = app.add_user(CLI_ACTOR, &u).await.map_err(app_err)?;
-            writeln!(out, "created user {} ({})", user.username, user.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "))?;
+            writeln!(
+                out,
+                "created user {} ({})",
+                user.username,
+                user.roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?;
             if show {
                 writeln!(out, "password: {password}")?;
             }
         }
         Command::User(UserCommand::List) => {
-            writeln!(out, "{:<24} {:<36} {:<18} {:>9} {:<8} {:<8}", "USERNAME", "ROLES", "TITLE", "SENIORITY", "ON DUTY", "STATE")?;
+            writeln!(
+                out,
+                "{:<24} {:<36} {:<18} {:>9} {:<8} {:<8}",
+                "USERNAME", "ROLES", "TITLE", "SENIORITY", "ON DUTY", "STATE"
+            )?;
             for u in app.all_users().await.map_err(app_err)? {
-                let roles = u.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",");
+                let roles = u
+                    .roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",");
                 writeln!(
                     out,
                     "{:<24} {:<36} {:<18} {:>9} {:<8} {:<8}",
@@ -258,12 +339,37 @@ async fn admin(o: &Opened, command: Command) -> anyhow::Result<ExitCode> {
             writeln!(out, "disabled user {name}; their tokens are revoked")?;
         }
         Command::User(UserCommand::SetRole { name, roles }) => {
-            let u = app.set_roles(CLI_ACTOR, &name, &roles).await.map_err(app_err)?;
-            writeln!(out, "{}: {}", u.username, u.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "))?;
+            let u = app
+                .set_roles(CLI_ACTOR, &name, &roles)
+                .await
+                .map_err(app_err)?;
+            writeln!(
+                out,
+                "{}: {}",
+                u.username,
+                u.roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?;
         }
-        Command::Token(TokenCommand::Create { user, name, scopes, expires }) => {
+        Command::Token(TokenCommand::Create {
+            user,
+            name,
+            scopes,
+            expires,
+        }) => {
             let (_, secret) = app
-                .create_token(CLI_ACTOR, &TokenSpec { username: user, name, scopes, expires_in: expires })
+                .create_token(
+                    CLI_ACTOR,
+                    &TokenSpec {
+                        username: user,
+                        name,
+                        scopes,
+                        expires_in: expires,
+                    },
+                )
                 .await
                 .map_err(app_err)?;
             writeln!(out, "{secret}")?;
@@ -278,11 +384,19 @@ async fn admin(o: &Opened, command: Command) -> anyhow::Result<ExitCode> {
 async fn verify(o: &Opened, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     match firebreak_app::verify::verify_audit(&o.store, o.signer.verifying_key(), &o.head).await {
         Ok(r) => {
-            writeln!(out, "audit chain intact: {} entries, {} signed checkpoints, last entry {} ({})", r.entries, r.checkpoints, r.last_seq, r.last_hash)?;
+            writeln!(
+                out,
+                "audit chain intact: {} entries, {} signed checkpoints, last entry {} ({})",
+                r.entries, r.checkpoints, r.last_seq, r.last_hash
+            )?;
             match r.head_file_seq {
                 Some(s) => writeln!(out, "head outside the database: entry {s} (matches)")?,
                 None if r.entries > 0 => {
-                    writeln!(out, "AUDIT CHAIN BROKEN: the head file {} is missing, so removal of the newest entries cannot be ruled out", o.head.path().display())?;
+                    writeln!(
+                        out,
+                        "AUDIT CHAIN BROKEN: the head file {} is missing, so removal of the newest entries cannot be ruled out",
+                        o.head.path().display()
+                    )?;
                     return Ok(ExitCode::from(1));
                 }
                 None => {}
@@ -300,7 +414,14 @@ async fn verify(o: &Opened, out: &mut impl Write) -> anyhow::Result<ExitCode> {
 fn app_err(e: AppError) -> anyhow::Error {
     match e {
         AppError::Validation(fields) => {
-            anyhow::anyhow!("{}", fields.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; "))
+            anyhow::anyhow!(
+                "{}",
+                fields
+                    .iter()
+                    .map(|f| format!("{}: {}", f.field, f.message))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
         }
         other => anyhow::anyhow!("{other}"),
     }
@@ -344,7 +465,10 @@ fn announce_admin(data_dir: &Path, password: &str) -> anyhow::Result<()> {
         firebreak_store::write_private(&path, format!("{password}\n").as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
         tracing::warn!(path = %path.display(), "created the first user `admin`; its password is in this file (mode 0600): read it, then delete the file");
-        println!("created the first user `admin`; password written to {}", path.display());
+        println!(
+            "created the first user `admin`; password written to {}",
+            path.display()
+        );
         println!("{hint}");
     }
     Ok(())

@@ -19,17 +19,34 @@ pub struct Health {
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = Health)))]
 pub async fn healthz(State(s): State<AppState>) -> Json<Health> {
-    Json(Health { status: "ok", version: env!("CARGO_PKG_VERSION"), backend: s.app.store().backend() })
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        backend: s.app.store().backend(),
+    })
 }
 
 /// Readiness: the database is reachable and accepts writes.
 #[utoipa::path(get, path = "/readyz", tag = "system", responses((status = 200, body = Health), (status = 503, body = ErrorEnvelope)))]
 pub async fn readyz(State(s): State<AppState>) -> Response {
     match s.app.ready().await {
-        Ok(()) => Json(Health { status: "ready", version: env!("CARGO_PKG_VERSION"), backend: s.app.store().backend() }).into_response(),
+        Ok(()) => Json(Health {
+            status: "ready",
+            version: env!("CARGO_PKG_VERSION"),
+            backend: s.app.store().backend(),
+        })
+        .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
-            ApiError { retry_after: Some(5), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the database is not reachable") }.into_response()
+            ApiError {
+                retry_after: Some(5),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_ready",
+                    "the database is not reachable",
+                )
+            }
+            .into_response()
         }
     }
 }

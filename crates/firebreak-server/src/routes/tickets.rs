@@ -38,7 +38,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 422, description = "Invalid field", body = ErrorEnvelope),
     ),
     security(("bearer" = [])))]
-async fn create_ticket(State(s): State<AppState>, Auth(p): Auth, ApiJson(req): ApiJson<CreateTicketRequest>) -> ApiResult<(StatusCode, HeaderMap, Json<TicketView>)> {
+async fn create_ticket(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiJson(req): ApiJson<CreateTicketRequest>,
+) -> ApiResult<(StatusCode, HeaderMap, Json<TicketView>)> {
     let t = s.app.create_ticket(&p, &req).await?;
     let mut h = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("/api/v1/tickets/{}", t.number)) {
@@ -69,7 +73,11 @@ pub struct ListTicketsQuery {
 #[utoipa::path(get, path = "/tickets", tag = "tickets", params(ListTicketsQuery),
     responses((status = 200, body = Page<TicketView>), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-async fn list_tickets(State(s): State<AppState>, Auth(p): Auth, ApiQuery(q): ApiQuery<ListTicketsQuery>) -> ApiResult<Json<Page<TicketView>>> {
+async fn list_tickets(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiQuery(q): ApiQuery<ListTicketsQuery>,
+) -> ApiResult<Json<Page<TicketView>>> {
     let q = ListTickets {
         status: q.status,
         criticality: q.criticality,
@@ -88,7 +96,11 @@ async fn list_tickets(State(s): State<AppState>, Auth(p): Auth, ApiQuery(q): Api
     params(("ref" = String, Path, description = "Ticket id or number")),
     responses((status = 200, body = TicketView), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-async fn get_ticket(State(s): State<AppState>, Auth(p): Auth, Path(reference): Path<String>) -> ApiResult<Json<TicketView>> {
+async fn get_ticket(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+) -> ApiResult<Json<TicketView>> {
     Ok(Json(s.app.get_ticket(&p, &reference).await?))
 }
 
@@ -98,12 +110,27 @@ async fn get_ticket(State(s): State<AppState>, Auth(p): Auth, Path(reference): P
     responses((status = 200, body = TicketView), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
         (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-async fn update_ticket(State(s): State<AppState>, Auth(p): Auth, Path(reference): Path<String>, ApiJson(req): ApiJson<UpdateTicketRequest>) -> ApiResult<Json<TicketView>> {
+async fn update_ticket(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+    ApiJson(req): ApiJson<UpdateTicketRequest>,
+) -> ApiResult<Json<TicketView>> {
     Ok(Json(s.app.update_ticket(&p, &reference, &req).await?))
 }
 
-async fn act(s: &AppState, p: &firebreak_app::Principal, reference: &str, action: TicketAction, comment: Option<String>) -> ApiResult<Json<TicketView>> {
-    Ok(Json(s.app.transition(p, reference, &action, comment.as_deref()).await?))
+async fn act(
+    s: &AppState,
+    p: &firebreak_app::Principal,
+    reference: &str,
+    action: TicketAction,
+    comment: Option<String>,
+) -> ApiResult<Json<TicketView>> {
+    Ok(Json(
+        s.app
+            .transition(p, reference, &action, comment.as_deref())
+            .await?,
+    ))
 }
 
 /// Take the ticket: `open` → `in_progress` (responder+).
@@ -111,7 +138,12 @@ async fn act(s: &AppState, p: &firebreak_app::Principal, reference: &str, action
     params(("ref" = String, Path, description = "Ticket id or number")),
     responses((status = 200, body = TicketView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-async fn start(State(s): State<AppState>, Auth(p): Auth, Path(reference): Path<String>, OptionalJson(c): OptionalJson<CommentRequest>) -> ApiResult<Json<TicketView>> {
+async fn start(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+    OptionalJson(c): OptionalJson<CommentRequest>,
+) -> ApiResult<Json<TicketView>> {
     act(&s, &p, &reference, TicketAction::Start, c.comment).await
 }
 
@@ -120,8 +152,23 @@ async fn start(State(s): State<AppState>, Auth(p): Auth, Path(reference): Path<S
     params(("ref" = String, Path, description = "Ticket id or number")),
     responses((status = 200, body = TicketView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-async fn resolve(State(s): State<AppState>, Auth(p): Auth, Path(reference): Path<String>, ApiJson(r): ApiJson<ResolveRequest>) -> ApiResult<Json<TicketView>> {
-    act(&s, &p, &reference, TicketAction::Resolve { resolution: r.resolution, problem_category: r.problem_category }, None).await
+async fn resolve(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+    ApiJson(r): ApiJson<ResolveRequest>,
+) -> ApiResult<Json<TicketView>> {
+    act(
+        &s,
+        &p,
+        &reference,
+        TicketAction::Resolve {
+            resolution: r.resolution,
+            problem_category: r.problem_category,
+        },
+        None,
+    )
+    .await
 }
 
 /// The owner accepts the resolution: `pending_closure` → `closed`.
@@ -129,7 +176,12 @@ async fn resolve(State(s): State<AppState>, Auth(p): Auth, Path(reference): Path
     params(("ref" = String, Path, description = "Ticket id or number")),
     responses((status = 200, body = TicketView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-async fn accept_closure(State(s): State<AppState>, Auth(p): Auth, Path(reference): Path<String>, OptionalJson(c): OptionalJson<CommentRequest>) -> ApiResult<Json<TicketView>> {
+async fn accept_closure(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+    OptionalJson(c): OptionalJson<CommentRequest>,
+) -> ApiResult<Json<TicketView>> {
     act(&s, &p, &reference, TicketAction::AcceptClosure, c.comment).await
 }
 
@@ -138,8 +190,20 @@ async fn accept_closure(State(s): State<AppState>, Auth(p): Auth, Path(reference
     params(("ref" = String, Path, description = "Ticket id or number")),
     responses((status = 200, body = TicketView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-async fn reject_closure(State(s): State<AppState>, Auth(p): Auth, Path(reference): Path<String>, ApiJson(r): ApiJson<ReasonRequest>) -> ApiResult<Json<TicketView>> {
-    act(&s, &p, &reference, TicketAction::RejectClosure { reason: r.reason }, None).await
+async fn reject_closure(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+    ApiJson(r): ApiJson<ReasonRequest>,
+) -> ApiResult<Json<TicketView>> {
+    act(
+        &s,
+        &p,
+        &reference,
+        TicketAction::RejectClosure { reason: r.reason },
+        None,
+    )
+    .await
 }
 
 /// Reopen a closed ticket: `closed` → `in_progress`; requires `reason` (responder+ or the owner).
@@ -147,8 +211,20 @@ async fn reject_closure(State(s): State<AppState>, Auth(p): Auth, Path(reference
     params(("ref" = String, Path, description = "Ticket id or number")),
     responses((status = 200, body = TicketView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-async fn reopen(State(s): State<AppState>, Auth(p): Auth, Path(reference): Path<String>, ApiJson(r): ApiJson<ReasonRequest>) -> ApiResult<Json<TicketView>> {
-    act(&s, &p, &reference, TicketAction::Reopen { reason: r.reason }, None).await
+async fn reopen(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+    ApiJson(r): ApiJson<ReasonRequest>,
+) -> ApiResult<Json<TicketView>> {
+    act(
+        &s,
+        &p,
+        &reference,
+        TicketAction::Reopen { reason: r.reason },
+        None,
+    )
+    .await
 }
 
 /// Close as a false positive; requires `reason` (helpdesk or responder+).
@@ -156,8 +232,20 @@ async fn reopen(State(s): State<AppState>, Auth(p): Auth, Path(reference): Path<
     params(("ref" = String, Path, description = "Ticket id or number")),
     responses((status = 200, body = TicketView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-async fn mark_false_positive(State(s): State<AppState>, Auth(p): Auth, Path(reference): Path<String>, ApiJson(r): ApiJson<ReasonRequest>) -> ApiResult<Json<TicketView>> {
-    act(&s, &p, &reference, TicketAction::MarkFalsePositive { reason: r.reason }, None).await
+async fn mark_false_positive(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+    ApiJson(r): ApiJson<ReasonRequest>,
+) -> ApiResult<Json<TicketView>> {
+    act(
+        &s,
+        &p,
+        &reference,
+        TicketAction::MarkFalsePositive { reason: r.reason },
+        None,
+    )
+    .await
 }
 
 /// Write to the ticket's incident log (`note`, `action` or `evidence`).
@@ -165,8 +253,16 @@ async fn mark_false_positive(State(s): State<AppState>, Auth(p): Auth, Path(refe
     params(("ref" = String, Path, description = "Ticket id or number")),
     responses((status = 201, body = LogEntryView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-async fn add_log_entry(State(s): State<AppState>, Auth(p): Auth, Path(reference): Path<String>, ApiJson(r): ApiJson<CreateLogEntryRequest>) -> ApiResult<(StatusCode, Json<LogEntryView>)> {
-    Ok((StatusCode::CREATED, Json(s.app.add_log_entry(&p, &reference, &r).await?)))
+async fn add_log_entry(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+    ApiJson(r): ApiJson<CreateLogEntryRequest>,
+) -> ApiResult<(StatusCode, Json<LogEntryView>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.app.add_log_entry(&p, &reference, &r).await?),
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -184,6 +280,15 @@ pub struct PageQuery {
     params(("ref" = String, Path, description = "Ticket id or number"), PageQuery),
     responses((status = 200, body = Page<LogEntryView>), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
-async fn list_log(State(s): State<AppState>, Auth(p): Auth, Path(reference): Path<String>, ApiQuery(q): ApiQuery<PageQuery>) -> ApiResult<Json<Page<LogEntryView>>> {
-    Ok(Json(s.app.list_log(&p, &reference, q.limit, q.cursor.as_deref()).await?))
+async fn list_log(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Page<LogEntryView>>> {
+    Ok(Json(
+        s.app
+            .list_log(&p, &reference, q.limit, q.cursor.as_deref())
+            .await?,
+    ))
 }

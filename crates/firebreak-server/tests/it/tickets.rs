@@ -5,7 +5,13 @@ use serde_json::json;
 async fn ticket_is_created_with_defaults_and_read_by_number_and_id() {
     let t = TestApp::new().await;
     let tok = t.user("hd", &[Role::Helpdesk]).await;
-    let r = t.post("/api/v1/tickets", &tok, json!({"title": "Suspicious login"})).await;
+    let r = t
+        .post(
+            "/api/v1/tickets",
+            &tok,
+            json!({"title": "Suspicious login"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.body["number"], "SEC-000001");
     assert_eq!(r.body["severity"], "medium");
@@ -14,7 +20,10 @@ async fn ticket_is_created_with_defaults_and_read_by_number_and_id() {
     assert_eq!(r.body["tier"], 1);
     assert_eq!(r.body["status"], "open");
     assert_eq!(r.body["owner"], "hd");
-    assert_eq!(r.body["source"], json!({"kind": "internal", "name": "hd", "contact": null}));
+    assert_eq!(
+        r.body["source"],
+        json!({"kind": "internal", "name": "hd", "contact": null})
+    );
     assert_eq!(r.headers["location"], "/api/v1/tickets/SEC-000001");
     let id = r.body["id"].as_str().unwrap().to_string();
     let by_number = t.get("/api/v1/tickets/SEC-000001", &tok).await;
@@ -32,7 +41,13 @@ async fn user_text_comes_back_byte_for_byte() {
     let t = TestApp::new().await;
     let tok = t.user("hd", &[Role::Helpdesk]).await;
     let title = "<img src=x onerror=alert(1)> \"quotes\" 'single' & ünïcödé \u{1F525}";
-    let r = t.post("/api/v1/tickets", &tok, json!({"title": title, "description": "  keep\n\twhitespace  "})).await;
+    let r = t
+        .post(
+            "/api/v1/tickets",
+            &tok,
+            json!({"title": title, "description": "  keep\n\twhitespace  "}),
+        )
+        .await;
     assert_eq!(r.body["title"], title);
     assert_eq!(r.body["description"], "  keep\n\twhitespace  ");
 }
@@ -42,56 +57,162 @@ async fn normal_lifecycle_through_the_api() {
     let t = TestApp::new().await;
     let owner = t.user("olga", &[Role::Helpdesk]).await;
     let rita = t.user("rita", &[Role::Responder]).await;
-    t.post("/api/v1/tickets", &owner, json!({"title": "Malware on laptop"})).await;
+    t.post(
+        "/api/v1/tickets",
+        &owner,
+        json!({"title": "Malware on laptop"}),
+    )
+    .await;
     let u = "/api/v1/tickets/SEC-000001";
 
     // helpdesk may not start work
-    let r = t.call("POST", &format!("{u}/start"), Some(&owner), None).await;
+    let r = t
+        .call("POST", &format!("{u}/start"), Some(&owner), None)
+        .await;
     assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
     // resolve before start: 409 naming what is missing
-    let r = t.post(&format!("{u}/resolve"), &rita, json!({"resolution": "x", "problem_category": "malware"})).await;
+    let r = t
+        .post(
+            &format!("{u}/resolve"),
+            &rita,
+            json!({"resolution": "x", "problem_category": "malware"}),
+        )
+        .await;
     assert_error(&r, StatusCode::CONFLICT, "invalid_transition");
-    assert!(r.body["error"]["message"].as_str().unwrap().contains("start it first"));
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("start it first")
+    );
 
-    let r = t.call("POST", &format!("{u}/start"), Some(&rita), None).await;
+    let r = t
+        .call("POST", &format!("{u}/start"), Some(&rita), None)
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["status"], "in_progress");
     assert_eq!(r.body["assignee"], "rita");
 
     // resolve requires resolution and problem category
-    let r = t.post(&format!("{u}/resolve"), &rita, json!({"resolution": "reimaged"})).await;
-    assert_eq!(assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(), Some("problem_category"));
-    let r = t.post(&format!("{u}/resolve"), &rita, json!({"resolution": "", "problem_category": " "})).await;
-    let fields: Vec<_> = r.body["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+    let r = t
+        .post(
+            &format!("{u}/resolve"),
+            &rita,
+            json!({"resolution": "reimaged"}),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("problem_category")
+    );
+    let r = t
+        .post(
+            &format!("{u}/resolve"),
+            &rita,
+            json!({"resolution": "", "problem_category": " "}),
+        )
+        .await;
+    let fields: Vec<_> = r.body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
     assert_eq!(fields, ["resolution", "problem_category"]);
-    let r = t.post(&format!("{u}/resolve"), &rita, json!({"resolution": "reimaged", "problem_category": "malware"})).await;
+    let r = t
+        .post(
+            &format!("{u}/resolve"),
+            &rita,
+            json!({"resolution": "reimaged", "problem_category": "malware"}),
+        )
+        .await;
     assert_eq!(r.body["status"], "pending_closure");
 
     // only the owner accepts or rejects
-    let r = t.call("POST", &format!("{u}/accept-closure"), Some(&rita), None).await;
+    let r = t
+        .call("POST", &format!("{u}/accept-closure"), Some(&rita), None)
+        .await;
     assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
-    let r = t.post(&format!("{u}/reject-closure"), &owner, json!({})).await;
-    assert_eq!(assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(), Some("reason"));
-    let r = t.post(&format!("{u}/reject-closure"), &owner, json!({"reason": "still beaconing"})).await;
+    let r = t
+        .post(&format!("{u}/reject-closure"), &owner, json!({}))
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("reason")
+    );
+    let r = t
+        .post(
+            &format!("{u}/reject-closure"),
+            &owner,
+            json!({"reason": "still beaconing"}),
+        )
+        .await;
     assert_eq!(r.body["status"], "in_progress");
-    t.post(&format!("{u}/resolve"), &rita, json!({"resolution": "reimaged again", "problem_category": "malware"})).await;
-    let r = t.post(&format!("{u}/accept-closure"), &owner, json!({"comment": "thanks"})).await;
+    t.post(
+        &format!("{u}/resolve"),
+        &rita,
+        json!({"resolution": "reimaged again", "problem_category": "malware"}),
+    )
+    .await;
+    let r = t
+        .post(
+            &format!("{u}/accept-closure"),
+            &owner,
+            json!({"comment": "thanks"}),
+        )
+        .await;
     assert_eq!(r.body["status"], "closed", "{}", r.body);
-    let r = t.post(&format!("{u}/reopen"), &rita, json!({"reason": "recurred"})).await;
+    let r = t
+        .post(&format!("{u}/reopen"), &rita, json!({"reason": "recurred"}))
+        .await;
     assert_eq!(r.body["status"], "in_progress");
-    let r = t.post(&format!("{u}/mark-false-positive"), &owner, json!({"reason": "test alert"})).await;
+    let r = t
+        .post(
+            &format!("{u}/mark-false-positive"),
+            &owner,
+            json!({"reason": "test alert"}),
+        )
+        .await;
     assert_eq!(r.body["status"], "closed");
     assert_eq!(r.body["false_positive"], true);
-    let r = t.post(&format!("{u}/mark-false-positive"), &owner, json!({"reason": "again"})).await;
+    let r = t
+        .post(
+            &format!("{u}/mark-false-positive"),
+            &owner,
+            json!({"reason": "again"}),
+        )
+        .await;
     assert_error(&r, StatusCode::CONFLICT, "invalid_transition");
 
     // every step is on the timeline, denials included
     let log = t.get(&format!("{u}/log?limit=500"), &rita).await;
-    let actions: Vec<_> = log.body["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap().to_string()).collect();
-    for a in ["ticket.created", "ticket.start", "ticket.resolve", "ticket.reject-closure", "ticket.accept-closure", "ticket.reopen", "ticket.mark-false-positive", "authz.denied"] {
-        assert!(actions.iter().any(|x| x == a), "{a} missing from {actions:?}");
+    let actions: Vec<_> = log.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    for a in [
+        "ticket.created",
+        "ticket.start",
+        "ticket.resolve",
+        "ticket.reject-closure",
+        "ticket.accept-closure",
+        "ticket.reopen",
+        "ticket.mark-false-positive",
+        "authz.denied",
+    ] {
+        assert!(
+            actions.iter().any(|x| x == a),
+            "{a} missing from {actions:?}"
+        );
     }
-    let accept = log.body["items"].as_array().unwrap().iter().find(|e| e["action"] == "ticket.accept-closure").unwrap();
+    let accept = log.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "ticket.accept-closure")
+        .unwrap();
     assert_eq!(accept["details"]["comment"], "thanks");
 }
 
@@ -100,26 +221,59 @@ async fn incident_log_notes_are_written_and_paged() {
     let t = TestApp::new().await;
     let rita = t.user("rita", &[Role::Responder]).await;
     let aud = t.user("audrey", &[Role::Auditor]).await;
-    t.post("/api/v1/tickets", &rita, json!({"title": "x"})).await;
-    let r = t.post("/api/v1/tickets/SEC-000001/log", &rita, json!({"text": "Isolated host <script>", "kind": "action"})).await;
+    t.post("/api/v1/tickets", &rita, json!({"title": "x"}))
+        .await;
+    let r = t
+        .post(
+            "/api/v1/tickets/SEC-000001/log",
+            &rita,
+            json!({"text": "Isolated host <script>", "kind": "action"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.body["kind"], "action");
     assert_eq!(r.body["text"], "Isolated host <script>");
     assert_eq!(r.body["actor"], "rita");
     assert_eq!(r.body["hash"].as_str().unwrap().len(), 64);
     for i in 0..3 {
-        t.post("/api/v1/tickets/SEC-000001/log", &rita, json!({"text": format!("note {i}")})).await;
+        t.post(
+            "/api/v1/tickets/SEC-000001/log",
+            &rita,
+            json!({"text": format!("note {i}")}),
+        )
+        .await;
     }
-    let r = t.post("/api/v1/tickets/SEC-000001/log", &rita, json!({"text": "x", "kind": "gossip"})).await;
-    assert_eq!(assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(), Some("kind"));
+    let r = t
+        .post(
+            "/api/v1/tickets/SEC-000001/log",
+            &rita,
+            json!({"text": "x", "kind": "gossip"}),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("kind")
+    );
     // auditors read but do not write
-    let r = t.post("/api/v1/tickets/SEC-000001/log", &aud, json!({"text": "x"})).await;
+    let r = t
+        .post("/api/v1/tickets/SEC-000001/log", &aud, json!({"text": "x"}))
+        .await;
     assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
     let p1 = t.get("/api/v1/tickets/SEC-000001/log?limit=2", &aud).await;
     assert_eq!(p1.body["items"].as_array().unwrap().len(), 2);
     let cursor = p1.body["next_cursor"].as_str().unwrap();
-    let p2 = t.get(&format!("/api/v1/tickets/SEC-000001/log?limit=10&cursor={cursor}"), &aud).await;
-    let texts: Vec<_> = p2.body["items"].as_array().unwrap().iter().map(|e| e["text"].as_str().unwrap().to_string()).collect();
+    let p2 = t
+        .get(
+            &format!("/api/v1/tickets/SEC-000001/log?limit=10&cursor={cursor}"),
+            &aud,
+        )
+        .await;
+    let texts: Vec<_> = p2.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["text"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(texts[..3], ["note 0", "note 1", "note 2"]);
     assert_eq!(p2.body["next_cursor"], Value::Null);
 }
@@ -141,12 +295,28 @@ async fn list_filters_and_cursor_pagination() {
         t.post("/api/v1/tickets", &tok, body).await;
     }
     let p = t.get("/api/v1/tickets?limit=5", &tok).await;
-    let nums: Vec<_> = p.body["items"].as_array().unwrap().iter().map(|x| x["number"].as_str().unwrap().to_string()).collect();
-    assert_eq!(nums, ["SEC-000012", "SEC-000011", "SEC-000010", "SEC-000009", "SEC-000008"]);
+    let nums: Vec<_> = p.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["number"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        nums,
+        [
+            "SEC-000012",
+            "SEC-000011",
+            "SEC-000010",
+            "SEC-000009",
+            "SEC-000008"
+        ]
+    );
     let mut seen = nums.len();
     let mut cursor = p.body["next_cursor"].as_str().map(str::to_string);
     while let Some(c) = cursor {
-        let p = t.get(&format!("/api/v1/tickets?limit=5&cursor={c}"), &tok).await;
+        let p = t
+            .get(&format!("/api/v1/tickets?limit=5&cursor={c}"), &tok)
+            .await;
         seen += p.body["items"].as_array().unwrap().len();
         cursor = p.body["next_cursor"].as_str().map(str::to_string);
     }
@@ -155,7 +325,12 @@ async fn list_filters_and_cursor_pagination() {
         let q = q.to_string();
         let t = &t;
         let tok = tok.clone();
-        async move { t.get(&format!("/api/v1/tickets?{q}"), &tok).await.body["items"].as_array().map(|a| a.len()).unwrap_or(usize::MAX) }
+        async move {
+            t.get(&format!("/api/v1/tickets?{q}"), &tok).await.body["items"]
+                .as_array()
+                .map(|a| a.len())
+                .unwrap_or(usize::MAX)
+        }
     };
     assert_eq!(count("severity=critical").await, 4);
     assert_eq!(count("tag=g1").await, 6);
@@ -164,15 +339,30 @@ async fn list_filters_and_cursor_pagination() {
     assert_eq!(count("status=open&criticality=normal").await, 12);
     assert_eq!(count("status=closed").await, 0);
     let r = t.get("/api/v1/tickets?severity=urgent", &tok).await;
-    assert_eq!(assert_error(&r, StatusCode::BAD_REQUEST, "invalid_query").as_deref(), Some("severity"));
+    assert_eq!(
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_query").as_deref(),
+        Some("severity")
+    );
     let r = t.get("/api/v1/tickets?colour=red", &tok).await;
-    assert_eq!(assert_error(&r, StatusCode::BAD_REQUEST, "invalid_query").as_deref(), Some("colour"));
+    assert_eq!(
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_query").as_deref(),
+        Some("colour")
+    );
     let r = t.get("/api/v1/tickets?limit=0", &tok).await;
-    assert_eq!(assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(), Some("limit"));
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("limit")
+    );
     let r = t.get("/api/v1/tickets?limit=100000", &tok).await;
-    assert_eq!(assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(), Some("limit"));
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("limit")
+    );
     let r = t.get("/api/v1/tickets?cursor=garbage", &tok).await;
-    assert_eq!(assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(), Some("cursor"));
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("cursor")
+    );
 }
 
 #[tokio::test]
@@ -180,21 +370,64 @@ async fn update_changes_fields_and_records_the_diff() {
     let t = TestApp::new().await;
     let tok = t.user("rita", &[Role::Responder]).await;
     t.user("sam", &[Role::Responder]).await;
-    t.post("/api/v1/tickets", &tok, json!({"title": "x", "assignee": "sam"})).await;
-    let r = t.call("PATCH", "/api/v1/tickets/SEC-000001", Some(&tok), Some(json!({"severity": "high", "assignee": null, "tags": ["a", "a", "b"]}))).await;
+    t.post(
+        "/api/v1/tickets",
+        &tok,
+        json!({"title": "x", "assignee": "sam"}),
+    )
+    .await;
+    let r = t
+        .call(
+            "PATCH",
+            "/api/v1/tickets/SEC-000001",
+            Some(&tok),
+            Some(json!({"severity": "high", "assignee": null, "tags": ["a", "a", "b"]})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["severity"], "high");
     assert_eq!(r.body["assignee"], Value::Null);
     assert_eq!(r.body["tags"], json!(["a", "b"]));
     assert_eq!(r.body["version"], 2);
-    let r = t.call("PATCH", "/api/v1/tickets/SEC-000001", Some(&tok), Some(json!({"assignee": "nobody"}))).await;
-    assert_eq!(assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(), Some("assignee"));
-    let r = t.call("PATCH", "/api/v1/tickets/SEC-000001", Some(&tok), Some(json!({"status": "closed"}))).await;
-    assert_eq!(assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(), Some("status"));
+    let r = t
+        .call(
+            "PATCH",
+            "/api/v1/tickets/SEC-000001",
+            Some(&tok),
+            Some(json!({"assignee": "nobody"})),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("assignee")
+    );
+    let r = t
+        .call(
+            "PATCH",
+            "/api/v1/tickets/SEC-000001",
+            Some(&tok),
+            Some(json!({"status": "closed"})),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("status")
+    );
     let log = t.get("/api/v1/tickets/SEC-000001/log", &tok).await;
-    let upd = log.body["items"].as_array().unwrap().iter().find(|e| e["action"] == "ticket.updated").unwrap();
-    assert_eq!(upd["details"]["changes"]["severity"], json!({"from": "medium", "to": "high"}));
-    assert_eq!(upd["details"]["changes"]["assignee"], json!({"from": "sam", "to": null}));
+    let upd = log.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "ticket.updated")
+        .unwrap();
+    assert_eq!(
+        upd["details"]["changes"]["severity"],
+        json!({"from": "medium", "to": "high"})
+    );
+    assert_eq!(
+        upd["details"]["changes"]["assignee"],
+        json!({"from": "sam", "to": null})
+    );
 }
 
 #[tokio::test]
@@ -202,21 +435,54 @@ async fn restricted_tickets_are_404_for_outsiders() {
     let t = TestApp::new().await;
     let rita = t.user("rita", &[Role::Responder]).await;
     let sam = t.user("sam", &[Role::Responder]).await;
-    let cleared = t.user_with("cleo", &[Role::Auditor], &[], &["restricted"]).await;
+    let cleared = t
+        .user_with("cleo", &[Role::Auditor], &[], &["restricted"])
+        .await;
     let admin = t.user("root", &[Role::Admin]).await;
-    t.post("/api/v1/tickets", &rita, json!({"title": "insider case", "restricted": true})).await;
-    t.post("/api/v1/tickets", &rita, json!({"title": "public"})).await;
-    assert_error(&t.get("/api/v1/tickets/SEC-000001", &sam).await, StatusCode::NOT_FOUND, "not_found");
-    assert_error(&t.get("/api/v1/tickets/SEC-000001/log", &sam).await, StatusCode::NOT_FOUND, "not_found");
-    let r = t.post("/api/v1/tickets/SEC-000001/log", &sam, json!({"text": "peek"})).await;
+    t.post(
+        "/api/v1/tickets",
+        &rita,
+        json!({"title": "insider case", "restricted": true}),
+    )
+    .await;
+    t.post("/api/v1/tickets", &rita, json!({"title": "public"}))
+        .await;
+    assert_error(
+        &t.get("/api/v1/tickets/SEC-000001", &sam).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &t.get("/api/v1/tickets/SEC-000001/log", &sam).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let r = t
+        .post(
+            "/api/v1/tickets/SEC-000001/log",
+            &sam,
+            json!({"text": "peek"}),
+        )
+        .await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
-    let r = t.call("POST", "/api/v1/tickets/SEC-000001/start", Some(&sam), None).await;
+    let r = t
+        .call("POST", "/api/v1/tickets/SEC-000001/start", Some(&sam), None)
+        .await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found");
     let list = t.get("/api/v1/tickets", &sam).await;
     assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
     for tok in [&rita, &cleared, &admin] {
-        assert_eq!(t.get("/api/v1/tickets/SEC-000001", tok).await.status, StatusCode::OK);
-        assert_eq!(t.get("/api/v1/tickets", tok).await.body["items"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            t.get("/api/v1/tickets/SEC-000001", tok).await.status,
+            StatusCode::OK
+        );
+        assert_eq!(
+            t.get("/api/v1/tickets", tok).await.body["items"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
     }
 }
 
@@ -225,11 +491,22 @@ async fn reporters_see_only_their_own_and_cannot_open_tickets() {
     let t = TestApp::new().await;
     let rita = t.user("rita", &[Role::Responder]).await;
     let rep = t.user("sensor", &[Role::Reporter]).await;
-    t.post("/api/v1/tickets", &rita, json!({"title": "x"})).await;
+    t.post("/api/v1/tickets", &rita, json!({"title": "x"}))
+        .await;
     let r = t.post("/api/v1/tickets", &rep, json!({"title": "x"})).await;
     assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
-    assert_eq!(t.get("/api/v1/tickets", &rep).await.body["items"].as_array().unwrap().len(), 0);
-    assert_error(&t.get("/api/v1/tickets/SEC-000001", &rep).await, StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(
+        t.get("/api/v1/tickets", &rep).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_error(
+        &t.get("/api/v1/tickets/SEC-000001", &rep).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
 }
 
 #[tokio::test]
@@ -238,20 +515,50 @@ async fn token_scopes_limit_the_users_rights() {
     let full = t.user("rita", &[Role::Responder]).await;
     let read = t.token("rita", &[Scope::Read]).await;
     let intake = t.token("rita", &[Scope::Intake]).await;
-    t.post("/api/v1/tickets", &full, json!({"title": "x"})).await;
-    assert_eq!(t.get("/api/v1/tickets/SEC-000001", &read).await.status, StatusCode::OK);
-    assert_error(&t.post("/api/v1/tickets", &read, json!({"title": "y"})).await, StatusCode::FORBIDDEN, "forbidden");
-    assert_error(&t.call("POST", "/api/v1/tickets/SEC-000001/start", Some(&read), None).await, StatusCode::FORBIDDEN, "forbidden");
-    assert_error(&t.get("/api/v1/tickets/SEC-000001", &intake).await, StatusCode::NOT_FOUND, "not_found");
+    t.post("/api/v1/tickets", &full, json!({"title": "x"}))
+        .await;
+    assert_eq!(
+        t.get("/api/v1/tickets/SEC-000001", &read).await.status,
+        StatusCode::OK
+    );
+    assert_error(
+        &t.post("/api/v1/tickets", &read, json!({"title": "y"}))
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_error(
+        &t.call(
+            "POST",
+            "/api/v1/tickets/SEC-000001/start",
+            Some(&read),
+            None,
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_error(
+        &t.get("/api/v1/tickets/SEC-000001", &intake).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
 }
 
 #[tokio::test]
 async fn disabled_users_and_revoked_tokens_fail_at_once() {
     let t = TestApp::new().await;
     let tok = t.user("rita", &[Role::Responder]).await;
-    assert_eq!(t.get("/api/v1/users/me", &tok).await.body["username"], "rita");
+    assert_eq!(
+        t.get("/api/v1/users/me", &tok).await.body["username"],
+        "rita"
+    );
     t.app.disable_user("test", "rita").await.unwrap();
-    assert_error(&t.get("/api/v1/users/me", &tok).await, StatusCode::UNAUTHORIZED, "unauthenticated");
+    assert_error(
+        &t.get("/api/v1/users/me", &tok).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
 }
 
 #[tokio::test]
@@ -266,13 +573,46 @@ async fn admins_create_users_and_others_may_not() {
     assert_eq!(r.body["on_duty"], true);
     assert_eq!(r.body["disabled"], false);
     assert!(r.body.get("password_hash").is_none());
-    assert_error(&t.post("/api/v1/users", &admin, body).await, StatusCode::CONFLICT, "user_exists");
-    let r = t.post("/api/v1/users", &admin, json!({"username": "x y", "roles": ["boss"]})).await;
-    assert_eq!(assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(), Some("roles[0]"));
-    let r = t.post("/api/v1/users", &admin, json!({"username": "-bad", "roles": []})).await;
-    let fields: Vec<_> = r.body["error"]["details"].as_array().unwrap().iter().map(|d| d["field"].as_str().unwrap()).collect();
+    assert_error(
+        &t.post("/api/v1/users", &admin, body).await,
+        StatusCode::CONFLICT,
+        "user_exists",
+    );
+    let r = t
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({"username": "x y", "roles": ["boss"]}),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("roles[0]")
+    );
+    let r = t
+        .post(
+            "/api/v1/users",
+            &admin,
+            json!({"username": "-bad", "roles": []}),
+        )
+        .await;
+    let fields: Vec<_> = r.body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
     assert_eq!(fields, ["username", "roles"]);
-    assert_error(&t.post("/api/v1/users", &rita, json!({"username": "z", "roles": ["admin"]})).await, StatusCode::FORBIDDEN, "forbidden");
+    assert_error(
+        &t.post(
+            "/api/v1/users",
+            &rita,
+            json!({"username": "z", "roles": ["admin"]}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
     let users = t.get("/api/v1/users", &rita).await;
     assert_eq!(users.body["items"].as_array().unwrap().len(), 3);
 }
@@ -283,23 +623,50 @@ async fn health_readiness_and_openapi() {
     let r = t.call("GET", "/healthz", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["backend"], "sqlite");
-    assert_eq!(t.call("GET", "/readyz", None, None).await.status, StatusCode::OK);
+    assert_eq!(
+        t.call("GET", "/readyz", None, None).await.status,
+        StatusCode::OK
+    );
     let doc = t.call("GET", "/api/v1/openapi.json", None, None).await;
     assert_eq!(doc.status, StatusCode::OK);
     assert!(doc.body["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = doc.body["paths"].as_object().unwrap();
     for p in [
-        "/api/v1/tickets", "/api/v1/tickets/{ref}", "/api/v1/tickets/{ref}/start", "/api/v1/tickets/{ref}/resolve",
-        "/api/v1/tickets/{ref}/accept-closure", "/api/v1/tickets/{ref}/reject-closure", "/api/v1/tickets/{ref}/reopen",
-        "/api/v1/tickets/{ref}/mark-false-positive", "/api/v1/tickets/{ref}/log", "/api/v1/users", "/api/v1/users/me", "/healthz", "/readyz",
+        "/api/v1/tickets",
+        "/api/v1/tickets/{ref}",
+        "/api/v1/tickets/{ref}/start",
+        "/api/v1/tickets/{ref}/resolve",
+        "/api/v1/tickets/{ref}/accept-closure",
+        "/api/v1/tickets/{ref}/reject-closure",
+        "/api/v1/tickets/{ref}/reopen",
+        "/api/v1/tickets/{ref}/mark-false-positive",
+        "/api/v1/tickets/{ref}/log",
+        "/api/v1/users",
+        "/api/v1/users/me",
+        "/healthz",
+        "/readyz",
     ] {
         assert!(paths.contains_key(p), "{p} missing from openapi.json");
     }
-    let docs = t.raw(Request::builder().uri("/api/docs/").body(Body::empty()).unwrap()).await;
+    let docs = t
+        .raw(
+            Request::builder()
+                .uri("/api/docs/")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(docs.status, StatusCode::OK);
-    let index = t.raw(Request::builder().uri("/").body(Body::empty()).unwrap()).await;
+    let index = t
+        .raw(Request::builder().uri("/").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(index.status, StatusCode::OK);
     assert!(index.body.as_str().unwrap().contains("/api/docs"));
     assert_eq!(index.headers["x-content-type-options"], "nosniff");
-    assert!(index.headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert!(
+        index.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
 }

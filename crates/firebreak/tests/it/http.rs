@@ -34,10 +34,18 @@ impl Conn {
             s.set_read_timeout(Some(Duration::from_secs(30)))?;
             self.reader = Some(BufReader::new(s));
         }
-        self.reader.as_mut().ok_or_else(|| std::io::Error::other("no connection"))
+        self.reader
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("no connection"))
     }
 
-    pub fn request(&mut self, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>) -> std::io::Result<Response> {
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> std::io::Result<Response> {
         let res = self.try_request(method, path, token, body);
         if res.is_err() {
             self.reader = None;
@@ -45,7 +53,13 @@ impl Conn {
         res
     }
 
-    fn try_request(&mut self, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>) -> std::io::Result<Response> {
+    fn try_request(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> std::io::Result<Response> {
         let addr = self.addr;
         let r = self.stream()?;
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n");
@@ -53,7 +67,10 @@ impl Conn {
             head.push_str(&format!("Authorization: Bearer {t}\r\n"));
         }
         if let Some(b) = body {
-            head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+            head.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            ));
         }
         head.push_str("\r\n");
         let mut buf = head.into_bytes();
@@ -63,9 +80,16 @@ impl Conn {
         r.get_mut().write_all(&buf)?;
         let mut line = String::new();
         if r.read_line(&mut line)? == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
         }
-        let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
         let mut len = 0usize;
         let mut chunked = false;
         loop {
@@ -78,7 +102,9 @@ impl Conn {
             if let Some((k, v)) = l.split_once(':') {
                 if k.eq_ignore_ascii_case("content-length") {
                     len = v.trim().parse().unwrap_or(0);
-                } else if k.eq_ignore_ascii_case("transfer-encoding") && v.trim().eq_ignore_ascii_case("chunked") {
+                } else if k.eq_ignore_ascii_case("transfer-encoding")
+                    && v.trim().eq_ignore_ascii_case("chunked")
+                {
                     chunked = true;
                 }
             }

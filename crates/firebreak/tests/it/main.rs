@@ -1,5 +1,7 @@
 //! The real binary: CLI, first start, audit verification, kill -9 durability, several nodes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a failure is a panic")]
+
 mod http;
 mod support;
 
@@ -17,7 +19,8 @@ fn fresh_install_creates_admin_and_prints_only_the_token() {
     let env = Env::sqlite(dir.path());
     let mut server = env.start();
     let pw_file = dir.path().join("initial-admin-password");
-    let meta = std::fs::metadata(&pw_file).expect("password file written when stdout is not a terminal");
+    let meta =
+        std::fs::metadata(&pw_file).expect("password file written when stdout is not a terminal");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -27,11 +30,17 @@ fn fresh_install_creates_admin_and_prints_only_the_token() {
     let out = env.cli(&["token", "create", "--user", "admin", "--name", "ops"]);
     assert!(out.status.success());
     let text = stdout(&out);
-    assert_eq!(text.lines().count(), 1, "token create prints only the token: {text:?}");
+    assert_eq!(
+        text.lines().count(),
+        1,
+        "token create prints only the token: {text:?}"
+    );
     let token = text.trim();
     assert!(token.starts_with("fbk_"));
     let mut c = Conn::new(server.addr);
-    let me = c.request("GET", "/api/v1/users/me", Some(token), None).unwrap();
+    let me = c
+        .request("GET", "/api/v1/users/me", Some(token), None)
+        .unwrap();
     assert_eq!(me.status, 200);
     assert_eq!(me.json()["username"], "admin");
     assert_eq!(me.json()["roles"], json!(["admin"]));
@@ -41,7 +50,13 @@ fn fresh_install_creates_admin_and_prints_only_the_token() {
     assert!(status.success(), "SIGTERM ends serve cleanly: {status:?}");
     let _server = env.start();
     let users = env.cli(&["user", "list"]);
-    assert_eq!(stdout(&users).lines().filter(|l| l.starts_with("admin ")).count(), 1);
+    assert_eq!(
+        stdout(&users)
+            .lines()
+            .filter(|l| l.starts_with("admin "))
+            .count(),
+        1
+    );
 }
 
 #[test]
@@ -49,33 +64,93 @@ fn user_and_token_commands() {
     let dir = tempfile::tempdir().unwrap();
     let env = Env::sqlite(dir.path());
     let out = env.cli_stdin(
-        &["user", "add", "cso", "--role", "manager", "--role", "senior_responder", "--title", "CSO", "--seniority", "9", "--email", "cso@example.org", "--password-stdin"],
+        &[
+            "user",
+            "add",
+            "cso",
+            "--role",
+            "manager",
+            "--role",
+            "senior_responder",
+            "--title",
+            "CSO",
+            "--seniority",
+            "9",
+            "--email",
+            "cso@example.org",
+            "--password-stdin",
+        ],
         "correct horse battery staple\n",
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!stdout(&out).contains("password"), "no password printed with --password-stdin");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !stdout(&out).contains("password"),
+        "no password printed with --password-stdin"
+    );
     let out = env.cli(&["user", "add", "rita", "--role", "responder"]);
-    assert!(stdout(&out).contains("password: "), "a random password is printed once");
+    assert!(
+        stdout(&out).contains("password: "),
+        "a random password is printed once"
+    );
     let bad = env.cli(&["user", "add", "x", "--role", "boss"]);
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("senior_responder"), "lists the valid roles");
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("senior_responder"),
+        "lists the valid roles"
+    );
     let dup = env.cli(&["user", "add", "rita", "--role", "responder"]);
     assert!(!dup.status.success());
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
     let list = stdout(&env.cli(&["user", "list"]));
-    assert!(list.lines().any(|l| l.starts_with("cso ") && l.contains("CSO") && l.contains("manager")), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("cso ") && l.contains("CSO") && l.contains("manager")),
+        "{list}"
+    );
 
     let server = env.start();
-    let token = stdout(&env.cli(&["token", "create", "--user", "rita", "--scope", "read", "--expires", "1d"])).trim().to_string();
+    let token = stdout(&env.cli(&[
+        "token",
+        "create",
+        "--user",
+        "rita",
+        "--scope",
+        "read",
+        "--expires",
+        "1d",
+    ]))
+    .trim()
+    .to_string();
     let mut c = Conn::new(server.addr);
-    assert_eq!(c.request("GET", "/api/v1/tickets", Some(&token), None).unwrap().status, 200);
-    let r = c.request("POST", "/api/v1/tickets", Some(&token), Some(br#"{"title":"x"}"#)).unwrap();
+    assert_eq!(
+        c.request("GET", "/api/v1/tickets", Some(&token), None)
+            .unwrap()
+            .status,
+        200
+    );
+    let r = c
+        .request(
+            "POST",
+            "/api/v1/tickets",
+            Some(&token),
+            Some(br#"{"title":"x"}"#),
+        )
+        .unwrap();
     assert_eq!(r.status, 403, "read-scoped token cannot write");
     let out = env.cli(&["user", "set-role", "rita", "--role", "auditor"]);
     assert!(stdout(&out).contains("auditor"));
     // disabling from the CLI ends the token at once, while the server runs
     assert!(env.cli(&["user", "disable", "rita"]).status.success());
-    assert_eq!(c.request("GET", "/api/v1/tickets", Some(&token), None).unwrap().status, 401);
+    assert_eq!(
+        c.request("GET", "/api/v1/tickets", Some(&token), None)
+            .unwrap()
+            .status,
+        401
+    );
     let bad = env.cli(&["token", "create", "--user", "rita", "--expires", "soon"]);
     assert!(!bad.status.success());
     let verify = env.cli(&["audit", "verify"]);
@@ -86,18 +161,42 @@ fn create_tickets(env: &Env, token: &str, n: usize) {
     let server = env.start();
     let mut c = Conn::new(server.addr);
     for i in 0..n {
-        let r = c.request("POST", "/api/v1/tickets", Some(token), Some(json!({"title": format!("t{i}")}).to_string().as_bytes())).unwrap();
+        let r = c
+            .request(
+                "POST",
+                "/api/v1/tickets",
+                Some(token),
+                Some(json!({"title": format!("t{i}")}).to_string().as_bytes()),
+            )
+            .unwrap();
         assert_eq!(r.status, 201);
-        c.request("POST", &format!("/api/v1/tickets/{}/log", r.json()["number"].as_str().unwrap()), Some(token), Some(br#"{"text":"note"}"#)).unwrap();
+        c.request(
+            "POST",
+            &format!(
+                "/api/v1/tickets/{}/log",
+                r.json()["number"].as_str().unwrap()
+            ),
+            Some(token),
+            Some(br#"{"text":"note"}"#),
+        )
+        .unwrap();
     }
 }
 
 fn sqlite_exec(db: &std::path::Path, sql: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         use sqlx::Connection;
-        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&mut c).await.unwrap();
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&mut c)
+            .await
+            .unwrap();
     });
 }
 
@@ -123,13 +222,37 @@ fn audit_verify_detects_every_kind_of_tampering() {
 
     // Each attack is made with database access only (no access to the audit key).
     let attacks: &[(&str, &str, &str)] = &[
-        ("edit", "UPDATE audit_log SET actor = 'mallory' WHERE seq = 4", "entry 4"),
-        ("edit details", "UPDATE audit_log SET details = '{}' WHERE seq = 5", "entry 5"),
+        (
+            "edit",
+            "UPDATE audit_log SET actor = 'mallory' WHERE seq = 4",
+            "entry 4",
+        ),
+        (
+            "edit details",
+            "UPDATE audit_log SET details = '{}' WHERE seq = 5",
+            "entry 5",
+        ),
         ("delete", "DELETE FROM audit_log WHERE seq = 6", "entry 6"),
-        ("reorder", "UPDATE audit_log SET seq = -1 WHERE seq = 7; UPDATE audit_log SET seq = 7 WHERE seq = 8; UPDATE audit_log SET seq = 8 WHERE seq = -1", "entry 7"),
-        ("cut the tail", "DELETE FROM audit_log WHERE seq > 9; DELETE FROM audit_checkpoints WHERE seq > 9", "newest entries removed"),
-        ("forge a checkpoint", "UPDATE audit_checkpoints SET signature = replace(signature, substr(signature, 1, 2), 'ff') WHERE seq = (SELECT MAX(seq) FROM audit_checkpoints)", "signature"),
-        ("insert", "INSERT INTO audit_log SELECT seq + 1000, id, occurred_at, 'mallory', action, object_type, object_id, ticket_id, details, prev_hash, hash FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)", "entry"),
+        (
+            "reorder",
+            "UPDATE audit_log SET seq = -1 WHERE seq = 7; UPDATE audit_log SET seq = 7 WHERE seq = 8; UPDATE audit_log SET seq = 8 WHERE seq = -1",
+            "entry 7",
+        ),
+        (
+            "cut the tail",
+            "DELETE FROM audit_log WHERE seq > 9; DELETE FROM audit_checkpoints WHERE seq > 9",
+            "newest entries removed",
+        ),
+        (
+            "forge a checkpoint",
+            "UPDATE audit_checkpoints SET signature = replace(signature, substr(signature, 1, 2), 'ff') WHERE seq = (SELECT MAX(seq) FROM audit_checkpoints)",
+            "signature",
+        ),
+        (
+            "insert",
+            "INSERT INTO audit_log SELECT seq + 1000, id, occurred_at, 'mallory', action, object_type, object_id, ticket_id, details, prev_hash, hash FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)",
+            "entry",
+        ),
     ];
     for (name, sql, needle) in attacks {
         let case = dir.path().join(name.replace(' ', "_"));
@@ -137,8 +260,15 @@ fn audit_verify_detects_every_kind_of_tampering() {
         sqlite_exec(&case.join("firebreak.db"), sql);
         let out = Env::sqlite(&case).cli(&["audit", "verify"]);
         let text = stdout(&out);
-        assert_eq!(out.status.code(), Some(1), "{name}: verify must fail: {text}");
-        assert!(text.contains("AUDIT CHAIN BROKEN") && text.contains(needle), "{name}: {text}");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{name}: verify must fail: {text}"
+        );
+        assert!(
+            text.contains("AUDIT CHAIN BROKEN") && text.contains(needle),
+            "{name}: {text}"
+        );
     }
     // the head file outside the database is required once entries exist
     let case = dir.path().join("no_head");
@@ -155,7 +285,14 @@ fn audit_verify_detects_every_kind_of_tampering() {
 }
 
 /// Posts tickets from several clients until the server dies; returns what was acknowledged.
-fn load_until_killed(addr: std::net::SocketAddr, token: &str, clients: usize, round: usize, acked: &Arc<Mutex<BTreeMap<String, String>>>, stop: &Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+fn load_until_killed(
+    addr: std::net::SocketAddr,
+    token: &str,
+    clients: usize,
+    round: usize,
+    acked: &Arc<Mutex<BTreeMap<String, String>>>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
     (0..clients)
         .map(|c| {
             let (token, acked, stop) = (token.to_string(), acked.clone(), stop.clone());
@@ -167,11 +304,23 @@ fn load_until_killed(addr: std::net::SocketAddr, token: &str, clients: usize, ro
                     }
                     let title = format!("r{round}-c{c}-s{seq}");
                     let body = json!({"title": title, "tags": ["crash"]}).to_string();
-                    match conn.request("POST", "/api/v1/tickets", Some(&token), Some(body.as_bytes())) {
+                    match conn.request(
+                        "POST",
+                        "/api/v1/tickets",
+                        Some(&token),
+                        Some(body.as_bytes()),
+                    ) {
                         Ok(r) if r.status == 201 => {
-                            acked.lock().unwrap().insert(r.json()["number"].as_str().unwrap().to_string(), title);
+                            acked
+                                .lock()
+                                .unwrap()
+                                .insert(r.json()["number"].as_str().unwrap().to_string(), title);
                         }
-                        Ok(r) => panic!("unexpected status {} {}", r.status, String::from_utf8_lossy(&r.body)),
+                        Ok(r) => panic!(
+                            "unexpected status {} {}",
+                            r.status,
+                            String::from_utf8_lossy(&r.body)
+                        ),
                         Err(_) => break,
                     }
                 }
@@ -195,17 +344,38 @@ fn crash_rounds(env: &Env, rounds: usize) {
         }
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 50, "the load produced too few writes ({}) to mean anything", acked.len());
+    assert!(
+        acked.len() > 50,
+        "the load produced too few writes ({}) to mean anything",
+        acked.len()
+    );
     let server = env.start();
     let mut c = Conn::new(server.addr);
     for (number, title) in &acked {
-        let r = c.request("GET", &format!("/api/v1/tickets/{number}"), Some(&token), None).unwrap();
-        assert_eq!(r.status, 200, "acknowledged ticket {number} lost after kill -9");
+        let r = c
+            .request(
+                "GET",
+                &format!("/api/v1/tickets/{number}"),
+                Some(&token),
+                None,
+            )
+            .unwrap();
+        assert_eq!(
+            r.status, 200,
+            "acknowledged ticket {number} lost after kill -9"
+        );
         assert_eq!(r.json()["title"], title.as_str());
     }
     let verify = env.cli(&["audit", "verify"]);
-    assert!(verify.status.success(), "audit chain after kill -9: {}", stdout(&verify));
-    eprintln!("crash test: {rounds} rounds, {} acknowledged creates, 0 lost", acked.len());
+    assert!(
+        verify.status.success(),
+        "audit chain after kill -9: {}",
+        stdout(&verify)
+    );
+    eprintln!(
+        "crash test: {rounds} rounds, {} acknowledged creates, 0 lost",
+        acked.len()
+    );
 }
 
 #[test]
@@ -218,7 +388,11 @@ fn acknowledged_tickets_survive_kill_9_on_sqlite() {
 fn acknowledged_tickets_survive_kill_9_on_postgres() {
     let dir = tempfile::tempdir().unwrap();
     let (url, schema) = pg_schema_url();
-    let env = Env { data_dir: dir.path().to_path_buf(), database_url: Some(url), key_file: None };
+    let env = Env {
+        data_dir: dir.path().to_path_buf(),
+        database_url: Some(url),
+        key_file: None,
+    };
     crash_rounds(&env, 2);
     drop_pg_schema(&schema);
 }
@@ -232,15 +406,29 @@ fn three_nodes_on_one_postgres_number_tickets_uniquely() {
         .map(|i| {
             let d = dir.path().join(format!("node{i}"));
             std::fs::create_dir_all(&d).unwrap();
-            Env { data_dir: d, database_url: Some(url.clone()), key_file: Some(key.clone()) }
+            Env {
+                data_dir: d,
+                database_url: Some(url.clone()),
+                key_file: Some(key.clone()),
+            }
         })
         .collect();
     std::fs::write(&key, format!("{}\n", "2a".repeat(32))).unwrap();
     // started together: migrations and the first admin happen once
-    let starters: Vec<_> = envs.iter().cloned().map(|e| std::thread::spawn(move || e.start())).collect();
+    let starters: Vec<_> = envs
+        .iter()
+        .cloned()
+        .map(|e| std::thread::spawn(move || e.start()))
+        .collect();
     let servers: Vec<Server> = starters.into_iter().map(|h| h.join().unwrap()).collect();
-    let admins = stdout(&envs[0].cli(&["user", "list"])).lines().filter(|l| l.starts_with("admin ")).count();
-    assert_eq!(admins, 1, "exactly one admin created by three nodes starting together");
+    let admins = stdout(&envs[0].cli(&["user", "list"]))
+        .lines()
+        .filter(|l| l.starts_with("admin "))
+        .count();
+    assert_eq!(
+        admins, 1,
+        "exactly one admin created by three nodes starting together"
+    );
     let token = envs[0].user_token("rita", &["responder"]);
     let numbers = Arc::new(Mutex::new(Vec::new()));
     let handles: Vec<_> = (0..6)
@@ -250,9 +438,19 @@ fn three_nodes_on_one_postgres_number_tickets_uniquely() {
             std::thread::spawn(move || {
                 let mut conn = Conn::new(addr);
                 for i in 0..40 {
-                    let r = conn.request("POST", "/api/v1/tickets", Some(&token), Some(json!({"title": format!("n{c}-{i}")}).to_string().as_bytes())).unwrap();
+                    let r = conn
+                        .request(
+                            "POST",
+                            "/api/v1/tickets",
+                            Some(&token),
+                            Some(json!({"title": format!("n{c}-{i}")}).to_string().as_bytes()),
+                        )
+                        .unwrap();
                     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
-                    numbers.lock().unwrap().push(r.json()["number"].as_str().unwrap().to_string());
+                    numbers
+                        .lock()
+                        .unwrap()
+                        .push(r.json()["number"].as_str().unwrap().to_string());
                 }
             })
         })
@@ -270,4 +468,25 @@ fn three_nodes_on_one_postgres_number_tickets_uniquely() {
     assert!(verify.status.success(), "{}", stdout(&verify));
     drop(servers);
     drop_pg_schema(&schema);
+}
+
+#[test]
+fn audit_verify_passes_while_a_server_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::sqlite(dir.path());
+    let token = env.user_token("rita", &["responder"]);
+    let server = env.start();
+    let acked = Arc::new(Mutex::new(BTreeMap::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles = load_until_killed(server.addr, &token, 4, 0, &acked, &stop);
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..5 {
+        let out = env.cli(&["audit", "verify"]);
+        assert!(out.status.success(), "verify under load: {}", stdout(&out));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert!(!acked.lock().unwrap().is_empty());
 }

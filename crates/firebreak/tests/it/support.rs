@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_firebreak");
 
@@ -18,12 +18,19 @@ pub struct Env {
 
 impl Env {
     pub fn sqlite(dir: &Path) -> Self {
-        Self { data_dir: dir.to_path_buf(), database_url: None, key_file: None }
+        Self {
+            data_dir: dir.to_path_buf(),
+            database_url: None,
+            key_file: None,
+        }
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
-        c.args(args).env("FIREBREAK_DATA_DIR", &self.data_dir).env_remove("FIREBREAK_DATABASE_URL").env("RUST_LOG", "warn");
+        c.args(args)
+            .env("FIREBREAK_DATA_DIR", &self.data_dir)
+            .env_remove("FIREBREAK_DATABASE_URL")
+            .env("RUST_LOG", "warn");
         if let Some(u) = &self.database_url {
             c.env("FIREBREAK_DATABASE_URL", u);
         }
@@ -35,12 +42,26 @@ impl Env {
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
-        self.command(args).stdin(Stdio::null()).output().expect("run firebreak")
+        self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run firebreak")
     }
 
     pub fn cli_stdin(&self, args: &[&str], input: &str) -> Output {
-        let mut child = self.command(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     }
 
@@ -51,9 +72,17 @@ impl Env {
             args.extend(["--role", r]);
         }
         let out = self.cli(&args);
-        assert!(out.status.success(), "user add: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "user add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let out = self.cli(&["token", "create", "--user", name]);
-        assert!(out.status.success(), "token create: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "token create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
@@ -76,25 +105,33 @@ impl Env {
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(60)).expect("server did not start listening");
-        Server { child, addr, started: Instant::now() }
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server did not start listening");
+        Server {
+            child,
+            addr,
+        }
     }
 }
 
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
-    pub started: Instant,
 }
 
 impl Server {
     pub fn kill9(&mut self) {
-        let _ = Command::new("kill").args(["-9", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-9", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         self.child.wait().unwrap()
     }
 }
@@ -107,28 +144,46 @@ impl Drop for Server {
 }
 
 pub fn pg_url() -> String {
-    std::env::var("FIREBREAK_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("FIREBREAK_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// A fresh schema on the test PostgreSQL, selected through the URL's `options` parameter.
 pub fn pg_schema_url() -> (String, String) {
     let schema = format!("fbp_{}", uuid::Uuid::now_v7().simple());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        let pool = sqlx::PgPool::connect(&pg_url())
+        let pool = sqlx::PgPool::connect(&pg_url()).await.unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {} is required (FIREBREAK_TEST_DATABASE_URL): {e}",
+                pg_url()
+            )
+        });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&pool)
             .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {} is required (FIREBREAK_TEST_DATABASE_URL): {e}", pg_url()));
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&pool).await.unwrap();
+            .unwrap();
     });
     let sep = if pg_url().contains('?') { '&' } else { '?' };
-    (format!("{}{sep}options=-c%20search_path%3D{schema}", pg_url()), schema)
+    (
+        format!("{}{sep}options=-c%20search_path%3D{schema}", pg_url()),
+        schema,
+    )
 }
 
 pub fn drop_pg_schema(schema: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         if let Ok(pool) = sqlx::PgPool::connect(&pg_url()).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&pool).await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(&pool)
+                .await;
         }
     });
 }
