@@ -75,21 +75,13 @@ impl App {
         if token.is_empty() || token.len() > 256 {
             return Err(AppError::Unauthenticated);
         }
-        let rec = match self.store.get_token_by_hash(&token_hash(token)).await {
-            Ok(r) => r,
+        let (rec, user) = match self.store.get_token_with_user(&token_hash(token)).await {
+            Ok((t, u)) => (t, u.user),
             Err(StoreError::NotFound) => return Err(AppError::Unauthenticated),
             Err(e) => return Err(e.into()),
         };
         let now = self.now();
-        if rec.revoked_at.is_some() || rec.expires_at.is_some_and(|e| e <= now) {
-            return Err(AppError::Unauthenticated);
-        }
-        let user = match self.store.get_user(rec.user_id).await {
-            Ok(u) => u.user,
-            Err(StoreError::NotFound) => return Err(AppError::Unauthenticated),
-            Err(e) => return Err(e.into()),
-        };
-        if user.disabled {
+        if rec.revoked_at.is_some() || rec.expires_at.is_some_and(|e| e <= now) || user.disabled {
             return Err(AppError::Unauthenticated);
         }
         Ok(Principal {

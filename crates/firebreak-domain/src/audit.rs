@@ -22,7 +22,10 @@ pub struct AuditDraft {
 }
 
 impl AuditDraft {
-    #[expect(clippy::needless_pass_by_value, reason = "ids are Copy and read better by value")]
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "ids are Copy and read better by value"
+    )]
     pub fn new(actor: &str, action: &str, object_type: &str, object_id: impl ToString) -> Self {
         Self {
             actor: actor.to_string(),

@@ -391,6 +391,8 @@ impl Store for PgStore {
 
     async fn close(&self) {
         self.pool.close().await;
+        let signer = self.signer.clone();
+        let _ = tokio::task::spawn_blocking(move || signer.flush()).await;
     }
 }
 
@@ -528,6 +530,23 @@ impl UserStore for PgStore {
             .map_err(err)?
             .ok_or(StoreError::NotFound)?;
         rows::token(&row)
+    }
+
+    async fn get_token_with_user(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<(TokenRecord, UserRecord)> {
+        let row = sqlx::query(
+            "SELECT t.id AS t_id, t.user_id AS t_user_id, t.name AS t_name, t.token_hash AS t_token_hash, t.scopes AS t_scopes, \
+             t.created_at AS t_created_at, t.expires_at AS t_expires_at, t.revoked_at AS t_revoked_at, u.* \
+             FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?
+        .ok_or(StoreError::NotFound)?;
+        Ok((rows::token_prefixed(&row, "t_")?, rows::user(&row)?))
     }
 
     async fn list_tokens(&self, user_id: UserId) -> StoreResult<Vec<TokenRecord>> {

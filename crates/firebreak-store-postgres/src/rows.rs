@@ -113,16 +113,22 @@ pub fn user(row: &PgRow) -> StoreResult<UserRecord> {
 }
 
 pub fn token(row: &PgRow) -> StoreResult<TokenRecord> {
-    let scopes: String = get(row, "scopes")?;
+    token_prefixed(row, "")
+}
+
+/// A token whose columns carry `prefix` (joined queries).
+pub fn token_prefixed(row: &PgRow, p: &str) -> StoreResult<TokenRecord> {
+    let col = |c: &str| format!("{p}{c}");
+    let scopes: String = get(row, &col("scopes"))?;
     Ok(TokenRecord {
-        id: TokenId(get::<Uuid>(row, "id")?),
-        user_id: UserId(get::<Uuid>(row, "user_id")?),
-        name: get(row, "name")?,
-        token_hash: get(row, "token_hash")?,
+        id: TokenId(get::<Uuid>(row, &col("id"))?),
+        user_id: UserId(get::<Uuid>(row, &col("user_id"))?),
+        name: get(row, &col("name"))?,
+        token_hash: get(row, &col("token_hash"))?,
         scopes: scopes_from_text(&scopes),
-        created_at: get(row, "created_at")?,
-        expires_at: get(row, "expires_at")?,
-        revoked_at: get(row, "revoked_at")?,
+        created_at: get(row, &col("created_at"))?,
+        expires_at: get(row, &col("expires_at"))?,
+        revoked_at: get(row, &col("revoked_at"))?,
     })
 }
 

@@ -35,6 +35,7 @@ pub fn migration_versions() -> Vec<i64> {
 
 pub struct SqliteStore {
     read: SqlitePool,
+    signer: Arc<AuditSigner>,
     sender: Mutex<Option<mpsc::Sender<writer::Job>>>,
     writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -72,9 +73,10 @@ impl SqliteStore {
             .connect_with(connect_options(url)?.read_only(true))
             .await?;
         let (tx, rx) = mpsc::channel(writer::QUEUE);
-        let handle = tokio::spawn(writer::run(conn, rx, signer));
+        let handle = tokio::spawn(writer::run(conn, rx, signer.clone()));
         Ok(Self {
             read,
+            signer,
             sender: Mutex::new(Some(tx)),
             writer: tokio::sync::Mutex::new(Some(handle)),
         })
@@ -229,6 +231,23 @@ impl UserStore for SqliteStore {
         rows::token(&row)
     }
 
+    async fn get_token_with_user(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<(TokenRecord, UserRecord)> {
+        let row = sqlx::query(
+            "SELECT t.id AS t_id, t.user_id AS t_user_id, t.name AS t_name, t.token_hash AS t_token_hash, t.scopes AS t_scopes, \
+             t.created_at AS t_created_at, t.expires_at AS t_expires_at, t.revoked_at AS t_revoked_at, u.* \
+             FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(rows::err)?
+        .ok_or(StoreError::NotFound)?;
+        Ok((rows::token_prefixed(&row, "t_")?, rows::user(&row)?))
+    }
+
     async fn list_tokens(&self, user_id: UserId) -> StoreResult<Vec<TokenRecord>> {
         let rows = sqlx::query("SELECT * FROM api_tokens WHERE user_id = ? ORDER BY created_at")
             .bind(user_id.to_string())
@@ -334,5 +353,7 @@ impl Store for SqliteStore {
             let _ = h.await;
         }
         self.read.close().await;
+        let signer = self.signer.clone();
+        let _ = tokio::task::spawn_blocking(move || signer.flush()).await;
     }
 }

@@ -114,16 +114,22 @@ pub fn user(row: &SqliteRow) -> StoreResult<UserRecord> {
 }
 
 pub fn token(row: &SqliteRow) -> StoreResult<TokenRecord> {
-    let scopes: String = get(row, "scopes")?;
+    token_prefixed(row, "")
+}
+
+/// A token whose columns carry `prefix` (joined queries).
+pub fn token_prefixed(row: &SqliteRow, p: &str) -> StoreResult<TokenRecord> {
+    let col = |c: &str| format!("{p}{c}");
+    let scopes: String = get(row, &col("scopes"))?;
     Ok(TokenRecord {
-        id: id(row, "id")?,
-        user_id: id(row, "user_id")?,
-        name: get(row, "name")?,
-        token_hash: get(row, "token_hash")?,
+        id: id(row, &col("id"))?,
+        user_id: id(row, &col("user_id"))?,
+        name: get(row, &col("name"))?,
+        token_hash: get(row, &col("token_hash"))?,
         scopes: scopes_from_text(&scopes),
-        created_at: from_millis(get(row, "created_at")?),
-        expires_at: get::<Option<i64>>(row, "expires_at")?.map(from_millis),
-        revoked_at: get::<Option<i64>>(row, "revoked_at")?.map(from_millis),
+        created_at: from_millis(get(row, &col("created_at"))?),
+        expires_at: get::<Option<i64>>(row, &col("expires_at"))?.map(from_millis),
+        revoked_at: get::<Option<i64>>(row, &col("revoked_at"))?.map(from_millis),
     })
 }
 

@@ -1,15 +1,16 @@
 //! The single SQLite writer: drains queued change sets, applies up to `MAX_BATCH` of them in one
-//! `BEGIN IMMEDIATE` transaction (each in a savepoint so one failure does not fail the others),
-//! appends their audit entries to the chain, signs the new head, COMMITs, then answers.
+//! `BEGIN IMMEDIATE` transaction, appends their audit entries to the chain, signs the new head,
+//! COMMITs, then answers. When one change set of a batch fails, the batch is redone with one
+//! savepoint per change set, so one failure does not fail the others.
 //! Invariant: no caller hears "ok" before the COMMIT that holds its change has returned.
 
 use crate::rows::err;
-use firebreak_domain::audit::AuditDraft;
+use firebreak_domain::audit::{AuditDraft, AuditRecord};
 use firebreak_store::{
     AuditSigner, ChangeSet, CommitOutcome, Op, StoreError, StoreResult, roles_to_text,
     scopes_to_text, to_millis,
 };
-use sqlx::{Connection, SqliteConnection};
+use sqlx::{Connection, QueryBuilder, Sqlite, SqliteConnection};
 use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -64,11 +65,10 @@ struct Head {
     next_number: i64,
 }
 
-async fn write_batch(
-    conn: &mut SqliteConnection,
-    signer: &AuditSigner,
-    batch: &[Job],
-) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
+/// Audit rows per multi-row INSERT (11 parameters each, well under SQLite's limit).
+const AUDIT_ROWS_PER_INSERT: usize = 256;
+
+async fn begin(conn: &mut SqliteConnection) -> StoreResult<(Tx<'_>, Head)> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
     let (seq, hash): (i64, String) =
         sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
@@ -79,53 +79,27 @@ async fn write_batch(
         .fetch_one(&mut *tx)
         .await
         .map_err(err)?;
-    let start_seq = seq;
-    let mut head = Head {
-        seq,
-        hash,
-        next_number: max_number + 1,
-    };
-    let mut results = Vec::with_capacity(batch.len());
-    let single = batch.len() == 1;
-    for job in batch {
-        if single {
-            // one change set: the transaction itself is the unit, no savepoint needed
-            results.push(apply(&mut tx, &job.changes, &mut head).await);
-            if results[0].is_err() {
-                return Ok(results);
-            }
-            continue;
-        }
-        sqlx::query("SAVEPOINT job")
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-        let saved = (head.seq, head.hash.clone(), head.next_number);
-        match apply(&mut tx, &job.changes, &mut head).await {
-            Ok(out) => {
-                sqlx::query("RELEASE job")
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
-                results.push(Ok(out));
-            }
-            Err(e) => {
-                if matches!(e, StoreError::Unavailable(_) | StoreError::Full(_)) {
-                    return Err(e);
-                }
-                sqlx::query("ROLLBACK TO job")
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
-                sqlx::query("RELEASE job")
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
-                (head.seq, head.hash, head.next_number) = saved;
-                results.push(Err(e));
-            }
-        }
-    }
+    Ok((
+        tx,
+        Head {
+            seq,
+            hash,
+            next_number: max_number + 1,
+        },
+    ))
+}
+
+fn is_fatal(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(_) | StoreError::Full(_))
+}
+
+/// Signs the new head (if the batch appended entries), records it, and commits.
+async fn finish(
+    mut tx: Tx<'_>,
+    signer: &AuditSigner,
+    start_seq: i64,
+    head: &Head,
+) -> StoreResult<()> {
     let checkpoint = if head.seq > start_seq {
         let cp = signer.sign(head.seq, &head.hash);
         sqlx::query(
@@ -150,8 +124,102 @@ async fn write_batch(
     };
     tx.commit().await.map_err(err)?;
     if let Some(cp) = checkpoint {
+        // off the critical path: the publisher thread replaces the head file
         signer.publish(&cp);
     }
+    Ok(())
+}
+
+async fn write_batch(
+    conn: &mut SqliteConnection,
+    signer: &AuditSigner,
+    batch: &[Job],
+) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
+    if batch.len() > 1
+        && let Some(results) = write_fast(conn, signer, batch).await?
+    {
+        return Ok(results);
+    }
+    write_isolated(conn, signer, batch).await
+}
+
+/// The common case: every change set applies cleanly, so they share the transaction without
+/// savepoints and their audit rows go in with multi-row INSERTs. `None` when one failed: the
+/// transaction is rolled back and the batch is redone with savepoints.
+async fn write_fast(
+    conn: &mut SqliteConnection,
+    signer: &AuditSigner,
+    batch: &[Job],
+) -> StoreResult<Option<Vec<StoreResult<CommitOutcome>>>> {
+    let (mut tx, mut head) = begin(conn).await?;
+    let start_seq = head.seq;
+    let now = to_millis(OffsetDateTime::now_utc());
+    let mut results = Vec::with_capacity(batch.len());
+    let mut records = Vec::new();
+    for job in batch {
+        let mut out = CommitOutcome::default();
+        for op in &job.changes.ops {
+            if let Err(e) = apply_op(&mut tx, op, &mut head, &mut out).await {
+                if is_fatal(&e) {
+                    return Err(e);
+                }
+                tx.rollback().await.map_err(err)?;
+                return Ok(None);
+            }
+        }
+        seal(&job.changes.audit, &mut head, now, &mut out, &mut records);
+        results.push(Ok(out));
+    }
+    insert_audit(&mut tx, &records).await?;
+    finish(tx, signer, start_seq, &head).await?;
+    Ok(Some(results))
+}
+
+/// Each change set in its own savepoint, so a failing one does not fail the others.
+async fn write_isolated(
+    conn: &mut SqliteConnection,
+    signer: &AuditSigner,
+    batch: &[Job],
+) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
+    let (mut tx, mut head) = begin(conn).await?;
+    let start_seq = head.seq;
+    let mut results = Vec::with_capacity(batch.len());
+    let single = batch.len() == 1;
+    for job in batch {
+        if !single {
+            sqlx::query("SAVEPOINT job")
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        let saved = (head.seq, head.hash.clone(), head.next_number);
+        match apply(&mut tx, &job.changes, &mut head).await {
+            Ok(out) => {
+                if !single {
+                    sqlx::query("RELEASE job")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                }
+                results.push(Ok(out));
+            }
+            Err(e) if is_fatal(&e) => return Err(e),
+            Err(e) if single => return Ok(vec![Err(e)]),
+            Err(e) => {
+                sqlx::query("ROLLBACK TO job")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                sqlx::query("RELEASE job")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                (head.seq, head.hash, head.next_number) = saved;
+                results.push(Err(e));
+            }
+        }
+    }
+    finish(tx, signer, start_seq, &head).await?;
     Ok(results)
 }
 
@@ -166,42 +234,55 @@ async fn apply(
     for op in &changes.ops {
         apply_op(tx, op, head, &mut out).await?;
     }
-    let now = to_millis(OffsetDateTime::now_utc());
-    for draft in &changes.audit {
-        append_audit(tx, draft, head, now, &mut out).await?;
-    }
+    let mut records = Vec::new();
+    seal(
+        &changes.audit,
+        head,
+        to_millis(OffsetDateTime::now_utc()),
+        &mut out,
+        &mut records,
+    );
+    insert_audit(tx, &records).await?;
     Ok(out)
 }
 
-async fn append_audit(
-    tx: &mut Tx<'_>,
-    draft: &AuditDraft,
+/// Places drafts in the chain after `head`, advancing it.
+fn seal(
+    drafts: &[AuditDraft],
     head: &mut Head,
     now: i64,
     out: &mut CommitOutcome,
-) -> StoreResult<()> {
-    let rec = draft.clone().seal(head.seq + 1, &head.hash, now);
-    sqlx::query(
-        "INSERT INTO audit_log (seq, id, occurred_at, actor, action, object_type, object_id, ticket_id, details, prev_hash, hash) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(rec.seq)
-    .bind(rec.id.to_string())
-    .bind(rec.occurred_at_ms)
-    .bind(&rec.actor)
-    .bind(&rec.action)
-    .bind(&rec.object_type)
-    .bind(&rec.object_id)
-    .bind(rec.ticket_id.map(|t| t.to_string()))
-    .bind(&rec.details)
-    .bind(&rec.prev_hash)
-    .bind(&rec.hash)
-    .execute(&mut **tx)
-    .await
-    .map_err(err)?;
-    head.seq = rec.seq;
-    head.hash = rec.hash;
-    out.audit_seqs.push(rec.seq);
+    records: &mut Vec<AuditRecord>,
+) {
+    for draft in drafts {
+        let rec = draft.clone().seal(head.seq + 1, &head.hash, now);
+        head.seq = rec.seq;
+        head.hash.clone_from(&rec.hash);
+        out.audit_seqs.push(rec.seq);
+        records.push(rec);
+    }
+}
+
+async fn insert_audit(tx: &mut Tx<'_>, records: &[AuditRecord]) -> StoreResult<()> {
+    for chunk in records.chunks(AUDIT_ROWS_PER_INSERT) {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO audit_log (seq, id, occurred_at, actor, action, object_type, object_id, ticket_id, details, prev_hash, hash) ",
+        );
+        q.push_values(chunk, |mut b, rec| {
+            b.push_bind(rec.seq)
+                .push_bind(rec.id.to_string())
+                .push_bind(rec.occurred_at_ms)
+                .push_bind(rec.actor.clone())
+                .push_bind(rec.action.clone())
+                .push_bind(rec.object_type.clone())
+                .push_bind(rec.object_id.clone())
+                .push_bind(rec.ticket_id.map(|t| t.to_string()))
+                .push_bind(rec.details.clone())
+                .push_bind(rec.prev_hash.clone())
+                .push_bind(rec.hash.clone());
+        });
+        q.build().execute(&mut **tx).await.map_err(err)?;
+    }
     Ok(())
 }
 
@@ -213,14 +294,15 @@ async fn write_tags(tx: &mut Tx<'_>, id: &str, tags: &[String], replace: bool) -
             .await
             .map_err(err)?;
     }
-    for tag in tags {
-        sqlx::query("INSERT OR IGNORE INTO ticket_tags (tag, ticket_id) VALUES (?, ?)")
-            .bind(tag)
-            .bind(id)
-            .execute(&mut **tx)
-            .await
-            .map_err(err)?;
+    if tags.is_empty() {
+        return Ok(());
     }
+    let mut q: QueryBuilder<Sqlite> =
+        QueryBuilder::new("INSERT OR IGNORE INTO ticket_tags (tag, ticket_id) ");
+    q.push_values(tags, |mut b, tag| {
+        b.push_bind(tag.clone()).push_bind(id.to_string());
+    });
+    q.build().execute(&mut **tx).await.map_err(err)?;
     Ok(())
 }
 

@@ -2,7 +2,11 @@
 //! binary instantiates it with `store_conformance_suite!(factory)`, where `factory()` returns a
 //! fresh, migrated, empty [`TestStore`].
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test suite: a failure is a panic")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test suite: a failure is a panic"
+)]
 
 use crate::{
     AuditSigner, ChangeSet, DynStore, Op, StoreError, TicketFilter, TokenRecord, UserRecord,
@@ -544,6 +548,12 @@ pub async fn tokens_are_found_by_hash_and_revoked(ts: &TestStore) {
         .await
         .unwrap();
     assert_eq!(ts.store.get_token_by_hash("h1").await.unwrap(), t1);
+    let (tok, user) = ts.store.get_token_with_user("h2").await.unwrap();
+    assert_eq!((tok, user.user), (t2.clone(), u.user.clone()));
+    assert!(matches!(
+        ts.store.get_token_with_user("nope").await,
+        Err(StoreError::NotFound)
+    ));
     assert!(matches!(
         ts.store.get_token_by_hash("nope").await,
         Err(StoreError::NotFound)

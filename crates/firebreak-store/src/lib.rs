@@ -160,6 +160,9 @@ pub trait UserStore: Send + Sync {
     async fn list_users(&self) -> StoreResult<Vec<User>>;
     async fn count_users(&self) -> StoreResult<i64>;
     async fn get_token_by_hash(&self, token_hash: &str) -> StoreResult<TokenRecord>;
+    /// A token and its user in one read (authentication on every request).
+    async fn get_token_with_user(&self, token_hash: &str)
+    -> StoreResult<(TokenRecord, UserRecord)>;
     async fn list_tokens(&self, user_id: UserId) -> StoreResult<Vec<TokenRecord>>;
 }
 

@@ -1,6 +1,10 @@
 //! HTTP behaviour through the real router (`oneshot`), on a fresh SQLite database per test.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a failure is a panic")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failure is a panic"
+)]
 
 mod bad_input;
 mod tickets;

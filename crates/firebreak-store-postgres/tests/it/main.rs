@@ -2,7 +2,11 @@
 //! `postgres://postgres@127.0.0.1:5432/test`). Each test gets its own schema. An unreachable
 //! database fails the tests: it is never a skip.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a failure is a panic")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failure is a panic"
+)]
 
 use firebreak_store::conformance::TestStore;
 use firebreak_store::{AuditSigner, DynStore};

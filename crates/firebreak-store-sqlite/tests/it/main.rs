@@ -1,6 +1,10 @@
 //! The store conformance suite on SQLite, plus SQLite-specific durability checks.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a failure is a panic")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failure is a panic"
+)]
 
 use firebreak_store::conformance::TestStore;
 use firebreak_store::{AuditSigner, DynStore};

@@ -1,6 +1,10 @@
 //! The real binary: CLI, first start, audit verification, kill -9 durability, several nodes.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests: a failure is a panic")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests: a failure is a panic"
+)]
 
 mod http;
 mod support;

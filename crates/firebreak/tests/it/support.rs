@@ -108,10 +108,7 @@ impl Env {
         let addr = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("server did not start listening");
-        Server {
-            child,
-            addr,
-        }
+        Server { child, addr }
     }
 }
 
