@@ -1,9 +1,11 @@
-//! PostgreSQL backend: one transaction per change set; ticket numbers from a sequence; the audit
-//! chain appended last in the transaction under a row lock on `audit_head`, so several nodes and
-//! CLI processes append to one chain. Owns every SQL statement for PostgreSQL.
+//! PostgreSQL backend: a writer task per process commits queued change sets together (group
+//! commit); ticket numbers come from a sequence; the audit chain is appended last in each
+//! transaction under a row lock on `audit_head`, so several nodes and CLI processes append to
+//! one chain. Owns every SQL statement for PostgreSQL.
 #![forbid(unsafe_code)]
 
 mod rows;
+mod writer;
 
 use async_trait::async_trait;
 use firebreak_domain::audit::{AuditRecord, Checkpoint};
@@ -19,9 +21,9 @@ use rows::err;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, QueryBuilder};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -35,6 +37,8 @@ pub fn migration_versions() -> Vec<i64> {
 pub struct PgStore {
     pool: PgPool,
     signer: Arc<AuditSigner>,
+    sender: Mutex<Option<mpsc::Sender<writer::Job>>>,
+    writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl PgStore {
@@ -70,7 +74,14 @@ impl PgStore {
                 "PostgreSQL synchronous_commit=off: a crash can lose recently acknowledged writes"
             );
         }
-        Ok(Self { pool, signer })
+        let (tx, rx) = mpsc::channel(writer::QUEUE);
+        let handle = tokio::spawn(writer::run(pool.clone(), rx, signer.clone()));
+        Ok(Self {
+            pool,
+            signer,
+            sender: Mutex::new(Some(tx)),
+            writer: tokio::sync::Mutex::new(Some(handle)),
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -78,23 +89,18 @@ impl PgStore {
     }
 }
 
-type Tx<'c> = sqlx::Transaction<'c, Postgres>;
+pub(crate) type Tx<'c> = sqlx::Transaction<'c, Postgres>;
 
-async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) -> StoreResult<()> {
+pub(crate) async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) -> StoreResult<()> {
     match op {
         Op::InsertTicket(t) => {
-            let (number,): (i64,) = sqlx::query_as("SELECT nextval('ticket_number_seq')")
-                .fetch_one(&mut **tx)
-                .await
-                .map_err(err)?;
-            sqlx::query(
+            let (number,): (i64,) = sqlx::query_as(
                 "INSERT INTO tickets (id, number, title, description, source_kind, source_name, source_contact, severity, \
                  priority, criticality, tier, status, owner, assignee, restricted, tags, resolution, problem_category, \
                  false_positive, incident, created_by, created_at, updated_at, version) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, 1)",
+                 VALUES ($1, nextval('ticket_number_seq'), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, 1) RETURNING number",
             )
             .bind(t.id.as_uuid())
-            .bind(number)
             .bind(&t.title)
             .bind(&t.description)
             .bind(t.source.kind.as_str())
@@ -116,7 +122,7 @@ async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) -> StoreRes
             .bind(&t.created_by)
             .bind(truncate_millis(t.created_at))
             .bind(truncate_millis(t.updated_at))
-            .execute(&mut **tx)
+            .fetch_one(&mut **tx)
             .await
             .map_err(err)?;
             write_tags(tx, t, false).await?;
@@ -301,80 +307,22 @@ async fn insert_user(tx: &mut Tx<'_>, u: &UserRecord) -> StoreResult<()> {
     Ok(())
 }
 
-impl PgStore {
-    async fn commit_inner(
-        &self,
-        changes: &ChangeSet,
-    ) -> StoreResult<(CommitOutcome, Option<Checkpoint>)> {
-        let mut tx = self.pool.begin().await.map_err(err)?;
-        let mut out = CommitOutcome::default();
-        for op in &changes.ops {
-            apply_op(&mut tx, op, &mut out).await?;
-        }
-        let mut checkpoint = None;
-        if !changes.audit.is_empty() {
-            // Appending last keeps the head row locked for as short a time as possible.
-            let (mut seq, mut hash): (i64, String) =
-                sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(err)?;
-            let now = truncate_millis(OffsetDateTime::now_utc());
-            let now_ms = firebreak_store::to_millis(now);
-            for draft in &changes.audit {
-                let rec = draft.clone().seal(seq + 1, &hash, now_ms);
-                sqlx::query(
-                    "INSERT INTO audit_log (seq, id, occurred_at, actor, action, object_type, object_id, ticket_id, details, prev_hash, hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                )
-                .bind(rec.seq)
-                .bind(rec.id.as_uuid())
-                .bind(now)
-                .bind(&rec.actor)
-                .bind(&rec.action)
-                .bind(&rec.object_type)
-                .bind(&rec.object_id)
-                .bind(rec.ticket_id.map(|t| t.as_uuid()))
-                .bind(&rec.details)
-                .bind(&rec.prev_hash)
-                .bind(&rec.hash)
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
-                out.audit_seqs.push(rec.seq);
-                seq = rec.seq;
-                hash = rec.hash;
-            }
-            let cp = self.signer.sign(seq, &hash);
-            sqlx::query("INSERT INTO audit_checkpoints (seq, hash, key_id, signature) VALUES ($1, $2, $3, $4)")
-                .bind(cp.seq)
-                .bind(&cp.hash)
-                .bind(&cp.key_id)
-                .bind(&cp.signature)
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
-            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-                .bind(seq)
-                .bind(&hash)
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
-            checkpoint = Some(cp);
-        }
-        tx.commit().await.map_err(err)?;
-        Ok((out, checkpoint))
-    }
-}
-
 #[async_trait]
 impl Store for PgStore {
     async fn commit(&self, changes: ChangeSet) -> StoreResult<CommitOutcome> {
-        let (out, cp) = self.commit_inner(&changes).await?;
-        if let Some(cp) = cp {
-            self.signer.publish(&cp);
-        }
-        Ok(out)
+        let sender = self
+            .sender
+            .lock()
+            .ok()
+            .and_then(|s| s.clone())
+            .ok_or_else(|| StoreError::Unavailable("the store is shutting down".into()))?;
+        let (reply, rx) = oneshot::channel();
+        sender
+            .send(writer::Job { changes, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -390,6 +338,12 @@ impl Store for PgStore {
     }
 
     async fn close(&self) {
+        if let Ok(mut s) = self.sender.lock() {
+            s.take();
+        }
+        if let Some(h) = self.writer.lock().await.take() {
+            let _ = h.await;
+        }
         self.pool.close().await;
         let signer = self.signer.clone();
         let _ = tokio::task::spawn_blocking(move || signer.flush()).await;

@@ -25,6 +25,9 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 use support::Env;
 
+/// One request of a load: `(connection, client index, iteration) -> success`.
+type Request = Arc<dyn Fn(&mut Conn, usize, u64) -> bool + Send + Sync>;
+
 struct Figures {
     rps: f64,
     p50_ms: f64,
@@ -37,7 +40,7 @@ fn load(
     addr: std::net::SocketAddr,
     clients: usize,
     secs: f64,
-    req: Arc<dyn Fn(&mut Conn, usize, u64) -> bool + Send + Sync>,
+    req: &Request,
 ) -> Figures {
     let stop = Arc::new(AtomicBool::new(false));
     let barrier = Arc::new(Barrier::new(clients + 1));
@@ -89,7 +92,7 @@ fn load(
     }
 }
 
-fn create_ticket(token: String) -> Arc<dyn Fn(&mut Conn, usize, u64) -> bool + Send + Sync> {
+fn create_ticket(token: String) -> Request {
     Arc::new(move |c, client, i| {
         let body = format!(
             r#"{{"title":"Suspicious outbound connection from host ws-{client}-{i}","description":"Sensor reported repeated connections to a known C2 address; user reported slowness. Captured by the help desk from a phone call.","severity":"high","source":{{"kind":"sensor","name":"ids-1","contact":"soc@example.org"}},"tags":["c2","network"]}}"#
@@ -98,7 +101,7 @@ fn create_ticket(token: String) -> Arc<dyn Fn(&mut Conn, usize, u64) -> bool + S
     })
 }
 
-fn health() -> Arc<dyn Fn(&mut Conn, usize, u64) -> bool + Send + Sync> {
+fn health() -> Request {
     Arc::new(|c, _, _| matches!(c.request("GET", "/healthz", None, None), Ok(r) if r.status == 200))
 }
 
@@ -201,13 +204,13 @@ fn main() {
     let server = env.start();
     for clients in [1, 32] {
         let f: Vec<_> = (0..runs)
-            .map(|_| load(server.addr, clients, secs, health()))
+            .map(|_| load(server.addr, clients, secs, &health()))
             .collect();
         summarize(&format!("ceiling: GET /healthz, {clients} conns"), &f);
     }
     for clients in [1, 32] {
         let f: Vec<_> = (0..runs)
-            .map(|_| load(server.addr, clients, secs, create_ticket(token.clone())))
+            .map(|_| load(server.addr, clients, secs, &create_ticket(token.clone())))
             .collect();
         summarize(&format!("SQLite POST /tickets, {clients} conns"), &f);
     }
@@ -241,7 +244,7 @@ fn main() {
     let server = env.start();
     for clients in [1, 32] {
         let f: Vec<_> = (0..runs)
-            .map(|_| load(server.addr, clients, secs, create_ticket(token.clone())))
+            .map(|_| load(server.addr, clients, secs, &create_ticket(token.clone())))
             .collect();
         summarize(&format!("PostgreSQL POST /tickets, {clients} conns"), &f);
     }

@@ -30,7 +30,10 @@ impl Env {
         c.args(args)
             .env("FIREBREAK_DATA_DIR", &self.data_dir)
             .env_remove("FIREBREAK_DATABASE_URL")
-            .env("RUST_LOG", "warn");
+            .env(
+                "RUST_LOG",
+                std::env::var("FIREBREAK_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            );
         if let Some(u) = &self.database_url {
             c.env("FIREBREAK_DATABASE_URL", u);
         }

@@ -1,0 +1,198 @@
+//! The PostgreSQL writer: drains queued change sets and commits them together in one transaction
+//! (group commit), appending all their audit entries with one multi-row INSERT under the
+//! `audit_head` row lock. If one change set fails, each is redone in a transaction of its own.
+//! Invariant: no caller hears "ok" before the COMMIT that holds its change has returned.
+
+use crate::rows::err;
+use crate::{Tx, apply_op};
+use firebreak_domain::audit::{AuditDraft, AuditRecord, Checkpoint};
+use firebreak_store::{
+    AuditSigner, ChangeSet, CommitOutcome, StoreError, StoreResult, from_millis, to_millis,
+    truncate_millis,
+};
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use std::sync::Arc;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+
+/// Change sets per transaction at most.
+pub const MAX_BATCH: usize = 256;
+/// Queued change sets at most before `commit` waits (backpressure).
+pub const QUEUE: usize = 4096;
+/// Audit rows per INSERT (11 parameters each; PostgreSQL allows 65,535).
+const AUDIT_ROWS_PER_INSERT: usize = 512;
+
+pub struct Job {
+    pub changes: ChangeSet,
+    pub reply: oneshot::Sender<StoreResult<CommitOutcome>>,
+}
+
+pub async fn run(pool: PgPool, mut rx: mpsc::Receiver<Job>, signer: Arc<AuditSigner>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let batch = std::mem::take(&mut jobs);
+        let results = write_batch(&pool, &signer, &batch).await;
+        for (job, res) in batch.into_iter().zip(results) {
+            let _ = job.reply.send(res);
+        }
+    }
+}
+
+fn is_fatal(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(_) | StoreError::Full(_))
+}
+
+async fn write_batch(
+    pool: &PgPool,
+    signer: &AuditSigner,
+    batch: &[Job],
+) -> Vec<StoreResult<CommitOutcome>> {
+    if batch.len() > 1 {
+        match write_together(pool, signer, batch).await {
+            Ok(Some(results)) => return results,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "postgres batch commit failed");
+                let msg = e.to_string();
+                let full = matches!(e, StoreError::Full(_));
+                return batch
+                    .iter()
+                    .map(|_| {
+                        Err(if full {
+                            StoreError::Full(msg.clone())
+                        } else {
+                            StoreError::Unavailable(msg.clone())
+                        })
+                    })
+                    .collect();
+            }
+        }
+    }
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        results.push(commit_one(pool, signer, &job.changes).await);
+    }
+    results
+}
+
+async fn commit_one(
+    pool: &PgPool,
+    signer: &AuditSigner,
+    changes: &ChangeSet,
+) -> StoreResult<CommitOutcome> {
+    let mut tx = pool.begin().await.map_err(err)?;
+    let mut out = CommitOutcome::default();
+    for op in &changes.ops {
+        apply_op(&mut tx, op, &mut out).await?;
+    }
+    let drafts: Vec<&AuditDraft> = changes.audit.iter().collect();
+    let (seqs, cp) = append(&mut tx, signer, &drafts).await?;
+    out.audit_seqs = seqs;
+    tx.commit().await.map_err(err)?;
+    if let Some(cp) = cp {
+        signer.publish(&cp);
+    }
+    Ok(out)
+}
+
+/// All change sets in one transaction; `None` when one failed (rolled back, to be redone alone).
+async fn write_together(
+    pool: &PgPool,
+    signer: &AuditSigner,
+    batch: &[Job],
+) -> StoreResult<Option<Vec<StoreResult<CommitOutcome>>>> {
+    let mut tx = pool.begin().await.map_err(err)?;
+    let mut outs = Vec::with_capacity(batch.len());
+    for job in batch {
+        let mut out = CommitOutcome::default();
+        for op in &job.changes.ops {
+            if let Err(e) = apply_op(&mut tx, op, &mut out).await {
+                if is_fatal(&e) {
+                    return Err(e);
+                }
+                tx.rollback().await.map_err(err)?;
+                return Ok(None);
+            }
+        }
+        outs.push(out);
+    }
+    let drafts: Vec<&AuditDraft> = batch.iter().flat_map(|j| j.changes.audit.iter()).collect();
+    let (seqs, cp) = append(&mut tx, signer, &drafts).await?;
+    tx.commit().await.map_err(err)?;
+    if let Some(cp) = cp {
+        signer.publish(&cp);
+    }
+    let mut seqs = seqs.into_iter();
+    Ok(Some(
+        batch
+            .iter()
+            .zip(outs)
+            .map(|(job, mut out)| {
+                out.audit_seqs = seqs.by_ref().take(job.changes.audit.len()).collect();
+                Ok(out)
+            })
+            .collect(),
+    ))
+}
+
+/// Appends entries after the locked head, signs the new head; last in the transaction so the
+/// head row stays locked as briefly as possible.
+async fn append(
+    tx: &mut Tx<'_>,
+    signer: &AuditSigner,
+    drafts: &[&AuditDraft],
+) -> StoreResult<(Vec<i64>, Option<Checkpoint>)> {
+    if drafts.is_empty() {
+        return Ok((vec![], None));
+    }
+    let (mut seq, mut hash): (i64, String) =
+        sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(err)?;
+    let now = to_millis(truncate_millis(OffsetDateTime::now_utc()));
+    let mut records: Vec<AuditRecord> = Vec::with_capacity(drafts.len());
+    for d in drafts {
+        let rec = (*d).clone().seal(seq + 1, &hash, now);
+        seq = rec.seq;
+        hash.clone_from(&rec.hash);
+        records.push(rec);
+    }
+    for chunk in records.chunks(AUDIT_ROWS_PER_INSERT) {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+            "INSERT INTO audit_log (seq, id, occurred_at, actor, action, object_type, object_id, ticket_id, details, prev_hash, hash) ",
+        );
+        q.push_values(chunk, |mut b, rec| {
+            b.push_bind(rec.seq)
+                .push_bind(rec.id.as_uuid())
+                .push_bind(from_millis(rec.occurred_at_ms))
+                .push_bind(rec.actor.clone())
+                .push_bind(rec.action.clone())
+                .push_bind(rec.object_type.clone())
+                .push_bind(rec.object_id.clone())
+                .push_bind(rec.ticket_id.map(|t| t.as_uuid()))
+                .push_bind(rec.details.clone())
+                .push_bind(rec.prev_hash.clone())
+                .push_bind(rec.hash.clone());
+        });
+        q.build().execute(&mut **tx).await.map_err(err)?;
+    }
+    let cp = signer.sign(seq, &hash);
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (seq, hash, key_id, signature) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(cp.seq)
+    .bind(&cp.hash)
+    .bind(&cp.key_id)
+    .bind(&cp.signature)
+    .execute(&mut **tx)
+    .await
+    .map_err(err)?;
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(seq)
+        .bind(&hash)
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
+    Ok((records.iter().map(|r| r.seq).collect(), Some(cp)))
+}
