@@ -94,39 +94,7 @@ pub(crate) type Tx<'c> = sqlx::Transaction<'c, Postgres>;
 pub(crate) async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) -> StoreResult<()> {
     match op {
         Op::InsertTicket(t) => {
-            let (number,): (i64,) = sqlx::query_as(
-                "INSERT INTO tickets (id, number, title, description, source_kind, source_name, source_contact, severity, \
-                 priority, criticality, tier, status, owner, assignee, restricted, tags, resolution, problem_category, \
-                 false_positive, incident, created_by, created_at, updated_at, version) \
-                 VALUES ($1, nextval('ticket_number_seq'), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, 1) RETURNING number",
-            )
-            .bind(t.id.as_uuid())
-            .bind(&t.title)
-            .bind(&t.description)
-            .bind(t.source.kind.as_str())
-            .bind(&t.source.name)
-            .bind(&t.source.contact)
-            .bind(t.severity.as_str())
-            .bind(t.priority.as_str())
-            .bind(t.criticality.as_str())
-            .bind(t.tier)
-            .bind(t.status.as_str())
-            .bind(&t.owner)
-            .bind(&t.assignee)
-            .bind(t.restricted)
-            .bind(&t.tags)
-            .bind(&t.resolution)
-            .bind(&t.problem_category)
-            .bind(t.false_positive)
-            .bind(t.incident)
-            .bind(&t.created_by)
-            .bind(truncate_millis(t.created_at))
-            .bind(truncate_millis(t.updated_at))
-            .fetch_one(&mut **tx)
-            .await
-            .map_err(err)?;
-            write_tags(tx, t, false).await?;
-            out.ticket_numbers.push(number);
+            out.ticket_numbers.extend(insert_tickets(tx, &[t]).await?);
         }
         Op::UpdateTicket {
             ticket: t,
@@ -176,7 +144,7 @@ pub(crate) async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) 
                     None => StoreError::NotFound,
                 });
             }
-            write_tags(tx, t, true).await?;
+            replace_tags(tx, t).await?;
         }
         Op::InsertUser(u) => insert_user(tx, u).await?,
         Op::InsertFirstUser(u) => {
@@ -262,14 +230,77 @@ pub(crate) async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) 
     Ok(())
 }
 
-async fn write_tags(tx: &mut Tx<'_>, t: &Ticket, replace: bool) -> StoreResult<()> {
-    if replace {
-        sqlx::query("DELETE FROM ticket_tags WHERE ticket_id = $1")
-            .bind(t.id.as_uuid())
-            .execute(&mut **tx)
-            .await
-            .map_err(err)?;
+/// Tickets per multi-row INSERT (22 parameters each; PostgreSQL allows 65,535).
+const TICKETS_PER_INSERT: usize = 1000;
+
+/// Inserts tickets many rows per statement, numbering them from the sequence; returns their
+/// numbers in the order given.
+pub(crate) async fn insert_tickets(tx: &mut Tx<'_>, tickets: &[&Ticket]) -> StoreResult<Vec<i64>> {
+    let mut numbers = Vec::with_capacity(tickets.len());
+    for chunk in tickets.chunks(TICKETS_PER_INSERT) {
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+            "INSERT INTO tickets (id, number, title, description, source_kind, source_name, source_contact, severity, \
+             priority, criticality, tier, status, owner, assignee, restricted, tags, resolution, problem_category, \
+             false_positive, incident, created_by, created_at, updated_at, version) ",
+        );
+        q.push_values(chunk, |mut b, t| {
+            b.push_bind(t.id.as_uuid())
+                .push("nextval('ticket_number_seq')")
+                .push_bind(t.title.clone())
+                .push_bind(t.description.clone())
+                .push_bind(t.source.kind.as_str())
+                .push_bind(t.source.name.clone())
+                .push_bind(t.source.contact.clone())
+                .push_bind(t.severity.as_str())
+                .push_bind(t.priority.as_str())
+                .push_bind(t.criticality.as_str())
+                .push_bind(t.tier)
+                .push_bind(t.status.as_str())
+                .push_bind(t.owner.clone())
+                .push_bind(t.assignee.clone())
+                .push_bind(t.restricted)
+                .push_bind(t.tags.clone())
+                .push_bind(t.resolution.clone())
+                .push_bind(t.problem_category.clone())
+                .push_bind(t.false_positive)
+                .push_bind(t.incident)
+                .push_bind(t.created_by.clone())
+                .push_bind(truncate_millis(t.created_at))
+                .push_bind(truncate_millis(t.updated_at))
+                .push("1");
+        });
+        q.push(" RETURNING id, number");
+        let rows: Vec<(uuid::Uuid, i64)> =
+            q.build_query_as().fetch_all(&mut **tx).await.map_err(err)?;
+        let by_id: std::collections::HashMap<uuid::Uuid, i64> = rows.into_iter().collect();
+        for t in chunk {
+            numbers.push(*by_id.get(&t.id.as_uuid()).ok_or_else(|| {
+                StoreError::Other(anyhow::anyhow!("no number returned for ticket {}", t.id))
+            })?);
+        }
+        let (tags, ids): (Vec<String>, Vec<uuid::Uuid>) = chunk
+            .iter()
+            .flat_map(|t| t.tags.iter().map(|tag| (tag.clone(), t.id.as_uuid())))
+            .unzip();
+        if !tags.is_empty() {
+            sqlx::query("INSERT INTO ticket_tags (tag, ticket_id) SELECT DISTINCT * FROM unnest($1::text[], $2::uuid[]) ON CONFLICT DO NOTHING")
+                .bind(tags)
+                .bind(ids)
+                .execute(&mut **tx)
+                .await
+                .map_err(err)?;
+        }
     }
+    Ok(numbers)
+}
+
+/// Replaces a ticket's tag index rows with its current tags.
+async fn replace_tags(tx: &mut Tx<'_>, t: &Ticket) -> StoreResult<()> {
+    sqlx::query("DELETE FROM ticket_tags WHERE ticket_id = $1")
+        .bind(t.id.as_uuid())
+        .execute(&mut **tx)
+        .await
+        .map_err(err)?;
     if !t.tags.is_empty() {
         sqlx::query("INSERT INTO ticket_tags (tag, ticket_id) SELECT DISTINCT unnest($1::text[]), $2 ON CONFLICT DO NOTHING")
             .bind(&t.tags)

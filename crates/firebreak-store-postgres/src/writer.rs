@@ -4,10 +4,11 @@
 //! Invariant: no caller hears "ok" before the COMMIT that holds its change has returned.
 
 use crate::rows::err;
-use crate::{Tx, apply_op};
+use crate::{Tx, apply_op, insert_tickets};
 use firebreak_domain::audit::{AuditDraft, AuditRecord, Checkpoint};
+use firebreak_domain::ticket::Ticket;
 use firebreak_store::{
-    AuditSigner, ChangeSet, CommitOutcome, StoreError, StoreResult, from_millis, to_millis,
+    AuditSigner, ChangeSet, CommitOutcome, Op, StoreError, StoreResult, from_millis, to_millis,
     truncate_millis,
 };
 use sqlx::{PgPool, Postgres, QueryBuilder};
@@ -103,10 +104,25 @@ async fn write_together(
 ) -> StoreResult<Option<Vec<StoreResult<CommitOutcome>>>> {
     let mut tx = pool.begin().await.map_err(err)?;
     let mut outs = Vec::with_capacity(batch.len());
-    for job in batch {
-        let mut out = CommitOutcome::default();
+    // New tickets are buffered and inserted many per statement; any other op first flushes the
+    // buffer, so ops still apply in order. `slots` says whose number each buffered ticket gets.
+    let mut pending: Vec<&Ticket> = Vec::new();
+    let mut slots: Vec<usize> = Vec::new();
+    for (i, job) in batch.iter().enumerate() {
+        outs.push(CommitOutcome::default());
         for op in &job.changes.ops {
-            if let Err(e) = apply_op(&mut tx, op, &mut out).await {
+            let res = match op {
+                Op::InsertTicket(t) => {
+                    pending.push(t);
+                    slots.push(i);
+                    Ok(())
+                }
+                other => match flush(&mut tx, &mut pending, &mut slots, &mut outs).await {
+                    Ok(()) => apply_op(&mut tx, other, &mut outs[i]).await,
+                    Err(e) => Err(e),
+                },
+            };
+            if let Err(e) = res {
                 if is_fatal(&e) {
                     return Err(e);
                 }
@@ -114,7 +130,13 @@ async fn write_together(
                 return Ok(None);
             }
         }
-        outs.push(out);
+    }
+    if let Err(e) = flush(&mut tx, &mut pending, &mut slots, &mut outs).await {
+        if is_fatal(&e) {
+            return Err(e);
+        }
+        tx.rollback().await.map_err(err)?;
+        return Ok(None);
     }
     let drafts: Vec<&AuditDraft> = batch.iter().flat_map(|j| j.changes.audit.iter()).collect();
     let (seqs, cp) = append(&mut tx, signer, &drafts).await?;
@@ -133,6 +155,23 @@ async fn write_together(
             })
             .collect(),
     ))
+}
+
+async fn flush(
+    tx: &mut Tx<'_>,
+    pending: &mut Vec<&Ticket>,
+    slots: &mut Vec<usize>,
+    outs: &mut [CommitOutcome],
+) -> StoreResult<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let numbers = insert_tickets(tx, pending).await?;
+    for (slot, number) in slots.drain(..).zip(numbers) {
+        outs[slot].ticket_numbers.push(number);
+    }
+    pending.clear();
+    Ok(())
 }
 
 /// Appends entries after the locked head, signs the new head; last in the transaction so the

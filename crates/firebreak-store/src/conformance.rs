@@ -43,6 +43,7 @@ macro_rules! store_conformance_suite {
             users_are_unique_and_updatable,
             first_user_is_created_once,
             tokens_are_found_by_hash_and_revoked,
+            one_failing_change_set_does_not_fail_the_others,
         );
     };
     (@tests $factory:path; $($name:ident),+ $(,)?) => {
@@ -591,4 +592,42 @@ pub async fn tokens_are_found_by_hash_and_revoked(ts: &TestStore) {
             .iter()
             .all(|t| t.revoked_at.is_some())
     );
+}
+
+pub async fn one_failing_change_set_does_not_fail_the_others(ts: &TestStore) {
+    let target = create(&ts.store, sample_ticket("target")).await;
+    let mut handles = Vec::new();
+    for i in 0..60 {
+        let store = ts.store.clone();
+        let target = target.clone();
+        handles.push(tokio::spawn(async move {
+            if i % 10 == 0 {
+                // stale: version 0 never matches, so this change set fails inside a batch
+                let mut t = target.clone();
+                t.title = format!("stale {i}");
+                let res = store
+                    .commit(
+                        ChangeSet::new()
+                            .op(Op::UpdateTicket { ticket: t, expected_version: 0 })
+                            .audit(AuditDraft::new("x", "ticket.updated", "ticket", target.id).ticket(target.id)),
+                    )
+                    .await;
+                assert!(matches!(res, Err(StoreError::Conflict(_))), "{res:?}");
+                None
+            } else {
+                Some(create(&store, sample_ticket(&format!("ok {i}"))).await.number)
+            }
+        }));
+    }
+    let mut numbers: Vec<i64> = futures::future::join_all(handles).await.into_iter().filter_map(|r| r.unwrap()).collect();
+    assert_eq!(numbers.len(), 54);
+    numbers.sort_unstable();
+    numbers.dedup();
+    assert_eq!(numbers.len(), 54);
+    for n in numbers {
+        assert!(ts.store.get_ticket_by_number(n).await.unwrap().title.starts_with("ok "));
+    }
+    assert_eq!(ts.store.get_ticket(target.id).await.unwrap().title, "target");
+    // 1 + 54 creations audited; the failed updates left no entry
+    assert_eq!(verify_chain(ts).await, 55);
 }

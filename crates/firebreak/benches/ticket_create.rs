@@ -36,12 +36,7 @@ struct Figures {
 }
 
 /// Runs `clients` threads issuing `req` for `secs`; latencies of successful requests only.
-fn load(
-    addr: std::net::SocketAddr,
-    clients: usize,
-    secs: f64,
-    req: &Request,
-) -> Figures {
+fn load(addr: std::net::SocketAddr, clients: usize, secs: f64, req: &Request) -> Figures {
     let stop = Arc::new(AtomicBool::new(false));
     let barrier = Arc::new(Barrier::new(clients + 1));
     let handles: Vec<_> = (0..clients)
