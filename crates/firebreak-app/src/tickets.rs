@@ -290,6 +290,13 @@ impl App {
             {
                 Ok(_) => {
                     n.version = t.version + 1;
+                    tracing::info!(
+                        user = p.username(),
+                        ticket.number = t.number,
+                        action = "ticket.update",
+                        decision = "allow",
+                        "authorization"
+                    );
                     return Ok(self.view(n));
                 }
                 Err(StoreError::Conflict(_)) => continue,
@@ -420,6 +427,13 @@ impl App {
         .ticket(t.id)
         .details(json!({"kind": req.kind, "text": text}));
         let out = self.store.commit(ChangeSet::new().audit(entry)).await?;
+        tracing::info!(
+            user = p.username(),
+            ticket.number = t.number,
+            action = "log.add",
+            decision = "allow",
+            "authorization"
+        );
         let seq = out.audit_seqs.first().copied().unwrap_or_default();
         let recs = self.store.ticket_audit(t.id, seq - 1, 1).await?;
         recs.into_iter()

@@ -427,7 +427,7 @@ mod tests {
         let r: CreateTicketRequest =
             serde_json::from_str(r#"{"title":" x ","severity":"critical"}"#).unwrap();
         let v = r.validate().unwrap();
-        assert_eq!(v.title, "x");
+        assert_eq!(v.title, " x ", "user text is stored verbatim");
         assert_eq!(v.priority, Priority::P1);
         assert!(serde_json::from_str::<CreateTicketRequest>(r#"{"title":"x","bogus":1}"#).is_err());
     }

@@ -119,7 +119,7 @@ pub const MAX_SHORT: usize = 200;
 pub const MAX_TAGS: usize = 50;
 pub const MAX_TAG: usize = 64;
 
-/// Checks a required single-line text; returns the trimmed value.
+/// Checks a required text (not blank, bounded); returns it verbatim.
 pub fn required_text(field: &str, value: &str, max: usize, errs: &mut Vec<FieldError>) -> String {
     let v = value.trim();
     if v.is_empty() {
@@ -130,7 +130,8 @@ pub fn required_text(field: &str, value: &str, max: usize, errs: &mut Vec<FieldE
             format!("must be at most {max} characters"),
         ));
     }
-    v.to_string()
+    // stored verbatim: whitespace only decides whether the value counts as empty
+    value.to_string()
 }
 
 /// Checks an optional text's length.
@@ -300,8 +301,8 @@ impl TicketAction {
                     return Err(refuse("the ticket must be in_progress (start it first)"));
                 }
                 t.status = TicketStatus::PendingClosure;
-                t.resolution = Some(resolution.trim().to_string());
-                t.problem_category = Some(problem_category.trim().to_string());
+                t.resolution = Some(resolution.clone());
+                t.problem_category = Some(problem_category.clone());
             }
             TicketAction::AcceptClosure => {
                 if from != TicketStatus::PendingClosure {
@@ -330,7 +331,7 @@ impl TicketAction {
                 }
                 t.status = TicketStatus::Closed;
                 t.false_positive = true;
-                t.resolution = Some(reason.trim().to_string());
+                t.resolution = Some(reason.clone());
                 t.problem_category = Some("false_positive".into());
             }
         }

@@ -608,26 +608,50 @@ pub async fn one_failing_change_set_does_not_fail_the_others(ts: &TestStore) {
                 let res = store
                     .commit(
                         ChangeSet::new()
-                            .op(Op::UpdateTicket { ticket: t, expected_version: 0 })
-                            .audit(AuditDraft::new("x", "ticket.updated", "ticket", target.id).ticket(target.id)),
+                            .op(Op::UpdateTicket {
+                                ticket: t,
+                                expected_version: 0,
+                            })
+                            .audit(
+                                AuditDraft::new("x", "ticket.updated", "ticket", target.id)
+                                    .ticket(target.id),
+                            ),
                     )
                     .await;
                 assert!(matches!(res, Err(StoreError::Conflict(_))), "{res:?}");
                 None
             } else {
-                Some(create(&store, sample_ticket(&format!("ok {i}"))).await.number)
+                Some(
+                    create(&store, sample_ticket(&format!("ok {i}")))
+                        .await
+                        .number,
+                )
             }
         }));
     }
-    let mut numbers: Vec<i64> = futures::future::join_all(handles).await.into_iter().filter_map(|r| r.unwrap()).collect();
+    let mut numbers: Vec<i64> = futures::future::join_all(handles)
+        .await
+        .into_iter()
+        .filter_map(|r| r.unwrap())
+        .collect();
     assert_eq!(numbers.len(), 54);
     numbers.sort_unstable();
     numbers.dedup();
     assert_eq!(numbers.len(), 54);
     for n in numbers {
-        assert!(ts.store.get_ticket_by_number(n).await.unwrap().title.starts_with("ok "));
+        assert!(
+            ts.store
+                .get_ticket_by_number(n)
+                .await
+                .unwrap()
+                .title
+                .starts_with("ok ")
+        );
     }
-    assert_eq!(ts.store.get_ticket(target.id).await.unwrap().title, "target");
+    assert_eq!(
+        ts.store.get_ticket(target.id).await.unwrap().title,
+        "target"
+    );
     // 1 + 54 creations audited; the failed updates left no entry
     assert_eq!(verify_chain(ts).await, 55);
 }

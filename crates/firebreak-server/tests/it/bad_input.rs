@@ -331,3 +331,13 @@ fn request_parsing_never_fails_with_5xx() {
         })
         .unwrap();
 }
+
+#[tokio::test]
+async fn rejections_outside_our_extractors_still_get_the_envelope() {
+    let t = TestApp::new().await;
+    let tok = t.user("hd", &[Role::Helpdesk]).await;
+    // invalid percent-encoding in a path parameter is rejected by axum's Path extractor
+    let r = t.get("/api/v1/tickets/%FF%FE", &tok).await;
+    assert!(r.status.is_client_error(), "{}", r.status);
+    assert!(r.body["error"]["code"].is_string(), "{}", r.body);
+}
