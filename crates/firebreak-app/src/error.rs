@@ -39,6 +39,7 @@ impl From<StoreError> for AppError {
             },
             StoreError::Unavailable(m) => AppError::Unavailable(m),
             StoreError::Full(_) => AppError::StorageFull,
+            StoreError::Invalid(m) => AppError::field("body", m),
             StoreError::Other(e) => AppError::Unexpected(e),
         }
     }

@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use firebreak_domain::api::*;
 use firebreak_domain::audit::{AuditDraft, AuditRecord};
 use firebreak_domain::ids::TicketId;
-use firebreak_domain::role::groups;
+use firebreak_domain::role::{Role, groups};
 use firebreak_domain::ticket::*;
 use firebreak_store::{ChangeSet, Op, StoreError, TicketFilter, Visibility};
 use serde_json::json;
@@ -101,6 +101,15 @@ impl App {
             Err(e) => return Err(e.into()),
         };
         if !visible(p, &t) {
+            // the caller hears 404 (no existence leak); the attempt is on the record
+            let _ = self
+                .deny(
+                    p,
+                    "ticket.read",
+                    Some(&t),
+                    "the ticket is not visible to this user".into(),
+                )
+                .await;
             return Err(AppError::NotFound);
         }
         Ok(t)
@@ -195,6 +204,11 @@ impl App {
                 next_cursor: None,
             });
         }
+        for (field, value) in [("q", &q.q), ("assignee", &q.assignee), ("tag", &q.tag)] {
+            if let Some(msg) = value.as_deref().and_then(control_char) {
+                return Err(AppError::field(field, msg));
+            }
+        }
         if let Some(text) = &q.q
             && text.chars().count() > MAX_SHORT
         {
@@ -257,6 +271,12 @@ impl App {
                 && let Some(a) = &n.assignee
             {
                 self.check_active_user("assignee", a).await?;
+            }
+            if changed.contains(&"owner") && t.owner != p.username() && !p.has_any(&[Role::Manager])
+            {
+                return Err(self
+                    .deny(p, "ticket.update", Some(&t), format!("only the ticket owner ({}) or a manager may hand the ticket to another owner", t.owner))
+                    .await);
             }
             if changed.contains(&"owner") {
                 self.check_active_user("owner", &n.owner).await?;
@@ -469,6 +489,12 @@ impl App {
     }
 
     pub(crate) async fn check_active_user(&self, field: &str, username: &str) -> AppResult<()> {
+        if firebreak_domain::user::validate_username(username).is_err() {
+            return Err(AppError::field(
+                field,
+                format!("no user named {username:?}"),
+            ));
+        }
         match self.store.get_user_by_name(username).await {
             Ok(u) if !u.user.disabled => Ok(()),
             Ok(_) => Err(AppError::field(

@@ -15,7 +15,7 @@ use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
 /// A user to create (from the CLI or the admin API).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct NewUser {
     pub username: String,
     pub roles: Vec<Role>,
@@ -25,6 +25,16 @@ pub struct NewUser {
     pub email: Option<String>,
     pub clearances: Vec<String>,
     pub password: Option<String>,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("username", &self.username)
+            .field("roles", &self.roles)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl From<&CreateUserRequest> for NewUser {
@@ -215,7 +225,10 @@ impl App {
         u.disabled = true;
         let now = self.now();
         let cs = ChangeSet::new()
-            .op(Op::UpdateUser(u.clone()))
+            .op(Op::SetUserDisabled {
+                user_id: u.id,
+                disabled: true,
+            })
             .op(Op::RevokeTokens {
                 user_id: u.id,
                 token_id: None,
@@ -239,10 +252,15 @@ impl App {
         roles.sort();
         roles.dedup();
         u.roles = roles;
-        let cs = ChangeSet::new().op(Op::UpdateUser(u.clone())).audit(
-            AuditDraft::new(actor, "user.roles_changed", "user", u.id)
-                .details(json!({"username": u.username, "from": before, "to": u.roles})),
-        );
+        let cs = ChangeSet::new()
+            .op(Op::SetUserRoles {
+                user_id: u.id,
+                roles: u.roles.clone(),
+            })
+            .audit(
+                AuditDraft::new(actor, "user.roles_changed", "user", u.id)
+                    .details(json!({"username": u.username, "from": before, "to": u.roles})),
+            );
         self.store.commit(cs).await?;
         Ok(u)
     }
@@ -272,7 +290,13 @@ impl App {
             token_hash: token_hash(&secret),
             scopes,
             created_at: now,
-            expires_at: spec.expires_in.map(|d| now + d),
+            expires_at: match spec.expires_in {
+                Some(d) => Some(
+                    now.checked_add(d)
+                        .ok_or_else(|| AppError::field("expires", "too far in the future"))?,
+                ),
+                None => None,
+            },
             revoked_at: None,
         };
         let entry = AuditDraft::new(actor, "token.created", "token", rec.id).details(json!({

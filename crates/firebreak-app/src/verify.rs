@@ -23,7 +23,7 @@ pub async fn verify_audit(
     let io = |e: firebreak_store::StoreError| VerifyError::Io(e.into());
     // The head file is read first: anything committed after it is newer, never older.
     let head_cp = head.read().map_err(VerifyError::Io)?;
-    let mut v = ChainVerifier::new(key, store.checkpoints().await.map_err(io)?, head_cp);
+    let mut v = ChainVerifier::new(key, store.checkpoints_after(0).await.map_err(io)?, head_cp);
     // Entries are verified up to the newest checkpoint loaded; servers may commit meanwhile, so
     // newer checkpoints are fetched and verification continues until it has caught up.
     let mut caught_up = false;
@@ -47,7 +47,7 @@ pub async fn verify_audit(
             break;
         }
         let before = v.newest_checkpoint();
-        v.add_checkpoints(store.checkpoints().await.map_err(io)?);
+        v.add_checkpoints(store.checkpoints_after(before).await.map_err(io)?);
         if v.newest_checkpoint() == before {
             // entries after the newest signed checkpoint, and none is coming: forged
             for r in &newer {

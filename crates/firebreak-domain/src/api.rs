@@ -347,7 +347,7 @@ pub struct Page<T> {
 }
 
 /// `POST /api/v1/users` (admin).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CreateUserRequest {
@@ -366,6 +366,16 @@ pub struct CreateUserRequest {
     /// Omit to create a user without a password (token-only, e.g. a sensor).
     #[serde(default)]
     pub password: Option<String>,
+}
+
+impl std::fmt::Debug for CreateUserRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateUserRequest")
+            .field("username", &self.username)
+            .field("roles", &self.roles)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .finish_non_exhaustive()
+    }
 }
 
 impl CreateUserRequest {

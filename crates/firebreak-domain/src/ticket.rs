@@ -119,11 +119,22 @@ pub const MAX_SHORT: usize = 200;
 pub const MAX_TAGS: usize = 50;
 pub const MAX_TAG: usize = 64;
 
+/// Text may hold any Unicode but control characters other than tab, newline and carriage
+/// return (a NUL cannot even be stored in PostgreSQL). Returns why a text is refused.
+pub fn control_char(value: &str) -> Option<String> {
+    value
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        .map(|c| format!("must not contain the control character U+{:04X}", c as u32))
+}
+
 /// Checks a required text (not blank, bounded); returns it verbatim.
 pub fn required_text(field: &str, value: &str, max: usize, errs: &mut Vec<FieldError>) -> String {
     let v = value.trim();
     if v.is_empty() {
         errs.push(FieldError::new(field, "must not be empty"));
+    } else if let Some(msg) = control_char(value) {
+        errs.push(FieldError::new(field, msg));
     } else if v.chars().count() > max {
         errs.push(FieldError::new(
             field,
@@ -136,7 +147,9 @@ pub fn required_text(field: &str, value: &str, max: usize, errs: &mut Vec<FieldE
 
 /// Checks an optional text's length.
 pub fn optional_text(field: &str, value: Option<&str>, max: usize, errs: &mut Vec<FieldError>) {
-    if let Some(v) = value
+    if let Some(msg) = value.and_then(control_char) {
+        errs.push(FieldError::new(field, msg));
+    } else if let Some(v) = value
         && v.chars().count() > max
     {
         errs.push(FieldError::new(
@@ -156,6 +169,8 @@ pub fn normalize_tags(tags: &[String], errs: &mut Vec<FieldError>) -> Vec<String
         let t = t.trim();
         if t.is_empty() {
             errs.push(FieldError::new(format!("tags[{i}]"), "must not be empty"));
+        } else if let Some(msg) = control_char(t) {
+            errs.push(FieldError::new(format!("tags[{i}]"), msg));
         } else if t.chars().count() > MAX_TAG {
             errs.push(FieldError::new(
                 format!("tags[{i}]"),
@@ -207,7 +222,10 @@ impl TicketAction {
         let is_owner = ticket.owner == username;
         let ok = match self {
             TicketAction::Start | TicketAction::Resolve { .. } => any(groups::RESPONDERS),
-            TicketAction::AcceptClosure | TicketAction::RejectClosure { .. } => is_owner,
+            // the help desk or a manager may record an external owner's answer (PRODUCT.md §4.2)
+            TicketAction::AcceptClosure | TicketAction::RejectClosure { .. } => {
+                is_owner || roles.contains(&Role::Helpdesk) || roles.contains(&Role::Manager)
+            }
             TicketAction::Reopen { .. } => any(groups::RESPONDERS) || is_owner,
             TicketAction::MarkFalsePositive { .. } => {
                 any(groups::RESPONDERS) || roles.contains(&Role::Helpdesk)
@@ -463,8 +481,20 @@ mod tests {
     }
 
     #[test]
-    fn only_owner_accepts_closure_and_helpdesk_marks_false_positive() {
+    fn owner_helpdesk_or_manager_answer_closure_and_helpdesk_marks_false_positive() {
         let t = ticket(TicketStatus::PendingClosure);
+        for (roles, user) in [
+            (&[Role::Auditor][..], "olga"),
+            (&[Role::Helpdesk][..], "hd"),
+            (&[Role::Manager][..], "cso"),
+        ] {
+            assert!(
+                TicketAction::AcceptClosure
+                    .authorize(roles, user, &t)
+                    .is_ok(),
+                "{user}"
+            );
+        }
         assert!(
             TicketAction::AcceptClosure
                 .authorize(&[Role::Responder], "rita", &t)
@@ -483,6 +513,22 @@ mod tests {
                 .authorize(&[Role::Helpdesk, Role::Admin], "h", &t)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn control_characters_are_refused_but_whitespace_is_kept() {
+        let mut errs = vec![];
+        assert_eq!(
+            required_text("title", "a\tb\r\nc", 100, &mut errs),
+            "a\tb\r\nc"
+        );
+        assert!(errs.is_empty());
+        required_text("title", "a\u{0}b", 100, &mut errs);
+        optional_text("description", Some("x\u{1b}[31m"), 100, &mut errs);
+        normalize_tags(&["ok".into(), "bad\u{7f}".into()], &mut errs);
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["title", "description", "tags[1]"]);
+        assert!(errs[0].message.contains("U+0000"));
     }
 
     #[test]

@@ -144,12 +144,14 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let empty = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|v| v == "0")
-            || (req.headers().get(header::CONTENT_TYPE).is_none()
-                && req.headers().get(header::TRANSFER_ENCODING).is_none());
+        // empty: an explicit zero length, or no length, no chunking and no content type; a body
+        // without a JSON content type is a 415, never silently ignored
+        let h = req.headers();
+        let length = h.get(header::CONTENT_LENGTH);
+        let empty = length.is_some_and(|v| v == "0")
+            || (length.is_none()
+                && h.get(header::TRANSFER_ENCODING).is_none()
+                && h.get(header::CONTENT_TYPE).is_none());
         if empty {
             return Ok(OptionalJson(T::default()));
         }

@@ -36,7 +36,6 @@ pub fn migration_versions() -> Vec<i64> {
 
 pub struct PgStore {
     pool: PgPool,
-    signer: Arc<AuditSigner>,
     sender: Mutex<Option<mpsc::Sender<writer::Job>>>,
     writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -75,10 +74,9 @@ impl PgStore {
             );
         }
         let (tx, rx) = mpsc::channel(writer::QUEUE);
-        let handle = tokio::spawn(writer::run(pool.clone(), rx, signer.clone()));
+        let handle = tokio::spawn(writer::run(pool.clone(), rx, signer));
         Ok(Self {
             pool,
-            signer,
             sender: Mutex::new(Some(tx)),
             writer: tokio::sync::Mutex::new(Some(handle)),
         })
@@ -187,6 +185,28 @@ pub(crate) async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) 
         } => {
             let res = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
                 .bind(password_hash)
+                .bind(user_id.as_uuid())
+                .execute(&mut **tx)
+                .await
+                .map_err(err)?;
+            if res.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+        }
+        Op::SetUserDisabled { user_id, disabled } => {
+            let res = sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
+                .bind(disabled)
+                .bind(user_id.as_uuid())
+                .execute(&mut **tx)
+                .await
+                .map_err(err)?;
+            if res.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+        }
+        Op::SetUserRoles { user_id, roles } => {
+            let res = sqlx::query("UPDATE users SET roles = $1 WHERE id = $2")
+                .bind(roles_to_text(roles))
                 .bind(user_id.as_uuid())
                 .execute(&mut **tx)
                 .await
@@ -357,6 +377,16 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
+        if self
+            .sender
+            .lock()
+            .ok()
+            .is_none_or(|s| s.as_ref().is_none_or(|s| s.is_closed()))
+        {
+            return Err(StoreError::Unavailable(
+                "the database writer has stopped".into(),
+            ));
+        }
         sqlx::query("SELECT 1")
             .execute(&self.pool)
             .await
@@ -376,8 +406,6 @@ impl Store for PgStore {
             let _ = h.await;
         }
         self.pool.close().await;
-        let signer = self.signer.clone();
-        let _ = tokio::task::spawn_blocking(move || signer.flush()).await;
     }
 }
 
@@ -574,13 +602,13 @@ impl AuditStore for PgStore {
         rows.iter().map(rows::audit).collect()
     }
 
-    async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
-        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
-            "SELECT seq, hash, key_id, signature FROM audit_checkpoints ORDER BY seq",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(err)?;
+    async fn checkpoints_after(&self, after: i64) -> StoreResult<Vec<Checkpoint>> {
+        let rows: Vec<(i64, String, String, String)> =
+            sqlx::query_as("SELECT seq, hash, key_id, signature FROM audit_checkpoints WHERE seq > $1 ORDER BY seq")
+                .bind(after)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
         Ok(rows
             .into_iter()
             .map(|(seq, hash, key_id, signature)| Checkpoint {
@@ -590,5 +618,20 @@ impl AuditStore for PgStore {
                 signature,
             })
             .collect())
+    }
+
+    async fn last_checkpoint(&self) -> StoreResult<Option<Checkpoint>> {
+        let row: Option<(i64, String, String, String)> = sqlx::query_as(
+            "SELECT seq, hash, key_id, signature FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(row.map(|(seq, hash, key_id, signature)| Checkpoint {
+            seq,
+            hash,
+            key_id,
+            signature,
+        }))
     }
 }

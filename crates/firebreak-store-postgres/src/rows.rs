@@ -22,6 +22,7 @@ pub fn err(e: sqlx::Error) -> StoreError {
             let code = db.code().map(|c| c.to_string()).unwrap_or_default();
             match code.as_str() {
                 "53100" => StoreError::Full(db.message().to_string()),
+                "22021" | "22P05" | "54000" => StoreError::Invalid(db.message().to_string()),
                 "40001" | "40P01" => StoreError::Conflict("concurrent update; retry".into()),
                 c if c.starts_with("08")
                     || c.starts_with("57")

@@ -35,7 +35,6 @@ pub fn migration_versions() -> Vec<i64> {
 
 pub struct SqliteStore {
     read: SqlitePool,
-    signer: Arc<AuditSigner>,
     sender: Mutex<Option<mpsc::Sender<writer::Job>>>,
     writer: tokio::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -65,13 +64,11 @@ impl SqliteStore {
             .connect_with(connect_options(url)?.read_only(true))
             .await?;
         let (tx, rx) = mpsc::channel(writer::QUEUE);
-        let thread_signer = signer.clone();
         let handle = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer::run(writer_conn, rx, &thread_signer))?;
+            .spawn(move || writer::run(writer_conn, rx, &signer))?;
         Ok(Self {
             read,
-            signer,
             sender: Mutex::new(Some(tx)),
             writer: tokio::sync::Mutex::new(Some(handle)),
         })
@@ -297,10 +294,11 @@ impl AuditStore for SqliteStore {
         rows.iter().map(rows::audit).collect()
     }
 
-    async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>> {
+    async fn checkpoints_after(&self, after: i64) -> StoreResult<Vec<Checkpoint>> {
         let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
-            "SELECT seq, hash, key_id, signature FROM audit_checkpoints ORDER BY seq",
+            "SELECT seq, hash, key_id, signature FROM audit_checkpoints WHERE seq > ? ORDER BY seq",
         )
+        .bind(after)
         .fetch_all(&self.read)
         .await
         .map_err(rows::err)?;
@@ -313,6 +311,21 @@ impl AuditStore for SqliteStore {
                 signature,
             })
             .collect())
+    }
+
+    async fn last_checkpoint(&self) -> StoreResult<Option<Checkpoint>> {
+        let row: Option<(i64, String, String, String)> = sqlx::query_as(
+            "SELECT seq, hash, key_id, signature FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.read)
+        .await
+        .map_err(rows::err)?;
+        Ok(row.map(|(seq, hash, key_id, signature)| Checkpoint {
+            seq,
+            hash,
+            key_id,
+            signature,
+        }))
     }
 }
 
@@ -362,7 +375,5 @@ impl Store for SqliteStore {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
         self.read.close().await;
-        let signer = self.signer.clone();
-        let _ = tokio::task::spawn_blocking(move || signer.flush()).await;
     }
 }

@@ -174,7 +174,6 @@ fn write_batch(
     };
     tx.commit().map_err(err)?;
     if let Some(cp) = checkpoint {
-        // off the critical path: the publisher thread replaces the head file
         signer.publish(&cp);
     }
     Ok(results)
@@ -398,6 +397,20 @@ fn apply_op(
             let n = conn
                 .prepare_cached("UPDATE users SET password_hash = ?1 WHERE id = ?2")
                 .and_then(|mut s| s.execute(params![password_hash, user_id.to_string()]))
+                .map_err(err)?;
+            expect_one(n)?;
+        }
+        Op::SetUserDisabled { user_id, disabled } => {
+            let n = conn
+                .prepare_cached("UPDATE users SET disabled = ?1 WHERE id = ?2")
+                .and_then(|mut s| s.execute(params![disabled, user_id.to_string()]))
+                .map_err(err)?;
+            expect_one(n)?;
+        }
+        Op::SetUserRoles { user_id, roles } => {
+            let n = conn
+                .prepare_cached("UPDATE users SET roles = ?1 WHERE id = ?2")
+                .and_then(|mut s| s.execute(params![roles_to_text(roles), user_id.to_string()]))
                 .map_err(err)?;
             expect_one(n)?;
         }

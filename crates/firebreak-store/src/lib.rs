@@ -28,6 +28,9 @@ pub enum StoreError {
     /// The database cannot be reached or refuses writes (busy, read-only, disk full).
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The database refused a value (e.g. a character it cannot store).
+    #[error("value refused by the database: {0}")]
+    Invalid(String),
     /// The storage device is full.
     #[error("storage full: {0}")]
     Full(String),
@@ -78,6 +81,16 @@ pub enum Op {
     SetPassword {
         user_id: UserId,
         password_hash: String,
+    },
+    /// Sets only the disabled flag (no lost update against a concurrent role change).
+    SetUserDisabled {
+        user_id: UserId,
+        disabled: bool,
+    },
+    /// Sets only the roles.
+    SetUserRoles {
+        user_id: UserId,
+        roles: Vec<Role>,
     },
     InsertToken(TokenRecord),
     /// Revokes one token (`Some`) or every live token of a user (`None` token).
@@ -177,7 +190,10 @@ pub trait AuditStore: Send + Sync {
         after: i64,
         limit: u32,
     ) -> StoreResult<Vec<AuditRecord>>;
-    async fn checkpoints(&self) -> StoreResult<Vec<Checkpoint>>;
+    /// Signed checkpoints with `seq > after`, oldest first.
+    async fn checkpoints_after(&self, after: i64) -> StoreResult<Vec<Checkpoint>>;
+    /// The newest signed checkpoint, if any.
+    async fn last_checkpoint(&self) -> StoreResult<Option<Checkpoint>>;
 }
 
 /// The whole storage contract, as the application sees it.

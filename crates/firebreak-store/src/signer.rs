@@ -7,29 +7,14 @@ use firebreak_domain::audit::{Checkpoint, sign_checkpoint};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Mutex;
 
 /// Signs chain heads and publishes the newest one to the head file.
 pub struct AuditSigner {
     key: SigningKey,
     head: Option<HeadFile>,
-    publisher: Arc<Publisher>,
-}
-
-/// The newest checkpoint waiting to be written, and the newest written: a background thread
-/// replaces the head file so that no commit waits for its fsync; bursts coalesce into one write.
-#[derive(Default)]
-struct Publisher {
-    state: Mutex<PublishState>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct PublishState {
-    pending: Option<Checkpoint>,
-    written: i64,
-    requested: i64,
-    running: bool,
+    /// The newest seq this process published (skips needless rewrites; serializes writers).
+    published: Mutex<i64>,
 }
 
 impl std::fmt::Debug for AuditSigner {
@@ -49,7 +34,7 @@ impl AuditSigner {
         Self {
             key,
             head,
-            publisher: Arc::default(),
+            published: Mutex::new(0),
         }
     }
 
@@ -84,76 +69,23 @@ impl AuditSigner {
         sign_checkpoint(&self.key, seq, hash)
     }
 
-    /// Publishes a committed checkpoint to the head file if it is newer than what is there, in
-    /// the background. Failure is logged, not returned: the commit already happened, and a
-    /// lagging head file only narrows what `audit verify` can prove, never makes a good chain
-    /// look bad.
+    /// Publishes a committed checkpoint to the head file, if newer than what is there, before
+    /// the commit is acknowledged (once per batch). Failure is logged, not returned: the commit
+    /// already happened, and a lagging head file only narrows what `audit verify` can prove,
+    /// never makes a good chain look bad.
     pub fn publish(&self, cp: &Checkpoint) {
         let Some(head) = &self.head else { return };
-        let Ok(mut st) = self.publisher.state.lock() else {
+        let Ok(mut published) = self.published.lock() else {
             return;
         };
-        if st.requested >= cp.seq {
+        if *published >= cp.seq {
             return;
         }
-        st.requested = cp.seq;
-        st.pending = Some(cp.clone());
-        if !st.running {
-            st.running = true;
-            let (publisher, head) = (self.publisher.clone(), head.clone());
-            let spawned = std::thread::Builder::new()
-                .name("audit-head".into())
-                .spawn(move || publish_loop(&publisher, &head));
-            if let Err(e) = spawned {
-                st.running = false;
-                tracing::warn!(error = %e, "could not start the audit head publisher");
+        match head.write_if_newer(cp) {
+            Ok(()) => *published = cp.seq,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), path = %head.path.display(), "could not update the audit head file")
             }
-        }
-        self.publisher.changed.notify_all();
-    }
-
-    /// Waits (up to 10 s) until every checkpoint published so far is in the head file.
-    pub fn flush(&self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let Ok(mut st) = self.publisher.state.lock() else {
-            return;
-        };
-        while st.running && st.written < st.requested {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                tracing::warn!("the audit head file lags behind the database");
-                return;
-            }
-            match self.publisher.changed.wait_timeout(st, left) {
-                Ok((g, _)) => st = g,
-                Err(_) => return,
-            }
-        }
-    }
-}
-
-fn publish_loop(publisher: &Publisher, head: &HeadFile) {
-    loop {
-        let cp = {
-            let Ok(mut st) = publisher.state.lock() else {
-                return;
-            };
-            loop {
-                if let Some(cp) = st.pending.take() {
-                    break cp;
-                }
-                st = match publisher.changed.wait(st) {
-                    Ok(g) => g,
-                    Err(_) => return,
-                };
-            }
-        };
-        if let Err(e) = head.write_if_newer(&cp) {
-            tracing::warn!(error = %format!("{e:#}"), path = %head.path.display(), "could not update the audit head file");
-        }
-        if let Ok(mut st) = publisher.state.lock() {
-            st.written = st.written.max(cp.seq);
-            publisher.changed.notify_all();
         }
     }
 }
@@ -210,8 +142,10 @@ impl HeadFile {
         }
     }
 
-    /// Replaces the file atomically (write, fsync, rename) unless it already holds a newer head;
-    /// an exclusive lock serializes the processes sharing the data dir.
+    /// Replaces the file atomically (write, rename) unless it already holds a newer head; an
+    /// exclusive lock serializes the processes sharing the data dir. No fsync: the file must
+    /// survive the process (kill -9), and after a power loss an older head only narrows what
+    /// verification proves.
     pub fn write_if_newer(&self, cp: &Checkpoint) -> anyhow::Result<()> {
         let lock_path = self.path.with_extension("lock");
         let lock = File::options()
@@ -231,7 +165,6 @@ impl HeadFile {
         {
             let mut f = File::create(&tmp)?;
             f.write_all(&serde_json::to_vec(cp)?)?;
-            f.sync_all()?;
         }
         fs::rename(&tmp, &self.path)?;
         Ok(())
@@ -255,16 +188,15 @@ mod tests {
     }
 
     #[test]
-    fn publishing_is_coalesced_and_flushed() {
+    fn publishing_writes_the_newest_head_before_returning() {
         let dir = tempfile::tempdir().unwrap();
         let head = HeadFile::new(dir.path().join("audit-head"));
         let signer = AuditSigner::new(SigningKey::from_bytes(&[3; 32]), Some(head.clone()));
-        for seq in 1..=200 {
+        for seq in [1, 5, 3] {
             signer.publish(&signer.sign(seq, &format!("h{seq}")));
         }
-        signer.flush();
         let cp = head.read().unwrap().unwrap();
-        assert_eq!((cp.seq, cp.hash.as_str()), (200, "h200"));
+        assert_eq!((cp.seq, cp.hash.as_str()), (5, "h5"));
         assert!(firebreak_domain::audit::checkpoint_is_valid(
             &signer.verifying_key(),
             &cp

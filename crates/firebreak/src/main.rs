@@ -127,20 +127,19 @@ fn parse_scope(s: &str) -> Result<Scope, String> {
 }
 
 fn parse_duration(s: &str) -> Result<time::Duration, String> {
-    let bad = || format!("{s:?} is not a duration like 90d, 12h, 30m or 45s");
+    let bad = || format!("{s:?} is not a duration like 90d, 12h, 30m or 45s (at most 3650d)");
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
     let n: i64 = num.parse().map_err(|_| bad())?;
-    let d = match unit {
-        "d" => time::Duration::days(n),
-        "h" => time::Duration::hours(n),
-        "m" => time::Duration::minutes(n),
-        "s" => time::Duration::seconds(n),
+    let unit_secs = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
         _ => return Err(bad()),
     };
-    if d <= time::Duration::ZERO {
-        Err(bad())
-    } else {
-        Ok(d)
+    match n.checked_mul(unit_secs) {
+        Some(secs) if secs > 0 && secs <= 3650 * 86_400 => Ok(time::Duration::seconds(secs)),
+        _ => Err(bad()),
     }
 }
 
@@ -191,7 +190,9 @@ async fn open(settings: Settings, create_key: bool) -> anyhow::Result<Opened> {
     if create_key && settings.is_postgres() && !settings.audit_key_file.exists() {
         tracing::warn!(path = %settings.audit_key_file.display(), "generating an audit key; every node on this PostgreSQL must share it (FIREBREAK_AUDIT_KEY_FILE)");
     }
+    let key_existed = settings.audit_key_file.exists();
     let key = AuditSigner::load_key(&settings.audit_key_file, create_key)?;
+    let our_key_id = firebreak_domain::audit::key_id(&key.verifying_key());
     let head = HeadFile::new(settings.data_dir.join("audit-head"));
     let signer = Arc::new(AuditSigner::new(key, Some(head.clone())));
     let store: DynStore = if settings.is_postgres() {
@@ -207,6 +208,22 @@ async fn open(settings: Settings, create_key: bool) -> anyhow::Result<Opened> {
                 .with_context(|| format!("opening {}", settings.database_url))?,
         )
     };
+    // A command given the wrong key (another data dir, a node without the shared key file) must
+    // not sign new entries with it: the chain would stop verifying. `audit verify` reports it.
+    if create_key
+        && let Some(cp) = store.last_checkpoint().await?
+        && cp.key_id != our_key_id
+    {
+        store.close().await;
+        if !key_existed {
+            let _ = std::fs::remove_file(&settings.audit_key_file);
+        }
+        bail!(
+            "the audit key {} (key id {our_key_id}) did not sign this database's audit log (key id {}): set FIREBREAK_AUDIT_KEY_FILE to the key the other nodes use",
+            settings.audit_key_file.display(),
+            cp.key_id
+        );
+    }
     Ok(Opened {
         store,
         signer,

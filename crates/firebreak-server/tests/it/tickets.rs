@@ -40,16 +40,45 @@ async fn ticket_is_created_with_defaults_and_read_by_number_and_id() {
 async fn user_text_comes_back_byte_for_byte() {
     let t = TestApp::new().await;
     let tok = t.user("hd", &[Role::Helpdesk]).await;
-    let title = "<img src=x onerror=alert(1)> \"quotes\" 'single' & ünïcödé \u{1F525}";
+    let title = "  <img src=x onerror=alert(1)> \"quotes\" 'single' & ünïcödé \u{1F525}\t";
+    let description = "  keep\n\twhitespace  ";
     let r = t
         .post(
             "/api/v1/tickets",
             &tok,
-            json!({"title": title, "description": "  keep\n\twhitespace  "}),
+            json!({"title": title, "description": description}),
         )
         .await;
-    assert_eq!(r.body["title"], title);
-    assert_eq!(r.body["description"], "  keep\n\twhitespace  ");
+    assert_eq!(r.status, StatusCode::CREATED);
+    // read back from the database, not echoed from the request
+    let got = t.get("/api/v1/tickets/SEC-000001", &tok).await;
+    assert_eq!(got.body["title"], title);
+    assert_eq!(got.body["description"], description);
+    let list = t.get("/api/v1/tickets", &tok).await;
+    assert_eq!(list.body["items"][0]["title"], title);
+}
+
+#[tokio::test]
+async fn only_the_owner_or_a_manager_hands_a_ticket_to_another_owner() {
+    let t = TestApp::new().await;
+    let olga = t.user("olga", &[Role::Helpdesk]).await;
+    let rita = t.user("rita", &[Role::Responder]).await;
+    let cso = t.user("cso", &[Role::Manager]).await;
+    t.post("/api/v1/tickets", &olga, json!({"title": "x"}))
+        .await;
+    let u = "/api/v1/tickets/SEC-000001";
+    let r = t
+        .call("PATCH", u, Some(&rita), Some(json!({"owner": "rita"})))
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = t
+        .call("PATCH", u, Some(&cso), Some(json!({"owner": "rita"})))
+        .await;
+    assert_eq!(r.body["owner"], "rita", "{}", r.body);
+    let r = t
+        .call("PATCH", u, Some(&rita), Some(json!({"owner": "olga"})))
+        .await;
+    assert_eq!(r.body["owner"], "olga", "{}", r.body);
 }
 
 #[tokio::test]

@@ -26,8 +26,10 @@ async fn sqlite() -> TestStore {
 firebreak_store::store_conformance_suite!(sqlite);
 
 #[tokio::test]
-async fn sqlite_is_opened_with_wal_and_full_sync() {
-    // open() refuses to start otherwise; a second open of the same file also works (CLI + server)
+async fn database_is_in_wal_mode_and_opens_from_two_processes() {
+    // the writer's own connection refuses to start unless journal_mode=wal and synchronous=FULL;
+    // here: the file is in WAL mode for every other connection, and a second store (the CLI while
+    // a server runs) opens the same file
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("x.db").display());
     let a = SqliteStore::open(&url, Arc::new(AuditSigner::ephemeral()))
@@ -36,6 +38,13 @@ async fn sqlite_is_opened_with_wal_and_full_sync() {
     let b = SqliteStore::open(&url, Arc::new(AuditSigner::ephemeral()))
         .await
         .unwrap();
+    use sqlx::Connection;
+    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
     assert!(a.integrity_check().await.unwrap().is_empty());
     firebreak_store::Store::close(&a).await;
     firebreak_store::Store::close(&b).await;

@@ -249,7 +249,7 @@ fn audit_verify_detects_every_kind_of_tampering() {
         ),
         (
             "forge a checkpoint",
-            "UPDATE audit_checkpoints SET signature = replace(signature, substr(signature, 1, 2), 'ff') WHERE seq = (SELECT MAX(seq) FROM audit_checkpoints)",
+            "UPDATE audit_checkpoints SET signature = CASE WHEN substr(signature, 1, 2) = '00' THEN '11' ELSE '00' END || substr(signature, 3) WHERE seq = (SELECT MAX(seq) FROM audit_checkpoints)",
             "signature",
         ),
         (
@@ -493,4 +493,80 @@ fn audit_verify_passes_while_a_server_writes() {
         h.join().unwrap();
     }
     assert!(!acked.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_command_with_the_wrong_audit_key_refuses_to_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, schema) = pg_schema_url();
+    let a = Env {
+        data_dir: dir.path().join("a"),
+        database_url: Some(url.clone()),
+        key_file: None,
+    };
+    let b = Env {
+        data_dir: dir.path().join("b"),
+        database_url: Some(url),
+        key_file: None,
+    };
+    std::fs::create_dir_all(&a.data_dir).unwrap();
+    std::fs::create_dir_all(&b.data_dir).unwrap();
+    a.user_token("rita", &["responder"]);
+    // b's data dir has no key: it would generate its own and sign with it
+    let out = b.cli(&["user", "add", "sam", "--role", "responder"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("FIREBREAK_AUDIT_KEY_FILE"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !b.data_dir.join("audit.key").exists(),
+        "the stray key is not left behind"
+    );
+    assert!(a.cli(&["audit", "verify"]).status.success());
+    drop_pg_schema(&schema);
+}
+
+#[test]
+fn nul_and_control_characters_are_422_on_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, schema) = pg_schema_url();
+    let env = Env {
+        data_dir: dir.path().to_path_buf(),
+        database_url: Some(url),
+        key_file: None,
+    };
+    let token = env.user_token("rita", &["responder"]);
+    let server = env.start();
+    let mut c = Conn::new(server.addr);
+    for body in [
+        r#"{"title":"a\u0000b"}"#,
+        r#"{"title":"ok","description":"x\u0000"}"#,
+        r#"{"title":"ok","tags":["\u0000"]}"#,
+        r#"{"title":"ok","assignee":"a\u0000"}"#,
+    ] {
+        let r = c
+            .request(
+                "POST",
+                "/api/v1/tickets",
+                Some(&token),
+                Some(body.as_bytes()),
+            )
+            .unwrap();
+        assert_eq!(
+            r.status,
+            422,
+            "{body}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    for q in ["q=%00", "tag=%00", "assignee=%00"] {
+        let r = c
+            .request("GET", &format!("/api/v1/tickets?{q}"), Some(&token), None)
+            .unwrap();
+        assert_eq!(r.status, 422, "{q}: {}", String::from_utf8_lossy(&r.body));
+    }
+    drop(server);
+    drop_pg_schema(&schema);
 }
