@@ -8,6 +8,7 @@
 
 mod http;
 mod support;
+mod tidy;
 
 use http::Conn;
 use serde_json::json;

@@ -1,0 +1,101 @@
+//! Tidy: the crate graph keeps its boundaries (ARCHITECTURE.md): dependencies point downward,
+//! only the store crates know SQL, only the server knows HTTP, the domain does no IO.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+fn dependencies() -> BTreeMap<String, BTreeSet<String>> {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let deps = p["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["kind"].is_null()) // normal dependencies only
+                .map(|d| d["name"].as_str().unwrap().to_string())
+                .collect();
+            (p["name"].as_str().unwrap().to_string(), deps)
+        })
+        .collect()
+}
+
+#[test]
+fn crate_dependencies_point_downward_and_keep_their_boundaries() {
+    let deps = dependencies();
+    let ours = |name: &str| -> BTreeSet<String> {
+        deps[name]
+            .iter()
+            .filter(|d| d.starts_with("firebreak"))
+            .cloned()
+            .collect()
+    };
+    let set = |v: &[&str]| -> BTreeSet<String> { v.iter().map(|s| s.to_string()).collect() };
+    assert_eq!(ours("firebreak-domain"), set(&[]));
+    assert_eq!(ours("firebreak-store"), set(&["firebreak-domain"]));
+    assert_eq!(
+        ours("firebreak-store-sqlite"),
+        set(&["firebreak-domain", "firebreak-store"])
+    );
+    assert_eq!(
+        ours("firebreak-store-postgres"),
+        set(&["firebreak-domain", "firebreak-store"])
+    );
+    assert_eq!(
+        ours("firebreak-app"),
+        set(&["firebreak-domain", "firebreak-store"])
+    );
+    assert_eq!(
+        ours("firebreak-server"),
+        set(&["firebreak-app", "firebreak-domain", "firebreak-store"])
+    );
+    for (krate, banned) in [
+        (
+            "firebreak-domain",
+            &["sqlx", "rusqlite", "axum", "tokio", "reqwest"][..],
+        ),
+        ("firebreak-store", &["sqlx", "rusqlite", "axum"][..]),
+        (
+            "firebreak-app",
+            &["sqlx", "rusqlite", "axum", "tower", "hyper"][..],
+        ),
+        ("firebreak-server", &["sqlx", "rusqlite"][..]),
+    ] {
+        for b in banned {
+            assert!(!deps[krate].contains(*b), "{krate} must not depend on {b}");
+        }
+    }
+}
+
+#[test]
+fn both_backends_ship_the_same_migrations() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let list = |backend: &str| -> Vec<String> {
+        let mut v: Vec<String> =
+            std::fs::read_dir(root.join(format!("firebreak-store-{backend}/migrations")))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(list("sqlite"), list("postgres"));
+}
