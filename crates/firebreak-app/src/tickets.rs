@@ -8,7 +8,7 @@ use firebreak_domain::audit::{AuditDraft, AuditRecord};
 use firebreak_domain::ids::TicketId;
 use firebreak_domain::role::{Role, groups};
 use firebreak_domain::ticket::*;
-use firebreak_store::{ChangeSet, Op, StoreError, TicketFilter, Visibility};
+use firebreak_store::{AccessGrant, ChangeSet, Op, StoreError, TicketFilter, Visibility};
 use serde_json::json;
 
 /// Filters of `GET /tickets`, already parsed.
@@ -100,7 +100,7 @@ impl App {
             Err(StoreError::NotFound) => return Err(AppError::NotFound),
             Err(e) => return Err(e.into()),
         };
-        if !visible(p, &t) {
+        if !self.can_see(p, &t).await? {
             // the caller hears 404 (no existence leak); the attempt is on the record
             let _ = self
                 .deny(
@@ -509,18 +509,113 @@ impl App {
     }
 }
 
-/// Whether a principal may see a ticket at all (404 otherwise).
-pub fn visible(p: &Principal, t: &Ticket) -> bool {
-    let involved = t.owner == p.username()
+/// Whether the principal is the ticket's creator, owner or assignee.
+fn involved(p: &Principal, t: &Ticket) -> bool {
+    t.owner == p.username()
         || t.created_by == p.username()
-        || t.assignee.as_deref() == Some(p.username());
-    if t.restricted && !p.restricted_ok() && !involved {
-        return false;
+        || t.assignee.as_deref() == Some(p.username())
+}
+
+impl App {
+    /// Whether a principal may see a ticket at all (404 otherwise): restricted tickets need admin,
+    /// the clearance, involvement or the access list; reporters and executives see only tickets
+    /// they are involved in or were given access to.
+    pub async fn can_see(&self, p: &Principal, t: &Ticket) -> AppResult<bool> {
+        let hidden = (t.restricted && !p.restricted_ok()) || p.only_own();
+        if !hidden || involved(p, t) {
+            return Ok(true);
+        }
+        Ok(self.store.has_ticket_access(t.id, p.username()).await?)
     }
-    if p.only_own() && !involved {
-        return false;
+
+    fn may_manage_access(p: &Principal, t: &Ticket) -> bool {
+        p.can_write()
+            && (p.user.has_role(Role::Admin)
+                || p.has_any(&[Role::Manager])
+                || t.owner == p.username())
     }
-    true
+
+    /// The ticket's access list (readers of the ticket).
+    pub async fn list_access(&self, p: &Principal, reference: &str) -> AppResult<Vec<AccessGrant>> {
+        let t = self.find_ticket(p, reference).await?;
+        Ok(self.store.ticket_access(t.id).await?)
+    }
+
+    /// Adds a user to the ticket's access list (admins, managers, the owner); logged.
+    pub async fn grant_access(
+        &self,
+        p: &Principal,
+        reference: &str,
+        req: &AccessRequest,
+    ) -> AppResult<Vec<AccessGrant>> {
+        let t = self.find_ticket(p, reference).await?;
+        if !Self::may_manage_access(p, &t) {
+            return Err(self
+                .deny(
+                    p,
+                    "ticket.access_grant",
+                    Some(&t),
+                    "granting access requires the admin or manager role, or ticket ownership"
+                        .into(),
+                )
+                .await);
+        }
+        self.check_active_user("username", &req.username).await?;
+        if let Some(r) = req.reason.as_deref() {
+            let mut errs = Vec::new();
+            optional_text("reason", Some(r), MAX_TEXT, &mut errs);
+            if !errs.is_empty() {
+                return Err(AppError::Validation(errs));
+            }
+        }
+        if !self.store.has_ticket_access(t.id, &req.username).await? {
+            let entry = AuditDraft::new(p.username(), "ticket.access_granted", "ticket", t.id)
+                .ticket(t.id)
+                .details(json!({"username": req.username, "reason": req.reason}));
+            let op = Op::GrantTicketAccess {
+                ticket_id: t.id,
+                username: req.username.clone(),
+                granted_by: p.username().to_string(),
+                at: self.now(),
+            };
+            self.store
+                .commit(ChangeSet::new().op(op).audit(entry))
+                .await?;
+        }
+        Ok(self.store.ticket_access(t.id).await?)
+    }
+
+    /// Removes a user from the ticket's access list; logged. 404 when they were not on it.
+    pub async fn revoke_access(
+        &self,
+        p: &Principal,
+        reference: &str,
+        username: &str,
+    ) -> AppResult<Vec<AccessGrant>> {
+        let t = self.find_ticket(p, reference).await?;
+        if !Self::may_manage_access(p, &t) {
+            return Err(self
+                .deny(
+                    p,
+                    "ticket.access_revoke",
+                    Some(&t),
+                    "revoking access requires the admin or manager role, or ticket ownership"
+                        .into(),
+                )
+                .await);
+        }
+        let entry = AuditDraft::new(p.username(), "ticket.access_revoked", "ticket", t.id)
+            .ticket(t.id)
+            .details(json!({"username": username}));
+        let op = Op::RevokeTicketAccess {
+            ticket_id: t.id,
+            username: username.to_string(),
+        };
+        self.store
+            .commit(ChangeSet::new().op(op).audit(entry))
+            .await?;
+        Ok(self.store.ticket_access(t.id).await?)
+    }
 }
 
 /// A timeline entry from an audit record: notes keep their text, changes get a summary.

@@ -182,6 +182,17 @@ pub struct ReasonRequest {
     pub reason: String,
 }
 
+/// `POST /api/v1/tickets/{ref}/access`: put a user on a restricted ticket's access list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct AccessRequest {
+    pub username: String,
+    /// Why this person needs to see the ticket (kept in the log).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
 /// Body of `start` and `accept-closure` (optional comment).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

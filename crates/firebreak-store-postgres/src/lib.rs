@@ -13,9 +13,9 @@ use firebreak_domain::ids::{TicketId, UserId};
 use firebreak_domain::ticket::Ticket;
 use firebreak_domain::user::User;
 use firebreak_store::{
-    AuditSigner, AuditStore, ChangeSet, CommitOutcome, Op, Store, StoreError, StoreResult,
-    TicketFilter, TicketStore, TokenRecord, UserRecord, UserStore, roles_to_text, scopes_to_text,
-    truncate_millis,
+    AccessGrant, AuditSigner, AuditStore, ChangeSet, CommitOutcome, Op, Store, StoreError,
+    StoreResult, TicketFilter, TicketStore, TokenRecord, UserRecord, UserStore, roles_to_text,
+    scopes_to_text, truncate_millis,
 };
 use rows::err;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -211,6 +211,38 @@ pub(crate) async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) 
                 .execute(&mut **tx)
                 .await
                 .map_err(err)?;
+            if res.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+        }
+        Op::GrantTicketAccess {
+            ticket_id,
+            username,
+            granted_by,
+            at,
+        } => {
+            sqlx::query(
+                "INSERT INTO ticket_access (ticket_id, username, granted_by, granted_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(ticket_id.as_uuid())
+            .bind(username)
+            .bind(granted_by)
+            .bind(truncate_millis(*at))
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+        }
+        Op::RevokeTicketAccess {
+            ticket_id,
+            username,
+        } => {
+            let res =
+                sqlx::query("DELETE FROM ticket_access WHERE ticket_id = $1 AND username = $2")
+                    .bind(ticket_id.as_uuid())
+                    .bind(username)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(err)?;
             if res.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
@@ -431,6 +463,34 @@ impl TicketStore for PgStore {
         rows::ticket(&row)
     }
 
+    async fn ticket_access(&self, ticket: TicketId) -> StoreResult<Vec<AccessGrant>> {
+        let rows: Vec<(String, String, time::OffsetDateTime)> =
+            sqlx::query_as("SELECT username, granted_by, granted_at FROM ticket_access WHERE ticket_id = $1 ORDER BY username")
+                .bind(ticket.as_uuid())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(username, granted_by, at)| AccessGrant {
+                username,
+                granted_by,
+                granted_at: at,
+            })
+            .collect())
+    }
+
+    async fn has_ticket_access(&self, ticket: TicketId, username: &str) -> StoreResult<bool> {
+        let row: Option<(i32,)> =
+            sqlx::query_as("SELECT 1 FROM ticket_access WHERE ticket_id = $1 AND username = $2")
+                .bind(ticket.as_uuid())
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(row.is_some())
+    }
+
     async fn list_tickets(&self, f: &TicketFilter) -> StoreResult<Vec<Ticket>> {
         let mut q: QueryBuilder<Postgres> = QueryBuilder::new("SELECT * FROM tickets WHERE TRUE");
         if let Some(s) = f.status {
@@ -463,16 +523,18 @@ impl TicketStore for PgStore {
                 q.push(" AND (NOT restricted OR owner = ")
                     .push_bind(v.username.clone());
                 q.push(" OR assignee = ").push_bind(v.username.clone());
-                q.push(" OR created_by = ")
+                q.push(" OR created_by = ").push_bind(v.username.clone());
+                q.push(" OR id IN (SELECT ticket_id FROM ticket_access WHERE username = ")
                     .push_bind(v.username.clone())
-                    .push(")");
+                    .push("))");
             }
             if v.only_own {
                 q.push(" AND (owner = ").push_bind(v.username.clone());
                 q.push(" OR assignee = ").push_bind(v.username.clone());
-                q.push(" OR created_by = ")
+                q.push(" OR created_by = ").push_bind(v.username.clone());
+                q.push(" OR id IN (SELECT ticket_id FROM ticket_access WHERE username = ")
                     .push_bind(v.username.clone())
-                    .push(")");
+                    .push("))");
             }
         }
         if let Some(n) = f.before_number {

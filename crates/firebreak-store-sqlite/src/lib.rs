@@ -12,7 +12,7 @@ use firebreak_domain::ids::{TicketId, UserId};
 use firebreak_domain::ticket::Ticket;
 use firebreak_domain::user::User;
 use firebreak_store::{
-    AuditSigner, AuditStore, ChangeSet, CommitOutcome, Store, StoreError, StoreResult,
+    AccessGrant, AuditSigner, AuditStore, ChangeSet, CommitOutcome, Store, StoreError, StoreResult,
     TicketFilter, TicketStore, TokenRecord, UserRecord, UserStore,
 };
 use sqlx::sqlite::{
@@ -110,6 +110,34 @@ impl TicketStore for SqliteStore {
         rows::ticket(&row)
     }
 
+    async fn ticket_access(&self, ticket: TicketId) -> StoreResult<Vec<AccessGrant>> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT username, granted_by, granted_at FROM ticket_access WHERE ticket_id = ? ORDER BY username")
+                .bind(ticket.to_string())
+                .fetch_all(&self.read)
+                .await
+                .map_err(rows::err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(username, granted_by, at)| AccessGrant {
+                username,
+                granted_by,
+                granted_at: firebreak_store::from_millis(at),
+            })
+            .collect())
+    }
+
+    async fn has_ticket_access(&self, ticket: TicketId, username: &str) -> StoreResult<bool> {
+        let row: Option<(i32,)> =
+            sqlx::query_as("SELECT 1 FROM ticket_access WHERE ticket_id = ? AND username = ?")
+                .bind(ticket.to_string())
+                .bind(username)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(rows::err)?;
+        Ok(row.is_some())
+    }
+
     async fn list_tickets(&self, f: &TicketFilter) -> StoreResult<Vec<Ticket>> {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM tickets WHERE 1=1");
         if let Some(s) = f.status {
@@ -141,16 +169,18 @@ impl TicketStore for SqliteStore {
                 q.push(" AND (restricted = 0 OR owner = ")
                     .push_bind(v.username.clone());
                 q.push(" OR assignee = ").push_bind(v.username.clone());
-                q.push(" OR created_by = ")
+                q.push(" OR created_by = ").push_bind(v.username.clone());
+                q.push(" OR id IN (SELECT ticket_id FROM ticket_access WHERE username = ")
                     .push_bind(v.username.clone())
-                    .push(")");
+                    .push("))");
             }
             if v.only_own {
                 q.push(" AND (owner = ").push_bind(v.username.clone());
                 q.push(" OR assignee = ").push_bind(v.username.clone());
-                q.push(" OR created_by = ")
+                q.push(" OR created_by = ").push_bind(v.username.clone());
+                q.push(" OR id IN (SELECT ticket_id FROM ticket_access WHERE username = ")
                     .push_bind(v.username.clone())
-                    .push(")");
+                    .push("))");
             }
         }
         if let Some(n) = f.before_number {

@@ -414,6 +414,28 @@ fn apply_op(
                 .map_err(err)?;
             expect_one(n)?;
         }
+        Op::GrantTicketAccess {
+            ticket_id,
+            username,
+            granted_by,
+            at,
+        } => {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO ticket_access (ticket_id, username, granted_by, granted_at) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![ticket_id.to_string(), username, granted_by, to_millis(*at)]))
+            .map_err(err)?;
+        }
+        Op::RevokeTicketAccess {
+            ticket_id,
+            username,
+        } => {
+            let n = conn
+                .prepare_cached("DELETE FROM ticket_access WHERE ticket_id = ?1 AND username = ?2")
+                .and_then(|mut s| s.execute(params![ticket_id.to_string(), username]))
+                .map_err(err)?;
+            expect_one(n)?;
+        }
         Op::InsertToken(t) => {
             conn.prepare_cached(
                 "INSERT INTO api_tokens (id, user_id, name, token_hash, scopes, created_at, expires_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

@@ -44,6 +44,7 @@ macro_rules! store_conformance_suite {
             first_user_is_created_once,
             tokens_are_found_by_hash_and_revoked,
             one_failing_change_set_does_not_fail_the_others,
+            access_list_grants_and_revokes_visibility,
         );
     };
     (@tests $factory:path; $($name:ident),+ $(,)?) => {
@@ -658,4 +659,64 @@ pub async fn one_failing_change_set_does_not_fail_the_others(ts: &TestStore) {
     );
     // 1 + 54 creations audited; the failed updates left no entry
     assert_eq!(verify_chain(ts).await, 55);
+}
+
+pub async fn access_list_grants_and_revokes_visibility(ts: &TestStore) {
+    let mut secret = sample_ticket("secret");
+    secret.restricted = true;
+    let secret = create(&ts.store, secret).await;
+    let vis = |who: &str| Visibility {
+        username: who.into(),
+        restricted_ok: false,
+        only_own: false,
+    };
+    let count = |who: &'static str| {
+        let store = ts.store.clone();
+        async move {
+            store
+                .list_tickets(&TicketFilter {
+                    limit: 10,
+                    visible_to: Some(vis(who)),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(count("sam").await, 0);
+    assert!(!ts.store.has_ticket_access(secret.id, "sam").await.unwrap());
+    let grant = Op::GrantTicketAccess {
+        ticket_id: secret.id,
+        username: "sam".into(),
+        granted_by: "olga".into(),
+        at: now(),
+    };
+    ts.store
+        .commit(ChangeSet::new().op(grant.clone()))
+        .await
+        .unwrap();
+    ts.store.commit(ChangeSet::new().op(grant)).await.unwrap(); // idempotent
+    assert!(ts.store.has_ticket_access(secret.id, "sam").await.unwrap());
+    let list = ts.store.ticket_access(secret.id).await.unwrap();
+    assert_eq!(
+        list.iter()
+            .map(|g| (g.username.as_str(), g.granted_by.as_str()))
+            .collect::<Vec<_>>(),
+        [("sam", "olga")]
+    );
+    assert_eq!(count("sam").await, 1);
+    let revoke = Op::RevokeTicketAccess {
+        ticket_id: secret.id,
+        username: "sam".into(),
+    };
+    ts.store
+        .commit(ChangeSet::new().op(revoke.clone()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        ts.store.commit(ChangeSet::new().op(revoke)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(count("sam").await, 0);
 }

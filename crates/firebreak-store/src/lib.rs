@@ -93,6 +93,18 @@ pub enum Op {
         roles: Vec<Role>,
     },
     InsertToken(TokenRecord),
+    /// Adds a user to a ticket's access list (no-op when already there).
+    GrantTicketAccess {
+        ticket_id: TicketId,
+        username: String,
+        granted_by: String,
+        at: OffsetDateTime,
+    },
+    /// Removes a user from a ticket's access list (`NotFound` when not there).
+    RevokeTicketAccess {
+        ticket_id: TicketId,
+        username: String,
+    },
     /// Revokes one token (`Some`) or every live token of a user (`None` token).
     RevokeTokens {
         user_id: UserId,
@@ -158,12 +170,24 @@ pub struct Visibility {
     pub only_own: bool,
 }
 
+/// One entry of a restricted ticket's access list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AccessGrant {
+    pub username: String,
+    pub granted_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub granted_at: OffsetDateTime,
+}
+
 #[async_trait]
 pub trait TicketStore: Send + Sync {
     async fn get_ticket(&self, id: TicketId) -> StoreResult<Ticket>;
     async fn get_ticket_by_number(&self, number: i64) -> StoreResult<Ticket>;
     /// Newest first (by number).
     async fn list_tickets(&self, filter: &TicketFilter) -> StoreResult<Vec<Ticket>>;
+    /// The ticket's access list, by username.
+    async fn ticket_access(&self, ticket: TicketId) -> StoreResult<Vec<AccessGrant>>;
+    async fn has_ticket_access(&self, ticket: TicketId, username: &str) -> StoreResult<bool>;
 }
 
 #[async_trait]

@@ -25,6 +25,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(reopen))
         .routes(routes!(mark_false_positive))
         .routes(routes!(add_log_entry, list_log))
+        .routes(routes!(list_access, grant_access))
+        .routes(routes!(revoke_access))
 }
 
 /// Open a ticket.
@@ -290,5 +292,71 @@ async fn list_log(
         s.app
             .list_log(&p, &reference, q.limit, q.cursor.as_deref())
             .await?,
+    ))
+}
+
+/// One user on a restricted ticket's access list.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AccessGrantView {
+    pub username: String,
+    pub granted_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub granted_at: time::OffsetDateTime,
+}
+
+fn access_page(grants: Vec<firebreak_store::AccessGrant>) -> Json<Page<AccessGrantView>> {
+    Json(Page {
+        items: grants
+            .into_iter()
+            .map(|g| AccessGrantView {
+                username: g.username,
+                granted_by: g.granted_by,
+                granted_at: g.granted_at,
+            })
+            .collect(),
+        next_cursor: None,
+    })
+}
+
+/// The ticket's access list: who may see it although it is restricted.
+#[utoipa::path(get, path = "/tickets/{ref}/access", tag = "tickets",
+    params(("ref" = String, Path, description = "Ticket id or number")),
+    responses((status = 200, body = Page<AccessGrantView>), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+async fn list_access(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+) -> ApiResult<Json<Page<AccessGrantView>>> {
+    Ok(access_page(s.app.list_access(&p, &reference).await?))
+}
+
+/// Grant a user access to the ticket (admin, manager or the owner); logged.
+#[utoipa::path(post, path = "/tickets/{ref}/access", tag = "tickets", request_body = AccessRequest,
+    params(("ref" = String, Path, description = "Ticket id or number")),
+    responses((status = 200, body = Page<AccessGrantView>), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+async fn grant_access(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+    ApiJson(req): ApiJson<AccessRequest>,
+) -> ApiResult<Json<Page<AccessGrantView>>> {
+    Ok(access_page(s.app.grant_access(&p, &reference, &req).await?))
+}
+
+/// Revoke a user's access to the ticket; logged.
+#[utoipa::path(delete, path = "/tickets/{ref}/access/{username}", tag = "tickets",
+    params(("ref" = String, Path, description = "Ticket id or number"), ("username" = String, Path, description = "User to remove")),
+    responses((status = 200, body = Page<AccessGrantView>), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+async fn revoke_access(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((reference, username)): Path<(String, String)>,
+) -> ApiResult<Json<Page<AccessGrantView>>> {
+    Ok(access_page(
+        s.app.revoke_access(&p, &reference, &username).await?,
     ))
 }

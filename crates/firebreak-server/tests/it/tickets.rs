@@ -699,3 +699,78 @@ async fn health_readiness_and_openapi() {
             .contains("frame-ancestors 'none'")
     );
 }
+
+#[tokio::test]
+async fn access_list_lets_a_user_see_a_restricted_ticket() {
+    let t = TestApp::new().await;
+    let rita = t.user("rita", &[Role::Responder]).await;
+    let sam = t.user("sam", &[Role::Responder]).await;
+    let cleo = t
+        .user_with("cleo", &[Role::Auditor], &[], &["restricted"])
+        .await;
+    t.post(
+        "/api/v1/tickets",
+        &rita,
+        json!({"title": "insider", "restricted": true}),
+    )
+    .await;
+    let u = "/api/v1/tickets/SEC-000001";
+    assert_error(&t.get(u, &sam).await, StatusCode::NOT_FOUND, "not_found");
+    // a cleared auditor sees it but may not grant access
+    let r = t
+        .post(&format!("{u}/access"), &cleo, json!({"username": "sam"}))
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+    let r = t
+        .post(&format!("{u}/access"), &rita, json!({"username": "nobody"}))
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("username")
+    );
+    let r = t
+        .post(
+            &format!("{u}/access"),
+            &rita,
+            json!({"username": "sam", "reason": "forensics"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["items"][0]["username"], "sam");
+    assert_eq!(r.body["items"][0]["granted_by"], "rita");
+    assert_eq!(t.get(u, &sam).await.status, StatusCode::OK);
+    assert_eq!(
+        t.get("/api/v1/tickets", &sam).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let r = t
+        .call("DELETE", &format!("{u}/access/sam"), Some(&rita), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 0);
+    assert_error(&t.get(u, &sam).await, StatusCode::NOT_FOUND, "not_found");
+    let r = t
+        .call("DELETE", &format!("{u}/access/sam"), Some(&rita), None)
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+    let log = t.get(&format!("{u}/log?limit=500"), &rita).await;
+    let actions: Vec<_> = log.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        actions.contains(&"ticket.access_granted".to_string()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"ticket.access_revoked".to_string()),
+        "{actions:?}"
+    );
+    // sam's attempts while hidden are on the record too
+    assert!(actions.contains(&"authz.denied".to_string()), "{actions:?}");
+}
