@@ -22,7 +22,13 @@ pub async fn verify_audit(
 ) -> Result<VerifyReport, VerifyError> {
     let io = |e: firebreak_store::StoreError| VerifyError::Io(e.into());
     // The head file is read first: anything committed after it is newer, never older.
-    let head_cp = head.read().map_err(VerifyError::Io)?;
+    // of the file's two slots, the newest with a valid signature (a crash may have torn the other)
+    let heads = head.read_all().map_err(VerifyError::Io)?;
+    let head_cp = heads
+        .iter()
+        .find(|c| firebreak_domain::audit::checkpoint_is_valid(&key, c))
+        .or(heads.first())
+        .cloned();
     let mut v = ChainVerifier::new(key, store.checkpoints_after(0).await.map_err(io)?, head_cp);
     // Entries are verified up to the newest checkpoint loaded; servers may commit meanwhile, so
     // newer checkpoints are fetched and verification continues until it has caught up.

@@ -7,7 +7,7 @@ use firebreak_domain::audit::{Checkpoint, sign_checkpoint};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Signs chain heads and publishes the newest one to the head file.
 pub struct AuditSigner {
@@ -116,64 +116,140 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// `<data dir>/audit-head`: the newest signed head, outside the database.
+///
+/// The file holds two fixed-size slots of one JSON line each. A write goes in place (no rename,
+/// no metadata change: it costs microseconds on the commit path) into the slot holding the older
+/// head, so a write torn by a crash can only damage that slot: the other still holds a valid,
+/// signed head. Readers take the newest slot that parses; `audit verify` the newest whose
+/// signature is valid.
 #[derive(Debug, Clone)]
 pub struct HeadFile {
     path: PathBuf,
+    /// The open file, kept across writes (one per process and path).
+    file: Arc<Mutex<Option<File>>>,
 }
+
+/// Bytes per slot: a checkpoint's JSON (~270 bytes) padded with spaces, then a newline.
+const SLOT: usize = 512;
 
 impl HeadFile {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            path: path.into(),
+            file: Arc::default(),
+        }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    pub fn read(&self) -> anyhow::Result<Option<Checkpoint>> {
-        match fs::read(&self.path) {
-            Ok(bytes) => {
-                Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
-                    format!("parsing {}", self.path.display())
-                })?))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", self.path.display())),
-        }
+    /// Every parseable head in the file, newest first.
+    pub fn read_all(&self) -> anyhow::Result<Vec<Checkpoint>> {
+        let bytes = match fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", self.path.display())),
+        };
+        Ok(parse_slots(&bytes))
     }
 
-    /// Replaces the file atomically (write, rename) unless it already holds a newer head; an
-    /// exclusive lock serializes the processes sharing the data dir. No fsync: the file must
-    /// survive the process (kill -9), and after a power loss an older head only narrows what
-    /// verification proves.
-    pub fn write_if_newer(&self, cp: &Checkpoint) -> anyhow::Result<()> {
-        let lock_path = self.path.with_extension("lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)?;
-        lock.lock()?;
-        if let Ok(Some(current)) = self.read()
-            && current.seq >= cp.seq
-        {
-            return Ok(());
-        }
-        let tmp = self
-            .path
-            .with_extension(format!("tmp{}", std::process::id()));
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&serde_json::to_vec(cp)?)?;
-        }
-        fs::rename(&tmp, &self.path)?;
-        Ok(())
+    /// The newest parseable head.
+    pub fn read(&self) -> anyhow::Result<Option<Checkpoint>> {
+        Ok(self.read_all()?.into_iter().next())
     }
+
+    /// Writes `cp` unless the file already holds a head at least as new; an exclusive lock
+    /// serializes the processes sharing the data dir. No fsync: the file must survive the process
+    /// (kill -9); after a power loss an older head only narrows what verification proves.
+    pub fn write_if_newer(&self, cp: &Checkpoint) -> anyhow::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut guard = self
+            .file
+            .lock()
+            .map_err(|_| anyhow::anyhow!("head file lock poisoned"))?;
+        if guard.is_none() {
+            *guard = Some(
+                File::options()
+                    .create(true)
+                    .truncate(false)
+                    .read(true)
+                    .write(true)
+                    .open(&self.path)?,
+            );
+        }
+        let Some(file) = guard.as_ref() else {
+            anyhow::bail!("head file not open")
+        };
+        file.lock()?;
+        let res = (|| -> anyhow::Result<()> {
+            let mut buf = vec![0u8; 2 * SLOT];
+            let n = read_up_to(file, &mut buf)?;
+            let slots: Vec<Option<Checkpoint>> = buf[..n].chunks(SLOT).map(parse_slot).collect();
+            let seq_of = |i: usize| slots.get(i).and_then(|s| s.as_ref()).map_or(-1, |c| c.seq);
+            if seq_of(0).max(seq_of(1)) >= cp.seq {
+                return Ok(());
+            }
+            let slot = if seq_of(0) <= seq_of(1) { 0 } else { 1 };
+            let mut line = serde_json::to_vec(cp)?;
+            anyhow::ensure!(line.len() < SLOT, "checkpoint too large for a head slot");
+            line.resize(SLOT - 1, b' ');
+            line.push(b'\n');
+            file.write_all_at(&line, (slot * SLOT) as u64)?;
+            Ok(())
+        })();
+        file.unlock()?;
+        res
+    }
+}
+
+fn read_up_to(file: &File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], n as u64)? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+fn parse_slot(bytes: &[u8]) -> Option<Checkpoint> {
+    serde_json::from_slice(bytes.trim_ascii()).ok()
+}
+
+fn parse_slots(bytes: &[u8]) -> Vec<Checkpoint> {
+    let mut v: Vec<Checkpoint> = bytes.chunks(SLOT).filter_map(parse_slot).collect();
+    v.sort_by(|a, b| b.seq.cmp(&a.seq));
+    v
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_torn_slot_leaves_the_other_head_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = AuditSigner::ephemeral();
+        let head = HeadFile::new(dir.path().join("audit-head"));
+        head.write_if_newer(&signer.sign(1, "a")).unwrap();
+        head.write_if_newer(&signer.sign(2, "b")).unwrap();
+        head.write_if_newer(&signer.sign(3, "c")).unwrap(); // overwrites slot of seq 1
+        let mut bytes = fs::read(head.path()).unwrap();
+        assert_eq!(bytes.len(), 2 * SLOT);
+        // tear the newest slot
+        let newest = if bytes[..SLOT].windows(3).any(|w| w == b"\"c\"") {
+            0
+        } else {
+            1
+        };
+        bytes[newest * SLOT + 10] = b'#';
+        fs::write(head.path(), &bytes).unwrap();
+        let all = HeadFile::new(head.path()).read_all().unwrap();
+        assert_eq!(all.iter().map(|c| c.seq).collect::<Vec<_>>(), [2]);
+    }
 
     #[test]
     fn head_file_only_moves_forward() {
