@@ -221,7 +221,7 @@ fn parse_slot(bytes: &[u8]) -> Option<Checkpoint> {
 
 fn parse_slots(bytes: &[u8]) -> Vec<Checkpoint> {
     let mut v: Vec<Checkpoint> = bytes.chunks(SLOT).filter_map(parse_slot).collect();
-    v.sort_by(|a, b| b.seq.cmp(&a.seq));
+    v.sort_by_key(|c| std::cmp::Reverse(c.seq));
     v
 }
 
