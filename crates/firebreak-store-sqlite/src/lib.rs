@@ -37,6 +37,13 @@ pub struct SqliteStore {
     read: SqlitePool,
     sender: Mutex<Option<mpsc::Sender<writer::Job>>>,
     writer: tokio::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The background WAL checkpointer and its stop flag.
+    checkpointer: Mutex<
+        Option<(
+            std::thread::JoinHandle<()>,
+            Arc<std::sync::atomic::AtomicBool>,
+        )>,
+    >,
 }
 
 fn connect_options(url: &str) -> anyhow::Result<SqliteConnectOptions> {
@@ -67,10 +74,18 @@ impl SqliteStore {
         let handle = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer::run(writer_conn, rx, &signer))?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let checkpointer = {
+            let (stop, path) = (stop.clone(), file_path(url)?);
+            std::thread::Builder::new()
+                .name("sqlite-checkpoint".into())
+                .spawn(move || writer::checkpoint_loop(&path, &stop))?
+        };
         Ok(Self {
             read,
             sender: Mutex::new(Some(tx)),
             writer: tokio::sync::Mutex::new(Some(handle)),
+            checkpointer: Mutex::new(Some((checkpointer, stop))),
         })
     }
 
@@ -402,6 +417,12 @@ impl Store for SqliteStore {
             s.take();
         }
         if let Some(h) = self.writer.lock().await.take() {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+        let checkpointer = self.checkpointer.lock().ok().and_then(|mut c| c.take());
+        if let Some((h, stop)) = checkpointer {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            h.thread().unpark();
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
         self.read.close().await;

@@ -65,6 +65,10 @@ pub fn open(path: &str) -> anyhow::Result<Connection> {
     );
     anyhow::ensure!(sync == 2, "sqlite synchronous is {sync}, expected 2 (FULL)");
     conn.set_prepared_statement_cache_capacity(64);
+    // WAL pages are copied into the database by the checkpointer thread, off the commit path
+    conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
+    // savepoints keep their undo pages in a statement journal: in memory, not in a temp file
+    conn.execute_batch("PRAGMA temp_store = MEMORY;")?;
     Ok(conn)
 }
 
@@ -495,4 +499,36 @@ fn insert_user(conn: &Connection, u: &UserRecord) -> StoreResult<()> {
         other => other,
     })?;
     Ok(())
+}
+
+/// Copies committed WAL pages into the database file in the background (PASSIVE: never blocks
+/// the writer or readers), so that commits only append to the WAL. Stops when `stop` is set.
+pub fn checkpoint_loop(path: &str, stop: &std::sync::atomic::AtomicBool) {
+    use std::sync::atomic::Ordering;
+    let conn = match Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "sqlite checkpointer cannot open the database");
+            return;
+        }
+    };
+    let _ = conn.busy_timeout(Duration::from_secs(5));
+    let _ = conn.execute_batch("PRAGMA synchronous = FULL;");
+    let checkpoint = || {
+        let res: rusqlite::Result<(i64, i64, i64)> =
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            });
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "sqlite checkpoint failed");
+        }
+    };
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::park_timeout(Duration::from_millis(250));
+        checkpoint();
+    }
+    checkpoint();
 }
