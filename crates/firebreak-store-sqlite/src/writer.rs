@@ -1,8 +1,8 @@
-//! The single SQLite writer: a dedicated thread with its own connection (rusqlite: no per-statement
-//! hop to a worker thread, prepared statements reused) drains queued change sets, applies up to
-//! `MAX_BATCH` of them in one `BEGIN IMMEDIATE` transaction, each in a savepoint so that one
-//! failure does not fail the others, appends their audit entries to the chain, signs the new head,
-//! COMMITs, then answers.
+//! The single SQLite writer: a dedicated thread with its own connection (rusqlite: no
+//! per-statement hop to a worker thread, prepared statements reused) drains queued change sets,
+//! applies up to `MAX_BATCH` of them in one `BEGIN IMMEDIATE` transaction (when one fails, the
+//! batch is redone with a savepoint per change set, so that one failure does not fail the
+//! others), appends their audit entries to the chain, signs the new head, COMMITs, then answers.
 //! Invariant: no caller hears "ok" before the COMMIT that holds its change has returned.
 
 use firebreak_domain::audit::AuditDraft;
@@ -128,6 +128,24 @@ fn write_batch(
     signer: &AuditSigner,
     batch: &[Job],
 ) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
+    // Common case first: every change set applies, so none needs a savepoint of its own. If one
+    // fails, the transaction is rolled back and the batch redone with a savepoint per change set.
+    if batch.len() > 1
+        && let Some(results) = write_together(conn, signer, batch, false)?
+    {
+        return Ok(results);
+    }
+    write_together(conn, signer, batch, true).map(|r| r.unwrap_or_default())
+}
+
+/// One transaction for the batch. Without `isolate`, the first failing change set aborts the
+/// attempt (`None`, rolled back); with it, each change set runs in a savepoint and fails alone.
+fn write_together(
+    conn: &mut Connection,
+    signer: &AuditSigner,
+    batch: &[Job],
+    isolate: bool,
+) -> StoreResult<Option<Vec<StoreResult<CommitOutcome>>>> {
     let mut tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
@@ -147,6 +165,14 @@ fn write_batch(
     let now = to_millis(OffsetDateTime::now_utc());
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
+        if !isolate {
+            match apply(&tx, &job.changes, &mut head, now) {
+                Ok(out) => results.push(Ok(out)),
+                Err(e) if is_fatal(&e) => return Err(e),
+                Err(_) => return Ok(None), // dropping `tx` rolls back
+            }
+            continue;
+        }
         let saved = (head.seq, head.hash.clone(), head.next_number);
         let sp = tx.savepoint().map_err(err)?;
         match apply(&sp, &job.changes, &mut head, now) {
@@ -180,7 +206,7 @@ fn write_batch(
     if let Some(cp) = checkpoint {
         signer.publish(&cp);
     }
-    Ok(results)
+    Ok(Some(results))
 }
 
 fn apply(
