@@ -4,7 +4,7 @@
 use crate::principal::token_hash;
 use crate::{App, AppError, AppResult, Principal};
 use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
-use firebreak_domain::api::CreateUserRequest;
+use firebreak_domain::api::{CreateUserRequest, UpdateUserRequest};
 use firebreak_domain::audit::AuditDraft;
 use firebreak_domain::ids::{TokenId, UserId};
 use firebreak_domain::role::{Role, Scope};
@@ -196,12 +196,76 @@ impl App {
     }
 
     pub async fn list_users(&self, p: &Principal) -> AppResult<Vec<User>> {
+        self.list_users_allowed(p)?;
+        Ok(self.store.list_users().await?)
+    }
+
+    /// One user (same readers as the list); 404 for unknown names.
+    pub async fn get_user(&self, p: &Principal, username: &str) -> AppResult<User> {
+        self.list_users_allowed(p)?;
+        match self.store.get_user_by_name(username).await {
+            Ok(u) => Ok(u.user),
+            Err(StoreError::NotFound) => Err(AppError::NotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn list_users_allowed(&self, p: &Principal) -> AppResult<()> {
         if !p.can_read() || p.only_own() && !p.is_admin() {
             return Err(AppError::Forbidden(
-                "listing users requires a team, auditor or admin role".into(),
+                "reading users requires a team, auditor or admin role".into(),
             ));
         }
-        Ok(self.store.list_users().await?)
+        Ok(())
+    }
+
+    /// Changes a user's profile, roles, clearances or state (admin). Disabling also revokes
+    /// every token the user holds, in the same transaction. Audited with the changes.
+    pub async fn update_user_api(
+        &self,
+        p: &Principal,
+        username: &str,
+        req: &UpdateUserRequest,
+    ) -> AppResult<User> {
+        if !p.is_admin() {
+            return Err(self.deny_admin(p, "user.update").await);
+        }
+        let u = match self.store.get_user_by_name(username).await {
+            Ok(u) => u.user,
+            Err(StoreError::NotFound) => return Err(AppError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let (n, changed) = req.apply(&u)?;
+        if changed.is_empty() {
+            return Ok(u);
+        }
+        if n.disabled && n.id == p.user.id {
+            return Err(AppError::field("disabled", "you cannot disable yourself"));
+        }
+        let (before, after) = (
+            serde_json::to_value(&u).unwrap_or_default(),
+            serde_json::to_value(&n).unwrap_or_default(),
+        );
+        let mut diff = serde_json::Map::new();
+        for f in &changed {
+            diff.insert(
+                (*f).to_string(),
+                json!({"from": before.get(*f), "to": after.get(*f)}),
+            );
+        }
+        let mut cs = ChangeSet::new().op(Op::UpdateUser(n.clone())).audit(
+            AuditDraft::new(p.username(), "user.updated", "user", u.id)
+                .details(json!({"username": u.username, "changes": diff})),
+        );
+        if n.disabled && !u.disabled {
+            cs = cs.op(Op::RevokeTokens {
+                user_id: u.id,
+                token_id: None,
+                at: self.now(),
+            });
+        }
+        self.store.commit(cs).await?;
+        Ok(n)
     }
 
     pub async fn all_users(&self) -> AppResult<Vec<User>> {

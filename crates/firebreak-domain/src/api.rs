@@ -182,6 +182,101 @@ pub struct ReasonRequest {
     pub reason: String,
 }
 
+/// `PATCH /api/v1/users/{username}` (admin): the fields to change.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct UpdateUserRequest {
+    #[serde(default)]
+    pub roles: Option<Vec<Role>>,
+    /// A title, or `null` to clear it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub title: Option<Option<String>>,
+    #[serde(default)]
+    pub seniority: Option<i32>,
+    #[serde(default)]
+    pub on_duty: Option<bool>,
+    /// An address, or `null` to clear it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub email: Option<Option<String>>,
+    #[serde(default)]
+    pub clearances: Option<Vec<String>>,
+    /// `true` disables the user and revokes every token they hold.
+    #[serde(default)]
+    pub disabled: Option<bool>,
+}
+
+impl UpdateUserRequest {
+    /// Applies the edit to a copy of the user; returns it with the names of changed fields.
+    pub fn apply(
+        &self,
+        u: &crate::user::User,
+    ) -> Result<(crate::user::User, Vec<&'static str>), DomainError> {
+        let mut errs = Vec::new();
+        let mut n = u.clone();
+        if let Some(roles) = &self.roles {
+            if roles.is_empty() {
+                errs.push(FieldError::new("roles", "at least one role is required"));
+            }
+            let mut r = roles.clone();
+            r.sort();
+            r.dedup();
+            n.roles = r;
+        }
+        if let Some(t) = &self.title {
+            optional_text("title", t.as_deref(), MAX_SHORT, &mut errs);
+            n.title = t.clone();
+        }
+        if let Some(e) = &self.email {
+            optional_text("email", e.as_deref(), MAX_SHORT, &mut errs);
+            n.email = e.clone();
+        }
+        if let Some(s) = self.seniority {
+            n.seniority = s;
+        }
+        if let Some(d) = self.on_duty {
+            n.on_duty = d;
+        }
+        if let Some(d) = self.disabled {
+            n.disabled = d;
+        }
+        if let Some(cs) = &self.clearances {
+            for (i, c) in cs.iter().enumerate() {
+                if c != crate::role::CLEARANCE_RESTRICTED {
+                    errs.push(FieldError::new(
+                        format!("clearances[{i}]"),
+                        "unknown clearance (expected: restricted)",
+                    ));
+                }
+            }
+            let mut c = cs.clone();
+            c.sort();
+            c.dedup();
+            n.clearances = c;
+        }
+        if !errs.is_empty() {
+            return Err(DomainError::Validation(errs));
+        }
+        let mut changed = Vec::new();
+        for (name, differs) in [
+            ("roles", n.roles != u.roles),
+            ("title", n.title != u.title),
+            ("email", n.email != u.email),
+            ("seniority", n.seniority != u.seniority),
+            ("on_duty", n.on_duty != u.on_duty),
+            ("disabled", n.disabled != u.disabled),
+            ("clearances", n.clearances != u.clearances),
+        ] {
+            if differs {
+                changed.push(name);
+            }
+        }
+        Ok((n, changed))
+    }
+}
+
 /// `POST /api/v1/tickets/{ref}/access`: put a user on a restricted ticket's access list.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

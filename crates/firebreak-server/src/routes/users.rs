@@ -4,9 +4,10 @@ use crate::AppState;
 use crate::error::{ApiResult, ErrorEnvelope};
 use crate::extract::{ApiJson, Auth};
 use axum::Json;
+use axum::extract::Path;
 use axum::extract::State;
 use axum::http::StatusCode;
-use firebreak_domain::api::{CreateUserRequest, Page};
+use firebreak_domain::api::{CreateUserRequest, Page, UpdateUserRequest};
 use firebreak_domain::user::User;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -15,6 +16,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_users, create_user))
         .routes(routes!(me))
+        .routes(routes!(get_user, update_user))
 }
 
 /// Who the token belongs to.
@@ -47,4 +49,31 @@ async fn create_user(
         StatusCode::CREATED,
         Json(s.app.create_user_api(&p, &req).await?),
     ))
+}
+
+/// One user by username.
+#[utoipa::path(get, path = "/users/{username}", tag = "users",
+    params(("username" = String, Path, description = "Username")),
+    responses((status = 200, body = User), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)), security(("bearer" = [])))]
+async fn get_user(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(username): Path<String>,
+) -> ApiResult<Json<User>> {
+    Ok(Json(s.app.get_user(&p, &username).await?))
+}
+
+/// Change a user's roles, title, seniority, on-duty state, email, clearances or disabled flag
+/// (admin). Disabling revokes the user's tokens at once.
+#[utoipa::path(patch, path = "/users/{username}", tag = "users", request_body = UpdateUserRequest,
+    params(("username" = String, Path, description = "Username")),
+    responses((status = 200, body = User), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+async fn update_user(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(username): Path<String>,
+    ApiJson(req): ApiJson<UpdateUserRequest>,
+) -> ApiResult<Json<User>> {
+    Ok(Json(s.app.update_user_api(&p, &username, &req).await?))
 }

@@ -774,3 +774,78 @@ async fn access_list_lets_a_user_see_a_restricted_ticket() {
     // sam's attempts while hidden are on the record too
     assert!(actions.contains(&"authz.denied".to_string()), "{actions:?}");
 }
+
+#[tokio::test]
+async fn admins_edit_users_and_disabling_revokes_tokens() {
+    let t = TestApp::new().await;
+    let admin = t.user("root", &[Role::Admin]).await;
+    let rita = t.user("rita", &[Role::Responder]).await;
+    let r = t.call("PATCH", "/api/v1/users/rita", Some(&admin), Some(json!({"title": "CSO", "seniority": 7, "on_duty": false, "roles": ["senior_responder", "manager"]}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["title"], "CSO");
+    assert_eq!(r.body["seniority"], 7);
+    assert_eq!(r.body["on_duty"], false);
+    assert_eq!(r.body["roles"], json!(["senior_responder", "manager"]));
+    let got = t.get("/api/v1/users/rita", &rita).await;
+    assert_eq!(got.body, r.body);
+    assert_error(
+        &t.call(
+            "PATCH",
+            "/api/v1/users/rita",
+            Some(&rita),
+            Some(json!({"title": "x"})),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_error(
+        &t.call(
+            "PATCH",
+            "/api/v1/users/nobody",
+            Some(&admin),
+            Some(json!({"title": "x"})),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let r = t
+        .call(
+            "PATCH",
+            "/api/v1/users/rita",
+            Some(&admin),
+            Some(json!({"roles": []})),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("roles")
+    );
+    let r = t
+        .call(
+            "PATCH",
+            "/api/v1/users/root",
+            Some(&admin),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("disabled")
+    );
+    let r = t
+        .call(
+            "PATCH",
+            "/api/v1/users/rita",
+            Some(&admin),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(r.body["disabled"], true);
+    assert_error(
+        &t.get("/api/v1/users/me", &rita).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+    );
+}
