@@ -377,6 +377,42 @@ impl App {
         Ok((rec, secret))
     }
 
+    /// A user's tokens (records only: the secrets were never stored).
+    pub async fn list_tokens(&self, username: &str) -> AppResult<Vec<TokenRecord>> {
+        let u = self.user_by_name(username).await?;
+        Ok(self.store.list_tokens(u.id).await?)
+    }
+
+    /// Revokes one of a user's tokens; it fails from the next request on. Audited.
+    pub async fn revoke_token(&self, actor: &str, username: &str, token_id: &str) -> AppResult<()> {
+        let u = self.user_by_name(username).await?;
+        let id: TokenId = token_id
+            .parse()
+            .map_err(|_| AppError::field("id", "not a token id"))?;
+        let tokens = self.store.list_tokens(u.id).await?;
+        let Some(t) = tokens.iter().find(|t| t.id == id) else {
+            return Err(AppError::field(
+                "id",
+                format!("{username} has no token {token_id}"),
+            ));
+        };
+        if t.revoked_at.is_some() {
+            return Ok(());
+        }
+        let cs = ChangeSet::new()
+            .op(Op::RevokeTokens {
+                user_id: u.id,
+                token_id: Some(id),
+                at: self.now(),
+            })
+            .audit(
+                AuditDraft::new(actor, "token.revoked", "token", id)
+                    .details(json!({"user": u.username, "name": t.name})),
+            );
+        self.store.commit(cs).await?;
+        Ok(())
+    }
+
     pub fn now_utc(&self) -> OffsetDateTime {
         self.now()
     }

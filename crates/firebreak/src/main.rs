@@ -104,6 +104,17 @@ enum TokenCommand {
         #[arg(long, value_parser = parse_duration)]
         expires: Option<time::Duration>,
     },
+    /// List a user's tokens (never the secrets).
+    List {
+        #[arg(long)]
+        user: String,
+    },
+    /// Revoke one token by id; it fails from the next request on.
+    Revoke {
+        #[arg(long)]
+        user: String,
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -390,6 +401,55 @@ async fn admin(o: &Opened, command: Command) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(app_err)?;
             writeln!(out, "{secret}")?;
+        }
+        Command::Token(TokenCommand::List { user }) => {
+            writeln!(
+                out,
+                "{:<36} {:<16} {:<20} {:<20} {:<20} {:<8}",
+                "ID", "NAME", "SCOPES", "CREATED", "EXPIRES", "STATE"
+            )?;
+            let fmt = |t: Option<time::OffsetDateTime>| {
+                t.and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_else(|| "-".into())
+            };
+            let now = time::OffsetDateTime::now_utc();
+            for t in app.list_tokens(&user).await.map_err(app_err)? {
+                let scopes = if t.scopes.is_empty() {
+                    "all".to_string()
+                } else {
+                    t.scopes
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                let state = if t.revoked_at.is_some() {
+                    "revoked"
+                } else if t.expires_at.is_some_and(|e| e <= now) {
+                    "expired"
+                } else {
+                    "active"
+                };
+                writeln!(
+                    out,
+                    "{:<36} {:<16} {:<20} {:<20} {:<20} {:<8}",
+                    t.id,
+                    t.name,
+                    scopes,
+                    fmt(Some(t.created_at)),
+                    fmt(t.expires_at),
+                    state
+                )?;
+            }
+        }
+        Command::Token(TokenCommand::Revoke { user, id }) => {
+            app.revoke_token(CLI_ACTOR, &user, &id)
+                .await
+                .map_err(app_err)?;
+            writeln!(out, "revoked token {id}")?;
         }
         Command::Audit(AuditCommand::Verify) => {
             return verify(o, &mut out).await;

@@ -146,6 +146,46 @@ fn user_and_token_commands() {
         )
         .unwrap();
     assert_eq!(r.status, 403, "read-scoped token cannot write");
+    // a second token, revoked by id: it fails at once, the first keeps working
+    let other = stdout(&env.cli(&["token", "create", "--user", "rita", "--name", "laptop"]))
+        .trim()
+        .to_string();
+    assert_eq!(
+        c.request("GET", "/api/v1/tickets", Some(&other), None)
+            .unwrap()
+            .status,
+        200
+    );
+    let list = stdout(&env.cli(&["token", "list", "--user", "rita"]));
+    let id = list
+        .lines()
+        .find(|l| l.contains("laptop"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    assert!(!list.contains("fbk_"), "token list never shows secrets");
+    assert!(
+        env.cli(&["token", "revoke", "--user", "rita", &id])
+            .status
+            .success()
+    );
+    assert_eq!(
+        c.request("GET", "/api/v1/tickets", Some(&other), None)
+            .unwrap()
+            .status,
+        401
+    );
+    assert_eq!(
+        c.request("GET", "/api/v1/tickets", Some(&token), None)
+            .unwrap()
+            .status,
+        200
+    );
+    assert!(
+        stdout(&env.cli(&["token", "list", "--user", "rita"]))
+            .lines()
+            .any(|l| l.contains("laptop") && l.contains("revoked"))
+    );
     let out = env.cli(&["user", "set-role", "rita", "--role", "auditor"]);
     assert!(stdout(&out).contains("auditor"));
     // disabling from the CLI ends the token at once, while the server runs
