@@ -7,6 +7,7 @@
 )]
 
 mod bad_input;
+mod matrix;
 mod tickets;
 
 use axum::Router;

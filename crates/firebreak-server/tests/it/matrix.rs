@@ -1,0 +1,237 @@
+//! The permission matrix: every API route × every role, on a ticket the caller does not own
+//! (restricted tickets below). The table is the documentation: docs/PERMISSIONS.md is rendered
+//! from it, and this test fails when the file is stale (`FIREBREAK_BLESS=1` rewrites it).
+
+use crate::*;
+use serde_json::json;
+
+const PRINCIPALS: [&str; 9] = [
+    "anonymous",
+    "reporter",
+    "helpdesk",
+    "responder",
+    "senior_responder",
+    "manager",
+    "executive",
+    "auditor",
+    "admin",
+];
+
+/// (method, path, ticket state needed, body, expected status per principal in PRINCIPALS order)
+type Row = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    [u16; 9],
+);
+
+#[rustfmt::skip]
+const MATRIX: &[Row] = &[
+    //                                                                              anon rep  hd   resp sr   mgr  exec aud  adm
+    ("GET",    "/api/v1/tickets",                          "-",               "",                                   [401, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("POST",   "/api/v1/tickets",                          "-",               r#"{"title":"new"}"#,                 [401, 403, 201, 201, 201, 201, 403, 403, 403]),
+    ("GET",    "/api/v1/tickets/{ref}",                    "open",            "",                                   [401, 404, 200, 200, 200, 200, 404, 200, 200]),
+    ("PATCH",  "/api/v1/tickets/{ref}",                    "open",            r#"{"severity":"high"}"#,             [401, 404, 200, 200, 200, 200, 404, 403, 403]),
+    ("POST",   "/api/v1/tickets/{ref}/start",              "open",            "",                                   [401, 404, 403, 200, 200, 403, 404, 403, 403]),
+    ("POST",   "/api/v1/tickets/{ref}/resolve",            "in_progress",     r#"{"resolution":"r","problem_category":"c"}"#, [401, 404, 403, 200, 200, 403, 404, 403, 403]),
+    ("POST",   "/api/v1/tickets/{ref}/accept-closure",     "pending_closure", "",                                   [401, 404, 200, 403, 403, 200, 404, 403, 403]),
+    ("POST",   "/api/v1/tickets/{ref}/reject-closure",     "pending_closure", r#"{"reason":"no"}"#,                 [401, 404, 200, 403, 403, 200, 404, 403, 403]),
+    ("POST",   "/api/v1/tickets/{ref}/reopen",             "closed",          r#"{"reason":"again"}"#,              [401, 404, 403, 200, 200, 403, 404, 403, 403]),
+    ("POST",   "/api/v1/tickets/{ref}/mark-false-positive","open",            r#"{"reason":"fp"}"#,                 [401, 404, 200, 200, 200, 403, 404, 403, 403]),
+    ("POST",   "/api/v1/tickets/{ref}/log",                "open",            r#"{"text":"note"}"#,                 [401, 404, 201, 201, 201, 201, 404, 403, 403]),
+    ("GET",    "/api/v1/tickets/{ref}/log",                "open",            "",                                   [401, 404, 200, 200, 200, 200, 404, 200, 200]),
+    ("GET",    "/api/v1/tickets/{ref}/access",             "open",            "",                                   [401, 404, 200, 200, 200, 200, 404, 200, 200]),
+    ("POST",   "/api/v1/tickets/{ref}/access",             "open",            r#"{"username":"sam"}"#,              [401, 404, 403, 403, 403, 200, 404, 403, 200]),
+    ("GET",    "/api/v1/users/me",                         "-",               "",                                   [401, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("GET",    "/api/v1/users",                            "-",               "",                                   [401, 403, 200, 200, 200, 200, 403, 200, 200]),
+    ("GET",    "/api/v1/users/{user}",                     "-",               "",                                   [401, 403, 200, 200, 200, 200, 403, 200, 200]),
+    ("POST",   "/api/v1/users",                            "-",               r#"{"username":"u{n}","roles":["responder"]}"#, [401, 403, 403, 403, 403, 403, 403, 403, 201]),
+    ("PATCH",  "/api/v1/users/{user}",                     "-",               r#"{"title":"Analyst {n}"}"#,         [401, 403, 403, 403, 403, 403, 403, 403, 200]),
+];
+
+/// A restricted ticket owned by someone else: readable only by admins and cleared users.
+#[rustfmt::skip]
+const RESTRICTED: [u16; 9] = [401, 404, 404, 404, 404, 404, 404, 404, 200];
+
+async fn ticket_in(
+    t: &TestApp,
+    owner: &str,
+    worker: &str,
+    state: &str,
+    restricted: bool,
+) -> String {
+    let r = t
+        .post(
+            "/api/v1/tickets",
+            owner,
+            json!({"title": "matrix", "restricted": restricted}),
+        )
+        .await;
+    let number = r.body["number"].as_str().unwrap().to_string();
+    let u = format!("/api/v1/tickets/{number}");
+    let steps: &[(&str, serde_json::Value)] = match state {
+        "open" => &[],
+        "in_progress" => &[("start", json!({}))],
+        "pending_closure" => &[
+            ("start", json!({})),
+            (
+                "resolve",
+                json!({"resolution": "r", "problem_category": "c"}),
+            ),
+        ],
+        "closed" => &[
+            ("start", json!({})),
+            (
+                "resolve",
+                json!({"resolution": "r", "problem_category": "c"}),
+            ),
+            ("accept-closure", json!({})),
+        ],
+        other => panic!("unknown state {other}"),
+    };
+    for (action, body) in steps {
+        let tok = if *action == "accept-closure" {
+            owner
+        } else {
+            worker
+        };
+        let r = t.post(&format!("{u}/{action}"), tok, body.clone()).await;
+        assert_eq!(r.status, StatusCode::OK, "setup {action}: {}", r.body);
+    }
+    number
+}
+
+fn render() -> String {
+    let mut md = String::from(
+        "# Who may do what\n\nGenerated from the permission matrix test \
+         (`crates/firebreak-server/tests/it/matrix.rs`); do not edit by hand. Each cell is the HTTP \
+         status a user holding only that role gets, on a ticket they did not open, own or get \
+         assigned. 404 means the ticket is invisible to them (no existence leak); 403 means they \
+         see it but may not do this. Tokens can be narrowed further by scopes (`read`, `write`, \
+         `intake`, `admin`).\n\n",
+    );
+    md.push_str(&format!(
+        "| route | ticket state | {} |\n",
+        PRINCIPALS.join(" | ")
+    ));
+    md.push_str(&format!("|---|---|{}\n", "---|".repeat(PRINCIPALS.len())));
+    for (method, path, state, _, expected) in MATRIX {
+        let cells: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+        md.push_str(&format!(
+            "| `{method} {path}` | {state} | {} |\n",
+            cells.join(" | ")
+        ));
+    }
+    let cells: Vec<String> = RESTRICTED.iter().map(|s| s.to_string()).collect();
+    md.push_str(&format!(
+        "| `GET /api/v1/tickets/{{ref}}` on a **restricted** ticket | open | {} |\n",
+        cells.join(" | ")
+    ));
+    md.push_str(
+        "\nAlso: the ticket's owner may accept or reject closure and reopen; a user on a restricted \
+         ticket's access list, its creator, owner and assignee, and users with the `restricted` \
+         clearance see it like any other ticket; every 403, and every attempt to read a ticket one \
+         may not see, is written to the audit chain as `authz.denied`.\n",
+    );
+    md
+}
+
+#[tokio::test]
+async fn permission_matrix_holds_for_every_route_and_role() {
+    let t = TestApp::new().await;
+    let owner = t.user("owner", &[Role::Helpdesk]).await;
+    let worker = t.user("worker", &[Role::Responder]).await;
+    t.user("sam", &[Role::Responder]).await;
+    let mut tokens: Vec<Option<String>> = vec![None];
+    for (i, name) in PRINCIPALS.iter().enumerate().skip(1) {
+        let role = Role::parse(name).unwrap();
+        tokens.push(Some(t.user(&format!("p{i}"), &[role]).await));
+    }
+    let mut n = 0;
+    let mut mismatches = Vec::new();
+    for (method, path, state, body, expected) in MATRIX {
+        for (i, who) in PRINCIPALS.iter().enumerate() {
+            n += 1;
+            let mut uri = path.replace("{user}", "sam");
+            if uri.contains("{ref}") {
+                uri = uri.replace("{ref}", &ticket_in(&t, &owner, &worker, state, false).await);
+            }
+            let body = (!body.is_empty()).then(|| {
+                serde_json::from_str::<serde_json::Value>(&body.replace("{n}", &n.to_string()))
+                    .unwrap()
+            });
+            let r = t.call(method, &uri, tokens[i].as_deref(), body).await;
+            if r.status.as_u16() != expected[i] {
+                mismatches.push(format!(
+                    "{method} {path} as {who}: expected {}, got {} {}",
+                    expected[i], r.status, r.body
+                ));
+            }
+            if !r.status.is_success() {
+                assert!(
+                    r.body["error"]["code"].is_string(),
+                    "{method} {path} as {who}: no error envelope"
+                );
+            }
+        }
+    }
+    let secret = ticket_in(&t, &owner, &worker, "open", true).await;
+    for (i, who) in PRINCIPALS.iter().enumerate() {
+        let r = t
+            .call(
+                "GET",
+                &format!("/api/v1/tickets/{secret}"),
+                tokens[i].as_deref(),
+                None,
+            )
+            .await;
+        if r.status.as_u16() != RESTRICTED[i] {
+            mismatches.push(format!(
+                "GET restricted as {who}: expected {}, got {}",
+                RESTRICTED[i], r.status
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "permission matrix mismatches:\n{}",
+        mismatches.join("\n")
+    );
+
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/PERMISSIONS.md");
+    let md = render();
+    if std::env::var_os("FIREBREAK_BLESS").is_some() {
+        std::fs::write(&path, &md).unwrap();
+    }
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        on_disk, md,
+        "docs/PERMISSIONS.md is stale: run the test with FIREBREAK_BLESS=1"
+    );
+}
+
+#[tokio::test]
+async fn every_api_route_is_in_the_matrix() {
+    let t = TestApp::new().await;
+    let doc = t.call("GET", "/api/v1/openapi.json", None, None).await;
+    let mut missing = Vec::new();
+    for (path, ops) in doc.body["paths"].as_object().unwrap() {
+        if !path.starts_with("/api/v1/") {
+            continue;
+        }
+        for method in ops.as_object().unwrap().keys() {
+            let m = method.to_uppercase();
+            let p = path.replace("{username}", "{user}");
+            let covered = MATRIX.iter().any(|(mm, pp, ..)| *mm == m && *pp == p)
+                || (m == "DELETE" && p == "/api/v1/tickets/{ref}/access/{user}");
+            if !covered {
+                missing.push(format!("{m} {path}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "routes without a row in the permission matrix: {missing:?}"
+    );
+}
