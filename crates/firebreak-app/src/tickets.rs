@@ -196,6 +196,7 @@ impl App {
         let before_number = q
             .cursor
             .as_deref()
+            .filter(|c| !c.is_empty())
             .map(|c| decode_cursor("t", c))
             .transpose()?;
         if !p.can_read() {
@@ -472,6 +473,7 @@ impl App {
         let t = self.find_ticket(p, reference).await?;
         let limit = check_limit(limit)?;
         let after = cursor
+            .filter(|c| !c.is_empty())
             .map(|c| decode_cursor("l", c))
             .transpose()?
             .unwrap_or(0);

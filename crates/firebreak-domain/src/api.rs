@@ -20,6 +20,10 @@ fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CreateTicketRequest {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 300, pattern = r"\S")
+    )]
     pub title: String,
     #[serde(default)]
     pub description: Option<String>,
@@ -170,7 +174,9 @@ impl UpdateTicketRequest {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct ResolveRequest {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, pattern = r"\S"))]
     pub resolution: String,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, pattern = r"\S"))]
     pub problem_category: String,
 }
 
@@ -179,6 +185,7 @@ pub struct ResolveRequest {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct ReasonRequest {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, pattern = r"\S"))]
     pub reason: String,
 }
 
@@ -323,6 +330,7 @@ impl LogKind {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CreateLogEntryRequest {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, pattern = r"\S"))]
     pub text: String,
     #[serde(default)]
     pub kind: LogKind,
@@ -457,7 +465,16 @@ pub struct Page<T> {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct CreateUserRequest {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 64,
+            pattern = r"^[A-Za-z0-9][A-Za-z0-9._@-]*$"
+        )
+    )]
     pub username: String,
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub roles: Vec<Role>,
     #[serde(default)]
     pub title: Option<String>,

@@ -19,7 +19,9 @@ pub struct ApiJson<T>(pub T);
 /// Parses a JSON document into `T`, turning serde's error into a 400 (syntax) or a 422 naming the field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // serde accepts a struct written as an array; Firebreak's bodies are objects only
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+    if bytes.trim_ascii() != b"null"
+        && bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{')
+    {
         return Err(
             match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
                 Ok(_) => ApiError::field(
@@ -155,8 +157,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
         if empty {
             return Ok(OptionalJson(T::default()));
         }
-        let ApiJson(v) = ApiJson::<T>::from_request(req, state).await?;
-        Ok(OptionalJson(v))
+        // `null` (an absent optional body written out) means the defaults too
+        let ApiJson(v) = ApiJson::<Option<T>>::from_request(req, state).await?;
+        Ok(OptionalJson(v.unwrap_or_default()))
     }
 }
 

@@ -54,9 +54,58 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Every operation can answer with the error envelope for these, whatever it documents.
+fn add_common_errors(openapi: &mut utoipa::openapi::OpenApi) {
+    let common: &[(&str, &str)] = &[
+        ("400", "Malformed JSON or query"),
+        ("401", "No valid token"),
+        ("403", "Not allowed for this role or token"),
+        ("404", "No such resource, or not visible to the caller"),
+        ("405", "Method not allowed on this path"),
+        ("409", "Not possible in the current state"),
+        ("413", "Body too large"),
+        ("415", "Body is not JSON"),
+        ("422", "Invalid field (named in details)"),
+        ("503", "Database unavailable; retry after Retry-After"),
+        ("507", "Storage full; nothing was written"),
+    ];
+    for item in openapi.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for (code, desc) in common {
+                if !op.responses.responses.contains_key(*code) {
+                    let resp = utoipa::openapi::ResponseBuilder::new()
+                        .description(*desc)
+                        .content(
+                            "application/json",
+                            utoipa::openapi::ContentBuilder::new()
+                                .schema(Some(utoipa::openapi::Ref::from_schema_name(
+                                    "ErrorEnvelope",
+                                )))
+                                .build(),
+                        )
+                        .build();
+                    op.responses
+                        .responses
+                        .insert((*code).to_string(), resp.into());
+                }
+            }
+        }
+    }
+}
+
 /// The OpenAPI document, generated from the handlers' annotations.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, api) = api_router().split_for_parts();
+    let (_, mut api) = api_router().split_for_parts();
+    add_common_errors(&mut api);
     api
 }
 
@@ -134,7 +183,8 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsa
 
 /// The whole HTTP application.
 pub fn router(app: App) -> Router {
-    let (api, doc) = api_router().split_for_parts();
+    let (api, mut doc) = api_router().split_for_parts();
+    add_common_errors(&mut doc);
     let x_request_id = HeaderName::from_static("x-request-id");
     let state = AppState { app };
     api.route("/", get(routes::system::index))

@@ -66,6 +66,7 @@ pub struct ListTicketsQuery {
     /// Case-insensitive text in title or description.
     pub q: Option<String>,
     /// 1-500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -272,6 +273,7 @@ async fn add_log_entry(
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1-500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
