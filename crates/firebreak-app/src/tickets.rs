@@ -297,31 +297,8 @@ impl App {
             let entry = AuditDraft::new(p.username(), "ticket.updated", "ticket", t.id)
                 .ticket(t.id)
                 .details(json!({ "changes": diff }));
-            match self
-                .store
-                .commit(
-                    ChangeSet::new()
-                        .op(Op::UpdateTicket {
-                            ticket: n.clone(),
-                            expected_version: t.version,
-                        })
-                        .audit(entry),
-                )
-                .await
-            {
-                Ok(_) => {
-                    n.version = t.version + 1;
-                    tracing::info!(
-                        user = p.username(),
-                        ticket.number = t.number,
-                        action = "ticket.update",
-                        decision = "allow",
-                        "authorization"
-                    );
-                    return Ok(self.view(n));
-                }
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
+            if let Some(view) = self.save_ticket(p, &t, n, entry, "ticket.update").await? {
+                return Ok(view);
             }
         }
         Err(AppError::Conflict {
@@ -357,7 +334,7 @@ impl App {
             if let Err(reason) = authz {
                 return Err(self.deny(p, action.name(), Some(&t), reason).await);
             }
-            let mut n = action.apply(&t, p.username(), self.now())?;
+            let n = action.apply(&t, p.username(), self.now())?;
             let mut details = json!({"from": t.status, "to": n.status});
             match action {
                 TicketAction::Resolve {
@@ -388,36 +365,47 @@ impl App {
             )
             .ticket(t.id)
             .details(details);
-            match self
-                .store
-                .commit(
-                    ChangeSet::new()
-                        .op(Op::UpdateTicket {
-                            ticket: n.clone(),
-                            expected_version: t.version,
-                        })
-                        .audit(entry),
-                )
-                .await
-            {
-                Ok(_) => {
-                    n.version = t.version + 1;
-                    tracing::info!(
-                        user = p.username(),
-                        ticket.number = t.number,
-                        action = action.name(),
-                        "ticket transition"
-                    );
-                    return Ok(self.view(n));
-                }
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
+            if let Some(view) = self.save_ticket(p, &t, n, entry, action.name()).await? {
+                return Ok(view);
             }
         }
         Err(AppError::Conflict {
             code: "concurrent_update",
             message: "the ticket keeps changing concurrently; retry".into(),
         })
+    }
+
+    /// Commits a changed ticket with its audit entry if nobody changed it meanwhile; `None` on a
+    /// version conflict (the caller re-reads and retries).
+    async fn save_ticket(
+        &self,
+        p: &Principal,
+        old: &Ticket,
+        mut new: Ticket,
+        entry: AuditDraft,
+        action: &str,
+    ) -> AppResult<Option<TicketView>> {
+        let cs = ChangeSet::new()
+            .op(Op::UpdateTicket {
+                ticket: new.clone(),
+                expected_version: old.version,
+            })
+            .audit(entry);
+        match self.store.commit(cs).await {
+            Ok(_) => {
+                new.version = old.version + 1;
+                tracing::info!(
+                    user = p.username(),
+                    ticket.number = old.number,
+                    action,
+                    decision = "allow",
+                    "authorization"
+                );
+                Ok(Some(self.view(new)))
+            }
+            Err(StoreError::Conflict(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub async fn add_log_entry(
