@@ -5,7 +5,10 @@
 # "schema-valid data is accepted" check is left out.
 set -euo pipefail
 BIN=${1:-target/debug/firebreak}
-command -v st >/dev/null || pip install -q "schemathesis==4.32.5"
+# the console script lives beside the interpreter pip installs into (no PATH or shim needed)
+ST="$(python3 -c 'import os, sys; print(os.path.join(os.path.dirname(sys.executable), "st"))')"
+[ -x "$ST" ] || python3 -m pip install -q "schemathesis==4.32.5"
+[ -x "$ST" ] || { echo "schemathesis did not install"; exit 1; }
 dir=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 export FIREBREAK_DATA_DIR="$dir" RUST_LOG=warn
@@ -17,6 +20,6 @@ pid=$!
 for _ in $(seq 1 100); do grep -q "listening on" "$dir/serve.out" 2>/dev/null && break; sleep 0.1; done
 url=$(sed -n 's/^firebreak listening on //p' "$dir/serve.out")
 [ -n "$url" ] || { echo "server did not start"; cat "$dir/serve.err"; exit 1; }
-st run "$url/api/v1/openapi.json" -H "Authorization: Bearer $token" \
+"$ST" run "$url/api/v1/openapi.json" -H "Authorization: Bearer $token" \
   --max-examples "${ST_MAX_EXAMPLES:-25}" --seed 1 \
   --checks all --exclude-checks positive_data_acceptance
