@@ -73,7 +73,10 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(writer::QUEUE);
         let handle = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer::run(writer_conn, rx, &signer))?;
+            .spawn({
+                let path = file_path(url)?;
+                move || writer::run(&path, writer_conn, rx, &signer)
+            })?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let checkpointer = {
             let (stop, path) = (stop.clone(), file_path(url)?);

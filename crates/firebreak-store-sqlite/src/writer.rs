@@ -72,7 +72,7 @@ pub fn open(path: &str) -> anyhow::Result<Connection> {
     Ok(conn)
 }
 
-pub fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, signer: &AuditSigner) {
+pub fn run(path: &str, mut conn: Connection, mut rx: mpsc::Receiver<Job>, signer: &AuditSigner) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -92,7 +92,15 @@ pub fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, signer: &AuditSign
         let results = match outcome {
             Ok(results) => results,
             Err(e) => {
-                tracing::error!(error = %e, "sqlite batch commit failed");
+                tracing::error!(error = %e, "sqlite batch commit failed; its change sets are refused, not retried");
+                // After an I/O error the connection's cache may not match the file: the next
+                // batch starts from a fresh connection that re-reads what is on disk.
+                match open(path) {
+                    Ok(fresh) => conn = fresh,
+                    Err(open_err) => {
+                        tracing::error!(error = %format!("{open_err:#}"), "sqlite writer could not reopen the database")
+                    }
+                }
                 let msg = e.to_string();
                 let full = matches!(e, StoreError::Full(_));
                 batch
