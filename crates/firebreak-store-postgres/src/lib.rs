@@ -511,7 +511,7 @@ impl TicketStore for PgStore {
                 .push(")");
         }
         if let Some(text) = &f.text {
-            let pat = format!("%{}%", like_escape(text));
+            let pat = format!("%{}%", firebreak_store::like_escape(text));
             q.push(" AND (title ILIKE ")
                 .push_bind(pat.clone())
                 .push(" OR description ILIKE ")
@@ -520,21 +520,13 @@ impl TicketStore for PgStore {
         }
         if let Some(v) = &f.visible_to {
             if !v.restricted_ok {
-                q.push(" AND (NOT restricted OR owner = ")
-                    .push_bind(v.username.clone());
-                q.push(" OR assignee = ").push_bind(v.username.clone());
-                q.push(" OR created_by = ").push_bind(v.username.clone());
-                q.push(" OR id IN (SELECT ticket_id FROM ticket_access WHERE username = ")
-                    .push_bind(v.username.clone())
-                    .push("))");
+                q.push(" AND (NOT restricted OR ");
+                push_involved(&mut q, &v.username);
+                q.push(")");
             }
             if v.only_own {
-                q.push(" AND (owner = ").push_bind(v.username.clone());
-                q.push(" OR assignee = ").push_bind(v.username.clone());
-                q.push(" OR created_by = ").push_bind(v.username.clone());
-                q.push(" OR id IN (SELECT ticket_id FROM ticket_access WHERE username = ")
-                    .push_bind(v.username.clone())
-                    .push("))");
+                q.push(" AND ");
+                push_involved(&mut q, &v.username);
             }
         }
         if let Some(n) = f.before_number {
@@ -545,18 +537,6 @@ impl TicketStore for PgStore {
         let rows = q.build().fetch_all(&self.pool).await.map_err(err)?;
         rows.iter().map(rows::ticket).collect()
     }
-}
-
-/// Escapes `%`, `_` and `\` so user text matches literally in `ILIKE` (default escape `\`).
-fn like_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[async_trait]
@@ -696,4 +676,14 @@ impl AuditStore for PgStore {
             signature,
         }))
     }
+}
+
+/// `(owner = u OR assignee = u OR created_by = u OR <u is on the access list>)`.
+fn push_involved(q: &mut QueryBuilder<Postgres>, username: &str) {
+    q.push("(owner = ").push_bind(username.to_string());
+    q.push(" OR assignee = ").push_bind(username.to_string());
+    q.push(" OR created_by = ").push_bind(username.to_string());
+    q.push(" OR id IN (SELECT ticket_id FROM ticket_access WHERE username = ")
+        .push_bind(username.to_string())
+        .push("))");
 }

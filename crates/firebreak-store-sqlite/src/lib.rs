@@ -176,7 +176,7 @@ impl TicketStore for SqliteStore {
                 .push(")");
         }
         if let Some(text) = &f.text {
-            let pat = format!("%{}%", like_escape(text));
+            let pat = format!("%{}%", firebreak_store::like_escape(text));
             q.push(" AND (title LIKE ")
                 .push_bind(pat.clone())
                 .push(" ESCAPE '\\' OR description LIKE ");
@@ -184,21 +184,13 @@ impl TicketStore for SqliteStore {
         }
         if let Some(v) = &f.visible_to {
             if !v.restricted_ok {
-                q.push(" AND (restricted = 0 OR owner = ")
-                    .push_bind(v.username.clone());
-                q.push(" OR assignee = ").push_bind(v.username.clone());
-                q.push(" OR created_by = ").push_bind(v.username.clone());
-                q.push(" OR id IN (SELECT ticket_id FROM ticket_access WHERE username = ")
-                    .push_bind(v.username.clone())
-                    .push("))");
+                q.push(" AND (restricted = 0 OR ");
+                push_involved(&mut q, &v.username);
+                q.push(")");
             }
             if v.only_own {
-                q.push(" AND (owner = ").push_bind(v.username.clone());
-                q.push(" OR assignee = ").push_bind(v.username.clone());
-                q.push(" OR created_by = ").push_bind(v.username.clone());
-                q.push(" OR id IN (SELECT ticket_id FROM ticket_access WHERE username = ")
-                    .push_bind(v.username.clone())
-                    .push("))");
+                q.push(" AND ");
+                push_involved(&mut q, &v.username);
             }
         }
         if let Some(n) = f.before_number {
@@ -223,18 +215,6 @@ fn file_path(url: &str) -> anyhow::Result<String> {
         "a SQLite database file is required (got {url:?})"
     );
     Ok(path.to_string())
-}
-
-/// Escapes `%`, `_` and `\` so user text matches literally in `LIKE ... ESCAPE '\'`.
-fn like_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[async_trait]
@@ -430,4 +410,14 @@ impl Store for SqliteStore {
         }
         self.read.close().await;
     }
+}
+
+/// `(owner = u OR assignee = u OR created_by = u OR <u is on the access list>)`.
+fn push_involved(q: &mut QueryBuilder<Sqlite>, username: &str) {
+    q.push("(owner = ").push_bind(username.to_string());
+    q.push(" OR assignee = ").push_bind(username.to_string());
+    q.push(" OR created_by = ").push_bind(username.to_string());
+    q.push(" OR id IN (SELECT ticket_id FROM ticket_access WHERE username = ")
+        .push_bind(username.to_string())
+        .push("))");
 }

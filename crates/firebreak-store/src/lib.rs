@@ -274,3 +274,15 @@ pub fn from_millis(ms: i64) -> OffsetDateTime {
 pub fn truncate_millis(t: OffsetDateTime) -> OffsetDateTime {
     from_millis(to_millis(t))
 }
+
+/// Escapes `%`, `_` and `\` so user text matches literally in `LIKE`/`ILIKE ... ESCAPE '\'`.
+pub fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
