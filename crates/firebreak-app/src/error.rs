@@ -9,6 +9,18 @@ pub enum AppError {
     NotFound,
     #[error("authentication required")]
     Unauthenticated,
+    /// A sign-in failed: unknown user, wrong password or code, disabled account (one answer).
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// Too many failed sign-ins for this account or address.
+    #[error("too many failed attempts")]
+    TooManyAttempts { retry_after: u32 },
+    /// Stored content no longer matches its hash (tampering or corruption): never served.
+    #[error("integrity check failed: {0}")]
+    Integrity(String),
+    /// A body larger than allowed.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{message}")]

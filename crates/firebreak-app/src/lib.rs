@@ -2,6 +2,8 @@
 //! commit holding the change and its audit entries. Knows nothing of HTTP or SQL.
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod documents;
 mod error;
 mod principal;
 pub mod tickets;
@@ -9,7 +11,7 @@ mod users;
 pub mod verify;
 
 pub use error::AppError;
-pub use principal::Principal;
+pub use principal::{Principal, SessionInfo};
 pub use users::{CLI_ACTOR, NewUser, SYSTEM_ACTOR, TokenSpec, generate_password, hash_password};
 
 use firebreak_store::DynStore;
@@ -35,12 +37,17 @@ impl Clock for SystemClock {
 pub struct AppConfig {
     /// Prefix of ticket numbers (`SEC` gives `SEC-000042`).
     pub ticket_prefix: String,
+    pub auth: auth::AuthConfig,
+    /// Largest document accepted, in bytes.
+    pub max_document_bytes: u64,
 }
 
 impl Default for AppConfig {
     fn default() -> Self {
         Self {
             ticket_prefix: "SEC".into(),
+            auth: auth::AuthConfig::default(),
+            max_document_bytes: 100 * 1024 * 1024,
         }
     }
 }
@@ -51,6 +58,7 @@ pub struct App {
     store: DynStore,
     config: Arc<AppConfig>,
     clock: Arc<dyn Clock>,
+    blobs: Option<Arc<documents::BlobStore>>,
 }
 
 impl App {
@@ -63,6 +71,7 @@ impl App {
             store,
             config: Arc::new(config),
             clock,
+            blobs: None,
         }
     }
 

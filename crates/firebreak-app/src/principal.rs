@@ -4,7 +4,7 @@ use crate::{App, AppError, AppResult};
 use firebreak_domain::ids::TokenId;
 use firebreak_domain::role::{Role, Scope, groups};
 use firebreak_domain::user::User;
-use firebreak_store::StoreError;
+use firebreak_store::{ChangeSet, Op, StoreError};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone)]
@@ -13,6 +13,17 @@ pub struct Principal {
     /// Empty: every right of the user.
     pub scopes: Vec<Scope>,
     pub token_id: Option<TokenId>,
+    /// Set when the caller signed in with a session cookie.
+    pub session: Option<SessionInfo>,
+}
+
+/// The sign-in session behind a cookie-authenticated request.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub id_hash: String,
+    /// Must accompany every state-changing request made with the cookie.
+    pub csrf_token: String,
+    pub expires_at: time::OffsetDateTime,
 }
 
 impl Principal {
@@ -84,10 +95,25 @@ impl App {
         if rec.revoked_at.is_some() || rec.expires_at.is_some_and(|e| e <= now) || user.disabled {
             return Err(AppError::Unauthenticated);
         }
+        // last use is recorded at most once a minute; a failure to record it never fails the call
+        if rec
+            .last_used_at
+            .is_none_or(|t| now - t >= time::Duration::minutes(1))
+            && let Err(e) = self
+                .store
+                .commit(ChangeSet::new().op(Op::TouchToken {
+                    token_id: rec.id,
+                    at: now,
+                }))
+                .await
+        {
+            tracing::warn!(error = %e, "could not record a token's last use");
+        }
         Ok(Principal {
             user,
             scopes: rec.scopes,
             token_id: Some(rec.id),
+            session: None,
         })
     }
 }

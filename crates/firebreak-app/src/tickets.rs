@@ -63,7 +63,7 @@ impl App {
     }
 
     /// Records an authorization denial in the audit chain, then returns the 403.
-    async fn deny(
+    pub(crate) async fn deny(
         &self,
         p: &Principal,
         action: &str,

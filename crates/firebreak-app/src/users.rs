@@ -258,11 +258,18 @@ impl App {
                 .details(json!({"username": u.username, "changes": diff})),
         );
         if n.disabled && !u.disabled {
-            cs = cs.op(Op::RevokeTokens {
-                user_id: u.id,
-                token_id: None,
-                at: self.now(),
-            });
+            cs = cs
+                .op(Op::RevokeTokens {
+                    user_id: u.id,
+                    token_id: None,
+                    at: self.now(),
+                })
+                .op(Op::RevokeSessions {
+                    user_id: u.id,
+                    only: None,
+                    except: None,
+                    at: self.now(),
+                });
         }
         self.store.commit(cs).await?;
         Ok(n)
@@ -296,6 +303,12 @@ impl App {
             .op(Op::RevokeTokens {
                 user_id: u.id,
                 token_id: None,
+                at: now,
+            })
+            .op(Op::RevokeSessions {
+                user_id: u.id,
+                only: None,
+                except: None,
                 at: now,
             })
             .audit(
@@ -362,6 +375,7 @@ impl App {
                 None => None,
             },
             revoked_at: None,
+            last_used_at: None,
         };
         let entry = AuditDraft::new(actor, "token.created", "token", rec.id).details(json!({
             "user": u.username, "name": rec.name, "scopes": rec.scopes,

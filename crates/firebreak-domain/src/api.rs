@@ -538,6 +538,27 @@ impl CreateUserRequest {
     }
 }
 
+/// A document as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DocumentView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
+    pub id: crate::ids::DocumentId,
+    pub ticket_number: String,
+    /// SHA-256 of the content, lowercase hex; re-checked on every download.
+    pub sha256: String,
+    pub size: i64,
+    pub filename: String,
+    pub content_type: String,
+    pub description: Option<String>,
+    pub source: Option<String>,
+    pub collection_notes: Option<String>,
+    pub added_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub added_at: time::OffsetDateTime,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

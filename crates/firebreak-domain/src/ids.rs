@@ -45,3 +45,4 @@ id_type!(TicketId);
 id_type!(UserId);
 id_type!(TokenId);
 id_type!(AuditId);
+id_type!(DocumentId);

@@ -92,7 +92,7 @@ impl ApiError {
         Self::new(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
-            "a valid bearer token is required (Authorization: Bearer <token>)",
+            "a valid bearer token (Authorization: Bearer <token>) or sign-in session is required",
         )
     }
 }
@@ -102,6 +102,30 @@ impl From<AppError> for ApiError {
         match e {
             AppError::NotFound => ApiError::not_found(),
             AppError::Unauthenticated => ApiError::unauthenticated(),
+            AppError::InvalidCredentials => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "the username, password or code is not valid",
+            ),
+            AppError::TooManyAttempts { retry_after } => ApiError {
+                retry_after: Some(retry_after),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_attempts",
+                    "too many failed sign-ins for this account or address; retry after Retry-After seconds",
+                )
+            },
+            AppError::Integrity(m) => {
+                tracing::error!(problem = %m, "integrity check failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "integrity_check_failed",
+                    "the stored content does not match its recorded SHA-256; it is not served",
+                )
+            }
+            AppError::TooLarge(m) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m)
+            }
             AppError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
             AppError::Conflict { code, message } => {
                 ApiError::new(StatusCode::CONFLICT, code, message)

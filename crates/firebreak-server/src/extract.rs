@@ -187,7 +187,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-/// The authenticated caller (`Authorization: Bearer <token>`).
+/// The authenticated caller: `Authorization: Bearer <token>`, or the session cookie of a
+/// signed-in browser (then every state-changing request must pass the CSRF check).
 pub struct Auth(pub Principal);
 
 impl FromRequestParts<AppState> for Auth {
@@ -197,23 +198,34 @@ impl FromRequestParts<AppState> for Auth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Some(value) = parts
+        if let Some(value) = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-        else {
+        {
+            let token = value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+                .map(str::trim)
+                .ok_or_else(ApiError::unauthenticated)?;
+            let p = state
+                .app
+                .authenticate(token)
+                .await
+                .map_err(ApiError::from)?;
+            return Ok(Auth(p));
+        }
+        let Some(secret) = crate::web::session_cookie(&parts.headers) else {
             return Err(ApiError::unauthenticated());
         };
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .ok_or_else(ApiError::unauthenticated)?;
-        let p = state
+        let (p, session) = state
             .app
-            .authenticate(token)
+            .authenticate_session(&secret, false)
             .await
             .map_err(ApiError::from)?;
+        if !crate::web::is_safe_method(&parts.method) {
+            crate::web::check_csrf(&parts.headers, state.web(), &session.csrf_token, None)?;
+        }
         Ok(Auth(p))
     }
 }

@@ -6,6 +6,8 @@
 pub mod error;
 pub mod extract;
 mod routes;
+pub mod tls;
+pub mod web;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -26,6 +28,7 @@ use utoipa_swagger_ui::SwaggerUi;
 #[derive(Clone)]
 pub struct AppState {
     pub app: App,
+    pub web: web::WebConfig,
 }
 
 #[derive(OpenApi)]
@@ -36,6 +39,8 @@ pub struct AppState {
         (name = "tickets", description = "Help-desk tickets"),
         (name = "workflow", description = "Ticket state transitions"),
         (name = "incident log", description = "The per-ticket, hash-chained timeline"),
+        (name = "documents", description = "Evidence and documents: encrypted, content-addressed, with chain of custody"),
+        (name = "auth", description = "Sign-in sessions, password, second factor"),
         (name = "users", description = "Users"),
         (name = "system", description = "Health and readiness"),
     )
@@ -66,6 +71,7 @@ fn add_common_errors(openapi: &mut utoipa::openapi::OpenApi) {
         ("413", "Body too large"),
         ("415", "Body is not JSON"),
         ("422", "Invalid field (named in details)"),
+        ("429", "Too many requests; retry after Retry-After"),
         ("503", "Database unavailable; retry after Retry-After"),
         ("507", "Storage full; nothing was written"),
     ];
@@ -104,14 +110,17 @@ fn add_common_errors(openapi: &mut utoipa::openapi::OpenApi) {
 
 /// The OpenAPI document, generated from the handlers' annotations.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, mut api) = api_router().split_for_parts();
+    let (_, mut api) =
+        api_router(firebreak_app::AppConfig::default().max_document_bytes).split_for_parts();
     add_common_errors(&mut api);
     api
 }
 
-fn api_router() -> OpenApiRouter<AppState> {
+fn api_router(max_document_bytes: u64) -> OpenApiRouter<AppState> {
     let v1 = OpenApiRouter::new()
         .merge(routes::tickets::router())
+        .merge(routes::documents::router(max_document_bytes))
+        .merge(routes::auth::router())
         .merge(routes::users::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
@@ -145,12 +154,13 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// limits, extractor rejections outside our extractors) still gets the JSON envelope.
 async fn ensure_envelope(res: Response) -> Response {
     let status = res.status();
-    let is_json = res
+    // our own JSON envelopes and HTML error pages (sign-in form) stay as they are
+    let ours = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|ct| ct.starts_with("application/json") || ct.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || ours {
         return res;
     }
     let (code, message) = match status {
@@ -181,13 +191,25 @@ async fn ensure_envelope(res: Response) -> Response {
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
-/// The whole HTTP application.
+/// The whole HTTP application, for a plain-HTTP loopback deployment.
 pub fn router(app: App) -> Router {
-    let (api, mut doc) = api_router().split_for_parts();
+    router_with(app, web::WebConfig::default())
+}
+
+const HSTS: &str = "max-age=31536000; includeSubDomains";
+
+/// The whole HTTP application.
+pub fn router_with(app: App, web: web::WebConfig) -> Router {
+    let (api, mut doc) = api_router(app.max_document_bytes()).split_for_parts();
     add_common_errors(&mut doc);
     let x_request_id = HeaderName::from_static("x-request-id");
-    let state = AppState { app };
-    api.route("/", get(routes::system::index))
+    let secure = web.secure_transport;
+    let state = AppState { app, web };
+    let router = api
+        .route("/", get(routes::auth::index))
+        .route("/login", get(routes::auth::index).post(routes::auth::login_form))
+        .route("/login/second-factor", get(routes::auth::second_factor_form_page).post(routes::auth::second_factor_form))
+        .route("/logout", axum::routing::post(routes::auth::logout_form))
         .route("/api/v1/openapi.json", get({
             let doc = doc.clone();
             move || async move { axum::Json(doc) }
@@ -209,7 +231,29 @@ pub fn router(app: App) -> Router {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
-        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid));
+    if secure {
+        router.layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        ))
+    } else {
+        router
+    }
+}
+
+/// Serves `router` over TLS on `listener` until `shutdown` resolves.
+pub async fn serve_tls(
+    listener: tls::TlsListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<tls::TlsPeer>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then drains in-flight requests.
@@ -218,7 +262,10 @@ pub async fn serve(
     router: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

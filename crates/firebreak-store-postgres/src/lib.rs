@@ -9,13 +9,13 @@ mod writer;
 
 use async_trait::async_trait;
 use firebreak_domain::audit::{AuditRecord, Checkpoint};
-use firebreak_domain::ids::{TicketId, UserId};
+use firebreak_domain::ids::{DocumentId, TicketId, UserId};
 use firebreak_domain::ticket::Ticket;
 use firebreak_domain::user::User;
 use firebreak_store::{
-    AccessGrant, AuditSigner, AuditStore, ChangeSet, CommitOutcome, Op, Store, StoreError,
-    StoreResult, TicketFilter, TicketStore, TokenRecord, UserRecord, UserStore, roles_to_text,
-    scopes_to_text, truncate_millis,
+    AccessGrant, AuditSigner, AuditStore, ChangeSet, CommitOutcome, DocumentRecord, DocumentStore,
+    Op, SessionRecord, Store, StoreError, StoreResult, ThrottleRecord, TicketFilter, TicketStore,
+    TokenRecord, TotpRecord, UserRecord, UserStore, roles_to_text, scopes_to_text, truncate_millis,
 };
 use rows::err;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -249,7 +249,8 @@ pub(crate) async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) 
         }
         Op::InsertToken(t) => {
             sqlx::query(
-                "INSERT INTO api_tokens (id, user_id, name, token_hash, scopes, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO api_tokens (id, user_id, name, token_hash, scopes, created_at, expires_at, revoked_at, last_used_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(t.id.as_uuid())
             .bind(t.user_id.as_uuid())
@@ -259,6 +260,7 @@ pub(crate) async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) 
             .bind(truncate_millis(t.created_at))
             .bind(t.expires_at.map(truncate_millis))
             .bind(t.revoked_at.map(truncate_millis))
+            .bind(t.last_used_at.map(truncate_millis))
             .execute(&mut **tx)
             .await
             .map_err(err)?;
@@ -274,6 +276,222 @@ pub(crate) async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) 
             .bind(truncate_millis(*at))
             .bind(user_id.as_uuid())
             .bind(token_id.map(|t| t.as_uuid()))
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+        }
+        Op::TouchToken { token_id, at } => {
+            sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+                .bind(truncate_millis(*at))
+                .bind(token_id.as_uuid())
+                .execute(&mut **tx)
+                .await
+                .map_err(err)?;
+        }
+        Op::InsertSession(s) => {
+            sqlx::query(
+                "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen_at, expires_at, mfa_pending, client_addr, user_agent, revoked_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(&s.id_hash)
+            .bind(s.user_id.as_uuid())
+            .bind(&s.csrf_token)
+            .bind(truncate_millis(s.created_at))
+            .bind(truncate_millis(s.last_seen_at))
+            .bind(truncate_millis(s.expires_at))
+            .bind(s.mfa_pending)
+            .bind(&s.client_addr)
+            .bind(&s.user_agent)
+            .bind(s.revoked_at.map(truncate_millis))
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+        }
+        Op::TouchSession { id_hash, at } => {
+            sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_hash = $2")
+                .bind(truncate_millis(*at))
+                .bind(id_hash)
+                .execute(&mut **tx)
+                .await
+                .map_err(err)?;
+        }
+        Op::RevokeSessions {
+            user_id,
+            only,
+            except,
+            at,
+        } => {
+            sqlx::query(
+                "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL \
+                 AND ($3::text IS NULL OR id_hash = $3) AND ($4::text IS NULL OR id_hash <> $4)",
+            )
+            .bind(truncate_millis(*at))
+            .bind(user_id.as_uuid())
+            .bind(only)
+            .bind(except)
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+        }
+        Op::LoginFailure {
+            key,
+            at,
+            window,
+            limit,
+            lock,
+        } => {
+            // $2 = at, $3 = start of the current window (a row whose window began at or before it
+            // starts over), $4 = limit, $5 = lock end. One statement: the row lock taken by the
+            // upsert keeps concurrent failures from several nodes from being lost.
+            sqlx::query(
+                "INSERT INTO login_throttle AS t (key, failures, window_start, locked_until) \
+                 VALUES ($1, 1, $2, CASE WHEN 1 >= $4 THEN $5 END) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                 failures = CASE WHEN t.window_start <= $3 THEN 1 ELSE t.failures + 1 END, \
+                 window_start = CASE WHEN t.window_start <= $3 THEN $2 ELSE t.window_start END, \
+                 locked_until = CASE \
+                   WHEN (CASE WHEN t.window_start <= $3 THEN 1 ELSE t.failures + 1 END) >= $4 THEN $5 \
+                   WHEN t.window_start <= $3 THEN NULL \
+                   ELSE t.locked_until END",
+            )
+            .bind(key)
+            .bind(truncate_millis(*at))
+            .bind(truncate_millis(*at - *window))
+            .bind(limit)
+            .bind(truncate_millis(*at + *lock))
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+        }
+        Op::ClearLoginFailures { keys } => {
+            if !keys.is_empty() {
+                sqlx::query("DELETE FROM login_throttle WHERE key = ANY($1)")
+                    .bind(keys)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(err)?;
+            }
+        }
+        Op::SetTotp {
+            user_id,
+            secret: Some(secret),
+        } => {
+            sqlx::query(
+                "INSERT INTO user_totp (user_id, secret, enabled, last_step) VALUES ($1, $2, FALSE, 0) \
+                 ON CONFLICT (user_id) DO UPDATE SET secret = EXCLUDED.secret, enabled = FALSE, last_step = 0",
+            )
+            .bind(user_id.as_uuid())
+            .bind(secret)
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+        }
+        Op::SetTotp {
+            user_id,
+            secret: None,
+        } => {
+            sqlx::query("DELETE FROM user_totp WHERE user_id = $1")
+                .bind(user_id.as_uuid())
+                .execute(&mut **tx)
+                .await
+                .map_err(err)?;
+        }
+        Op::EnableTotp { user_id } => {
+            let res = sqlx::query("UPDATE user_totp SET enabled = TRUE WHERE user_id = $1")
+                .bind(user_id.as_uuid())
+                .execute(&mut **tx)
+                .await
+                .map_err(err)?;
+            if res.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+        }
+        Op::UseTotpStep { user_id, step } => {
+            let res = sqlx::query(
+                "UPDATE user_totp SET last_step = $1 WHERE user_id = $2 AND last_step < $1",
+            )
+            .bind(step)
+            .bind(user_id.as_uuid())
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+            if res.rows_affected() == 0 {
+                let exists: Option<(i32,)> =
+                    sqlx::query_as("SELECT 1 FROM user_totp WHERE user_id = $1")
+                        .bind(user_id.as_uuid())
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(err)?;
+                return Err(match exists {
+                    Some(_) => StoreError::Conflict("code already used".into()),
+                    None => StoreError::NotFound,
+                });
+            }
+        }
+        Op::SetRecoveryCodes {
+            user_id,
+            code_hashes,
+        } => {
+            sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1")
+                .bind(user_id.as_uuid())
+                .execute(&mut **tx)
+                .await
+                .map_err(err)?;
+            if !code_hashes.is_empty() {
+                sqlx::query(
+                    "INSERT INTO recovery_codes (user_id, code_hash, used_at) SELECT $1, unnest($2::text[]), NULL",
+                )
+                .bind(user_id.as_uuid())
+                .bind(code_hashes)
+                .execute(&mut **tx)
+                .await
+                .map_err(err)?;
+            }
+        }
+        Op::UseRecoveryCode {
+            user_id,
+            code_hash,
+            at,
+        } => {
+            let res = sqlx::query(
+                "UPDATE recovery_codes SET used_at = $1 WHERE user_id = $2 AND code_hash = $3 AND used_at IS NULL",
+            )
+            .bind(truncate_millis(*at))
+            .bind(user_id.as_uuid())
+            .bind(code_hash)
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+            if res.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+        }
+        Op::InsertDocument(d) => {
+            sqlx::query(
+                "INSERT INTO documents (id, ticket_id, sha256, size, filename, content_type, description, source, \
+                 collection_notes, added_by, added_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(d.id.as_uuid())
+            .bind(d.ticket_id.as_uuid())
+            .bind(&d.sha256)
+            .bind(d.size)
+            .bind(&d.filename)
+            .bind(&d.content_type)
+            .bind(&d.description)
+            .bind(&d.source)
+            .bind(&d.collection_notes)
+            .bind(&d.added_by)
+            .bind(truncate_millis(d.added_at))
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+        }
+        Op::PutBlob { sha256, data } => {
+            sqlx::query(
+                "INSERT INTO blobs (sha256, data) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
+            )
+            .bind(sha256)
+            .bind(data)
             .execute(&mut **tx)
             .await
             .map_err(err)?;
@@ -593,7 +811,8 @@ impl UserStore for PgStore {
     ) -> StoreResult<(TokenRecord, UserRecord)> {
         let row = sqlx::query(
             "SELECT t.id AS t_id, t.user_id AS t_user_id, t.name AS t_name, t.token_hash AS t_token_hash, t.scopes AS t_scopes, \
-             t.created_at AS t_created_at, t.expires_at AS t_expires_at, t.revoked_at AS t_revoked_at, u.* \
+             t.created_at AS t_created_at, t.expires_at AS t_expires_at, t.revoked_at AS t_revoked_at, \
+             t.last_used_at AS t_last_used_at, u.* \
              FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1",
         )
         .bind(token_hash)
@@ -611,6 +830,90 @@ impl UserStore for PgStore {
             .await
             .map_err(err)?;
         rows.iter().map(rows::token).collect()
+    }
+
+    async fn get_session_with_user(
+        &self,
+        id_hash: &str,
+    ) -> StoreResult<(SessionRecord, UserRecord)> {
+        let row = sqlx::query(
+            "SELECT s.id_hash AS s_id_hash, s.user_id AS s_user_id, s.csrf_token AS s_csrf_token, \
+             s.created_at AS s_created_at, s.last_seen_at AS s_last_seen_at, s.expires_at AS s_expires_at, \
+             s.mfa_pending AS s_mfa_pending, s.client_addr AS s_client_addr, s.user_agent AS s_user_agent, \
+             s.revoked_at AS s_revoked_at, u.* \
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1",
+        )
+        .bind(id_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?
+        .ok_or(StoreError::NotFound)?;
+        Ok((rows::session_prefixed(&row, "s_")?, rows::user(&row)?))
+    }
+
+    async fn login_throttle(&self, keys: &[String]) -> StoreResult<Vec<ThrottleRecord>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query("SELECT * FROM login_throttle WHERE key = ANY($1) ORDER BY key")
+            .bind(keys)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter().map(rows::throttle).collect()
+    }
+
+    async fn get_totp(&self, user_id: UserId) -> StoreResult<Option<TotpRecord>> {
+        let row = sqlx::query("SELECT * FROM user_totp WHERE user_id = $1")
+            .bind(user_id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.as_ref().map(rows::totp).transpose()
+    }
+
+    async fn recovery_codes_left(&self, user_id: UserId) -> StoreResult<i64> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM recovery_codes WHERE user_id = $1 AND used_at IS NULL",
+        )
+        .bind(user_id.as_uuid())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(n)
+    }
+}
+
+#[async_trait]
+impl DocumentStore for PgStore {
+    async fn get_document(&self, id: DocumentId) -> StoreResult<DocumentRecord> {
+        let row = sqlx::query("SELECT * FROM documents WHERE id = $1")
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?
+            .ok_or(StoreError::NotFound)?;
+        rows::document(&row)
+    }
+
+    async fn list_documents(&self, ticket: TicketId) -> StoreResult<Vec<DocumentRecord>> {
+        let rows =
+            sqlx::query("SELECT * FROM documents WHERE ticket_id = $1 ORDER BY added_at, id")
+                .bind(ticket.as_uuid())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        rows.iter().map(rows::document).collect()
+    }
+
+    async fn get_blob(&self, sha256: &str) -> StoreResult<Vec<u8>> {
+        let (data,): (Vec<u8>,) = sqlx::query_as("SELECT data FROM blobs WHERE sha256 = $1")
+            .bind(sha256)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?
+            .ok_or(StoreError::NotFound)?;
+        Ok(data)
     }
 }
 

@@ -1,11 +1,12 @@
 //! Row decoding and sqlx error mapping for PostgreSQL.
 
 use firebreak_domain::audit::AuditRecord;
-use firebreak_domain::ids::{AuditId, TicketId, TokenId, UserId};
+use firebreak_domain::ids::{AuditId, DocumentId, TicketId, TokenId, UserId};
 use firebreak_domain::ticket::*;
 use firebreak_domain::user::User;
 use firebreak_store::{
-    StoreError, StoreResult, TokenRecord, UserRecord, roles_from_text, scopes_from_text, to_millis,
+    DocumentRecord, SessionRecord, StoreError, StoreResult, ThrottleRecord, TokenRecord,
+    TotpRecord, UserRecord, roles_from_text, scopes_from_text, to_millis,
 };
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -130,6 +131,58 @@ pub fn token_prefixed(row: &PgRow, p: &str) -> StoreResult<TokenRecord> {
         created_at: get(row, &col("created_at"))?,
         expires_at: get(row, &col("expires_at"))?,
         revoked_at: get(row, &col("revoked_at"))?,
+        last_used_at: get(row, &col("last_used_at"))?,
+    })
+}
+
+/// A session whose columns carry `prefix` (joined queries).
+pub fn session_prefixed(row: &PgRow, p: &str) -> StoreResult<SessionRecord> {
+    let col = |c: &str| format!("{p}{c}");
+    Ok(SessionRecord {
+        id_hash: get(row, &col("id_hash"))?,
+        user_id: UserId(get::<Uuid>(row, &col("user_id"))?),
+        csrf_token: get(row, &col("csrf_token"))?,
+        created_at: get(row, &col("created_at"))?,
+        last_seen_at: get(row, &col("last_seen_at"))?,
+        expires_at: get(row, &col("expires_at"))?,
+        mfa_pending: get(row, &col("mfa_pending"))?,
+        client_addr: get(row, &col("client_addr"))?,
+        user_agent: get(row, &col("user_agent"))?,
+        revoked_at: get(row, &col("revoked_at"))?,
+    })
+}
+
+pub fn throttle(row: &PgRow) -> StoreResult<ThrottleRecord> {
+    Ok(ThrottleRecord {
+        key: get(row, "key")?,
+        failures: get(row, "failures")?,
+        window_start: get(row, "window_start")?,
+        locked_until: get(row, "locked_until")?,
+    })
+}
+
+pub fn totp(row: &PgRow) -> StoreResult<TotpRecord> {
+    Ok(TotpRecord {
+        user_id: UserId(get::<Uuid>(row, "user_id")?),
+        secret: get(row, "secret")?,
+        enabled: get(row, "enabled")?,
+        last_step: get(row, "last_step")?,
+    })
+}
+
+pub fn document(row: &PgRow) -> StoreResult<DocumentRecord> {
+    Ok(DocumentRecord {
+        id: DocumentId(get::<Uuid>(row, "id")?),
+        ticket_id: TicketId(get::<Uuid>(row, "ticket_id")?),
+        sha256: get(row, "sha256")?,
+        size: get(row, "size")?,
+        filename: get(row, "filename")?,
+        content_type: get(row, "content_type")?,
+        description: get(row, "description")?,
+        source: get(row, "source")?,
+        collection_notes: get(row, "collection_notes")?,
+        added_by: get(row, "added_by")?,
+        added_at: get(row, "added_at")?,
     })
 }
 

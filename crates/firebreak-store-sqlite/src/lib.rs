@@ -8,12 +8,13 @@ mod writer;
 
 use async_trait::async_trait;
 use firebreak_domain::audit::{AuditRecord, Checkpoint};
-use firebreak_domain::ids::{TicketId, UserId};
+use firebreak_domain::ids::{DocumentId, TicketId, UserId};
 use firebreak_domain::ticket::Ticket;
 use firebreak_domain::user::User;
 use firebreak_store::{
-    AccessGrant, AuditSigner, AuditStore, ChangeSet, CommitOutcome, Store, StoreError, StoreResult,
-    TicketFilter, TicketStore, TokenRecord, UserRecord, UserStore,
+    AccessGrant, AuditSigner, AuditStore, ChangeSet, CommitOutcome, DocumentRecord, DocumentStore,
+    SessionRecord, Store, StoreError, StoreResult, ThrottleRecord, TicketFilter, TicketStore,
+    TokenRecord, TotpRecord, UserRecord, UserStore,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -271,7 +272,8 @@ impl UserStore for SqliteStore {
     ) -> StoreResult<(TokenRecord, UserRecord)> {
         let row = sqlx::query(
             "SELECT t.id AS t_id, t.user_id AS t_user_id, t.name AS t_name, t.token_hash AS t_token_hash, t.scopes AS t_scopes, \
-             t.created_at AS t_created_at, t.expires_at AS t_expires_at, t.revoked_at AS t_revoked_at, u.* \
+             t.created_at AS t_created_at, t.expires_at AS t_expires_at, t.revoked_at AS t_revoked_at, \
+             t.last_used_at AS t_last_used_at, u.* \
              FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.token_hash = ?",
         )
         .bind(token_hash)
@@ -289,6 +291,92 @@ impl UserStore for SqliteStore {
             .await
             .map_err(rows::err)?;
         rows.iter().map(rows::token).collect()
+    }
+
+    async fn get_session_with_user(
+        &self,
+        id_hash: &str,
+    ) -> StoreResult<(SessionRecord, UserRecord)> {
+        let row = sqlx::query(
+            "SELECT s.id_hash AS s_id_hash, s.user_id AS s_user_id, s.csrf_token AS s_csrf_token, \
+             s.created_at AS s_created_at, s.last_seen_at AS s_last_seen_at, s.expires_at AS s_expires_at, \
+             s.mfa_pending AS s_mfa_pending, s.client_addr AS s_client_addr, s.user_agent AS s_user_agent, \
+             s.revoked_at AS s_revoked_at, u.* \
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = ?",
+        )
+        .bind(id_hash)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(rows::err)?
+        .ok_or(StoreError::NotFound)?;
+        Ok((rows::session_prefixed(&row, "s_")?, rows::user(&row)?))
+    }
+
+    async fn login_throttle(&self, keys: &[String]) -> StoreResult<Vec<ThrottleRecord>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT * FROM login_throttle WHERE key IN (");
+        let mut list = q.separated(", ");
+        for key in keys {
+            list.push_bind(key.clone());
+        }
+        q.push(") ORDER BY key");
+        let rows = q.build().fetch_all(&self.read).await.map_err(rows::err)?;
+        rows.iter().map(rows::throttle).collect()
+    }
+
+    async fn get_totp(&self, user_id: UserId) -> StoreResult<Option<TotpRecord>> {
+        let row = sqlx::query("SELECT * FROM user_totp WHERE user_id = ?")
+            .bind(user_id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(rows::err)?;
+        row.as_ref().map(rows::totp).transpose()
+    }
+
+    async fn recovery_codes_left(&self, user_id: UserId) -> StoreResult<i64> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL",
+        )
+        .bind(user_id.to_string())
+        .fetch_one(&self.read)
+        .await
+        .map_err(rows::err)?;
+        Ok(n)
+    }
+}
+
+#[async_trait]
+impl DocumentStore for SqliteStore {
+    async fn get_document(&self, id: DocumentId) -> StoreResult<DocumentRecord> {
+        let row = sqlx::query("SELECT * FROM documents WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(rows::err)?
+            .ok_or(StoreError::NotFound)?;
+        rows::document(&row)
+    }
+
+    async fn list_documents(&self, ticket: TicketId) -> StoreResult<Vec<DocumentRecord>> {
+        let rows = sqlx::query("SELECT * FROM documents WHERE ticket_id = ? ORDER BY added_at, id")
+            .bind(ticket.to_string())
+            .fetch_all(&self.read)
+            .await
+            .map_err(rows::err)?;
+        rows.iter().map(rows::document).collect()
+    }
+
+    async fn get_blob(&self, sha256: &str) -> StoreResult<Vec<u8>> {
+        let (data,): (Vec<u8>,) = sqlx::query_as("SELECT data FROM blobs WHERE sha256 = ?")
+            .bind(sha256)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(rows::err)?
+            .ok_or(StoreError::NotFound)?;
+        Ok(data)
     }
 }
 

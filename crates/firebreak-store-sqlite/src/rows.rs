@@ -4,8 +4,8 @@ use firebreak_domain::audit::AuditRecord;
 use firebreak_domain::ticket::*;
 use firebreak_domain::user::User;
 use firebreak_store::{
-    StoreError, StoreResult, TokenRecord, UserRecord, from_millis, roles_from_text,
-    scopes_from_text,
+    DocumentRecord, SessionRecord, StoreError, StoreResult, ThrottleRecord, TokenRecord,
+    TotpRecord, UserRecord, from_millis, roles_from_text, scopes_from_text,
 };
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -130,6 +130,58 @@ pub fn token_prefixed(row: &SqliteRow, p: &str) -> StoreResult<TokenRecord> {
         created_at: from_millis(get(row, &col("created_at"))?),
         expires_at: get::<Option<i64>>(row, &col("expires_at"))?.map(from_millis),
         revoked_at: get::<Option<i64>>(row, &col("revoked_at"))?.map(from_millis),
+        last_used_at: get::<Option<i64>>(row, &col("last_used_at"))?.map(from_millis),
+    })
+}
+
+/// A session whose columns carry `prefix` (joined queries).
+pub fn session_prefixed(row: &SqliteRow, p: &str) -> StoreResult<SessionRecord> {
+    let col = |c: &str| format!("{p}{c}");
+    Ok(SessionRecord {
+        id_hash: get(row, &col("id_hash"))?,
+        user_id: id(row, &col("user_id"))?,
+        csrf_token: get(row, &col("csrf_token"))?,
+        created_at: from_millis(get(row, &col("created_at"))?),
+        last_seen_at: from_millis(get(row, &col("last_seen_at"))?),
+        expires_at: from_millis(get(row, &col("expires_at"))?),
+        mfa_pending: get(row, &col("mfa_pending"))?,
+        client_addr: get(row, &col("client_addr"))?,
+        user_agent: get(row, &col("user_agent"))?,
+        revoked_at: get::<Option<i64>>(row, &col("revoked_at"))?.map(from_millis),
+    })
+}
+
+pub fn throttle(row: &SqliteRow) -> StoreResult<ThrottleRecord> {
+    Ok(ThrottleRecord {
+        key: get(row, "key")?,
+        failures: get(row, "failures")?,
+        window_start: from_millis(get(row, "window_start")?),
+        locked_until: get::<Option<i64>>(row, "locked_until")?.map(from_millis),
+    })
+}
+
+pub fn totp(row: &SqliteRow) -> StoreResult<TotpRecord> {
+    Ok(TotpRecord {
+        user_id: id(row, "user_id")?,
+        secret: get(row, "secret")?,
+        enabled: get(row, "enabled")?,
+        last_step: get(row, "last_step")?,
+    })
+}
+
+pub fn document(row: &SqliteRow) -> StoreResult<DocumentRecord> {
+    Ok(DocumentRecord {
+        id: id(row, "id")?,
+        ticket_id: id(row, "ticket_id")?,
+        sha256: get(row, "sha256")?,
+        size: get(row, "size")?,
+        filename: get(row, "filename")?,
+        content_type: get(row, "content_type")?,
+        description: get(row, "description")?,
+        source: get(row, "source")?,
+        collection_notes: get(row, "collection_notes")?,
+        added_by: get(row, "added_by")?,
+        added_at: from_millis(get(row, "added_at")?),
     })
 }
 

@@ -476,7 +476,8 @@ fn apply_op(
         }
         Op::InsertToken(t) => {
             conn.prepare_cached(
-                "INSERT INTO api_tokens (id, user_id, name, token_hash, scopes, created_at, expires_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO api_tokens (id, user_id, name, token_hash, scopes, created_at, expires_at, revoked_at, last_used_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -488,6 +489,7 @@ fn apply_op(
                     to_millis(t.created_at),
                     t.expires_at.map(to_millis),
                     t.revoked_at.map(to_millis),
+                    t.last_used_at.map(to_millis),
                 ])
             })
             .map_err(err)?;
@@ -502,6 +504,192 @@ fn apply_op(
             )
             .and_then(|mut s| s.execute(params![to_millis(*at), user_id.to_string(), token_id.map(|t| t.to_string())]))
             .map_err(err)?;
+        }
+        Op::TouchToken { token_id, at } => {
+            conn.prepare_cached("UPDATE api_tokens SET last_used_at = ?1 WHERE id = ?2")
+                .and_then(|mut s| s.execute(params![to_millis(*at), token_id.to_string()]))
+                .map_err(err)?;
+        }
+        Op::InsertSession(s) => {
+            conn.prepare_cached(
+                "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen_at, expires_at, mfa_pending, client_addr, user_agent, revoked_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    s.id_hash,
+                    s.user_id.to_string(),
+                    s.csrf_token,
+                    to_millis(s.created_at),
+                    to_millis(s.last_seen_at),
+                    to_millis(s.expires_at),
+                    s.mfa_pending,
+                    s.client_addr,
+                    s.user_agent,
+                    s.revoked_at.map(to_millis),
+                ])
+            })
+            .map_err(err)?;
+        }
+        Op::TouchSession { id_hash, at } => {
+            conn.prepare_cached("UPDATE sessions SET last_seen_at = ?1 WHERE id_hash = ?2")
+                .and_then(|mut s| s.execute(params![to_millis(*at), id_hash]))
+                .map_err(err)?;
+        }
+        Op::RevokeSessions {
+            user_id,
+            only,
+            except,
+            at,
+        } => {
+            conn.prepare_cached(
+                "UPDATE sessions SET revoked_at = ?1 WHERE user_id = ?2 AND revoked_at IS NULL \
+                 AND (?3 IS NULL OR id_hash = ?3) AND (?4 IS NULL OR id_hash <> ?4)",
+            )
+            .and_then(|mut s| s.execute(params![to_millis(*at), user_id.to_string(), only, except]))
+            .map_err(err)?;
+        }
+        Op::LoginFailure {
+            key,
+            at,
+            window,
+            limit,
+            lock,
+        } => {
+            // ?2 = at, ?3 = start of the current window (a row whose window began at or before it
+            // starts over), ?4 = limit, ?5 = lock end. SET expressions see the old row.
+            conn.prepare_cached(
+                "INSERT INTO login_throttle (key, failures, window_start, locked_until) \
+                 VALUES (?1, 1, ?2, CASE WHEN 1 >= ?4 THEN ?5 END) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                 failures = CASE WHEN window_start <= ?3 THEN 1 ELSE failures + 1 END, \
+                 window_start = CASE WHEN window_start <= ?3 THEN ?2 ELSE window_start END, \
+                 locked_until = CASE \
+                   WHEN (CASE WHEN window_start <= ?3 THEN 1 ELSE failures + 1 END) >= ?4 THEN ?5 \
+                   WHEN window_start <= ?3 THEN NULL \
+                   ELSE locked_until END",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    key,
+                    to_millis(*at),
+                    to_millis(*at - *window),
+                    limit,
+                    to_millis(*at + *lock),
+                ])
+            })
+            .map_err(err)?;
+        }
+        Op::ClearLoginFailures { keys } => {
+            let mut stmt = conn
+                .prepare_cached("DELETE FROM login_throttle WHERE key = ?1")
+                .map_err(err)?;
+            for key in keys {
+                stmt.execute([key]).map_err(err)?;
+            }
+        }
+        Op::SetTotp {
+            user_id,
+            secret: Some(secret),
+        } => {
+            conn.prepare_cached(
+                "INSERT INTO user_totp (user_id, secret, enabled, last_step) VALUES (?1, ?2, 0, 0) \
+                 ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, enabled = 0, last_step = 0",
+            )
+            .and_then(|mut s| s.execute(params![user_id.to_string(), secret]))
+            .map_err(err)?;
+        }
+        Op::SetTotp {
+            user_id,
+            secret: None,
+        } => {
+            conn.prepare_cached("DELETE FROM user_totp WHERE user_id = ?1")
+                .and_then(|mut s| s.execute([user_id.to_string()]))
+                .map_err(err)?;
+        }
+        Op::EnableTotp { user_id } => {
+            let n = conn
+                .prepare_cached("UPDATE user_totp SET enabled = 1 WHERE user_id = ?1")
+                .and_then(|mut s| s.execute([user_id.to_string()]))
+                .map_err(err)?;
+            expect_one(n)?;
+        }
+        Op::UseTotpStep { user_id, step } => {
+            let user_id = user_id.to_string();
+            let n = conn
+                .prepare_cached(
+                    "UPDATE user_totp SET last_step = ?1 WHERE user_id = ?2 AND last_step < ?1",
+                )
+                .and_then(|mut s| s.execute(params![step, user_id]))
+                .map_err(err)?;
+            if n == 0 {
+                let exists = conn
+                    .prepare_cached("SELECT 1 FROM user_totp WHERE user_id = ?1")
+                    .and_then(|mut s| s.exists([&user_id]))
+                    .map_err(err)?;
+                return Err(if exists {
+                    StoreError::Conflict("code already used".into())
+                } else {
+                    StoreError::NotFound
+                });
+            }
+        }
+        Op::SetRecoveryCodes {
+            user_id,
+            code_hashes,
+        } => {
+            let user_id = user_id.to_string();
+            conn.prepare_cached("DELETE FROM recovery_codes WHERE user_id = ?1")
+                .and_then(|mut s| s.execute([&user_id]))
+                .map_err(err)?;
+            let mut stmt = conn
+                .prepare_cached(
+                    "INSERT INTO recovery_codes (user_id, code_hash, used_at) VALUES (?1, ?2, NULL)",
+                )
+                .map_err(err)?;
+            for hash in code_hashes {
+                stmt.execute(params![user_id, hash]).map_err(err)?;
+            }
+        }
+        Op::UseRecoveryCode {
+            user_id,
+            code_hash,
+            at,
+        } => {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE recovery_codes SET used_at = ?1 WHERE user_id = ?2 AND code_hash = ?3 AND used_at IS NULL",
+                )
+                .and_then(|mut s| s.execute(params![to_millis(*at), user_id.to_string(), code_hash]))
+                .map_err(err)?;
+            expect_one(n)?;
+        }
+        Op::InsertDocument(d) => {
+            conn.prepare_cached(
+                "INSERT INTO documents (id, ticket_id, sha256, size, filename, content_type, description, source, \
+                 collection_notes, added_by, added_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    d.id.to_string(),
+                    d.ticket_id.to_string(),
+                    d.sha256,
+                    d.size,
+                    d.filename,
+                    d.content_type,
+                    d.description,
+                    d.source,
+                    d.collection_notes,
+                    d.added_by,
+                    to_millis(d.added_at),
+                ])
+            })
+            .map_err(err)?;
+        }
+        Op::PutBlob { sha256, data } => {
+            conn.prepare_cached("INSERT OR IGNORE INTO blobs (sha256, data) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![sha256, data]))
+                .map_err(err)?;
         }
     }
     Ok(())

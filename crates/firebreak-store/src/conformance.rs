@@ -9,11 +9,11 @@
 )]
 
 use crate::{
-    AuditSigner, ChangeSet, DynStore, Op, StoreError, TicketFilter, TokenRecord, UserRecord,
-    Visibility,
+    AuditSigner, ChangeSet, DocumentRecord, DynStore, Op, SessionRecord, StoreError,
+    ThrottleRecord, TicketFilter, TokenRecord, TotpRecord, UserRecord, Visibility,
 };
 use firebreak_domain::audit::{AuditDraft, ChainVerifier};
-use firebreak_domain::ids::{TicketId, TokenId, UserId};
+use firebreak_domain::ids::{DocumentId, TicketId, TokenId, UserId};
 use firebreak_domain::role::{Role, Scope};
 use firebreak_domain::ticket::*;
 use firebreak_domain::user::User;
@@ -45,6 +45,12 @@ macro_rules! store_conformance_suite {
             tokens_are_found_by_hash_and_revoked,
             one_failing_change_set_does_not_fail_the_others,
             access_list_grants_and_revokes_visibility,
+            token_last_use_is_recorded,
+            sessions_are_found_touched_and_revoked,
+            login_failures_count_lock_and_reset,
+            totp_is_enrolled_enabled_and_steps_used_once,
+            recovery_codes_are_spent_once,
+            documents_list_oldest_first_and_blobs_are_stored_once,
         );
     };
     (@tests $factory:path; $($name:ident),+ $(,)?) => {
@@ -543,6 +549,7 @@ pub async fn tokens_are_found_by_hash_and_revoked(ts: &TestStore) {
         created_at: now(),
         expires_at: Some(now() + time::Duration::days(1)),
         revoked_at: None,
+        last_used_at: None,
     };
     let (t1, t2) = (tok("h1"), tok("h2"));
     ts.store
@@ -719,4 +726,369 @@ pub async fn access_list_grants_and_revokes_visibility(ts: &TestStore) {
         Err(StoreError::NotFound)
     ));
     assert_eq!(count("sam").await, 0);
+}
+
+/// A fixed instant with millisecond resolution, `offset_ms` after a base date.
+fn at(offset_ms: i64) -> OffsetDateTime {
+    time::macros::datetime!(2026-03-01 12:00:00.123 UTC) + time::Duration::milliseconds(offset_ms)
+}
+
+const MINUTE: i64 = 60_000;
+
+async fn commit_op(ts: &TestStore, op: Op) -> Result<(), StoreError> {
+    ts.store.commit(ChangeSet::new().op(op)).await.map(|_| ())
+}
+
+async fn insert_user(ts: &TestStore, name: &str) -> UserRecord {
+    let u = sample_user(name);
+    commit_op(ts, Op::InsertUser(u.clone())).await.unwrap();
+    u
+}
+
+pub async fn token_last_use_is_recorded(ts: &TestStore) {
+    let u = insert_user(ts, "svc").await;
+    let tok = |hash: &str, last_used_at| TokenRecord {
+        id: TokenId::new(),
+        user_id: u.user.id,
+        name: "sensor".into(),
+        token_hash: hash.into(),
+        scopes: vec![],
+        created_at: at(0),
+        expires_at: None,
+        revoked_at: None,
+        last_used_at,
+    };
+    let (fresh, used) = (tok("fresh", None), tok("used", Some(at(1))));
+    for t in [&fresh, &used] {
+        commit_op(ts, Op::InsertToken(t.clone())).await.unwrap();
+    }
+    assert_eq!(ts.store.get_token_by_hash("fresh").await.unwrap(), fresh);
+    assert_eq!(ts.store.get_token_by_hash("used").await.unwrap(), used);
+    commit_op(
+        ts,
+        Op::TouchToken {
+            token_id: fresh.id,
+            at: at(MINUTE),
+        },
+    )
+    .await
+    .unwrap();
+    let touched = TokenRecord {
+        last_used_at: Some(at(MINUTE)),
+        ..fresh
+    };
+    assert_eq!(ts.store.get_token_by_hash("fresh").await.unwrap(), touched);
+    let (tok, user) = ts.store.get_token_with_user("fresh").await.unwrap();
+    assert_eq!((tok, user.user), (touched.clone(), u.user.clone()));
+    let listed = ts.store.list_tokens(u.user.id).await.unwrap();
+    assert!(listed.contains(&touched) && listed.contains(&used));
+    // an unknown token is not an error
+    commit_op(
+        ts,
+        Op::TouchToken {
+            token_id: TokenId::new(),
+            at: at(MINUTE),
+        },
+    )
+    .await
+    .unwrap();
+}
+
+pub async fn sessions_are_found_touched_and_revoked(ts: &TestStore) {
+    let u = insert_user(ts, "alice").await;
+    let v = insert_user(ts, "bob").await;
+    let session = |id_hash: &str, user: &UserRecord| SessionRecord {
+        id_hash: id_hash.into(),
+        user_id: user.user.id,
+        csrf_token: format!("csrf-{id_hash}"),
+        created_at: at(0),
+        last_seen_at: at(0),
+        expires_at: at(12 * 60 * MINUTE),
+        mfa_pending: id_hash == "s2",
+        client_addr: Some("192.0.2.7".into()),
+        user_agent: (id_hash != "s3").then(|| "Mozilla/5.0 'quoted'".to_string()),
+        revoked_at: None,
+    };
+    let (s1, s2, s3, s4) = (
+        session("s1", &u),
+        session("s2", &u),
+        session("s3", &u),
+        session("s4", &v),
+    );
+    ts.store
+        .commit(
+            ChangeSet::new()
+                .op(Op::InsertSession(s1))
+                .op(Op::InsertSession(s2.clone()))
+                .op(Op::InsertSession(s3.clone()))
+                .op(Op::InsertSession(s4)),
+        )
+        .await
+        .unwrap();
+    let get = |id: &'static str| {
+        let store = ts.store.clone();
+        async move { store.get_session_with_user(id).await.unwrap().0 }
+    };
+    let (got, user) = ts.store.get_session_with_user("s2").await.unwrap();
+    assert_eq!((got, user.user), (s2, u.user.clone()));
+    assert_eq!(get("s3").await, s3);
+    assert!(matches!(
+        ts.store.get_session_with_user("nope").await,
+        Err(StoreError::NotFound)
+    ));
+    for id_hash in ["s1", "nope"] {
+        commit_op(
+            ts,
+            Op::TouchSession {
+                id_hash: id_hash.into(),
+                at: at(MINUTE),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(get("s1").await.last_seen_at, at(MINUTE));
+    assert_eq!(get("s2").await.last_seen_at, at(0));
+    let revoke = |only: Option<&str>, except: Option<&str>, t: i64| Op::RevokeSessions {
+        user_id: u.user.id,
+        only: only.map(str::to_string),
+        except: except.map(str::to_string),
+        at: at(t),
+    };
+    // `only` names one of the user's sessions; another user's session is out of reach
+    commit_op(ts, revoke(Some("s2"), None, 1)).await.unwrap();
+    commit_op(ts, revoke(Some("s4"), None, 1)).await.unwrap();
+    let revoked = |s: &SessionRecord| s.revoked_at;
+    assert_eq!(revoked(&get("s1").await), None);
+    assert_eq!(revoked(&get("s2").await), Some(at(1)));
+    assert_eq!(revoked(&get("s3").await), None);
+    assert_eq!(revoked(&get("s4").await), None);
+    // all but one; an already revoked session keeps its time
+    commit_op(ts, revoke(None, Some("s1"), 2)).await.unwrap();
+    assert_eq!(revoked(&get("s1").await), None);
+    assert_eq!(revoked(&get("s2").await), Some(at(1)));
+    assert_eq!(revoked(&get("s3").await), Some(at(2)));
+    // all
+    commit_op(ts, revoke(None, None, 3)).await.unwrap();
+    assert_eq!(revoked(&get("s1").await), Some(at(3)));
+    assert_eq!(revoked(&get("s3").await), Some(at(2)));
+    assert_eq!(revoked(&get("s4").await), None);
+}
+
+pub async fn login_failures_count_lock_and_reset(ts: &TestStore) {
+    let fail = |key: &str, t: i64, limit: i64| Op::LoginFailure {
+        key: key.into(),
+        at: at(t),
+        window: time::Duration::minutes(15),
+        limit,
+        lock: time::Duration::minutes(5),
+    };
+    let state = |key: &'static str| {
+        let store = ts.store.clone();
+        async move {
+            let rows = store.login_throttle(&[key.to_string()]).await.unwrap();
+            assert!(rows.len() <= 1);
+            rows.into_iter().next()
+        }
+    };
+    let rec = |failures: i64, start: i64, locked: Option<i64>| ThrottleRecord {
+        key: "user:alice".into(),
+        failures,
+        window_start: at(start),
+        locked_until: locked.map(at),
+    };
+    let user = "user:alice";
+    assert_eq!(state(user).await, None);
+    commit_op(ts, fail(user, 0, 3)).await.unwrap();
+    assert_eq!(state(user).await, Some(rec(1, 0, None)));
+    commit_op(ts, fail(user, MINUTE, 3)).await.unwrap();
+    assert_eq!(state(user).await, Some(rec(2, 0, None)));
+    // reaching the limit locks until at + lock; each further failure extends the lock
+    commit_op(ts, fail(user, 2 * MINUTE, 3)).await.unwrap();
+    assert_eq!(state(user).await, Some(rec(3, 0, Some(7 * MINUTE))));
+    commit_op(ts, fail(user, 3 * MINUTE, 3)).await.unwrap();
+    assert_eq!(state(user).await, Some(rec(4, 0, Some(8 * MINUTE))));
+    // still inside the window 1 ms before it ends
+    commit_op(ts, fail(user, 15 * MINUTE - 1, 3)).await.unwrap();
+    assert_eq!(state(user).await, Some(rec(5, 0, Some(20 * MINUTE - 1))));
+    // a failure a full window after the window started begins a new count, unlocked
+    commit_op(ts, fail(user, 15 * MINUTE, 3)).await.unwrap();
+    assert_eq!(state(user).await, Some(rec(1, 15 * MINUTE, None)));
+    // a limit of 1 locks on the first failure
+    commit_op(ts, fail("addr:192.0.2.7", 0, 1)).await.unwrap();
+    let both = ts
+        .store
+        .login_throttle(&[user.into(), "addr:192.0.2.7".into(), "addr:absent".into()])
+        .await
+        .unwrap();
+    let mut keys: Vec<_> = both
+        .iter()
+        .map(|r| (r.key.as_str(), r.failures, r.locked_until))
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            ("addr:192.0.2.7", 1, Some(at(5 * MINUTE))),
+            ("user:alice", 1, None)
+        ]
+    );
+    assert!(ts.store.login_throttle(&[]).await.unwrap().is_empty());
+    commit_op(
+        ts,
+        Op::ClearLoginFailures {
+            keys: vec![user.into(), "addr:absent".into()],
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(state(user).await, None);
+    assert!(state("addr:192.0.2.7").await.is_some());
+}
+
+pub async fn totp_is_enrolled_enabled_and_steps_used_once(ts: &TestStore) {
+    let u = insert_user(ts, "alice").await;
+    let id = u.user.id;
+    assert_eq!(ts.store.get_totp(id).await.unwrap(), None);
+    let step = |step: i64| Op::UseTotpStep { user_id: id, step };
+    for op in [Op::EnableTotp { user_id: id }, step(1)] {
+        let res = commit_op(ts, op).await;
+        assert!(matches!(res, Err(StoreError::NotFound)), "{res:?}");
+    }
+    let set = |secret: Option<&str>| Op::SetTotp {
+        user_id: id,
+        secret: secret.map(str::to_string),
+    };
+    let rec = |secret: &str, enabled: bool, last_step: i64| TotpRecord {
+        user_id: id,
+        secret: secret.into(),
+        enabled,
+        last_step,
+    };
+    commit_op(ts, set(Some("JBSWY3DPEHPK3PXP"))).await.unwrap();
+    assert_eq!(
+        ts.store.get_totp(id).await.unwrap(),
+        Some(rec("JBSWY3DPEHPK3PXP", false, 0))
+    );
+    commit_op(ts, Op::EnableTotp { user_id: id }).await.unwrap();
+    commit_op(ts, step(100)).await.unwrap();
+    assert_eq!(
+        ts.store.get_totp(id).await.unwrap(),
+        Some(rec("JBSWY3DPEHPK3PXP", true, 100))
+    );
+    for replay in [100, 99] {
+        let res = commit_op(ts, step(replay)).await;
+        assert!(matches!(res, Err(StoreError::Conflict(_))), "{res:?}");
+    }
+    commit_op(ts, step(101)).await.unwrap();
+    assert_eq!(ts.store.get_totp(id).await.unwrap().unwrap().last_step, 101);
+    // enrolling again starts over
+    commit_op(ts, set(Some("KRSXG5CTMVRXEZLU"))).await.unwrap();
+    assert_eq!(
+        ts.store.get_totp(id).await.unwrap(),
+        Some(rec("KRSXG5CTMVRXEZLU", false, 0))
+    );
+    // removal, also when already removed
+    commit_op(ts, set(None)).await.unwrap();
+    assert_eq!(ts.store.get_totp(id).await.unwrap(), None);
+    commit_op(ts, set(None)).await.unwrap();
+}
+
+pub async fn recovery_codes_are_spent_once(ts: &TestStore) {
+    let u = insert_user(ts, "alice").await;
+    let v = insert_user(ts, "bob").await;
+    let id = u.user.id;
+    assert_eq!(ts.store.recovery_codes_left(id).await.unwrap(), 0);
+    let set = |user_id: UserId, codes: &[&str]| Op::SetRecoveryCodes {
+        user_id,
+        code_hashes: codes.iter().map(|c| c.to_string()).collect(),
+    };
+    let spend = |user_id: UserId, code: &str| Op::UseRecoveryCode {
+        user_id,
+        code_hash: code.into(),
+        at: at(0),
+    };
+    commit_op(ts, set(id, &["a", "b", "c"])).await.unwrap();
+    commit_op(ts, set(v.user.id, &["x"])).await.unwrap();
+    assert_eq!(ts.store.recovery_codes_left(id).await.unwrap(), 3);
+    commit_op(ts, spend(id, "a")).await.unwrap();
+    assert_eq!(ts.store.recovery_codes_left(id).await.unwrap(), 2);
+    // spent, unknown, or another user's code
+    for (user, code) in [(id, "a"), (id, "zzz"), (id, "x"), (v.user.id, "b")] {
+        let res = commit_op(ts, spend(user, code)).await;
+        assert!(matches!(res, Err(StoreError::NotFound)), "{res:?}");
+    }
+    assert_eq!(ts.store.recovery_codes_left(id).await.unwrap(), 2);
+    // a new set replaces the old one, spent codes included
+    commit_op(ts, set(id, &["d", "e"])).await.unwrap();
+    assert_eq!(ts.store.recovery_codes_left(id).await.unwrap(), 2);
+    let res = commit_op(ts, spend(id, "b")).await;
+    assert!(matches!(res, Err(StoreError::NotFound)), "{res:?}");
+    commit_op(ts, spend(id, "e")).await.unwrap();
+    assert_eq!(ts.store.recovery_codes_left(id).await.unwrap(), 1);
+    assert_eq!(ts.store.recovery_codes_left(v.user.id).await.unwrap(), 1);
+}
+
+pub async fn documents_list_oldest_first_and_blobs_are_stored_once(ts: &TestStore) {
+    let t = create(&ts.store, sample_ticket("with evidence")).await;
+    let other = create(&ts.store, sample_ticket("other")).await;
+    let doc = |id: u128, ticket: TicketId, added: i64| DocumentRecord {
+        id: DocumentId(uuid::Uuid::from_u128(id)),
+        ticket_id: ticket,
+        sha256: format!("{id:064x}"),
+        size: 1024 * id as i64,
+        filename: format!("mail {id}.eml"),
+        content_type: "message/rfc822".into(),
+        description: id
+            .is_multiple_of(2)
+            .then(|| "the reported mail".to_string()),
+        source: Some("mailbox eve@example.org".into()),
+        collection_notes: None,
+        added_by: "rita".into(),
+        added_at: at(added),
+    };
+    // d1 and d3 were added at the same time: the lower id (d3's) comes first
+    let (d1, d2, d3) = (doc(2, t.id, 2000), doc(3, t.id, 0), doc(1, t.id, 2000));
+    let d4 = doc(4, other.id, 0);
+    ts.store
+        .commit(
+            ChangeSet::new()
+                .op(Op::InsertDocument(d1.clone()))
+                .op(Op::InsertDocument(d2.clone()))
+                .op(Op::InsertDocument(d3.clone()))
+                .op(Op::InsertDocument(d4.clone())),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ts.store.list_documents(t.id).await.unwrap(),
+        [d2, d3, d1.clone()]
+    );
+    assert_eq!(ts.store.list_documents(other.id).await.unwrap(), [d4]);
+    assert!(
+        ts.store
+            .list_documents(TicketId::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(ts.store.get_document(d1.id).await.unwrap(), d1);
+    assert!(matches!(
+        ts.store.get_document(DocumentId::new()).await,
+        Err(StoreError::NotFound)
+    ));
+    let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let data = vec![0u8, 1, 2, 0xff, 0, 0x7f];
+    let put = |data: Vec<u8>| Op::PutBlob {
+        sha256: sha.into(),
+        data,
+    };
+    commit_op(ts, put(data.clone())).await.unwrap();
+    // the same address again is not an error, and the first bytes stay
+    commit_op(ts, put(vec![9, 9])).await.unwrap();
+    assert_eq!(ts.store.get_blob(sha).await.unwrap(), data);
+    assert!(matches!(
+        ts.store.get_blob("0000").await,
+        Err(StoreError::NotFound)
+    ));
 }

@@ -11,7 +11,7 @@ pub use signer::{AuditSigner, HeadFile, write_private};
 
 use async_trait::async_trait;
 use firebreak_domain::audit::{AuditDraft, AuditRecord, Checkpoint};
-use firebreak_domain::ids::{TicketId, TokenId, UserId};
+use firebreak_domain::ids::{DocumentId, TicketId, TokenId, UserId};
 use firebreak_domain::role::{Role, Scope};
 use firebreak_domain::ticket::{Criticality, Severity, Ticket, TicketStatus};
 use firebreak_domain::user::User;
@@ -60,6 +60,67 @@ pub struct TokenRecord {
     pub created_at: OffsetDateTime,
     pub expires_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
+    /// Throttled: updated at most once a minute.
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+/// A sign-in session as stored: only the SHA-256 of the cookie secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id_hash: String,
+    pub user_id: UserId,
+    /// The anti-CSRF token bound to this session (sent back in `X-CSRF-Token` or a form field).
+    pub csrf_token: String,
+    pub created_at: OffsetDateTime,
+    /// Throttled: updated at most once a minute; idle expiry counts from here.
+    pub last_seen_at: OffsetDateTime,
+    /// Absolute expiry.
+    pub expires_at: OffsetDateTime,
+    /// Password accepted, second factor still owed: grants nothing but the second-factor step.
+    pub mfa_pending: bool,
+    pub client_addr: Option<String>,
+    pub user_agent: Option<String>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// Failed sign-ins counted against one key (`user:<name>` or `addr:<ip>`), shared by all nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThrottleRecord {
+    pub key: String,
+    pub failures: i64,
+    pub window_start: OffsetDateTime,
+    pub locked_until: Option<OffsetDateTime>,
+}
+
+/// A user's TOTP second factor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotpRecord {
+    pub user_id: UserId,
+    /// Base32 secret.
+    pub secret: String,
+    /// `false` while enrolment awaits its first valid code.
+    pub enabled: bool,
+    /// The last time step accepted (a code is never accepted twice).
+    pub last_step: i64,
+}
+
+/// A document's metadata and chain-of-custody header; the bytes live in the blob store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentRecord {
+    pub id: DocumentId,
+    pub ticket_id: TicketId,
+    /// SHA-256 of the plaintext, lowercase hex: the content address.
+    pub sha256: String,
+    pub size: i64,
+    /// As uploaded, cleaned for display; never used as a path.
+    pub filename: String,
+    pub content_type: String,
+    pub description: Option<String>,
+    /// Where the evidence came from (host, mailbox, person).
+    pub source: Option<String>,
+    pub collection_notes: Option<String>,
+    pub added_by: String,
+    pub added_at: OffsetDateTime,
 }
 
 /// One change inside a change set.
@@ -110,6 +171,69 @@ pub enum Op {
         user_id: UserId,
         token_id: Option<TokenId>,
         at: OffsetDateTime,
+    },
+    /// Records a token's use (no-op for unknown tokens).
+    TouchToken {
+        token_id: TokenId,
+        at: OffsetDateTime,
+    },
+    InsertSession(SessionRecord),
+    /// Records activity on a session (no-op for unknown sessions).
+    TouchSession {
+        id_hash: String,
+        at: OffsetDateTime,
+    },
+    /// Revokes live sessions of a user: one (`only`), or all but one (`except`), or all.
+    RevokeSessions {
+        user_id: UserId,
+        only: Option<String>,
+        except: Option<String>,
+        at: OffsetDateTime,
+    },
+    /// Counts a failed sign-in against `key`: a failure older than `window` starts a new
+    /// count; reaching `limit` failures locks the key until `at + lock`.
+    LoginFailure {
+        key: String,
+        at: OffsetDateTime,
+        window: time::Duration,
+        limit: i64,
+        lock: time::Duration,
+    },
+    /// Forgets the failures counted against these keys (after a successful sign-in).
+    ClearLoginFailures {
+        keys: Vec<String>,
+    },
+    /// Starts (or restarts) TOTP enrolment, or removes the factor (`None`).
+    SetTotp {
+        user_id: UserId,
+        secret: Option<String>,
+    },
+    /// Enables an enrolled factor.
+    EnableTotp {
+        user_id: UserId,
+    },
+    /// Accepts a TOTP time step: `Conflict` unless it is newer than the last one accepted.
+    UseTotpStep {
+        user_id: UserId,
+        step: i64,
+    },
+    /// Replaces a user's recovery codes (SHA-256 hex of each).
+    SetRecoveryCodes {
+        user_id: UserId,
+        code_hashes: Vec<String>,
+    },
+    /// Spends one unused recovery code (`NotFound` when there is none with this hash).
+    UseRecoveryCode {
+        user_id: UserId,
+        code_hash: String,
+        at: OffsetDateTime,
+    },
+    InsertDocument(DocumentRecord),
+    /// Stores encrypted blob bytes in the database under their content address (no-op when
+    /// already there). Used when no shared blob directory is configured.
+    PutBlob {
+        sha256: String,
+        data: Vec<u8>,
     },
 }
 
@@ -201,6 +325,25 @@ pub trait UserStore: Send + Sync {
     async fn get_token_with_user(&self, token_hash: &str)
     -> StoreResult<(TokenRecord, UserRecord)>;
     async fn list_tokens(&self, user_id: UserId) -> StoreResult<Vec<TokenRecord>>;
+    /// A session and its user in one read (authentication on every request).
+    async fn get_session_with_user(
+        &self,
+        id_hash: &str,
+    ) -> StoreResult<(SessionRecord, UserRecord)>;
+    /// The throttle state of these keys (absent keys are omitted).
+    async fn login_throttle(&self, keys: &[String]) -> StoreResult<Vec<ThrottleRecord>>;
+    async fn get_totp(&self, user_id: UserId) -> StoreResult<Option<TotpRecord>>;
+    /// How many unused recovery codes the user has left.
+    async fn recovery_codes_left(&self, user_id: UserId) -> StoreResult<i64>;
+}
+
+#[async_trait]
+pub trait DocumentStore: Send + Sync {
+    async fn get_document(&self, id: DocumentId) -> StoreResult<DocumentRecord>;
+    /// A ticket's documents, oldest first.
+    async fn list_documents(&self, ticket: TicketId) -> StoreResult<Vec<DocumentRecord>>;
+    /// Encrypted blob bytes stored in the database (`NotFound` when absent).
+    async fn get_blob(&self, sha256: &str) -> StoreResult<Vec<u8>>;
 }
 
 #[async_trait]
@@ -222,7 +365,7 @@ pub trait AuditStore: Send + Sync {
 
 /// The whole storage contract, as the application sees it.
 #[async_trait]
-pub trait Store: TicketStore + UserStore + AuditStore {
+pub trait Store: TicketStore + UserStore + AuditStore + DocumentStore {
     /// Applies a change set and its audit entries in one transaction; returns after COMMIT.
     async fn commit(&self, changes: ChangeSet) -> StoreResult<CommitOutcome>;
     /// Cheap liveness check of the database.

@@ -26,6 +26,24 @@ pub struct StoreArgs {
     /// Ed25519 key signing the audit chain's heads (default `<data dir>/audit.key`, created if missing).
     #[arg(long, env = "FIREBREAK_AUDIT_KEY_FILE", global = true)]
     pub audit_key_file: Option<PathBuf>,
+    /// AES-256 key sealing documents at rest (default `<data dir>/document.key`, created if missing).
+    #[arg(long, env = "FIREBREAK_DOCUMENT_KEY_FILE", global = true)]
+    pub document_key_file: Option<PathBuf>,
+    /// Directory for document blobs (default `<data dir>/blobs` on SQLite; on PostgreSQL blobs
+    /// are kept in the database unless this names storage every node shares).
+    #[arg(long, env = "FIREBREAK_BLOB_DIR", global = true)]
+    pub blob_dir: Option<PathBuf>,
+}
+
+/// `[auth]` in firebreak.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFile {
+    pub session_idle_minutes: Option<u32>,
+    pub session_absolute_hours: Option<u32>,
+    pub max_failed_logins: Option<u32>,
+    pub failure_window_minutes: Option<u32>,
+    pub lockout_minutes: Option<u32>,
 }
 
 /// `firebreak.toml`.
@@ -38,6 +56,24 @@ pub struct FileConfig {
     pub audit_key_file: Option<PathBuf>,
     pub ticket_prefix: Option<String>,
     pub behind_tls_proxy: Option<bool>,
+    /// The origin browsers use, e.g. `https://firebreak.example.org` (CSRF checks).
+    pub public_url: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Proxies whose `X-Forwarded-For` is believed (default with --behind-tls-proxy: loopback).
+    pub trusted_proxies: Option<Vec<String>>,
+    pub max_document_bytes: Option<u64>,
+    pub document_key_file: Option<PathBuf>,
+    pub blob_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub auth: AuthFile,
+}
+
+/// TLS termination by `serve` itself.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// The resolved settings.
@@ -49,6 +85,14 @@ pub struct Settings {
     pub audit_key_file: PathBuf,
     pub ticket_prefix: String,
     pub behind_tls_proxy: bool,
+    pub document_key_file: PathBuf,
+    /// `None`: blobs in the database (PostgreSQL without a shared directory).
+    pub blob_dir: Option<PathBuf>,
+    pub max_document_bytes: u64,
+    pub public_url: Option<String>,
+    pub tls: Option<TlsFiles>,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub auth: firebreak_app::auth::AuthConfig,
 }
 
 impl std::fmt::Debug for Settings {
@@ -59,7 +103,10 @@ impl std::fmt::Debug for Settings {
             .field("database_url", &redact_url(&self.database_url))
             .field("audit_key_file", &self.audit_key_file)
             .field("ticket_prefix", &self.ticket_prefix)
-            .finish()
+            .field("blob_dir", &self.blob_dir)
+            .field("tls", &self.tls)
+            .field("public_url", &self.public_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -114,6 +161,7 @@ impl Settings {
         args: &StoreArgs,
         listen: Option<&str>,
         behind_tls_proxy: bool,
+        tls: (Option<PathBuf>, Option<PathBuf>),
     ) -> anyhow::Result<Self> {
         let file = load_file(args.config.as_deref())?;
         let data_dir = args
@@ -149,7 +197,64 @@ impl Settings {
         {
             bail!("ticket_prefix must be 1-10 letters or digits (got {ticket_prefix:?})");
         }
+        let is_pg = database_url.starts_with("postgres");
+        let blob_dir = args.blob_dir.clone().or(file.blob_dir);
+        let blob_dir = match blob_dir {
+            Some(d) => Some(d),
+            None if is_pg => None,
+            None => Some(data_dir.join("blobs")),
+        };
+        let tls = match (tls.0.or(file.tls_cert), tls.1.or(file.tls_key)) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => bail!("TLS needs both a certificate (--tls-cert) and a key (--tls-key)"),
+        };
+        let behind_tls_proxy = behind_tls_proxy || file.behind_tls_proxy.unwrap_or(false);
+        let trusted_proxies = match file.trusted_proxies {
+            Some(list) => list
+                .iter()
+                .map(|s| {
+                    s.parse()
+                        .with_context(|| format!("trusted_proxies: {s:?} is not an IP address"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
+            None if behind_tls_proxy => vec!["127.0.0.1".parse()?, "::1".parse()?],
+            None => vec![],
+        };
+        if let Some(u) = &file.public_url
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            bail!("public_url must start with https:// (got {u:?})");
+        }
+        let d = firebreak_app::auth::AuthConfig::default();
+        let a = &file.auth;
+        let minutes = |v: Option<u32>, def: time::Duration| {
+            v.map_or(def, |m| time::Duration::minutes(i64::from(m.max(1))))
+        };
+        let auth = firebreak_app::auth::AuthConfig {
+            session_idle: minutes(a.session_idle_minutes, d.session_idle),
+            session_absolute: a.session_absolute_hours.map_or(d.session_absolute, |h| {
+                time::Duration::hours(i64::from(h.max(1)))
+            }),
+            max_failures: a
+                .max_failed_logins
+                .map_or(d.max_failures, |n| i64::from(n.max(1))),
+            failure_window: minutes(a.failure_window_minutes, d.failure_window),
+            lockout: minutes(a.lockout_minutes, d.lockout),
+            ..d
+        };
         Ok(Self {
+            document_key_file: args
+                .document_key_file
+                .clone()
+                .or(file.document_key_file)
+                .unwrap_or_else(|| data_dir.join("document.key")),
+            blob_dir,
+            max_document_bytes: file.max_document_bytes.unwrap_or(100 * 1024 * 1024),
+            public_url: file.public_url,
+            tls,
+            trusted_proxies,
+            auth,
             listen,
             audit_key_file: args
                 .audit_key_file
@@ -159,7 +264,7 @@ impl Settings {
             data_dir,
             database_url,
             ticket_prefix,
-            behind_tls_proxy: behind_tls_proxy || file.behind_tls_proxy.unwrap_or(false),
+            behind_tls_proxy,
         })
     }
 

@@ -10,7 +10,7 @@ use firebreak_app::{App, AppConfig, AppError, CLI_ACTOR, NewUser, TokenSpec};
 use firebreak_domain::role::{Role, Scope};
 use firebreak_store::{AuditSigner, DynStore, HeadFile};
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -40,6 +40,12 @@ enum Command {
         /// Log as JSON lines instead of text.
         #[arg(long, env = "FIREBREAK_LOG_JSON")]
         log_json: bool,
+        /// Terminate TLS here: PEM certificate chain (with --tls-key).
+        #[arg(long, env = "FIREBREAK_TLS_CERT")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for --tls-cert.
+        #[arg(long, env = "FIREBREAK_TLS_KEY")]
+        tls_key: Option<PathBuf>,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -243,13 +249,28 @@ async fn open(settings: Settings, create_key: bool) -> anyhow::Result<Opened> {
     })
 }
 
+/// The application for administration commands (no document store).
 fn app_for(o: &Opened) -> App {
     App::new(
         o.store.clone(),
         AppConfig {
             ticket_prefix: o.settings.ticket_prefix.clone(),
+            auth: o.settings.auth.clone(),
+            max_document_bytes: o.settings.max_document_bytes,
         },
     )
+}
+
+/// The application for `serve`: with the document store.
+fn server_app(o: &Opened) -> anyhow::Result<App> {
+    let s = &o.settings;
+    if s.is_postgres() && !s.document_key_file.exists() {
+        tracing::warn!(path = %s.document_key_file.display(), "generating a document key; every node on this PostgreSQL must share it (FIREBREAK_DOCUMENT_KEY_FILE)");
+    }
+    let key = firebreak_app::documents::load_or_create_key(&s.document_key_file)?;
+    let blobs = firebreak_app::documents::BlobStore::new(key, s.blob_dir.clone())
+        .with_context(|| format!("opening the blob directory {:?}", s.blob_dir))?;
+    Ok(app_for(o).with_blobs(blobs))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -258,15 +279,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             behind_tls_proxy,
             log_json,
+            tls_cert,
+            tls_key,
         } => {
             init_tracing(log_json);
-            let settings = Settings::resolve(&cli.store, listen.as_deref(), behind_tls_proxy)?;
+            let settings = Settings::resolve(
+                &cli.store,
+                listen.as_deref(),
+                behind_tls_proxy,
+                (tls_cert, tls_key),
+            )?;
             serve(settings).await?;
             Ok(ExitCode::SUCCESS)
         }
         command => {
             init_tracing(false);
-            let settings = Settings::resolve(&cli.store, None, false)?;
+            let settings = Settings::resolve(&cli.store, None, false, (None, None))?;
             let o = open(settings, !matches!(command, Command::Audit(_))).await?;
             let res = admin(&o, command).await;
             o.store.close().await;
@@ -505,15 +533,20 @@ fn app_err(e: AppError) -> anyhow::Error {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    if !settings.listen.ip().is_loopback() && !settings.behind_tls_proxy {
+    if !settings.listen.ip().is_loopback() && !settings.behind_tls_proxy && settings.tls.is_none() {
         bail!(
-            "refusing to serve plain HTTP on the non-loopback address {}: put a TLS proxy in front and pass --behind-tls-proxy",
+            "refusing to serve plain HTTP on the non-loopback address {}: use --tls-cert/--tls-key, or put a TLS proxy in front and pass --behind-tls-proxy",
             settings.listen
         );
     }
     tracing::info!(settings = ?settings, "starting firebreak {}", env!("CARGO_PKG_VERSION"));
+    // a bad certificate stops start-up before anything else happens
+    let tls = match &settings.tls {
+        Some(t) => Some(firebreak_server::tls::server_config(&t.cert, &t.key)?),
+        None => None,
+    };
     let o = open(settings, true).await?;
-    let app = app_for(&o);
+    let app = server_app(&o)?;
     if let Some(password) = app.bootstrap_admin().await.map_err(app_err)? {
         announce_admin(&o.settings.data_dir, &password)?;
     }
@@ -521,10 +554,23 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", o.settings.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, backend = o.store.backend(), "listening");
-    println!("firebreak listening on http://{addr}");
+    let web = firebreak_server::web::WebConfig {
+        public_origin: o.settings.public_url.clone(),
+        secure_transport: tls.is_some() || o.settings.behind_tls_proxy,
+        trusted_proxies: o.settings.trusted_proxies.clone(),
+    };
+    let router = firebreak_server::router_with(app, web);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, backend = o.store.backend(), scheme, "listening");
+    println!("firebreak listening on {scheme}://{addr}");
     std::io::stdout().flush()?;
-    firebreak_server::serve(listener, firebreak_server::router(app), shutdown_signal()).await?;
+    match tls {
+        Some(config) => {
+            let listener = firebreak_server::tls::TlsListener::new(listener, config)?;
+            firebreak_server::serve_tls(listener, router, shutdown_signal()).await?;
+        }
+        None => firebreak_server::serve(listener, router, shutdown_signal()).await?,
+    }
     tracing::info!("shutting down: draining the writer");
     o.store.close().await;
     tracing::info!("stopped");

@@ -6,7 +6,9 @@
     reason = "tests: a failure is a panic"
 )]
 
+mod auth;
 mod bad_input;
+mod documents;
 mod matrix;
 mod tickets;
 
@@ -23,7 +25,30 @@ use tower::ServiceExt;
 pub struct TestApp {
     pub router: Router,
     pub app: App,
-    _dir: tempfile::TempDir,
+    pub clock: Arc<TestClock>,
+    pub dir: tempfile::TempDir,
+}
+
+/// The wall clock plus an offset the test moves forward.
+#[derive(Default)]
+pub struct TestClock {
+    offset_secs: std::sync::atomic::AtomicI64,
+}
+
+impl TestClock {
+    pub fn advance(&self, d: time::Duration) {
+        self.offset_secs
+            .fetch_add(d.whole_seconds(), std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl firebreak_app::Clock for TestClock {
+    fn now(&self) -> time::OffsetDateTime {
+        let off = self.offset_secs.load(std::sync::atomic::Ordering::SeqCst);
+        firebreak_store::truncate_millis(
+            time::OffsetDateTime::now_utc() + time::Duration::seconds(off),
+        )
+    }
 }
 
 pub struct Resp {
@@ -34,6 +59,14 @@ pub struct Resp {
 
 impl TestApp {
     pub async fn new() -> Self {
+        Self::with_config(
+            AppConfig::default(),
+            firebreak_server::web::WebConfig::default(),
+        )
+        .await
+    }
+
+    pub async fn with_config(config: AppConfig, web: firebreak_server::web::WebConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let store: DynStore = Arc::new(
@@ -41,11 +74,16 @@ impl TestApp {
                 .await
                 .unwrap(),
         );
-        let app = App::new(store, AppConfig::default());
+        let clock = Arc::new(TestClock::default());
+        let blobs =
+            firebreak_app::documents::BlobStore::new([9u8; 32], Some(dir.path().join("blobs")))
+                .unwrap();
+        let app = App::with_clock(store, config, clock.clone()).with_blobs(blobs);
         Self {
-            router: firebreak_server::router(app.clone()),
+            router: firebreak_server::router_with(app.clone(), web),
             app,
-            _dir: dir,
+            clock,
+            dir,
         }
     }
 
@@ -93,7 +131,17 @@ impl TestApp {
         secret
     }
 
-    pub async fn raw(&self, req: Request<Body>) -> Resp {
+    pub async fn raw(&self, mut req: Request<Body>) -> Resp {
+        // as axum::serve does: the peer address, when the test names one with X-Test-Peer
+        let peer: Option<std::net::SocketAddr> = req
+            .headers()
+            .get("x-test-peer")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        if let Some(peer) = peer {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo::<std::net::SocketAddr>(peer));
+        }
         let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
@@ -156,4 +204,57 @@ pub fn assert_error(r: &Resp, status: StatusCode, code: &str) -> Option<String> 
     r.body["error"]["details"][0]["field"]
         .as_str()
         .map(str::to_string)
+}
+
+/// A `multipart/form-data` body: text fields, then the file in field `file` (when given).
+pub fn multipart(fields: &[(&str, &str)], file: Option<(&str, &[u8])>) -> (String, Vec<u8>) {
+    let boundary = "fbk-test-boundary-7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+                .as_bytes(),
+        );
+    }
+    if let Some((name, bytes)) = file {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+impl TestApp {
+    /// Uploads a document with a bearer token.
+    pub async fn upload(&self, uri: &str, token: &str, name: &str, bytes: &[u8]) -> Resp {
+        let (ct, body) = multipart(&[("description", "test evidence")], Some((name, bytes)));
+        self.raw(
+            Request::builder()
+                .method("POST")
+                .uri(uri)
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", ct)
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Raw bytes of a response (downloads).
+    pub async fn bytes(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = axum::body::to_bytes(res.into_body(), 64 * 1024 * 1024)
+            .await
+            .map(|b| b.to_vec())
+            .unwrap_or_default();
+        (status, headers, bytes)
+    }
 }

@@ -48,6 +48,19 @@ const MATRIX: &[Row] = &[
     ("GET",    "/api/v1/users/{user}",                     "-",               "",                                   [401, 403, 200, 200, 200, 200, 403, 200, 200]),
     ("POST",   "/api/v1/users",                            "-",               r#"{"username":"u{n}","roles":["responder"]}"#, [401, 403, 403, 403, 403, 403, 403, 403, 201]),
     ("PATCH",  "/api/v1/users/{user}",                     "-",               r#"{"title":"Analyst {n}"}"#,         [401, 403, 403, 403, 403, 403, 403, 403, 200]),
+    ("POST",   "/api/v1/tickets/{ref}/documents",          "open",            "@multipart",                         [401, 404, 201, 201, 201, 201, 404, 403, 403]),
+    ("GET",    "/api/v1/tickets/{ref}/documents",          "open",            "",                                   [401, 404, 200, 200, 200, 200, 404, 200, 200]),
+    ("GET",    "/api/v1/tickets/{ref}/documents/{id}",     "document",        "",                                   [401, 404, 200, 200, 200, 200, 404, 200, 200]),
+    ("GET",    "/api/v1/tickets/{ref}/documents/{id}/content", "document",    "",                                   [401, 404, 200, 200, 200, 200, 404, 200, 200]),
+    ("POST",   "/api/v1/auth/login",                       "-",               r#"{"username":"nobody{n}","password":"guess"}"#, [401, 401, 401, 401, 401, 401, 401, 401, 401]),
+    ("POST",   "/api/v1/auth/second-factor",               "-",               r#"{"code":"000000"}"#,               [401, 401, 401, 401, 401, 401, 401, 401, 401]),
+    ("GET",    "/api/v1/auth/session",                     "-",               "",                                   [401, 404, 404, 404, 404, 404, 404, 404, 404]),
+    ("POST",   "/api/v1/auth/logout",                      "-",               "",                                   [401, 204, 204, 204, 204, 204, 204, 204, 204]),
+    ("POST",   "/api/v1/users/me/password",                "-",               r#"{"current_password":"wrong","new_password":"a long new password"}"#, [401, 422, 422, 422, 422, 422, 422, 422, 422]),
+    ("GET",    "/api/v1/users/me/totp",                    "-",               "",                                   [401, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("POST",   "/api/v1/users/me/totp",                    "-",               "",                                   [401, 200, 200, 200, 200, 200, 200, 200, 200]),
+    ("POST",   "/api/v1/users/me/totp/confirm",            "-",               r#"{"code":"abcdef"}"#,               [401, 422, 422, 422, 422, 422, 422, 422, 422]),
+    ("POST",   "/api/v1/users/me/totp/disable",            "-",               r#"{"password":"wrong"}"#,            [401, 422, 422, 422, 422, 422, 422, 422, 422]),
 ];
 
 /// A restricted ticket owned by someone else: readable only by admins and cleared users.
@@ -109,7 +122,8 @@ fn render() -> String {
          status a user holding only that role gets, on a ticket they did not open, own or get \
          assigned. 404 means the ticket is invisible to them (no existence leak); 403 means they \
          see it but may not do this. Tokens can be narrowed further by scopes (`read`, `write`, \
-         `intake`, `admin`).\n\n",
+         `intake`, `admin`). A browser session has all of its user's roles; its state-changing \
+         requests must also pass the CSRF check (same origin and the `X-CSRF-Token` header).\n\n",
     );
     md.push_str(&format!(
         "| route | ticket state | {} |\n",
@@ -155,13 +169,33 @@ async fn permission_matrix_holds_for_every_route_and_role() {
             n += 1;
             let mut uri = path.replace("{user}", "sam");
             if uri.contains("{ref}") {
-                uri = uri.replace("{ref}", &ticket_in(&t, &owner, &worker, state, false).await);
+                let st = if *state == "document" { "open" } else { state };
+                let number = ticket_in(&t, &owner, &worker, st, false).await;
+                uri = uri.replace("{ref}", &number);
+                if uri.contains("{id}") {
+                    let up = t
+                        .upload(
+                            &format!("/api/v1/tickets/{number}/documents"),
+                            &owner,
+                            "e.txt",
+                            b"evidence",
+                        )
+                        .await;
+                    uri = uri.replace("{id}", up.body["id"].as_str().unwrap());
+                }
             }
-            let body = (!body.is_empty()).then(|| {
-                serde_json::from_str::<serde_json::Value>(&body.replace("{n}", &n.to_string()))
-                    .unwrap()
-            });
-            let r = t.call(method, &uri, tokens[i].as_deref(), body).await;
+            let r = if *body == "@multipart" {
+                match tokens[i].as_deref() {
+                    Some(tok) => t.upload(&uri, tok, "e.txt", b"evidence").await,
+                    None => t.call(method, &uri, None, None).await,
+                }
+            } else {
+                let body = (!body.is_empty()).then(|| {
+                    serde_json::from_str::<serde_json::Value>(&body.replace("{n}", &n.to_string()))
+                        .unwrap()
+                });
+                t.call(method, &uri, tokens[i].as_deref(), body).await
+            };
             if r.status.as_u16() != expected[i] {
                 mismatches.push(format!(
                     "{method} {path} as {who}: expected {}, got {} {}",
