@@ -324,6 +324,106 @@ impl App {
         })
     }
 
+    /// Signs in a user vouched for by an external identity provider (OIDC). The user is
+    /// created on first sign-in with the mapped roles; later sign-ins keep the roles in step
+    /// with the provider. A local account with a password is never taken over.
+    pub async fn login_external(
+        &self,
+        provider: &str,
+        username: &str,
+        roles: &[firebreak_domain::role::Role],
+        email: Option<&str>,
+        client: &ClientInfo,
+    ) -> AppResult<NewSession> {
+        if firebreak_domain::user::validate_username(username).is_err() {
+            return Err(AppError::Forbidden(format!(
+                "the identity provider's username {username:?} is not a valid Firebreak username"
+            )));
+        }
+        if roles.is_empty() {
+            self.record_failure(&[account_key(username)], username, client, provider)
+                .await;
+            return Err(AppError::Forbidden(
+                "the identity provider grants this user no Firebreak role".into(),
+            ));
+        }
+        let mut roles = roles.to_vec();
+        roles.sort();
+        roles.dedup();
+        let existing = match self.store.get_user_by_name(username).await {
+            Ok(r) => Some(r),
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let mut cs = ChangeSet::new();
+        let user = match existing {
+            Some(r) if r.password_hash.is_some() => {
+                return Err(AppError::Forbidden(format!(
+                    "a local account named {username} exists; it signs in with its password"
+                )));
+            }
+            Some(r) if r.user.disabled => return Err(AppError::InvalidCredentials),
+            Some(r) => {
+                if r.user.roles != roles {
+                    cs = cs
+                        .op(Op::SetUserRoles {
+                            user_id: r.user.id,
+                            roles: roles.clone(),
+                        })
+                        .audit(
+                            AuditDraft::new(provider, "user.roles_set", "user", r.user.id)
+                                .details(json!({"username": username, "from": r.user.roles, "to": roles, "source": "identity provider"})),
+                        );
+                }
+                User {
+                    roles: roles.clone(),
+                    ..r.user
+                }
+            }
+            None => {
+                let rec = UserRecord {
+                    user: User {
+                        id: UserId::new(),
+                        username: username.to_string(),
+                        roles: roles.clone(),
+                        title: None,
+                        seniority: 0,
+                        on_duty: true,
+                        email: email.map(str::to_string),
+                        disabled: false,
+                        clearances: vec![],
+                        created_at: self.now(),
+                    },
+                    password_hash: None,
+                };
+                cs = cs.op(Op::InsertUser(rec.clone())).audit(
+                    AuditDraft::new(provider, "user.created", "user", rec.user.id).details(json!({
+                        "username": username, "roles": roles, "email": email, "source": "identity provider",
+                    })),
+                );
+                rec.user
+            }
+        };
+        let (session, secret) = self.session_record(user.id, false, client);
+        cs = cs
+            .op(Op::ClearLoginFailures {
+                keys: vec![account_key(username)],
+            })
+            .op(Op::InsertSession(session.clone()))
+            .audit(
+                AuditDraft::new(username, "auth.login", "user", user.id)
+                    .details(json!({"client_addr": client.addr, "factor": provider})),
+            );
+        self.store.commit(cs).await?;
+        Ok(NewSession {
+            secret,
+            csrf_token: session.csrf_token,
+            expires_at: session.expires_at,
+            mfa_required: false,
+            user,
+        })
+    }
+
     /// Resolves a session cookie. `allow_pending`: accept a session that still owes its second
     /// factor (only the second-factor step does).
     pub async fn authenticate_session(

@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod oidc;
 mod routes;
 pub mod tls;
 pub mod web;
@@ -210,6 +211,8 @@ pub fn router_with(app: App, web: web::WebConfig) -> Router {
         .route("/login", get(routes::auth::index).post(routes::auth::login_form))
         .route("/login/second-factor", get(routes::auth::second_factor_form_page).post(routes::auth::second_factor_form))
         .route("/logout", axum::routing::post(routes::auth::logout_form))
+        .route("/auth/oidc/start", get(oidc::start))
+        .route(oidc::CALLBACK_PATH, get(oidc::callback))
         .route("/api/v1/openapi.json", get({
             let doc = doc.clone();
             move || async move { axum::Json(doc) }

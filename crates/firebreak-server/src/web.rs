@@ -24,6 +24,8 @@ pub struct WebConfig {
     pub secure_transport: bool,
     /// Peers whose `X-Forwarded-For` is believed (the TLS proxy).
     pub trusted_proxies: Vec<IpAddr>,
+    /// Single sign-on through an OpenID Connect provider.
+    pub oidc: Option<std::sync::Arc<crate::oidc::OidcClient>>,
 }
 
 impl WebConfig {
@@ -188,7 +190,7 @@ input{width:100%;padding:.5rem;font-size:1rem;box-sizing:border-box;border:1px s
 button{margin-top:1.25rem;padding:.55rem 1.2rem;font-size:1rem;background:#0b5394;color:#fff;border:0;border-radius:4px;cursor:pointer}\
 button:focus,input:focus{outline:3px solid #f0b400;outline-offset:1px}\
 .error{background:#fde8e8;border:1px solid #b40000;color:#6b0000;padding:.6rem .8rem;border-radius:4px}\
-a{color:#0645ad}code{background:#f1f1f1;padding:.1rem .3rem;border-radius:3px}";
+a{color:#0645ad}a.sso{display:inline-block;margin-top:1rem;padding:.5rem 1rem;border:1px solid #0b5394;border-radius:4px;text-decoration:none}code{background:#f1f1f1;padding:.1rem .3rem;border-radius:3px}";
 
 /// A complete, script-free HTML page.
 pub fn page(title: &str, body: &str) -> String {
@@ -199,7 +201,7 @@ pub fn page(title: &str, body: &str) -> String {
     )
 }
 
-pub fn login_page(error: Option<&str>, username: &str) -> String {
+pub fn login_page(error: Option<&str>, username: &str, sso: &str) -> String {
     let err = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e)))
         .unwrap_or_default();
@@ -210,7 +212,7 @@ pub fn login_page(error: Option<&str>, username: &str) -> String {
 <form method=\"post\" action=\"/login\">\
 <label for=\"username\">Username</label><input id=\"username\" name=\"username\" autocomplete=\"username\" required autofocus value=\"{}\">\
 <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-<button type=\"submit\">Sign in</button></form>\
+<button type=\"submit\">Sign in</button></form>{sso}\
 <p><small><a href=\"/api/docs/\">API documentation</a></small></p>",
             esc(username)
         ),

@@ -67,6 +67,8 @@ pub struct FileConfig {
     pub blob_dir: Option<PathBuf>,
     #[serde(default)]
     pub auth: AuthFile,
+    /// Single sign-on (OpenID Connect, authorization code + PKCE).
+    pub oidc: Option<firebreak_server::oidc::OidcConfig>,
 }
 
 /// TLS termination by `serve` itself.
@@ -93,6 +95,7 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub auth: firebreak_app::auth::AuthConfig,
+    pub oidc: Option<firebreak_server::oidc::OidcConfig>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -255,6 +258,7 @@ impl Settings {
             tls,
             trusted_proxies,
             auth,
+            oidc: file.oidc,
             listen,
             audit_key_file: args
                 .audit_key_file

@@ -558,6 +558,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         public_origin: o.settings.public_url.clone(),
         secure_transport: tls.is_some() || o.settings.behind_tls_proxy,
         trusted_proxies: o.settings.trusted_proxies.clone(),
+        oidc: match o.settings.oidc.clone() {
+            Some(c) => Some(Arc::new(
+                firebreak_server::oidc::OidcClient::new(c).context("[oidc] in firebreak.toml")?,
+            )),
+            None => None,
+        },
     };
     let router = firebreak_server::router_with(app, web);
     let scheme = if tls.is_some() { "https" } else { "http" };

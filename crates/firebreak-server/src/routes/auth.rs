@@ -279,14 +279,14 @@ async fn read_form<T: serde::de::DeserializeOwned>(body: axum::body::Body) -> Re
     let bytes = axum::body::to_bytes(body, FORM_LIMIT).await.map_err(|_| {
         (
             StatusCode::PAYLOAD_TOO_LARGE,
-            Html(login_page(Some("The form is too large."), "")),
+            Html(login_page(Some("The form is too large."), "", "")),
         )
             .into_response()
     })?;
     serde_urlencoded::from_bytes(&bytes).map_err(|_| {
         (
             StatusCode::BAD_REQUEST,
-            Html(login_page(Some("The form could not be read."), "")),
+            Html(login_page(Some("The form could not be read."), "", "")),
         )
             .into_response()
     })
@@ -334,7 +334,12 @@ pub async fn index(State(s): State<AppState>, req: Request) -> Response {
     {
         return Html(home_page(p.username(), &sess.csrf_token)).into_response();
     }
-    Html(login_page(None, "")).into_response()
+    Html(login_page(
+        None,
+        "",
+        &crate::oidc::button(s.web.oidc.as_ref()),
+    ))
+    .into_response()
 }
 
 /// `POST /login` (form fields `username`, `password`).
@@ -363,7 +368,8 @@ pub async fn login_form(State(s): State<AppState>, req: Request) -> Response {
             if status.is_server_error() {
                 tracing::error!(error = %e, "sign-in failed");
             }
-            html_error(status, login_page(Some(msg), &form.username), retry)
+            let sso = crate::oidc::button(s.web.oidc.as_ref());
+            html_error(status, login_page(Some(msg), &form.username, &sso), retry)
         }
     }
 }

@@ -253,8 +253,17 @@ async fn cookie_writes_without_the_csrf_token_or_from_another_site_are_403() {
 }
 
 #[tokio::test]
-async fn five_failures_lock_the_account_and_unknown_users_get_the_same_answers() {
-    let t = TestApp::new().await;
+async fn five_failures_lock_the_account_on_sqlite() {
+    account_lockout(TestApp::on(Backend::Sqlite).await).await;
+}
+
+#[tokio::test]
+async fn five_failures_lock_the_account_on_postgres() {
+    account_lockout(TestApp::on(Backend::Postgres).await).await;
+}
+
+/// Five failures lock the account; unknown users get the same answers and the same lock.
+async fn account_lockout(t: TestApp) {
     person(&t, "ana", &[Role::Helpdesk]).await;
     let mut bodies = Vec::new();
     for i in 0..5 {
@@ -314,8 +323,16 @@ async fn five_failures_lock_the_account_and_unknown_users_get_the_same_answers()
 }
 
 #[tokio::test]
-async fn five_failures_from_one_address_lock_that_address() {
-    let t = TestApp::new().await;
+async fn five_failures_from_one_address_lock_it_on_sqlite() {
+    address_lockout(TestApp::on(Backend::Sqlite).await).await;
+}
+
+#[tokio::test]
+async fn five_failures_from_one_address_lock_it_on_postgres() {
+    address_lockout(TestApp::on(Backend::Postgres).await).await;
+}
+
+async fn address_lockout(t: TestApp) {
     person(&t, "ana", &[Role::Helpdesk]).await;
     for i in 0..5 {
         let r = t
@@ -381,8 +398,17 @@ async fn empty_and_oversized_credentials_never_sign_in() {
 }
 
 #[tokio::test]
-async fn sessions_end_when_idle_at_their_absolute_limit_on_logout_and_on_disable() {
-    let t = TestApp::new().await;
+async fn sessions_expire_and_end_on_sqlite() {
+    session_lifetimes(TestApp::on(Backend::Sqlite).await).await;
+}
+
+#[tokio::test]
+async fn sessions_expire_and_end_on_postgres() {
+    session_lifetimes(TestApp::on(Backend::Postgres).await).await;
+}
+
+/// Sessions end when idle, at their absolute limit, on logout and when the user is disabled.
+async fn session_lifetimes(t: TestApp) {
     person(&t, "ana", &[Role::Helpdesk]).await;
     let me = |b: &Browser| browser_req(b, "GET", "/api/v1/users/me", None, None, None);
     // idle: 29 minutes is fine and counts as activity, 31 minutes of silence is not

@@ -10,6 +10,7 @@ mod auth;
 mod bad_input;
 mod documents;
 mod matrix;
+mod oidc;
 mod tickets;
 
 use axum::Router;
@@ -27,6 +28,76 @@ pub struct TestApp {
     pub app: App,
     pub clock: Arc<TestClock>,
     pub dir: tempfile::TempDir,
+    _pg: Option<PgSchema>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh schema on the test PostgreSQL (`FIREBREAK_TEST_DATABASE_URL`), dropped at the end.
+/// An unreachable database fails the test: it is never a skip.
+struct PgSchema {
+    url: String,
+    name: String,
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        // a connection of its own on a runtime of its own: the test's runtime is not polled
+        // while this runs, so nothing created on it may be awaited here
+        let (url, name) = (self.url.clone(), self.name.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async move {
+                    use sqlx::Connection;
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&url).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP SCHEMA IF EXISTS {name} CASCADE"
+                        )))
+                        .execute(&mut c)
+                        .await;
+                    }
+                });
+            }
+            let _ = tx.send(());
+        });
+        let _ = rx.recv_timeout(std::time::Duration::from_secs(10));
+    }
+}
+
+async fn postgres_store() -> (DynStore, PgSchema) {
+    use std::str::FromStr;
+    let url = std::env::var("FIREBREAK_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let name = format!("fbs_{}", uuid::Uuid::now_v7().simple());
+    {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {url} is required for these tests (FIREBREAK_TEST_DATABASE_URL): {e}"
+            )
+        });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let opts = sqlx::postgres::PgConnectOptions::from_str(&url)
+        .unwrap()
+        .options([("search_path", name.as_str())]);
+    let store: DynStore = Arc::new(
+        firebreak_store_postgres::PgStore::open_with(opts, Arc::new(AuditSigner::ephemeral()), 8)
+            .await
+            .unwrap(),
+    );
+    (store, PgSchema { url, name })
 }
 
 /// The wall clock plus an offset the test moves forward.
@@ -66,14 +137,48 @@ impl TestApp {
         .await
     }
 
+    pub async fn on(backend: Backend) -> Self {
+        Self::build(
+            backend,
+            AppConfig::default(),
+            firebreak_server::web::WebConfig::default(),
+        )
+        .await
+    }
+
     pub async fn with_config(config: AppConfig, web: firebreak_server::web::WebConfig) -> Self {
+        Self::build(Backend::Sqlite, config, web).await
+    }
+
+    async fn build(
+        backend: Backend,
+        config: AppConfig,
+        web: firebreak_server::web::WebConfig,
+    ) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("FIREBREAK_TEST_LOG")
+                    .unwrap_or_else(|_| "off".into()),
+            )
+            .with_test_writer()
+            .try_init();
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store: DynStore = Arc::new(
-            firebreak_store_sqlite::SqliteStore::open(&url, Arc::new(AuditSigner::ephemeral()))
+        let (store, pg): (DynStore, Option<PgSchema>) = match backend {
+            Backend::Sqlite => {
+                let url = format!("sqlite://{}", dir.path().join("t.db").display());
+                let store = firebreak_store_sqlite::SqliteStore::open(
+                    &url,
+                    Arc::new(AuditSigner::ephemeral()),
+                )
                 .await
-                .unwrap(),
-        );
+                .unwrap();
+                (Arc::new(store), None)
+            }
+            Backend::Postgres => {
+                let (store, schema) = postgres_store().await;
+                (store, Some(schema))
+            }
+        };
         let clock = Arc::new(TestClock::default());
         let blobs =
             firebreak_app::documents::BlobStore::new([9u8; 32], Some(dir.path().join("blobs")))
@@ -84,6 +189,7 @@ impl TestApp {
             app,
             clock,
             dir,
+            _pg: pg,
         }
     }
 
