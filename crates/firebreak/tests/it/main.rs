@@ -611,3 +611,88 @@ fn nul_and_control_characters_are_422_on_postgres() {
     drop(server);
     drop_pg_schema(&schema);
 }
+
+#[tokio::test]
+async fn serve_terminates_tls_sends_hsts_and_signs_in_the_first_admin() {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::sqlite(dir.path());
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_file, key_file) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+    // a key that does not match is refused at start-up, naming the problem
+    let other = rcgen::generate_simple_self_signed(vec!["other".to_string()]).unwrap();
+    let bad_key = dir.path().join("other.key");
+    std::fs::write(&bad_key, other.signing_key.serialize_pem()).unwrap();
+    let out = env.cli(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert_file.to_str().unwrap(),
+        "--tls-key",
+        bad_key.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("do not match"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let server = env.start_with(&[
+        "--tls-cert",
+        cert_file.to_str().unwrap(),
+        "--tls-key",
+        key_file.to_str().unwrap(),
+    ]);
+    let base = format!("https://localhost:{}", server.addr.port());
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", server.addr)
+        .build()
+        .unwrap();
+    let r = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .starts_with("max-age=")
+    );
+    // the first admin's password was written to the data dir (no terminal here)
+    let password = std::fs::read_to_string(dir.path().join("initial-admin-password")).unwrap();
+    let r = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .header("origin", &base)
+        .json(&serde_json::json!({"username": "admin", "password": password.trim()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let me = client
+        .get(format!("{base}/api/v1/users/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    assert_eq!(
+        me.json::<serde_json::Value>().await.unwrap()["username"],
+        "admin"
+    );
+    // plain HTTP on the TLS port gets no answer
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/healthz", server.addr.port()))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}

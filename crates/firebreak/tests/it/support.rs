@@ -90,8 +90,15 @@ impl Env {
     }
 
     pub fn start(&self) -> Server {
+        self.start_with(&[])
+    }
+
+    /// Starts `serve --listen 127.0.0.1:0` with extra arguments (http or https).
+    pub fn start_with(&self, extra: &[&str]) -> Server {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
         let mut child = self
-            .command(&["serve", "--listen", "127.0.0.1:0"])
+            .command(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -102,7 +109,10 @@ impl Env {
             let mut lines = BufReader::new(stdout).lines();
             let mut sent = false;
             while let Some(Ok(line)) = lines.next() {
-                if !sent && let Some(a) = line.strip_prefix("firebreak listening on http://") {
+                let addr = line
+                    .strip_prefix("firebreak listening on http://")
+                    .or_else(|| line.strip_prefix("firebreak listening on https://"));
+                if !sent && let Some(a) = addr {
                     let _ = tx.send(a.parse::<SocketAddr>().unwrap());
                     sent = true;
                 }
