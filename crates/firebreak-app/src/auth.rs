@@ -652,6 +652,60 @@ impl App {
         Ok(())
     }
 
+    /// Sets a user's password on behalf of an administrator (CLI): every session of theirs ends.
+    pub async fn reset_password(
+        &self,
+        actor: &str,
+        username: &str,
+        password: &str,
+    ) -> AppResult<()> {
+        let rec = match self.store.get_user_by_name(username).await {
+            Ok(r) => r,
+            Err(StoreError::NotFound) => {
+                return Err(AppError::field("user", format!("no user named {username}")));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        check_new_password(password, username).map_err(|_| {
+            AppError::field(
+                "password",
+                "must be 12 to 1024 characters and not the username",
+            )
+        })?;
+        let cs = ChangeSet::new()
+            .op(Op::SetPassword {
+                user_id: rec.user.id,
+                password_hash: hash_password(password)?,
+            })
+            .op(Op::RevokeSessions {
+                user_id: rec.user.id,
+                only: None,
+                except: None,
+                at: self.now(),
+            })
+            .op(Op::ClearLoginFailures {
+                keys: vec![account_key(username)],
+            })
+            .audit(
+                AuditDraft::new(actor, "user.password_reset", "user", rec.user.id)
+                    .details(json!({"username": username})),
+            );
+        self.store.commit(cs).await?;
+        Ok(())
+    }
+
+    /// Removes a user's second factor on behalf of an administrator (lost authenticator).
+    pub async fn reset_second_factor(&self, actor: &str, username: &str) -> AppResult<()> {
+        let rec = match self.store.get_user_by_name(username).await {
+            Ok(r) => r,
+            Err(StoreError::NotFound) => {
+                return Err(AppError::field("user", format!("no user named {username}")));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.remove_totp(actor, rec.user.id).await
+    }
+
     /// Starts TOTP enrolment for the caller: a new secret to put in an authenticator app.
     pub async fn totp_begin(&self, p: &Principal) -> AppResult<TotpEnrollment> {
         if !p.can_write() {

@@ -198,34 +198,59 @@ impl FromRequestParts<AppState> for Auth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if let Some(value) = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        {
-            let token = value
-                .strip_prefix("Bearer ")
-                .or_else(|| value.strip_prefix("bearer "))
-                .map(str::trim)
-                .ok_or_else(ApiError::unauthenticated)?;
-            let p = state
-                .app
-                .authenticate(token)
-                .await
-                .map_err(ApiError::from)?;
-            return Ok(Auth(p));
+        match authenticate(parts, state).await {
+            Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+                // no or bad credentials: counted per address; beyond the limit, 429
+                let addr = crate::web::client_info(parts, state.web())
+                    .addr
+                    .and_then(|a| a.parse().ok());
+                if let Some(ip) = addr
+                    && let Err(retry) = state.unauthenticated.hit(ip)
+                {
+                    return Err(ApiError {
+                        retry_after: Some(retry),
+                        ..ApiError::new(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "too_many_requests",
+                            "too many unauthenticated requests from this address; retry after Retry-After seconds",
+                        )
+                    });
+                }
+                Err(e)
+            }
+            other => other,
         }
-        let Some(secret) = crate::web::session_cookie(&parts.headers) else {
-            return Err(ApiError::unauthenticated());
-        };
-        let (p, session) = state
+    }
+}
+
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Auth, ApiError> {
+    if let Some(value) = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .ok_or_else(ApiError::unauthenticated)?;
+        let p = state
             .app
-            .authenticate_session(&secret, false)
+            .authenticate(token)
             .await
             .map_err(ApiError::from)?;
-        if !crate::web::is_safe_method(&parts.method) {
-            crate::web::check_csrf(&parts.headers, state.web(), &session.csrf_token, None)?;
-        }
-        Ok(Auth(p))
+        return Ok(Auth(p));
     }
+    let Some(secret) = crate::web::session_cookie(&parts.headers) else {
+        return Err(ApiError::unauthenticated());
+    };
+    let (p, session) = state
+        .app
+        .authenticate_session(&secret, false)
+        .await
+        .map_err(ApiError::from)?;
+    if !crate::web::is_safe_method(&parts.method) {
+        crate::web::check_csrf(&parts.headers, state.web(), &session.csrf_token, None)?;
+    }
+    Ok(Auth(p))
 }

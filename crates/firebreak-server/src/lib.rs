@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod oidc;
 mod routes;
 pub mod tls;
@@ -30,6 +31,8 @@ use utoipa_swagger_ui::SwaggerUi;
 pub struct AppState {
     pub app: App,
     pub web: web::WebConfig,
+    /// Unauthenticated requests per address.
+    pub unauthenticated: std::sync::Arc<limits::AddrLimiter>,
 }
 
 #[derive(OpenApi)]
@@ -205,7 +208,11 @@ pub fn router_with(app: App, web: web::WebConfig) -> Router {
     add_common_errors(&mut doc);
     let x_request_id = HeaderName::from_static("x-request-id");
     let secure = web.secure_transport;
-    let state = AppState { app, web };
+    let state = AppState {
+        app,
+        web,
+        unauthenticated: Default::default(),
+    };
     let router = api
         .route("/", get(routes::auth::index))
         .route("/login", get(routes::auth::index).post(routes::auth::login_form))

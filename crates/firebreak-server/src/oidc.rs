@@ -112,7 +112,7 @@ impl OidcClient {
             !config.role_map.is_empty(),
             "oidc.role_map maps no claim value to a role: nobody could sign in"
         );
-        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+        crate::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())

@@ -85,8 +85,17 @@ enum UserCommand {
     },
     /// List users.
     List,
-    /// Disable a user; their tokens stop working at once.
+    /// Disable a user; their sessions and tokens stop working at once.
     Disable { name: String },
+    /// Set a user's password (prints a random one unless --password-stdin); ends their sessions.
+    SetPassword {
+        name: String,
+        /// Read the password from one line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove a user's second factor (TOTP and recovery codes), e.g. after a lost phone.
+    ResetMfa { name: String },
     /// Replace a user's roles.
     SetRole {
         name: String,
@@ -129,6 +138,25 @@ enum AuditCommand {
     Verify,
 }
 
+/// A password from one line of standard input (`--password-stdin`; the newline is not part of
+/// it), or a random one to show once.
+fn password_input(from_stdin: bool) -> anyhow::Result<(String, bool)> {
+    if !from_stdin {
+        return Ok((firebreak_app::generate_password(), true));
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    let pw = line
+        .strip_suffix('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .unwrap_or(&line)
+        .to_string();
+    Ok((pw, false))
+}
+
 fn parse_role(s: &str) -> Result<Role, String> {
     Role::parse(s).ok_or_else(|| {
         format!(
@@ -162,6 +190,7 @@ fn parse_duration(s: &str) -> Result<time::Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    firebreak_server::tls::install_crypto_provider();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -325,21 +354,7 @@ async fn admin(o: &Opened, command: Command) -> anyhow::Result<ExitCode> {
             off_duty,
             password_stdin,
         }) => {
-            let (password, show) = if password_stdin {
-                let mut line = String::new();
-                std::io::stdin()
-                    .lock()
-                    .read_line(&mut line)
-                    .context("reading the password from stdin")?;
-                let pw = line
-                    .strip_suffix('\n')
-                    .map(|l| l.strip_suffix('\r').unwrap_or(l))
-                    .unwrap_or(&line)
-                    .to_string();
-                (pw, false)
-            } else {
-                (firebreak_app::generate_password(), true)
-            };
+            let (password, show) = password_input(password_stdin)?;
             let u = NewUser {
                 username: name,
                 roles,
@@ -392,7 +407,30 @@ async fn admin(o: &Opened, command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::User(UserCommand::Disable { name }) => {
             app.disable_user(CLI_ACTOR, &name).await.map_err(app_err)?;
-            writeln!(out, "disabled user {name}; their tokens are revoked")?;
+            writeln!(
+                out,
+                "disabled user {name}; their sessions and tokens are revoked"
+            )?;
+        }
+        Command::User(UserCommand::SetPassword {
+            name,
+            password_stdin,
+        }) => {
+            let (password, show) = password_input(password_stdin)?;
+            app.reset_password(CLI_ACTOR, &name, &password)
+                .await
+                .map_err(app_err)?;
+            if show {
+                writeln!(out, "{password}")?;
+            } else {
+                writeln!(out, "password of {name} set; their sessions are ended")?;
+            }
+        }
+        Command::User(UserCommand::ResetMfa { name }) => {
+            app.reset_second_factor(CLI_ACTOR, &name)
+                .await
+                .map_err(app_err)?;
+            writeln!(out, "second factor of {name} removed")?;
         }
         Command::User(UserCommand::SetRole { name, roles }) => {
             let u = app

@@ -827,3 +827,35 @@ async fn hsts_only_behind_tls_and_security_headers_everywhere() {
         .await;
     assert_eq!(https.status, StatusCode::CREATED, "{}", https.body);
 }
+
+#[tokio::test]
+async fn unauthenticated_requests_are_limited_per_address_not_authenticated_ones() {
+    let t = TestApp::new().await;
+    let tok = t.user("bot", &[Role::Responder]).await;
+    let req = |token: &str, peer: &str| {
+        Request::builder()
+            .uri("/api/v1/tickets")
+            .header("authorization", format!("Bearer {token}"))
+            .header("x-test-peer", peer)
+            .body(Body::empty())
+            .unwrap()
+    };
+    for _ in 0..60 {
+        assert_eq!(
+            t.raw(req("fbk_guess", "198.51.100.1:1")).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let r = t.raw(req("fbk_guess", "198.51.100.1:1")).await;
+    assert_error(&r, StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
+    assert!(r.headers.get("retry-after").is_some());
+    // a valid token from the same address still works; other addresses are not affected
+    assert_eq!(
+        t.raw(req(&tok, "198.51.100.1:1")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        t.raw(req("fbk_guess", "198.51.100.2:1")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}

@@ -696,3 +696,68 @@ async fn serve_terminates_tls_sends_hsts_and_signs_in_the_first_admin() {
         .await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
 }
+
+#[tokio::test]
+async fn set_password_and_reset_mfa_commands() {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::sqlite(dir.path());
+    let out = env.cli_stdin(
+        &[
+            "user",
+            "add",
+            "ana",
+            "--role",
+            "helpdesk",
+            "--password-stdin",
+        ],
+        "first passphrase 1\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = env.cli_stdin(
+        &["user", "set-password", "ana", "--password-stdin"],
+        "second passphrase 2\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = env.cli_stdin(
+        &["user", "set-password", "ana", "--password-stdin"],
+        "short\n",
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("password"));
+    let out = env.cli(&["user", "reset-mfa", "ana"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = env.cli(&["user", "reset-mfa", "nobody"]);
+    assert!(!out.status.success());
+    let server = env.start();
+    let base = format!("http://{}", server.addr);
+    let client = reqwest::Client::new();
+    let login = |pw: &'static str| {
+        client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"username": "ana", "password": pw}))
+            .send()
+    };
+    assert_eq!(login("first passphrase 1").await.unwrap().status(), 401);
+    assert_eq!(login("second passphrase 2").await.unwrap().status(), 200);
+    // both changes are on the record
+    drop(server);
+    let out = env.cli(&["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
