@@ -108,12 +108,35 @@ pub fn verify_password(phc: &str, password: &str) -> bool {
     }
 }
 
+/// The throttle key of an account: the name as typed, trimmed and lowercased (so `Admin` and
+/// ` admin` count together); over-long input is hashed rather than stored.
 fn account_key(username: &str) -> String {
-    format!("user:{}", username.trim().to_lowercase())
+    let n = username.trim().to_lowercase();
+    if n.len() <= 64 {
+        format!("user:{n}")
+    } else {
+        format!("user:#{}", &token_hash(&n)[..32])
+    }
 }
 
+/// The throttle key of a client address; IPv6 clients are counted per /64 (one subscriber).
 fn addr_key(addr: &str) -> String {
-    format!("addr:{addr}")
+    match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("addr:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("addr:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Ok(ip) => format!("addr:{ip}"),
+        Err(_) => format!("addr:{}", addr.chars().take(64).collect::<String>()),
+    }
+}
+
+/// An audit actor from untrusted text: at most 64 characters.
+fn actor_name(username: &str) -> String {
+    username.chars().take(64).collect()
 }
 
 /// RFC 6238 TOTP (HMAC-SHA1, 6 digits, 30 s) for one time step.
@@ -177,36 +200,57 @@ impl App {
         &self.config.auth
     }
 
-    /// Refuses with 429 while the account or the address is locked out.
-    async fn check_throttle(&self, keys: &[String]) -> AppResult<()> {
+    /// Starts a sign-in attempt. The attempt is counted against the account first, in one
+    /// atomic database statement, so parallel guesses are all counted; then the attempt is
+    /// refused (429) if the account has more than the allowed failures in the window or the
+    /// address has reached them. A success clears the account's count; a failure adds one to
+    /// the address (`record_failure`). An attempt that cannot be counted is not made.
+    async fn begin_attempt(&self, username: &str, client: &ClientInfo) -> AppResult<()> {
         let now = self.now();
-        let rows = self.store.login_throttle(keys).await?;
-        let until = rows.iter().filter_map(|r| r.locked_until).max();
-        if let Some(until) = until
-            && until > now
-        {
-            let secs = (until - now).whole_seconds().max(1);
-            return Err(AppError::TooManyAttempts {
-                retry_after: u32::try_from(secs).unwrap_or(u32::MAX),
-            });
+        let a = self.auth();
+        let account = account_key(username);
+        self.store
+            .commit(ChangeSet::new().op(Op::LoginFailure {
+                key: account.clone(),
+                at: now,
+                window: a.failure_window,
+                limit: a.max_failures + 1,
+                lock: a.lockout,
+            }))
+            .await?;
+        let rows = self
+            .store
+            .login_throttle(&Self::throttle_keys(username, client))
+            .await?;
+        for r in rows {
+            let over = if r.key == account {
+                r.failures > a.max_failures
+            } else {
+                r.failures >= a.max_failures
+            };
+            if over {
+                let until = r
+                    .locked_until
+                    .filter(|u| *u > now)
+                    .unwrap_or(r.window_start + a.failure_window);
+                let secs = (until - now).whole_seconds().max(1);
+                return Err(AppError::TooManyAttempts {
+                    retry_after: u32::try_from(secs).unwrap_or(u32::MAX),
+                });
+            }
         }
         Ok(())
     }
 
-    /// Counts one failure on each key and audits it; the caller answers 401.
-    async fn record_failure(
-        &self,
-        keys: &[String],
-        username: &str,
-        client: &ClientInfo,
-        why: &str,
-    ) {
+    /// A failed attempt: one more failure for the client address (the account's was counted
+    /// when the attempt began), and an audit entry.
+    async fn record_failure(&self, username: &str, client: &ClientInfo, why: &str) {
         let now = self.now();
         let a = self.auth();
         let mut cs = ChangeSet::new();
-        for k in keys {
+        if let Some(addr) = &client.addr {
             cs = cs.op(Op::LoginFailure {
-                key: k.clone(),
+                key: addr_key(addr),
                 at: now,
                 window: a.failure_window,
                 limit: a.max_failures,
@@ -214,14 +258,27 @@ impl App {
             });
         }
         let cs = cs.audit(
-            AuditDraft::new(username, "auth.failed", "user", "").details(json!({
-                "username": username.chars().take(64).collect::<String>(),
+            AuditDraft::new(&actor_name(username), "auth.failed", "user", "").details(json!({
+                "username": actor_name(username),
                 "factor": why,
                 "client_addr": client.addr,
             })),
         );
         if let Err(e) = self.store.commit(cs).await {
             tracing::warn!(error = %e, "could not count a failed sign-in");
+        }
+    }
+
+    /// Audits a refused sign-in that is not a guess (an identity provider's user who may not
+    /// sign in here).
+    async fn audit_refusal(&self, username: &str, client: &ClientInfo, factor: &str, reason: &str) {
+        let entry =
+            AuditDraft::new(&actor_name(username), "auth.refused", "user", "").details(json!({
+                "username": actor_name(username), "factor": factor, "reason": reason,
+                "client_addr": client.addr,
+            }));
+        if let Err(e) = self.store.commit(ChangeSet::new().audit(entry)).await {
+            tracing::warn!(error = %e, "could not audit a refused sign-in");
         }
     }
 
@@ -272,8 +329,7 @@ impl App {
         password: &str,
         client: &ClientInfo,
     ) -> AppResult<NewSession> {
-        let keys = Self::throttle_keys(username, client);
-        self.check_throttle(&keys).await?;
+        self.begin_attempt(username, client).await?;
         let valid_input = !username.is_empty()
             && username.len() <= 64
             && !password.is_empty()
@@ -298,17 +354,21 @@ impl App {
                 .as_ref()
                 .is_some_and(|r| r.password_hash.is_some() && !r.user.disabled);
         let Some(rec) = rec.filter(|_| ok) else {
-            self.record_failure(&keys, username, client, "password")
-                .await;
+            self.record_failure(username, client, "password").await;
             return Err(AppError::InvalidCredentials);
         };
         let totp = self.store.get_totp(rec.user.id).await?;
         let mfa = totp.is_some_and(|t| t.enabled);
         let (session, secret) = self.session_record(rec.user.id, mfa, client);
-        let cs = ChangeSet::new()
-            .op(Op::ClearLoginFailures {
+        let mut cs = ChangeSet::new();
+        if !mfa {
+            // cleared only once sign-in is complete: a known password does not reset the
+            // second factor's guesses
+            cs = cs.op(Op::ClearLoginFailures {
                 keys: vec![account_key(username)],
-            })
+            });
+        }
+        let cs = cs
             .op(Op::InsertSession(session.clone()))
             .audit(
                 AuditDraft::new(&rec.user.username, if mfa { "auth.password_ok" } else { "auth.login" }, "user", rec.user.id)
@@ -324,45 +384,57 @@ impl App {
         })
     }
 
-    /// Signs in a user vouched for by an external identity provider (OIDC). The user is
-    /// created on first sign-in with the mapped roles; later sign-ins keep the roles in step
-    /// with the provider. A local account with a password is never taken over.
+    /// Signs in a user vouched for by an external identity provider (OIDC). `subject` is the
+    /// provider's stable id for the person (`<issuer> <sub>`); users are matched on it, never
+    /// on their name. The first sign-in creates the user with the mapped roles (no password);
+    /// later sign-ins keep the roles in step with the provider. A Firebreak account that the
+    /// provider did not create is never signed into this way.
     pub async fn login_external(
         &self,
         provider: &str,
+        subject: &str,
         username: &str,
         roles: &[firebreak_domain::role::Role],
         email: Option<&str>,
         client: &ClientInfo,
     ) -> AppResult<NewSession> {
+        let refuse = |reason: String| async move {
+            self.audit_refusal(username, client, provider, &reason)
+                .await;
+            AppError::Forbidden(reason)
+        };
         if firebreak_domain::user::validate_username(username).is_err() {
-            return Err(AppError::Forbidden(format!(
-                "the identity provider's username {username:?} is not a valid Firebreak username"
-            )));
+            return Err(refuse(format!(
+                "the identity provider's username {:?} is not a valid Firebreak username",
+                actor_name(username)
+            ))
+            .await);
         }
         if roles.is_empty() {
-            self.record_failure(&[account_key(username)], username, client, provider)
-                .await;
-            return Err(AppError::Forbidden(
-                "the identity provider grants this user no Firebreak role".into(),
-            ));
+            return Err(
+                refuse("the identity provider grants this user no Firebreak role".into()).await,
+            );
         }
         let mut roles = roles.to_vec();
         roles.sort();
         roles.dedup();
-        let existing = match self.store.get_user_by_name(username).await {
+        let linked = match self.store.get_user_by_external_id(subject).await {
             Ok(r) => Some(r),
             Err(StoreError::NotFound) => None,
             Err(e) => return Err(e.into()),
         };
         let mut cs = ChangeSet::new();
-        let user = match existing {
-            Some(r) if r.password_hash.is_some() => {
-                return Err(AppError::Forbidden(format!(
-                    "a local account named {username} exists; it signs in with its password"
-                )));
+        let user = match linked {
+            Some(r) if r.user.disabled => {
+                self.audit_refusal(
+                    &r.user.username,
+                    client,
+                    provider,
+                    "the account is disabled",
+                )
+                .await;
+                return Err(AppError::InvalidCredentials);
             }
-            Some(r) if r.user.disabled => return Err(AppError::InvalidCredentials),
             Some(r) => {
                 if r.user.roles != roles {
                     cs = cs
@@ -372,7 +444,7 @@ impl App {
                         })
                         .audit(
                             AuditDraft::new(provider, "user.roles_set", "user", r.user.id)
-                                .details(json!({"username": username, "from": r.user.roles, "to": roles, "source": "identity provider"})),
+                                .details(json!({"username": r.user.username, "from": r.user.roles, "to": roles, "source": "identity provider"})),
                         );
                 }
                 User {
@@ -381,6 +453,16 @@ impl App {
                 }
             }
             None => {
+                match self.store.get_user_by_name(username).await {
+                    Ok(_) => {
+                        return Err(refuse(
+                            "this name belongs to a Firebreak account that is not linked to the identity provider".into(),
+                        )
+                        .await);
+                    }
+                    Err(StoreError::NotFound) => {}
+                    Err(e) => return Err(e.into()),
+                }
                 let rec = UserRecord {
                     user: User {
                         id: UserId::new(),
@@ -395,26 +477,33 @@ impl App {
                         created_at: self.now(),
                     },
                     password_hash: None,
+                    external_id: Some(subject.to_string()),
                 };
                 cs = cs.op(Op::InsertUser(rec.clone())).audit(
                     AuditDraft::new(provider, "user.created", "user", rec.user.id).details(json!({
-                        "username": username, "roles": roles, "email": email, "source": "identity provider",
+                        "username": username, "roles": roles, "email": email,
+                        "source": "identity provider", "subject": subject,
                     })),
                 );
                 rec.user
             }
         };
         let (session, secret) = self.session_record(user.id, false, client);
-        cs = cs
-            .op(Op::ClearLoginFailures {
-                keys: vec![account_key(username)],
-            })
-            .op(Op::InsertSession(session.clone()))
-            .audit(
-                AuditDraft::new(username, "auth.login", "user", user.id)
-                    .details(json!({"client_addr": client.addr, "factor": provider})),
-            );
-        self.store.commit(cs).await?;
+        cs = cs.op(Op::InsertSession(session.clone())).audit(
+            AuditDraft::new(&user.username, "auth.login", "user", user.id)
+                .details(json!({"client_addr": client.addr, "factor": provider})),
+        );
+        match self.store.commit(cs).await {
+            Ok(_) => {}
+            // two first sign-ins of the same person at once: the other one created the user
+            Err(StoreError::Conflict(m)) => {
+                return Err(AppError::Conflict {
+                    code: "conflict",
+                    message: m,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
         Ok(NewSession {
             secret,
             csrf_token: session.csrf_token,
@@ -488,11 +577,10 @@ impl App {
                 message: "this session does not await a second factor".into(),
             });
         }
-        let keys = Self::throttle_keys(&p.user.username, client);
-        self.check_throttle(&keys).await?;
+        self.begin_attempt(&p.user.username, client).await?;
         let accepted = self.check_second_factor(p.user.id, code).await?;
         let Some((factor, op)) = accepted else {
-            self.record_failure(&keys, &p.user.username, client, "second_factor")
+            self.record_failure(&p.user.username, client, "second_factor")
                 .await;
             return Err(AppError::InvalidCredentials);
         };
@@ -518,7 +606,7 @@ impl App {
             Ok(_) => {}
             // a replayed TOTP code or a recovery code spent concurrently
             Err(StoreError::Conflict(_) | StoreError::NotFound) => {
-                self.record_failure(&keys, &p.user.username, client, "second_factor")
+                self.record_failure(&p.user.username, client, "second_factor")
                     .await;
                 return Err(AppError::InvalidCredentials);
             }
@@ -597,8 +685,7 @@ impl App {
         password: &str,
         client: &ClientInfo,
     ) -> AppResult<()> {
-        let keys = Self::throttle_keys(p.username(), client);
-        self.check_throttle(&keys).await?;
+        self.begin_attempt(p.username(), client).await?;
         let rec = self.store.get_user(p.user.id).await?;
         let phc = rec
             .password_hash
@@ -606,13 +693,17 @@ impl App {
             .unwrap_or_else(|| dummy_hash().to_string());
         let ok = verify_blocking(&phc, password).await && rec.password_hash.is_some();
         if !ok {
-            self.record_failure(&keys, p.username(), client, "password")
-                .await;
+            self.record_failure(p.username(), client, "password").await;
             return Err(AppError::field(
                 "current_password",
                 "is not the current password",
             ));
         }
+        self.store
+            .commit(ChangeSet::new().op(Op::ClearLoginFailures {
+                keys: vec![account_key(p.username())],
+            }))
+            .await?;
         Ok(())
     }
 

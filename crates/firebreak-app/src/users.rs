@@ -120,6 +120,7 @@ impl App {
                 created_at: self.now(),
             },
             password_hash,
+            external_id: None,
         })
     }
 

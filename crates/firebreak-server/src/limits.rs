@@ -44,6 +44,14 @@ impl AddrLimiter {
 
     /// Counts one unauthenticated request from `ip`; `Err(seconds)` when over the limit.
     pub fn hit(&self, ip: IpAddr) -> Result<(), u32> {
+        // one IPv6 subscriber holds a whole /64
+        let ip = match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+            v4 => v4,
+        };
         let now = Instant::now();
         let mut seen = match self.seen.lock() {
             Ok(g) => g,

@@ -455,13 +455,21 @@ pub async fn callback(
             &format!("the ID token has no {:?} claim", oidc.config.username_claim),
         );
     };
+    let Some(sub) = claims
+        .get("sub")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+    else {
+        return fail(StatusCode::FORBIDDEN, "the ID token has no subject");
+    };
+    let subject = format!("{} {sub}", d.issuer.trim_end_matches('/'));
     let roles = oidc.roles_from(&claims);
     let email = claims.get("email").and_then(|v| v.as_str());
     let client = client_info(&parts, &s.web);
     let app_now = s.app.now_utc();
     match s
         .app
-        .login_external("oidc", &username, &roles, email, &client)
+        .login_external("oidc", &subject, &username, &roles, email, &client)
         .await
     {
         Ok(session) => {

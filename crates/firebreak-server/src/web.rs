@@ -60,6 +60,8 @@ pub fn client_info(parts: &Parts, web: &WebConfig) -> ClientInfo {
                 .get::<ConnectInfo<crate::tls::TlsPeer>>()
                 .map(|c| c.0.0.ip())
         });
+    // an IPv4 peer on a dual-stack socket shows up as ::ffff:a.b.c.d
+    let peer = peer.map(|p| p.to_canonical());
     let mut addr = peer;
     if let Some(p) = peer
         && web.trusted_proxies.contains(&p)
@@ -71,6 +73,7 @@ pub fn client_info(parts: &Parts, web: &WebConfig) -> ClientInfo {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+            .map(|ip| ip.to_canonical())
             .collect::<Vec<_>>();
         if let Some(ip) = forwarded
             .iter()
@@ -219,17 +222,18 @@ pub fn login_page(error: Option<&str>, username: &str, sso: &str) -> String {
     )
 }
 
-pub fn second_factor_page(error: Option<&str>) -> String {
+pub fn second_factor_page(error: Option<&str>, csrf: &str) -> String {
     let err = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e)))
         .unwrap_or_default();
     page(
         "Second factor",
         &format!(
-            "<h1>Second factor</h1>{err}<form method=\"post\" action=\"/login/second-factor\">\
+            "<h1>Second factor</h1>{err}<form method=\"post\" action=\"/login/second-factor\"><input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
 <label for=\"code\">Code from your authenticator app, or a recovery code</label>\
 <input id=\"code\" name=\"code\" autocomplete=\"one-time-code\" inputmode=\"text\" required autofocus>\
-<button type=\"submit\">Verify</button></form>"
+<button type=\"submit\">Verify</button></form>",
+            csrf = esc(csrf)
         ),
     )
 }

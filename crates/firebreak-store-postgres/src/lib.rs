@@ -585,8 +585,8 @@ async fn replace_tags(tx: &mut Tx<'_>, t: &Ticket) -> StoreResult<()> {
 async fn insert_user(tx: &mut Tx<'_>, u: &UserRecord) -> StoreResult<()> {
     let user = &u.user;
     sqlx::query(
-        "INSERT INTO users (id, username, roles, title, seniority, on_duty, email, disabled, clearances, password_hash, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO users (id, username, roles, title, seniority, on_duty, email, disabled, clearances, password_hash, created_at, external_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(user.id.as_uuid())
     .bind(&user.username)
@@ -599,6 +599,7 @@ async fn insert_user(tx: &mut Tx<'_>, u: &UserRecord) -> StoreResult<()> {
     .bind(user.clearances.join(","))
     .bind(&u.password_hash)
     .bind(truncate_millis(user.created_at))
+    .bind(&u.external_id)
     .execute(&mut **tx)
     .await
     .map_err(|e| match err(e) {
@@ -762,6 +763,16 @@ impl UserStore for PgStore {
     async fn get_user(&self, id: UserId) -> StoreResult<UserRecord> {
         let row = sqlx::query("SELECT * FROM users WHERE id = $1")
             .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?
+            .ok_or(StoreError::NotFound)?;
+        rows::user(&row)
+    }
+
+    async fn get_user_by_external_id(&self, external_id: &str) -> StoreResult<UserRecord> {
+        let row = sqlx::query("SELECT * FROM users WHERE external_id = $1")
+            .bind(external_id)
             .fetch_optional(&self.pool)
             .await
             .map_err(err)?

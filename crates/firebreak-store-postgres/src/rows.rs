@@ -111,6 +111,7 @@ pub fn user(row: &PgRow) -> StoreResult<UserRecord> {
             created_at: get(row, "created_at")?,
         },
         password_hash: get(row, "password_hash")?,
+        external_id: get(row, "external_id")?,
     })
 }
 

@@ -230,6 +230,16 @@ impl UserStore for SqliteStore {
         rows::user(&row)
     }
 
+    async fn get_user_by_external_id(&self, external_id: &str) -> StoreResult<UserRecord> {
+        let row = sqlx::query("SELECT * FROM users WHERE external_id = ?")
+            .bind(external_id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(rows::err)?
+            .ok_or(StoreError::NotFound)?;
+        rows::user(&row)
+    }
+
     async fn get_user_by_name(&self, username: &str) -> StoreResult<UserRecord> {
         let row = sqlx::query("SELECT * FROM users WHERE username = ?")
             .bind(username)

@@ -110,6 +110,7 @@ pub fn user(row: &SqliteRow) -> StoreResult<UserRecord> {
             created_at: from_millis(get(row, "created_at")?),
         },
         password_hash: get(row, "password_hash")?,
+        external_id: get(row, "external_id")?,
     })
 }
 

@@ -698,8 +698,8 @@ fn apply_op(
 fn insert_user(conn: &Connection, u: &UserRecord) -> StoreResult<()> {
     let user = &u.user;
     conn.prepare_cached(
-        "INSERT INTO users (id, username, roles, title, seniority, on_duty, email, disabled, clearances, password_hash, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO users (id, username, roles, title, seniority, on_duty, email, disabled, clearances, password_hash, created_at, external_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -714,6 +714,7 @@ fn insert_user(conn: &Connection, u: &UserRecord) -> StoreResult<()> {
             user.clearances.join(","),
             u.password_hash,
             to_millis(user.created_at),
+            u.external_id,
         ])
     })
     .map_err(|e| match err(e) {

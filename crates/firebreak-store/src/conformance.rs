@@ -129,6 +129,7 @@ fn sample_user(name: &str) -> UserRecord {
             created_at: now(),
         },
         password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        external_id: None,
     }
 }
 
@@ -479,6 +480,33 @@ pub async fn users_are_unique_and_updatable(ts: &TestStore) {
     let got = ts.store.get_user_by_name("alice").await.unwrap();
     assert_eq!(got.user, u.user);
     assert_eq!(got.password_hash, u.password_hash);
+    assert_eq!(got.external_id, None);
+    // users of an identity provider are found by their subject; a subject is unique
+    let mut sso = sample_user("carol");
+    sso.password_hash = None;
+    sso.external_id = Some("https://idp sub-1".into());
+    ts.store
+        .commit(ChangeSet::new().op(Op::InsertUser(sso.clone())))
+        .await
+        .unwrap();
+    let found = ts
+        .store
+        .get_user_by_external_id("https://idp sub-1")
+        .await
+        .unwrap();
+    assert_eq!(found.user, sso.user);
+    assert!(matches!(
+        ts.store.get_user_by_external_id("https://idp sub-2").await,
+        Err(StoreError::NotFound)
+    ));
+    let mut twin = sample_user("carol2");
+    twin.external_id = Some("https://idp sub-1".into());
+    assert!(matches!(
+        ts.store
+            .commit(ChangeSet::new().op(Op::InsertUser(twin)))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
     let mut changed = u.user.clone();
     changed.roles = vec![Role::Auditor];
     changed.disabled = true;
@@ -504,8 +532,9 @@ pub async fn users_are_unique_and_updatable(ts: &TestStore) {
             .as_deref(),
         Some("new")
     );
-    assert_eq!(ts.store.count_users().await.unwrap(), 1);
-    assert_eq!(ts.store.list_users().await.unwrap().len(), 1);
+    // alice and carol
+    assert_eq!(ts.store.count_users().await.unwrap(), 2);
+    assert_eq!(ts.store.list_users().await.unwrap().len(), 2);
     assert!(matches!(
         ts.store.get_user_by_name("bob").await,
         Err(StoreError::NotFound)

@@ -46,6 +46,9 @@ pub struct UserRecord {
     pub user: User,
     /// PHC string (argon2id); `None` for users who cannot sign in with a password.
     pub password_hash: Option<String>,
+    /// `<issuer> <sub>` for users an external identity provider created; they sign in only
+    /// through it, matched on this, never on their name.
+    pub external_id: Option<String>,
 }
 
 /// An API token as stored: only the SHA-256 of the secret is kept.
@@ -318,6 +321,7 @@ pub trait TicketStore: Send + Sync {
 pub trait UserStore: Send + Sync {
     async fn get_user(&self, id: UserId) -> StoreResult<UserRecord>;
     async fn get_user_by_name(&self, username: &str) -> StoreResult<UserRecord>;
+    async fn get_user_by_external_id(&self, external_id: &str) -> StoreResult<UserRecord>;
     async fn list_users(&self) -> StoreResult<Vec<User>>;
     async fn count_users(&self) -> StoreResult<i64>;
     async fn get_token_by_hash(&self, token_hash: &str) -> StoreResult<TokenRecord>;

@@ -140,9 +140,11 @@ pub async fn login(State(s): State<AppState>, req: Request) -> ApiResult<Respons
     responses((status = 200, body = SessionView), (status = 401, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope)))]
 pub async fn second_factor(State(s): State<AppState>, req: Request) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
-    check_same_origin(&parts.headers, s.web())?;
     let client = client_info(&parts, s.web());
     let secret = session_cookie(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
+    // the pending session's CSRF token (from the login answer) must come back
+    let (_, pending) = s.app.authenticate_session(&secret, true).await?;
+    check_csrf(&parts.headers, s.web(), &pending.csrf_token, None)?;
     let ApiJson(b) =
         ApiJson::<SecondFactorRequest>::from_request(Request::from_parts(parts, body), &s).await?;
     let now = s.app.now_utc();
@@ -265,6 +267,8 @@ struct LoginForm {
 struct CodeForm {
     #[serde(default)]
     code: String,
+    #[serde(default)]
+    csrf_token: String,
 }
 
 #[derive(Deserialize)]
@@ -375,24 +379,41 @@ pub async fn login_form(State(s): State<AppState>, req: Request) -> Response {
 }
 
 /// `GET /login/second-factor`.
-pub async fn second_factor_form_page() -> Html<String> {
-    Html(second_factor_page(None))
+pub async fn second_factor_form_page(State(s): State<AppState>, req: Request) -> Response {
+    let pending = match session_cookie(req.headers()) {
+        Some(secret) => s.app.authenticate_session(&secret, true).await.ok(),
+        None => None,
+    };
+    match pending {
+        Some((_, p)) if p.mfa_pending => {
+            Html(second_factor_page(None, &p.csrf_token)).into_response()
+        }
+        _ => Redirect::to("/login").into_response(),
+    }
 }
 
 /// `POST /login/second-factor` (form field `code`).
 pub async fn second_factor_form(State(s): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    if let Err(e) = check_same_origin(&parts.headers, s.web()) {
-        return e.into_response();
-    }
     let client = client_info(&parts, s.web());
     let Some(secret) = session_cookie(&parts.headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    let Ok((_, pending)) = s.app.authenticate_session(&secret, true).await else {
         return Redirect::to("/login").into_response();
     };
     let form: CodeForm = match read_form(body).await {
         Ok(f) => f,
         Err(r) => return r,
     };
+    if let Err(e) = check_csrf(
+        &parts.headers,
+        s.web(),
+        &pending.csrf_token,
+        Some(&form.csrf_token),
+    ) {
+        return e.into_response();
+    }
     let now = s.app.now_utc();
     match s
         .app
@@ -405,7 +426,7 @@ pub async fn second_factor_form(State(s): State<AppState>, req: Request) -> Resp
             let (status, _, retry) = login_error_message(&e);
             html_error(
                 status,
-                second_factor_page(Some("The code is not valid.")),
+                second_factor_page(Some("The code is not valid."), &pending.csrf_token),
                 retry,
             )
         }

@@ -129,7 +129,14 @@ pub async fn upload_document(
                 sealed = Some(done);
             }
             "description" | "source" | "collection_notes" => {
-                let bytes = field.bytes().await.map_err(|e| multipart_error(&e))?;
+                // read in chunks: a huge text field is refused as soon as it passes the limit
+                let mut bytes = Vec::new();
+                while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
+                    bytes.extend_from_slice(&chunk);
+                    if bytes.len() > TEXT_FIELD_LIMIT {
+                        break;
+                    }
+                }
                 if bytes.len() > TEXT_FIELD_LIMIT {
                     return Err(ApiError::field(
                         StatusCode::UNPROCESSABLE_ENTITY,
@@ -138,7 +145,7 @@ pub async fn upload_document(
                         "too long",
                     ));
                 }
-                let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
+                let text = String::from_utf8(bytes).map_err(|_| {
                     ApiError::field(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         "validation_failed",

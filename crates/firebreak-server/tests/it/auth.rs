@@ -604,10 +604,20 @@ async fn totp_second_factor_with_recovery_codes() {
             "POST",
             "/api/v1/auth/second-factor",
             Some(json!({"code": code})),
-            None,
+            Some(&b.csrf),
             Some(ORIGIN),
         )
     };
+    // the second factor is a cookie-authenticated write: without the CSRF token it is 403
+    let forged = browser_req(
+        &pending,
+        "POST",
+        "/api/v1/auth/second-factor",
+        Some(json!({"code": "000000"})),
+        None,
+        None,
+    );
+    assert_error(&t.raw(forged).await, StatusCode::FORBIDDEN, "csrf_rejected");
     let r = t.raw(second(&pending, "000000")).await;
     // (the 1-in-a-million chance that 000000 is the current code is accepted by this test)
     if r.status != StatusCode::OK {
@@ -628,7 +638,7 @@ async fn totp_second_factor_with_recovery_codes() {
         let r = t.raw(login_req("ana", PW, "10.0.0.6:1")).await;
         let p2 = Browser {
             cookie: cookie_of(&r),
-            csrf: String::new(),
+            csrf: r.body["csrf_token"].as_str().unwrap().into(),
         };
         assert_eq!(
             t.raw(second(&p2, &code)).await.status,
@@ -640,7 +650,7 @@ async fn totp_second_factor_with_recovery_codes() {
         let r = t.raw(login_req("ana", PW, "10.0.0.7:1")).await;
         let p3 = Browser {
             cookie: cookie_of(&r),
-            csrf: String::new(),
+            csrf: r.body["csrf_token"].as_str().unwrap().into(),
         };
         assert_eq!(
             t.raw(second(&p3, &codes[3])).await.status,
@@ -662,7 +672,7 @@ async fn totp_second_factor_with_recovery_codes() {
     let r = t.raw(login_req("ana", PW, "10.0.0.8:1")).await;
     let p4 = Browser {
         cookie: cookie_of(&r),
-        csrf: String::new(),
+        csrf: r.body["csrf_token"].as_str().unwrap().into(),
     };
     t.clock.advance(time::Duration::minutes(6));
     let code = totp_now(&secret, &t, 0);

@@ -308,6 +308,29 @@ async fn oidc_refusals() {
         .find(|u| u.username == "admin2")
         .unwrap();
     assert_eq!(u.roles, vec![Role::Admin]);
+    // nor is an account without a password (a sensor's token-only user) that the provider
+    // did not create
+    t.app
+        .add_user(
+            "test",
+            &NewUser {
+                username: "sensor1".into(),
+                roles: vec![Role::Reporter],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let r = sign_in(&t, "sensor1", &["soc-leads"], &idp).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let entries = t.app.store().audit_entries(0, 1000).await.unwrap();
+    assert!(
+        entries
+            .iter()
+            .filter(|e| e.action == "auth.refused")
+            .count()
+            >= 3
+    );
     // a forged nonce
     *idp.bad_nonce.lock().unwrap() = true;
     let r = sign_in(&t, "carol", &["soc"], &idp).await;
