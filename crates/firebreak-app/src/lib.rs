@@ -75,8 +75,15 @@ impl App {
         }
     }
 
-    pub fn store(&self) -> &DynStore {
-        &self.store
+    /// Read access to the store. Writes are reachable only inside this crate, through use
+    /// cases that authenticate, authorize and audit: the type has no `commit`.
+    pub fn store(&self) -> &dyn firebreak_store::ReadStore {
+        &*self.store
+    }
+
+    /// Which database backend is in use (`sqlite` or `postgres`).
+    pub fn backend(&self) -> &'static str {
+        self.store.backend()
     }
 
     pub fn config(&self) -> &AppConfig {

@@ -367,9 +367,16 @@ pub trait AuditStore: Send + Sync {
     async fn last_checkpoint(&self) -> StoreResult<Option<Checkpoint>>;
 }
 
+/// Every read of the storage contract, and nothing that writes: what layers above the
+/// application get (`App::store`), so that no handler can change anything except through a use
+/// case that authorizes it.
+pub trait ReadStore: TicketStore + UserStore + AuditStore + DocumentStore {}
+
+impl<T: TicketStore + UserStore + AuditStore + DocumentStore + ?Sized> ReadStore for T {}
+
 /// The whole storage contract, as the application sees it.
 #[async_trait]
-pub trait Store: TicketStore + UserStore + AuditStore + DocumentStore {
+pub trait Store: ReadStore {
     /// Applies a change set and its audit entries in one transaction; returns after COMMIT.
     async fn commit(&self, changes: ChangeSet) -> StoreResult<CommitOutcome>;
     /// Cheap liveness check of the database.

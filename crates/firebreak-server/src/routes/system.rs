@@ -22,7 +22,7 @@ pub async fn healthz(State(s): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
-        backend: s.app.store().backend(),
+        backend: s.app.backend(),
     })
 }
 
@@ -33,7 +33,7 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
         Ok(()) => Json(Health {
             status: "ready",
             version: env!("CARGO_PKG_VERSION"),
-            backend: s.app.store().backend(),
+            backend: s.app.backend(),
         })
         .into_response(),
         Err(e) => {
