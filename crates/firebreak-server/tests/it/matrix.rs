@@ -106,16 +106,6 @@ enum Object {
     Restricted,
 }
 
-async fn ticket_in(
-    t: &TestApp,
-    owner: &str,
-    worker: &str,
-    state: &str,
-    restricted: bool,
-) -> String {
-    ticket_for(t, owner, worker, state, restricted, None).await
-}
-
 async fn ticket_for(
     t: &TestApp,
     owner: &str,
