@@ -6,6 +6,7 @@ pub mod auth;
 pub mod documents;
 mod error;
 mod principal;
+pub mod response;
 pub mod tickets;
 mod users;
 pub mod verify;

@@ -6,6 +6,7 @@ pub mod api;
 pub mod audit;
 pub mod error;
 pub mod ids;
+pub mod response;
 pub mod role;
 pub mod ticket;
 pub mod user;

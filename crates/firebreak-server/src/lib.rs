@@ -43,6 +43,8 @@ pub struct AppState {
         (name = "tickets", description = "Help-desk tickets"),
         (name = "workflow", description = "Ticket state transitions"),
         (name = "incident log", description = "The per-ticket, hash-chained timeline"),
+                (name = "emergencies", description = "Emergency response: coordinator, team, meetings and minutes, status reports, course of action, notifications"),
+        (name = "change controls", description = "Change requests on tickets, with the two-person rule"),
         (name = "documents", description = "Evidence and documents: encrypted, content-addressed, with chain of custody"),
         (name = "auth", description = "Sign-in sessions, password, second factor"),
         (name = "users", description = "Users"),
@@ -125,6 +127,7 @@ fn api_router(max_document_bytes: u64) -> OpenApiRouter<AppState> {
         .merge(routes::tickets::router())
         .merge(routes::documents::router(max_document_bytes))
         .merge(routes::auth::router())
+        .merge(routes::response::router())
         .merge(routes::users::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)

@@ -14,8 +14,9 @@ use firebreak_domain::ticket::Ticket;
 use firebreak_domain::user::User;
 use firebreak_store::{
     AccessGrant, AuditSigner, AuditStore, ChangeSet, CommitOutcome, DocumentRecord, DocumentStore,
-    Op, SessionRecord, Store, StoreError, StoreResult, ThrottleRecord, TicketFilter, TicketStore,
-    TokenRecord, TotpRecord, UserRecord, UserStore, roles_to_text, scopes_to_text, truncate_millis,
+    Op, RecordFilter, SessionRecord, Store, StoreError, StoreResult, ThrottleRecord, TicketFilter,
+    TicketStore, TokenRecord, TotpRecord, UserRecord, UserStore, WorkflowRecord, WorkflowStore,
+    roles_to_text, scopes_to_text, truncate_millis,
 };
 use rows::err;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -496,6 +497,56 @@ pub(crate) async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) 
             .await
             .map_err(err)?;
         }
+        Op::InsertRecord(r) => {
+            sqlx::query(
+                "INSERT INTO workflow_records (id, kind, ticket_id, parent_id, status, principal, data, version, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9)",
+            )
+            .bind(r.id)
+            .bind(&r.kind)
+            .bind(r.ticket_id.map(|t| t.as_uuid()))
+            .bind(r.parent_id)
+            .bind(&r.status)
+            .bind(&r.principal)
+            .bind(&r.data)
+            .bind(truncate_millis(r.created_at))
+            .bind(truncate_millis(r.updated_at))
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+        }
+        Op::UpdateRecord {
+            record: r,
+            expected_version,
+        } => {
+            let res = sqlx::query(
+                "UPDATE workflow_records SET status = $1, principal = $2, data = $3, updated_at = $4, \
+                 version = version + 1 WHERE id = $5 AND version = $6",
+            )
+            .bind(&r.status)
+            .bind(&r.principal)
+            .bind(&r.data)
+            .bind(truncate_millis(r.updated_at))
+            .bind(r.id)
+            .bind(expected_version)
+            .execute(&mut **tx)
+            .await
+            .map_err(err)?;
+            if res.rows_affected() == 0 {
+                let exists: Option<(i64,)> =
+                    sqlx::query_as("SELECT version FROM workflow_records WHERE id = $1")
+                        .bind(r.id)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(err)?;
+                return Err(match exists {
+                    Some(_) => {
+                        StoreError::Conflict("the record was changed concurrently; retry".into())
+                    }
+                    None => StoreError::NotFound,
+                });
+            }
+        }
     }
     Ok(())
 }
@@ -925,6 +976,42 @@ impl DocumentStore for PgStore {
             .map_err(err)?
             .ok_or(StoreError::NotFound)?;
         Ok(data)
+    }
+}
+
+#[async_trait]
+impl WorkflowStore for PgStore {
+    async fn get_record(&self, id: uuid::Uuid) -> StoreResult<WorkflowRecord> {
+        let row = sqlx::query("SELECT * FROM workflow_records WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?
+            .ok_or(StoreError::NotFound)?;
+        rows::record(&row)
+    }
+
+    async fn list_records(&self, f: &RecordFilter) -> StoreResult<Vec<WorkflowRecord>> {
+        let mut q: QueryBuilder<Postgres> =
+            QueryBuilder::new("SELECT * FROM workflow_records WHERE kind = ");
+        q.push_bind(f.kind.clone());
+        if let Some(t) = f.ticket_id {
+            q.push(" AND ticket_id = ").push_bind(t.as_uuid());
+        }
+        if let Some(p) = f.parent_id {
+            q.push(" AND parent_id = ").push_bind(p);
+        }
+        if let Some(s) = &f.status {
+            q.push(" AND status = ").push_bind(s.clone());
+        }
+        if let Some(p) = &f.principal {
+            q.push(" AND principal = ").push_bind(p.clone());
+        }
+        let limit = if f.limit == 0 { 1000 } else { f.limit };
+        q.push(" ORDER BY created_at, id LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.pool).await.map_err(err)?;
+        rows.iter().map(rows::record).collect()
     }
 }
 

@@ -6,7 +6,7 @@ use firebreak_domain::ticket::*;
 use firebreak_domain::user::User;
 use firebreak_store::{
     DocumentRecord, SessionRecord, StoreError, StoreResult, ThrottleRecord, TokenRecord,
-    TotpRecord, UserRecord, roles_from_text, scopes_from_text, to_millis,
+    TotpRecord, UserRecord, WorkflowRecord, roles_from_text, scopes_from_text, to_millis,
 };
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -184,6 +184,21 @@ pub fn document(row: &PgRow) -> StoreResult<DocumentRecord> {
         collection_notes: get(row, "collection_notes")?,
         added_by: get(row, "added_by")?,
         added_at: get(row, "added_at")?,
+    })
+}
+
+pub fn record(row: &PgRow) -> StoreResult<WorkflowRecord> {
+    Ok(WorkflowRecord {
+        id: get(row, "id")?,
+        kind: get(row, "kind")?,
+        ticket_id: get::<Option<Uuid>>(row, "ticket_id")?.map(TicketId),
+        parent_id: get(row, "parent_id")?,
+        status: get(row, "status")?,
+        principal: get(row, "principal")?,
+        data: get(row, "data")?,
+        version: get(row, "version")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
     })
 }
 

@@ -13,8 +13,8 @@ use firebreak_domain::ticket::Ticket;
 use firebreak_domain::user::User;
 use firebreak_store::{
     AccessGrant, AuditSigner, AuditStore, ChangeSet, CommitOutcome, DocumentRecord, DocumentStore,
-    SessionRecord, Store, StoreError, StoreResult, ThrottleRecord, TicketFilter, TicketStore,
-    TokenRecord, TotpRecord, UserRecord, UserStore,
+    RecordFilter, SessionRecord, Store, StoreError, StoreResult, ThrottleRecord, TicketFilter,
+    TicketStore, TokenRecord, TotpRecord, UserRecord, UserStore, WorkflowRecord, WorkflowStore,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -387,6 +387,42 @@ impl DocumentStore for SqliteStore {
             .map_err(rows::err)?
             .ok_or(StoreError::NotFound)?;
         Ok(data)
+    }
+}
+
+#[async_trait]
+impl WorkflowStore for SqliteStore {
+    async fn get_record(&self, id: uuid::Uuid) -> StoreResult<WorkflowRecord> {
+        let row = sqlx::query("SELECT * FROM workflow_records WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(rows::err)?
+            .ok_or(StoreError::NotFound)?;
+        rows::record(&row)
+    }
+
+    async fn list_records(&self, f: &RecordFilter) -> StoreResult<Vec<WorkflowRecord>> {
+        let mut q: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT * FROM workflow_records WHERE kind = ");
+        q.push_bind(f.kind.clone());
+        if let Some(t) = f.ticket_id {
+            q.push(" AND ticket_id = ").push_bind(t.to_string());
+        }
+        if let Some(p) = f.parent_id {
+            q.push(" AND parent_id = ").push_bind(p.to_string());
+        }
+        if let Some(s) = &f.status {
+            q.push(" AND status = ").push_bind(s.clone());
+        }
+        if let Some(p) = &f.principal {
+            q.push(" AND principal = ").push_bind(p.clone());
+        }
+        let limit = if f.limit == 0 { 1000 } else { f.limit };
+        q.push(" ORDER BY created_at, id LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.read).await.map_err(rows::err)?;
+        rows.iter().map(rows::record).collect()
     }
 }
 

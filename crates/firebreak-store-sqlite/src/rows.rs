@@ -5,7 +5,7 @@ use firebreak_domain::ticket::*;
 use firebreak_domain::user::User;
 use firebreak_store::{
     DocumentRecord, SessionRecord, StoreError, StoreResult, ThrottleRecord, TokenRecord,
-    TotpRecord, UserRecord, from_millis, roles_from_text, scopes_from_text,
+    TotpRecord, UserRecord, WorkflowRecord, from_millis, roles_from_text, scopes_from_text,
 };
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -183,6 +183,29 @@ pub fn document(row: &SqliteRow) -> StoreResult<DocumentRecord> {
         collection_notes: get(row, "collection_notes")?,
         added_by: get(row, "added_by")?,
         added_at: from_millis(get(row, "added_at")?),
+    })
+}
+
+/// An optional id column (`NULL` or a UUID in text).
+fn opt_id<T: std::str::FromStr>(row: &SqliteRow, col: &str) -> StoreResult<Option<T>> {
+    match get::<Option<String>>(row, col)? {
+        Some(s) => Ok(Some(parse(s.parse().ok(), col, &s)?)),
+        None => Ok(None),
+    }
+}
+
+pub fn record(row: &SqliteRow) -> StoreResult<WorkflowRecord> {
+    Ok(WorkflowRecord {
+        id: id(row, "id")?,
+        kind: get(row, "kind")?,
+        ticket_id: opt_id(row, "ticket_id")?,
+        parent_id: opt_id(row, "parent_id")?,
+        status: get(row, "status")?,
+        principal: get(row, "principal")?,
+        data: get(row, "data")?,
+        version: get(row, "version")?,
+        created_at: from_millis(get(row, "created_at")?),
+        updated_at: from_millis(get(row, "updated_at")?),
     })
 }
 

@@ -8,8 +8,8 @@
 use firebreak_domain::audit::AuditDraft;
 use firebreak_domain::ticket::Ticket;
 use firebreak_store::{
-    AuditSigner, ChangeSet, CommitOutcome, Op, StoreError, StoreResult, UserRecord, roles_to_text,
-    scopes_to_text, to_millis,
+    AuditSigner, ChangeSet, CommitOutcome, Op, StoreError, StoreResult, UserRecord, WorkflowRecord,
+    roles_to_text, scopes_to_text, to_millis,
 };
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
 use std::time::Duration;
@@ -691,6 +691,62 @@ fn apply_op(
                 .and_then(|mut s| s.execute(params![sha256, data]))
                 .map_err(err)?;
         }
+        Op::InsertRecord(r) => {
+            conn.prepare_cached(
+                "INSERT INTO workflow_records (id, kind, ticket_id, parent_id, status, principal, data, version, \
+                 created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?9)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    r.id.to_string(),
+                    r.kind,
+                    r.ticket_id.map(|t| t.to_string()),
+                    r.parent_id.map(|p| p.to_string()),
+                    r.status,
+                    r.principal,
+                    r.data,
+                    to_millis(r.created_at),
+                    to_millis(r.updated_at),
+                ])
+            })
+            .map_err(err)?;
+        }
+        Op::UpdateRecord {
+            record,
+            expected_version,
+        } => update_record(conn, record, *expected_version)?,
+    }
+    Ok(())
+}
+
+fn update_record(conn: &Connection, r: &WorkflowRecord, expected_version: i64) -> StoreResult<()> {
+    let id = r.id.to_string();
+    let changed = conn
+        .prepare_cached(
+            "UPDATE workflow_records SET status = ?1, principal = ?2, data = ?3, updated_at = ?4, \
+             version = version + 1 WHERE id = ?5 AND version = ?6",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                r.status,
+                r.principal,
+                r.data,
+                to_millis(r.updated_at),
+                id,
+                expected_version,
+            ])
+        })
+        .map_err(err)?;
+    if changed == 0 {
+        let exists = conn
+            .prepare_cached("SELECT 1 FROM workflow_records WHERE id = ?1")
+            .and_then(|mut s| s.exists([&id]))
+            .map_err(err)?;
+        return Err(if exists {
+            StoreError::Conflict("the record was changed concurrently; retry".into())
+        } else {
+            StoreError::NotFound
+        });
     }
     Ok(())
 }

@@ -9,8 +9,8 @@
 )]
 
 use crate::{
-    AuditSigner, ChangeSet, DocumentRecord, DynStore, Op, SessionRecord, StoreError,
-    ThrottleRecord, TicketFilter, TokenRecord, TotpRecord, UserRecord, Visibility,
+    AuditSigner, ChangeSet, DocumentRecord, DynStore, Op, RecordFilter, SessionRecord, StoreError,
+    ThrottleRecord, TicketFilter, TokenRecord, TotpRecord, UserRecord, Visibility, WorkflowRecord,
 };
 use firebreak_domain::audit::{AuditDraft, ChainVerifier};
 use firebreak_domain::ids::{DocumentId, TicketId, TokenId, UserId};
@@ -51,6 +51,8 @@ macro_rules! store_conformance_suite {
             totp_is_enrolled_enabled_and_steps_used_once,
             recovery_codes_are_spent_once,
             documents_list_oldest_first_and_blobs_are_stored_once,
+            workflow_records_filter_and_list_oldest_first,
+            workflow_record_updates_check_the_version,
         );
     };
     (@tests $factory:path; $($name:ident),+ $(,)?) => {
@@ -1120,4 +1122,294 @@ pub async fn documents_list_oldest_first_and_blobs_are_stored_once(ts: &TestStor
         ts.store.get_blob("0000").await,
         Err(StoreError::NotFound)
     ));
+}
+
+/// A workflow record with a fixed id (`id`) and creation time (`created` ms after [`at`]).
+fn workflow_record(
+    id: u128,
+    kind: &str,
+    ticket_id: Option<TicketId>,
+    parent: Option<u128>,
+    status: &str,
+    principal: Option<&str>,
+    created: i64,
+) -> WorkflowRecord {
+    WorkflowRecord {
+        id: uuid::Uuid::from_u128(id),
+        kind: kind.into(),
+        ticket_id,
+        parent_id: parent.map(uuid::Uuid::from_u128),
+        status: status.into(),
+        principal: principal.map(str::to_string),
+        data: format!(r#"{{"n":{id}}}"#),
+        version: 1,
+        created_at: at(created),
+        updated_at: at(created),
+    }
+}
+
+pub async fn workflow_records_filter_and_list_oldest_first(ts: &TestStore) {
+    let t = create(&ts.store, sample_ticket("major incident")).await;
+    let other = create(&ts.store, sample_ticket("other")).await;
+    let rec = workflow_record;
+    let mut e1 = rec(10, "emergency", Some(t.id), None, "open", Some("olga"), 0);
+    // kept byte for byte: quotes, escapes, spacing, non-ASCII, a number as written
+    e1.data = "{ \"title\": \"Ransomware on \\\"FS-01\\\"\", \"note\": \"Zürich ünïcödé \u{1F512} 日本\\n'x'\",\n  \"n\": 1.50 }".into();
+    let e2 = rec(
+        11,
+        "emergency",
+        Some(other.id),
+        None,
+        "closed",
+        Some("rita"),
+        1000,
+    );
+    // m1 and m2 were created at the same time: the lower id (m2's) comes first
+    let m1 = rec(
+        5,
+        "meeting",
+        Some(t.id),
+        Some(10),
+        "requested",
+        Some("rita"),
+        2000,
+    );
+    let m2 = rec(3, "meeting", Some(t.id), Some(10), "final", None, 2000);
+    let m3 = rec(7, "meeting", None, Some(11), "requested", Some("rita"), 500);
+    let n1 = rec(1, "notification", None, None, "requested", Some("olga"), 0);
+    ts.store
+        .commit(
+            ChangeSet::new()
+                .op(Op::InsertRecord(e1.clone()))
+                .op(Op::InsertRecord(e2.clone()))
+                .op(Op::InsertRecord(m1.clone()))
+                .op(Op::InsertRecord(m2.clone()))
+                .op(Op::InsertRecord(m3.clone()))
+                // the stored version is 1 whatever the record says
+                .op(Op::InsertRecord(WorkflowRecord {
+                    version: 42,
+                    ..n1.clone()
+                })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ts.store.get_record(e1.id).await.unwrap(), e1);
+    assert_eq!(ts.store.get_record(n1.id).await.unwrap(), n1);
+    assert!(matches!(
+        ts.store.get_record(uuid::Uuid::now_v7()).await,
+        Err(StoreError::NotFound)
+    ));
+    let list = |f: RecordFilter| {
+        let store = ts.store.clone();
+        async move { store.list_records(&f).await.unwrap() }
+    };
+    let kind = |k: &str| RecordFilter {
+        kind: k.into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        list(kind("meeting")).await,
+        [m3.clone(), m2.clone(), m1.clone()]
+    );
+    assert_eq!(list(kind("emergency")).await, [e1.clone(), e2.clone()]);
+    assert_eq!(list(kind("notification")).await, std::slice::from_ref(&n1));
+    assert!(list(kind("status_report")).await.is_empty());
+    let by_ticket = RecordFilter {
+        ticket_id: Some(t.id),
+        ..kind("meeting")
+    };
+    assert_eq!(list(by_ticket.clone()).await, [m2.clone(), m1.clone()]);
+    assert!(
+        list(RecordFilter {
+            ticket_id: Some(other.id),
+            ..kind("meeting")
+        })
+        .await
+        .is_empty()
+    );
+    assert_eq!(
+        list(RecordFilter {
+            ticket_id: Some(other.id),
+            ..kind("emergency")
+        })
+        .await,
+        std::slice::from_ref(&e2)
+    );
+    let by_parent = |p: u128| RecordFilter {
+        parent_id: Some(uuid::Uuid::from_u128(p)),
+        ..kind("meeting")
+    };
+    assert_eq!(list(by_parent(10)).await, [m2.clone(), m1.clone()]);
+    assert_eq!(list(by_parent(11)).await, std::slice::from_ref(&m3));
+    assert!(list(by_parent(99)).await.is_empty());
+    let requested = RecordFilter {
+        status: Some("requested".into()),
+        ..kind("meeting")
+    };
+    assert_eq!(list(requested.clone()).await, [m3.clone(), m1.clone()]);
+    assert_eq!(
+        list(RecordFilter {
+            status: Some("closed".into()),
+            ..kind("emergency")
+        })
+        .await,
+        std::slice::from_ref(&e2)
+    );
+    assert_eq!(
+        list(RecordFilter {
+            principal: Some("rita".into()),
+            ..kind("meeting")
+        })
+        .await,
+        [m3.clone(), m1.clone()]
+    );
+    // another kind's records never match, whatever else does
+    assert_eq!(
+        list(RecordFilter {
+            principal: Some("olga".into()),
+            ..kind("emergency")
+        })
+        .await,
+        std::slice::from_ref(&e1)
+    );
+    // every filter at once
+    assert_eq!(
+        list(RecordFilter {
+            ticket_id: Some(t.id),
+            parent_id: Some(e1.id),
+            status: Some("requested".into()),
+            principal: Some("rita".into()),
+            ..kind("meeting")
+        })
+        .await,
+        std::slice::from_ref(&m1)
+    );
+    assert!(
+        list(RecordFilter {
+            principal: Some("olga".into()),
+            ..requested
+        })
+        .await
+        .is_empty()
+    );
+    // limit: the oldest first; 0 means the default
+    assert_eq!(
+        list(RecordFilter {
+            limit: 2,
+            ..kind("meeting")
+        })
+        .await,
+        [m3.clone(), m2.clone()]
+    );
+    assert_eq!(
+        list(RecordFilter {
+            limit: 1,
+            ..by_ticket
+        })
+        .await,
+        std::slice::from_ref(&m2)
+    );
+    assert_eq!(list(kind("meeting")).await.len(), 3);
+    // the same id twice is a conflict; an unknown ticket is refused
+    let res = commit_op(ts, Op::InsertRecord(m1.clone())).await;
+    assert!(matches!(res, Err(StoreError::Conflict(_))), "{res:?}");
+    let orphan = rec(20, "meeting", Some(TicketId::new()), None, "open", None, 0);
+    assert!(
+        commit_op(ts, Op::InsertRecord(orphan.clone()))
+            .await
+            .is_err()
+    );
+    assert!(matches!(
+        ts.store.get_record(orphan.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(ts.store.get_record(m1.id).await.unwrap(), m1);
+}
+
+pub async fn workflow_record_updates_check_the_version(ts: &TestStore) {
+    let t = create(&ts.store, sample_ticket("change control")).await;
+    let cc = workflow_record(
+        1,
+        "change_control",
+        Some(t.id),
+        None,
+        "requested",
+        Some("rita"),
+        0,
+    );
+    let sibling = workflow_record(2, "change_control", Some(t.id), None, "requested", None, 1);
+    for r in [&cc, &sibling] {
+        commit_op(ts, Op::InsertRecord(r.clone())).await.unwrap();
+    }
+    let update = |record: WorkflowRecord, expected_version: i64| Op::UpdateRecord {
+        record,
+        expected_version,
+    };
+    let approved = WorkflowRecord {
+        status: "approved".into(),
+        principal: Some("olga".into()),
+        data: r#"{"approved_by":"olga","comment":"«ok» — \"go\""}"#.into(),
+        updated_at: at(MINUTE),
+        ..cc.clone()
+    };
+    commit_op(ts, update(approved.clone(), 1)).await.unwrap();
+    let stored = ts.store.get_record(cc.id).await.unwrap();
+    assert_eq!(
+        stored,
+        WorkflowRecord {
+            version: 2,
+            ..approved.clone()
+        }
+    );
+    assert_eq!(stored.created_at, at(0));
+    // only status, principal, data and updated_at change: the rest stays as inserted
+    let done = WorkflowRecord {
+        status: "done".into(),
+        principal: None,
+        data: "{}".into(),
+        updated_at: at(2 * MINUTE),
+        kind: "meeting".into(),
+        created_at: at(5 * MINUTE),
+        version: 99,
+        ..approved.clone()
+    };
+    commit_op(ts, update(done, 2)).await.unwrap();
+    let stored = ts.store.get_record(cc.id).await.unwrap();
+    assert_eq!(
+        stored,
+        WorkflowRecord {
+            status: "done".into(),
+            principal: None,
+            data: "{}".into(),
+            updated_at: at(2 * MINUTE),
+            version: 3,
+            ..cc.clone()
+        }
+    );
+    // a stale version is a conflict and changes nothing
+    for stale in [1, 2, 4] {
+        let res = commit_op(ts, update(approved.clone(), stale)).await;
+        assert!(matches!(res, Err(StoreError::Conflict(_))), "{res:?}");
+    }
+    assert_eq!(ts.store.get_record(cc.id).await.unwrap(), stored);
+    // an unknown record is not found
+    let ghost = workflow_record(9, "change_control", None, None, "requested", None, 0);
+    let res = commit_op(ts, update(ghost.clone(), 1)).await;
+    assert!(matches!(res, Err(StoreError::NotFound)), "{res:?}");
+    assert!(matches!(
+        ts.store.get_record(ghost.id).await,
+        Err(StoreError::NotFound)
+    ));
+    // the other record was not touched
+    assert_eq!(ts.store.get_record(sibling.id).await.unwrap(), sibling);
+    let listed = ts
+        .store
+        .list_records(&RecordFilter {
+            kind: "change_control".into(),
+            status: Some("done".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed, [stored]);
 }

@@ -126,6 +126,40 @@ pub struct DocumentRecord {
     pub added_at: OffsetDateTime,
 }
 
+/// A record of the response process (emergency, meeting, status report, change control,
+/// notification, escalation report...): typed JSON in `data`, with the columns the process
+/// queries on. The app owns the shapes; the store keeps them whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowRecord {
+    pub id: uuid::Uuid,
+    /// `emergency`, `meeting`, `status_report`, `change_control`, `notification`, ...
+    pub kind: String,
+    pub ticket_id: Option<TicketId>,
+    /// The record this one belongs to (a meeting's emergency), if any.
+    pub parent_id: Option<uuid::Uuid>,
+    /// Free-form state the process filters on (`open`, `requested`, `final`...).
+    pub status: String,
+    /// A username the process filters on (a coordinator, a requester, a recipient).
+    pub principal: Option<String>,
+    /// The record itself, as JSON text.
+    pub data: String,
+    /// 1 on insert, bumped by every update.
+    pub version: i64,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// Filters for listing workflow records; `None` means "any". Oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct RecordFilter {
+    pub kind: String,
+    pub ticket_id: Option<TicketId>,
+    pub parent_id: Option<uuid::Uuid>,
+    pub status: Option<String>,
+    pub principal: Option<String>,
+    pub limit: u32,
+}
+
 /// One change inside a change set.
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -238,6 +272,15 @@ pub enum Op {
         sha256: String,
         data: Vec<u8>,
     },
+    /// Inserts a workflow record (its `version` is stored as 1).
+    InsertRecord(WorkflowRecord),
+    /// Replaces a workflow record's status, principal, data and `updated_at` if its stored
+    /// version is still `expected_version` (`Conflict` otherwise, `NotFound` when absent);
+    /// bumps the version.
+    UpdateRecord {
+        record: WorkflowRecord,
+        expected_version: i64,
+    },
 }
 
 /// Changes applied atomically: all ops and all audit entries commit together or not at all.
@@ -342,6 +385,14 @@ pub trait UserStore: Send + Sync {
 }
 
 #[async_trait]
+pub trait WorkflowStore: Send + Sync {
+    async fn get_record(&self, id: uuid::Uuid) -> StoreResult<WorkflowRecord>;
+    /// Records matching every given filter, oldest first (`created_at`, then `id`), at most
+    /// `limit` (0 means 1000).
+    async fn list_records(&self, filter: &RecordFilter) -> StoreResult<Vec<WorkflowRecord>>;
+}
+
+#[async_trait]
 pub trait DocumentStore: Send + Sync {
     async fn get_document(&self, id: DocumentId) -> StoreResult<DocumentRecord>;
     /// A ticket's documents, oldest first.
@@ -370,9 +421,12 @@ pub trait AuditStore: Send + Sync {
 /// Every read of the storage contract, and nothing that writes: what layers above the
 /// application get (`App::store`), so that no handler can change anything except through a use
 /// case that authorizes it.
-pub trait ReadStore: TicketStore + UserStore + AuditStore + DocumentStore {}
+pub trait ReadStore: TicketStore + UserStore + AuditStore + DocumentStore + WorkflowStore {}
 
-impl<T: TicketStore + UserStore + AuditStore + DocumentStore + ?Sized> ReadStore for T {}
+impl<T: TicketStore + UserStore + AuditStore + DocumentStore + WorkflowStore + ?Sized> ReadStore
+    for T
+{
+}
 
 /// The whole storage contract, as the application sees it.
 #[async_trait]

@@ -11,6 +11,7 @@ mod bad_input;
 mod documents;
 mod matrix;
 mod oidc;
+mod response;
 mod tickets;
 
 use axum::Router;

@@ -1,0 +1,1246 @@
+//! The response process beyond the normal path: escalation (with its report), management's
+//! request for immediate escalation, emergencies (coordinator, team, war room, meetings and
+//! minutes, status reports, course of action, obligations), notifications, and change controls
+//! with the two-person rule. Records are kept as workflow records; each change commits with
+//! its audit entries, like every other change.
+
+use crate::{App, AppError, AppResult, Principal};
+use firebreak_domain::api::{TicketView, format_number};
+use firebreak_domain::audit::AuditDraft;
+use firebreak_domain::response::*;
+use firebreak_domain::role::Role;
+use firebreak_domain::ticket::{Criticality, Ticket, TicketStatus};
+use firebreak_domain::user::User;
+use firebreak_store::{ChangeSet, Op, RecordFilter, StoreError, TicketFilter, WorkflowRecord};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+const K_ESCALATION: &str = "escalation_report";
+const K_EMERGENCY: &str = "emergency";
+const K_MEETING: &str = "meeting";
+const K_STATUS_REPORT: &str = "status_report";
+const K_CHANGE: &str = "change_control";
+const K_NOTIFICATION: &str = "notification";
+
+/// The built-in plan's war room (PRODUCT.md: one war room, "War Room").
+pub const DEFAULT_WAR_ROOM: &str = "War Room";
+/// The built-in plan's Investigation Status Report cadence.
+pub const STATUS_REPORT_EVERY: time::Duration = time::Duration::hours(24);
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call shape for every record kind: the arguments are the table's columns"
+)]
+fn record<T: Serialize>(
+    kind: &str,
+    id: Uuid,
+    ticket: &Ticket,
+    parent: Option<Uuid>,
+    status: &str,
+    principal: Option<&str>,
+    data: &T,
+    now: OffsetDateTime,
+) -> AppResult<WorkflowRecord> {
+    Ok(WorkflowRecord {
+        id,
+        kind: kind.into(),
+        ticket_id: Some(ticket.id),
+        parent_id: parent,
+        status: status.into(),
+        principal: principal.map(str::to_string),
+        data: serde_json::to_string(data)
+            .map_err(|e| anyhow::anyhow!("serializing {kind}: {e}"))?,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+fn parse<T: DeserializeOwned>(r: &WorkflowRecord) -> AppResult<T> {
+    serde_json::from_str(&r.data).map_err(|e| {
+        AppError::Unexpected(anyhow::anyhow!(
+            "stored {} {} unreadable: {e}",
+            r.kind,
+            r.id
+        ))
+    })
+}
+
+fn conflict(code: &'static str, message: impl Into<String>) -> AppError {
+    AppError::Conflict {
+        code,
+        message: message.into(),
+    }
+}
+
+fn is_security_staff(u: &User) -> bool {
+    u.has_role(Role::Responder) || u.has_role(Role::SeniorResponder)
+}
+
+fn is_management(u: &User) -> bool {
+    u.has_role(Role::Manager) || title_is(u.title.as_deref(), &MANAGEMENT_TITLES)
+}
+
+impl App {
+    fn number(&self, t: &Ticket) -> String {
+        format_number(&self.config.ticket_prefix, t.number)
+    }
+
+    async fn active_users(&self) -> AppResult<Vec<User>> {
+        Ok(self
+            .store
+            .list_users()
+            .await?
+            .into_iter()
+            .filter(|u| !u.disabled)
+            .collect())
+    }
+
+    /// An in-app notification record for `recipient` about `t`.
+    fn notification(
+        &self,
+        t: &Ticket,
+        parent: Option<Uuid>,
+        recipient: &str,
+        title: &str,
+    ) -> AppResult<WorkflowRecord> {
+        let n = Notification {
+            id: Uuid::now_v7(),
+            recipient: recipient.into(),
+            title: title.into(),
+            channel: "in_app".into(),
+            status: "delivered".into(),
+            ticket_number: self.number(t),
+            created_at: self.now(),
+        };
+        record(
+            K_NOTIFICATION,
+            n.id,
+            t,
+            parent,
+            "delivered",
+            Some(recipient),
+            &n,
+            self.now(),
+        )
+    }
+
+    /// The on-duty senior responder with the fewest open tier-2 tickets (ties: by name).
+    async fn default_tier2_assignee(&self) -> AppResult<Option<String>> {
+        let mut best: Option<(usize, String)> = None;
+        for u in self.active_users().await? {
+            if !(u.on_duty && u.has_role(Role::SeniorResponder)) {
+                continue;
+            }
+            let open = self
+                .store
+                .list_tickets(&TicketFilter {
+                    assignee: Some(u.username.clone()),
+                    limit: 1000,
+                    ..Default::default()
+                })
+                .await?
+                .iter()
+                .filter(|t| t.tier == 2 && t.status != TicketStatus::Closed)
+                .count();
+            if best
+                .as_ref()
+                .is_none_or(|(n, name)| (open, &u.username) < (*n, name))
+            {
+                best = Some((open, u.username));
+            }
+        }
+        Ok(best.map(|(_, n)| n))
+    }
+
+    /// Moves a ticket to tier 2 as an escalation, with the records and notifications that go
+    /// with it, in one commit; retried on a concurrent ticket change.
+    async fn escalate_with(
+        &self,
+        p: &Principal,
+        reference: &str,
+        action: &str,
+        report: &EscalationReport,
+        allowed: &[Role],
+        who: &str,
+    ) -> AppResult<TicketView> {
+        for _ in 0..5 {
+            let t = self.find_ticket(p, reference).await?;
+            if !p.can_write() || !p.has_any(allowed) {
+                return Err(self
+                    .deny(p, action, Some(&t), format!("{action} is for {who}"))
+                    .await);
+            }
+            if t.status == TicketStatus::Closed {
+                return Err(conflict(
+                    "invalid_transition",
+                    "the ticket is closed; reopen it first",
+                ));
+            }
+            if t.criticality != Criticality::Normal {
+                return Err(conflict(
+                    "already_escalated",
+                    format!("the ticket is already {}", t.criticality.as_str()),
+                ));
+            }
+            let now = self.now();
+            let mut n = t.clone();
+            n.criticality = Criticality::Escalation;
+            n.tier = 2;
+            if let Some(a) = self.default_tier2_assignee().await? {
+                n.assignee = Some(a);
+            }
+            n.updated_at = now;
+            let number = self.number(&t);
+            let mut cs = ChangeSet::new()
+                .op(Op::UpdateTicket {
+                    ticket: n.clone(),
+                    expected_version: t.version,
+                })
+                .op(Op::InsertRecord(record(
+                    K_ESCALATION,
+                    Uuid::now_v7(),
+                    &t,
+                    None,
+                    "filed",
+                    Some(p.username()),
+                    &json!({"report": report, "filed_by": p.username(), "action": action}),
+                    now,
+                )?))
+                .audit(
+                    AuditDraft::new(p.username(), &format!("ticket.{action}"), "ticket", t.id)
+                        .ticket(t.id)
+                        .details(json!({
+                            "from": t.criticality, "to": n.criticality, "tier": 2,
+                            "assignee": n.assignee, "report": report,
+                        })),
+                );
+            // IT management is told (built-in plan: managers, in-app)
+            for m in self
+                .active_users()
+                .await?
+                .iter()
+                .filter(|u| u.has_role(Role::Manager))
+            {
+                cs = cs.op(Op::InsertRecord(self.notification(
+                    &t,
+                    None,
+                    &m.username,
+                    &format!("{number} escalated to tier 2: {}", report.reason),
+                )?));
+            }
+            match self.store.commit(cs).await {
+                Ok(_) => {
+                    n.version = t.version + 1;
+                    return Ok(TicketView::new(n, &self.config.ticket_prefix));
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(conflict(
+            "concurrent_update",
+            "the ticket keeps changing concurrently; retry",
+        ))
+    }
+
+    /// `escalate`: requires an Escalation Report; tier 2 takes over; management is told.
+    pub async fn escalate(
+        &self,
+        p: &Principal,
+        reference: &str,
+        req: &EscalateRequest,
+    ) -> AppResult<TicketView> {
+        req.validate()?;
+        self.escalate_with(
+            p,
+            reference,
+            "escalate",
+            &req.report,
+            &[Role::Helpdesk, Role::Responder, Role::SeniorResponder],
+            "the help desk and responders",
+        )
+        .await
+    }
+
+    /// `request-escalation`: management asks for immediate escalation.
+    pub async fn request_escalation(
+        &self,
+        p: &Principal,
+        reference: &str,
+        req: &ReasonBody,
+    ) -> AppResult<TicketView> {
+        let reason = req.validate()?;
+        let report = EscalationReport {
+            reason: reason.clone(),
+            impact: "immediate escalation requested by management".into(),
+            systems: vec![],
+            actions_taken: format!("management request by {}", p.username()),
+        };
+        self.escalate_with(
+            p,
+            reference,
+            "request_escalation",
+            &report,
+            &[Role::Manager],
+            "managers",
+        )
+        .await
+    }
+
+    /// The coordinator by default: the most senior on-duty security staff member, ties to the
+    /// one with fewer open emergencies, then by name.
+    async fn default_coordinator(&self) -> AppResult<Option<(String, String)>> {
+        let mut best: Option<(i32, usize, String)> = None;
+        for u in self.active_users().await? {
+            if !(u.on_duty && is_security_staff(&u)) {
+                continue;
+            }
+            let open = self
+                .store
+                .list_records(&RecordFilter {
+                    kind: K_EMERGENCY.into(),
+                    status: Some("open".into()),
+                    principal: Some(u.username.clone()),
+                    ..Default::default()
+                })
+                .await?
+                .len();
+            let better = match &best {
+                None => true,
+                Some((s, o, name)) => {
+                    u.seniority > *s || (u.seniority == *s && (open, &u.username) < (*o, name))
+                }
+            };
+            if better {
+                best = Some((u.seniority, open, u.username));
+            }
+        }
+        Ok(best.map(|(s, o, name)| {
+            (
+                name,
+                format!("most senior on-duty security staff member (seniority {s}, {o} open emergencies)"),
+            )
+        }))
+    }
+
+    /// Declares an emergency on a ticket: tier 2 from an escalation, or management directly.
+    pub async fn declare_emergency(
+        &self,
+        p: &Principal,
+        reference: &str,
+        req: &ReasonBody,
+    ) -> AppResult<Emergency> {
+        let reason = req.validate()?;
+        for _ in 0..5 {
+            let t = self.find_ticket(p, reference).await?;
+            let direct = p.has_any(&[Role::Manager, Role::Executive]);
+            // (an emergency ticket is past escalation: the answer is then "already declared")
+            let from_escalation = p.has_any(&[Role::SeniorResponder])
+                && matches!(
+                    t.criticality,
+                    Criticality::Escalation | Criticality::Emergency
+                );
+            if !p.can_write() || !(direct || from_escalation) {
+                let why = if p.has_any(&[Role::SeniorResponder]) {
+                    "tier 2 declares an emergency from an escalated ticket: escalate it first"
+                } else {
+                    "declaring an emergency is for senior responders (escalated tickets) and management"
+                };
+                return Err(self
+                    .deny(p, "declare_emergency", Some(&t), why.into())
+                    .await);
+            }
+            if t.status == TicketStatus::Closed {
+                return Err(conflict(
+                    "invalid_transition",
+                    "the ticket is closed; reopen it first",
+                ));
+            }
+            if t.criticality == Criticality::Emergency {
+                return Err(conflict(
+                    "already_emergency",
+                    "an emergency is already declared on this ticket",
+                ));
+            }
+            let now = self.now();
+            let (coordinator, why) = match self.default_coordinator().await? {
+                Some(c) => c,
+                None => (
+                    p.username().to_string(),
+                    "no security staff member is on duty: the declarer coordinates".to_string(),
+                ),
+            };
+            let e = Emergency {
+                id: Uuid::now_v7(),
+                ticket_number: self.number(&t),
+                status: EmergencyStatus::Open,
+                declared_by: p.username().into(),
+                declared_at: now,
+                reason: reason.clone(),
+                coordinator: Some(coordinator.clone()),
+                coordinator_reason: Some(why.clone()),
+                team: vec![coordinator.clone()],
+                war_room: Some(DEFAULT_WAR_ROOM.into()),
+                course_of_action: None,
+                course_rationale: None,
+                open_obligations: vec![],
+                next_meeting: None,
+            };
+            let mut n = t.clone();
+            n.criticality = Criticality::Emergency;
+            n.tier = 2;
+            n.updated_at = now;
+            let mut cs = ChangeSet::new()
+                .op(Op::UpdateTicket {
+                    ticket: n,
+                    expected_version: t.version,
+                })
+                .op(Op::InsertRecord(record(K_EMERGENCY, e.id, &t, None, "open", Some(&coordinator), &e, now)?))
+                .audit(
+                    AuditDraft::new(p.username(), "ticket.declare_emergency", "ticket", t.id)
+                        .ticket(t.id)
+                        .details(json!({"from": t.criticality, "to": "emergency", "reason": reason, "emergency": e.id})),
+                )
+                .audit(
+                    AuditDraft::new(p.username(), "emergency.coordinator_assigned", "emergency", e.id)
+                        .ticket(t.id)
+                        .details(json!({"coordinator": coordinator, "reason": why})),
+                );
+            for m in self
+                .active_users()
+                .await?
+                .iter()
+                .filter(|u| u.has_role(Role::Manager) || u.username == coordinator)
+            {
+                cs = cs.op(Op::InsertRecord(self.notification(
+                    &t,
+                    Some(e.id),
+                    &m.username,
+                    &format!("Emergency declared on {}: {reason}", e.ticket_number),
+                )?));
+            }
+            match self.store.commit(cs).await {
+                Ok(_) => return self.emergency_view(&t, e).await,
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(conflict(
+            "concurrent_update",
+            "the ticket keeps changing concurrently; retry",
+        ))
+    }
+
+    /// Loads an emergency the principal may see (the team, management, auditors, admins).
+    async fn find_emergency(
+        &self,
+        p: &Principal,
+        id: &str,
+    ) -> AppResult<(WorkflowRecord, Emergency, Ticket)> {
+        let id: Uuid = id.parse().map_err(|_| AppError::NotFound)?;
+        let rec = match self.store.get_record(id).await {
+            Ok(r) if r.kind == K_EMERGENCY => r,
+            Ok(_) | Err(StoreError::NotFound) => return Err(AppError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let e: Emergency = parse(&rec)?;
+        let ticket_id = rec.ticket_id.ok_or(AppError::NotFound)?;
+        let t = self.store.get_ticket(ticket_id).await?;
+        let on_team = e.team.iter().any(|m| m == p.username())
+            || e.coordinator.as_deref() == Some(p.username())
+            || e.declared_by == p.username();
+        let reader = p.has_any(&[Role::Manager, Role::Auditor, Role::Admin]);
+        if !p.can_read() || !(on_team || reader) {
+            return Err(AppError::NotFound);
+        }
+        // the team may read the emergency's restricted ticket while it lasts; others need the
+        // ticket's usual visibility
+        if !on_team && !self.can_see(p, &t).await? {
+            return Err(AppError::NotFound);
+        }
+        Ok((rec, e, t))
+    }
+
+    async fn emergency_view(&self, t: &Ticket, mut e: Emergency) -> AppResult<Emergency> {
+        let meetings = self.meetings_of(e.id).await?;
+        let now = self.now();
+        let mut open = Vec::new();
+        match e.course_of_action {
+            None => open.push("choose a course of action".to_string()),
+            Some(Course::LockdownRepair) => {
+                let changes = self.change_controls_of(t).await?;
+                if !changes.iter().any(|c| {
+                    c.kind == ChangeKind::Lockdown
+                        && matches!(
+                            c.status,
+                            ChangeStatus::Approved
+                                | ChangeStatus::Implemented
+                                | ChangeStatus::Verified
+                        )
+                }) {
+                    open.push("an approved lock-down change control".into());
+                }
+                let docs = self.store.list_documents(t.id).await?;
+                if !docs.iter().any(|d| d.added_at >= e.declared_at) {
+                    open.push("containment evidence preserved in the document store".into());
+                }
+                open.push("repair, then a Test Report with compliance testing".into());
+            }
+            Some(Course::FalsePositive) => open.push("a Report to Senior Management".into()),
+            Some(Course::MonitorCapture) => {
+                let last = self
+                    .store
+                    .list_records(&RecordFilter {
+                        kind: K_STATUS_REPORT.into(),
+                        parent_id: Some(e.id),
+                        ..Default::default()
+                    })
+                    .await?
+                    .last()
+                    .map(|r| r.created_at)
+                    .unwrap_or(e.declared_at);
+                let due = last + STATUS_REPORT_EVERY;
+                if due <= now {
+                    open.push(format!(
+                        "Investigation Status Report overdue since {}",
+                        due.format(&time::format_description::well_known::Rfc3339)
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        for m in &meetings {
+            if m.minutes.is_some() && !m.finalized {
+                open.push(format!("finalize the minutes of meeting {}", m.id));
+            }
+        }
+        e.open_obligations = open;
+        e.next_meeting = meetings
+            .iter()
+            .filter(|m| m.scheduled_at >= now && !m.finalized)
+            .min_by_key(|m| m.scheduled_at)
+            .map(|m| MeetingSummary {
+                id: m.id,
+                scheduled_at: m.scheduled_at,
+                war_room: m.war_room.clone(),
+            });
+        Ok(e)
+    }
+
+    pub async fn get_emergency(&self, p: &Principal, id: &str) -> AppResult<Emergency> {
+        let (_, e, t) = self.find_emergency(p, id).await?;
+        self.emergency_view(&t, e).await
+    }
+
+    /// Open and closed emergencies the principal may see, oldest first.
+    pub async fn list_emergencies(&self, p: &Principal) -> AppResult<Vec<Emergency>> {
+        let recs = self
+            .store
+            .list_records(&RecordFilter {
+                kind: K_EMERGENCY.into(),
+                ..Default::default()
+            })
+            .await?;
+        let mut out = Vec::new();
+        for r in recs {
+            match self.find_emergency(p, &r.id.to_string()).await {
+                Ok((_, e, t)) => out.push(self.emergency_view(&t, e).await?),
+                Err(AppError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Saves a changed emergency with its audit entry (optimistic on the record's version).
+    async fn save_emergency(
+        &self,
+        rec: &WorkflowRecord,
+        e: &Emergency,
+        extra: ChangeSet,
+        entry: AuditDraft,
+    ) -> AppResult<()> {
+        let mut updated = rec.clone();
+        updated.data = serde_json::to_string(e).map_err(|x| anyhow::anyhow!("{x}"))?;
+        updated.principal = e.coordinator.clone();
+        updated.status = e.status.as_str().into();
+        updated.updated_at = self.now();
+        let mut cs = extra.op(Op::UpdateRecord {
+            record: updated,
+            expected_version: rec.version,
+        });
+        cs = cs.audit(entry);
+        match self.store.commit(cs).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict(_)) => Err(conflict(
+                "concurrent_update",
+                "the emergency changed meanwhile; retry",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn require_coordinator(
+        &self,
+        p: &Principal,
+        e: &Emergency,
+        t: &Ticket,
+        action: &str,
+    ) -> AppResult<()> {
+        if p.can_write() && e.coordinator.as_deref() == Some(p.username()) {
+            if e.status == EmergencyStatus::Closed {
+                return Err(conflict("emergency_closed", "the emergency is closed"));
+            }
+            return Ok(());
+        }
+        Err(self
+            .deny(
+                p,
+                action,
+                Some(t),
+                format!(
+                    "{action} is for the emergency's coordinator ({})",
+                    e.coordinator.as_deref().unwrap_or("none")
+                ),
+            )
+            .await)
+    }
+
+    async fn check_users(&self, field: &str, names: &[String]) -> AppResult<()> {
+        for (i, n) in names.iter().enumerate() {
+            self.check_active_user(&format!("{field}[{i}]"), n).await?;
+        }
+        Ok(())
+    }
+
+    /// Reassigns the coordinator (management), with the reason on the record.
+    pub async fn set_coordinator(
+        &self,
+        p: &Principal,
+        id: &str,
+        body: &CoordinatorBody,
+    ) -> AppResult<Emergency> {
+        let (rec, mut e, t) = self.find_emergency(p, id).await?;
+        if !p.can_write() || !p.has_any(&[Role::Manager]) {
+            return Err(self
+                .deny(
+                    p,
+                    "emergency.coordinator",
+                    Some(&t),
+                    "reassigning the coordinator is for managers".into(),
+                )
+                .await);
+        }
+        let reason = ReasonBody {
+            reason: body.reason.clone(),
+        }
+        .validate()?;
+        self.check_active_user("username", &body.username).await?;
+        let from = e.coordinator.clone();
+        e.coordinator = Some(body.username.clone());
+        e.coordinator_reason = Some(reason.clone());
+        if !e.team.contains(&body.username) {
+            e.team.push(body.username.clone());
+        }
+        let entry = AuditDraft::new(
+            p.username(),
+            "emergency.coordinator_assigned",
+            "emergency",
+            e.id,
+        )
+        .ticket(t.id)
+        .details(json!({"from": from, "coordinator": body.username, "reason": reason}));
+        let note = ChangeSet::new().op(Op::InsertRecord(self.notification(
+            &t,
+            Some(e.id),
+            &body.username,
+            &format!("You coordinate the emergency on {}", e.ticket_number),
+        )?));
+        self.save_emergency(&rec, &e, note, entry).await?;
+        self.emergency_view(&t, e).await
+    }
+
+    /// The coordinator assembles the team.
+    pub async fn set_team(&self, p: &Principal, id: &str, body: &TeamBody) -> AppResult<Emergency> {
+        let (rec, mut e, t) = self.find_emergency(p, id).await?;
+        self.require_coordinator(p, &e, &t, "emergency.team")
+            .await?;
+        self.check_users("members", &body.members).await?;
+        let mut team = body.members.clone();
+        if let Some(c) = &e.coordinator
+            && !team.contains(c)
+        {
+            team.insert(0, c.clone());
+        }
+        team.dedup();
+        let entry = AuditDraft::new(p.username(), "emergency.team_set", "emergency", e.id)
+            .ticket(t.id)
+            .details(json!({"from": e.team, "to": team}));
+        e.team = team;
+        self.save_emergency(&rec, &e, ChangeSet::new(), entry)
+            .await?;
+        self.emergency_view(&t, e).await
+    }
+
+    async fn meetings_of(&self, emergency: Uuid) -> AppResult<Vec<Meeting>> {
+        let recs = self
+            .store
+            .list_records(&RecordFilter {
+                kind: K_MEETING.into(),
+                parent_id: Some(emergency),
+                ..Default::default()
+            })
+            .await?;
+        recs.iter().map(parse).collect()
+    }
+
+    pub async fn list_meetings(&self, p: &Principal, id: &str) -> AppResult<Vec<Meeting>> {
+        let (_, e, _) = self.find_emergency(p, id).await?;
+        self.meetings_of(e.id).await
+    }
+
+    pub async fn schedule_meeting(
+        &self,
+        p: &Principal,
+        id: &str,
+        body: &ScheduleMeeting,
+    ) -> AppResult<Meeting> {
+        let (_, e, t) = self.find_emergency(p, id).await?;
+        self.require_coordinator(p, &e, &t, "meeting.schedule")
+            .await?;
+        let war_room = match body.war_room.as_deref().map(str::trim) {
+            Some(w) if !w.is_empty() => {
+                if w.chars().count() > 200 {
+                    return Err(AppError::field(
+                        "war_room",
+                        "must be at most 200 characters",
+                    ));
+                }
+                w.to_string()
+            }
+            _ => e
+                .war_room
+                .clone()
+                .unwrap_or_else(|| DEFAULT_WAR_ROOM.into()),
+        };
+        let m = Meeting {
+            id: Uuid::now_v7(),
+            emergency_id: e.id,
+            scheduled_at: firebreak_store::truncate_millis(body.scheduled_at),
+            war_room,
+            minutes: None,
+            finalized: false,
+            finalized_by: None,
+            finalized_at: None,
+        };
+        let cs = ChangeSet::new()
+            .op(Op::InsertRecord(record(K_MEETING, m.id, &t, Some(e.id), "scheduled", None, &m, self.now())?))
+            .audit(
+                AuditDraft::new(p.username(), "meeting.scheduled", "meeting", m.id)
+                    .ticket(t.id)
+                    .details(json!({"emergency": e.id, "scheduled_at": m.scheduled_at.unix_timestamp(), "war_room": m.war_room})),
+            );
+        self.store.commit(cs).await?;
+        Ok(m)
+    }
+
+    async fn find_meeting(&self, e: &Emergency, mid: &str) -> AppResult<(WorkflowRecord, Meeting)> {
+        let mid: Uuid = mid.parse().map_err(|_| AppError::NotFound)?;
+        match self.store.get_record(mid).await {
+            Ok(r) if r.kind == K_MEETING && r.parent_id == Some(e.id) => {
+                let m = parse(&r)?;
+                Ok((r, m))
+            }
+            Ok(_) | Err(StoreError::NotFound) => Err(AppError::NotFound),
+            Err(x) => Err(x.into()),
+        }
+    }
+
+    async fn save_meeting(
+        &self,
+        rec: &WorkflowRecord,
+        m: &Meeting,
+        extra: ChangeSet,
+        entry: AuditDraft,
+    ) -> AppResult<()> {
+        let mut updated = rec.clone();
+        updated.data = serde_json::to_string(m).map_err(|x| anyhow::anyhow!("{x}"))?;
+        updated.status = if m.finalized {
+            "final".into()
+        } else if m.minutes.is_some() {
+            "minuted".into()
+        } else {
+            "scheduled".into()
+        };
+        updated.updated_at = self.now();
+        let cs = extra
+            .op(Op::UpdateRecord {
+                record: updated,
+                expected_version: rec.version,
+            })
+            .audit(entry);
+        match self.store.commit(cs).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::Conflict(_)) => Err(conflict(
+                "concurrent_update",
+                "the meeting changed meanwhile; retry",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Records (or replaces) a meeting's minutes; attendees join the team. Final minutes are
+    /// immutable.
+    pub async fn record_minutes(
+        &self,
+        p: &Principal,
+        id: &str,
+        mid: &str,
+        body: &MinutesBody,
+    ) -> AppResult<Meeting> {
+        let (erec, mut e, t) = self.find_emergency(p, id).await?;
+        self.require_coordinator(p, &e, &t, "meeting.minutes")
+            .await?;
+        let (rec, mut m) = self.find_meeting(&e, mid).await?;
+        if m.finalized {
+            return Err(conflict(
+                "minutes_final",
+                "the minutes are final and cannot be changed",
+            ));
+        }
+        body.validate()?;
+        self.check_users("attendees", &body.attendees).await?;
+        for (i, a) in body.actions.iter().enumerate() {
+            self.check_active_user(&format!("actions[{i}].owner"), &a.owner)
+                .await?;
+        }
+        m.minutes = Some(body.clone());
+        let entry = AuditDraft::new(p.username(), "meeting.minutes_recorded", "meeting", m.id)
+            .ticket(t.id)
+            .details(json!({"emergency": e.id, "minutes": body}));
+        self.save_meeting(&rec, &m, ChangeSet::new(), entry).await?;
+        // attending adds to the team
+        let new: Vec<String> = body
+            .attendees
+            .iter()
+            .filter(|a| !e.team.contains(a))
+            .cloned()
+            .collect();
+        if !new.is_empty() {
+            let entry = AuditDraft::new(p.username(), "emergency.team_joined", "emergency", e.id)
+                .ticket(t.id)
+                .details(json!({"added": new, "meeting": m.id}));
+            e.team.extend(new);
+            self.save_emergency(&erec, &e, ChangeSet::new(), entry)
+                .await?;
+        }
+        Ok(m)
+    }
+
+    /// Finalizes a meeting's minutes: only when a manager (CIO, CSO, Director of IT) attended.
+    pub async fn finalize_minutes(&self, p: &Principal, id: &str, mid: &str) -> AppResult<Meeting> {
+        let (_, e, t) = self.find_emergency(p, id).await?;
+        self.require_coordinator(p, &e, &t, "meeting.finalize")
+            .await?;
+        let (rec, mut m) = self.find_meeting(&e, mid).await?;
+        if m.finalized {
+            return Err(conflict("minutes_final", "the minutes are already final"));
+        }
+        let Some(minutes) = &m.minutes else {
+            return Err(conflict(
+                "minutes_missing",
+                "record the minutes (PUT .../minutes) before finalizing",
+            ));
+        };
+        let users = self.active_users().await?;
+        let manager_present = minutes
+            .attendees
+            .iter()
+            .any(|a| users.iter().any(|u| &u.username == a && is_management(u)));
+        if !manager_present {
+            return Err(conflict(
+                "manager_attendance_required",
+                "minutes cannot be finalized unless a manager (CIO, CSO or Director of IT) attended",
+            ));
+        }
+        m.finalized = true;
+        m.finalized_by = Some(p.username().into());
+        m.finalized_at = Some(self.now());
+        let entry = AuditDraft::new(p.username(), "meeting.minutes_finalized", "meeting", m.id)
+            .ticket(t.id)
+            .details(json!({"emergency": e.id, "attendees": minutes.attendees}));
+        self.save_meeting(&rec, &m, ChangeSet::new(), entry).await?;
+        Ok(m)
+    }
+
+    pub async fn file_status_report(
+        &self,
+        p: &Principal,
+        id: &str,
+        body: &StatusReportBody,
+    ) -> AppResult<StatusReport> {
+        let (_, e, t) = self.find_emergency(p, id).await?;
+        self.require_coordinator(p, &e, &t, "status_report.file")
+            .await?;
+        body.validate()?;
+        let r = StatusReport {
+            id: Uuid::now_v7(),
+            emergency_id: e.id,
+            body: body.clone(),
+            filed_by: p.username().into(),
+            filed_at: self.now(),
+        };
+        let cs = ChangeSet::new()
+            .op(Op::InsertRecord(record(
+                K_STATUS_REPORT,
+                r.id,
+                &t,
+                Some(e.id),
+                "filed",
+                Some(p.username()),
+                &r,
+                self.now(),
+            )?))
+            .audit(
+                AuditDraft::new(
+                    p.username(),
+                    "emergency.status_report",
+                    "status_report",
+                    r.id,
+                )
+                .ticket(t.id)
+                .details(json!({"emergency": e.id, "report": body})),
+            );
+        self.store.commit(cs).await?;
+        Ok(r)
+    }
+
+    pub async fn list_status_reports(
+        &self,
+        p: &Principal,
+        id: &str,
+    ) -> AppResult<Vec<StatusReport>> {
+        let (_, e, _) = self.find_emergency(p, id).await?;
+        let recs = self
+            .store
+            .list_records(&RecordFilter {
+                kind: K_STATUS_REPORT.into(),
+                parent_id: Some(e.id),
+                ..Default::default()
+            })
+            .await?;
+        recs.iter().map(parse).collect()
+    }
+
+    /// The coordinator chooses the course of action; Monitor & Capture tells the CEO, CFO,
+    /// corporate attorney and PR at once.
+    pub async fn choose_course(
+        &self,
+        p: &Principal,
+        id: &str,
+        body: &CourseBody,
+    ) -> AppResult<Emergency> {
+        let (rec, mut e, t) = self.find_emergency(p, id).await?;
+        self.require_coordinator(p, &e, &t, "emergency.course_of_action")
+            .await?;
+        let rationale = ReasonBody {
+            reason: body.rationale.clone(),
+        }
+        .validate()
+        .map_err(|_| AppError::field("rationale", "is required and must not be blank"))?;
+        let from = e.course_of_action;
+        e.course_of_action = Some(body.course);
+        e.course_rationale = Some(rationale.clone());
+        let mut extra = ChangeSet::new();
+        let mut told = Vec::new();
+        if body.course == Course::MonitorCapture {
+            for u in self.active_users().await? {
+                if title_is(u.title.as_deref(), &MONITOR_CAPTURE_TITLES) {
+                    extra = extra.op(Op::InsertRecord(self.notification(
+                        &t,
+                        Some(e.id),
+                        &u.username,
+                        &format!("Monitor & Capture on {}: {rationale}", e.ticket_number),
+                    )?));
+                    told.push(u.username);
+                }
+            }
+        }
+        let entry = AuditDraft::new(
+            p.username(),
+            "emergency.course_of_action",
+            "emergency",
+            e.id,
+        )
+        .ticket(t.id)
+        .details(
+            json!({"from": from, "to": body.course, "rationale": rationale, "notified": told}),
+        );
+        self.save_emergency(&rec, &e, extra, entry).await?;
+        self.emergency_view(&t, e).await
+    }
+
+    pub async fn list_notifications(
+        &self,
+        p: &Principal,
+        id: &str,
+    ) -> AppResult<Vec<Notification>> {
+        let (_, e, _) = self.find_emergency(p, id).await?;
+        let recs = self
+            .store
+            .list_records(&RecordFilter {
+                kind: K_NOTIFICATION.into(),
+                parent_id: Some(e.id),
+                ..Default::default()
+            })
+            .await?;
+        recs.iter().map(parse).collect()
+    }
+
+    async fn change_controls_of(&self, t: &Ticket) -> AppResult<Vec<ChangeControl>> {
+        let recs = self
+            .store
+            .list_records(&RecordFilter {
+                kind: K_CHANGE.into(),
+                ticket_id: Some(t.id),
+                ..Default::default()
+            })
+            .await?;
+        recs.iter().map(parse).collect()
+    }
+
+    pub async fn list_change_controls(
+        &self,
+        p: &Principal,
+        reference: &str,
+    ) -> AppResult<Vec<ChangeControl>> {
+        let t = self.find_ticket(p, reference).await?;
+        self.change_controls_of(&t).await
+    }
+
+    /// Raises a change control on a ticket (tier 2 and management); a normal ticket becomes an
+    /// escalation.
+    pub async fn create_change_control(
+        &self,
+        p: &Principal,
+        reference: &str,
+        body: &CreateChangeControl,
+    ) -> AppResult<ChangeControl> {
+        body.validate()?;
+        for _ in 0..5 {
+            let t = self.find_ticket(p, reference).await?;
+            if !p.can_write() || !p.has_any(&[Role::SeniorResponder, Role::Manager]) {
+                return Err(self
+                    .deny(
+                        p,
+                        "change_control.create",
+                        Some(&t),
+                        "change controls are raised by senior responders and managers".into(),
+                    )
+                    .await);
+            }
+            let now = self.now();
+            let c = ChangeControl {
+                id: Uuid::now_v7(),
+                ticket_number: self.number(&t),
+                kind: body.kind,
+                description: body.description.trim().into(),
+                systems: body.systems.clone(),
+                status: ChangeStatus::Requested,
+                requested_by: p.username().into(),
+                requested_at: now,
+                decided_by: None,
+                decided_at: None,
+                decision_comment: None,
+                needs_manager_approval: body.kind != ChangeKind::Normal,
+            };
+            let mut cs = ChangeSet::new()
+                .op(Op::InsertRecord(record(
+                    K_CHANGE,
+                    c.id,
+                    &t,
+                    None,
+                    "requested",
+                    Some(p.username()),
+                    &c,
+                    now,
+                )?))
+                .audit(
+                    AuditDraft::new(
+                        p.username(),
+                        "change_control.requested",
+                        "change_control",
+                        c.id,
+                    )
+                    .ticket(t.id)
+                    .details(
+                        json!({"kind": c.kind, "description": c.description, "systems": c.systems}),
+                    ),
+                );
+            if t.criticality == Criticality::Normal {
+                let mut n = t.clone();
+                n.criticality = Criticality::Escalation;
+                n.tier = 2;
+                n.updated_at = now;
+                cs = cs
+                    .op(Op::UpdateTicket {
+                        ticket: n,
+                        expected_version: t.version,
+                    })
+                    .audit(
+                        AuditDraft::new(p.username(), "ticket.classified", "ticket", t.id)
+                            .ticket(t.id)
+                            .details(json!({"from": "normal", "to": "escalation", "reason": "linked to a change control"})),
+                    );
+            }
+            match self.store.commit(cs).await {
+                Ok(_) => return Ok(c),
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(conflict(
+            "concurrent_update",
+            "the ticket keeps changing concurrently; retry",
+        ))
+    }
+
+    async fn find_change(
+        &self,
+        p: &Principal,
+        id: &str,
+    ) -> AppResult<(WorkflowRecord, ChangeControl, Ticket)> {
+        let id: Uuid = id.parse().map_err(|_| AppError::NotFound)?;
+        let rec = match self.store.get_record(id).await {
+            Ok(r) if r.kind == K_CHANGE => r,
+            Ok(_) | Err(StoreError::NotFound) => return Err(AppError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let t = self
+            .store
+            .get_ticket(rec.ticket_id.ok_or(AppError::NotFound)?)
+            .await?;
+        if !p.can_read() || !self.can_see(p, &t).await? {
+            return Err(AppError::NotFound);
+        }
+        let c = parse(&rec)?;
+        Ok((rec, c, t))
+    }
+
+    pub async fn get_change_control(&self, p: &Principal, id: &str) -> AppResult<ChangeControl> {
+        Ok(self.find_change(p, id).await?.1)
+    }
+
+    /// Moves a change control on: approve / reject (a manager for emergency and lock-down
+    /// changes, tier 2 or a manager for normal ones; never the requester), then implemented and
+    /// verified by tier 2.
+    pub async fn change_control_action(
+        &self,
+        p: &Principal,
+        id: &str,
+        action: ChangeStatus,
+        comment: Option<&str>,
+    ) -> AppResult<ChangeControl> {
+        let (rec, mut c, t) = self.find_change(p, id).await?;
+        let (from, allowed, who): (ChangeStatus, &[Role], &str) = match action {
+            ChangeStatus::Approved | ChangeStatus::Rejected => (
+                ChangeStatus::Requested,
+                if c.needs_manager_approval {
+                    &[Role::Manager]
+                } else {
+                    &[Role::Manager, Role::SeniorResponder]
+                },
+                if c.needs_manager_approval {
+                    "a manager (emergency and lock-down changes)"
+                } else {
+                    "a manager or a senior responder"
+                },
+            ),
+            ChangeStatus::Implemented => (
+                ChangeStatus::Approved,
+                &[Role::SeniorResponder, Role::Manager],
+                "tier 2",
+            ),
+            ChangeStatus::Verified => (
+                ChangeStatus::Implemented,
+                &[Role::SeniorResponder, Role::Manager],
+                "tier 2",
+            ),
+            ChangeStatus::Requested => {
+                return Err(conflict(
+                    "invalid_transition",
+                    "a change control cannot go back to requested",
+                ));
+            }
+        };
+        let name = format!("change_control.{}", action.as_str());
+        if !p.can_write() || !p.has_any(allowed) {
+            return Err(self
+                .deny(p, &name, Some(&t), format!("this step is for {who}"))
+                .await);
+        }
+        if matches!(action, ChangeStatus::Approved | ChangeStatus::Rejected)
+            && c.requested_by == p.username()
+        {
+            return Err(self
+                .deny(
+                    p,
+                    &name,
+                    Some(&t),
+                    "two-person rule: the requester cannot approve or reject their own change"
+                        .into(),
+                )
+                .await);
+        }
+        if c.status != from {
+            return Err(conflict(
+                "invalid_transition",
+                format!(
+                    "the change control is {}; this step needs it {}",
+                    c.status.as_str(),
+                    from.as_str()
+                ),
+            ));
+        }
+        let comment = match comment {
+            Some(cm) => Some(
+                DecisionBody { comment: cm.into() }
+                    .validate()
+                    .map(|()| cm.trim().to_string())?,
+            ),
+            None => None,
+        };
+        c.status = action;
+        if matches!(action, ChangeStatus::Approved | ChangeStatus::Rejected) {
+            c.decided_by = Some(p.username().into());
+            c.decided_at = Some(self.now());
+            c.decision_comment = comment.clone();
+        }
+        let mut updated = rec.clone();
+        updated.data = serde_json::to_string(&c).map_err(|x| anyhow::anyhow!("{x}"))?;
+        updated.status = action.as_str().into();
+        updated.updated_at = self.now();
+        let cs = ChangeSet::new()
+            .op(Op::UpdateRecord {
+                record: updated,
+                expected_version: rec.version,
+            })
+            .audit(
+                AuditDraft::new(p.username(), &name, "change_control", c.id)
+                    .ticket(t.id)
+                    .details(json!({"from": from, "to": action, "comment": comment, "requested_by": c.requested_by})),
+            );
+        match self.store.commit(cs).await {
+            Ok(_) => Ok(c),
+            Err(StoreError::Conflict(_)) => Err(conflict(
+                "concurrent_update",
+                "the change control changed meanwhile; retry",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

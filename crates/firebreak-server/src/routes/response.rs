@@ -1,0 +1,349 @@
+//! The response process: escalation, emergencies (coordinator, team, meetings and minutes,
+//! status reports, course of action, notifications) and change controls (PRODUCT.md §4.1).
+
+use crate::AppState;
+use crate::error::{ApiResult, ErrorEnvelope};
+use crate::extract::{ApiJson, Auth, OptionalJson};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use firebreak_domain::api::{Page, TicketView};
+use firebreak_domain::response::*;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(escalate))
+        .routes(routes!(request_escalation))
+        .routes(routes!(declare_emergency))
+        .routes(routes!(create_change_control, list_change_controls))
+        .routes(routes!(get_change_control))
+        .routes(routes!(approve_change))
+        .routes(routes!(reject_change))
+        .routes(routes!(implement_change))
+        .routes(routes!(verify_change))
+        .routes(routes!(list_emergencies))
+        .routes(routes!(get_emergency))
+        .routes(routes!(set_coordinator))
+        .routes(routes!(set_team))
+        .routes(routes!(schedule_meeting, list_meetings))
+        .routes(routes!(record_minutes))
+        .routes(routes!(finalize_minutes))
+        .routes(routes!(file_status_report, list_status_reports))
+        .routes(routes!(choose_course))
+        .routes(routes!(list_notifications))
+}
+
+fn page<T>(items: Vec<T>) -> Json<Page<T>> {
+    Json(Page {
+        items,
+        next_cursor: None,
+    })
+}
+
+/// Escalate to tier 2 with an Escalation Report; IT management is notified.
+#[utoipa::path(post, path = "/tickets/{ref}/escalate", tag = "workflow", request_body = EscalateRequest,
+    params(("ref" = String, Path, description = "Ticket id or number")),
+    responses((status = 200, body = TicketView), (status = 409, body = ErrorEnvelope)))]
+pub async fn escalate(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+    ApiJson(body): ApiJson<EscalateRequest>,
+) -> ApiResult<Json<TicketView>> {
+    Ok(Json(s.app.escalate(&p, &reference, &body).await?))
+}
+
+/// Management requests immediate escalation.
+#[utoipa::path(post, path = "/tickets/{ref}/request-escalation", tag = "workflow", request_body = ReasonBody,
+    params(("ref" = String, Path, description = "Ticket id or number")),
+    responses((status = 200, body = TicketView), (status = 409, body = ErrorEnvelope)))]
+pub async fn request_escalation(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+    ApiJson(body): ApiJson<ReasonBody>,
+) -> ApiResult<Json<TicketView>> {
+    Ok(Json(s.app.request_escalation(&p, &reference, &body).await?))
+}
+
+/// Declare an emergency: tier 2 on an escalated ticket, management on any ticket. Returns the
+/// emergency.
+#[utoipa::path(post, path = "/tickets/{ref}/declare-emergency", tag = "workflow", request_body = ReasonBody,
+    params(("ref" = String, Path, description = "Ticket id or number")),
+    responses((status = 200, body = Emergency), (status = 409, body = ErrorEnvelope)))]
+pub async fn declare_emergency(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+    ApiJson(body): ApiJson<ReasonBody>,
+) -> ApiResult<Json<Emergency>> {
+    Ok(Json(s.app.declare_emergency(&p, &reference, &body).await?))
+}
+
+/// Raise a change control on the ticket (a normal ticket becomes an escalation).
+#[utoipa::path(post, path = "/tickets/{ref}/change-controls", tag = "change controls", request_body = CreateChangeControl,
+    params(("ref" = String, Path, description = "Ticket id or number")),
+    responses((status = 201, body = ChangeControl)))]
+pub async fn create_change_control(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+    ApiJson(body): ApiJson<CreateChangeControl>,
+) -> ApiResult<(StatusCode, Json<ChangeControl>)> {
+    let c = s.app.create_change_control(&p, &reference, &body).await?;
+    Ok((StatusCode::CREATED, Json(c)))
+}
+
+/// The ticket's change controls, oldest first.
+#[utoipa::path(get, path = "/tickets/{ref}/change-controls", tag = "change controls",
+    params(("ref" = String, Path, description = "Ticket id or number")),
+    responses((status = 200, body = Page<ChangeControl>)))]
+pub async fn list_change_controls(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+) -> ApiResult<Json<Page<ChangeControl>>> {
+    Ok(page(s.app.list_change_controls(&p, &reference).await?))
+}
+
+#[utoipa::path(get, path = "/change-controls/{id}", tag = "change controls",
+    params(("id" = String, Path, description = "Change control id")),
+    responses((status = 200, body = ChangeControl)))]
+pub async fn get_change_control(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ChangeControl>> {
+    Ok(Json(s.app.get_change_control(&p, &id).await?))
+}
+
+/// Approve (a manager for emergency and lock-down changes; never the requester).
+#[utoipa::path(post, path = "/change-controls/{id}/approve", tag = "change controls", request_body = DecisionBody,
+    params(("id" = String, Path, description = "Change control id")),
+    responses((status = 200, body = ChangeControl), (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub async fn approve_change(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DecisionBody>,
+) -> ApiResult<Json<ChangeControl>> {
+    Ok(Json(
+        s.app
+            .change_control_action(&p, &id, ChangeStatus::Approved, Some(&body.comment))
+            .await?,
+    ))
+}
+
+/// Reject (same rules as approval).
+#[utoipa::path(post, path = "/change-controls/{id}/reject", tag = "change controls", request_body = DecisionBody,
+    params(("id" = String, Path, description = "Change control id")),
+    responses((status = 200, body = ChangeControl), (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+pub async fn reject_change(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<DecisionBody>,
+) -> ApiResult<Json<ChangeControl>> {
+    Ok(Json(
+        s.app
+            .change_control_action(&p, &id, ChangeStatus::Rejected, Some(&body.comment))
+            .await?,
+    ))
+}
+
+/// An optional comment on implement / verify.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OptionalComment {
+    pub comment: Option<String>,
+}
+
+/// Mark an approved change as implemented (tier 2).
+#[utoipa::path(post, path = "/change-controls/{id}/implement", tag = "change controls", request_body(content = Option<OptionalComment>),
+    params(("id" = String, Path, description = "Change control id")),
+    responses((status = 200, body = ChangeControl), (status = 409, body = ErrorEnvelope)))]
+pub async fn implement_change(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<OptionalComment>,
+) -> ApiResult<Json<ChangeControl>> {
+    Ok(Json(
+        s.app
+            .change_control_action(&p, &id, ChangeStatus::Implemented, body.comment.as_deref())
+            .await?,
+    ))
+}
+
+/// Mark an implemented change as verified (tier 2).
+#[utoipa::path(post, path = "/change-controls/{id}/verify", tag = "change controls", request_body(content = Option<OptionalComment>),
+    params(("id" = String, Path, description = "Change control id")),
+    responses((status = 200, body = ChangeControl), (status = 409, body = ErrorEnvelope)))]
+pub async fn verify_change(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<OptionalComment>,
+) -> ApiResult<Json<ChangeControl>> {
+    Ok(Json(
+        s.app
+            .change_control_action(&p, &id, ChangeStatus::Verified, body.comment.as_deref())
+            .await?,
+    ))
+}
+
+/// Emergencies the caller may see (team, management, auditors), oldest first.
+#[utoipa::path(get, path = "/emergencies", tag = "emergencies", responses((status = 200, body = Page<Emergency>)))]
+pub async fn list_emergencies(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+) -> ApiResult<Json<Page<Emergency>>> {
+    Ok(page(s.app.list_emergencies(&p).await?))
+}
+
+/// The emergency dashboard: coordinator, team, war room, course of action, open obligations,
+/// next meeting.
+#[utoipa::path(get, path = "/emergencies/{id}", tag = "emergencies",
+    params(("id" = String, Path, description = "Emergency id")),
+    responses((status = 200, body = Emergency)))]
+pub async fn get_emergency(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Emergency>> {
+    Ok(Json(s.app.get_emergency(&p, &id).await?))
+}
+
+/// Reassign the coordinator (management), with a reason.
+#[utoipa::path(post, path = "/emergencies/{id}/coordinator", tag = "emergencies", request_body = CoordinatorBody,
+    params(("id" = String, Path, description = "Emergency id")),
+    responses((status = 200, body = Emergency)))]
+pub async fn set_coordinator(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CoordinatorBody>,
+) -> ApiResult<Json<Emergency>> {
+    Ok(Json(s.app.set_coordinator(&p, &id, &body).await?))
+}
+
+/// The coordinator assembles the team.
+#[utoipa::path(put, path = "/emergencies/{id}/team", tag = "emergencies", request_body = TeamBody,
+    params(("id" = String, Path, description = "Emergency id")),
+    responses((status = 200, body = Emergency)))]
+pub async fn set_team(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<TeamBody>,
+) -> ApiResult<Json<Emergency>> {
+    Ok(Json(s.app.set_team(&p, &id, &body).await?))
+}
+
+/// Schedule a meeting (in the plan's war room unless another is named).
+#[utoipa::path(post, path = "/emergencies/{id}/meetings", tag = "emergencies", request_body = ScheduleMeeting,
+    params(("id" = String, Path, description = "Emergency id")),
+    responses((status = 201, body = Meeting)))]
+pub async fn schedule_meeting(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ScheduleMeeting>,
+) -> ApiResult<(StatusCode, Json<Meeting>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.app.schedule_meeting(&p, &id, &body).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/emergencies/{id}/meetings", tag = "emergencies",
+    params(("id" = String, Path, description = "Emergency id")),
+    responses((status = 200, body = Page<Meeting>)))]
+pub async fn list_meetings(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Page<Meeting>>> {
+    Ok(page(s.app.list_meetings(&p, &id).await?))
+}
+
+/// Record the minutes: attendees (they join the team), status, actions, resolutions.
+#[utoipa::path(put, path = "/emergencies/{id}/meetings/{mid}/minutes", tag = "emergencies", request_body = MinutesBody,
+    params(("id" = String, Path, description = "Emergency id"), ("mid" = String, Path, description = "Meeting id")),
+    responses((status = 200, body = Meeting), (status = 409, body = ErrorEnvelope)))]
+pub async fn record_minutes(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((id, mid)): Path<(String, String)>,
+    ApiJson(body): ApiJson<MinutesBody>,
+) -> ApiResult<Json<Meeting>> {
+    Ok(Json(s.app.record_minutes(&p, &id, &mid, &body).await?))
+}
+
+/// Finalize the minutes (409 `manager_attendance_required` unless a manager attended).
+#[utoipa::path(post, path = "/emergencies/{id}/meetings/{mid}/finalize", tag = "emergencies",
+    params(("id" = String, Path, description = "Emergency id"), ("mid" = String, Path, description = "Meeting id")),
+    responses((status = 200, body = Meeting), (status = 409, body = ErrorEnvelope)))]
+pub async fn finalize_minutes(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((id, mid)): Path<(String, String)>,
+) -> ApiResult<Json<Meeting>> {
+    Ok(Json(s.app.finalize_minutes(&p, &id, &mid).await?))
+}
+
+/// File a status report (cost, exposure, continuing business risk, next steps).
+#[utoipa::path(post, path = "/emergencies/{id}/status-reports", tag = "emergencies", request_body = StatusReportBody,
+    params(("id" = String, Path, description = "Emergency id")),
+    responses((status = 201, body = StatusReport)))]
+pub async fn file_status_report(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<StatusReportBody>,
+) -> ApiResult<(StatusCode, Json<StatusReport>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.app.file_status_report(&p, &id, &body).await?),
+    ))
+}
+
+#[utoipa::path(get, path = "/emergencies/{id}/status-reports", tag = "emergencies",
+    params(("id" = String, Path, description = "Emergency id")),
+    responses((status = 200, body = Page<StatusReport>)))]
+pub async fn list_status_reports(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Page<StatusReport>>> {
+    Ok(page(s.app.list_status_reports(&p, &id).await?))
+}
+
+/// Choose the course of action (`lockdown_repair`, `false_positive`, `monitor_capture`).
+#[utoipa::path(post, path = "/emergencies/{id}/course-of-action", tag = "emergencies", request_body = CourseBody,
+    params(("id" = String, Path, description = "Emergency id")),
+    responses((status = 200, body = Emergency)))]
+pub async fn choose_course(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CourseBody>,
+) -> ApiResult<Json<Emergency>> {
+    Ok(Json(s.app.choose_course(&p, &id, &body).await?))
+}
+
+/// Who was told what, on which channel, and whether it was delivered.
+#[utoipa::path(get, path = "/emergencies/{id}/notifications", tag = "emergencies",
+    params(("id" = String, Path, description = "Emergency id")),
+    responses((status = 200, body = Page<Notification>)))]
+pub async fn list_notifications(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Page<Notification>>> {
+    Ok(page(s.app.list_notifications(&p, &id).await?))
+}
