@@ -5,7 +5,9 @@
 pub mod auth;
 pub mod documents;
 mod error;
+pub mod pdf;
 mod principal;
+pub mod reports;
 pub mod response;
 pub mod tickets;
 mod users;

@@ -24,6 +24,10 @@ const K_MEETING: &str = "meeting";
 const K_STATUS_REPORT: &str = "status_report";
 const K_CHANGE: &str = "change_control";
 const K_NOTIFICATION: &str = "notification";
+const K_TEST_REPORT: &str = "test_report";
+const K_SMR: &str = "senior_management_report";
+const K_PHASE: &str = "phase";
+const K_PIR: &str = "post_incident_review";
 
 /// The built-in plan's war room (PRODUCT.md: one war room, "War Room").
 pub const DEFAULT_WAR_ROOM: &str = "War Room";
@@ -488,9 +492,17 @@ impl App {
                 if !docs.iter().any(|d| d.added_at >= e.declared_at) {
                     open.push("containment evidence preserved in the document store".into());
                 }
-                open.push("repair, then a Test Report with compliance testing".into());
+                let tests: Vec<TestReport> = self.records_of(K_TEST_REPORT, e.id).await?;
+                if !tests.iter().any(|r| r.body.all_pass()) {
+                    open.push("repair, then a Test Report whose compliance tests all pass".into());
+                }
             }
-            Some(Course::FalsePositive) => open.push("a Report to Senior Management".into()),
+            Some(Course::FalsePositive) => {
+                let smr: Vec<SeniorManagementReport> = self.records_of(K_SMR, e.id).await?;
+                if smr.is_empty() {
+                    open.push("a Report to Senior Management".into());
+                }
+            }
             Some(Course::MonitorCapture) => {
                 let last = self
                     .store
@@ -1242,5 +1254,378 @@ impl App {
             )),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn records_of<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        emergency: Uuid,
+    ) -> AppResult<Vec<T>> {
+        let recs = self
+            .store
+            .list_records(&RecordFilter {
+                kind: kind.into(),
+                parent_id: Some(emergency),
+                ..Default::default()
+            })
+            .await?;
+        recs.iter().map(parse).collect()
+    }
+
+    /// Files a Test Report (Lock-down & Repair): the repair and its compliance tests.
+    pub async fn file_test_report(
+        &self,
+        p: &Principal,
+        id: &str,
+        body: &TestReportBody,
+    ) -> AppResult<TestReport> {
+        let (_, e, t) = self.find_emergency(p, id).await?;
+        self.require_coordinator(p, &e, &t, "test_report.file")
+            .await?;
+        body.validate()?;
+        let r = TestReport {
+            id: Uuid::now_v7(),
+            emergency_id: e.id,
+            body: body.clone(),
+            filed_by: p.username().into(),
+            filed_at: self.now(),
+        };
+        let status = if body.all_pass() { "pass" } else { "fail" };
+        let cs = ChangeSet::new()
+            .op(Op::InsertRecord(record(
+                K_TEST_REPORT,
+                r.id,
+                &t,
+                Some(e.id),
+                status,
+                Some(p.username()),
+                &r,
+                self.now(),
+            )?))
+            .audit(
+                AuditDraft::new(p.username(), "emergency.test_report", "test_report", r.id)
+                    .ticket(t.id)
+                    .details(json!({"emergency": e.id, "report": body})),
+            );
+        self.store.commit(cs).await?;
+        Ok(r)
+    }
+
+    /// Files the Report to Senior Management (False Positive).
+    pub async fn file_senior_management_report(
+        &self,
+        p: &Principal,
+        id: &str,
+        body: &SeniorManagementReportBody,
+    ) -> AppResult<SeniorManagementReport> {
+        let (_, e, t) = self.find_emergency(p, id).await?;
+        self.require_coordinator(p, &e, &t, "senior_management_report.file")
+            .await?;
+        body.validate()?;
+        if e.course_of_action != Some(Course::FalsePositive) {
+            return Err(conflict(
+                "wrong_course",
+                "a Report to Senior Management belongs to the False Positive course of action; choose it first",
+            ));
+        }
+        let r = SeniorManagementReport {
+            id: Uuid::now_v7(),
+            emergency_id: e.id,
+            body: body.clone(),
+            filed_by: p.username().into(),
+            filed_at: self.now(),
+        };
+        let mut cs = ChangeSet::new()
+            .op(Op::InsertRecord(record(
+                K_SMR,
+                r.id,
+                &t,
+                Some(e.id),
+                "filed",
+                Some(p.username()),
+                &r,
+                self.now(),
+            )?))
+            .audit(
+                AuditDraft::new(
+                    p.username(),
+                    "emergency.senior_management_report",
+                    "senior_management_report",
+                    r.id,
+                )
+                .ticket(t.id)
+                .details(json!({"emergency": e.id, "report": body})),
+            );
+        for m in self
+            .active_users()
+            .await?
+            .iter()
+            .filter(|u| u.has_role(Role::Manager))
+        {
+            cs = cs.op(Op::InsertRecord(self.notification(
+                &t,
+                Some(e.id),
+                &m.username,
+                &format!("Report to Senior Management on {}", e.ticket_number),
+            )?));
+        }
+        self.store.commit(cs).await?;
+        Ok(r)
+    }
+
+    /// Closes an emergency once its course of action's obligations are met (409 listing them
+    /// otherwise). False Positive then returns the ticket to the normal path or closes it, as
+    /// the Report to Senior Management says.
+    pub async fn close_emergency(
+        &self,
+        p: &Principal,
+        id: &str,
+        body: &CloseEmergencyBody,
+    ) -> AppResult<Emergency> {
+        let (rec, e, t) = self.find_emergency(p, id).await?;
+        let coordinator = e.coordinator.as_deref() == Some(p.username());
+        if !p.can_write() || !(coordinator || p.has_any(&[Role::Manager])) {
+            return Err(self
+                .deny(
+                    p,
+                    "emergency.close",
+                    Some(&t),
+                    "closing an emergency is for its coordinator and managers".into(),
+                )
+                .await);
+        }
+        if e.status == EmergencyStatus::Closed {
+            return Err(conflict(
+                "emergency_closed",
+                "the emergency is already closed",
+            ));
+        }
+        let view = self.emergency_view(&t, e.clone()).await?;
+        if !view.open_obligations.is_empty() {
+            return Err(conflict(
+                "obligations_open",
+                format!(
+                    "the emergency cannot close yet: {}",
+                    view.open_obligations.join("; ")
+                ),
+            ));
+        }
+        let summary = match &body.summary {
+            Some(sm) => Some(
+                ReasonBody { reason: sm.clone() }
+                    .validate()
+                    .map_err(|_| AppError::field("summary", "must not be blank"))?,
+            ),
+            None => None,
+        };
+        let mut closed = e.clone();
+        closed.status = EmergencyStatus::Closed;
+        let mut extra = ChangeSet::new();
+        let mut disposition = None;
+        if e.course_of_action == Some(Course::FalsePositive) {
+            let smr: Vec<SeniorManagementReport> = self.records_of(K_SMR, e.id).await?;
+            if let Some(last) = smr.last() {
+                let now = self.now();
+                let mut n = t.clone();
+                match last.body.disposition {
+                    Disposition::ReturnToNormal => {
+                        n.criticality = Criticality::Normal;
+                        n.tier = 1;
+                    }
+                    Disposition::Close => {
+                        n.status = TicketStatus::Closed;
+                        n.false_positive = true;
+                        n.resolution = Some(last.body.summary.clone());
+                        n.problem_category = Some("false positive".into());
+                    }
+                }
+                n.updated_at = now;
+                disposition = Some(last.body.disposition);
+                extra = extra.op(Op::UpdateTicket {
+                    ticket: n,
+                    expected_version: t.version,
+                });
+            }
+        }
+        let entry = AuditDraft::new(p.username(), "emergency.closed", "emergency", e.id)
+            .ticket(t.id)
+            .details(json!({"summary": summary, "course": e.course_of_action, "disposition": disposition}));
+        self.save_emergency(&rec, &closed, extra, entry).await?;
+        let t = self.store.get_ticket(t.id).await?;
+        self.emergency_view(&t, closed).await
+    }
+
+    /// Moves the ticket to an incident-handling phase (forward only), on the record.
+    pub async fn set_phase(
+        &self,
+        p: &Principal,
+        reference: &str,
+        body: &PhaseBody,
+    ) -> AppResult<serde_json::Value> {
+        let t = self.find_ticket(p, reference).await?;
+        if !p.can_write() || !p.has_any(&[Role::Responder, Role::SeniorResponder, Role::Manager]) {
+            return Err(self
+                .deny(
+                    p,
+                    "ticket.phase",
+                    Some(&t),
+                    "phases are set by responders and managers".into(),
+                )
+                .await);
+        }
+        if let Some(n) = &body.note {
+            ReasonBody { reason: n.clone() }
+                .validate()
+                .map_err(|_| AppError::field("note", "must not be blank"))?;
+        }
+        let current = self.current_phase(&t).await?;
+        if let Some(c) = current
+            && body.phase.index() < c.index()
+        {
+            return Err(conflict(
+                "invalid_transition",
+                format!("the ticket is in {}; phases only move forward", c.as_str()),
+            ));
+        }
+        let now = self.now();
+        let cs = ChangeSet::new()
+            .op(Op::InsertRecord(record(
+                K_PHASE,
+                Uuid::now_v7(),
+                &t,
+                None,
+                body.phase.as_str(),
+                Some(p.username()),
+                &json!({"phase": body.phase, "note": body.note, "set_by": p.username()}),
+                now,
+            )?))
+            .audit(
+                AuditDraft::new(p.username(), "ticket.phase", "ticket", t.id)
+                    .ticket(t.id)
+                    .details(json!({"from": current, "to": body.phase, "note": body.note})),
+            );
+        self.store.commit(cs).await?;
+        Ok(json!({"ticket_number": self.number(&t), "phase": body.phase, "previous": current}))
+    }
+
+    async fn current_phase(&self, t: &Ticket) -> AppResult<Option<Phase>> {
+        let recs = self
+            .store
+            .list_records(&RecordFilter {
+                kind: K_PHASE.into(),
+                ticket_id: Some(t.id),
+                ..Default::default()
+            })
+            .await?;
+        Ok(recs
+            .last()
+            .and_then(|r| Phase::ORDER.into_iter().find(|ph| ph.as_str() == r.status)))
+    }
+
+    /// The Post-Incident Review: lessons learned, and the ticket closes (its `incident` flag
+    /// says whether the root cause was human). Open emergencies on it must be closed first.
+    pub async fn post_incident_review(
+        &self,
+        p: &Principal,
+        reference: &str,
+        body: &PostIncidentReviewBody,
+    ) -> AppResult<TicketView> {
+        body.validate()?;
+        for (i, a) in body.action_items.iter().enumerate() {
+            self.check_active_user(&format!("action_items[{i}].owner"), &a.owner)
+                .await?;
+        }
+        for _ in 0..5 {
+            let t = self.find_ticket(p, reference).await?;
+            if !p.can_write()
+                || !p.has_any(&[Role::Responder, Role::SeniorResponder, Role::Manager])
+            {
+                return Err(self
+                    .deny(
+                        p,
+                        "ticket.post_incident_review",
+                        Some(&t),
+                        "the post-incident review is written by responders and managers".into(),
+                    )
+                    .await);
+            }
+            if t.status == TicketStatus::Closed {
+                return Err(conflict(
+                    "invalid_transition",
+                    "the ticket is already closed",
+                ));
+            }
+            let open = self
+                .store
+                .list_records(&RecordFilter {
+                    kind: K_EMERGENCY.into(),
+                    ticket_id: Some(t.id),
+                    status: Some("open".into()),
+                    ..Default::default()
+                })
+                .await?;
+            if !open.is_empty() {
+                return Err(conflict(
+                    "emergency_open",
+                    "close the ticket's emergency first",
+                ));
+            }
+            let now = self.now();
+            let mut n = t.clone();
+            n.status = TicketStatus::Closed;
+            n.incident = body.human_root_cause;
+            n.resolution = n.resolution.or_else(|| Some(body.root_cause.clone()));
+            n.problem_category = n.problem_category.or_else(|| {
+                Some(if body.human_root_cause {
+                    "security incident".into()
+                } else {
+                    "security event".into()
+                })
+            });
+            n.updated_at = now;
+            let id = Uuid::now_v7();
+            let cs = ChangeSet::new()
+                .op(Op::UpdateTicket {
+                    ticket: n.clone(),
+                    expected_version: t.version,
+                })
+                .op(Op::InsertRecord(record(
+                    K_PIR,
+                    id,
+                    &t,
+                    None,
+                    "final",
+                    Some(p.username()),
+                    &json!({"review": body, "by": p.username(), "at": now.unix_timestamp()}),
+                    now,
+                )?))
+                .op(Op::InsertRecord(record(
+                    K_PHASE,
+                    Uuid::now_v7(),
+                    &t,
+                    None,
+                    Phase::LessonsLearned.as_str(),
+                    Some(p.username()),
+                    &json!({"phase": Phase::LessonsLearned, "set_by": p.username()}),
+                    now,
+                )?))
+                .audit(
+                    AuditDraft::new(p.username(), "ticket.post_incident_review", "ticket", t.id)
+                        .ticket(t.id)
+                        .details(json!({"review": body, "from": t.status, "to": "closed"})),
+                );
+            match self.store.commit(cs).await {
+                Ok(_) => {
+                    n.version = t.version + 1;
+                    return Ok(TicketView::new(n, &self.config.ticket_prefix));
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(conflict(
+            "concurrent_update",
+            "the ticket keeps changing concurrently; retry",
+        ))
     }
 }

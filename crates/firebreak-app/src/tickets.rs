@@ -638,9 +638,28 @@ pub fn log_view(r: AuditRecord) -> LogEntryView {
             format!("was refused {}: {}", s("attempted"), s("reason")),
         ),
         a => {
-            let verb = a.strip_prefix("ticket.").unwrap_or(a);
-            let mut text = format!("{verb}: {} → {}", s("from"), s("to"));
-            for k in ["reason", "resolution", "problem_category", "comment"] {
+            let verb = a
+                .strip_prefix("ticket.")
+                .unwrap_or(a)
+                .replace(['.', '_'], " ");
+            let (from, to) = (s("from"), s("to"));
+            let mut text = match (from.is_empty(), to.is_empty()) {
+                (true, true) => verb,
+                (true, false) => format!("{verb}: {to}"),
+                _ => format!("{verb}: {from} → {to}"),
+            };
+            for k in [
+                "coordinator",
+                "kind",
+                "description",
+                "filename",
+                "reason",
+                "rationale",
+                "resolution",
+                "problem_category",
+                "comment",
+                "summary",
+            ] {
                 let v = s(k);
                 if !v.is_empty() {
                     text.push_str(&format!("; {}: {v}", k.replace('_', " ")));

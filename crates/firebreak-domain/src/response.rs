@@ -449,3 +449,198 @@ pub const MONITOR_CAPTURE_TITLES: [&str; 4] = ["CEO", "CFO", "Corporate Attorney
 pub fn title_is(title: Option<&str>, titles: &[&str]) -> bool {
     title.is_some_and(|t| titles.iter().any(|x| x.eq_ignore_ascii_case(t.trim())))
 }
+
+/// One compliance test of a Test Report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ComplianceTest {
+    pub test: String,
+    /// `pass` or `fail`.
+    pub result: TestResult,
+    #[serde(default)]
+    pub notes: Option<String>,
+}
+
+snake_enum!(TestResult { Pass = "pass", Fail = "fail" });
+
+/// The Test Report that closes Lock-down & Repair: what was repaired and how it was tested.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct TestReportBody {
+    pub summary: String,
+    pub compliance_tests: Vec<ComplianceTest>,
+}
+
+impl TestReportBody {
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let mut errs = Vec::new();
+        text("summary", &self.summary, MAX_TEXT, true, &mut errs);
+        if self.compliance_tests.is_empty() {
+            errs.push(FieldError::new(
+                "compliance_tests",
+                "name at least one compliance test",
+            ));
+        }
+        for (i, t) in self.compliance_tests.iter().enumerate() {
+            text(
+                &format!("compliance_tests[{i}].test"),
+                &t.test,
+                MAX_SHORT,
+                true,
+                &mut errs,
+            );
+            if let Some(n) = &t.notes {
+                text(
+                    &format!("compliance_tests[{i}].notes"),
+                    n,
+                    MAX_TEXT,
+                    false,
+                    &mut errs,
+                );
+            }
+        }
+        done(errs)
+    }
+
+    pub fn all_pass(&self) -> bool {
+        self.compliance_tests
+            .iter()
+            .all(|t| t.result == TestResult::Pass)
+    }
+}
+
+/// The written Report to Senior Management (False Positive).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SeniorManagementReportBody {
+    pub summary: String,
+    /// What happens to the ticket: `return_to_normal` or `close`.
+    pub disposition: Disposition,
+}
+
+snake_enum!(Disposition { ReturnToNormal = "return_to_normal", Close = "close" });
+
+impl SeniorManagementReportBody {
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let mut errs = Vec::new();
+        text("summary", &self.summary, MAX_TEXT, true, &mut errs);
+        done(errs)
+    }
+}
+
+macro_rules! filed {
+    ($(#[$m:meta])* $name:ident, $body:ty) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(ToSchema))]
+        pub struct $name {
+            #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
+            pub id: Uuid,
+            #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
+            pub emergency_id: Uuid,
+            #[serde(flatten)]
+            pub body: $body,
+            pub filed_by: String,
+            #[serde(with = "time::serde::rfc3339")]
+            #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+            pub filed_at: OffsetDateTime,
+        }
+    };
+}
+
+filed!(
+    /// A filed Test Report.
+    TestReport,
+    TestReportBody
+);
+filed!(
+    /// A filed Report to Senior Management.
+    SeniorManagementReport,
+    SeniorManagementReportBody
+);
+
+snake_enum!(
+    /// Incident-handling phases.
+    Phase { Identification = "identification", Containment = "containment", Eradication = "eradication", Recovery = "recovery", LessonsLearned = "lessons_learned" }
+);
+
+impl Phase {
+    pub const ORDER: [Phase; 5] = [
+        Phase::Identification,
+        Phase::Containment,
+        Phase::Eradication,
+        Phase::Recovery,
+        Phase::LessonsLearned,
+    ];
+    pub fn index(self) -> usize {
+        Phase::ORDER.iter().position(|p| *p == self).unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PhaseBody {
+    pub phase: Phase,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// The Post-Incident Review that closes the ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PostIncidentReviewBody {
+    pub what_happened: String,
+    pub timeline: String,
+    pub root_cause: String,
+    /// The root cause is human: a security incident in the narrow sense.
+    pub human_root_cause: bool,
+    pub what_worked: String,
+    #[serde(default)]
+    pub action_items: Vec<ActionItem>,
+}
+
+impl PostIncidentReviewBody {
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let mut errs = Vec::new();
+        text(
+            "what_happened",
+            &self.what_happened,
+            MAX_TEXT,
+            true,
+            &mut errs,
+        );
+        text("timeline", &self.timeline, MAX_TEXT, true, &mut errs);
+        text("root_cause", &self.root_cause, MAX_TEXT, true, &mut errs);
+        text("what_worked", &self.what_worked, MAX_TEXT, true, &mut errs);
+        for (i, a) in self.action_items.iter().enumerate() {
+            text(
+                &format!("action_items[{i}].text"),
+                &a.text,
+                MAX_TEXT,
+                true,
+                &mut errs,
+            );
+            text(
+                &format!("action_items[{i}].owner"),
+                &a.owner,
+                MAX_SHORT,
+                true,
+                &mut errs,
+            );
+        }
+        done(errs)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CloseEmergencyBody {
+    #[serde(default)]
+    pub summary: Option<String>,
+}

@@ -44,6 +44,7 @@ pub struct AppState {
         (name = "workflow", description = "Ticket state transitions"),
         (name = "incident log", description = "The per-ticket, hash-chained timeline"),
                 (name = "emergencies", description = "Emergency response: coordinator, team, meetings and minutes, status reports, course of action, notifications"),
+        (name = "reports", description = "Written controls generated from the records (Markdown, HTML, PDF)"),
         (name = "change controls", description = "Change requests on tickets, with the two-person rule"),
         (name = "documents", description = "Evidence and documents: encrypted, content-addressed, with chain of custody"),
         (name = "auth", description = "Sign-in sessions, password, second factor"),

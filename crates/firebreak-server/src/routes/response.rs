@@ -35,6 +35,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(file_status_report, list_status_reports))
         .routes(routes!(choose_course))
         .routes(routes!(list_notifications))
+        .routes(routes!(file_test_report))
+        .routes(routes!(file_senior_management_report))
+        .routes(routes!(close_emergency))
+        .routes(routes!(set_phase))
+        .routes(routes!(post_incident_review))
+        .routes(routes!(get_report))
 }
 
 fn page<T>(items: Vec<T>) -> Json<Page<T>> {
@@ -346,4 +352,121 @@ pub async fn list_notifications(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Page<Notification>>> {
     Ok(page(s.app.list_notifications(&p, &id).await?))
+}
+
+/// File a Test Report (Lock-down & Repair): the repair and its compliance tests.
+#[utoipa::path(post, path = "/emergencies/{id}/test-reports", tag = "emergencies", request_body = TestReportBody,
+    params(("id" = String, Path, description = "Emergency id")),
+    responses((status = 201, body = TestReport)))]
+pub async fn file_test_report(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<TestReportBody>,
+) -> ApiResult<(StatusCode, Json<TestReport>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.app.file_test_report(&p, &id, &body).await?),
+    ))
+}
+
+/// File the Report to Senior Management (False Positive), with the ticket's disposition.
+#[utoipa::path(post, path = "/emergencies/{id}/senior-management-report", tag = "emergencies", request_body = SeniorManagementReportBody,
+    params(("id" = String, Path, description = "Emergency id")),
+    responses((status = 201, body = SeniorManagementReport), (status = 409, body = ErrorEnvelope)))]
+pub async fn file_senior_management_report(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SeniorManagementReportBody>,
+) -> ApiResult<(StatusCode, Json<SeniorManagementReport>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.app.file_senior_management_report(&p, &id, &body).await?),
+    ))
+}
+
+/// Close the emergency: 409 `obligations_open` naming what the course of action still needs.
+#[utoipa::path(post, path = "/emergencies/{id}/close", tag = "emergencies", request_body(content = Option<CloseEmergencyBody>),
+    params(("id" = String, Path, description = "Emergency id")),
+    responses((status = 200, body = Emergency), (status = 409, body = ErrorEnvelope)))]
+pub async fn close_emergency(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<CloseEmergencyBody>,
+) -> ApiResult<Json<Emergency>> {
+    Ok(Json(s.app.close_emergency(&p, &id, &body).await?))
+}
+
+/// Move the ticket to a phase: identification, containment, eradication, recovery,
+/// lessons_learned (forward only).
+#[utoipa::path(post, path = "/tickets/{ref}/phase", tag = "workflow", request_body = PhaseBody,
+    params(("ref" = String, Path, description = "Ticket id or number")),
+    responses((status = 200, body = Object), (status = 409, body = ErrorEnvelope)))]
+pub async fn set_phase(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+    ApiJson(body): ApiJson<PhaseBody>,
+) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(s.app.set_phase(&p, &reference, &body).await?))
+}
+
+/// The Post-Incident Review (lessons learned); it closes the ticket.
+#[utoipa::path(post, path = "/tickets/{ref}/post-incident-review", tag = "workflow", request_body = PostIncidentReviewBody,
+    params(("ref" = String, Path, description = "Ticket id or number")),
+    responses((status = 200, body = TicketView), (status = 409, body = ErrorEnvelope)))]
+pub async fn post_incident_review(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+    ApiJson(body): ApiJson<PostIncidentReviewBody>,
+) -> ApiResult<Json<TicketView>> {
+    Ok(Json(
+        s.app.post_incident_review(&p, &reference, &body).await?,
+    ))
+}
+
+/// A written control rendered from the records: `{kind}.md`, `{kind}.html` or `{kind}.pdf`,
+/// kinds `help-desk-ticket`, `escalation-report`, `investigation-status-report`,
+/// `meeting-minutes`, `lockdown-change-control`, `test-report`, `senior-management-report`,
+/// `post-incident-review`, `bundle`. 409 `nothing_to_report` when the record does not exist yet.
+#[utoipa::path(get, path = "/tickets/{ref}/reports/{report}", tag = "reports",
+    params(("ref" = String, Path, description = "Ticket id or number"), ("report" = String, Path, description = "`<kind>.md`, `<kind>.html` or `<kind>.pdf`")),
+    responses(
+        (status = 200, description = "The report", content(("text/markdown"), ("text/html"), ("application/pdf"))),
+        (status = 409, body = ErrorEnvelope)))]
+pub async fn get_report(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path((reference, report)): Path<(String, String)>,
+) -> ApiResult<axum::response::Response> {
+    use axum::http::{HeaderValue, header};
+    use axum::response::IntoResponse;
+    let Some((kind, ext)) = report.rsplit_once('.') else {
+        return Err(crate::error::ApiError::not_found());
+    };
+    if !matches!(ext, "md" | "html" | "pdf") {
+        return Err(crate::error::ApiError::not_found());
+    }
+    let r = s.app.report(&p, &reference, kind).await?;
+    let filename = format!("{}-{kind}.{ext}", r.ticket_number);
+    let (ct, body): (&str, Vec<u8>) = match ext {
+        "md" => ("text/markdown; charset=utf-8", r.markdown().into_bytes()),
+        "html" => ("text/html; charset=utf-8", r.html().into_bytes()),
+        _ => ("application/pdf", firebreak_app::pdf::render(&r)),
+    };
+    let mut res = body.into_response();
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{filename}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    // rendered user content never runs script, even opened directly
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; sandbox"),
+    );
+    Ok(res)
 }

@@ -491,3 +491,313 @@ async fn emergency_path(t: TestApp) {
         );
     }
 }
+
+#[tokio::test]
+async fn courses_obligations_closure_and_written_controls_on_sqlite() {
+    courses_and_controls(TestApp::on(Backend::Sqlite).await).await;
+}
+
+#[tokio::test]
+async fn courses_obligations_closure_and_written_controls_on_postgres() {
+    courses_and_controls(TestApp::on(Backend::Postgres).await).await;
+}
+
+async fn courses_and_controls(t: TestApp) {
+    let hd = person(&t, "hd", &[Role::Helpdesk], None, 0, true).await;
+    let sr = person(&t, "sr", &[Role::SeniorResponder], None, 5, true).await;
+    let cio = person(&t, "cio", &[Role::Manager], Some("CIO"), 9, true).await;
+    let cso = person(&t, "cso", &[Role::Manager], Some("CSO"), 9, true).await;
+    let aud = person(&t, "aud", &[Role::Auditor], None, 0, true).await;
+    let xss = "<img src=x onerror=alert(1)>";
+
+    // Lock-down & Repair: change control, evidence and a passing Test Report before closing
+    let r = t
+        .post(
+            "/api/v1/tickets",
+            &hd,
+            json!({"title": format!("Worm {xss}"), "description": xss}),
+        )
+        .await;
+    let n = r.body["number"].as_str().unwrap().to_string();
+    let u = format!("/api/v1/tickets/{n}");
+    let report = json!({"report": {"reason": xss, "impact": "lateral movement", "systems": ["ws-17"], "actions_taken": "none"}});
+    assert_eq!(
+        t.post(&format!("{u}/escalate"), &hd, report).await.status,
+        StatusCode::OK
+    );
+    let e = t
+        .post(
+            &format!("{u}/declare-emergency"),
+            &cio,
+            json!({"reason": "spreading"}),
+        )
+        .await
+        .body;
+    assert_eq!(e["coordinator"], "sr");
+    let eu = format!("/api/v1/emergencies/{}", e["id"].as_str().unwrap());
+    assert_error(
+        &t.post(&format!("{eu}/close"), &sr, json!({})).await,
+        StatusCode::CONFLICT,
+        "obligations_open",
+    );
+    let r = t
+        .post(
+            &format!("{eu}/course-of-action"),
+            &sr,
+            json!({"course": "lockdown_repair", "rationale": "contain first"}),
+        )
+        .await;
+    let open = r.body["open_obligations"].as_array().unwrap().clone();
+    assert_eq!(open.len(), 3, "{open:?}");
+    let r = t.post(&format!("{eu}/close"), &cio, json!({})).await;
+    assert_error(&r, StatusCode::CONFLICT, "obligations_open");
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("lock-down change control")
+    );
+    let cc = t
+        .post(
+            &format!("{u}/change-controls"),
+            &sr,
+            json!({"kind": "lockdown", "description": "isolate VLAN 17", "systems": ["sw-core"]}),
+        )
+        .await;
+    let cu = format!(
+        "/api/v1/change-controls/{}",
+        cc.body["id"].as_str().unwrap()
+    );
+    assert_eq!(
+        t.post(
+            &format!("{cu}/approve"),
+            &cso,
+            json!({"comment": "approved by CSO"})
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        t.upload(
+            &format!("{u}/documents"),
+            &sr,
+            "memdump.raw",
+            b"memory image"
+        )
+        .await
+        .status,
+        StatusCode::CREATED
+    );
+    let tr = json!({"summary": "rebuilt ws-17", "compliance_tests": [{"test": "EDR present", "result": "fail"}]});
+    assert_eq!(
+        t.post(&format!("{eu}/test-reports"), &sr, tr).await.status,
+        StatusCode::CREATED
+    );
+    let still = t.get(&eu, &sr).await.body["open_obligations"].clone();
+    assert_eq!(
+        still,
+        json!(["repair, then a Test Report whose compliance tests all pass"])
+    );
+    let tr = json!({"summary": "rebuilt ws-17 again", "compliance_tests": [{"test": "EDR present", "result": "pass", "notes": "v7.2"}, {"test": "CIS L1", "result": "pass"}]});
+    assert_eq!(
+        t.post(&format!("{eu}/test-reports"), &sr, tr).await.status,
+        StatusCode::CREATED
+    );
+    let r = t
+        .post(
+            &format!("{eu}/close"),
+            &sr,
+            json!({"summary": "contained and repaired"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["status"], "closed");
+    assert_error(
+        &t.post(
+            &format!("{eu}/status-reports"),
+            &sr,
+            json!({"cost": "1", "exposure": "x", "business_risk": "x", "next_steps": "x"}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "emergency_closed",
+    );
+
+    // phases forward only, then the post-incident review closes the ticket
+    for ph in ["containment", "eradication", "recovery"] {
+        assert_eq!(
+            t.post(&format!("{u}/phase"), &sr, json!({"phase": ph}))
+                .await
+                .status,
+            StatusCode::OK,
+            "{ph}"
+        );
+    }
+    assert_error(
+        &t.post(
+            &format!("{u}/phase"),
+            &sr,
+            json!({"phase": "identification"}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "invalid_transition",
+    );
+    let pir = json!({"what_happened": xss, "timeline": "09:00 detection", "root_cause": "unpatched SMB", "human_root_cause": true,
+                     "what_worked": "segmentation", "action_items": [{"text": "patch fleet", "owner": "sr", "due": "2026-12-15"}]});
+    let r = t
+        .post(&format!("{u}/post-incident-review"), &sr, pir.clone())
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["status"], "closed");
+    assert_eq!(r.body["incident"], true);
+    assert_error(
+        &t.post(&format!("{u}/post-incident-review"), &sr, pir).await,
+        StatusCode::CONFLICT,
+        "invalid_transition",
+    );
+
+    // the written controls, headed with the ticket number; user text is inert
+    for kind in [
+        "help-desk-ticket",
+        "escalation-report",
+        "meeting-minutes",
+        "lockdown-change-control",
+        "test-report",
+        "post-incident-review",
+        "bundle",
+    ] {
+        for ext in ["md", "html", "pdf"] {
+            let (status, h, body) = t
+                .bytes(
+                    Request::builder()
+                        .uri(format!("{u}/reports/{kind}.{ext}"))
+                        .header("authorization", format!("Bearer {aud}"))
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await;
+            if kind == "meeting-minutes" {
+                assert_eq!(
+                    status,
+                    StatusCode::CONFLICT,
+                    "{kind}.{ext}: no meeting was held"
+                );
+                continue;
+            }
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "{kind}.{ext}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            if let Some(dir) = std::env::var_os("FIREBREAK_REPORT_DIR") {
+                // to look at them: FIREBREAK_REPORT_DIR=/tmp/reports cargo test courses_obligations
+                let _ = std::fs::create_dir_all(&dir);
+                let _ = std::fs::write(
+                    std::path::Path::new(&dir).join(format!("{kind}.{ext}")),
+                    &body,
+                );
+            }
+            let text = String::from_utf8_lossy(&body).to_string();
+            match ext {
+                "md" => {
+                    assert!(
+                        h["content-type"]
+                            .to_str()
+                            .unwrap()
+                            .starts_with("text/markdown")
+                    );
+                    assert!(
+                        text.starts_with("# ") && text.lines().next().unwrap().contains(&n),
+                        "{kind}: {text}"
+                    );
+                }
+                "html" => {
+                    assert!(text.contains(&n), "{kind}");
+                    assert!(
+                        !text.contains("<img src=x"),
+                        "{kind}.html must escape user text"
+                    );
+                    assert!(
+                        h["content-security-policy"]
+                            .to_str()
+                            .unwrap()
+                            .contains("sandbox")
+                    );
+                }
+                _ => {
+                    assert_eq!(h["content-type"], "application/pdf");
+                    assert!(
+                        body.starts_with(b"%PDF-1.4") && text.trim_end().ends_with("%%EOF"),
+                        "{kind}.pdf"
+                    );
+                    assert!(text.contains(&n));
+                }
+            }
+        }
+    }
+    let md = t
+        .get(&format!("{u}/reports/escalation-report.md"), &aud)
+        .await;
+    let md = md.body.as_str().unwrap().to_string();
+    assert!(md.contains("\\<img src=x onerror=alert(1)\\>"), "{md}");
+    assert_error(
+        &t.get(&format!("{u}/reports/nonsense.md"), &aud).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &t.get(&format!("{u}/reports/help-desk-ticket.docx"), &aud)
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+
+    // False Positive: the Report to Senior Management, then back to the normal path
+    let r = t
+        .post("/api/v1/tickets", &hd, json!({"title": "Beaconing alert"}))
+        .await;
+    let n2 = r.body["number"].as_str().unwrap().to_string();
+    let e = t
+        .post(
+            &format!("/api/v1/tickets/{n2}/declare-emergency"),
+            &cio,
+            json!({"reason": "possible C2"}),
+        )
+        .await
+        .body;
+    let eu = format!("/api/v1/emergencies/{}", e["id"].as_str().unwrap());
+    let smr = json!({"summary": "a backup agent, not C2", "disposition": "return_to_normal"});
+    assert_error(
+        &t.post(&format!("{eu}/senior-management-report"), &sr, smr.clone())
+            .await,
+        StatusCode::CONFLICT,
+        "wrong_course",
+    );
+    t.post(
+        &format!("{eu}/course-of-action"),
+        &sr,
+        json!({"course": "false_positive", "rationale": "known agent"}),
+    )
+    .await;
+    assert_eq!(
+        t.post(&format!("{eu}/senior-management-report"), &sr, smr)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let r = t.post(&format!("{eu}/close"), &sr, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let tk = t.get(&format!("/api/v1/tickets/{n2}"), &hd).await.body;
+    assert_eq!(tk["criticality"], "normal");
+    assert_eq!(tk["tier"], 1);
+    let md = t
+        .get(
+            &format!("/api/v1/tickets/{n2}/reports/senior-management-report.md"),
+            &cio,
+        )
+        .await;
+    assert!(md.body.as_str().unwrap().contains("return to normal"));
+}
