@@ -6,6 +6,7 @@ pub mod auth;
 pub mod documents;
 mod error;
 pub mod pdf;
+pub mod plan;
 mod principal;
 pub mod reports;
 pub mod response;
@@ -62,6 +63,7 @@ pub struct App {
     config: Arc<AppConfig>,
     clock: Arc<dyn Clock>,
     blobs: Option<Arc<documents::BlobStore>>,
+    plan_cache: Arc<plan::PlanCache>,
 }
 
 impl App {
@@ -75,6 +77,7 @@ impl App {
             config: Arc::new(config),
             clock,
             blobs: None,
+            plan_cache: Arc::default(),
         }
     }
 

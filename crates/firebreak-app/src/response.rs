@@ -7,6 +7,7 @@
 use crate::{App, AppError, AppResult, Principal};
 use firebreak_domain::api::{TicketView, format_number};
 use firebreak_domain::audit::AuditDraft;
+use firebreak_domain::plan::{Channel, PlanEvent};
 use firebreak_domain::response::*;
 use firebreak_domain::role::Role;
 use firebreak_domain::ticket::{Criticality, Ticket, TicketStatus};
@@ -29,10 +30,8 @@ const K_SMR: &str = "senior_management_report";
 const K_PHASE: &str = "phase";
 const K_PIR: &str = "post_incident_review";
 
-/// The built-in plan's war room (PRODUCT.md: one war room, "War Room").
+/// The war room when neither the emergency nor the plan names one.
 pub const DEFAULT_WAR_ROOM: &str = "War Room";
-/// The built-in plan's Investigation Status Report cadence.
-pub const STATUS_REPORT_EVERY: time::Duration = time::Duration::hours(24);
 
 #[expect(
     clippy::too_many_arguments,
@@ -111,12 +110,39 @@ impl App {
         recipient: &str,
         title: &str,
     ) -> AppResult<WorkflowRecord> {
+        self.notification_on(t, parent, recipient, title, Channel::InApp)
+    }
+
+    /// A notification record on a channel. In-app ones are delivered by being recorded; email
+    /// and webhooks need a transport, and say so when none is configured.
+    fn notification_on(
+        &self,
+        t: &Ticket,
+        parent: Option<Uuid>,
+        recipient: &str,
+        title: &str,
+        channel: Channel,
+    ) -> AppResult<WorkflowRecord> {
+        let (channel, status, detail) = match channel {
+            Channel::InApp => ("in_app", "delivered", None),
+            Channel::Email => (
+                "email",
+                "failed",
+                Some("no SMTP relay is configured".to_string()),
+            ),
+            Channel::Webhook => (
+                "webhook",
+                "failed",
+                Some("no webhook endpoint is configured".to_string()),
+            ),
+        };
         let n = Notification {
             id: Uuid::now_v7(),
             recipient: recipient.into(),
             title: title.into(),
-            channel: "in_app".into(),
-            status: "delivered".into(),
+            channel: channel.into(),
+            status: status.into(),
+            detail,
             ticket_number: self.number(t),
             created_at: self.now(),
         };
@@ -130,6 +156,41 @@ impl App {
             &n,
             self.now(),
         )
+    }
+
+    /// Notifications for `event` as the plan's communication protocols say: every active user
+    /// holding one of the roles or titles, or named; each on the protocol's channel. Returns
+    /// the records and who was told.
+    async fn tell(
+        &self,
+        t: &Ticket,
+        parent: Option<Uuid>,
+        event: PlanEvent,
+        title: &str,
+    ) -> AppResult<(Vec<WorkflowRecord>, Vec<String>)> {
+        let plan = self.current_plan().await?;
+        let users = self.active_users().await?;
+        let mut recs = Vec::new();
+        let mut told: Vec<String> = Vec::new();
+        for proto in plan.protocols_on(event) {
+            let titles: Vec<&str> = proto.titles.iter().map(String::as_str).collect();
+            for u in &users {
+                let hit = u.roles.iter().any(|r| proto.roles.contains(r))
+                    || title_is(u.title.as_deref(), &titles)
+                    || proto.users.contains(&u.username);
+                if hit && !told.contains(&u.username) {
+                    recs.push(self.notification_on(
+                        t,
+                        parent,
+                        &u.username,
+                        title,
+                        proto.channel,
+                    )?);
+                    told.push(u.username.clone());
+                }
+            }
+        }
+        Ok((recs, told))
     }
 
     /// The on-duty senior responder with the fewest open tier-2 tickets (ties: by name).
@@ -222,19 +283,17 @@ impl App {
                             "assignee": n.assignee, "report": report,
                         })),
                 );
-            // IT management is told (built-in plan: managers, in-app)
-            for m in self
-                .active_users()
-                .await?
-                .iter()
-                .filter(|u| u.has_role(Role::Manager))
-            {
-                cs = cs.op(Op::InsertRecord(self.notification(
+            // IT management is told, as the plan's protocols say
+            let (notes, _) = self
+                .tell(
                     &t,
                     None,
-                    &m.username,
+                    PlanEvent::Escalation,
                     &format!("{number} escalated to tier 2: {}", report.reason),
-                )?));
+                )
+                .await?;
+            for n in notes {
+                cs = cs.op(Op::InsertRecord(n));
             }
             match self.store.commit(cs).await {
                 Ok(_) => {
@@ -371,6 +430,7 @@ impl App {
                 ));
             }
             let now = self.now();
+            let plan = self.current_plan().await?;
             let (coordinator, why) = match self.default_coordinator().await? {
                 Some(c) => c,
                 None => (
@@ -388,11 +448,12 @@ impl App {
                 coordinator: Some(coordinator.clone()),
                 coordinator_reason: Some(why.clone()),
                 team: vec![coordinator.clone()],
-                war_room: Some(DEFAULT_WAR_ROOM.into()),
+                war_room: Some(plan.default_war_room()),
                 course_of_action: None,
                 course_rationale: None,
                 open_obligations: vec![],
                 next_meeting: None,
+                criteria: plan.emergency_criteria.clone(),
             };
             let mut n = t.clone();
             n.criticality = Criticality::Emergency;
@@ -414,17 +475,19 @@ impl App {
                         .ticket(t.id)
                         .details(json!({"coordinator": coordinator, "reason": why})),
                 );
-            for m in self
-                .active_users()
-                .await?
-                .iter()
-                .filter(|u| u.has_role(Role::Manager) || u.username == coordinator)
-            {
+            let title = format!("Emergency declared on {}: {reason}", e.ticket_number);
+            let (notes, told) = self
+                .tell(&t, Some(e.id), PlanEvent::EmergencyDeclared, &title)
+                .await?;
+            for n in notes {
+                cs = cs.op(Op::InsertRecord(n));
+            }
+            if !told.contains(&coordinator) {
                 cs = cs.op(Op::InsertRecord(self.notification(
                     &t,
                     Some(e.id),
-                    &m.username,
-                    &format!("Emergency declared on {}: {reason}", e.ticket_number),
+                    &coordinator,
+                    &format!("You coordinate the emergency on {}", e.ticket_number),
                 )?));
             }
             match self.store.commit(cs).await {
@@ -515,7 +578,8 @@ impl App {
                     .last()
                     .map(|r| r.created_at)
                     .unwrap_or(e.declared_at);
-                let due = last + STATUS_REPORT_EVERY;
+                let every = i64::from(self.current_plan().await?.status_report_every_hours);
+                let due = last + time::Duration::hours(every);
                 if due <= now {
                     open.push(format!(
                         "Investigation Status Report overdue since {}",
@@ -970,17 +1034,14 @@ impl App {
         let mut extra = ChangeSet::new();
         let mut told = Vec::new();
         if body.course == Course::MonitorCapture {
-            for u in self.active_users().await? {
-                if title_is(u.title.as_deref(), &MONITOR_CAPTURE_TITLES) {
-                    extra = extra.op(Op::InsertRecord(self.notification(
-                        &t,
-                        Some(e.id),
-                        &u.username,
-                        &format!("Monitor & Capture on {}: {rationale}", e.ticket_number),
-                    )?));
-                    told.push(u.username);
-                }
+            let title = format!("Monitor & Capture on {}: {rationale}", e.ticket_number);
+            let (notes, who) = self
+                .tell(&t, Some(e.id), PlanEvent::MonitorCapture, &title)
+                .await?;
+            for n in notes {
+                extra = extra.op(Op::InsertRecord(n));
             }
+            told = who;
         }
         let entry = AuditDraft::new(
             p.username(),

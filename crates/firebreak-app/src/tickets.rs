@@ -162,9 +162,21 @@ impl App {
             updated_at: now,
             version: 1,
         };
+        // the plan's thresholds can make a ticket an escalation from the start
+        let plan = self.current_plan().await?;
+        let mut classified = None;
+        if plan.thresholds.escalate_severities.contains(&t.severity) {
+            t.criticality = Criticality::Escalation;
+            t.tier = 2;
+            classified = Some(format!(
+                "the response plan escalates {} severity",
+                t.severity.as_str()
+            ));
+        }
         let entry = AuditDraft::new(p.username(), "ticket.created", "ticket", t.id).ticket(t.id).details(json!({
             "title": t.title, "severity": t.severity, "priority": t.priority, "source": t.source,
             "restricted": t.restricted, "tags": t.tags, "assignee": t.assignee,
+            "criticality": t.criticality, "classification_reason": classified,
         }));
         let out = self
             .store

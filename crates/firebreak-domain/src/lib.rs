@@ -6,6 +6,7 @@ pub mod api;
 pub mod audit;
 pub mod error;
 pub mod ids;
+pub mod plan;
 pub mod response;
 pub mod role;
 pub mod ticket;

@@ -242,6 +242,9 @@ pub struct Emergency {
     /// What must still happen before the emergency can be closed.
     pub open_obligations: Vec<String>,
     pub next_meeting: Option<MeetingSummary>,
+    /// The plan's emergency criteria, shown to whoever declares.
+    #[serde(default)]
+    pub criteria: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -434,6 +437,9 @@ pub struct Notification {
     pub channel: String,
     /// `delivered`, `pending`, `failed`.
     pub status: String,
+    /// Why it failed, or how it was delivered.
+    #[serde(default)]
+    pub detail: Option<String>,
     pub ticket_number: String,
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]

@@ -44,6 +44,7 @@ pub struct AppState {
         (name = "workflow", description = "Ticket state transitions"),
         (name = "incident log", description = "The per-ticket, hash-chained timeline"),
                 (name = "emergencies", description = "Emergency response: coordinator, team, meetings and minutes, status reports, course of action, notifications"),
+        (name = "plan", description = "The response plan: roster, protocols, thresholds, war rooms, contacts (versioned)"),
         (name = "reports", description = "Written controls generated from the records (Markdown, HTML, PDF)"),
         (name = "change controls", description = "Change requests on tickets, with the two-person rule"),
         (name = "documents", description = "Evidence and documents: encrypted, content-addressed, with chain of custody"),
@@ -129,6 +130,7 @@ fn api_router(max_document_bytes: u64) -> OpenApiRouter<AppState> {
         .merge(routes::documents::router(max_document_bytes))
         .merge(routes::auth::router())
         .merge(routes::response::router())
+        .merge(routes::plan::router())
         .merge(routes::users::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)

@@ -58,6 +58,9 @@ enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The response plan (YAML).
+    #[command(subcommand)]
+    Plan(PlanCommand),
 }
 
 #[derive(Subcommand)]
@@ -130,6 +133,14 @@ enum TokenCommand {
         user: String,
         id: String,
     },
+}
+
+#[derive(Subcommand)]
+enum PlanCommand {
+    /// Install a plan from a YAML file (a new version; every problem is listed by path).
+    Import { file: PathBuf },
+    /// Write the plan in force to a YAML file (`-` for standard output).
+    Export { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -519,6 +530,36 @@ async fn admin(o: &Opened, command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Audit(AuditCommand::Verify) => {
             return verify(o, &mut out).await;
+        }
+        Command::Plan(PlanCommand::Import { file }) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let de = yaml_serde::Deserializer::from_str(&text);
+            let plan: firebreak_domain::plan::Plan = serde_path_to_error::deserialize(de)
+                .map_err(|e| anyhow::anyhow!("{}: {}: {}", file.display(), e.path(), e.inner()))?;
+            let v = app.save_plan(CLI_ACTOR, &plan).await.map_err(app_err)?;
+            writeln!(out, "plan {:?} is now version {}", v.plan.name, v.version)?;
+        }
+        Command::Plan(PlanCommand::Export { file }) => {
+            let v = app.current_plan_fresh().await.map_err(app_err)?;
+            let yaml = yaml_serde::to_string(&v.plan).context("writing the plan as YAML")?;
+            let text = format!(
+                "# response plan version {} ({})\n{yaml}",
+                v.version,
+                v.updated_by.as_deref().unwrap_or("built-in")
+            );
+            if file.as_os_str() == "-" {
+                write!(out, "{text}")?;
+            } else {
+                std::fs::write(&file, text)
+                    .with_context(|| format!("writing {}", file.display()))?;
+                writeln!(
+                    out,
+                    "wrote plan version {} to {}",
+                    v.version,
+                    file.display()
+                )?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod documents;
+pub mod plan;
 pub mod response;
 pub mod system;
 pub mod tickets;

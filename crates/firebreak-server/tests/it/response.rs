@@ -801,3 +801,162 @@ async fn courses_and_controls(t: TestApp) {
         .await;
     assert!(md.body.as_str().unwrap().contains("return to normal"));
 }
+
+#[tokio::test]
+async fn the_response_plan_is_versioned_validated_and_drives_the_process() {
+    let t = TestApp::new().await;
+    let admin = person(&t, "root", &[Role::Admin], None, 0, true).await;
+    let hd = person(&t, "hd", &[Role::Helpdesk], None, 0, true).await;
+    let cio = person(&t, "cio", &[Role::Manager], Some("CIO"), 9, true).await;
+    person(&t, "sr", &[Role::SeniorResponder], None, 5, true).await;
+    person(&t, "cso", &[Role::Manager], Some("CSO"), 9, true).await;
+
+    let r = t.get("/api/v1/plan", &hd).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["version"], 0);
+    assert_eq!(r.body["plan"]["war_rooms"][0]["name"], "War Room");
+    assert_eq!(r.body["plan"]["status_report_every_hours"], 24);
+
+    let put_yaml = |yaml: &str, token: &str| {
+        Request::builder()
+            .method("PUT")
+            .uri("/api/v1/plan")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/yaml")
+            .body(Body::from(yaml.to_string()))
+            .unwrap()
+    };
+    // every problem, by path
+    let bad = "name: ''\nwar_rooms: []\nroster:\n  - username: ghost\nstatus_report_every_hours: 0\nretention: {audit_days: 10, documents_days: 10}\n";
+    let r = t.raw(put_yaml(bad, &admin)).await;
+    assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let fields: Vec<&str> = r.body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "name",
+            "roster[0].username",
+            "war_rooms",
+            "status_report_every_hours",
+            "retention.audit_days"
+        ]
+    );
+    let r = t
+        .raw(put_yaml(
+            "name: x\nwar_rooms: [{name: A, floor: 3}]\n",
+            &admin,
+        ))
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("war_rooms[0].floor")
+    );
+    assert_error(
+        &t.raw(put_yaml("name: 'unterminated\n", &admin)).await,
+        StatusCode::BAD_REQUEST,
+        "malformed_yaml",
+    );
+    assert_error(
+        &t.raw(put_yaml("name: x", &cio)).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+
+    let plan = r#"
+name: Acme SOC plan
+responsibilities: ["The coordinator runs the war room"]
+roster:
+  - {username: sr, responsibility: tier 2 lead}
+war_rooms:
+  - {name: Crisis Room, location: "HQ 4th floor", bridge: "tel:+15550100"}
+protocols:
+  - {on: emergency_declared, users: [cso], channel: email}
+  - {on: emergency_declared, roles: [manager], channel: in_app}
+thresholds: {escalate_severities: [critical]}
+emergency_criteria: ["patient safety"]
+status_report_every_hours: 4
+legal_contacts: [{name: Jo Counsel, organization: Acme Legal, phone: "+1 555 0101"}]
+law_enforcement_contacts: [{name: FBI field office, phone: "+1 555 0199"}]
+retention: {audit_days: 3650, documents_days: 2555}
+"#;
+    let r = t.raw(put_yaml(plan, &admin)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["version"], 1);
+    assert_eq!(r.body["updated_by"], "root");
+    assert_eq!(
+        t.get("/api/v1/plan/versions", &cio).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // thresholds: a critical ticket is an escalation from the start
+    let r = t
+        .post(
+            "/api/v1/tickets",
+            &hd,
+            json!({"title": "Ransomware", "severity": "critical"}),
+        )
+        .await;
+    assert_eq!(r.body["criticality"], "escalation");
+    assert_eq!(r.body["tier"], 2);
+    let n = r.body["number"].as_str().unwrap().to_string();
+    let log = t.get(&format!("/api/v1/tickets/{n}/log"), &hd).await;
+    assert!(
+        log.body["items"][0]["details"]["classification_reason"]
+            .as_str()
+            .unwrap()
+            .contains("critical")
+    );
+    let r = t
+        .post(
+            "/api/v1/tickets",
+            &hd,
+            json!({"title": "Phish", "severity": "high"}),
+        )
+        .await;
+    assert_eq!(r.body["criticality"], "normal");
+
+    // the war room, the criteria and the protocols come from the plan
+    let e = t
+        .post(
+            &format!("/api/v1/tickets/{n}/declare-emergency"),
+            &cio,
+            json!({"reason": "spreading"}),
+        )
+        .await
+        .body;
+    assert_eq!(e["war_room"], "Crisis Room");
+    assert_eq!(e["criteria"], json!(["patient safety"]));
+    let notes = t
+        .get(
+            &format!(
+                "/api/v1/emergencies/{}/notifications",
+                e["id"].as_str().unwrap()
+            ),
+            &cio,
+        )
+        .await;
+    let items = notes.body["items"].as_array().unwrap();
+    let cso = items
+        .iter()
+        .find(|i| i["recipient"] == "cso" && i["channel"] == "email")
+        .unwrap();
+    assert_eq!(cso["status"], "failed");
+    assert!(cso["detail"].as_str().unwrap().contains("SMTP"));
+    assert!(items.iter().any(|i| i["recipient"] == "cio"
+        && i["channel"] == "in_app"
+        && i["status"] == "delivered"));
+    let entries = t.app.store().audit_entries(0, 1000).await.unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.action == "plan.updated" && e.actor == "root")
+    );
+}

@@ -765,3 +765,60 @@ async fn set_password_and_reset_mfa_commands() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn plan_import_and_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::sqlite(dir.path());
+    let out = env.cli(&["plan", "export", "-"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        yaml.starts_with("# response plan version 0 (built-in)"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("War Room"));
+    let file = dir.path().join("plan.yaml");
+    std::fs::write(
+        &file,
+        yaml.replace("Built-in response plan", "Our plan").replace(
+            "status_report_every_hours: 24",
+            "status_report_every_hours: 6",
+        ),
+    )
+    .unwrap();
+    let out = env.cli(&["plan", "import", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("version 1"));
+    let out = env.cli(&["plan", "export", "-"]);
+    let again = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        again.contains("Our plan") && again.contains("status_report_every_hours: 6"),
+        "{again}"
+    );
+    // an invalid plan is refused, naming the path
+    std::fs::write(&file, "name: x\nwar_rooms: []\nstatus_report_every_hours: 6\nretention: {audit_days: 400, documents_days: 1}\n").unwrap();
+    let out = env.cli(&["plan", "import", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("war_rooms"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&file, "name: x\nwar_rooms: [{name: A, size: 3}]\n").unwrap();
+    let out = env.cli(&["plan", "import", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("war_rooms[0]"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,367 @@
+//! The response plan: the preparation phase as data (PRODUCT.md §1). Who is on the team, who is
+//! told what on which event and through which channel, what makes an event escalate, the war
+//! rooms, the emergency criteria, the legal and law-enforcement contacts, the cadence of
+//! Investigation Status Reports and the retention policy. Versioned by the app; validated here
+//! with every problem named by its path.
+
+use crate::error::FieldError;
+use crate::role::Role;
+use crate::ticket::Severity;
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "openapi")]
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct WarRoom {
+    pub name: String,
+    #[serde(default)]
+    pub location: Option<String>,
+    /// Conference bridge, chat channel...
+    #[serde(default)]
+    pub bridge: Option<String>,
+}
+
+/// A member of the team, by username, with their responsibility in the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RosterEntry {
+    pub username: String,
+    #[serde(default)]
+    pub responsibility: Option<String>,
+}
+
+/// Events the communication protocols react to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub enum PlanEvent {
+    Escalation,
+    EmergencyDeclared,
+    MonitorCapture,
+    EmergencyClosed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub enum Channel {
+    InApp,
+    Email,
+    Webhook,
+}
+
+/// Who is told what, on which event, through which channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Protocol {
+    pub on: PlanEvent,
+    #[serde(default)]
+    pub roles: Vec<Role>,
+    /// Users whose title is one of these (`CEO`, `CFO`, ...).
+    #[serde(default)]
+    pub titles: Vec<String>,
+    #[serde(default)]
+    pub users: Vec<String>,
+    pub channel: Channel,
+}
+
+/// An outside contact (legal counsel, law enforcement, a vendor's incident line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Contact {
+    pub name: String,
+    #[serde(default)]
+    pub organization: Option<String>,
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Thresholds {
+    /// Tickets opened at these severities are escalations from the start.
+    #[serde(default)]
+    pub escalate_severities: Vec<Severity>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Retention {
+    /// The audit log is kept at least this long (days).
+    pub audit_days: u32,
+    pub documents_days: u32,
+}
+
+/// The response plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Plan {
+    pub name: String,
+    /// Roles and responsibilities, in the plan's words.
+    #[serde(default)]
+    pub responsibilities: Vec<String>,
+    #[serde(default)]
+    pub roster: Vec<RosterEntry>,
+    pub war_rooms: Vec<WarRoom>,
+    #[serde(default)]
+    pub protocols: Vec<Protocol>,
+    #[serde(default)]
+    pub thresholds: Thresholds,
+    /// Shown to whoever declares an emergency.
+    #[serde(default)]
+    pub emergency_criteria: Vec<String>,
+    pub status_report_every_hours: u32,
+    #[serde(default)]
+    pub legal_contacts: Vec<Contact>,
+    #[serde(default)]
+    pub law_enforcement_contacts: Vec<Contact>,
+    pub retention: Retention,
+}
+
+impl Default for Plan {
+    /// The built-in plan of PRODUCT.md §4.2: no severity escalates by itself; one war room,
+    /// "War Room"; Investigation Status Reports every 24 h; escalation tells managers in-app;
+    /// Monitor & Capture tells every active CEO, CFO, Corporate Attorney and PR.
+    fn default() -> Self {
+        Self {
+            name: "Built-in response plan".into(),
+            responsibilities: vec![],
+            roster: vec![],
+            war_rooms: vec![WarRoom {
+                name: "War Room".into(),
+                location: None,
+                bridge: None,
+            }],
+            protocols: vec![
+                Protocol {
+                    on: PlanEvent::Escalation,
+                    roles: vec![Role::Manager],
+                    titles: vec![],
+                    users: vec![],
+                    channel: Channel::InApp,
+                },
+                Protocol {
+                    on: PlanEvent::EmergencyDeclared,
+                    roles: vec![Role::Manager],
+                    titles: vec![],
+                    users: vec![],
+                    channel: Channel::InApp,
+                },
+                Protocol {
+                    on: PlanEvent::MonitorCapture,
+                    roles: vec![],
+                    titles: vec![
+                        "CEO".into(),
+                        "CFO".into(),
+                        "Corporate Attorney".into(),
+                        "PR".into(),
+                    ],
+                    users: vec![],
+                    channel: Channel::InApp,
+                },
+            ],
+            thresholds: Thresholds::default(),
+            emergency_criteria: vec![
+                "risk to health or safety".into(),
+                "breach of primary security controls".into(),
+                "significant impact on critical systems' performance".into(),
+                "violation of law or policy".into(),
+            ],
+            status_report_every_hours: 24,
+            legal_contacts: vec![],
+            law_enforcement_contacts: vec![],
+            retention: Retention {
+                audit_days: 2555,
+                documents_days: 2555,
+            },
+        }
+    }
+}
+
+fn text(path: String, v: &str, max: usize, errs: &mut Vec<FieldError>) {
+    if v.trim().is_empty() {
+        errs.push(FieldError::new(path, "must not be blank"));
+    } else if v.chars().count() > max {
+        errs.push(FieldError::new(
+            path,
+            format!("must be at most {max} characters"),
+        ));
+    } else if v
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+    {
+        errs.push(FieldError::new(path, "must not contain control characters"));
+    }
+}
+
+fn contact(path: &str, c: &Contact, errs: &mut Vec<FieldError>) {
+    text(format!("{path}.name"), &c.name, 200, errs);
+    for (k, v) in [
+        ("organization", &c.organization),
+        ("phone", &c.phone),
+        ("email", &c.email),
+    ] {
+        if let Some(v) = v {
+            text(format!("{path}.{k}"), v, 200, errs);
+        }
+    }
+}
+
+impl Plan {
+    /// Every problem with the plan, each named by its path. `user_exists` answers whether a
+    /// username is an active user.
+    pub fn problems(&self, user_exists: &dyn Fn(&str) -> bool) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        text("name".into(), &self.name, 200, &mut errs);
+        for (i, r) in self.responsibilities.iter().enumerate() {
+            text(format!("responsibilities[{i}]"), r, 2000, &mut errs);
+        }
+        for (i, r) in self.roster.iter().enumerate() {
+            if !user_exists(&r.username) {
+                errs.push(FieldError::new(
+                    format!("roster[{i}].username"),
+                    format!("no active user named {:?}", r.username),
+                ));
+            }
+            if let Some(x) = &r.responsibility {
+                text(format!("roster[{i}].responsibility"), x, 500, &mut errs);
+            }
+        }
+        if self.war_rooms.is_empty() {
+            errs.push(FieldError::new("war_rooms", "name at least one war room"));
+        }
+        for (i, w) in self.war_rooms.iter().enumerate() {
+            text(format!("war_rooms[{i}].name"), &w.name, 200, &mut errs);
+            if self.war_rooms[..i].iter().any(|o| o.name == w.name) {
+                errs.push(FieldError::new(
+                    format!("war_rooms[{i}].name"),
+                    "duplicate war room name",
+                ));
+            }
+        }
+        for (i, p) in self.protocols.iter().enumerate() {
+            if p.roles.is_empty() && p.titles.is_empty() && p.users.is_empty() {
+                errs.push(FieldError::new(
+                    format!("protocols[{i}]"),
+                    "name at least one role, title or user to tell",
+                ));
+            }
+            for (j, u) in p.users.iter().enumerate() {
+                if !user_exists(u) {
+                    errs.push(FieldError::new(
+                        format!("protocols[{i}].users[{j}]"),
+                        format!("no active user named {u:?}"),
+                    ));
+                }
+            }
+            for (j, t) in p.titles.iter().enumerate() {
+                text(format!("protocols[{i}].titles[{j}]"), t, 200, &mut errs);
+            }
+        }
+        for (i, c) in self.emergency_criteria.iter().enumerate() {
+            text(format!("emergency_criteria[{i}]"), c, 500, &mut errs);
+        }
+        if !(1..=24 * 30).contains(&self.status_report_every_hours) {
+            errs.push(FieldError::new(
+                "status_report_every_hours",
+                "must be between 1 and 720",
+            ));
+        }
+        for (i, c) in self.legal_contacts.iter().enumerate() {
+            contact(&format!("legal_contacts[{i}]"), c, &mut errs);
+        }
+        for (i, c) in self.law_enforcement_contacts.iter().enumerate() {
+            contact(&format!("law_enforcement_contacts[{i}]"), c, &mut errs);
+        }
+        if self.retention.audit_days < 365 {
+            errs.push(FieldError::new(
+                "retention.audit_days",
+                "keep the audit log at least 365 days",
+            ));
+        }
+        errs
+    }
+
+    /// The war room meetings default to.
+    pub fn default_war_room(&self) -> String {
+        self.war_rooms
+            .first()
+            .map(|w| w.name.clone())
+            .unwrap_or_else(|| "War Room".into())
+    }
+
+    pub fn protocols_on(&self, event: PlanEvent) -> impl Iterator<Item = &Protocol> {
+        self.protocols.iter().filter(move |p| p.on == event)
+    }
+}
+
+/// The plan in force and its version (0: the built-in plan).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct PlanVersion {
+    pub version: i64,
+    pub updated_by: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub updated_at: Option<time::OffsetDateTime>,
+    pub plan: Plan,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_plan_is_valid_and_problems_are_named_by_path() {
+        assert!(Plan::default().problems(&|_| true).is_empty());
+        let mut p = Plan {
+            name: " ".into(),
+            ..Plan::default()
+        };
+        p.war_rooms.push(WarRoom {
+            name: "War Room".into(),
+            location: None,
+            bridge: None,
+        });
+        p.roster.push(RosterEntry {
+            username: "ghost".into(),
+            responsibility: None,
+        });
+        p.protocols.push(Protocol {
+            on: PlanEvent::Escalation,
+            roles: vec![],
+            titles: vec![],
+            users: vec![],
+            channel: Channel::Email,
+        });
+        p.status_report_every_hours = 0;
+        p.retention.audit_days = 30;
+        let fields: Vec<String> = p
+            .problems(&|u| u != "ghost")
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "name",
+                "roster[0].username",
+                "war_rooms[1].name",
+                "protocols[3]",
+                "status_report_every_hours",
+                "retention.audit_days"
+            ]
+        );
+    }
+}
