@@ -502,6 +502,30 @@ impl App {
         ))
     }
 
+    /// Whether `username` coordinates or is on the team of an open emergency on `t`.
+    pub(crate) async fn on_open_emergency_team(
+        &self,
+        username: &str,
+        t: &Ticket,
+    ) -> AppResult<bool> {
+        let recs = self
+            .store
+            .list_records(&RecordFilter {
+                kind: K_EMERGENCY.into(),
+                ticket_id: Some(t.id),
+                status: Some("open".into()),
+                ..Default::default()
+            })
+            .await?;
+        for r in recs {
+            let e: Emergency = parse(&r)?;
+            if e.coordinator.as_deref() == Some(username) || e.team.iter().any(|m| m == username) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Loads an emergency the principal may see (the team, management, auditors, admins).
     async fn find_emergency(
         &self,

@@ -960,3 +960,60 @@ retention: {audit_days: 3650, documents_days: 2555}
             .any(|e| e.action == "plan.updated" && e.actor == "root")
     );
 }
+
+#[tokio::test]
+async fn the_emergency_team_reads_a_restricted_ticket_while_the_emergency_lasts() {
+    let t = TestApp::new().await;
+    let cio = person(&t, "cio", &[Role::Manager], Some("CIO"), 9, true).await;
+    let sr = person(&t, "sr", &[Role::SeniorResponder], None, 5, true).await;
+    let r = t
+        .post(
+            "/api/v1/tickets",
+            &cio,
+            json!({"title": "Insider case", "restricted": true}),
+        )
+        .await;
+    let n = r.body["number"].as_str().unwrap().to_string();
+    let u = format!("/api/v1/tickets/{n}");
+    assert_error(&t.get(&u, &sr).await, StatusCode::NOT_FOUND, "not_found");
+    let e = t
+        .post(
+            &format!("{u}/declare-emergency"),
+            &cio,
+            json!({"reason": "exfiltration"}),
+        )
+        .await
+        .body;
+    assert_eq!(e["coordinator"], "sr");
+    assert_eq!(
+        t.get(&u, &sr).await.status,
+        StatusCode::OK,
+        "the coordinator reads it"
+    );
+    let entries = t.app.store().audit_entries(0, 1000).await.unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|x| x.action == "ticket.read_by_emergency_team" && x.actor == "sr")
+    );
+    // closed: back to 404
+    let eu = format!("/api/v1/emergencies/{}", e["id"].as_str().unwrap());
+    t.post(
+        &format!("{eu}/course-of-action"),
+        &sr,
+        json!({"course": "false_positive", "rationale": "HR matter"}),
+    )
+    .await;
+    t.post(
+        &format!("{eu}/senior-management-report"),
+        &sr,
+        json!({"summary": "not security", "disposition": "close"}),
+    )
+    .await;
+    let r = t.post(&format!("{eu}/close"), &sr, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_error(&t.get(&u, &sr).await, StatusCode::NOT_FOUND, "not_found");
+    let tk = t.get(&u, &cio).await.body;
+    assert_eq!(tk["status"], "closed");
+    assert_eq!(tk["false_positive"], true);
+}
