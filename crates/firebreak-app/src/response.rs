@@ -354,6 +354,45 @@ impl App {
         .await
     }
 
+    /// `POST /escalation-requests`: management asks for immediate escalation before any ticket
+    /// exists; a ticket is opened for it and tier 2 is tasked with it at once.
+    pub async fn escalation_request(
+        &self,
+        p: &Principal,
+        body: &EscalationRequestBody,
+    ) -> AppResult<TicketView> {
+        if !p.can_write() || !p.has_any(&[Role::Manager]) {
+            return Err(self
+                .deny(
+                    p,
+                    "escalation_request",
+                    None,
+                    "requesting immediate escalation is for managers".into(),
+                )
+                .await);
+        }
+        let reason = ReasonBody {
+            reason: body.reason.clone(),
+        }
+        .validate()?;
+        let req = firebreak_domain::api::CreateTicketRequest {
+            title: body
+                .title
+                .clone()
+                .unwrap_or_else(|| format!("Escalation requested by {}", p.username())),
+            description: Some(body.description.clone().unwrap_or_else(|| reason.clone())),
+            source: None,
+            severity: None,
+            priority: None,
+            restricted: None,
+            tags: None,
+            assignee: None,
+        };
+        let t = self.create_ticket(p, &req).await?;
+        self.request_escalation(p, &t.number, &ReasonBody { reason })
+            .await
+    }
+
     /// The coordinator by default: the most senior on-duty security staff member, ties to the
     /// one with fewer open emergencies, then by name.
     async fn default_coordinator(&self) -> AppResult<Option<(String, String)>> {

@@ -650,3 +650,16 @@ pub struct CloseEmergencyBody {
     #[serde(default)]
     pub summary: Option<String>,
 }
+
+/// Management asks for immediate escalation before any ticket exists.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct EscalationRequestBody {
+    pub reason: String,
+    /// Title of the ticket to open (default: "Escalation requested by <manager>").
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}

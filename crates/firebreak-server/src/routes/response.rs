@@ -41,6 +41,22 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(set_phase))
         .routes(routes!(post_incident_review))
         .routes(routes!(get_report))
+        .routes(routes!(escalation_request))
+}
+
+/// Management asks for immediate escalation before any ticket exists: a ticket is opened and
+/// tier 2 is tasked with it at once.
+#[utoipa::path(post, path = "/escalation-requests", tag = "workflow", request_body = EscalationRequestBody,
+    responses((status = 201, body = TicketView), (status = 403, body = ErrorEnvelope)))]
+pub async fn escalation_request(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiJson(body): ApiJson<EscalationRequestBody>,
+) -> ApiResult<(StatusCode, Json<TicketView>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.app.escalation_request(&p, &body).await?),
+    ))
 }
 
 fn page<T>(items: Vec<T>) -> Json<Page<T>> {

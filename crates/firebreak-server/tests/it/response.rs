@@ -467,6 +467,26 @@ async fn emergency_path(t: TestApp) {
     // seniority; sr2 coordinates one, so sr is chosen
     assert_eq!(r.body["coordinator"], "sr");
 
+    // management asks before any ticket exists: a ticket is opened and tier 2 tasked
+    assert_error(
+        &t.post("/api/v1/escalation-requests", &hd, json!({"reason": "x"}))
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let r = t
+        .post(
+            "/api/v1/escalation-requests",
+            &cio,
+            json!({"reason": "press is calling about a leak"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["criticality"], "escalation");
+    assert_eq!(r.body["tier"], 2);
+    assert_eq!(r.body["title"], "Escalation requested by cio");
+    assert!(r.body["assignee"].is_string());
+
     // 10. everything is on the tamper-evident record
     let entries = t.app.store().audit_entries(0, 10_000).await.unwrap();
     for action in [
