@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod documents;
 mod error;
+pub mod notify;
 pub mod pdf;
 pub mod plan;
 mod principal;
@@ -64,6 +65,7 @@ pub struct App {
     clock: Arc<dyn Clock>,
     blobs: Option<Arc<documents::BlobStore>>,
     plan_cache: Arc<plan::PlanCache>,
+    mailer: Option<Arc<dyn notify::Mailer>>,
 }
 
 impl App {
@@ -78,6 +80,7 @@ impl App {
             clock,
             blobs: None,
             plan_cache: Arc::default(),
+            mailer: None,
         }
     }
 

@@ -125,6 +125,7 @@ impl App {
     ) -> AppResult<WorkflowRecord> {
         let (channel, status, detail) = match channel {
             Channel::InApp => ("in_app", "delivered", None),
+            Channel::Email if self.has_mailer() => ("email", "pending", None),
             Channel::Email => (
                 "email",
                 "failed",
@@ -143,6 +144,8 @@ impl App {
             channel: channel.into(),
             status: status.into(),
             detail,
+            attempts: 0,
+            retry_at: None,
             ticket_number: self.number(t),
             created_at: self.now(),
         };
@@ -151,7 +154,7 @@ impl App {
             n.id,
             t,
             parent,
-            "delivered",
+            &n.status,
             Some(recipient),
             &n,
             self.now(),

@@ -440,6 +440,13 @@ pub struct Notification {
     /// Why it failed, or how it was delivered.
     #[serde(default)]
     pub detail: Option<String>,
+    /// Delivery attempts so far (email, webhooks).
+    #[serde(default)]
+    pub attempts: u32,
+    /// Not retried before this time.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub retry_at: Option<OffsetDateTime>,
     pub ticket_number: String,
     #[serde(with = "time::serde::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]

@@ -6,6 +6,7 @@
 pub mod error;
 pub mod extract;
 pub mod limits;
+pub mod mail;
 pub mod oidc;
 mod routes;
 pub mod tls;

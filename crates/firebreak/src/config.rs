@@ -69,6 +69,8 @@ pub struct FileConfig {
     pub auth: AuthFile,
     /// Single sign-on (OpenID Connect, authorization code + PKCE).
     pub oidc: Option<firebreak_server::oidc::OidcConfig>,
+    /// The SMTP relay email notifications go through.
+    pub smtp: Option<firebreak_server::mail::SmtpConfig>,
 }
 
 /// TLS termination by `serve` itself.
@@ -96,6 +98,7 @@ pub struct Settings {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     pub auth: firebreak_app::auth::AuthConfig,
     pub oidc: Option<firebreak_server::oidc::OidcConfig>,
+    pub smtp: Option<firebreak_server::mail::SmtpConfig>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -259,6 +262,7 @@ impl Settings {
             trusted_proxies,
             auth,
             oidc: file.oidc,
+            smtp: file.smtp,
             listen,
             audit_key_file: args
                 .audit_key_file

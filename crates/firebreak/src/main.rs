@@ -310,7 +310,13 @@ fn server_app(o: &Opened) -> anyhow::Result<App> {
     let key = firebreak_app::documents::load_or_create_key(&s.document_key_file)?;
     let blobs = firebreak_app::documents::BlobStore::new(key, s.blob_dir.clone())
         .with_context(|| format!("opening the blob directory {:?}", s.blob_dir))?;
-    Ok(app_for(o).with_blobs(blobs))
+    let mut app = app_for(o).with_blobs(blobs);
+    if let Some(smtp) = &s.smtp {
+        let mailer =
+            firebreak_server::mail::SmtpMailer::new(smtp).context("[smtp] in firebreak.toml")?;
+        app = app.with_mailer(Arc::new(mailer));
+    }
+    Ok(app)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -644,6 +650,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             None => None,
         },
     };
+    // email notifications go out in the background; a failure never blocks the response
+    if app.has_mailer() {
+        let mailer_app = app.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = mailer_app.deliver_pending().await {
+                    tracing::warn!(error = %e, "delivering notifications");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        });
+    }
     let router = firebreak_server::router_with(app, web);
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, backend = o.store.backend(), scheme, "listening");

@@ -151,6 +151,14 @@ impl TestApp {
         Self::build(Backend::Sqlite, config, web).await
     }
 
+    /// A test app whose email notifications go through `mailer`.
+    pub async fn with_mailer(mailer: Arc<dyn firebreak_app::notify::Mailer>) -> Self {
+        let mut t = Self::new().await;
+        t.app = t.app.clone().with_mailer(mailer);
+        t.router = firebreak_server::router(t.app.clone());
+        t
+    }
+
     async fn build(
         backend: Backend,
         config: AppConfig,

@@ -1037,3 +1037,244 @@ async fn the_emergency_team_reads_a_restricted_ticket_while_the_emergency_lasts(
     assert_eq!(tk["status"], "closed");
     assert_eq!(tk["false_positive"], true);
 }
+
+/// A real SMTP server (aiosmtpd from PyPI, installed by `.ci/run`) printing what it receives.
+struct Smtpd {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Smtpd {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("mail.log");
+        let mut child = std::process::Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .env("PYTHONUNBUFFERED", "1")
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("python3 -m aiosmtpd (pip install aiosmtpd==1.4.6) is required for this test");
+        let ready = (0..100).any(|_| {
+            let up = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+            if !up {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            up
+        });
+        if !ready {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("aiosmtpd did not start on port {port} (pip install aiosmtpd==1.4.6)");
+        }
+        Self {
+            child,
+            out,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn received(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Smtpd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn email_notifications_go_out_over_smtp_with_retries_and_delivery_status() {
+    let mut smtpd = Smtpd::start();
+    let mailer = firebreak_server::mail::SmtpMailer::new(&serde_json::from_value(json!({
+        "host": "127.0.0.1", "port": smtpd.port, "security": "none", "from": "Firebreak <firebreak@example.org>",
+    })).unwrap())
+    .unwrap();
+    let t = TestApp::with_mailer(Arc::new(mailer)).await;
+    let admin = person(&t, "root", &[Role::Admin], None, 0, true).await;
+    let hd = person(&t, "hd", &[Role::Helpdesk], None, 0, true).await;
+    for (name, email) in [
+        ("cio", Some("cio@example.org")),
+        ("cso", Some("cso@example.org")),
+        ("nomail", None),
+    ] {
+        t.app
+            .add_user(
+                "test",
+                &NewUser {
+                    username: name.into(),
+                    roles: vec![Role::Manager],
+                    title: Some("CIO".into()),
+                    email: email.map(str::to_string),
+                    on_duty: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let cio = t.token("cio", &[]).await;
+    person(&t, "sr", &[Role::SeniorResponder], None, 5, true).await;
+    let plan = json!({"name": "mail plan", "war_rooms": [{"name": "WR"}], "status_report_every_hours": 24,
+        "retention": {"audit_days": 400, "documents_days": 400},
+        "protocols": [{"on": "emergency_declared", "roles": ["manager"], "channel": "email"}]});
+    assert_eq!(
+        t.call("PUT", "/api/v1/plan", Some(&admin), Some(plan))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    let n = t
+        .post(
+            "/api/v1/tickets",
+            &hd,
+            json!({"title": "Wire fraud attempt"}),
+        )
+        .await
+        .body["number"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let e = t
+        .post(
+            &format!("/api/v1/tickets/{n}/declare-emergency"),
+            &cio,
+            json!({"reason": "CFO mailbox compromised"}),
+        )
+        .await;
+    assert_eq!(e.status, StatusCode::OK, "{}", e.body);
+    let nu = format!(
+        "/api/v1/emergencies/{}/notifications",
+        e.body["id"].as_str().unwrap()
+    );
+    let items = t.get(&nu, &cio).await.body["items"].clone();
+    assert!(
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["channel"] == "email")
+            .all(|i| i["status"] == "pending"),
+        "{items}"
+    );
+    // the response went on without waiting for the mail; now the background step sends it
+    assert_eq!(t.app.deliver_pending().await.unwrap(), 3);
+    let items = t.get(&nu, &cio).await.body["items"].clone();
+    let by = |who: &str| {
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["recipient"] == who && i["channel"] == "email")
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by("cio")["status"], "delivered", "{items}");
+    assert_eq!(by("cso")["status"], "delivered");
+    assert_eq!(by("nomail")["status"], "failed");
+    assert!(
+        by("nomail")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no email address")
+    );
+    let mut mail = String::new();
+    for _ in 0..50 {
+        mail = smtpd.received();
+        if mail.contains("cso@example.org") && mail.contains("cio@example.org") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        mail.contains(&format!(
+            "Subject: [{n}] Emergency declared on {n}: CFO mailbox"
+        )),
+        "{mail}"
+    );
+    assert!(mail.contains("To: cso@example.org"), "{mail}");
+    assert_eq!(
+        t.app.deliver_pending().await.unwrap(),
+        0,
+        "nothing is sent twice"
+    );
+    // delivery status is on the ticket's record
+    let log = t
+        .get(&format!("/api/v1/tickets/{n}/log?limit=200"), &cio)
+        .await
+        .body["items"]
+        .clone();
+    assert_eq!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "notification.delivered")
+            .count(),
+        2
+    );
+
+    // the relay goes down: retried with backoff, then given up, never blocking anything
+    smtpd.stop();
+    let n2 = t
+        .post("/api/v1/tickets", &hd, json!({"title": "Second case"}))
+        .await
+        .body["number"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let e2 = t
+        .post(
+            &format!("/api/v1/tickets/{n2}/declare-emergency"),
+            &cio,
+            json!({"reason": "again"}),
+        )
+        .await;
+    assert_eq!(e2.status, StatusCode::OK);
+    let nu2 = format!(
+        "/api/v1/emergencies/{}/notifications",
+        e2.body["id"].as_str().unwrap()
+    );
+    for attempt in 1..=5u32 {
+        assert!(
+            t.app.deliver_pending().await.unwrap() >= 2,
+            "attempt {attempt}"
+        );
+        let items = t.get(&nu2, &cio).await.body["items"].clone();
+        let cso = items
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["recipient"] == "cso" && i["channel"] == "email")
+            .unwrap()
+            .clone();
+        assert_eq!(cso["attempts"], attempt);
+        if attempt < 5 {
+            assert_eq!(cso["status"], "pending", "{cso}");
+            assert!(cso["detail"].as_str().unwrap().contains("will retry"));
+            assert_eq!(
+                t.app.deliver_pending().await.unwrap(),
+                0,
+                "not before the backoff"
+            );
+            t.clock.advance(time::Duration::hours(12));
+        } else {
+            assert_eq!(cso["status"], "failed", "{cso}");
+        }
+    }
+}
