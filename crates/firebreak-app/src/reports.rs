@@ -70,7 +70,8 @@ fn md_escape(t: &str) -> String {
     out
 }
 
-fn html_escape(t: &str) -> String {
+/// Escapes text for HTML element content and attribute values.
+pub fn html_escape(t: &str) -> String {
     let mut out = String::with_capacity(t.len());
     for c in t.chars() {
         match c {

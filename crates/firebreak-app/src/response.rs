@@ -829,15 +829,7 @@ impl App {
     }
 
     async fn meetings_of(&self, emergency: Uuid) -> AppResult<Vec<Meeting>> {
-        let recs = self
-            .store
-            .list_records(&RecordFilter {
-                kind: K_MEETING.into(),
-                parent_id: Some(emergency),
-                ..Default::default()
-            })
-            .await?;
-        recs.iter().map(parse).collect()
+        self.records_of(K_MEETING, emergency).await
     }
 
     pub async fn list_meetings(&self, p: &Principal, id: &str) -> AppResult<Vec<Meeting>> {
@@ -1067,15 +1059,7 @@ impl App {
         id: &str,
     ) -> AppResult<Vec<StatusReport>> {
         let (_, e, _) = self.find_emergency(p, id).await?;
-        let recs = self
-            .store
-            .list_records(&RecordFilter {
-                kind: K_STATUS_REPORT.into(),
-                parent_id: Some(e.id),
-                ..Default::default()
-            })
-            .await?;
-        recs.iter().map(parse).collect()
+        self.records_of(K_STATUS_REPORT, e.id).await
     }
 
     /// The coordinator chooses the course of action; Monitor & Capture tells the CEO, CFO,
@@ -1129,15 +1113,7 @@ impl App {
         id: &str,
     ) -> AppResult<Vec<Notification>> {
         let (_, e, _) = self.find_emergency(p, id).await?;
-        let recs = self
-            .store
-            .list_records(&RecordFilter {
-                kind: K_NOTIFICATION.into(),
-                parent_id: Some(e.id),
-                ..Default::default()
-            })
-            .await?;
-        recs.iter().map(parse).collect()
+        self.records_of(K_NOTIFICATION, e.id).await
     }
 
     async fn change_controls_of(&self, t: &Ticket) -> AppResult<Vec<ChangeControl>> {
