@@ -56,7 +56,31 @@ fn s(v: &Value) -> String {
     }
 }
 
+/// Escapes user text for Markdown: inline markup, and block markers at the start of a line
+/// (so a value can never start a list, heading, quote, fence or rule); `\r` becomes a newline
+/// first, so it cannot hide a line break.
 fn md_escape(t: &str) -> String {
+    let t = t.replace("\r\n", "\n").replace('\r', "\n");
+    let lines: Vec<String> = t
+        .split('\n')
+        .map(|line| {
+            let line = line.trim_start();
+            let inline = md_inline(line);
+            let numbered = {
+                let digits = line.chars().take_while(char::is_ascii_digit).count();
+                digits > 0 && matches!(line[digits..].chars().next(), Some('.' | ')'))
+            };
+            if line.starts_with(['-', '+', '=', '~']) || numbered {
+                format!("\\{inline}")
+            } else {
+                inline
+            }
+        })
+        .collect();
+    lines.join("\n")
+}
+
+fn md_inline(t: &str) -> String {
     let mut out = String::with_capacity(t.len());
     for c in t.chars() {
         if matches!(
@@ -563,6 +587,7 @@ mod tests {
                 Block::Para("<img src=x onerror=alert(1)>".into()),
                 Block::Fields(vec![("k".into(), "v | *bold* [link](javascript:x)".into())]),
                 Block::Table(vec!["a".into()], vec![vec!["x|y".into()]]),
+                Block::Para("first\r- injected item\n1. numbered\n  # heading".into()),
             ],
         };
         let html = r.html();
@@ -578,5 +603,9 @@ mod tests {
         );
         assert!(md.contains("x\\|y"));
         assert!(md.contains("\\[link\\](javascript:x)"));
+        assert!(
+            md.contains("first\n\\- injected item\n\\1. numbered\n\\# heading"),
+            "{md}"
+        );
     }
 }

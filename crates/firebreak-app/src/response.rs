@@ -170,10 +170,11 @@ impl App {
         parent: Option<Uuid>,
         event: PlanEvent,
         title: &str,
-    ) -> AppResult<(Vec<WorkflowRecord>, Vec<String>)> {
+    ) -> AppResult<(ChangeSet, Vec<String>)> {
         let plan = self.current_plan().await?;
         let users = self.active_users().await?;
-        let mut recs = Vec::new();
+        let number = self.number(t);
+        let mut frag = ChangeSet::new();
         let mut told: Vec<String> = Vec::new();
         for proto in plan.protocols_on(event) {
             let titles: Vec<&str> = proto.titles.iter().map(String::as_str).collect();
@@ -181,19 +182,54 @@ impl App {
                 let hit = u.roles.iter().any(|r| proto.roles.contains(r))
                     || title_is(u.title.as_deref(), &titles)
                     || proto.users.contains(&u.username);
-                if hit && !told.contains(&u.username) {
-                    recs.push(self.notification_on(
-                        t,
-                        parent,
-                        &u.username,
-                        title,
-                        proto.channel,
-                    )?);
-                    told.push(u.username.clone());
+                if !hit || told.contains(&u.username) {
+                    continue;
                 }
+                // what the recipient may see decides what they are told
+                let involved = t.owner == u.username
+                    || t.created_by == u.username
+                    || t.assignee.as_deref() == Some(u.username.as_str());
+                let sees = involved
+                    || self.store.has_ticket_access(t.id, &u.username).await?
+                    || if t.restricted {
+                        u.has_role(Role::Admin) || u.has_clearance_restricted()
+                    } else {
+                        u.roles
+                            .iter()
+                            .any(|r| firebreak_domain::role::groups::READERS.contains(r))
+                    };
+                let text = if sees {
+                    title.to_string()
+                } else if t.restricted {
+                    // a restricted ticket's details never reach someone who may not read it
+                    format!("{number} needs your attention")
+                } else {
+                    // executives read the tickets they are told about
+                    frag = frag
+                        .op(Op::GrantTicketAccess {
+                            ticket_id: t.id,
+                            username: u.username.clone(),
+                            granted_by: "system".into(),
+                            at: self.now(),
+                        })
+                        .audit(
+                            AuditDraft::new("system", "ticket.access_granted", "ticket", t.id)
+                                .ticket(t.id)
+                                .details(json!({"username": u.username, "reason": "told under the response plan"})),
+                        );
+                    title.to_string()
+                };
+                frag = frag.op(Op::InsertRecord(self.notification_on(
+                    t,
+                    parent,
+                    &u.username,
+                    &text,
+                    proto.channel,
+                )?));
+                told.push(u.username.clone());
             }
         }
-        Ok((recs, told))
+        Ok((frag, told))
     }
 
     /// The on-duty senior responder with the fewest open tier-2 tickets (ties: by name).
@@ -233,13 +269,19 @@ impl App {
         action: &str,
         report: &EscalationReport,
         allowed: &[Role],
-        who: &str,
+        allow_escalated: bool,
     ) -> AppResult<TicketView> {
         for _ in 0..5 {
             let t = self.find_ticket(p, reference).await?;
             if !p.can_write() || !p.has_any(allowed) {
+                let who: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
                 return Err(self
-                    .deny(p, action, Some(&t), format!("{action} is for {who}"))
+                    .deny(
+                        p,
+                        action,
+                        Some(&t),
+                        format!("{action} is for: {}", who.join(", ")),
+                    )
                     .await);
             }
             if t.status == TicketStatus::Closed {
@@ -248,7 +290,9 @@ impl App {
                     "the ticket is closed; reopen it first",
                 ));
             }
-            if t.criticality != Criticality::Normal {
+            if t.criticality == Criticality::Emergency
+                || (t.criticality == Criticality::Escalation && !allow_escalated)
+            {
                 return Err(conflict(
                     "already_escalated",
                     format!("the ticket is already {}", t.criticality.as_str()),
@@ -295,9 +339,8 @@ impl App {
                     &format!("{number} escalated to tier 2: {}", report.reason),
                 )
                 .await?;
-            for n in notes {
-                cs = cs.op(Op::InsertRecord(n));
-            }
+            cs.ops.extend(notes.ops);
+            cs.audit.extend(notes.audit);
             match self.store.commit(cs).await {
                 Ok(_) => {
                     n.version = t.version + 1;
@@ -327,7 +370,7 @@ impl App {
             "escalate",
             &req.report,
             &[Role::Helpdesk, Role::Responder, Role::SeniorResponder],
-            "the help desk and responders",
+            false,
         )
         .await
     }
@@ -352,7 +395,7 @@ impl App {
             "request_escalation",
             &report,
             &[Role::Manager],
-            "managers",
+            false,
         )
         .await
     }
@@ -392,8 +435,22 @@ impl App {
             assignee: None,
         };
         let t = self.create_ticket(p, &req).await?;
-        self.request_escalation(p, &t.number, &ReasonBody { reason })
-            .await
+        let report = EscalationReport {
+            reason,
+            impact: "immediate escalation requested by management before a ticket existed".into(),
+            systems: vec![],
+            actions_taken: format!("management request by {}", p.username()),
+        };
+        // the plan's thresholds may already have made it an escalation: file the report anyway
+        self.escalate_with(
+            p,
+            &t.number,
+            "request_escalation",
+            &report,
+            &[Role::Manager],
+            true,
+        )
+        .await
     }
 
     /// The coordinator by default: the most senior on-duty security staff member, ties to the
@@ -465,10 +522,10 @@ impl App {
                     "the ticket is closed; reopen it first",
                 ));
             }
-            if t.criticality == Criticality::Emergency {
+            if self.has_open_emergency(&t).await? {
                 return Err(conflict(
                     "already_emergency",
-                    "an emergency is already declared on this ticket",
+                    "an emergency is already open on this ticket",
                 ));
             }
             let now = self.now();
@@ -493,6 +550,7 @@ impl App {
                 war_room: Some(plan.default_war_room()),
                 course_of_action: None,
                 course_rationale: None,
+                course_chosen_at: None,
                 open_obligations: vec![],
                 next_meeting: None,
                 criteria: plan.emergency_criteria.clone(),
@@ -521,9 +579,8 @@ impl App {
             let (notes, told) = self
                 .tell(&t, Some(e.id), PlanEvent::EmergencyDeclared, &title)
                 .await?;
-            for n in notes {
-                cs = cs.op(Op::InsertRecord(n));
-            }
+            cs.ops.extend(notes.ops);
+            cs.audit.extend(notes.audit);
             if !told.contains(&coordinator) {
                 cs = cs.op(Op::InsertRecord(self.notification(
                     &t,
@@ -542,6 +599,21 @@ impl App {
             "concurrent_update",
             "the ticket keeps changing concurrently; retry",
         ))
+    }
+
+    /// Whether an emergency on `t` is still open.
+    pub(crate) async fn has_open_emergency(&self, t: &Ticket) -> AppResult<bool> {
+        Ok(!self
+            .store
+            .list_records(&RecordFilter {
+                kind: K_EMERGENCY.into(),
+                ticket_id: Some(t.id),
+                status: Some("open".into()),
+                limit: 1,
+                ..Default::default()
+            })
+            .await?
+            .is_empty())
     }
 
     /// Whether `username` coordinates or is on the team of an open emergency on `t`.
@@ -590,9 +662,9 @@ impl App {
         if !p.can_read() || !(on_team || reader) {
             return Err(AppError::NotFound);
         }
-        // the team may read the emergency's restricted ticket while it lasts; others need the
-        // ticket's usual visibility
-        if !on_team && !self.can_see(p, &t).await? {
+        // the ticket's usual visibility applies; beyond it, the team may read the emergency of
+        // a restricted ticket while it lasts (logged by can_see)
+        if !self.can_see(p, &t).await? {
             return Err(AppError::NotFound);
         }
         Ok((rec, e, t))
@@ -633,14 +705,19 @@ impl App {
                 }
             }
             Some(Course::MonitorCapture) => {
-                let last = self
+                let reports = self
                     .store
                     .list_records(&RecordFilter {
                         kind: K_STATUS_REPORT.into(),
                         parent_id: Some(e.id),
                         ..Default::default()
                     })
-                    .await?
+                    .await?;
+                let since = e.course_chosen_at.unwrap_or(e.declared_at);
+                if !reports.iter().any(|r| r.created_at >= since) {
+                    open.push("an Investigation Status Report on the investigation".into());
+                }
+                let last = reports
                     .last()
                     .map(|r| r.created_at)
                     .unwrap_or(e.declared_at);
@@ -699,6 +776,19 @@ impl App {
     }
 
     /// Saves a changed emergency with its audit entry (optimistic on the record's version).
+    /// The op that replaces an emergency's record if nobody changed it meanwhile.
+    fn emergency_update(&self, rec: &WorkflowRecord, e: &Emergency) -> AppResult<Op> {
+        let mut updated = rec.clone();
+        updated.data = serde_json::to_string(e).map_err(|x| anyhow::anyhow!("{x}"))?;
+        updated.principal = e.coordinator.clone();
+        updated.status = e.status.as_str().into();
+        updated.updated_at = self.now();
+        Ok(Op::UpdateRecord {
+            record: updated,
+            expected_version: rec.version,
+        })
+    }
+
     async fn save_emergency(
         &self,
         rec: &WorkflowRecord,
@@ -706,16 +796,7 @@ impl App {
         extra: ChangeSet,
         entry: AuditDraft,
     ) -> AppResult<()> {
-        let mut updated = rec.clone();
-        updated.data = serde_json::to_string(e).map_err(|x| anyhow::anyhow!("{x}"))?;
-        updated.principal = e.coordinator.clone();
-        updated.status = e.status.as_str().into();
-        updated.updated_at = self.now();
-        let mut cs = extra.op(Op::UpdateRecord {
-            record: updated,
-            expected_version: rec.version,
-        });
-        cs = cs.audit(entry);
+        let cs = extra.op(self.emergency_update(rec, e)?).audit(entry);
         match self.store.commit(cs).await {
             Ok(_) => Ok(()),
             Err(StoreError::Conflict(_)) => Err(conflict(
@@ -767,6 +848,9 @@ impl App {
         body: &CoordinatorBody,
     ) -> AppResult<Emergency> {
         let (rec, mut e, t) = self.find_emergency(p, id).await?;
+        if e.status == EmergencyStatus::Closed {
+            return Err(conflict("emergency_closed", "the emergency is closed"));
+        }
         if !p.can_write() || !p.has_any(&[Role::Manager]) {
             return Err(self
                 .deny(
@@ -848,10 +932,10 @@ impl App {
             .await?;
         let war_room = match body.war_room.as_deref().map(str::trim) {
             Some(w) if !w.is_empty() => {
-                if w.chars().count() > 200 {
+                if w.chars().count() > 200 || w.chars().any(char::is_control) {
                     return Err(AppError::field(
                         "war_room",
-                        "must be at most 200 characters",
+                        "must be at most 200 characters, without control characters",
                     ));
                 }
                 w.to_string()
@@ -956,22 +1040,24 @@ impl App {
         let entry = AuditDraft::new(p.username(), "meeting.minutes_recorded", "meeting", m.id)
             .ticket(t.id)
             .details(json!({"emergency": e.id, "minutes": body}));
-        self.save_meeting(&rec, &m, ChangeSet::new(), entry).await?;
-        // attending adds to the team
+        // attending adds to the team, in the same commit as the minutes
         let new: Vec<String> = body
             .attendees
             .iter()
             .filter(|a| !e.team.contains(a))
             .cloned()
             .collect();
+        let mut extra = ChangeSet::new();
         if !new.is_empty() {
-            let entry = AuditDraft::new(p.username(), "emergency.team_joined", "emergency", e.id)
-                .ticket(t.id)
-                .details(json!({"added": new, "meeting": m.id}));
+            extra = extra.audit(
+                AuditDraft::new(p.username(), "emergency.team_joined", "emergency", e.id)
+                    .ticket(t.id)
+                    .details(json!({"added": new, "meeting": m.id})),
+            );
             e.team.extend(new);
-            self.save_emergency(&erec, &e, ChangeSet::new(), entry)
-                .await?;
+            extra = extra.op(self.emergency_update(&erec, &e)?);
         }
+        self.save_meeting(&rec, &m, extra, entry).await?;
         Ok(m)
     }
 
@@ -1071,16 +1157,29 @@ impl App {
         body: &CourseBody,
     ) -> AppResult<Emergency> {
         let (rec, mut e, t) = self.find_emergency(p, id).await?;
-        self.require_coordinator(p, &e, &t, "emergency.course_of_action")
-            .await?;
+        if !p.has_any(&[Role::Manager]) || !p.can_write() {
+            self.require_coordinator(p, &e, &t, "emergency.course_of_action")
+                .await?;
+        } else if e.status == EmergencyStatus::Closed {
+            return Err(conflict("emergency_closed", "the emergency is closed"));
+        }
         let rationale = ReasonBody {
             reason: body.rationale.clone(),
         }
         .validate()
         .map_err(|_| AppError::field("rationale", "is required and must not be blank"))?;
         let from = e.course_of_action;
+        // once chosen, only management redirects the response (its obligations stay visible
+        // on the record either way)
+        if from.is_some_and(|c| c != body.course) && !p.has_any(&[Role::Manager]) {
+            return Err(conflict(
+                "course_already_chosen",
+                "the course of action is chosen; a manager may change it",
+            ));
+        }
         e.course_of_action = Some(body.course);
         e.course_rationale = Some(rationale.clone());
+        e.course_chosen_at = Some(self.now());
         let mut extra = ChangeSet::new();
         let mut told = Vec::new();
         if body.course == Course::MonitorCapture {
@@ -1088,9 +1187,8 @@ impl App {
             let (notes, who) = self
                 .tell(&t, Some(e.id), PlanEvent::MonitorCapture, &title)
                 .await?;
-            for n in notes {
-                extra = extra.op(Op::InsertRecord(n));
-            }
+            extra.ops.extend(notes.ops);
+            extra.audit.extend(notes.audit);
             told = who;
         }
         let entry = AuditDraft::new(
@@ -1157,6 +1255,12 @@ impl App {
                         "change controls are raised by senior responders and managers".into(),
                     )
                     .await);
+            }
+            if t.status == TicketStatus::Closed {
+                return Err(conflict(
+                    "invalid_transition",
+                    "the ticket is closed; reopen it first",
+                ));
             }
             let now = self.now();
             let c = ChangeControl {
@@ -1264,16 +1368,8 @@ impl App {
         let (from, allowed, who): (ChangeStatus, &[Role], &str) = match action {
             ChangeStatus::Approved | ChangeStatus::Rejected => (
                 ChangeStatus::Requested,
-                if c.needs_manager_approval {
-                    &[Role::Manager]
-                } else {
-                    &[Role::Manager, Role::SeniorResponder]
-                },
-                if c.needs_manager_approval {
-                    "a manager (emergency and lock-down changes)"
-                } else {
-                    "a manager or a senior responder"
-                },
+                &[Role::Manager],
+                "a manager (never the requester)",
             ),
             ChangeStatus::Implemented => (
                 ChangeStatus::Approved,
@@ -1310,6 +1406,12 @@ impl App {
                         .into(),
                 )
                 .await);
+        }
+        if t.status == TicketStatus::Closed {
+            return Err(conflict(
+                "invalid_transition",
+                "the ticket is closed; reopen it first",
+            ));
         }
         if c.status != from {
             return Err(conflict(
@@ -1550,6 +1652,16 @@ impl App {
                 });
             }
         }
+        let (notes, _) = self
+            .tell(
+                &t,
+                Some(e.id),
+                PlanEvent::EmergencyClosed,
+                &format!("Emergency on {} closed", e.ticket_number),
+            )
+            .await?;
+        extra.ops.extend(notes.ops);
+        extra.audit.extend(notes.audit);
         let entry = AuditDraft::new(p.username(), "emergency.closed", "emergency", e.id)
             .ticket(t.id)
             .details(json!({"summary": summary, "course": e.course_of_action, "disposition": disposition}));
@@ -1580,6 +1692,12 @@ impl App {
             ReasonBody { reason: n.clone() }
                 .validate()
                 .map_err(|_| AppError::field("note", "must not be blank"))?;
+        }
+        if t.status == TicketStatus::Closed {
+            return Err(conflict(
+                "invalid_transition",
+                "the ticket is closed; reopen it first",
+            ));
         }
         let current = self.current_phase(&t).await?;
         if let Some(c) = current
@@ -1633,11 +1751,7 @@ impl App {
         reference: &str,
         body: &PostIncidentReviewBody,
     ) -> AppResult<TicketView> {
-        body.validate()?;
-        for (i, a) in body.action_items.iter().enumerate() {
-            self.check_active_user(&format!("action_items[{i}].owner"), &a.owner)
-                .await?;
-        }
+        let mut checked = false;
         for _ in 0..5 {
             let t = self.find_ticket(p, reference).await?;
             if !p.can_write()
@@ -1652,10 +1766,25 @@ impl App {
                     )
                     .await);
             }
+            if !checked {
+                // validated only once the caller may write it (no username probing)
+                body.validate()?;
+                for (i, a) in body.action_items.iter().enumerate() {
+                    self.check_active_user(&format!("action_items[{i}].owner"), &a.owner)
+                        .await?;
+                }
+                checked = true;
+            }
             if t.status == TicketStatus::Closed {
                 return Err(conflict(
                     "invalid_transition",
                     "the ticket is already closed",
+                ));
+            }
+            if t.criticality == Criticality::Normal {
+                return Err(conflict(
+                    "invalid_transition",
+                    "a normal ticket closes through resolve and the owner's acceptance; the post-incident review is for escalations and emergencies",
                 ));
             }
             let open = self

@@ -346,6 +346,19 @@ impl App {
             if let Err(reason) = authz {
                 return Err(self.deny(p, action.name(), Some(&t), reason).await);
             }
+            // an open emergency closes through its own obligations, never around them
+            if matches!(
+                action,
+                TicketAction::Resolve { .. }
+                    | TicketAction::AcceptClosure
+                    | TicketAction::MarkFalsePositive { .. }
+            ) && self.has_open_emergency(&t).await?
+            {
+                return Err(AppError::Conflict {
+                    code: "emergency_open",
+                    message: "an emergency is open on this ticket: it closes through the emergency's course of action (POST /emergencies/{id}/close)".into(),
+                });
+            }
             let n = action.apply(&t, p.username(), self.now())?;
             let mut details = json!({"from": t.status, "to": n.status});
             match action {
@@ -531,7 +544,7 @@ impl App {
             return Ok(true);
         }
         // the team of an emergency on the ticket may read it while the emergency lasts (logged)
-        if t.restricted && self.on_open_emergency_team(p.username(), t).await? {
+        if self.on_open_emergency_team(p.username(), t).await? {
             let entry = AuditDraft::new(
                 p.username(),
                 "ticket.read_by_emergency_team",

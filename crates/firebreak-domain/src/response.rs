@@ -239,6 +239,10 @@ pub struct Emergency {
     pub war_room: Option<String>,
     pub course_of_action: Option<Course>,
     pub course_rationale: Option<String>,
+    /// When the course of action was (last) chosen.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub course_chosen_at: Option<OffsetDateTime>,
     /// What must still happen before the emergency can be closed.
     pub open_obligations: Vec<String>,
     pub next_meeting: Option<MeetingSummary>,

@@ -150,6 +150,17 @@ async fn emergency_path(t: TestApp) {
     );
     let ticket = t.get(&u, &hd).await;
     assert_eq!(ticket.body["criticality"], "emergency");
+    // the normal closing path cannot go around the emergency's obligations
+    assert_error(
+        &t.post(
+            &format!("{u}/mark-false-positive"),
+            &hd,
+            json!({"reason": "nothing"}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "emergency_open",
+    );
 
     // 3. the dashboard: team and management see it, others do not
     let eu = format!("/api/v1/emergencies/{eid}");
@@ -322,6 +333,17 @@ async fn emergency_path(t: TestApp) {
         items.iter().any(|i| i["recipient"] == "cio"),
         "management was told of the declaration"
     );
+    let r = t
+        .post(
+            &format!("{eu}/course-of-action"),
+            &sr2,
+            json!({"course": "false_positive", "rationale": "changed my mind"}),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "course_already_chosen");
+    // the executives told under Monitor & Capture may read the ticket now
+    let ceo = t.token("ceo", &[]).await;
+    assert_eq!(t.get(&u, &ceo).await.status, StatusCode::OK);
     let r = t
         .post(
             &format!("{eu}/course-of-action"),
@@ -813,6 +835,22 @@ async fn courses_and_controls(t: TestApp) {
     let tk = t.get(&format!("/api/v1/tickets/{n2}"), &hd).await.body;
     assert_eq!(tk["criticality"], "normal");
     assert_eq!(tk["tier"], 1);
+    // a normal ticket does not close by post-incident review
+    let r = t
+        .post("/api/v1/tickets", &hd, json!({"title": "Plain ticket"}))
+        .await;
+    let n5 = r.body["number"].as_str().unwrap().to_string();
+    let pir5 = json!({"what_happened": "x", "timeline": "x", "root_cause": "x", "human_root_cause": false, "what_worked": "x"});
+    assert_error(
+        &t.post(
+            &format!("/api/v1/tickets/{n5}/post-incident-review"),
+            &sr,
+            pir5,
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "invalid_transition",
+    );
     let md = t
         .get(
             &format!("/api/v1/tickets/{n2}/reports/senior-management-report.md"),
