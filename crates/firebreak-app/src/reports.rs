@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 /// The report kinds of PRODUCT.md §4.1.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 10] = [
     "help-desk-ticket",
     "escalation-report",
     "investigation-status-report",
@@ -22,6 +22,7 @@ pub const KINDS: [&str; 9] = [
     "test-report",
     "senior-management-report",
     "post-incident-review",
+    "compliance-report",
     "bundle",
 ];
 
@@ -222,7 +223,121 @@ table{{border-collapse:collapse;width:100%}}th,td{{border:1px solid #999;padding
     }
 }
 
+fn yes(b: bool) -> String {
+    if b { "yes".into() } else { "no".into() }
+}
+
 impl App {
+    /// (control, required, present) for the compliance report.
+    async fn compliance_rows(&self, t: &Ticket) -> AppResult<Vec<Vec<String>>> {
+        use firebreak_domain::ticket::{Criticality, TicketStatus};
+        let escalated = t.criticality != Criticality::Normal;
+        let emergencies: Vec<Emergency> = self
+            .records("emergency", t)
+            .await?
+            .iter()
+            .filter_map(|r| serde_json::from_str(&r.data).ok())
+            .collect();
+        let emergency = !emergencies.is_empty();
+        let course = |c: Course| emergencies.iter().any(|e| e.course_of_action == Some(c));
+        let changes: Vec<ChangeControl> = self
+            .records("change_control", t)
+            .await?
+            .iter()
+            .filter_map(|r| serde_json::from_str(&r.data).ok())
+            .collect();
+        let meetings: Vec<Meeting> = self
+            .records("meeting", t)
+            .await?
+            .iter()
+            .filter_map(|r| serde_json::from_str(&r.data).ok())
+            .collect();
+        let tests: Vec<TestReport> = self
+            .records("test_report", t)
+            .await?
+            .iter()
+            .filter_map(|r| serde_json::from_str(&r.data).ok())
+            .collect();
+        let has = |v: &Vec<firebreak_store::WorkflowRecord>| !v.is_empty();
+        let rows = vec![
+            (
+                "Help Desk Ticket with source, severity, priority and number",
+                true,
+                true,
+            ),
+            (
+                "Escalation Report",
+                escalated,
+                has(&self.records("escalation_report", t).await?),
+            ),
+            (
+                "Change controls authorized by a second person",
+                changes.iter().any(|c| c.needs_manager_approval),
+                changes.iter().any(|c| c.needs_manager_approval)
+                    && changes
+                        .iter()
+                        .filter(|c| c.needs_manager_approval)
+                        .all(|c| c.decided_by.as_ref().is_some_and(|d| d != &c.requested_by)),
+            ),
+            (
+                "Meeting minutes finalized with a manager attending",
+                meetings.iter().any(|m| m.minutes.is_some()),
+                meetings.iter().any(|m| m.minutes.is_some())
+                    && meetings
+                        .iter()
+                        .filter(|m| m.minutes.is_some())
+                        .all(|m| m.finalized),
+            ),
+            (
+                "Status reports",
+                emergency,
+                has(&self.records("status_report", t).await?),
+            ),
+            (
+                "Course of action chosen",
+                emergency,
+                emergency && emergencies.iter().all(|e| e.course_of_action.is_some()),
+            ),
+            (
+                "Lock-down change control approved",
+                course(Course::LockdownRepair),
+                changes.iter().any(|c| {
+                    c.kind == ChangeKind::Lockdown
+                        && c.decided_by.is_some()
+                        && c.status != ChangeStatus::Rejected
+                }),
+            ),
+            (
+                "Test Report with passing compliance tests",
+                course(Course::LockdownRepair),
+                tests.iter().any(|r| r.body.all_pass()),
+            ),
+            (
+                "Report to Senior Management",
+                course(Course::FalsePositive),
+                has(&self.records("senior_management_report", t).await?),
+            ),
+            (
+                "Post-Incident Review",
+                escalated && t.status == TicketStatus::Closed,
+                has(&self.records("post_incident_review", t).await?),
+            ),
+        ];
+        Ok(rows
+            .into_iter()
+            .map(|(c, req, ok)| {
+                let state = if ok {
+                    "present"
+                } else if req {
+                    "MISSING"
+                } else {
+                    "not required"
+                };
+                vec![c.to_string(), yes(req), state.into()]
+            })
+            .collect())
+    }
+
     async fn records(
         &self,
         kind: &str,
@@ -529,6 +644,21 @@ impl App {
                     )]));
                 }
                 "Report to Senior Management"
+            }
+            "compliance-report" => {
+                b.push(Block::Para(
+                    "Which written controls the response process requires for this ticket, and whether each is on the record.".into(),
+                ));
+                b.push(Block::Table(
+                    vec!["Control".into(), "Required".into(), "On the record".into()],
+                    self.compliance_rows(t).await?,
+                ));
+                let n = self.store.ticket_audit(t.id, 0, 100_000).await?.len();
+                b.push(Block::Fields(vec![(
+                    "Audit-chain entries for this ticket".into(),
+                    n.to_string(),
+                )]));
+                "Compliance Report"
             }
             "post-incident-review" => {
                 let recs = self.records("post_incident_review", t).await?;

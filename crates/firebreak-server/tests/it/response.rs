@@ -641,6 +641,13 @@ async fn courses_and_controls(t: TestApp) {
         still,
         json!(["repair, then a Test Report whose compliance tests all pass"])
     );
+    let sr_body = json!({"cost": "3 days of two engineers", "exposure": "one workstation", "business_risk": "low", "next_steps": "rebuild"});
+    assert_eq!(
+        t.post(&format!("{eu}/status-reports"), &sr, sr_body)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
     let tr = json!({"summary": "rebuilt ws-17 again", "compliance_tests": [{"test": "EDR present", "result": "pass", "notes": "v7.2"}, {"test": "CIS L1", "result": "pass"}]});
     assert_eq!(
         t.post(&format!("{eu}/test-reports"), &sr, tr).await.status,
@@ -702,6 +709,7 @@ async fn courses_and_controls(t: TestApp) {
 
     // the written controls, headed with the ticket number; user text is inert
     for kind in [
+        "compliance-report",
         "help-desk-ticket",
         "escalation-report",
         "meeting-minutes",
@@ -785,6 +793,16 @@ async fn courses_and_controls(t: TestApp) {
         .await;
     let md = md.body.as_str().unwrap().to_string();
     assert!(md.contains("\\<img src=x onerror=alert(1)\\>"), "{md}");
+    let compliance = t
+        .get(&format!("{u}/reports/compliance-report.md"), &aud)
+        .await;
+    let compliance = compliance.body.as_str().unwrap().to_string();
+    assert!(
+        compliance.contains("| Post\\-Incident Review | yes | present |")
+            || compliance.contains("| Post-Incident Review | yes | present |"),
+        "{compliance}"
+    );
+    assert!(!compliance.contains("MISSING"), "{compliance}");
     assert_error(
         &t.get(&format!("{u}/reports/nonsense.md"), &aud).await,
         StatusCode::NOT_FOUND,
