@@ -223,6 +223,13 @@ table{{border-collapse:collapse;width:100%}}th,td{{border:1px solid #999;padding
     }
 }
 
+/// The period report: tickets opened in `[from, to)` that the principal may see, with counts
+/// and the mean time to resolve of those closed.
+pub struct PeriodQuery {
+    pub from: time::Date,
+    pub to: time::Date,
+}
+
 fn yes(b: bool) -> String {
     if b { "yes".into() } else { "no".into() }
 }
@@ -355,6 +362,124 @@ impl App {
 
     fn data(r: &firebreak_store::WorkflowRecord) -> Value {
         serde_json::from_str(&r.data).unwrap_or(Value::Null)
+    }
+
+    /// The incident-management report for a period (management, auditors, the team).
+    pub async fn period_report(&self, p: &Principal, q: &PeriodQuery) -> AppResult<Report> {
+        use firebreak_domain::role::groups;
+        if !p.can_read() || !p.has_any(groups::READERS) {
+            return Err(AppError::Forbidden(
+                "period reports are for the response team, management, auditors and admins".into(),
+            ));
+        }
+        if q.to <= q.from {
+            return Err(AppError::field("to", "must be after from"));
+        }
+        let from = q.from.midnight().assume_utc();
+        let to = q.to.midnight().assume_utc();
+        let mut tickets = Vec::new();
+        let mut cursor: Option<String> = None;
+        'pages: loop {
+            let page = self
+                .list_tickets(
+                    p,
+                    &crate::tickets::ListTickets {
+                        limit: Some(crate::tickets::MAX_LIMIT),
+                        cursor: cursor.clone(),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            for t in page.items {
+                if t.created_at < from {
+                    // newest first: everything further is older
+                    break 'pages;
+                }
+                if t.created_at < to {
+                    tickets.push(t);
+                }
+            }
+            match page.next_cursor {
+                Some(c) if tickets.len() < 100_000 => cursor = Some(c),
+                _ => break,
+            }
+        }
+        tickets.reverse();
+        let count = |f: &dyn Fn(&firebreak_domain::api::TicketView) -> bool| {
+            tickets.iter().filter(|t| f(t)).count().to_string()
+        };
+        let closed: Vec<_> = tickets
+            .iter()
+            .filter(|t| t.status == firebreak_domain::ticket::TicketStatus::Closed)
+            .collect();
+        let mttr = if closed.is_empty() {
+            "—".to_string()
+        } else {
+            let secs: i64 = closed
+                .iter()
+                .map(|t| (t.updated_at - t.created_at).whole_seconds())
+                .sum();
+            let mean = secs / closed.len() as i64;
+            format!("{}h {:02}m", mean / 3600, (mean % 3600) / 60)
+        };
+        use firebreak_domain::ticket::Criticality;
+        let blocks = vec![
+            Block::Fields(vec![
+                (
+                    "Period".into(),
+                    format!("{} to {} (UTC, end exclusive)", q.from, q.to),
+                ),
+                ("Tickets opened".into(), tickets.len().to_string()),
+                (
+                    "Normal".into(),
+                    count(&|t| t.criticality == Criticality::Normal),
+                ),
+                (
+                    "Escalations".into(),
+                    count(&|t| t.criticality == Criticality::Escalation),
+                ),
+                (
+                    "Emergencies".into(),
+                    count(&|t| t.criticality == Criticality::Emergency),
+                ),
+                ("Closed".into(), closed.len().to_string()),
+                ("False positives".into(), count(&|t| t.false_positive)),
+                (
+                    "Security incidents (human root cause)".into(),
+                    count(&|t| t.incident),
+                ),
+                ("Mean time to resolve (closed tickets)".into(), mttr),
+            ]),
+            Block::Heading(2, "Tickets".into()),
+            Block::Table(
+                vec![
+                    "Number".into(),
+                    "Opened".into(),
+                    "Title".into(),
+                    "Severity".into(),
+                    "Criticality".into(),
+                    "Status".into(),
+                ],
+                tickets
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.number.clone(),
+                            ts(t.created_at),
+                            t.title.clone(),
+                            t.severity.as_str().into(),
+                            t.criticality.as_str().into(),
+                            t.status.as_str().into(),
+                        ]
+                    })
+                    .collect(),
+            ),
+        ];
+        Ok(Report {
+            title: "Incident Management Report".into(),
+            ticket_number: format!("{} – {}", q.from, q.to),
+            blocks,
+        })
     }
 
     /// Builds a written control for a ticket the principal may read. `NotFound` for an unknown

@@ -42,6 +42,71 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(post_incident_review))
         .routes(routes!(get_report))
         .routes(routes!(escalation_request))
+        .routes(routes!(period_report))
+}
+
+/// Query of the period report.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PeriodParams {
+    /// First day (YYYY-MM-DD, UTC).
+    pub from: String,
+    /// Day after the last (YYYY-MM-DD, UTC).
+    pub to: String,
+    /// `md` (default), `html` or `pdf`.
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+fn parse_day(field: &str, v: &str) -> Result<time::Date, crate::error::ApiError> {
+    time::Date::parse(v, &time::format_description::well_known::Iso8601::DATE).map_err(|_| {
+        crate::error::ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            field,
+            "expected a date like 2026-11-01",
+        )
+    })
+}
+
+/// The incident-management report for a period: tickets opened in `[from, to)` that the caller
+/// may see, with counts by criticality and the mean time to resolve.
+#[utoipa::path(get, path = "/reports/period", tag = "reports", params(PeriodParams),
+    responses((status = 200, description = "The report", content(("text/markdown"), ("text/html"), ("application/pdf")))))]
+pub async fn period_report(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    crate::extract::ApiQuery(q): crate::extract::ApiQuery<PeriodParams>,
+) -> ApiResult<axum::response::Response> {
+    use axum::http::{HeaderValue, header};
+    use axum::response::IntoResponse;
+    let query = firebreak_app::reports::PeriodQuery {
+        from: parse_day("from", &q.from)?,
+        to: parse_day("to", &q.to)?,
+    };
+    let format = q.format.as_deref().unwrap_or("md");
+    if !matches!(format, "md" | "html" | "pdf") {
+        return Err(crate::error::ApiError::field(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "format",
+            "expected md, html or pdf",
+        ));
+    }
+    let r = s.app.period_report(&p, &query).await?;
+    let (ct, body): (&str, Vec<u8>) = match format {
+        "md" => ("text/markdown; charset=utf-8", r.markdown().into_bytes()),
+        "html" => ("text/html; charset=utf-8", r.html().into_bytes()),
+        _ => ("application/pdf", firebreak_app::pdf::render(&r)),
+    };
+    let mut res = body.into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    res.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; sandbox"),
+    );
+    Ok(res)
 }
 
 /// Management asks for immediate escalation before any ticket exists: a ticket is opened and

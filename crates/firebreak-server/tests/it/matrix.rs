@@ -61,6 +61,7 @@ const MATRIX: &[Row] = &[
     ("POST",   "/api/v1/users/me/totp",                    "-",               "",                                   [401, 200, 200, 200, 200, 200, 200, 200, 200]),
     ("POST",   "/api/v1/users/me/totp/confirm",            "-",               r#"{"code":"abcdef"}"#,               [401, 422, 422, 422, 422, 422, 422, 422, 422]),
     ("POST",   "/api/v1/users/me/totp/disable",            "-",               r#"{"password":"wrong"}"#,            [401, 422, 422, 422, 422, 422, 422, 422, 422]),
+    ("GET",    "/api/v1/reports/period?from=2020-01-01&to=2099-01-01", "-",   "",                                   [401, 403, 200, 200, 200, 200, 403, 200, 200]),
     ("GET",    "/api/v1/plan",                             "-",               "",                                   [401, 403, 200, 200, 200, 200, 403, 200, 200]),
     ("GET",    "/api/v1/plan/versions",                    "-",               "",                                   [401, 403, 200, 200, 200, 200, 403, 200, 200]),
     ("PUT",    "/api/v1/plan",                             "-",               r#"{"name":"Plan {n}","war_rooms":[{"name":"Room 1"}],"status_report_every_hours":12,"retention":{"audit_days":400,"documents_days":400}}"#, [401, 403, 403, 403, 403, 403, 403, 403, 200]),

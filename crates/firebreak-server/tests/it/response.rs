@@ -509,6 +509,29 @@ async fn emergency_path(t: TestApp) {
     assert_eq!(r.body["title"], "Escalation requested by cio");
     assert!(r.body["assignee"].is_string());
 
+    // the incident-management report for a period
+    let r = t
+        .get("/api/v1/reports/period?from=2000-01-01&to=2100-01-01", &cio)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let text = r.body.as_str().unwrap().to_string();
+    assert!(
+        text.contains("Tickets opened:** 5") && text.contains("Emergencies:** 2"),
+        "{text}"
+    );
+    assert_error(
+        &t.get("/api/v1/reports/period?from=2026-13-01&to=2027-01-01", &cio)
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    );
+    assert_error(
+        &t.get("/api/v1/reports/period?from=2027-01-01&to=2026-01-01", &cio)
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+
     // 10. everything is on the tamper-evident record
     let entries = t.app.store().audit_entries(0, 10_000).await.unwrap();
     for action in [
