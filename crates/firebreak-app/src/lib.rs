@@ -66,6 +66,7 @@ pub struct App {
     blobs: Option<Arc<documents::BlobStore>>,
     plan_cache: Arc<plan::PlanCache>,
     mailer: Option<Arc<dyn notify::Mailer>>,
+    webhooks: Option<Arc<dyn notify::WebhookSender>>,
 }
 
 impl App {
@@ -81,6 +82,7 @@ impl App {
             blobs: None,
             plan_cache: Arc::default(),
             mailer: None,
+            webhooks: None,
         }
     }
 

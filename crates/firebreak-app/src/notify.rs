@@ -17,6 +17,13 @@ pub trait Mailer: Send + Sync {
     async fn send(&self, to: &str, subject: &str, body: &str) -> Result<(), String>;
 }
 
+/// Posts one signed webhook (Standard Webhooks headers); refuses targets the outbound guard
+/// does not allow.
+#[async_trait::async_trait]
+pub trait WebhookSender: Send + Sync {
+    async fn post(&self, id: &str, url: &str, body: &str) -> Result<(), String>;
+}
+
 /// Attempts before a notification is given up as failed.
 pub const MAX_ATTEMPTS: u32 = 5;
 /// A claim older than this is taken to belong to a node that died while sending.
@@ -35,6 +42,16 @@ impl App {
 
     pub fn has_mailer(&self) -> bool {
         self.mailer.is_some()
+    }
+
+    /// Installs the outbound webhook sender.
+    pub fn with_webhooks(mut self, sender: Arc<dyn WebhookSender>) -> Self {
+        self.webhooks = Some(sender);
+        self
+    }
+
+    pub fn has_webhooks(&self) -> bool {
+        self.webhooks.is_some()
     }
 
     async fn save_notification(
@@ -62,11 +79,11 @@ impl App {
         }
     }
 
-    /// Sends the email notifications that are due; returns how many were attempted.
+    /// Sends the email and webhook notifications that are due; returns how many were attempted.
     pub async fn deliver_pending(&self) -> AppResult<usize> {
-        let Some(mailer) = self.mailer.clone() else {
+        if self.mailer.is_none() && self.webhooks.is_none() {
             return Ok(0);
-        };
+        }
         let now = self.now();
         let mut due = self
             .store
@@ -109,37 +126,16 @@ impl App {
                 continue;
             }
             attempted += 1;
-            let address = match self.store.get_user_by_name(&n.recipient).await {
-                Ok(u) => u.user.email.filter(|e| !e.trim().is_empty()),
-                // people who are not users are addressed directly
-                Err(StoreError::NotFound) => Some(n.recipient.clone()).filter(|r| r.contains('@')),
-                Err(e) => return Err(e.into()),
-            };
             n.attempts += 1;
-            let outcome = match address {
-                None => Err(("the recipient has no email address".to_string(), false)),
-                Some(to) => {
-                    let body = format!(
-                        "{}\n\nTicket: {}\n\nThis message was sent by Firebreak under the response plan's communication protocols.",
-                        n.title, n.ticket_number
-                    );
-                    let subject = format!("[{}] {}", n.ticket_number, n.title);
-                    match tokio::time::timeout(
-                        std::time::Duration::from_secs(30),
-                        mailer.send(&to, &subject, &body),
-                    )
-                    .await
-                    {
-                        Ok(Ok(())) => Ok(to),
-                        Ok(Err(e)) => Err((e, true)),
-                        Err(_) => Err(("the mail server did not answer within 30 s".into(), true)),
-                    }
-                }
+            let outcome = if n.channel == "webhook" {
+                self.post_webhook(&n).await
+            } else {
+                self.send_email(&n).await?
             };
             let (action, details) = match outcome {
                 Ok(to) => {
                     n.status = "delivered".into();
-                    n.detail = Some(format!("sent to {to} by SMTP"));
+                    n.detail = Some(to);
                     n.retry_at = None;
                     (
                         "notification.delivered",
@@ -182,5 +178,65 @@ impl App {
             }
         }
         Ok(attempted)
+    }
+
+    /// Posts a webhook notification: `Ok(detail)` or `Err((why, retry))`.
+    async fn post_webhook(&self, n: &Notification) -> Result<String, (String, bool)> {
+        let Some(sender) = self.webhooks.clone() else {
+            return Err(("no webhook sender is configured".into(), false));
+        };
+        let body = json!({
+            "type": "firebreak.notification",
+            "id": n.id,
+            "ticket_number": n.ticket_number,
+            "title": n.title,
+            "created_at": n.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        })
+        .to_string();
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            sender.post(&n.id.to_string(), &n.recipient, &body),
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok(format!("posted to {}", n.recipient)),
+            // a refused target is refused every time: no retry
+            Ok(Err(e)) if e.starts_with("refused") => Err((e, false)),
+            Ok(Err(e)) => Err((e, true)),
+            Err(_) => Err(("the endpoint did not answer within 30 s".into(), true)),
+        }
+    }
+
+    /// Sends an email notification: `Ok(Ok(detail))`, `Ok(Err((why, retry)))`.
+    async fn send_email(&self, n: &Notification) -> AppResult<Result<String, (String, bool)>> {
+        let Some(mailer) = self.mailer.clone() else {
+            return Ok(Err(("no SMTP relay is configured".into(), false)));
+        };
+        let address = match self.store.get_user_by_name(&n.recipient).await {
+            Ok(u) => u.user.email.filter(|e| !e.trim().is_empty()),
+            // people who are not users are addressed directly
+            Err(StoreError::NotFound) => Some(n.recipient.clone()).filter(|r| r.contains('@')),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(match address {
+            None => Err(("the recipient has no email address".to_string(), false)),
+            Some(to) => {
+                let body = format!(
+                    "{}\n\nTicket: {}\n\nThis message was sent by Firebreak under the response plan's communication protocols.",
+                    n.title, n.ticket_number
+                );
+                let subject = format!("[{}] {}", n.ticket_number, n.title);
+                match tokio::time::timeout(
+                    std::time::Duration::from_secs(30),
+                    mailer.send(&to, &subject, &body),
+                )
+                .await
+                {
+                    Ok(Ok(())) => Ok(format!("sent to {to} by SMTP")),
+                    Ok(Err(e)) => Err((e, true)),
+                    Err(_) => Err(("the mail server did not answer within 30 s".into(), true)),
+                }
+            }
+        })
     }
 }

@@ -126,6 +126,7 @@ impl App {
         let (channel, status, detail) = match channel {
             Channel::InApp => ("in_app", "delivered", None),
             Channel::Email if self.has_mailer() => ("email", "pending", None),
+            Channel::Webhook if self.has_webhooks() => ("webhook", "pending", None),
             Channel::Email => (
                 "email",
                 "failed",
@@ -177,6 +178,24 @@ impl App {
         let mut frag = ChangeSet::new();
         let mut told: Vec<String> = Vec::new();
         for proto in plan.protocols_on(event) {
+            if proto.channel == Channel::Webhook {
+                // one signed delivery per webhook protocol; restricted details stay inside
+                if let Some(url) = &proto.url {
+                    let text = if t.restricted {
+                        format!("{number} needs attention")
+                    } else {
+                        title.to_string()
+                    };
+                    frag = frag.op(Op::InsertRecord(self.notification_on(
+                        t,
+                        parent,
+                        url,
+                        &text,
+                        Channel::Webhook,
+                    )?));
+                }
+                continue;
+            }
             let titles: Vec<&str> = proto.titles.iter().map(String::as_str).collect();
             for u in &users {
                 let hit = u.roles.iter().any(|r| proto.roles.contains(r))

@@ -68,6 +68,9 @@ pub struct Protocol {
     #[serde(default)]
     pub users: Vec<String>,
     pub channel: Channel,
+    /// For `webhook`: where the signed JSON is posted (one delivery per protocol).
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 /// An outside contact (legal counsel, law enforcement, a vendor's incident line).
@@ -150,6 +153,7 @@ impl Default for Plan {
                     titles: vec![],
                     users: vec![],
                     channel: Channel::InApp,
+                    url: None,
                 },
                 Protocol {
                     on: PlanEvent::EmergencyDeclared,
@@ -157,6 +161,7 @@ impl Default for Plan {
                     titles: vec![],
                     users: vec![],
                     channel: Channel::InApp,
+                    url: None,
                 },
                 Protocol {
                     on: PlanEvent::MonitorCapture,
@@ -169,6 +174,7 @@ impl Default for Plan {
                     ],
                     users: vec![],
                     channel: Channel::InApp,
+                    url: None,
                 },
             ],
             thresholds: Thresholds::default(),
@@ -251,6 +257,25 @@ impl Plan {
             }
         }
         for (i, p) in self.protocols.iter().enumerate() {
+            if p.channel == Channel::Webhook {
+                match p.url.as_deref() {
+                    Some(u)
+                        if (u.starts_with("https://") || u.starts_with("http://"))
+                            && u.len() <= 2000
+                            && !u.chars().any(|c| c.is_control() || c == ' ') => {}
+                    _ => errs.push(FieldError::new(
+                        format!("protocols[{i}].url"),
+                        "a webhook protocol needs an http(s) URL",
+                    )),
+                }
+                continue;
+            }
+            if p.url.is_some() {
+                errs.push(FieldError::new(
+                    format!("protocols[{i}].url"),
+                    "only webhook protocols take a URL",
+                ));
+            }
             if p.roles.is_empty() && p.titles.is_empty() && p.users.is_empty() {
                 errs.push(FieldError::new(
                     format!("protocols[{i}]"),
@@ -344,6 +369,7 @@ mod tests {
             titles: vec![],
             users: vec![],
             channel: Channel::Email,
+            url: None,
         });
         p.status_report_every_hours = 0;
         p.retention.audit_days = 30;

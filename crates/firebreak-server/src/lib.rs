@@ -11,6 +11,7 @@ pub mod oidc;
 mod routes;
 pub mod tls;
 pub mod web;
+pub mod webhook;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

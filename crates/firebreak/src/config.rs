@@ -71,6 +71,8 @@ pub struct FileConfig {
     pub oidc: Option<firebreak_server::oidc::OidcConfig>,
     /// The SMTP relay email notifications go through.
     pub smtp: Option<firebreak_server::mail::SmtpConfig>,
+    /// Signing secret and outbound policy of webhook notifications.
+    pub webhooks: Option<firebreak_server::webhook::WebhookConfig>,
 }
 
 /// TLS termination by `serve` itself.
@@ -99,6 +101,7 @@ pub struct Settings {
     pub auth: firebreak_app::auth::AuthConfig,
     pub oidc: Option<firebreak_server::oidc::OidcConfig>,
     pub smtp: Option<firebreak_server::mail::SmtpConfig>,
+    pub webhooks: Option<firebreak_server::webhook::WebhookConfig>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -263,6 +266,7 @@ impl Settings {
             auth,
             oidc: file.oidc,
             smtp: file.smtp,
+            webhooks: file.webhooks,
             listen,
             audit_key_file: args
                 .audit_key_file

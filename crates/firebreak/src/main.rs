@@ -316,6 +316,11 @@ fn server_app(o: &Opened) -> anyhow::Result<App> {
             firebreak_server::mail::SmtpMailer::new(smtp).context("[smtp] in firebreak.toml")?;
         app = app.with_mailer(Arc::new(mailer));
     }
+    if let Some(w) = &s.webhooks {
+        let sender = firebreak_server::webhook::WebhookSender::new(w)
+            .context("[webhooks] in firebreak.toml")?;
+        app = app.with_webhooks(Arc::new(sender));
+    }
     Ok(app)
 }
 
@@ -651,7 +656,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         },
     };
     // email notifications go out in the background; a failure never blocks the response
-    if app.has_mailer() {
+    if app.has_mailer() || app.has_webhooks() {
         let mailer_app = app.clone();
         tokio::spawn(async move {
             loop {

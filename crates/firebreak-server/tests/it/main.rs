@@ -151,6 +151,14 @@ impl TestApp {
         Self::build(Backend::Sqlite, config, web).await
     }
 
+    /// A test app whose application is adjusted by `f` (transports, ...).
+    pub async fn adjusted(f: impl FnOnce(App) -> App) -> Self {
+        let mut t = Self::new().await;
+        t.app = f(t.app.clone());
+        t.router = firebreak_server::router(t.app.clone());
+        t
+    }
+
     /// A test app whose email notifications go through `mailer`.
     pub async fn with_mailer(mailer: Arc<dyn firebreak_app::notify::Mailer>) -> Self {
         let mut t = Self::new().await;

@@ -1357,3 +1357,117 @@ async fn email_notifications_go_out_over_smtp_with_retries_and_delivery_status()
         }
     }
 }
+
+#[tokio::test]
+async fn webhook_notifications_are_signed_and_the_outbound_guard_refuses_internal_targets() {
+    use axum::routing::post;
+    // a receiver on loopback that records what it gets
+    type Seen = Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>;
+    let seen: Seen = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/hook",
+        listener.local_addr().unwrap().port()
+    );
+    let rec = seen.clone();
+    let receiver = Router::new().route(
+        "/hook",
+        post(move |h: axum::http::HeaderMap, body: String| {
+            let rec = rec.clone();
+            async move {
+                rec.lock().unwrap().push((h, body));
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, receiver).await;
+    });
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let sender = |allow: bool| {
+        firebreak_server::webhook::WebhookSender::new(
+            &serde_json::from_value(json!({"secret": secret, "allow_private_targets": allow}))
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    for allow in [true, false] {
+        let s = sender(allow);
+        let t = TestApp::adjusted(|app| app.with_webhooks(Arc::new(s))).await;
+        let admin = person(&t, "root", &[Role::Admin], None, 0, true).await;
+        let cio = person(&t, "cio", &[Role::Manager], Some("CIO"), 9, true).await;
+        let hd = person(&t, "hd", &[Role::Helpdesk], None, 0, true).await;
+        let plan = json!({"name": "hooks", "war_rooms": [{"name": "WR"}], "status_report_every_hours": 24,
+            "retention": {"audit_days": 400, "documents_days": 400},
+            "protocols": [{"on": "emergency_declared", "channel": "webhook", "url": url}]});
+        assert_eq!(
+            t.call("PUT", "/api/v1/plan", Some(&admin), Some(plan))
+                .await
+                .status,
+            StatusCode::OK
+        );
+        let bad = json!({"name": "hooks", "war_rooms": [{"name": "WR"}], "status_report_every_hours": 24,
+            "retention": {"audit_days": 400, "documents_days": 400},
+            "protocols": [{"on": "emergency_declared", "channel": "webhook"}]});
+        let r = t.call("PUT", "/api/v1/plan", Some(&admin), Some(bad)).await;
+        assert_eq!(
+            assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+            Some("protocols[0].url")
+        );
+        let n = t
+            .post("/api/v1/tickets", &hd, json!({"title": "Webhook case"}))
+            .await
+            .body["number"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let e = t
+            .post(
+                &format!("/api/v1/tickets/{n}/declare-emergency"),
+                &cio,
+                json!({"reason": "hooked"}),
+            )
+            .await;
+        assert_eq!(e.status, StatusCode::OK);
+        assert_eq!(t.app.deliver_pending().await.unwrap(), 1);
+        let nu = format!(
+            "/api/v1/emergencies/{}/notifications",
+            e.body["id"].as_str().unwrap()
+        );
+        let items = t.get(&nu, &cio).await.body["items"].clone();
+        let hook = items
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["channel"] == "webhook")
+            .unwrap()
+            .clone();
+        assert_eq!(hook["recipient"], url.as_str());
+        if allow {
+            assert_eq!(hook["status"], "delivered", "{hook}");
+            let (h, body) = seen.lock().unwrap().last().cloned().unwrap();
+            let id = h["webhook-id"].to_str().unwrap();
+            let ts: i64 = h["webhook-timestamp"].to_str().unwrap().parse().unwrap();
+            let key = base64::Engine::decode(
+                &base64::engine::general_purpose::STANDARD,
+                "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            )
+            .unwrap();
+            assert_eq!(
+                h["webhook-signature"].to_str().unwrap(),
+                firebreak_server::webhook::sign(&key, id, ts, &body)
+            );
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["ticket_number"], n.as_str());
+            assert_eq!(id, hook["id"].as_str().unwrap());
+        } else {
+            // the guard refuses loopback without retrying, and nothing reached the receiver
+            assert_eq!(hook["status"], "failed", "{hook}");
+            assert!(
+                hook["detail"].as_str().unwrap().contains("refused"),
+                "{hook}"
+            );
+            assert_eq!(seen.lock().unwrap().len(), 1);
+        }
+    }
+}
