@@ -29,6 +29,7 @@ const K_TEST_REPORT: &str = "test_report";
 const K_SMR: &str = "senior_management_report";
 const K_PHASE: &str = "phase";
 const K_PIR: &str = "post_incident_review";
+const K_TASK: &str = "task";
 
 /// The war room when neither the emergency nor the plan names one.
 pub const DEFAULT_WAR_ROOM: &str = "War Room";
@@ -573,6 +574,7 @@ impl App {
                 open_obligations: vec![],
                 next_meeting: None,
                 criteria: plan.emergency_criteria.clone(),
+                contacts: vec![],
             };
             let mut n = t.clone();
             n.criticality = Criticality::Emergency;
@@ -712,6 +714,24 @@ impl App {
                 if !docs.iter().any(|d| d.added_at >= e.declared_at) {
                     open.push("containment evidence preserved in the document store".into());
                 }
+                let tasks: Vec<Task> = self
+                    .store
+                    .list_records(&RecordFilter {
+                        kind: K_TASK.into(),
+                        ticket_id: Some(t.id),
+                        ..Default::default()
+                    })
+                    .await?
+                    .iter()
+                    .map(parse)
+                    .collect::<AppResult<_>>()?;
+                let repair: Vec<&Task> = tasks
+                    .iter()
+                    .filter(|x| x.created_at >= e.declared_at)
+                    .collect();
+                if repair.is_empty() || repair.iter().any(|x| !x.done) {
+                    open.push("repair tasks on the ticket, all done".into());
+                }
                 let tests: Vec<TestReport> = self.records_of(K_TEST_REPORT, e.id).await?;
                 if !tests.iter().any(|r| r.body.all_pass()) {
                     open.push("repair, then a Test Report whose compliance tests all pass".into());
@@ -757,6 +777,15 @@ impl App {
             }
         }
         e.open_obligations = open;
+        e.contacts = if e.course_of_action == Some(Course::MonitorCapture) {
+            let plan = self.current_plan().await?;
+            plan.legal_contacts
+                .into_iter()
+                .chain(plan.law_enforcement_contacts)
+                .collect()
+        } else {
+            vec![]
+        };
         e.next_meeting = meetings
             .iter()
             .filter(|m| m.scheduled_at >= now && !m.finalized)
@@ -1878,5 +1907,200 @@ impl App {
             "concurrent_update",
             "the ticket keeps changing concurrently; retry",
         ))
+    }
+
+    /// Tier 2 re-evaluates an escalation and returns it to the normal path.
+    pub async fn de_escalate(
+        &self,
+        p: &Principal,
+        reference: &str,
+        req: &ReasonBody,
+    ) -> AppResult<TicketView> {
+        let reason = req.validate()?;
+        for _ in 0..5 {
+            let t = self.find_ticket(p, reference).await?;
+            if !p.can_write() || !p.has_any(&[Role::SeniorResponder, Role::Manager]) {
+                return Err(self
+                    .deny(
+                        p,
+                        "de_escalate",
+                        Some(&t),
+                        "tier 2 (senior responders) and managers re-evaluate escalations".into(),
+                    )
+                    .await);
+            }
+            if t.criticality != Criticality::Escalation {
+                return Err(conflict(
+                    "invalid_transition",
+                    format!(
+                        "only an escalation returns to normal; the ticket is {}",
+                        t.criticality.as_str()
+                    ),
+                ));
+            }
+            if self.has_open_emergency(&t).await? {
+                return Err(conflict(
+                    "emergency_open",
+                    "close the ticket's emergency first",
+                ));
+            }
+            let now = self.now();
+            let mut n = t.clone();
+            n.criticality = Criticality::Normal;
+            n.tier = 1;
+            n.updated_at = now;
+            let cs = ChangeSet::new()
+                .op(Op::UpdateTicket {
+                    ticket: n.clone(),
+                    expected_version: t.version,
+                })
+                .audit(
+                    AuditDraft::new(p.username(), "ticket.de_escalate", "ticket", t.id)
+                        .ticket(t.id)
+                        .details(json!({"from": "escalation", "to": "normal", "reason": reason})),
+                );
+            match self.store.commit(cs).await {
+                Ok(_) => {
+                    n.version = t.version + 1;
+                    return Ok(TicketView::new(n, &self.config.ticket_prefix));
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(conflict(
+            "concurrent_update",
+            "the ticket keeps changing concurrently; retry",
+        ))
+    }
+
+    /// Adds a task to a ticket (the team).
+    pub async fn create_task(
+        &self,
+        p: &Principal,
+        reference: &str,
+        body: &CreateTask,
+    ) -> AppResult<Task> {
+        let t = self.find_ticket(p, reference).await?;
+        if !p.can_write() || !p.has_any(firebreak_domain::role::groups::TEAM) {
+            return Err(self
+                .deny(
+                    p,
+                    "task.create",
+                    Some(&t),
+                    "tasks are added by the help desk, responders and managers".into(),
+                )
+                .await);
+        }
+        body.validate()?;
+        if let Some(o) = &body.owner {
+            self.check_active_user("owner", o).await?;
+        }
+        if t.status == TicketStatus::Closed {
+            return Err(conflict(
+                "invalid_transition",
+                "the ticket is closed; reopen it first",
+            ));
+        }
+        let now = self.now();
+        let task = Task {
+            id: Uuid::now_v7(),
+            ticket_number: self.number(&t),
+            title: body.title.trim().into(),
+            owner: body.owner.clone(),
+            due: body.due.clone(),
+            done: false,
+            created_by: p.username().into(),
+            created_at: now,
+            done_by: None,
+            done_at: None,
+        };
+        let cs = ChangeSet::new()
+            .op(Op::InsertRecord(record(
+                K_TASK,
+                task.id,
+                &t,
+                None,
+                "open",
+                task.owner.as_deref(),
+                &task,
+                now,
+            )?))
+            .audit(
+                AuditDraft::new(p.username(), "task.created", "task", task.id)
+                    .ticket(t.id)
+                    .details(json!({"title": task.title, "owner": task.owner, "due": task.due})),
+            );
+        self.store.commit(cs).await?;
+        Ok(task)
+    }
+
+    pub async fn list_tasks(&self, p: &Principal, reference: &str) -> AppResult<Vec<Task>> {
+        let t = self.find_ticket(p, reference).await?;
+        let recs = self
+            .store
+            .list_records(&RecordFilter {
+                kind: K_TASK.into(),
+                ticket_id: Some(t.id),
+                ..Default::default()
+            })
+            .await?;
+        recs.iter().map(parse).collect()
+    }
+
+    /// Marks a task done (the team).
+    pub async fn complete_task(&self, p: &Principal, id: &str) -> AppResult<Task> {
+        let id: Uuid = id.parse().map_err(|_| AppError::NotFound)?;
+        let rec = match self.store.get_record(id).await {
+            Ok(r) if r.kind == K_TASK => r,
+            Ok(_) | Err(StoreError::NotFound) => return Err(AppError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let t = self
+            .store
+            .get_ticket(rec.ticket_id.ok_or(AppError::NotFound)?)
+            .await?;
+        if !p.can_read() || !self.can_see(p, &t).await? {
+            return Err(AppError::NotFound);
+        }
+        if !p.can_write() || !p.has_any(firebreak_domain::role::groups::TEAM) {
+            return Err(self
+                .deny(
+                    p,
+                    "task.done",
+                    Some(&t),
+                    "tasks are completed by the help desk, responders and managers".into(),
+                )
+                .await);
+        }
+        let mut task: Task = parse(&rec)?;
+        if task.done {
+            return Err(conflict("invalid_transition", "the task is already done"));
+        }
+        task.done = true;
+        task.done_by = Some(p.username().into());
+        task.done_at = Some(self.now());
+        let mut updated = rec.clone();
+        updated.status = "done".into();
+        updated.data = serde_json::to_string(&task).map_err(|e| anyhow::anyhow!("{e}"))?;
+        updated.updated_at = self.now();
+        let cs = ChangeSet::new()
+            .op(Op::UpdateRecord {
+                record: updated,
+                expected_version: rec.version,
+            })
+            .audit(
+                AuditDraft::new(p.username(), "task.done", "task", task.id)
+                    .ticket(t.id)
+                    .details(json!({"title": task.title})),
+            );
+        match self.store.commit(cs).await {
+            Ok(_) => Ok(task),
+            Err(StoreError::Conflict(_)) => Err(conflict(
+                "concurrent_update",
+                "the task changed meanwhile; retry",
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
 }

@@ -164,6 +164,11 @@ impl App {
         };
         // the plan's thresholds can make a ticket an escalation from the start
         let plan = self.current_plan().await?;
+        if req.priority.is_none()
+            && let Some(pr) = plan.thresholds.priority_by_severity.get(&t.severity)
+        {
+            t.priority = *pr;
+        }
         let mut classified = None;
         if plan.thresholds.escalate_severities.contains(&t.severity) {
             t.criticality = Criticality::Escalation;

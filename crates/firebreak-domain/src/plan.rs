@@ -94,6 +94,10 @@ pub struct Thresholds {
     /// Tickets opened at these severities are escalations from the start.
     #[serde(default)]
     pub escalate_severities: Vec<Severity>,
+    /// The priority a ticket gets from its severity when none is given (default: critical→p1,
+    /// high→p2, medium→p3, low→p4).
+    #[serde(default)]
+    pub priority_by_severity: std::collections::BTreeMap<Severity, crate::ticket::Priority>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

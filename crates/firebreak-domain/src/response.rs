@@ -249,6 +249,9 @@ pub struct Emergency {
     /// The plan's emergency criteria, shown to whoever declares.
     #[serde(default)]
     pub criteria: Vec<String>,
+    /// Under Monitor & Capture: the plan's legal and law-enforcement contacts.
+    #[serde(default)]
+    pub contacts: Vec<crate::plan::Contact>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -673,4 +676,57 @@ pub struct EscalationRequestBody {
     pub title: Option<String>,
     #[serde(default)]
     pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreateTask {
+    pub title: String,
+    /// Username of an active user.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// A date (`2026-11-30`) or an RFC 3339 time.
+    #[serde(default)]
+    pub due: Option<String>,
+}
+
+impl CreateTask {
+    pub fn validate(&self) -> Result<(), DomainError> {
+        let mut errs = Vec::new();
+        text("title", &self.title, MAX_SHORT, true, &mut errs);
+        if let Some(d) = &self.due {
+            let ok = time::Date::parse(d, &time::format_description::well_known::Iso8601::DATE)
+                .is_ok()
+                || OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339).is_ok();
+            if !ok {
+                errs.push(FieldError::new(
+                    "due",
+                    "must be a date (YYYY-MM-DD) or an RFC 3339 time",
+                ));
+            }
+        }
+        done(errs)
+    }
+}
+
+/// A task on a ticket (repair work, follow-ups).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Task {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
+    pub id: Uuid,
+    pub ticket_number: String,
+    pub title: String,
+    pub owner: Option<String>,
+    pub due: Option<String>,
+    pub done: bool,
+    pub created_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: OffsetDateTime,
+    pub done_by: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub done_at: Option<OffsetDateTime>,
 }

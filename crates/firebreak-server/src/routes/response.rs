@@ -43,6 +43,62 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_report))
         .routes(routes!(escalation_request))
         .routes(routes!(period_report))
+        .routes(routes!(de_escalate))
+        .routes(routes!(create_task, list_tasks))
+        .routes(routes!(complete_task))
+}
+
+/// Tier 2 re-evaluates an escalation and returns it to the normal path.
+#[utoipa::path(post, path = "/tickets/{ref}/de-escalate", tag = "workflow", request_body = ReasonBody,
+    params(("ref" = String, Path, description = "Ticket id or number")),
+    responses((status = 200, body = TicketView), (status = 409, body = ErrorEnvelope)))]
+pub async fn de_escalate(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+    ApiJson(body): ApiJson<ReasonBody>,
+) -> ApiResult<Json<TicketView>> {
+    Ok(Json(s.app.de_escalate(&p, &reference, &body).await?))
+}
+
+/// Add a task (repair work, follow-up) to the ticket.
+#[utoipa::path(post, path = "/tickets/{ref}/tasks", tag = "workflow", request_body = CreateTask,
+    params(("ref" = String, Path, description = "Ticket id or number")),
+    responses((status = 201, body = Task)))]
+pub async fn create_task(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+    ApiJson(body): ApiJson<CreateTask>,
+) -> ApiResult<(StatusCode, Json<Task>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.app.create_task(&p, &reference, &body).await?),
+    ))
+}
+
+/// The ticket's tasks, oldest first.
+#[utoipa::path(get, path = "/tickets/{ref}/tasks", tag = "workflow",
+    params(("ref" = String, Path, description = "Ticket id or number")),
+    responses((status = 200, body = Page<Task>)))]
+pub async fn list_tasks(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+) -> ApiResult<Json<Page<Task>>> {
+    Ok(page(s.app.list_tasks(&p, &reference).await?))
+}
+
+/// Mark a task done.
+#[utoipa::path(post, path = "/tasks/{id}/done", tag = "workflow",
+    params(("id" = String, Path, description = "Task id")),
+    responses((status = 200, body = Task), (status = 409, body = ErrorEnvelope)))]
+pub async fn complete_task(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Task>> {
+    Ok(Json(s.app.complete_task(&p, &id).await?))
 }
 
 /// Query of the period report.

@@ -469,6 +469,22 @@ async fn emergency_path(t: TestApp) {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["criticality"], "escalation");
+    // tier 2 re-evaluates: back to normal (the help desk may not)
+    let u3 = format!("/api/v1/tickets/{n3}/de-escalate");
+    assert_error(
+        &t.post(&u3, &hd, json!({"reason": "x"})).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let r = t.post(&u3, &sr, json!({"reason": "a known scanner"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["criticality"], "normal");
+    assert_eq!(r.body["tier"], 1);
+    assert_error(
+        &t.post(&u3, &sr, json!({"reason": "again"})).await,
+        StatusCode::CONFLICT,
+        "invalid_transition",
+    );
     let r = t
         .post(
             "/api/v1/tickets",
@@ -613,7 +629,7 @@ async fn courses_and_controls(t: TestApp) {
         )
         .await;
     let open = r.body["open_obligations"].as_array().unwrap().clone();
-    assert_eq!(open.len(), 3, "{open:?}");
+    assert_eq!(open.len(), 4, "{open:?}");
     let r = t.post(&format!("{eu}/close"), &cio, json!({})).await;
     assert_error(&r, StatusCode::CONFLICT, "obligations_open");
     assert!(
@@ -658,6 +674,45 @@ async fn courses_and_controls(t: TestApp) {
     assert_eq!(
         t.post(&format!("{eu}/test-reports"), &sr, tr).await.status,
         StatusCode::CREATED
+    );
+    // repair tasks, done
+    let task = t
+        .post(
+            &format!("{u}/tasks"),
+            &sr,
+            json!({"title": "reimage ws-17", "owner": "sr", "due": "2026-12-01"}),
+        )
+        .await;
+    assert_eq!(task.status, StatusCode::CREATED, "{}", task.body);
+    assert_error(
+        &t.post(
+            &format!("{u}/tasks"),
+            &sr,
+            json!({"title": "x", "due": "soon"}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    let tid = task.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        t.post(&format!("/api/v1/tasks/{tid}/done"), &sr, json!({}))
+            .await
+            .body["done"],
+        true
+    );
+    assert_error(
+        &t.post(&format!("/api/v1/tasks/{tid}/done"), &sr, json!({}))
+            .await,
+        StatusCode::CONFLICT,
+        "invalid_transition",
+    );
+    assert_eq!(
+        t.get(&format!("{u}/tasks"), &aud).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
     );
     let still = t.get(&eu, &sr).await.body["open_obligations"].clone();
     assert_eq!(
@@ -976,7 +1031,7 @@ war_rooms:
 protocols:
   - {on: emergency_declared, users: [cso], channel: email}
   - {on: emergency_declared, roles: [manager], channel: in_app}
-thresholds: {escalate_severities: [critical]}
+thresholds: {escalate_severities: [critical], priority_by_severity: {high: p1}}
 emergency_criteria: ["patient safety"]
 status_report_every_hours: 4
 legal_contacts: [{name: Jo Counsel, organization: Acme Legal, phone: "+1 555 0101"}]
@@ -1021,6 +1076,10 @@ retention: {audit_days: 3650, documents_days: 2555}
         )
         .await;
     assert_eq!(r.body["criticality"], "normal");
+    assert_eq!(
+        r.body["priority"], "p1",
+        "the plan's priority for high severity"
+    );
 
     // the war room, the criteria and the protocols come from the plan
     let e = t
@@ -1052,6 +1111,26 @@ retention: {audit_days: 3650, documents_days: 2555}
     assert!(items.iter().any(|i| i["recipient"] == "cio"
         && i["channel"] == "in_app"
         && i["status"] == "delivered"));
+    // Monitor & Capture shows the plan's legal and law-enforcement contacts
+    let sr = t.token("sr", &[]).await;
+    let r = t
+        .post(
+            &format!(
+                "/api/v1/emergencies/{}/course-of-action",
+                e["id"].as_str().unwrap()
+            ),
+            &sr,
+            json!({"course": "monitor_capture", "rationale": "watch"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let names: Vec<&str> = r.body["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Jo Counsel", "FBI field office"]);
     let entries = t.app.store().audit_entries(0, 1000).await.unwrap();
     assert!(
         entries
