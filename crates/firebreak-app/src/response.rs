@@ -575,6 +575,7 @@ impl App {
                 next_meeting: None,
                 criteria: plan.emergency_criteria.clone(),
                 contacts: vec![],
+                deadlines: vec![],
             };
             let mut n = t.clone();
             n.criticality = Criticality::Emergency;
@@ -777,8 +778,23 @@ impl App {
             }
         }
         e.open_obligations = open;
+        let plan = self.current_plan().await?;
+        e.deadlines = if e.status == EmergencyStatus::Open {
+            plan.legal_obligations
+                .iter()
+                .map(|o| {
+                    let due_at = e.declared_at + time::Duration::hours(i64::from(o.deadline_hours));
+                    Deadline {
+                        name: o.name.clone(),
+                        due_at,
+                        overdue: due_at <= now,
+                    }
+                })
+                .collect()
+        } else {
+            vec![]
+        };
         e.contacts = if e.course_of_action == Some(Course::MonitorCapture) {
-            let plan = self.current_plan().await?;
             plan.legal_contacts
                 .into_iter()
                 .chain(plan.law_enforcement_contacts)

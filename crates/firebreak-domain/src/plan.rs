@@ -87,6 +87,29 @@ pub struct Contact {
     pub email: Option<String>,
 }
 
+/// A legal or contractual obligation with a deadline from the declaration of an emergency
+/// (e.g. notifying a data-protection authority within 72 hours).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct LegalObligation {
+    pub name: String,
+    /// Hours after the emergency is declared.
+    pub deadline_hours: u32,
+}
+
+/// A training or awareness session held as part of preparation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Training {
+    pub title: String,
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    #[serde(default)]
+    pub attendees: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -133,6 +156,11 @@ pub struct Plan {
     pub legal_contacts: Vec<Contact>,
     #[serde(default)]
     pub law_enforcement_contacts: Vec<Contact>,
+    /// Deadlines that run as clocks on every emergency.
+    #[serde(default)]
+    pub legal_obligations: Vec<LegalObligation>,
+    #[serde(default)]
+    pub training: Vec<Training>,
     pub retention: Retention,
 }
 
@@ -191,6 +219,8 @@ impl Default for Plan {
             status_report_every_hours: 24,
             legal_contacts: vec![],
             law_enforcement_contacts: vec![],
+            legal_obligations: vec![],
+            training: vec![],
             retention: Retention {
                 audit_days: 2555,
                 documents_days: 2555,
@@ -312,6 +342,42 @@ impl Plan {
         }
         for (i, c) in self.law_enforcement_contacts.iter().enumerate() {
             contact(&format!("law_enforcement_contacts[{i}]"), c, &mut errs);
+        }
+        for (i, o) in self.legal_obligations.iter().enumerate() {
+            text(
+                format!("legal_obligations[{i}].name"),
+                &o.name,
+                200,
+                &mut errs,
+            );
+            if o.deadline_hours == 0 {
+                errs.push(FieldError::new(
+                    format!("legal_obligations[{i}].deadline_hours"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        for (i, t) in self.training.iter().enumerate() {
+            text(format!("training[{i}].title"), &t.title, 200, &mut errs);
+            if time::Date::parse(
+                &t.date,
+                &time::format_description::well_known::Iso8601::DATE,
+            )
+            .is_err()
+            {
+                errs.push(FieldError::new(
+                    format!("training[{i}].date"),
+                    "must be a date (YYYY-MM-DD)",
+                ));
+            }
+            for (j, a) in t.attendees.iter().enumerate() {
+                if !user_exists(a) {
+                    errs.push(FieldError::new(
+                        format!("training[{i}].attendees[{j}]"),
+                        format!("no active user named {a:?}"),
+                    ));
+                }
+            }
         }
         if self.retention.audit_days < 365 {
             errs.push(FieldError::new(

@@ -252,6 +252,20 @@ pub struct Emergency {
     /// Under Monitor & Capture: the plan's legal and law-enforcement contacts.
     #[serde(default)]
     pub contacts: Vec<crate::plan::Contact>,
+    /// The plan's legal obligations, as clocks from the declaration.
+    #[serde(default)]
+    pub deadlines: Vec<Deadline>,
+}
+
+/// A legal obligation's clock on an emergency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Deadline {
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub due_at: OffsetDateTime,
+    pub overdue: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1036,6 +1036,8 @@ emergency_criteria: ["patient safety"]
 status_report_every_hours: 4
 legal_contacts: [{name: Jo Counsel, organization: Acme Legal, phone: "+1 555 0101"}]
 law_enforcement_contacts: [{name: FBI field office, phone: "+1 555 0199"}]
+legal_obligations: [{name: Notify the data-protection authority, deadline_hours: 72}]
+training: [{title: Tabletop exercise, date: "2026-10-01", attendees: [sr]}]
 retention: {audit_days: 3650, documents_days: 2555}
 "#;
     let r = t.raw(put_yaml(plan, &admin)).await;
@@ -1131,6 +1133,24 @@ retention: {audit_days: 3650, documents_days: 2555}
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["Jo Counsel", "FBI field office"]);
+    // legal obligations run as clocks on the emergency
+    assert_eq!(
+        r.body["deadlines"][0]["name"],
+        "Notify the data-protection authority"
+    );
+    assert_eq!(r.body["deadlines"][0]["overdue"], false);
+    t.clock.advance(time::Duration::hours(73));
+    let later = t
+        .get(
+            &format!("/api/v1/emergencies/{}", e["id"].as_str().unwrap()),
+            &cio,
+        )
+        .await;
+    assert_eq!(
+        later.body["deadlines"][0]["overdue"], true,
+        "{}",
+        later.body
+    );
     let entries = t.app.store().audit_entries(0, 1000).await.unwrap();
     assert!(
         entries
