@@ -2,6 +2,7 @@
 //! commit holding the change and its audit entries. Knows nothing of HTTP or SQL.
 #![forbid(unsafe_code)]
 
+pub mod assets;
 pub mod auth;
 pub mod documents;
 mod error;

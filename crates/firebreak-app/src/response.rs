@@ -351,7 +351,7 @@ impl App {
                         })),
                 );
             // IT management is told, as the plan's protocols say
-            let (notes, _) = self
+            let (notes, told) = self
                 .tell(
                     &t,
                     None,
@@ -361,6 +361,33 @@ impl App {
                 .await?;
             cs.ops.extend(notes.ops);
             cs.audit.extend(notes.audit);
+            // the owners of the affected assets are told too
+            for a in self.ticket_assets(&t).await? {
+                let Some(owner) = a.owner.clone() else {
+                    continue;
+                };
+                if told.contains(&owner) {
+                    continue;
+                }
+                let channel = match self.store.get_user_by_name(&owner).await {
+                    Ok(u) if !u.user.disabled => Channel::InApp,
+                    Ok(_) => continue,
+                    Err(StoreError::NotFound) if owner.contains('@') => Channel::Email,
+                    Err(StoreError::NotFound) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                let title = if t.restricted {
+                    format!("{number} affects your asset {}", a.name)
+                } else {
+                    format!(
+                        "{number} affects your asset {} and was escalated: {}",
+                        a.name, report.reason
+                    )
+                };
+                cs = cs.op(Op::InsertRecord(
+                    self.notification_on(&t, None, &owner, &title, channel)?,
+                ));
+            }
             match self.store.commit(cs).await {
                 Ok(_) => {
                     n.version = t.version + 1;
@@ -2118,5 +2145,23 @@ impl App {
             )),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Every notification about a ticket (escalations, emergencies), oldest first.
+    pub async fn list_ticket_notifications(
+        &self,
+        p: &Principal,
+        reference: &str,
+    ) -> AppResult<Vec<Notification>> {
+        let t = self.find_ticket(p, reference).await?;
+        let recs = self
+            .store
+            .list_records(&RecordFilter {
+                kind: K_NOTIFICATION.into(),
+                ticket_id: Some(t.id),
+                ..Default::default()
+            })
+            .await?;
+        recs.iter().map(parse).collect()
     }
 }

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod asset;
 pub mod audit;
 pub mod error;
 pub mod ids;

@@ -46,6 +46,7 @@ pub struct AppState {
         (name = "workflow", description = "Ticket state transitions"),
         (name = "incident log", description = "The per-ticket, hash-chained timeline"),
                 (name = "emergencies", description = "Emergency response: coordinator, team, meetings and minutes, status reports, course of action, notifications"),
+        (name = "assets", description = "The asset inventory and the assets tickets affect"),
         (name = "plan", description = "The response plan: roster, protocols, thresholds, war rooms, contacts (versioned)"),
         (name = "reports", description = "Written controls generated from the records (Markdown, HTML, PDF)"),
         (name = "change controls", description = "Change requests on tickets, with the two-person rule"),

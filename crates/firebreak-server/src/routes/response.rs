@@ -46,6 +46,23 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(de_escalate))
         .routes(routes!(create_task, list_tasks))
         .routes(routes!(complete_task))
+        .routes(routes!(create_asset, list_assets))
+        .routes(routes!(import_assets))
+        .routes(routes!(get_asset))
+        .routes(routes!(link_asset, list_ticket_assets))
+        .routes(routes!(list_ticket_notifications))
+}
+
+/// Who was told what about the ticket, on which channel, with what delivery status.
+#[utoipa::path(get, path = "/tickets/{ref}/notifications", tag = "workflow",
+    params(("ref" = String, Path, description = "Ticket id or number")),
+    responses((status = 200, body = Page<Notification>)))]
+pub async fn list_ticket_notifications(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+) -> ApiResult<Json<Page<Notification>>> {
+    Ok(page(s.app.list_ticket_notifications(&p, &reference).await?))
 }
 
 /// Tier 2 re-evaluates an escalation and returns it to the normal path.
@@ -606,4 +623,98 @@ pub async fn get_report(
         HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; sandbox"),
     );
     Ok(res)
+}
+
+/// The asset inventory (the response team, management, auditors, admins).
+#[utoipa::path(get, path = "/assets", tag = "assets", responses((status = 200, body = Page<firebreak_domain::asset::Asset>)))]
+pub async fn list_assets(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+) -> ApiResult<Json<Page<firebreak_domain::asset::Asset>>> {
+    Ok(page(s.app.list_assets(&p).await?))
+}
+
+/// Add an asset (admins and the response team). Names are unique.
+#[utoipa::path(post, path = "/assets", tag = "assets", request_body = firebreak_domain::asset::CreateAsset,
+    responses((status = 201, body = firebreak_domain::asset::Asset), (status = 409, body = ErrorEnvelope)))]
+pub async fn create_asset(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    ApiJson(body): ApiJson<firebreak_domain::asset::CreateAsset>,
+) -> ApiResult<(StatusCode, Json<firebreak_domain::asset::Asset>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.app.create_asset(&p, &body).await?),
+    ))
+}
+
+/// One asset, by id or name.
+#[utoipa::path(get, path = "/assets/{key}", tag = "assets",
+    params(("key" = String, Path, description = "Asset id or name")),
+    responses((status = 200, body = firebreak_domain::asset::Asset)))]
+pub async fn get_asset(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(key): Path<String>,
+) -> ApiResult<Json<firebreak_domain::asset::Asset>> {
+    Ok(Json(s.app.get_asset(&p, &key).await?))
+}
+
+/// Import assets from CSV (`text/csv`: `name,addresses,owner,critical_production[,description]`
+/// with a header line; addresses separated by `;`). Bad lines are reported by number; the
+/// others go in.
+#[utoipa::path(post, path = "/assets/import", tag = "assets", request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, body = Object)))]
+pub async fn import_assets(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let ct = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.to_ascii_lowercase().starts_with("text/csv") {
+        return Err(crate::error::ApiError::field(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "content-type",
+            "expected text/csv",
+        ));
+    }
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        crate::error::ApiError::field(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "body",
+            "the CSV must be UTF-8",
+        )
+    })?;
+    Ok(Json(s.app.import_assets(&p, text).await?))
+}
+
+/// The assets a ticket affects.
+#[utoipa::path(get, path = "/tickets/{ref}/assets", tag = "assets",
+    params(("ref" = String, Path, description = "Ticket id or number")),
+    responses((status = 200, body = Page<firebreak_domain::asset::Asset>)))]
+pub async fn list_ticket_assets(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+) -> ApiResult<Json<Page<firebreak_domain::asset::Asset>>> {
+    Ok(page(s.app.list_ticket_assets(&p, &reference).await?))
+}
+
+/// Record an affected asset; a critical-production one makes the ticket an escalation.
+#[utoipa::path(post, path = "/tickets/{ref}/assets", tag = "assets", request_body = firebreak_domain::asset::LinkAsset,
+    params(("ref" = String, Path, description = "Ticket id or number")),
+    responses((status = 200, body = TicketView), (status = 409, body = ErrorEnvelope)))]
+pub async fn link_asset(
+    State(s): State<AppState>,
+    Auth(p): Auth,
+    Path(reference): Path<String>,
+    ApiJson(body): ApiJson<firebreak_domain::asset::LinkAsset>,
+) -> ApiResult<Json<TicketView>> {
+    Ok(Json(s.app.link_asset(&p, &reference, &body).await?))
 }

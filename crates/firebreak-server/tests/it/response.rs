@@ -1570,3 +1570,164 @@ async fn webhook_notifications_are_signed_and_the_outbound_guard_refuses_interna
         }
     }
 }
+
+#[tokio::test]
+async fn assets_drive_escalation_and_their_owners_are_told() {
+    let t = TestApp::new().await;
+    let admin = person(&t, "root", &[Role::Admin], None, 0, true).await;
+    let hd = person(&t, "hd", &[Role::Helpdesk], None, 0, true).await;
+    let sr = person(&t, "sr", &[Role::SeniorResponder], None, 5, true).await;
+    let rep = person(&t, "rep", &[Role::Reporter], None, 0, true).await;
+    let r = t
+        .post("/api/v1/assets", &admin, json!({"name": "fs01", "addresses": ["10.0.0.5"], "owner": "ops@example.org", "critical_production": true}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_error(
+        &t.post("/api/v1/assets", &admin, json!({"name": "FS01"}))
+            .await,
+        StatusCode::CONFLICT,
+        "asset_exists",
+    );
+    assert_error(
+        &t.post("/api/v1/assets", &rep, json!({"name": "x"})).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_eq!(
+        assert_error(
+            &t.post(
+                "/api/v1/assets",
+                &admin,
+                json!({"name": "y", "addresses": ["a b"]})
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed"
+        )
+        .as_deref(),
+        Some("addresses[0]")
+    );
+    let csv = "name,addresses,owner,critical_production\ndc01,10.0.0.7;dc01.corp,sr,false\nbroken line\nfs01,1.1.1.1,x,true\n";
+    let r = t
+        .raw(
+            Request::builder()
+                .method("POST")
+                .uri("/api/v1/assets/import")
+                .header("authorization", format!("Bearer {admin}"))
+                .header("content-type", "text/csv")
+                .body(Body::from(csv))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["imported"], 1);
+    let fields: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["line 3", "row 2"]);
+    assert_eq!(
+        t.get("/api/v1/assets", &hd).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(t.get("/api/v1/assets/dc01", &hd).await.body["owner"], "sr");
+
+    // a critical-production asset makes the ticket an escalation, with the reason on the record
+    let n = t
+        .post("/api/v1/tickets", &hd, json!({"title": "Disk filling"}))
+        .await
+        .body["number"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let u = format!("/api/v1/tickets/{n}");
+    let r = t
+        .post(&format!("{u}/assets"), &hd, json!({"asset": "dc01"}))
+        .await;
+    assert_eq!(r.body["criticality"], "normal");
+    let r = t
+        .post(&format!("{u}/assets"), &hd, json!({"asset": "fs01"}))
+        .await;
+    assert_eq!(r.body["criticality"], "escalation", "{}", r.body);
+    assert_eq!(r.body["tier"], 2);
+    assert_error(
+        &t.post(&format!("{u}/assets"), &hd, json!({"asset": "fs01"}))
+            .await,
+        StatusCode::CONFLICT,
+        "already_linked",
+    );
+    assert_eq!(
+        assert_error(
+            &t.post(&format!("{u}/assets"), &hd, json!({"asset": "nope"}))
+                .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed"
+        )
+        .as_deref(),
+        Some("asset")
+    );
+    let log = t.get(&format!("{u}/log"), &hd).await.body["items"].clone();
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "ticket.classified"
+                && e["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains("critical production asset fs01")),
+        "{log}"
+    );
+    assert_eq!(
+        t.get(&format!("{u}/assets"), &sr).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // escalating a ticket tells its assets' owners
+    let n2 = t
+        .post("/api/v1/tickets", &hd, json!({"title": "Odd logins"}))
+        .await
+        .body["number"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.post(
+        &format!("/api/v1/tickets/{n2}/assets"),
+        &hd,
+        json!({"asset": "dc01"}),
+    )
+    .await;
+    let report = json!({"report": {"reason": "lateral movement", "impact": "domain controller", "systems": ["dc01"], "actions_taken": "none"}});
+    assert_eq!(
+        t.post(&format!("/api/v1/tickets/{n2}/escalate"), &hd, report)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let notes = t
+        .get(&format!("/api/v1/tickets/{n2}/notifications"), &sr)
+        .await
+        .body["items"]
+        .clone();
+    let to_owner = notes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["recipient"] == "sr")
+        .unwrap_or_else(|| panic!("{notes}"));
+    assert!(
+        to_owner["title"]
+            .as_str()
+            .unwrap()
+            .contains("affects your asset dc01")
+    );
+    assert_eq!(to_owner["status"], "delivered");
+}
