@@ -114,6 +114,16 @@ impl App {
                 .await);
         }
         let (rows, mut errs) = parse_csv(csv);
+        // nothing usable: a 422 naming every bad line, nothing imported
+        if rows.is_empty() {
+            if errs.is_empty() {
+                errs.push(firebreak_domain::FieldError::new(
+                    "body",
+                    "the CSV holds no asset (header: name,addresses,owner,critical_production)",
+                ));
+            }
+            return Err(AppError::Validation(errs));
+        }
         let mut names: Vec<String> = self
             .all_assets()
             .await?

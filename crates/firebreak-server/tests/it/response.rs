@@ -1628,6 +1628,21 @@ async fn assets_drive_escalation_and_their_owners_are_told() {
         .map(|e| e["field"].as_str().unwrap())
         .collect();
     assert_eq!(fields, ["line 3", "row 2"]);
+    let r = t
+        .raw(
+            Request::builder()
+                .method("POST")
+                .uri("/api/v1/assets/import")
+                .header("authorization", format!("Bearer {admin}"))
+                .header("content-type", "text/csv")
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("line 1")
+    );
     assert_eq!(
         t.get("/api/v1/assets", &hd).await.body["items"]
             .as_array()
