@@ -1233,6 +1233,16 @@ impl Smtpd {
             .port();
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("mail.log");
+        // the README's test command works on a fresh machine: fetch aiosmtpd from PyPI if needed
+        let present = std::process::Command::new("python3")
+            .args(["-c", "import aiosmtpd"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !present {
+            let _ = std::process::Command::new("python3")
+                .args(["-m", "pip", "install", "-q", "aiosmtpd==1.4.6"])
+                .status();
+        }
         let mut child = std::process::Command::new("python3")
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
             .env("PYTHONUNBUFFERED", "1")
