@@ -422,6 +422,29 @@ impl App {
         .await
     }
 
+    /// `reject-closure` with `escalate: true`: the owner sends the ticket back and to tier 2.
+    pub async fn escalate_on_rejection(
+        &self,
+        p: &Principal,
+        reference: &str,
+        report: &EscalationReport,
+    ) -> AppResult<TicketView> {
+        self.escalate_with(
+            p,
+            reference,
+            "escalate",
+            report,
+            &[
+                Role::Helpdesk,
+                Role::Responder,
+                Role::SeniorResponder,
+                Role::Manager,
+            ],
+            false,
+        )
+        .await
+    }
+
     /// `request-escalation`: management asks for immediate escalation.
     pub async fn request_escalation(
         &self,

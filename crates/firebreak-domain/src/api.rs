@@ -189,6 +189,20 @@ pub struct ReasonRequest {
     pub reason: String,
 }
 
+/// `POST /tickets/{ref}/reject-closure`: the reason, and optionally escalation with its report.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RejectClosureRequest {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, pattern = r"\S"))]
+    pub reason: String,
+    /// Escalate the ticket to tier 2 at the same time (needs `report`).
+    #[serde(default)]
+    pub escalate: bool,
+    #[serde(default)]
+    pub report: Option<crate::response::EscalationReport>,
+}
+
 /// `PATCH /api/v1/users/{username}` (admin): the fields to change.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

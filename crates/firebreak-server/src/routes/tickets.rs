@@ -189,7 +189,7 @@ async fn accept_closure(
 }
 
 /// The owner rejects the resolution: `pending_closure` → `in_progress`; requires `reason`.
-#[utoipa::path(post, path = "/tickets/{ref}/reject-closure", tag = "workflow", request_body = ReasonRequest,
+#[utoipa::path(post, path = "/tickets/{ref}/reject-closure", tag = "workflow", request_body = RejectClosureRequest,
     params(("ref" = String, Path, description = "Ticket id or number")),
     responses((status = 200, body = TicketView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)),
     security(("bearer" = [])))]
@@ -197,16 +197,41 @@ async fn reject_closure(
     State(s): State<AppState>,
     Auth(p): Auth,
     Path(reference): Path<String>,
-    ApiJson(r): ApiJson<ReasonRequest>,
+    ApiJson(r): ApiJson<RejectClosureRequest>,
 ) -> ApiResult<Json<TicketView>> {
-    act(
+    // with `escalate: true` the report is checked first, so nothing half-happens
+    let report = if r.escalate {
+        let Some(report) = r.report else {
+            return Err(crate::error::ApiError::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "report",
+                "escalating needs an Escalation Report",
+            ));
+        };
+        firebreak_domain::response::EscalateRequest {
+            report: report.clone(),
+        }
+        .validate()
+        .map_err(|e| crate::error::ApiError::from(firebreak_app::AppError::from(e)))?;
+        Some(report)
+    } else {
+        None
+    };
+    let view = act(
         &s,
         &p,
         &reference,
         TicketAction::RejectClosure { reason: r.reason },
         None,
     )
-    .await
+    .await?;
+    match report {
+        Some(report) => Ok(Json(
+            s.app.escalate_on_rejection(&p, &reference, &report).await?,
+        )),
+        None => Ok(view),
+    }
 }
 
 /// Reopen a closed ticket: `closed` → `in_progress`; requires `reason` (responder+ or the owner).

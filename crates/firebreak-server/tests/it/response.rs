@@ -1756,3 +1756,55 @@ async fn assets_drive_escalation_and_their_owners_are_told() {
     );
     assert_eq!(to_owner["status"], "delivered");
 }
+
+#[tokio::test]
+async fn the_owner_rejects_closure_and_escalates_in_one_step() {
+    let t = TestApp::new().await;
+    let hd = person(&t, "hd", &[Role::Helpdesk], None, 0, true).await;
+    let r1 = person(&t, "r1", &[Role::Responder], None, 1, true).await;
+    person(&t, "sr", &[Role::SeniorResponder], None, 5, true).await;
+    let n = t
+        .post("/api/v1/tickets", &hd, json!({"title": "Phish"}))
+        .await
+        .body["number"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let u = format!("/api/v1/tickets/{n}");
+    t.post(&format!("{u}/start"), &r1, json!({})).await;
+    t.post(
+        &format!("{u}/resolve"),
+        &r1,
+        json!({"resolution": "blocked", "problem_category": "phishing"}),
+    )
+    .await;
+    let r = t
+        .post(
+            &format!("{u}/reject-closure"),
+            &hd,
+            json!({"reason": "still arriving", "escalate": true}),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("report")
+    );
+    assert_eq!(
+        t.get(&u, &hd).await.body["status"],
+        "pending_closure",
+        "nothing half-happened"
+    );
+    let report = json!({"reason": "campaign continues", "impact": "50 mailboxes", "systems": ["mail"], "actions_taken": "blocked one sender"});
+    let r = t
+        .post(
+            &format!("{u}/reject-closure"),
+            &hd,
+            json!({"reason": "still arriving", "escalate": true, "report": report}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["status"], "in_progress");
+    assert_eq!(r.body["criticality"], "escalation");
+    assert_eq!(r.body["tier"], 2);
+    assert_eq!(r.body["assignee"], "sr");
+}
