@@ -388,13 +388,8 @@ impl App {
                     self.notification_on(&t, None, &owner, &title, channel)?,
                 ));
             }
-            match self.store.commit(cs).await {
-                Ok(_) => {
-                    n.version = t.version + 1;
-                    return Ok(TicketView::new(n, &self.config.ticket_prefix));
-                }
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
+            if let Some(view) = self.commit_ticket_change(cs, &t, n).await? {
+                return Ok(view);
             }
         }
         Err(conflict(
@@ -1960,13 +1955,8 @@ impl App {
                         .ticket(t.id)
                         .details(json!({"review": body, "from": t.status, "to": "closed"})),
                 );
-            match self.store.commit(cs).await {
-                Ok(_) => {
-                    n.version = t.version + 1;
-                    return Ok(TicketView::new(n, &self.config.ticket_prefix));
-                }
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
+            if let Some(view) = self.commit_ticket_change(cs, &t, n).await? {
+                return Ok(view);
             }
         }
         Err(conflict(
@@ -2025,13 +2015,8 @@ impl App {
                         .ticket(t.id)
                         .details(json!({"from": "escalation", "to": "normal", "reason": reason})),
                 );
-            match self.store.commit(cs).await {
-                Ok(_) => {
-                    n.version = t.version + 1;
-                    return Ok(TicketView::new(n, &self.config.ticket_prefix));
-                }
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
+            if let Some(view) = self.commit_ticket_change(cs, &t, n).await? {
+                return Ok(view);
             }
         }
         Err(conflict(

@@ -411,7 +411,7 @@ impl App {
         &self,
         p: &Principal,
         old: &Ticket,
-        mut new: Ticket,
+        new: Ticket,
         entry: AuditDraft,
         action: &str,
     ) -> AppResult<Option<TicketView>> {
@@ -421,16 +421,30 @@ impl App {
                 expected_version: old.version,
             })
             .audit(entry);
+        let saved = self.commit_ticket_change(cs, old, new).await?;
+        if saved.is_some() {
+            tracing::info!(
+                user = p.username(),
+                ticket.number = old.number,
+                action,
+                decision = "allow",
+                "authorization"
+            );
+        }
+        Ok(saved)
+    }
+
+    /// Commits a change set holding `Op::UpdateTicket` of `old` to `new` (and whatever goes with
+    /// it); `None` on a version conflict, for the caller to re-read and retry.
+    pub(crate) async fn commit_ticket_change(
+        &self,
+        cs: ChangeSet,
+        old: &Ticket,
+        mut new: Ticket,
+    ) -> AppResult<Option<TicketView>> {
         match self.store.commit(cs).await {
             Ok(_) => {
                 new.version = old.version + 1;
-                tracing::info!(
-                    user = p.username(),
-                    ticket.number = old.number,
-                    action,
-                    decision = "allow",
-                    "authorization"
-                );
                 Ok(Some(self.view(new)))
             }
             Err(StoreError::Conflict(_)) => Ok(None),
