@@ -5,7 +5,7 @@
 use crate::{App, AppError, AppResult, Principal};
 use firebreak_domain::audit::AuditDraft;
 use firebreak_domain::plan::{Plan, PlanVersion};
-use firebreak_domain::role::{Role, groups};
+use firebreak_domain::role::groups;
 use firebreak_store::{ChangeSet, Op, RecordFilter, WorkflowRecord};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -155,10 +155,5 @@ impl App {
         );
         self.store.commit(cs).await?;
         self.current_plan_fresh().await
-    }
-
-    /// Whether a role set may read the plan (used by exports).
-    pub fn may_read_plan(roles: &[Role]) -> bool {
-        roles.iter().any(|r| groups::READERS.contains(r))
     }
 }
