@@ -6,6 +6,7 @@ pub mod api;
 pub mod asset;
 pub mod audit;
 pub mod error;
+pub mod event;
 pub mod ids;
 pub mod plan;
 pub mod response;

@@ -54,6 +54,13 @@ str_enum!(
     TicketStatus { Open = "open", InProgress = "in_progress", PendingClosure = "pending_closure", Closed = "closed" }
 );
 str_enum!(
+    /// Where an event is in the help desk's queue.
+    EventStatus {
+        New = "new", Ticketed = "ticketed", Merged = "merged", Dismissed = "dismissed",
+        Suppressed = "suppressed", Resolved = "resolved",
+    }
+);
+str_enum!(
     /// Who reported the matter.
     SourceKind {
         Employee = "employee", Vendor = "vendor", Customer = "customer", Partner = "partner",

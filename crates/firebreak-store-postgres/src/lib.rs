@@ -4,6 +4,7 @@
 //! one chain. Owns every SQL statement for PostgreSQL.
 #![forbid(unsafe_code)]
 
+mod events;
 mod rows;
 mod writer;
 
@@ -515,6 +516,16 @@ pub(crate) async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) 
             .await
             .map_err(err)?;
         }
+        Op::IngestEvents(items) => events::ingest(tx, items, out).await?,
+        Op::UpdateEvent {
+            event,
+            expected_version,
+        } => events::update_event(tx, event, *expected_version).await?,
+        Op::LinkTicketObservables {
+            ticket_id,
+            observables,
+            at,
+        } => events::link_ticket(tx, *ticket_id, observables, *at).await?,
         Op::UpdateRecord {
             record: r,
             expected_version,

@@ -8,13 +8,16 @@ mod writer;
 
 use async_trait::async_trait;
 use firebreak_domain::audit::{AuditRecord, Checkpoint};
+use firebreak_domain::event::Event;
 use firebreak_domain::ids::{DocumentId, TicketId, UserId};
-use firebreak_domain::ticket::Ticket;
+use firebreak_domain::ticket::{EventStatus, Ticket};
 use firebreak_domain::user::User;
 use firebreak_store::{
     AccessGrant, AuditSigner, AuditStore, ChangeSet, CommitOutcome, DocumentRecord, DocumentStore,
-    RecordFilter, SessionRecord, Store, StoreError, StoreResult, ThrottleRecord, TicketFilter,
-    TicketStore, TokenRecord, TotpRecord, UserRecord, UserStore, WorkflowRecord, WorkflowStore,
+    EventFilter, EventStore, ObservableFilter, ObservableRecord, RecordFilter, SessionRecord,
+    Store, StoreError, StoreResult, SuppressionHits, ThrottleRecord, TicketFilter, TicketStore,
+    TokenRecord, TotpRecord, UserRecord, UserStore, WorkflowRecord, WorkflowStore, from_millis,
+    like_escape,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -423,6 +426,164 @@ impl WorkflowStore for SqliteStore {
             .push_bind(i64::from(limit));
         let rows = q.build().fetch_all(&self.read).await.map_err(rows::err)?;
         rows.iter().map(rows::record).collect()
+    }
+}
+
+const OBSERVABLE_COLUMNS: &str = "SELECT o.id, o.kind, o.value, o.first_seen, o.last_seen, \
+     (SELECT COUNT(*) FROM event_observables eo WHERE eo.observable_id = o.id) AS events, \
+     (SELECT COUNT(*) FROM ticket_observables t WHERE t.observable_id = o.id) AS tickets FROM observables o";
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn get_event(&self, id: uuid::Uuid) -> StoreResult<Event> {
+        let row = sqlx::query("SELECT * FROM events WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(rows::err)?
+            .ok_or(StoreError::NotFound)?;
+        Ok(rows::event(&row)?.1)
+    }
+
+    async fn list_events(&self, f: &EventFilter) -> StoreResult<Vec<(i64, Event)>> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM events WHERE 1 = 1");
+        if let Some(s) = f.status {
+            q.push(" AND status = ").push_bind(s.as_str());
+        }
+        if let Some(s) = &f.source {
+            q.push(" AND source = ").push_bind(s.clone());
+        }
+        if let Some(t) = f.ticket_id {
+            q.push(" AND ticket_id = ").push_bind(t.to_string());
+        }
+        if let Some(r) = &f.reported_by {
+            q.push(" AND reported_by = ").push_bind(r.clone());
+        }
+        if let Some(r) = f.suppressed_by {
+            q.push(" AND suppressed_by = ").push_bind(r.to_string());
+        }
+        if let Some(s) = f.severity {
+            q.push(" AND severity = ").push_bind(s.as_str());
+        }
+        if let Some(t) = &f.text {
+            q.push(" AND title LIKE ")
+                .push_bind(format!("%{}%", like_escape(t)))
+                .push(" ESCAPE '\\'");
+        }
+        if let Some(b) = f.before_seq {
+            q.push(" AND seq < ").push_bind(b);
+        }
+        let limit = if f.limit == 0 { 100 } else { f.limit };
+        q.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.read).await.map_err(rows::err)?;
+        rows.iter().map(rows::event).collect()
+    }
+
+    async fn count_events(&self) -> StoreResult<Vec<(EventStatus, i64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM events GROUP BY status")
+                .fetch_all(&self.read)
+                .await
+                .map_err(rows::err)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(s, n)| EventStatus::parse(&s).map(|s| (s, n)))
+            .collect())
+    }
+
+    async fn suppression_hits(&self) -> StoreResult<Vec<SuppressionHits>> {
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT suppressed_by, COUNT(*), SUM(occurrences), MAX(last_seen) FROM events \
+             WHERE suppressed_by IS NOT NULL GROUP BY suppressed_by",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(rows::err)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, events, occurrences, last)| {
+                Some(SuppressionHits {
+                    rule_id: id.parse().ok()?,
+                    events,
+                    occurrences,
+                    last_hit: from_millis(last),
+                })
+            })
+            .collect())
+    }
+
+    async fn get_observable(&self, id: uuid::Uuid) -> StoreResult<ObservableRecord> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(OBSERVABLE_COLUMNS);
+        q.push(" WHERE o.id = ").push_bind(id.to_string());
+        let row = q
+            .build()
+            .fetch_optional(&self.read)
+            .await
+            .map_err(rows::err)?
+            .ok_or(StoreError::NotFound)?;
+        rows::observable(&row)
+    }
+
+    async fn list_observables(&self, f: &ObservableFilter) -> StoreResult<Vec<ObservableRecord>> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(OBSERVABLE_COLUMNS);
+        q.push(" WHERE 1 = 1");
+        if let Some(k) = &f.kind {
+            q.push(" AND o.kind = ").push_bind(k.clone());
+        }
+        if let Some(t) = &f.text {
+            q.push(" AND o.value LIKE ")
+                .push_bind(format!("%{}%", like_escape(t)))
+                .push(" ESCAPE '\\'");
+        }
+        if let Some(t) = f.ticket_id {
+            q.push(" AND o.id IN (SELECT observable_id FROM ticket_observables WHERE ticket_id = ")
+                .push_bind(t.to_string())
+                .push(")");
+        }
+        if let Some(e) = f.event_id {
+            q.push(" AND o.id IN (SELECT observable_id FROM event_observables WHERE event_id = ")
+                .push_bind(e.to_string())
+                .push(")");
+        }
+        if let Some((ms, id)) = f.after {
+            q.push(" AND (o.last_seen < ")
+                .push_bind(ms)
+                .push(" OR (o.last_seen = ")
+                .push_bind(ms)
+                .push(" AND o.id < ")
+                .push_bind(id.to_string())
+                .push("))");
+        }
+        let limit = if f.limit == 0 { 100 } else { f.limit };
+        q.push(" ORDER BY o.last_seen DESC, o.id DESC LIMIT ")
+            .push_bind(i64::from(limit));
+        let rows = q.build().fetch_all(&self.read).await.map_err(rows::err)?;
+        rows.iter().map(rows::observable).collect()
+    }
+
+    async fn observable_tickets(&self, id: uuid::Uuid) -> StoreResult<Vec<TicketId>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT ticket_id FROM ticket_observables WHERE observable_id = ? ORDER BY added_at",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.read)
+        .await
+        .map_err(rows::err)?;
+        Ok(rows.into_iter().filter_map(|(t,)| t.parse().ok()).collect())
+    }
+
+    async fn observable_events(&self, id: uuid::Uuid, limit: u32) -> StoreResult<Vec<uuid::Uuid>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT e.id FROM event_observables eo JOIN events e ON e.id = eo.event_id \
+             WHERE eo.observable_id = ? ORDER BY e.seq DESC LIMIT ?",
+        )
+        .bind(id.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(rows::err)?;
+        Ok(rows.into_iter().filter_map(|(t,)| t.parse().ok()).collect())
     }
 }
 

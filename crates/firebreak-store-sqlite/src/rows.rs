@@ -228,3 +228,57 @@ pub fn audit(row: &SqliteRow) -> StoreResult<AuditRecord> {
         hash: get(row, "hash")?,
     })
 }
+
+pub fn event(row: &SqliteRow) -> StoreResult<(i64, firebreak_domain::event::Event)> {
+    use firebreak_domain::event::{Event, EventDetails};
+    let status: String = get(row, "status")?;
+    let sev: String = get(row, "severity")?;
+    let kind: String = get(row, "source_kind")?;
+    let data: String = get(row, "data")?;
+    let details: EventDetails = parse(serde_json::from_str(&data).ok(), "data", &data)?;
+    let mut e = Event {
+        id: id(row, "id")?,
+        status: parse(EventStatus::parse(&status), "status", &status)?,
+        source: get(row, "source")?,
+        source_kind: parse(SourceKind::parse(&kind), "source_kind", &kind)?,
+        source_ref: get(row, "source_ref")?,
+        rule_id: get(row, "rule_id")?,
+        title: get(row, "title")?,
+        description: None,
+        severity: parse(Severity::parse(&sev), "severity", &sev)?,
+        original_severity: None,
+        occurred_at: from_millis(get(row, "occurred_at")?),
+        received_at: from_millis(get(row, "received_at")?),
+        last_seen: from_millis(get(row, "last_seen")?),
+        occurrences: get(row, "occurrences")?,
+        host: get(row, "host")?,
+        observables: vec![],
+        assets: vec![],
+        tags: vec![],
+        fingerprint: get(row, "fingerprint")?,
+        fields: serde_json::Map::new(),
+        reporter: None,
+        reported_by: get(row, "reported_by")?,
+        ticket_id: opt_id(row, "ticket_id")?,
+        suppressed_by: opt_id(row, "suppressed_by")?,
+        classification: None,
+        disposition: None,
+        resolved_at: get::<Option<i64>>(row, "resolved_at")?.map(from_millis),
+        raw: get(row, "raw")?,
+        version: get(row, "version")?,
+    };
+    e.set_details(details);
+    Ok((get(row, "seq")?, e))
+}
+
+pub fn observable(row: &SqliteRow) -> StoreResult<firebreak_store::ObservableRecord> {
+    Ok(firebreak_store::ObservableRecord {
+        id: id(row, "id")?,
+        kind: get(row, "kind")?,
+        value: get(row, "value")?,
+        first_seen: from_millis(get(row, "first_seen")?),
+        last_seen: from_millis(get(row, "last_seen")?),
+        events: get(row, "events")?,
+        tickets: get(row, "tickets")?,
+    })
+}

@@ -6,12 +6,13 @@
 //! Invariant: no caller hears "ok" before the COMMIT that holds its change has returned.
 
 use firebreak_domain::audit::AuditDraft;
+use firebreak_domain::event::{Event, ObservableRef};
 use firebreak_domain::ticket::Ticket;
 use firebreak_store::{
-    AuditSigner, ChangeSet, CommitOutcome, Op, StoreError, StoreResult, UserRecord, WorkflowRecord,
-    roles_to_text, scopes_to_text, to_millis,
+    AuditSigner, ChangeSet, CommitOutcome, Ingested, NewEvent, Op, StoreError, StoreResult,
+    UserRecord, WorkflowRecord, roles_to_text, scopes_to_text, to_millis,
 };
-use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -715,6 +716,194 @@ fn apply_op(
             record,
             expected_version,
         } => update_record(conn, record, *expected_version)?,
+        Op::IngestEvents(items) => {
+            for item in items {
+                let r = ingest_event(conn, item)?;
+                out.ingested.push(r);
+            }
+        }
+        Op::UpdateEvent {
+            event,
+            expected_version,
+        } => update_event(conn, event, *expected_version)?,
+        Op::LinkTicketObservables {
+            ticket_id,
+            observables,
+            at,
+        } => {
+            let at = to_millis(*at);
+            let tid = ticket_id.to_string();
+            for o in observables {
+                let oid = upsert_observable(conn, o, at)?;
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO ticket_observables (ticket_id, observable_id, added_at) VALUES (?1, ?2, ?3)",
+                )
+                .and_then(|mut s| s.execute(params![tid, oid, at]))
+                .map_err(err)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn upsert_observable(conn: &Connection, o: &ObservableRef, at: i64) -> StoreResult<String> {
+    let id = o.id().to_string();
+    conn.prepare_cached(
+        "INSERT INTO observables (id, kind, value, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?4) \
+         ON CONFLICT (id) DO UPDATE SET last_seen = max(observables.last_seen, excluded.last_seen)",
+    )
+    .and_then(|mut s| s.execute(params![id, o.kind, o.value, at]))
+    .map_err(err)?;
+    Ok(id)
+}
+
+fn insert_event(conn: &Connection, e: &Event) -> StoreResult<()> {
+    let id = e.id.to_string();
+    let data = serde_json::to_string(&e.details()).map_err(|x| StoreError::Other(x.into()))?;
+    conn.prepare_cached(
+        "INSERT INTO events (id, status, source, source_kind, source_ref, rule_id, fingerprint, title, severity, host, \
+         occurred_at, received_at, last_seen, occurrences, reported_by, ticket_id, suppressed_by, resolved_at, data, raw, version) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, 1)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            id,
+            e.status.as_str(),
+            e.source,
+            e.source_kind.as_str(),
+            e.source_ref,
+            e.rule_id,
+            e.fingerprint,
+            e.title,
+            e.severity.as_str(),
+            e.host,
+            to_millis(e.occurred_at),
+            to_millis(e.received_at),
+            to_millis(e.last_seen),
+            e.occurrences,
+            e.reported_by,
+            e.ticket_id.map(|t| t.to_string()),
+            e.suppressed_by.map(|r| r.to_string()),
+            e.resolved_at.map(to_millis),
+            data,
+            e.raw,
+        ])
+    })
+    .map_err(err)?;
+    let at = to_millis(e.received_at);
+    for o in &e.observables {
+        let oid = upsert_observable(conn, o, at)?;
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO event_observables (observable_id, event_id) VALUES (?1, ?2)",
+        )
+        .and_then(|mut s| s.execute(params![oid, id]))
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
+fn ingest_event(conn: &Connection, item: &NewEvent) -> StoreResult<Ingested> {
+    let e = &item.event;
+    let now = to_millis(e.last_seen);
+    if item.resolve {
+        let found: Option<String> = conn
+            .prepare_cached("DELETE FROM event_dedup WHERE dedup_key = ?1 RETURNING event_id")
+            .and_then(|mut s| s.query_row([&item.dedup_key], |r| r.get(0)).optional())
+            .map_err(err)?;
+        if let Some(id) = found {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE events SET resolved_at = ?1, last_seen = max(last_seen, ?1), \
+                     status = CASE WHEN status = 'new' THEN 'resolved' ELSE status END, version = version + 1 WHERE id = ?2",
+                )
+                .and_then(|mut s| s.execute(params![now, id]))
+                .map_err(err)?;
+            if changed == 1 {
+                return Ok(Ingested {
+                    event_id: parse_uuid(&id)?,
+                    created: false,
+                    resolved: true,
+                });
+            }
+        }
+        insert_event(conn, e)?;
+        return Ok(Ingested {
+            event_id: e.id,
+            created: true,
+            resolved: false,
+        });
+    }
+    let candidate = e.id.to_string();
+    let winner: String = conn
+        .prepare_cached(
+            "INSERT INTO event_dedup (dedup_key, event_id, last_seen) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (dedup_key) DO UPDATE SET \
+             event_id = CASE WHEN event_dedup.last_seen < ?4 THEN excluded.event_id ELSE event_dedup.event_id END, \
+             last_seen = max(event_dedup.last_seen, excluded.last_seen) RETURNING event_id",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![item.dedup_key, candidate, now, to_millis(item.window_start)],
+                |r| r.get(0),
+            )
+        })
+        .map_err(err)?;
+    if winner == candidate {
+        insert_event(conn, e)?;
+        return Ok(Ingested {
+            event_id: e.id,
+            created: true,
+            resolved: false,
+        });
+    }
+    conn.prepare_cached(
+        "UPDATE events SET occurrences = occurrences + ?1, last_seen = max(last_seen, ?2) WHERE id = ?3",
+    )
+    .and_then(|mut s| s.execute(params![e.occurrences, now, winner]))
+    .map_err(err)?;
+    Ok(Ingested {
+        event_id: parse_uuid(&winner)?,
+        created: false,
+        resolved: false,
+    })
+}
+
+fn parse_uuid(s: &str) -> StoreResult<uuid::Uuid> {
+    uuid::Uuid::parse_str(s).map_err(|e| StoreError::Other(anyhow::anyhow!("stored id {s:?}: {e}")))
+}
+
+fn update_event(conn: &Connection, e: &Event, expected_version: i64) -> StoreResult<()> {
+    let id = e.id.to_string();
+    let data = serde_json::to_string(&e.details()).map_err(|x| StoreError::Other(x.into()))?;
+    let changed = conn
+        .prepare_cached(
+            "UPDATE events SET status = ?1, ticket_id = ?2, suppressed_by = ?3, resolved_at = ?4, data = ?5, \
+             severity = ?6, title = ?7, version = version + 1 WHERE id = ?8 AND version = ?9",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                e.status.as_str(),
+                e.ticket_id.map(|t| t.to_string()),
+                e.suppressed_by.map(|r| r.to_string()),
+                e.resolved_at.map(to_millis),
+                data,
+                e.severity.as_str(),
+                e.title,
+                id,
+                expected_version,
+            ])
+        })
+        .map_err(err)?;
+    if changed == 0 {
+        let exists = conn
+            .prepare_cached("SELECT 1 FROM events WHERE id = ?1")
+            .and_then(|mut s| s.exists([&id]))
+            .map_err(err)?;
+        return Err(if exists {
+            StoreError::Conflict("the event was changed concurrently; retry".into())
+        } else {
+            StoreError::NotFound
+        });
     }
     Ok(())
 }

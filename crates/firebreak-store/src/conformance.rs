@@ -53,6 +53,12 @@ macro_rules! store_conformance_suite {
             documents_list_oldest_first_and_blobs_are_stored_once,
             workflow_records_filter_and_list_oldest_first,
             workflow_record_updates_check_the_version,
+            events_dedup_inside_the_window_and_split_after_it,
+            events_resolve_and_release_their_key,
+            events_list_filter_paginate_and_count,
+            event_updates_check_the_version,
+            observables_link_events_and_tickets,
+            suppression_hits_are_counted_from_events,
         );
     };
     (@tests $factory:path; $($name:ident),+ $(,)?) => {
@@ -1412,4 +1418,470 @@ pub async fn workflow_record_updates_check_the_version(ts: &TestStore) {
         .await
         .unwrap();
     assert_eq!(listed, [stored]);
+}
+
+pub fn sample_event(title: &str, at: OffsetDateTime) -> firebreak_domain::event::Event {
+    use firebreak_domain::event::{Event, ObservableRef};
+    let mut fields = serde_json::Map::new();
+    fields.insert("src_ip".into(), serde_json::json!("10.0.0.1"));
+    Event {
+        id: uuid::Uuid::now_v7(),
+        status: EventStatus::New,
+        source: "suricata".into(),
+        source_kind: SourceKind::Sensor,
+        source_ref: Some("1234".into()),
+        rule_id: Some("2100498".into()),
+        title: title.into(),
+        description: Some("GPL ATTACK_RESPONSE id check returned root".into()),
+        severity: Severity::High,
+        original_severity: Some("1".into()),
+        occurred_at: at,
+        received_at: at,
+        last_seen: at,
+        occurrences: 1,
+        host: Some("sensor-1".into()),
+        observables: vec![
+            ObservableRef {
+                kind: "ip".into(),
+                value: "10.0.0.1".into(),
+            },
+            ObservableRef {
+                kind: "domain".into(),
+                value: "evil.example".into(),
+            },
+        ],
+        assets: vec![],
+        tags: vec!["ids".into()],
+        fingerprint: "fp".into(),
+        fields,
+        reporter: None,
+        reported_by: "sensor".into(),
+        ticket_id: None,
+        suppressed_by: None,
+        classification: None,
+        disposition: None,
+        resolved_at: None,
+        raw: format!("{{\"title\":\"{title}\"}}"),
+        version: 1,
+    }
+}
+
+fn new_event(
+    e: firebreak_domain::event::Event,
+    key: &str,
+    window_start: OffsetDateTime,
+) -> crate::NewEvent {
+    crate::NewEvent {
+        event: e,
+        dedup_key: key.into(),
+        window_start,
+        resolve: false,
+    }
+}
+
+async fn ingest(ts: &TestStore, items: Vec<crate::NewEvent>) -> Vec<crate::Ingested> {
+    ts.store
+        .commit(ChangeSet::new().op(Op::IngestEvents(items)))
+        .await
+        .unwrap()
+        .ingested
+}
+
+pub async fn events_dedup_inside_the_window_and_split_after_it(ts: &TestStore) {
+    let t0 = now() - time::Duration::hours(2);
+    let first = sample_event("first", t0);
+    let r = ingest(
+        ts,
+        vec![new_event(
+            first.clone(),
+            "k1",
+            t0 - time::Duration::hours(1),
+        )],
+    )
+    .await;
+    assert_eq!(r.len(), 1);
+    assert!(r[0].created);
+    assert_eq!(r[0].event_id, first.id);
+    let stored = ts.store.get_event(first.id).await.unwrap();
+    assert_eq!(stored, first, "an event round-trips whole");
+
+    // a repeat inside the window (and two more in one op under another key) counts
+    let t1 = t0 + time::Duration::minutes(10);
+    let mut again = sample_event("again", t1);
+    again.occurrences = 3;
+    let other = sample_event("other", t1);
+    let r = ingest(
+        ts,
+        vec![
+            new_event(again.clone(), "k1", t1 - time::Duration::hours(1)),
+            new_event(other.clone(), "k2", t1 - time::Duration::hours(1)),
+        ],
+    )
+    .await;
+    assert_eq!(r[0].event_id, first.id);
+    assert!(!r[0].created);
+    assert!(r[1].created);
+    let stored = ts.store.get_event(first.id).await.unwrap();
+    assert_eq!(stored.occurrences, 4);
+    assert_eq!(stored.last_seen, t1);
+    assert_eq!(stored.title, "first", "a repeat changes only the counters");
+    assert!(ts.store.get_event(again.id).await.is_err());
+
+    // after the window, the same key starts a new event
+    let t2 = t1 + time::Duration::minutes(90);
+    let late = sample_event("late", t2);
+    let r = ingest(
+        ts,
+        vec![new_event(late.clone(), "k1", t2 - time::Duration::hours(1))],
+    )
+    .await;
+    assert!(r[0].created);
+    assert_eq!(r[0].event_id, late.id);
+    assert_eq!(ts.store.get_event(first.id).await.unwrap().occurrences, 4);
+
+    // concurrent ingestion of one key from many callers makes one event
+    let t3 = t2 + time::Duration::minutes(1);
+    let mut handles = Vec::new();
+    for i in 0..16 {
+        let store = ts.store.clone();
+        let e = sample_event(&format!("c{i}"), t3);
+        handles.push(tokio::spawn(async move {
+            store
+                .commit(ChangeSet::new().op(Op::IngestEvents(vec![new_event(
+                    e,
+                    "k3",
+                    t3 - time::Duration::hours(1),
+                )])))
+                .await
+                .unwrap()
+                .ingested[0]
+        }));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    let mut created = 0;
+    for h in handles {
+        let r = h.await.unwrap();
+        ids.insert(r.event_id);
+        created += usize::from(r.created);
+    }
+    assert_eq!(ids.len(), 1, "one event for one key");
+    assert_eq!(created, 1);
+    let id = ids.into_iter().next().unwrap();
+    assert_eq!(ts.store.get_event(id).await.unwrap().occurrences, 16);
+}
+
+pub async fn events_resolve_and_release_their_key(ts: &TestStore) {
+    let t0 = now() - time::Duration::minutes(30);
+    let firing = sample_event("firing", t0);
+    ingest(
+        ts,
+        vec![new_event(
+            firing.clone(),
+            "am:1",
+            t0 - time::Duration::hours(1),
+        )],
+    )
+    .await;
+    let t1 = t0 + time::Duration::minutes(5);
+    let mut resolved = sample_event("resolved", t1);
+    resolved.status = EventStatus::Resolved;
+    resolved.resolved_at = Some(t1);
+    let mut item = new_event(resolved.clone(), "am:1", t1 - time::Duration::hours(1));
+    item.resolve = true;
+    let r = ingest(ts, vec![item.clone()]).await;
+    assert_eq!(r[0].event_id, firing.id);
+    assert!(r[0].resolved && !r[0].created);
+    let e = ts.store.get_event(firing.id).await.unwrap();
+    assert_eq!(e.status, EventStatus::Resolved);
+    assert_eq!(e.resolved_at, Some(t1));
+    assert_eq!(e.version, 2);
+    // the key is released: a new firing is a new event
+    let again = sample_event("again", t1);
+    let r = ingest(
+        ts,
+        vec![new_event(
+            again.clone(),
+            "am:1",
+            t1 - time::Duration::hours(1),
+        )],
+    )
+    .await;
+    assert!(r[0].created);
+    // a resolution nobody saw fire is kept as its own record
+    let mut orphan = resolved.clone();
+    orphan.id = uuid::Uuid::now_v7();
+    let mut item = new_event(orphan.clone(), "am:never", t1 - time::Duration::hours(1));
+    item.resolve = true;
+    let r = ingest(ts, vec![item]).await;
+    assert!(r[0].created && !r[0].resolved);
+    assert_eq!(
+        ts.store.get_event(orphan.id).await.unwrap().status,
+        EventStatus::Resolved
+    );
+}
+
+pub async fn events_list_filter_paginate_and_count(ts: &TestStore) {
+    let t0 = now();
+    let mut items = Vec::new();
+    for i in 0..7 {
+        let mut e = sample_event(&format!("event {i}"), t0);
+        if i % 2 == 1 {
+            e.source = "wazuh".into();
+            e.reported_by = "other".into();
+        }
+        if i == 6 {
+            e.status = EventStatus::Suppressed;
+            e.title = "100% special_title".into();
+        }
+        items.push(new_event(e, &format!("list-{i}"), t0));
+    }
+    ingest(ts, items).await;
+    let page1 = ts
+        .store
+        .list_events(&crate::EventFilter {
+            limit: 4,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page1.len(), 4);
+    assert_eq!(page1[0].1.title, "100% special_title", "newest first");
+    let page2 = ts
+        .store
+        .list_events(&crate::EventFilter {
+            limit: 4,
+            before_seq: Some(page1[3].0),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page2.len(), 3);
+    assert_eq!(page2[2].1.title, "event 0");
+    let wazuh = ts
+        .store
+        .list_events(&crate::EventFilter {
+            source: Some("wazuh".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(wazuh.len(), 3);
+    let mine = ts
+        .store
+        .list_events(&crate::EventFilter {
+            reported_by: Some("other".into()),
+            status: Some(EventStatus::New),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 3);
+    let text = ts
+        .store
+        .list_events(&crate::EventFilter {
+            text: Some("100%".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(text.len(), 1, "LIKE wildcards in the text match literally");
+    let none = ts
+        .store
+        .list_events(&crate::EventFilter {
+            text: Some("_special".into()),
+            status: Some(EventStatus::New),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let mut counts = ts.store.count_events().await.unwrap();
+    counts.sort();
+    assert_eq!(
+        counts,
+        vec![(EventStatus::New, 6), (EventStatus::Suppressed, 1)]
+    );
+}
+
+pub async fn event_updates_check_the_version(ts: &TestStore) {
+    let t0 = now();
+    let e = sample_event("to dismiss", t0);
+    ingest(ts, vec![new_event(e.clone(), "upd", t0)]).await;
+    let t = create(&ts.store, sample_ticket("target")).await;
+    let mut changed = e.clone();
+    changed.status = EventStatus::Ticketed;
+    changed.ticket_id = Some(t.id);
+    changed.disposition = Some(firebreak_domain::event::Disposition {
+        by: "alice".into(),
+        at: t0,
+        reason: Some("opened a ticket".into()),
+    });
+    commit_op(
+        ts,
+        Op::UpdateEvent {
+            event: changed.clone(),
+            expected_version: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let stored = ts.store.get_event(e.id).await.unwrap();
+    assert_eq!(stored.status, EventStatus::Ticketed);
+    assert_eq!(stored.ticket_id, Some(t.id));
+    assert_eq!(stored.disposition, changed.disposition);
+    assert_eq!(stored.version, 2);
+    let stale = commit_op(
+        ts,
+        Op::UpdateEvent {
+            event: changed.clone(),
+            expected_version: 1,
+        },
+    )
+    .await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    let mut ghost = changed;
+    ghost.id = uuid::Uuid::now_v7();
+    let missing = commit_op(
+        ts,
+        Op::UpdateEvent {
+            event: ghost,
+            expected_version: 1,
+        },
+    )
+    .await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+    let linked = ts
+        .store
+        .list_events(&crate::EventFilter {
+            ticket_id: Some(t.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(linked.len(), 1);
+}
+
+pub async fn observables_link_events_and_tickets(ts: &TestStore) {
+    use firebreak_domain::event::ObservableRef;
+    let t0 = now();
+    let a = sample_event("a", t0);
+    let b = sample_event("b", t0 + time::Duration::seconds(1));
+    ingest(
+        ts,
+        vec![
+            new_event(a.clone(), "obs-a", t0),
+            new_event(b.clone(), "obs-b", t0),
+        ],
+    )
+    .await;
+    let t = create(&ts.store, sample_ticket("phish")).await;
+    let ip = ObservableRef {
+        kind: "ip".into(),
+        value: "10.0.0.1".into(),
+    };
+    let url = ObservableRef {
+        kind: "url".into(),
+        value: "https://evil.example/login".into(),
+    };
+    commit_op(
+        ts,
+        Op::LinkTicketObservables {
+            ticket_id: t.id,
+            observables: vec![ip.clone(), url.clone()],
+            at: t0,
+        },
+    )
+    .await
+    .unwrap();
+    // linking twice changes nothing
+    commit_op(
+        ts,
+        Op::LinkTicketObservables {
+            ticket_id: t.id,
+            observables: vec![ip.clone()],
+            at: t0,
+        },
+    )
+    .await
+    .unwrap();
+    let rec = ts.store.get_observable(ip.id()).await.unwrap();
+    assert_eq!((rec.kind.as_str(), rec.value.as_str()), ("ip", "10.0.0.1"));
+    assert_eq!(rec.events, 2);
+    assert_eq!(rec.tickets, 1);
+    assert_eq!(
+        ts.store.observable_tickets(ip.id()).await.unwrap(),
+        vec![t.id]
+    );
+    assert_eq!(
+        ts.store.observable_events(ip.id(), 10).await.unwrap(),
+        vec![b.id, a.id]
+    );
+    let of_ticket = ts
+        .store
+        .list_observables(&crate::ObservableFilter {
+            ticket_id: Some(t.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(of_ticket.len(), 2);
+    let domains = ts
+        .store
+        .list_observables(&crate::ObservableFilter {
+            kind: Some("domain".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(domains.len(), 1);
+    assert_eq!(domains[0].events, 2);
+    let of_event = ts
+        .store
+        .list_observables(&crate::ObservableFilter {
+            event_id: Some(a.id),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(of_event.len(), 1);
+    let next = ts
+        .store
+        .list_observables(&crate::ObservableFilter {
+            event_id: Some(a.id),
+            after: Some((crate::to_millis(of_event[0].last_seen), of_event[0].id)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1);
+    assert_ne!(next[0].id, of_event[0].id);
+    assert!(matches!(
+        ts.store.get_observable(uuid::Uuid::now_v7()).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn suppression_hits_are_counted_from_events(ts: &TestStore) {
+    let t0 = now();
+    let rule = uuid::Uuid::now_v7();
+    let mut e = sample_event("noise", t0);
+    e.status = EventStatus::Suppressed;
+    e.suppressed_by = Some(rule);
+    ingest(ts, vec![new_event(e.clone(), "noise", t0)]).await;
+    let mut again = sample_event("noise", t0 + time::Duration::seconds(5));
+    again.status = EventStatus::Suppressed;
+    again.suppressed_by = Some(rule);
+    again.occurrences = 2;
+    ingest(ts, vec![new_event(again, "noise", t0)]).await;
+    let mut other = sample_event("other noise", t0);
+    other.status = EventStatus::Suppressed;
+    other.suppressed_by = Some(rule);
+    ingest(ts, vec![new_event(other, "noise-2", t0)]).await;
+    let hits = ts.store.suppression_hits().await.unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].rule_id, rule);
+    assert_eq!(hits[0].events, 2);
+    assert_eq!(hits[0].occurrences, 4);
+    assert_eq!(hits[0].last_hit, t0 + time::Duration::seconds(5));
 }

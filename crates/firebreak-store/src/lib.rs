@@ -11,9 +11,10 @@ pub use signer::{AuditSigner, HeadFile, write_private};
 
 use async_trait::async_trait;
 use firebreak_domain::audit::{AuditDraft, AuditRecord, Checkpoint};
+use firebreak_domain::event::{Event, ObservableRef};
 use firebreak_domain::ids::{DocumentId, TicketId, TokenId, UserId};
 use firebreak_domain::role::{Role, Scope};
-use firebreak_domain::ticket::{Criticality, Severity, Ticket, TicketStatus};
+use firebreak_domain::ticket::{Criticality, EventStatus, Severity, Ticket, TicketStatus};
 use firebreak_domain::user::User;
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -273,6 +274,22 @@ pub enum Op {
         data: Vec<u8>,
     },
     /// Inserts a workflow record (its `version` is stored as 1).
+    /// Events from intake, deduplicated by `dedup_key` against the stored ones (see
+    /// [`NewEvent`]); one result per item in [`CommitOutcome::ingested`], in order. Dedup keys
+    /// are distinct within one op.
+    IngestEvents(Vec<NewEvent>),
+    /// Replaces an event's status, ticket, suppression, details and `resolved_at` if its stored
+    /// version is still `expected_version`; bumps the version.
+    UpdateEvent {
+        event: Event,
+        expected_version: i64,
+    },
+    /// Links observables to a ticket (creating the observables that are new).
+    LinkTicketObservables {
+        ticket_id: TicketId,
+        observables: Vec<ObservableRef>,
+        at: OffsetDateTime,
+    },
     InsertRecord(WorkflowRecord),
     /// Replaces a workflow record's status, principal, data and `updated_at` if its stored
     /// version is still `expected_version` (`Conflict` otherwise, `NotFound` when absent);
@@ -281,6 +298,30 @@ pub enum Op {
         record: WorkflowRecord,
         expected_version: i64,
     },
+}
+
+/// One event from intake. The store looks its `dedup_key` up: with no entry, or an entry whose
+/// last repeat is older than `window_start`, `event` is inserted (with its observables linked)
+/// and becomes the key's event; otherwise the key's event gets `event.occurrences` more
+/// occurrences and `last_seen`. With `resolve`, the key's event (if any) gets `resolved_at`
+/// (status `resolved` if it was `new`) and the key is released; with no such event, `event`
+/// itself is inserted as the record of the resolution.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event: Event,
+    pub dedup_key: String,
+    pub window_start: OffsetDateTime,
+    pub resolve: bool,
+}
+
+/// What happened to one [`NewEvent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    /// The stored event it created or counted on.
+    pub event_id: uuid::Uuid,
+    pub created: bool,
+    /// A resolution that found its event.
+    pub resolved: bool,
 }
 
 /// Changes applied atomically: all ops and all audit entries commit together or not at all.
@@ -311,6 +352,8 @@ pub struct CommitOutcome {
     pub ticket_numbers: Vec<i64>,
     /// The sequence numbers of the audit entries written, in order.
     pub audit_seqs: Vec<i64>,
+    /// One per [`NewEvent`] of the `IngestEvents` ops, in order.
+    pub ingested: Vec<Ingested>,
 }
 
 /// Filters for listing tickets; `None` means "any".
@@ -392,6 +435,78 @@ pub trait WorkflowStore: Send + Sync {
     async fn list_records(&self, filter: &RecordFilter) -> StoreResult<Vec<WorkflowRecord>>;
 }
 
+/// Filters for listing events, newest first; `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub status: Option<EventStatus>,
+    pub source: Option<String>,
+    pub ticket_id: Option<TicketId>,
+    /// Only events this user submitted (reporters see their own).
+    pub reported_by: Option<String>,
+    pub suppressed_by: Option<uuid::Uuid>,
+    pub severity: Option<Severity>,
+    /// Case-insensitive substring of the title.
+    pub text: Option<String>,
+    /// Events whose position is strictly below this (cursor pagination).
+    pub before_seq: Option<i64>,
+    pub limit: u32,
+}
+
+/// Filters for listing observables, most recently seen first.
+#[derive(Debug, Clone, Default)]
+pub struct ObservableFilter {
+    pub kind: Option<String>,
+    /// Case-insensitive substring of the value.
+    pub text: Option<String>,
+    /// Only those linked to this ticket.
+    pub ticket_id: Option<TicketId>,
+    /// Only those linked to this event.
+    pub event_id: Option<uuid::Uuid>,
+    /// Cursor: strictly after this (last_seen millis, id) in the order.
+    pub after: Option<(i64, uuid::Uuid)>,
+    pub limit: u32,
+}
+
+/// Hit counters of one suppression rule, derived from the events it suppressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuppressionHits {
+    pub rule_id: uuid::Uuid,
+    pub events: i64,
+    pub occurrences: i64,
+    pub last_hit: OffsetDateTime,
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    async fn get_event(&self, id: uuid::Uuid) -> StoreResult<Event>;
+    /// Newest first, with each event's position for the next page's `before_seq`.
+    async fn list_events(&self, filter: &EventFilter) -> StoreResult<Vec<(i64, Event)>>;
+    /// How many events have each status.
+    async fn count_events(&self) -> StoreResult<Vec<(EventStatus, i64)>>;
+    async fn suppression_hits(&self) -> StoreResult<Vec<SuppressionHits>>;
+    async fn get_observable(&self, id: uuid::Uuid) -> StoreResult<ObservableRecord>;
+    async fn list_observables(
+        &self,
+        filter: &ObservableFilter,
+    ) -> StoreResult<Vec<ObservableRecord>>;
+    /// The tickets that mention an observable.
+    async fn observable_tickets(&self, id: uuid::Uuid) -> StoreResult<Vec<TicketId>>;
+    /// The events that mention an observable, newest first, at most `limit`.
+    async fn observable_events(&self, id: uuid::Uuid, limit: u32) -> StoreResult<Vec<uuid::Uuid>>;
+}
+
+/// An observable with its counts of linked events and tickets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservableRecord {
+    pub id: uuid::Uuid,
+    pub kind: String,
+    pub value: String,
+    pub first_seen: OffsetDateTime,
+    pub last_seen: OffsetDateTime,
+    pub events: i64,
+    pub tickets: i64,
+}
+
 #[async_trait]
 pub trait DocumentStore: Send + Sync {
     async fn get_document(&self, id: DocumentId) -> StoreResult<DocumentRecord>;
@@ -421,10 +536,13 @@ pub trait AuditStore: Send + Sync {
 /// Every read of the storage contract, and nothing that writes: what layers above the
 /// application get (`App::store`), so that no handler can change anything except through a use
 /// case that authorizes it.
-pub trait ReadStore: TicketStore + UserStore + AuditStore + DocumentStore + WorkflowStore {}
+pub trait ReadStore:
+    TicketStore + UserStore + AuditStore + DocumentStore + WorkflowStore + EventStore
+{
+}
 
-impl<T: TicketStore + UserStore + AuditStore + DocumentStore + WorkflowStore + ?Sized> ReadStore
-    for T
+impl<T: TicketStore + UserStore + AuditStore + DocumentStore + WorkflowStore + EventStore + ?Sized>
+    ReadStore for T
 {
 }
 
