@@ -20,6 +20,27 @@ fn parse(r: &WorkflowRecord) -> AppResult<Asset> {
         .map_err(|e| AppError::Unexpected(anyhow::anyhow!("stored asset {} unreadable: {e}", r.id)))
 }
 
+/// The record that a ticket affects an asset.
+pub(crate) fn asset_link(
+    ticket: firebreak_domain::ids::TicketId,
+    asset: Uuid,
+    name: &str,
+    now: time::OffsetDateTime,
+) -> WorkflowRecord {
+    WorkflowRecord {
+        id: Uuid::now_v7(),
+        kind: K_TICKET_ASSET.into(),
+        ticket_id: Some(ticket),
+        parent_id: Some(asset),
+        status: "linked".into(),
+        principal: Some(name.to_string()),
+        data: json!({"asset": asset, "name": name}).to_string(),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
 impl App {
     fn may_manage_assets(p: &Principal) -> bool {
         p.can_write() && (p.user.has_role(Role::Admin) || p.has_any(groups::TEAM))
@@ -97,6 +118,7 @@ impl App {
                 })),
             );
         self.store.commit(cs).await?;
+        self.invalidate_intake();
         Ok(a)
     }
 
@@ -152,6 +174,7 @@ impl App {
                     .details(json!({"imported": imported, "problems": errs.len()})),
             );
             self.store.commit(cs).await?;
+            self.invalidate_intake();
         }
         Ok(
             json!({"imported": imported, "errors": errs.iter().map(|e| json!({"field": e.field, "message": e.message})).collect::<Vec<_>>()}),
@@ -244,18 +267,7 @@ impl App {
                 });
             }
             let now = self.now();
-            let link = WorkflowRecord {
-                id: Uuid::now_v7(),
-                kind: K_TICKET_ASSET.into(),
-                ticket_id: Some(t.id),
-                parent_id: Some(a.id),
-                status: "linked".into(),
-                principal: Some(a.name.clone()),
-                data: json!({"asset": a.id, "name": a.name}).to_string(),
-                version: 1,
-                created_at: now,
-                updated_at: now,
-            };
+            let link = asset_link(t.id, a.id, &a.name, now);
             let mut cs = ChangeSet::new().op(Op::InsertRecord(link)).audit(
                 AuditDraft::new(p.username(), "ticket.asset_linked", "ticket", t.id)
                     .ticket(t.id)

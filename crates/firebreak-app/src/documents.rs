@@ -534,6 +534,17 @@ impl App {
         blob: SealedBlob,
     ) -> AppResult<DocumentView> {
         let t = self.document_target(p, reference).await?;
+        self.record_document(p.username(), &t, meta, blob).await
+    }
+
+    /// Records a received document on `t` on behalf of `actor` (authorized by the caller).
+    pub(crate) async fn record_document(
+        &self,
+        actor: &str,
+        t: &Ticket,
+        meta: DocumentMeta,
+        blob: SealedBlob,
+    ) -> AppResult<DocumentView> {
         let rec = DocumentRecord {
             id: DocumentId::new(),
             ticket_id: t.id,
@@ -544,7 +555,7 @@ impl App {
             description: clean_optional("description", meta.description, 10_000)?,
             source: clean_optional("source", meta.source, 1_000)?,
             collection_notes: clean_optional("collection_notes", meta.collection_notes, 10_000)?,
-            added_by: p.username().to_string(),
+            added_by: actor.to_string(),
             added_at: self.now(),
         };
         let mut cs = ChangeSet::new();
@@ -574,7 +585,7 @@ impl App {
             }
         }
         cs = cs.op(Op::InsertDocument(rec.clone())).audit(
-            AuditDraft::new(p.username(), "document.added", "document", rec.id)
+            AuditDraft::new(actor, "document.added", "document", rec.id)
                 .ticket(t.id)
                 .details(json!({
                     "sha256": rec.sha256, "size": rec.size, "filename": rec.filename,
@@ -584,7 +595,7 @@ impl App {
                 })),
         );
         self.store.commit(cs).await?;
-        Ok(self.document_view(&t, rec))
+        Ok(self.document_view(t, rec))
     }
 
     pub async fn list_documents(

@@ -6,6 +6,9 @@ pub mod assets;
 pub mod auth;
 pub mod documents;
 mod error;
+pub mod expr;
+pub mod helpdesk;
+pub mod intake;
 pub mod notify;
 pub mod pdf;
 pub mod plan;
@@ -66,6 +69,7 @@ pub struct App {
     clock: Arc<dyn Clock>,
     blobs: Option<Arc<documents::BlobStore>>,
     plan_cache: Arc<plan::PlanCache>,
+    intake_cache: Arc<intake::IntakeCache>,
     mailer: Option<Arc<dyn notify::Mailer>>,
     webhooks: Option<Arc<dyn notify::WebhookSender>>,
 }
@@ -82,6 +86,7 @@ impl App {
             clock,
             blobs: None,
             plan_cache: Arc::default(),
+            intake_cache: Arc::default(),
             mailer: None,
             webhooks: None,
         }

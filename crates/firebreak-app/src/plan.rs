@@ -131,7 +131,18 @@ impl App {
             .filter(|u| !u.disabled)
             .map(|u| u.username)
             .collect();
-        let problems = plan.problems(&|u| users.iter().any(|x| x == u));
+        let mut problems = plan.problems(&|u| users.iter().any(|x| x == u));
+        for (i, r) in plan.intake.rules.iter().enumerate() {
+            if r.when.trim().is_empty() {
+                continue; // reported above
+            }
+            if let Err(e) = crate::expr::Condition::compile(&r.when) {
+                problems.push(firebreak_domain::FieldError::new(
+                    format!("intake.rules[{i}].when"),
+                    format!("not a valid CEL condition: {e}"),
+                ));
+            }
+        }
         if !problems.is_empty() {
             return Err(AppError::Validation(problems));
         }
@@ -154,6 +165,7 @@ impl App {
                 .details(json!({"version": before + 1, "plan": plan})),
         );
         self.store.commit(cs).await?;
+        self.invalidate_intake();
         self.current_plan_fresh().await
     }
 }

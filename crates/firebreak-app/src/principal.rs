@@ -117,3 +117,49 @@ impl App {
         })
     }
 }
+
+impl App {
+    /// The principal of an active user, for work done on its behalf without a token (a
+    /// configured mailbox or webhook source, a CLI import). Disabled or unknown users are
+    /// refused.
+    pub async fn principal_for_user(&self, username: &str) -> AppResult<Principal> {
+        let rec = match self.store.get_user_by_name(username).await {
+            Ok(r) => r,
+            Err(StoreError::NotFound) => return Err(AppError::Unauthenticated),
+            Err(e) => return Err(e.into()),
+        };
+        if rec.user.disabled {
+            return Err(AppError::Unauthenticated);
+        }
+        Ok(Principal {
+            user: rec.user,
+            scopes: vec![Scope::Intake],
+            token_id: None,
+            session: None,
+        })
+    }
+}
+
+impl App {
+    /// A principal for a listener that has no user of its own (the syslog listener): it may
+    /// only report events, attributed to `name`.
+    pub fn service_principal(name: &str) -> Principal {
+        Principal {
+            user: User {
+                id: firebreak_domain::ids::UserId(uuid::Uuid::nil()),
+                username: name.to_string(),
+                roles: vec![Role::Reporter],
+                title: None,
+                seniority: 0,
+                on_duty: false,
+                email: None,
+                disabled: false,
+                clearances: vec![],
+                created_at: time::OffsetDateTime::UNIX_EPOCH,
+            },
+            scopes: vec![Scope::Intake],
+            token_id: None,
+            session: None,
+        }
+    }
+}

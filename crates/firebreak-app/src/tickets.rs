@@ -183,14 +183,18 @@ impl App {
             "restricted": t.restricted, "tags": t.tags, "assignee": t.assignee,
             "criticality": t.criticality, "classification_reason": classified,
         }));
-        let out = self
-            .store
-            .commit(
-                ChangeSet::new()
-                    .op(Op::InsertTicket(t.clone()))
-                    .audit(entry),
-            )
-            .await?;
+        let mut cs = ChangeSet::new()
+            .op(Op::InsertTicket(t.clone()))
+            .audit(entry);
+        let observables = crate::intake::observables_of(&[], &[&t.title, &t.description]);
+        if !observables.is_empty() {
+            cs = cs.op(Op::LinkTicketObservables {
+                ticket_id: t.id,
+                observables,
+                at: now,
+            });
+        }
+        let out = self.store.commit(cs).await?;
         t.number = out
             .ticket_numbers
             .first()
@@ -479,7 +483,16 @@ impl App {
         )
         .ticket(t.id)
         .details(json!({"kind": req.kind, "text": text}));
-        let out = self.store.commit(ChangeSet::new().audit(entry)).await?;
+        let mut cs = ChangeSet::new().audit(entry);
+        let observables = crate::intake::observables_of(&[], &[&text]);
+        if !observables.is_empty() {
+            cs = cs.op(Op::LinkTicketObservables {
+                ticket_id: t.id,
+                observables,
+                at: self.now(),
+            });
+        }
+        let out = self.store.commit(cs).await?;
         tracing::info!(
             user = p.username(),
             ticket.number = t.number,

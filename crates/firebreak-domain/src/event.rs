@@ -521,3 +521,73 @@ pub struct AddObservable {
     pub kind: Option<String>,
     pub value: String,
 }
+
+/// An observable with the events and (visible) tickets that mention it.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ObservableDetail {
+    #[serde(flatten)]
+    pub observable: Observable,
+    /// The newest events that mention it (at most 100).
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub event_ids: Vec<Uuid>,
+    /// Numbers of the tickets that mention it and that the caller may see.
+    pub ticket_numbers: Vec<String>,
+}
+
+/// `POST /tickets/{ref}/communications`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct CreateCommunication {
+    /// `email`, `im`, `phone`, `meeting`, `other`.
+    pub channel: String,
+    /// `inbound` or `outbound`.
+    #[serde(default = "inbound")]
+    pub direction: String,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub occurred_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub body: String,
+    /// Ids of documents already attached to the ticket.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub attachments: Vec<Uuid>,
+}
+
+fn inbound() -> String {
+    "inbound".into()
+}
+
+/// A communication captured on a ticket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct Communication {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Uuid))]
+    pub id: Uuid,
+    pub channel: String,
+    pub direction: String,
+    pub from: Option<String>,
+    pub to: Vec<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub occurred_at: OffsetDateTime,
+    pub subject: Option<String>,
+    pub body: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub attachments: Vec<Uuid>,
+    /// Email `Message-ID`, when captured from a mail.
+    #[serde(default)]
+    pub message_id: Option<String>,
+    pub recorded_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub recorded_at: OffsetDateTime,
+}

@@ -132,6 +132,64 @@ pub struct Retention {
     pub documents_days: u32,
 }
 
+/// How intake treats events: the dedup window, the fields that make two events "the same" per
+/// source, and the classification rules that open tickets automatically.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct IntakePolicy {
+    /// A repeat inside this many minutes of the last one counts on the existing event.
+    #[serde(default = "default_window")]
+    pub dedup_window_minutes: u32,
+    /// Per source name, the event fields (`host`, `title`, or a normalized field such as
+    /// `src_ip`) that join source and rule in the fingerprint. Default: `host`, `src_ip`,
+    /// `dest_ip`, and the title when the source names no rule.
+    #[serde(default)]
+    pub dedup_fields: std::collections::BTreeMap<String, Vec<String>>,
+    /// First match wins; events no rule matches wait for the help desk.
+    #[serde(default)]
+    pub rules: Vec<ClassificationRule>,
+}
+
+fn default_window() -> u32 {
+    60
+}
+
+impl Default for IntakePolicy {
+    fn default() -> Self {
+        Self {
+            dedup_window_minutes: default_window(),
+            dedup_fields: Default::default(),
+            rules: vec![],
+        }
+    }
+}
+
+/// A classification rule of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ClassificationRule {
+    pub name: String,
+    /// A CEL expression over `event` (e.g. `event.severity == "critical"`).
+    pub when: String,
+    /// Open a ticket at once, without the help desk.
+    #[serde(default)]
+    pub open_ticket: bool,
+    #[serde(default)]
+    pub priority: Option<crate::ticket::Priority>,
+    /// Overrides the event's severity.
+    #[serde(default)]
+    pub severity: Option<Severity>,
+    /// Tickets opened from matching events start as escalations (the rule's name is the
+    /// reason).
+    #[serde(default)]
+    pub escalate: bool,
+    /// Owner of tickets the rule opens (a username). Default: the system.
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
 /// The response plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,6 +220,8 @@ pub struct Plan {
     #[serde(default)]
     pub training: Vec<Training>,
     pub retention: Retention,
+    #[serde(default)]
+    pub intake: IntakePolicy,
 }
 
 impl Default for Plan {
@@ -225,6 +285,7 @@ impl Default for Plan {
                 audit_days: 2555,
                 documents_days: 2555,
             },
+            intake: IntakePolicy::default(),
         }
     }
 }
@@ -287,6 +348,34 @@ impl Plan {
                 errs.push(FieldError::new(
                     format!("war_rooms[{i}].name"),
                     "duplicate war room name",
+                ));
+            }
+        }
+        if self.intake.dedup_window_minutes > 7 * 24 * 60 {
+            errs.push(FieldError::new(
+                "intake.dedup_window_minutes",
+                "at most 10080 (one week)",
+            ));
+        }
+        for (src, fields) in &self.intake.dedup_fields {
+            for (i, f) in fields.iter().enumerate() {
+                if f.trim().is_empty() || f.len() > 100 {
+                    errs.push(FieldError::new(
+                        format!("intake.dedup_fields.{src}[{i}]"),
+                        "a field name",
+                    ));
+                }
+            }
+        }
+        for (i, r) in self.intake.rules.iter().enumerate() {
+            text(format!("intake.rules[{i}].name"), &r.name, 200, &mut errs);
+            text(format!("intake.rules[{i}].when"), &r.when, 4000, &mut errs);
+            if let Some(o) = &r.owner
+                && !user_exists(o)
+            {
+                errs.push(FieldError::new(
+                    format!("intake.rules[{i}].owner"),
+                    format!("no active user named {o:?}"),
                 ));
             }
         }

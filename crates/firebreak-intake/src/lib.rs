@@ -9,6 +9,7 @@ pub mod cef;
 pub mod eml;
 pub mod eve;
 pub mod hec;
+mod jsonutil;
 pub mod leef;
 pub mod observables;
 pub mod syslog;

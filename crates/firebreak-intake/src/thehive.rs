@@ -1,1 +1,535 @@
-//! TODO(helper): thehive adapter.
+//! TheHive alert creation: TheHive 5 `POST /api/v1/alert` (what thehive4py 2.x
+//! `alert.create` posts: `InputAlert` with `observables`) and TheHive 4 `POST /api/alert`
+//! (thehive4py 1.x `Alert`, with `artifacts`). Tools that already feed TheHive can feed
+//! Firebreak unchanged; [`alert_response`] answers in TheHive 5's `OutputAlert` shape.
+//!
+//! Multipart bodies (observables with attached files: a `_json` part plus file parts) are
+//! the server's business: it hands the `_json` part here.
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::jsonutil::{
+    any_hash_observable, domain_observable, from_epoch_millis, ip_observable, push_observable,
+    push_tag,
+};
+use crate::{Level, NormalizedEvent, Observable, ObservableKind, ParseError, clean_title};
+
+/// An alert as TheHive's API takes it. Fields Firebreak does not model (`procedures`,
+/// `flag`...) are kept in `extra`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertInput {
+    #[serde(rename = "type")]
+    pub alert_type: String,
+    pub source: String,
+    pub source_ref: String,
+    pub title: String,
+    pub description: String,
+    /// 1 low, 2 medium (TheHive's default), 3 high, 4 critical.
+    #[serde(
+        default,
+        deserialize_with = "de_opt_int",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub severity: Option<i64>,
+    /// Milliseconds since the epoch.
+    #[serde(
+        default,
+        deserialize_with = "de_opt_int",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub date: Option<i64>,
+    #[serde(default, deserialize_with = "de_string_list")]
+    pub tags: Vec<String>,
+    /// 0 clear/white, 1 green, 2 amber (default), 3 amber+strict (TheHive 5; red in TheHive
+    /// 4), 4 red.
+    #[serde(
+        default,
+        deserialize_with = "de_opt_int",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tlp: Option<i64>,
+    /// 0 clear/white, 1 green, 2 amber (default), 3 red.
+    #[serde(
+        default,
+        deserialize_with = "de_opt_int",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pap: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_link: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_template: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    /// TheHive 5.
+    #[serde(
+        default,
+        deserialize_with = "de_observables",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub observables: Vec<ObservableInput>,
+    /// TheHive 4 (and thehive4py 1.x).
+    #[serde(
+        default,
+        deserialize_with = "de_observables",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub artifacts: Vec<ObservableInput>,
+    /// TheHive 5 takes a list of `{name, value, order}` or an object `{name: value}`; TheHive
+    /// 4 an object `{name: {<type>: value, order}}`. Kept as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_fields: Option<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// An observable (TheHive 5) or artifact (TheHive 4) of an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservableInput {
+    pub data_type: String,
+    /// A string, or a list of strings (one observable each). TheHive 4 file artifacts hold
+    /// `name;mime type;base64 content`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, deserialize_with = "de_string_list")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ioc: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sighted: Option<bool>,
+    #[serde(
+        default,
+        deserialize_with = "de_opt_int",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tlp: Option<i64>,
+    #[serde(
+        default,
+        deserialize_with = "de_opt_int",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pap: Option<i64>,
+    /// TheHive 5 file observables: `{name, contentType, id}`, or the multipart key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Value>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Integers as TheHive's clients send them: numbers (floats with no fraction too), numeric
+/// strings, or null.
+fn de_opt_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Ok(Some(i)),
+            (None, Some(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
+            _ => Err(de::Error::custom(format!("{n} is not an integer"))),
+        },
+        Value::String(s) => s
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| de::Error::custom(format!("`{s}` is not an integer"))),
+        other => Err(de::Error::custom(format!(
+            "expected an integer, found {other}"
+        ))),
+    }
+}
+
+/// A list of strings; null is an empty list, a lone string a list of one.
+fn de_string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(Vec::new()),
+        Value::String(s) => Ok(vec![s]),
+        Value::Array(items) => items
+            .into_iter()
+            .filter(|v| !v.is_null())
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                Value::Number(n) => Ok(n.to_string()),
+                Value::Bool(b) => Ok(b.to_string()),
+                other => Err(de::Error::custom(format!(
+                    "expected a string, found {other}"
+                ))),
+            })
+            .collect(),
+        other => Err(de::Error::custom(format!(
+            "expected a list of strings, found {other}"
+        ))),
+    }
+}
+
+fn de_observables<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ObservableInput>, D::Error> {
+    Option::<Vec<ObservableInput>>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+const REQUIRED: [&str; 5] = ["type", "source", "sourceRef", "title", "description"];
+
+/// A TheHive alert body to the alert as sent and its event. Refused, naming the field, when
+/// a field TheHive requires (`type`, `source`, `sourceRef`, `title`, `description`) is
+/// missing, or a value is out of TheHive's range.
+pub fn parse(body: &[u8]) -> Result<(AlertInput, NormalizedEvent), ParseError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ParseError::new("body", format!("not JSON: {e}")))?;
+    let Value::Object(obj) = &value else {
+        return Err(ParseError::new("body", "not a JSON object"));
+    };
+    for field in REQUIRED {
+        match obj.get(field) {
+            None | Some(Value::Null) => return Err(ParseError::new(field, "missing")),
+            Some(Value::String(s)) => {
+                if field != "description" && s.trim().is_empty() {
+                    return Err(ParseError::new(field, "cannot be empty"));
+                }
+            }
+            Some(_) => return Err(ParseError::new(field, "must be a string")),
+        }
+    }
+    for list in ["observables", "artifacts"] {
+        if let Some(Value::Array(items)) = obj.get(list) {
+            for (i, item) in items.iter().enumerate() {
+                let ok = item
+                    .get("dataType")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| !t.trim().is_empty());
+                if !ok {
+                    return Err(ParseError::new(format!("{list}[{i}].dataType"), "missing"));
+                }
+            }
+        }
+    }
+    let input: AlertInput = serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path.is_empty() || path == "." {
+            "body".to_string()
+        } else {
+            path
+        };
+        ParseError::new(field, e.into_inner().to_string())
+    })?;
+    check_range("severity", input.severity, 1, 4)?;
+    check_range("tlp", input.tlp, 0, 4)?;
+    check_range("pap", input.pap, 0, 3)?;
+    let event = to_event(&input, &String::from_utf8_lossy(body));
+    Ok((input, event))
+}
+
+fn check_range(field: &str, v: Option<i64>, min: i64, max: i64) -> Result<(), ParseError> {
+    match v {
+        Some(n) if n < min || n > max => Err(ParseError::new(
+            field,
+            format!("{n} is out of range ({min} to {max})"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// TheHive severities (1-4) on Firebreak's scale.
+pub fn level_from_severity(severity: i64) -> Level {
+    match severity {
+        i64::MIN..=1 => Level::Low,
+        2 => Level::Medium,
+        3 => Level::High,
+        _ => Level::Critical,
+    }
+}
+
+fn to_event(input: &AlertInput, raw: &str) -> NormalizedEvent {
+    let mut ev = NormalizedEvent::new("sensor", input.source.trim(), clean_title(&input.title));
+    ev.source_ref = Some(input.source_ref.clone());
+    ev.rule_id = Some(input.alert_type.clone());
+    let mut description = input.description.clone();
+    if let Some(summary) = input.summary.as_deref().filter(|s| !s.trim().is_empty()) {
+        if !description.is_empty() {
+            description.push_str("\n\n");
+        }
+        description.push_str("Summary: ");
+        description.push_str(summary);
+    }
+    ev.description = (!description.trim().is_empty()).then_some(description);
+    ev.severity = level_from_severity(input.severity.unwrap_or(2));
+    ev.original_severity = input.severity.map(|s| s.to_string());
+    ev.occurred_at = input.date.and_then(from_epoch_millis);
+    for t in &input.tags {
+        push_tag(&mut ev.tags, t);
+    }
+    ev.dedup_key = Some(format!(
+        "thehive:{}|{}|{}",
+        input.alert_type, input.source, input.source_ref
+    ));
+    for o in input.observables.iter().chain(&input.artifacts) {
+        for obs in observables_of(o) {
+            push_observable(&mut ev.observables, Some(obs));
+        }
+    }
+
+    let mut f = Map::new();
+    f.insert("type".into(), Value::String(input.alert_type.clone()));
+    f.insert("tlp".into(), Value::from(input.tlp.unwrap_or(2)));
+    f.insert("pap".into(), Value::from(input.pap.unwrap_or(2)));
+    let mut put = |k: &str, v: &Option<String>| {
+        if let Some(v) = v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            f.insert(k.to_string(), Value::String(v.to_string()));
+        }
+    };
+    put("external_link", &input.external_link);
+    put("case_template", &input.case_template);
+    put("status", &input.status);
+    put("assignee", &input.assignee);
+    if let Some(cf) = &input.custom_fields {
+        for (name, value, _) in custom_fields(cf) {
+            f.insert(format!("custom_{}", snake_case(&name)), value);
+        }
+    }
+    ev.fields = f;
+    ev.raw = raw.to_string();
+    ev
+}
+
+/// The observables one TheHive observable stands for (one per `data` value).
+fn observables_of(o: &ObservableInput) -> Vec<Observable> {
+    let data_type = o.data_type.trim().to_ascii_lowercase();
+    let values: Vec<String> = match &o.data {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        Some(Value::Number(n)) => vec![n.to_string()],
+        _ => Vec::new(),
+    };
+    if data_type == "file" {
+        // TheHive 5: the attachment's name; TheHive 4: `name;mime;base64` in `data`.
+        let from_attachment = match &o.attachment {
+            Some(Value::Object(a)) => a.get("name").and_then(Value::as_str).map(str::to_string),
+            Some(Value::Array(items)) => items
+                .iter()
+                .find_map(|a| a.get("name").and_then(Value::as_str))
+                .map(str::to_string),
+            _ => None,
+        };
+        let names: Vec<String> = match from_attachment {
+            Some(n) => vec![n],
+            None => values
+                .iter()
+                .filter_map(|v| v.split(';').next().map(str::to_string))
+                .collect(),
+        };
+        return names
+            .into_iter()
+            .filter(|n| !n.trim().is_empty())
+            .map(|n| Observable::new(ObservableKind::Filename, n.trim()))
+            .collect();
+    }
+    values
+        .iter()
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .map(|v| observable_for(&data_type, v))
+        .collect()
+}
+
+fn observable_for(data_type: &str, v: &str) -> Observable {
+    let other = || Observable::new(ObservableKind::Other, v);
+    match data_type {
+        "ip" => ip_observable(v).unwrap_or_else(other),
+        "domain" | "fqdn" => domain_observable(v).unwrap_or_else(other),
+        "url" => Observable::new(ObservableKind::Url, v),
+        "mail" | "email" | "mail-address" | "mail_address" => {
+            Observable::new(ObservableKind::Email, v.to_ascii_lowercase())
+        }
+        "hash" | "md5" | "sha1" | "sha256" => any_hash_observable(v).unwrap_or_else(other),
+        "filename" => Observable::new(ObservableKind::Filename, v),
+        "hostname" => Observable::new(ObservableKind::Hostname, v.to_ascii_lowercase()),
+        "cve" => Observable::new(ObservableKind::Cve, v.to_ascii_uppercase()),
+        "user" | "username" | "user-account" | "user_account" | "account" => {
+            Observable::new(ObservableKind::User, v)
+        }
+        _ => other(),
+    }
+}
+
+/// Custom fields as `(name, value, order)`, from each of the shapes TheHive takes.
+fn custom_fields(cf: &Value) -> Vec<(String, Value, Option<i64>)> {
+    const TYPED: [&str; 6] = ["string", "integer", "float", "number", "boolean", "date"];
+    match cf {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|item| {
+                let name = item.get("name")?.as_str()?.to_string();
+                let value = item.get("value").cloned().unwrap_or(Value::Null);
+                let order = item.get("order").and_then(Value::as_i64);
+                Some((name, value, order))
+            })
+            .collect(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(name, v)| match v {
+                Value::Object(inner) if TYPED.iter().any(|t| inner.contains_key(*t)) => {
+                    let value = TYPED
+                        .iter()
+                        .find_map(|t| inner.get(*t).filter(|x| !x.is_null()))
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    (
+                        name.clone(),
+                        value,
+                        inner.get("order").and_then(Value::as_i64),
+                    )
+                }
+                other => (name.clone(), other.clone(), None),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// `businessImpact` → `business_impact`; anything but letters and digits becomes `_`.
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    let mut prev_lower = false;
+    for c in name.chars() {
+        if c.is_ascii_uppercase() {
+            if prev_lower {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+            prev_lower = false;
+        } else if c.is_ascii_alphanumeric() {
+            out.push(c);
+            prev_lower = true;
+        } else {
+            if !out.ends_with('_') {
+                out.push('_');
+            }
+            prev_lower = false;
+        }
+    }
+    out.trim_matches('_').to_string()
+}
+
+fn severity_label(s: i64) -> &'static str {
+    match s {
+        i64::MIN..=1 => "LOW",
+        2 => "MEDIUM",
+        3 => "HIGH",
+        _ => "CRITICAL",
+    }
+}
+
+/// TheHive 5's TLP labels (TLP 2.0).
+fn tlp_label(t: i64) -> &'static str {
+    match t {
+        i64::MIN..=0 => "CLEAR",
+        1 => "GREEN",
+        2 => "AMBER",
+        3 => "AMBER+STRICT",
+        _ => "RED",
+    }
+}
+
+fn pap_label(p: i64) -> &'static str {
+    match p {
+        i64::MIN..=0 => "CLEAR",
+        1 => "GREEN",
+        2 => "AMBER",
+        _ => "RED",
+    }
+}
+
+/// TheHive's alert stage for a status: `New`, `InProgress`, `Imported`, or `Closed` (the
+/// closing statuses).
+fn stage_of(status: &str) -> &'static str {
+    match status {
+        "New" => "New",
+        "InProgress" => "InProgress",
+        "Imported" => "Imported",
+        _ => "Closed",
+    }
+}
+
+/// The created alert as TheHive 5 answers `POST /api/v1/alert` (its `OutputAlert`): what
+/// thehive4py and other clients read back (`_id` first of all).
+pub fn alert_response(
+    id: &str,
+    input: &AlertInput,
+    created_at_ms: i64,
+    created_by: &str,
+    status: &str,
+) -> Value {
+    let severity = input.severity.unwrap_or(2);
+    let tlp = input.tlp.unwrap_or(2);
+    let pap = input.pap.unwrap_or(2);
+    let date = input.date.unwrap_or(created_at_ms);
+    let observable_count: usize = input
+        .observables
+        .iter()
+        .chain(&input.artifacts)
+        .map(|o| match &o.data {
+            Some(Value::Array(items)) => items.len().max(1),
+            _ => 1,
+        })
+        .sum();
+    let custom: Vec<Value> = input
+        .custom_fields
+        .as_ref()
+        .map(custom_fields)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, value, order))| {
+            json!({ "name": name, "value": value, "order": order.unwrap_or(i as i64) })
+        })
+        .collect();
+    let mut out = json!({
+        "_id": id,
+        "_type": "Alert",
+        "_createdBy": created_by,
+        "_createdAt": created_at_ms,
+        "type": input.alert_type,
+        "source": input.source,
+        "sourceRef": input.source_ref,
+        "title": input.title,
+        "description": input.description,
+        "severity": severity,
+        "severityLabel": severity_label(severity),
+        "date": date,
+        "tags": input.tags,
+        "tlp": tlp,
+        "tlpLabel": tlp_label(tlp),
+        "pap": pap,
+        "papLabel": pap_label(pap),
+        "follow": true,
+        "customFields": custom,
+        "observableCount": observable_count,
+        "caseId": Value::Null,
+        "status": status,
+        "stage": stage_of(status),
+        "extraData": {},
+        "newDate": created_at_ms,
+        "timeToDetect": created_at_ms.saturating_sub(date).max(0),
+    });
+    if let Value::Object(map) = &mut out {
+        let mut opt = |k: &str, v: &Option<String>| {
+            if let Some(v) = v {
+                map.insert(k.to_string(), Value::String(v.clone()));
+            }
+        };
+        opt("externalLink", &input.external_link);
+        opt("caseTemplate", &input.case_template);
+        opt("summary", &input.summary);
+        opt("assignee", &input.assignee);
+    }
+    out
+}

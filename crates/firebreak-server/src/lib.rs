@@ -5,10 +5,12 @@
 
 pub mod error;
 pub mod extract;
+pub mod intake;
 pub mod limits;
 pub mod mail;
 pub mod oidc;
 mod routes;
+pub mod syslog;
 pub mod tls;
 pub mod web;
 pub mod webhook;
@@ -43,6 +45,9 @@ pub struct AppState {
     modifiers(&BearerAuth),
     tags(
         (name = "tickets", description = "Help-desk tickets"),
+        (name = "events", description = "Reported events: the help desk's queue, dismissal, tickets and merges, suppression rules"),
+        (name = "intake", description = "Intake endpoints in the formats tools already send (Alertmanager, TheHive, Splunk HEC, NDJSON, webhooks, email)"),
+        (name = "observables", description = "IPs, domains, URLs, hashes... extracted from events and tickets"),
         (name = "workflow", description = "Ticket state transitions"),
         (name = "incident log", description = "The per-ticket, hash-chained timeline"),
                 (name = "emergencies", description = "Emergency response: coordinator, team, meetings and minutes, status reports, course of action, notifications"),
@@ -134,9 +139,12 @@ fn api_router(max_document_bytes: u64) -> OpenApiRouter<AppState> {
         .merge(routes::auth::router())
         .merge(routes::response::router())
         .merge(routes::plan::router())
-        .merge(routes::users::router());
+        .merge(routes::users::router())
+        .merge(routes::events::router())
+        .merge(routes::ingest::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
+        .merge(routes::ingest::root_router())
         .routes(utoipa_axum::routes!(routes::system::healthz))
         .routes(utoipa_axum::routes!(routes::system::readyz))
 }
@@ -238,6 +246,8 @@ pub fn router_with(app: App, web: web::WebConfig) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(DefaultBodyLimit::max(extract::JSON_LIMIT))
+        // gzip bodies (HEC and NDJSON senders compress); read through the same size caps
+        .layer(tower_http::decompression::RequestDecompressionLayer::new())
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::map_response(ensure_envelope))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))

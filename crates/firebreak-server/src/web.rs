@@ -26,6 +26,8 @@ pub struct WebConfig {
     pub trusted_proxies: Vec<IpAddr>,
     /// Single sign-on through an OpenID Connect provider.
     pub oidc: Option<std::sync::Arc<crate::oidc::OidcClient>>,
+    /// Intake: configured webhook sources, body limits, backpressure.
+    pub intake: crate::intake::IntakeSettings,
 }
 
 impl WebConfig {

@@ -46,6 +46,48 @@ pub struct AuthFile {
     pub lockout_minutes: Option<u32>,
 }
 
+/// One `[intake.sources.<name>]`: a webhook source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceFile {
+    /// JSONPath field mapping (default: the generic one).
+    pub mapping: Option<firebreak_intake::webhook::Mapping>,
+    /// HMAC-SHA256 key; requests must then carry a valid signature.
+    pub secret: Option<String>,
+    /// The key, read from a file (first line).
+    pub secret_file: Option<PathBuf>,
+    /// Header with the signature (default `X-Signature-256`).
+    pub signature_header: Option<String>,
+    /// A signed request without a token reports as this user.
+    pub user: Option<String>,
+}
+
+/// `[intake]` in firebreak.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntakeFile {
+    /// `host:port` for syslog over UDP and TCP, or `off` (default `127.0.0.1:5514`).
+    pub syslog_listen: Option<String>,
+    /// The name syslog events are reported as (default `syslog`).
+    pub syslog_reporter: Option<String>,
+    /// Intake requests in flight at most (default 16); more wait, then get 503.
+    pub concurrency: Option<usize>,
+    /// Largest streamed intake body in MiB (default 1024).
+    pub max_body_mb: Option<u64>,
+    #[serde(default)]
+    pub sources: std::collections::BTreeMap<String, SourceFile>,
+}
+
+/// The resolved intake settings.
+#[derive(Clone)]
+pub struct Intake {
+    pub syslog_listen: Option<SocketAddr>,
+    pub syslog_reporter: String,
+    pub concurrency: usize,
+    pub max_body_bytes: u64,
+    pub sources: std::collections::BTreeMap<String, firebreak_server::intake::WebhookSource>,
+}
+
 /// `firebreak.toml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +115,9 @@ pub struct FileConfig {
     pub smtp: Option<firebreak_server::mail::SmtpConfig>,
     /// Signing secret and outbound policy of webhook notifications.
     pub webhooks: Option<firebreak_server::webhook::WebhookConfig>,
+    /// Event intake: syslog listener, webhook sources, limits.
+    #[serde(default)]
+    pub intake: IntakeFile,
 }
 
 /// TLS termination by `serve` itself.
@@ -102,6 +147,7 @@ pub struct Settings {
     pub oidc: Option<firebreak_server::oidc::OidcConfig>,
     pub smtp: Option<firebreak_server::mail::SmtpConfig>,
     pub webhooks: Option<firebreak_server::webhook::WebhookConfig>,
+    pub intake: Intake,
 }
 
 impl std::fmt::Debug for Settings {
@@ -115,6 +161,11 @@ impl std::fmt::Debug for Settings {
             .field("blob_dir", &self.blob_dir)
             .field("tls", &self.tls)
             .field("public_url", &self.public_url)
+            .field("syslog_listen", &self.intake.syslog_listen)
+            .field(
+                "intake_sources",
+                &self.intake.sources.keys().collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -171,6 +222,7 @@ impl Settings {
         listen: Option<&str>,
         behind_tls_proxy: bool,
         tls: (Option<PathBuf>, Option<PathBuf>),
+        syslog_listen: Option<&str>,
     ) -> anyhow::Result<Self> {
         let file = load_file(args.config.as_deref())?;
         let data_dir = args
@@ -252,7 +304,9 @@ impl Settings {
             lockout: minutes(a.lockout_minutes, d.lockout),
             ..d
         };
+        let intake = resolve_intake(&file.intake, syslog_listen)?;
         Ok(Self {
+            intake,
             document_key_file: args
                 .document_key_file
                 .clone()
@@ -283,6 +337,80 @@ impl Settings {
     pub fn is_postgres(&self) -> bool {
         self.database_url.starts_with("postgres")
     }
+}
+
+fn resolve_intake(f: &IntakeFile, syslog_flag: Option<&str>) -> anyhow::Result<Intake> {
+    let listen = syslog_flag
+        .map(str::to_string)
+        .or_else(|| f.syslog_listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:5514".into());
+    let syslog_listen = if listen.eq_ignore_ascii_case("off") {
+        None
+    } else {
+        // `:0` means a free port on loopback
+        let text = if listen.starts_with(':') {
+            format!("127.0.0.1{listen}")
+        } else {
+            listen.clone()
+        };
+        Some(text.parse().with_context(|| {
+            format!("syslog listen address {listen:?} is not like 127.0.0.1:5514 (or `off`)")
+        })?)
+    };
+    let mut sources = std::collections::BTreeMap::new();
+    for (name, src) in &f.sources {
+        let at = format!("[intake.sources.{name}]");
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            bail!("{at}: a source name is letters, digits, '-', '_' and '.'");
+        }
+        let mapping = match &src.mapping {
+            Some(m) => m
+                .compile()
+                .map_err(|e| anyhow::anyhow!("{at} {}: {}", e.field, e.message))?,
+            None => firebreak_intake::webhook::CompiledMapping::generic(),
+        };
+        let secret = match (&src.secret, &src.secret_file) {
+            (Some(_), Some(_)) => bail!("{at}: give secret or secret_file, not both"),
+            (Some(s), None) => Some(s.as_bytes().to_vec()),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("{at} secret_file {}", path.display()))?;
+                Some(text.lines().next().unwrap_or("").trim().as_bytes().to_vec())
+            }
+            (None, None) => None,
+        };
+        if secret.as_ref().is_some_and(|s| s.len() < 16) {
+            bail!("{at}: the secret must be at least 16 bytes");
+        }
+        if src.user.is_some() && secret.is_none() {
+            bail!("{at}: `user` needs a secret (a signed request stands in for a token)");
+        }
+        sources.insert(
+            name.clone(),
+            firebreak_server::intake::WebhookSource {
+                mapping,
+                secret,
+                signature_header: src
+                    .signature_header
+                    .clone()
+                    .unwrap_or_else(|| "X-Signature-256".into())
+                    .to_ascii_lowercase(),
+                user: src.user.clone(),
+            },
+        );
+    }
+    Ok(Intake {
+        syslog_listen,
+        syslog_reporter: f.syslog_reporter.clone().unwrap_or_else(|| "syslog".into()),
+        concurrency: f.concurrency.unwrap_or(16).clamp(1, 1024),
+        max_body_bytes: f.max_body_mb.unwrap_or(1024).max(1) * 1024 * 1024,
+        sources,
+    })
 }
 
 #[cfg(test)]

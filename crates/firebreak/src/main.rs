@@ -46,6 +46,9 @@ enum Command {
         /// PEM private key for --tls-cert.
         #[arg(long, env = "FIREBREAK_TLS_KEY")]
         tls_key: Option<PathBuf>,
+        /// Syslog (UDP and TCP) address, `:0` for a free port, or `off`.
+        #[arg(long, env = "FIREBREAK_SYSLOG_LISTEN")]
+        syslog_listen: Option<String>,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -332,6 +335,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             log_json,
             tls_cert,
             tls_key,
+            syslog_listen,
         } => {
             init_tracing(log_json);
             let settings = Settings::resolve(
@@ -339,13 +343,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 listen.as_deref(),
                 behind_tls_proxy,
                 (tls_cert, tls_key),
+                syslog_listen.as_deref(),
             )?;
             serve(settings).await?;
             Ok(ExitCode::SUCCESS)
         }
         command => {
             init_tracing(false);
-            let settings = Settings::resolve(&cli.store, None, false, (None, None))?;
+            let settings = Settings::resolve(&cli.store, None, false, (None, None), None)?;
             let o = open(settings, !matches!(command, Command::Audit(_))).await?;
             let res = admin(&o, command).await;
             o.store.close().await;
@@ -644,6 +649,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", o.settings.listen))?;
     let addr = listener.local_addr()?;
+    // a listener that cannot bind stops start-up, naming the address
+    let syslog = match o.settings.intake.syslog_listen {
+        Some(a) => Some(firebreak_server::syslog::bind(a).await?),
+        None => None,
+    };
+    let mut intake = firebreak_server::intake::IntakeSettings::new(
+        o.settings.intake.sources.clone(),
+        o.settings.intake.concurrency,
+    );
+    intake.max_body_bytes = o.settings.intake.max_body_bytes;
+    intake.ticket_prefix = o.settings.ticket_prefix.clone();
     let web = firebreak_server::web::WebConfig {
         public_origin: o.settings.public_url.clone(),
         secure_transport: tls.is_some() || o.settings.behind_tls_proxy,
@@ -654,7 +670,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             )),
             None => None,
         },
+        intake,
     };
+    if let Some((udp, tcp)) = syslog {
+        let principal = App::service_principal(&o.settings.intake.syslog_reporter);
+        let (addrs, _stats) = firebreak_server::syslog::start(app.clone(), principal, udp, tcp)?;
+        println!(
+            "syslog listening on udp://{} tcp://{}",
+            addrs.udp, addrs.tcp
+        );
+    }
     // email notifications go out in the background; a failure never blocks the response
     if app.has_mailer() || app.has_webhooks() {
         let mailer_app = app.clone();

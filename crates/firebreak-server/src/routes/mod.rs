@@ -2,6 +2,8 @@
 
 pub mod auth;
 pub mod documents;
+pub mod events;
+pub mod ingest;
 pub mod plan;
 pub mod response;
 pub mod system;

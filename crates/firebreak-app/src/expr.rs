@@ -1,0 +1,333 @@
+//! Conditions in CEL (suppression rules, the plan's classification rules) over one variable,
+//! `event`. Compiled once; evaluated per event. The common shape of a rule, a conjunction of
+//! `event.<field> == "literal"` tests, is checked first against the event's plain fields, so
+//! that rules that cannot match cost no CEL evaluation at all.
+
+use cel::common::ast::{Expr, LiteralValue};
+use cel::{Context, Env, Program, Value};
+use serde::Serialize;
+use std::sync::{Arc, LazyLock};
+
+static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
+
+/// The fields a fast pre-check may compare (plain strings of the event).
+const PLAIN: &[&str] = &[
+    "source",
+    "source_kind",
+    "rule_id",
+    "title",
+    "severity",
+    "host",
+    "status",
+];
+
+/// The event as CEL sees it: `event.source`, `event.rule_id`, `event.fields.src_ip`...
+#[derive(Debug, Serialize)]
+pub struct CelEvent<'a> {
+    pub source: &'a str,
+    pub source_kind: &'a str,
+    pub source_ref: Option<&'a str>,
+    pub rule_id: Option<&'a str>,
+    pub title: &'a str,
+    pub description: Option<&'a str>,
+    pub severity: &'a str,
+    pub original_severity: Option<&'a str>,
+    pub host: Option<&'a str>,
+    pub status: &'a str,
+    pub tags: &'a [String],
+    pub fields: &'a serde_json::Map<String, serde_json::Value>,
+    pub observables: Vec<CelObservable<'a>>,
+    pub assets: Vec<&'a str>,
+    /// An affected asset is critical production.
+    pub critical_asset: bool,
+    pub reporter_kind: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CelObservable<'a> {
+    pub kind: &'a str,
+    pub value: &'a str,
+}
+
+impl CelEvent<'_> {
+    fn plain(&self, field: &str) -> Option<&str> {
+        match field {
+            "source" => Some(self.source),
+            "source_kind" => Some(self.source_kind),
+            "rule_id" => self.rule_id,
+            "title" => Some(self.title),
+            "severity" => Some(self.severity),
+            "host" => self.host,
+            "status" => Some(self.status),
+            _ => None,
+        }
+    }
+}
+
+/// A compiled condition.
+pub struct Condition {
+    source: String,
+    program: Program,
+    /// `(field, literal)` pairs that must all hold for the condition to be true.
+    required: Vec<(&'static str, String)>,
+}
+
+impl std::fmt::Debug for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Condition")
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+/// An evaluation input built once per event and shared by every condition.
+pub struct Input<'a> {
+    event: &'a CelEvent<'a>,
+    value: std::cell::OnceCell<Option<Value>>,
+}
+
+impl<'a> Input<'a> {
+    pub fn new(event: &'a CelEvent<'a>) -> Self {
+        Self {
+            event,
+            value: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn value(&self) -> Option<&Value> {
+        self.value
+            .get_or_init(|| cel::to_value(self.event).ok())
+            .as_ref()
+    }
+}
+
+fn select_event_field(e: &Expr) -> Option<&'static str> {
+    if let Expr::Select(s) = e
+        && !s.test
+        && matches!(&s.operand.expr, Expr::Ident(n) if n == "event")
+    {
+        return PLAIN.iter().copied().find(|f| *f == s.field);
+    }
+    None
+}
+
+fn literal(e: &Expr) -> Option<String> {
+    if let Expr::Literal(LiteralValue::String(s)) = e {
+        return Some(s.inner().to_string());
+    }
+    None
+}
+
+fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
+    if let Expr::Call(c) = e
+        && c.func_name == "_&&_"
+        && c.target.is_none()
+    {
+        for a in &c.args {
+            conjuncts(&a.expr, out);
+        }
+        return;
+    }
+    out.push(e);
+}
+
+fn required(e: &Expr) -> Vec<(&'static str, String)> {
+    let mut parts = Vec::new();
+    conjuncts(e, &mut parts);
+    parts
+        .into_iter()
+        .filter_map(|p| {
+            let Expr::Call(c) = p else { return None };
+            if c.func_name != "_==_" || c.args.len() != 2 {
+                return None;
+            }
+            let (a, b) = (&c.args[0].expr, &c.args[1].expr);
+            match (select_event_field(a), literal(b)) {
+                (Some(f), Some(l)) => Some((f, l)),
+                _ => match (select_event_field(b), literal(a)) {
+                    (Some(f), Some(l)) => Some((f, l)),
+                    _ => None,
+                },
+            }
+        })
+        .collect()
+}
+
+/// Type names CEL lets an expression mention as identifiers.
+const TYPE_NAMES: &[&str] = &[
+    "event",
+    "int",
+    "uint",
+    "double",
+    "bool",
+    "string",
+    "bytes",
+    "list",
+    "map",
+    "null_type",
+    "type",
+    "dyn",
+];
+
+/// Identifiers that are neither `event`, a type name nor bound by a comprehension.
+fn free_idents(e: &Expr, bound: &mut Vec<String>, out: &mut Vec<String>) {
+    match e {
+        Expr::Ident(n) => {
+            if !TYPE_NAMES.contains(&n.as_str()) && !bound.iter().any(|b| b == n) {
+                out.push(n.clone());
+            }
+        }
+        Expr::Call(c) => {
+            if let Some(t) = &c.target {
+                free_idents(&t.expr, bound, out);
+            }
+            for a in &c.args {
+                free_idents(&a.expr, bound, out);
+            }
+        }
+        Expr::Select(s) => free_idents(&s.operand.expr, bound, out),
+        Expr::List(l) => {
+            for x in &l.elements {
+                free_idents(&x.expr, bound, out);
+            }
+        }
+        Expr::Map(m) => {
+            for entry in &m.entries {
+                if let cel::common::ast::EntryExpr::MapEntry(me) = &entry.expr {
+                    free_idents(&me.key.expr, bound, out);
+                    free_idents(&me.value.expr, bound, out);
+                }
+            }
+        }
+        Expr::Comprehension(c) => {
+            free_idents(&c.iter_range.expr, bound, out);
+            let before = bound.len();
+            bound.push(c.iter_var.clone());
+            if let Some(v) = &c.iter_var2 {
+                bound.push(v.clone());
+            }
+            bound.push(c.accu_var.clone());
+            for x in [&c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                free_idents(&x.expr, bound, out);
+            }
+            bound.truncate(before);
+        }
+        Expr::Literal(_) | Expr::Struct(_) | Expr::Unspecified => {}
+    }
+}
+
+impl Condition {
+    /// Compiles `source`; the error says what is wrong, in CEL's words.
+    pub fn compile(source: &str) -> Result<Self, String> {
+        if source.trim().is_empty() {
+            return Err("must not be blank".into());
+        }
+        let program = ENV.compile(source).map_err(|e| e.to_string())?;
+        let mut free = Vec::new();
+        free_idents(&program.expression().expr, &mut vec![], &mut free);
+        if let Some(v) = free.first() {
+            return Err(format!(
+                "unknown variable {v:?}: conditions refer to the event as `event`, e.g. event.source"
+            ));
+        }
+        let required = required(&program.expression().expr);
+        Ok(Self {
+            source: source.to_string(),
+            program,
+            required,
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the event matches. A condition that fails to evaluate (a type error, a missing
+    /// key) or gives a non-boolean does not match; the error is returned for logging.
+    pub fn matches(&self, input: &Input<'_>) -> Result<bool, String> {
+        for (field, lit) in &self.required {
+            if input.event.plain(field) != Some(lit.as_str()) {
+                return Ok(false);
+            }
+        }
+        let Some(value) = input.value() else {
+            return Err("the event could not be given to CEL".into());
+        };
+        let mut ctx = Context::with_env(ENV.clone());
+        ctx.add_variable_from_value("event", value.clone());
+        match self.program.execute(&ctx) {
+            Ok(Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!("gave {other:?}, not a boolean")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn event<'a>(
+        fields: &'a serde_json::Map<String, serde_json::Value>,
+        tags: &'a [String],
+    ) -> CelEvent<'a> {
+        CelEvent {
+            source: "ids",
+            source_kind: "sensor",
+            source_ref: None,
+            rule_id: Some("2100498"),
+            title: "GPL ATTACK_RESPONSE id check returned root",
+            description: None,
+            severity: "high",
+            original_severity: Some("1"),
+            host: Some("sensor-1"),
+            status: "new",
+            tags,
+            fields,
+            observables: vec![CelObservable {
+                kind: "ip",
+                value: "10.0.0.1",
+            }],
+            assets: vec![],
+            critical_asset: false,
+            reporter_kind: None,
+        }
+    }
+
+    #[test]
+    fn matches_the_documented_example_and_prechecks_literals() {
+        let mut fields = serde_json::Map::new();
+        fields.insert("src_ip".into(), serde_json::json!("10.0.0.1"));
+        let tags = vec!["ids".to_string()];
+        let e = event(&fields, &tags);
+        let input = Input::new(&e);
+        let c =
+            Condition::compile(r#"event.source == "ids" && event.rule_id == "2100498""#).unwrap();
+        assert_eq!(c.required.len(), 2);
+        assert!(c.matches(&input).unwrap());
+        let c =
+            Condition::compile(r#"event.source == "wazuh" && event.rule_id == "2100498""#).unwrap();
+        let fresh = Input::new(&e);
+        assert!(!c.matches(&fresh).unwrap());
+        assert!(
+            fresh.value.get().is_none(),
+            "no CEL value built for a precheck miss"
+        );
+        let c = Condition::compile(
+            r#"event.fields.src_ip.startsWith("10.") && "ids" in event.tags && event.observables.exists(o, o.kind == "ip")"#,
+        )
+        .unwrap();
+        assert!(c.matches(&input).unwrap());
+        let c = Condition::compile(r#"event.fields.nope == "x""#).unwrap();
+        assert!(c.matches(&input).is_err(), "a missing key is an error");
+    }
+
+    #[test]
+    fn rejects_bad_conditions_with_a_reason() {
+        assert!(Condition::compile("event.source ==").is_err());
+        assert!(Condition::compile("   ").is_err());
+        let e = Condition::compile(r#"request.host == "x""#).unwrap_err();
+        assert!(e.contains("request"), "{e}");
+    }
+}

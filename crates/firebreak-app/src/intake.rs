@@ -1,0 +1,862 @@
+//! Intake: normalized events from every channel become stored events. Per event: observables
+//! (given by the source and found in its text), assets matched by host and address, a
+//! fingerprint, suppression rules (CEL), the plan's classification; then one commit per batch
+//! deduplicates against the stored events (one atomic upsert per key), with one audit entry
+//! that covers the batch by digest. Events the plan says to ticket at once get their ticket
+//! right after. A 2xx from a channel means this commit has returned.
+
+use crate::expr::{CelEvent, CelObservable, Condition, Input};
+use crate::{App, AppError, AppResult, Principal, SYSTEM_ACTOR};
+use firebreak_domain::asset::Asset;
+use firebreak_domain::audit::AuditDraft;
+use firebreak_domain::event::{
+    Classification, Event, EventAsset, IngestSummary, ObservableRef, Reporter, SuppressionRule,
+};
+use firebreak_domain::plan::{ClassificationRule, IntakePolicy, Thresholds};
+use firebreak_domain::role::Role;
+use firebreak_domain::ticket::{EventStatus, Priority, Severity, SourceKind};
+use firebreak_intake::{Action, NormalizedEvent};
+use firebreak_store::{ChangeSet, NewEvent, Op};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// How long a node uses its intake snapshot (assets, rules, plan) before reading it again;
+/// changes made on this node apply at once.
+pub const INTAKE_TTL: Duration = Duration::from_secs(5);
+/// Events per commit at most; larger inputs are committed in several batches.
+pub const BATCH: usize = 1000;
+/// Observables kept per event at most.
+const MAX_OBSERVABLES: usize = 200;
+/// Event ids listed in a summary at most.
+const MAX_LISTED: usize = 1000;
+
+/// What intake needs to know, read once and shared by every batch until it expires.
+pub struct IntakeState {
+    loaded: Instant,
+    by_name: HashMap<String, Arc<Asset>>,
+    by_address: HashMap<String, Arc<Asset>>,
+    suppression: Vec<(SuppressionRule, Condition)>,
+    rules: Vec<(ClassificationRule, Condition)>,
+    policy: IntakePolicy,
+    thresholds: Thresholds,
+}
+
+#[derive(Default)]
+pub struct IntakeCache(RwLock<Option<Arc<IntakeState>>>);
+
+impl IntakeCache {
+    pub fn invalidate(&self) {
+        if let Ok(mut g) = self.0.write() {
+            *g = None;
+        }
+    }
+}
+
+fn sha256_hex(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0x1f]);
+    }
+    hex::encode(h.finalize())
+}
+
+fn field_text(e: &Event, name: &str) -> String {
+    match name {
+        "host" => e.host.clone().unwrap_or_default(),
+        "title" => e.title.clone(),
+        "source_ref" => e.source_ref.clone().unwrap_or_default(),
+        "rule_id" => e.rule_id.clone().unwrap_or_default(),
+        "severity" => e.severity.as_str().into(),
+        other => match e.fields.get(other) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Null) | None => String::new(),
+            Some(v) => v.to_string(),
+        },
+    }
+}
+
+/// Source + rule (or title) + the key fields, hashed.
+pub fn fingerprint(e: &Event, policy: &IntakePolicy) -> String {
+    let default = ["host", "src_ip", "dest_ip"];
+    let configured = policy.dedup_fields.get(&e.source);
+    let names: Vec<&str> = match configured {
+        Some(v) => v.iter().map(String::as_str).collect(),
+        None => default.to_vec(),
+    };
+    let mut parts: Vec<String> = vec![e.source.clone()];
+    match &e.rule_id {
+        Some(r) => parts.push(format!("rule={r}")),
+        None => parts.push(format!("title={}", e.title)),
+    }
+    for n in names {
+        parts.push(format!("{n}={}", field_text(e, n)));
+    }
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    sha256_hex(&refs)[..32].to_string()
+}
+
+fn mentions_change_control(e: &Event) -> bool {
+    let hit = |s: &str| {
+        let l = s.to_ascii_lowercase();
+        l.contains("change control") || l.contains("change-control") || l.contains("change request")
+    };
+    hit(&e.title)
+        || e.description.as_deref().is_some_and(hit)
+        || e.tags
+            .iter()
+            .any(|t| hit(t) || t.eq_ignore_ascii_case("change_control"))
+}
+
+impl IntakeState {
+    fn match_assets(&self, e: &Event) -> Vec<EventAsset> {
+        let mut out: Vec<EventAsset> = Vec::new();
+        let mut push = |a: &Arc<Asset>, on: &str| {
+            if !out.iter().any(|x| x.id == a.id) {
+                out.push(EventAsset {
+                    id: a.id,
+                    name: a.name.clone(),
+                    critical_production: a.critical_production,
+                    matched_on: on.to_string(),
+                });
+            }
+        };
+        if let Some(h) = &e.host {
+            let h = h.trim().to_ascii_lowercase();
+            let short = h.split('.').next().unwrap_or(&h).to_string();
+            for key in [&h, &short] {
+                if let Some(a) = self.by_name.get(key).or_else(|| self.by_address.get(key)) {
+                    push(a, &h);
+                    break;
+                }
+            }
+        }
+        for o in &e.observables {
+            if matches!(o.kind.as_str(), "ip" | "hostname" | "domain")
+                && let Some(a) = self
+                    .by_address
+                    .get(&o.value)
+                    .or_else(|| self.by_name.get(&o.value))
+            {
+                push(a, &o.value);
+            }
+        }
+        out
+    }
+
+    fn classify(&self, e: &mut Event) -> Result<Option<&ClassificationRule>, String> {
+        let mut matched = None;
+        let mut err = None;
+        {
+            let cel = cel_event(e);
+            let input = Input::new(&cel);
+            for (rule, cond) in &self.rules {
+                match cond.matches(&input) {
+                    Ok(true) => {
+                        matched = Some(rule);
+                        break;
+                    }
+                    Ok(false) => {}
+                    Err(x) => err = Some(format!("rule {:?}: {x}", rule.name)),
+                }
+            }
+        }
+        if let Some(r) = matched
+            && let Some(s) = r.severity
+            && s != e.severity
+        {
+            if e.original_severity.is_none() {
+                e.original_severity = Some(e.severity.as_str().into());
+            }
+            e.severity = s;
+        }
+        let priority = matched
+            .and_then(|r| r.priority)
+            .or_else(|| {
+                self.thresholds
+                    .priority_by_severity
+                    .get(&e.severity)
+                    .copied()
+            })
+            .unwrap_or_else(|| e.severity.default_priority());
+        let critical = e.assets.iter().find(|a| a.critical_production);
+        let escalation_reason = if let Some(r) = matched.filter(|r| r.escalate) {
+            Some(format!(
+                "the response plan's rule {:?} escalates it",
+                r.name
+            ))
+        } else if let Some(a) = critical {
+            Some(format!("affects the critical production asset {}", a.name))
+        } else if self.thresholds.escalate_severities.contains(&e.severity) {
+            Some(format!(
+                "the response plan escalates {} severity",
+                e.severity.as_str()
+            ))
+        } else if mentions_change_control(e) {
+            Some("involves change control".to_string())
+        } else {
+            None
+        };
+        e.classification = Some(Classification {
+            rule: matched.map(|r| r.name.clone()),
+            open_ticket: matched.is_some_and(|r| r.open_ticket),
+            priority,
+            escalation_reason,
+        });
+        match err {
+            Some(x) if matched.is_none() => Err(x),
+            _ => Ok(matched),
+        }
+    }
+
+    fn suppress(&self, e: &Event, now: time::OffsetDateTime) -> (Option<Uuid>, Option<String>) {
+        let cel = cel_event(e);
+        let input = Input::new(&cel);
+        let mut err = None;
+        for (rule, cond) in &self.suppression {
+            if !rule.active_at(now) {
+                continue;
+            }
+            match cond.matches(&input) {
+                Ok(true) => return (Some(rule.id), None),
+                Ok(false) => {}
+                Err(x) => err = Some(format!("suppression rule {:?}: {x}", rule.name)),
+            }
+        }
+        (None, err)
+    }
+}
+
+pub fn cel_event(e: &Event) -> CelEvent<'_> {
+    CelEvent {
+        source: &e.source,
+        source_kind: e.source_kind.as_str(),
+        source_ref: e.source_ref.as_deref(),
+        rule_id: e.rule_id.as_deref(),
+        title: &e.title,
+        description: e.description.as_deref(),
+        severity: e.severity.as_str(),
+        original_severity: e.original_severity.as_deref(),
+        host: e.host.as_deref(),
+        status: e.status.as_str(),
+        tags: &e.tags,
+        fields: &e.fields,
+        observables: e
+            .observables
+            .iter()
+            .map(|o| CelObservable {
+                kind: &o.kind,
+                value: &o.value,
+            })
+            .collect(),
+        assets: e.assets.iter().map(|a| a.name.as_str()).collect(),
+        critical_asset: e.assets.iter().any(|a| a.critical_production),
+        reporter_kind: e.reporter.as_ref().map(|r| r.kind.as_str()),
+    }
+}
+
+/// Observables of an event or a ticket text: the given ones, then those in the text; canonical
+/// and without repeats.
+pub fn observables_of(given: &[ObservableRef], texts: &[&str]) -> Vec<ObservableRef> {
+    let mut out: Vec<ObservableRef> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for o in given {
+        if out.len() >= MAX_OBSERVABLES {
+            break;
+        }
+        if seen.insert((o.kind.clone(), o.value.clone())) {
+            out.push(o.clone());
+        }
+    }
+    for t in texts {
+        for o in firebreak_intake::observables::extract(t) {
+            if out.len() >= MAX_OBSERVABLES {
+                return out;
+            }
+            let r = ObservableRef {
+                kind: o.kind.as_str().into(),
+                value: o.value,
+            };
+            if seen.insert((r.kind.clone(), r.value.clone())) {
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+fn severity_of(l: firebreak_intake::Level) -> Severity {
+    match l {
+        firebreak_intake::Level::Low => Severity::Low,
+        firebreak_intake::Level::Medium => Severity::Medium,
+        firebreak_intake::Level::High => Severity::High,
+        firebreak_intake::Level::Critical => Severity::Critical,
+    }
+}
+
+/// The stored event for one normalized one (before suppression, classification and dedup).
+pub fn to_event(
+    ne: NormalizedEvent,
+    reported_by: &str,
+    now: time::OffsetDateTime,
+) -> (Event, Option<String>, bool) {
+    let given: Vec<ObservableRef> = ne
+        .observables
+        .iter()
+        .map(|o| ObservableRef {
+            kind: o.kind.as_str().into(),
+            value: o.value.clone(),
+        })
+        .collect();
+    let observables = observables_of(
+        &given,
+        &[ne.title.as_str(), ne.description.as_deref().unwrap_or("")],
+    );
+    let reporter = ne.reporter.map(|r| Reporter {
+        kind: SourceKind::parse(&r.kind).unwrap_or(SourceKind::Employee),
+        name: r.name,
+        contact: r.contact,
+    });
+    let resolve = ne.action == Action::Resolve;
+    let e = Event {
+        id: Uuid::now_v7(),
+        status: if resolve {
+            EventStatus::Resolved
+        } else {
+            EventStatus::New
+        },
+        source: ne.source_name,
+        source_kind: SourceKind::parse(&ne.source_kind).unwrap_or(SourceKind::Sensor),
+        source_ref: ne.source_ref,
+        rule_id: ne.rule_id,
+        title: firebreak_intake::clean_title(&ne.title),
+        description: ne.description,
+        severity: severity_of(ne.severity),
+        original_severity: ne.original_severity,
+        occurred_at: ne
+            .occurred_at
+            .map(firebreak_store::truncate_millis)
+            .unwrap_or(now),
+        received_at: now,
+        last_seen: now,
+        occurrences: 1,
+        host: ne.host,
+        observables,
+        assets: vec![],
+        tags: ne.tags,
+        fingerprint: String::new(),
+        fields: ne.fields,
+        reporter,
+        reported_by: reported_by.to_string(),
+        ticket_id: None,
+        suppressed_by: None,
+        classification: None,
+        disposition: None,
+        resolved_at: resolve.then_some(now),
+        raw: ne.raw,
+        version: 1,
+    };
+    (e, ne.dedup_key, resolve)
+}
+
+impl App {
+    /// May submit events: reporter, help desk, responders, managers and admins, with a token
+    /// scoped for intake or writing.
+    pub fn may_report(p: &Principal) -> bool {
+        let scoped = p.scopes.is_empty()
+            || p.scopes.contains(&firebreak_domain::role::Scope::Intake)
+            || p.scopes.contains(&firebreak_domain::role::Scope::Write);
+        scoped
+            && p.has_any(&[
+                Role::Reporter,
+                Role::Helpdesk,
+                Role::Responder,
+                Role::SeniorResponder,
+                Role::Manager,
+                Role::Admin,
+            ])
+    }
+
+    /// Refuses (403, audited) a principal that may not submit events.
+    pub async fn check_reporter(&self, p: &Principal) -> AppResult<()> {
+        if Self::may_report(p) {
+            return Ok(());
+        }
+        Err(self
+            .deny(
+                p,
+                "event.report",
+                None,
+                "submitting events requires the reporter, helpdesk, responder or admin role and a token allowed to write or to report".into(),
+            )
+            .await)
+    }
+
+    pub(crate) fn invalidate_intake(&self) {
+        self.intake_cache.invalidate();
+    }
+
+    /// The intake snapshot, read again when older than [`INTAKE_TTL`].
+    pub async fn intake_state(&self) -> AppResult<Arc<IntakeState>> {
+        if let Ok(g) = self.intake_cache.0.read()
+            && let Some(s) = g.as_ref()
+            && s.loaded.elapsed() < INTAKE_TTL
+        {
+            return Ok(s.clone());
+        }
+        let assets = self.all_assets().await?;
+        let mut by_name = HashMap::new();
+        let mut by_address = HashMap::new();
+        for a in assets {
+            let a = Arc::new(a);
+            by_name.insert(a.name.to_ascii_lowercase(), a.clone());
+            for addr in &a.addresses {
+                let key = addr.to_ascii_lowercase();
+                // an IP is stored canonically, as observables are
+                let key = key
+                    .parse::<std::net::IpAddr>()
+                    .map(|ip| ip.to_string())
+                    .unwrap_or(key);
+                by_address.insert(key, a.clone());
+            }
+        }
+        let mut suppression = Vec::new();
+        for r in self.suppression_rules_raw().await? {
+            match Condition::compile(&r.condition) {
+                Ok(c) => suppression.push((r, c)),
+                Err(e) => {
+                    tracing::warn!(rule = %r.id, error = %e, "stored suppression rule does not compile; skipped")
+                }
+            }
+        }
+        let plan = self.current_plan().await?;
+        let mut rules = Vec::new();
+        for r in &plan.intake.rules {
+            match Condition::compile(&r.when) {
+                Ok(c) => rules.push((r.clone(), c)),
+                Err(e) => {
+                    tracing::warn!(rule = %r.name, error = %e, "plan classification rule does not compile; skipped")
+                }
+            }
+        }
+        let state = Arc::new(IntakeState {
+            loaded: Instant::now(),
+            by_name,
+            by_address,
+            suppression,
+            rules,
+            policy: plan.intake.clone(),
+            thresholds: plan.thresholds.clone(),
+        });
+        if let Ok(mut g) = self.intake_cache.0.write() {
+            *g = Some(state.clone());
+        }
+        Ok(state)
+    }
+
+    /// Ingests normalized events for `p` (authorized by the caller with [`Self::check_reporter`])
+    /// in commits of at most [`BATCH`]; adds to `summary`.
+    pub async fn ingest(
+        &self,
+        p: &Principal,
+        events: Vec<NormalizedEvent>,
+        summary: &mut IngestSummary,
+    ) -> AppResult<()> {
+        self.check_reporter(p).await?;
+        let mut rest = events;
+        while !rest.is_empty() {
+            let tail = if rest.len() > BATCH {
+                rest.split_off(BATCH)
+            } else {
+                Vec::new()
+            };
+            self.ingest_batch(p.username(), rest, summary).await?;
+            rest = tail;
+        }
+        Ok(())
+    }
+
+    /// One commit: the events of one batch, deduplicated within it and against the store.
+    pub(crate) async fn ingest_batch(
+        &self,
+        reported_by: &str,
+        events: Vec<NormalizedEvent>,
+        summary: &mut IngestSummary,
+    ) -> AppResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let state = self.intake_state().await?;
+        let now = self.now();
+        let window_start =
+            now - time::Duration::minutes(i64::from(state.policy.dedup_window_minutes));
+        let mut items: Vec<NewEvent> = Vec::with_capacity(events.len());
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut input_slots: Vec<usize> = Vec::with_capacity(events.len());
+        let mut digest = Sha256::new();
+        for ne in events {
+            summary.received += 1;
+            let (mut e, source_key, resolve) = to_event(ne, reported_by, now);
+            e.assets = state.match_assets(&e);
+            e.fingerprint = match &source_key {
+                Some(k) => sha256_hex(&[k])[..32].to_string(),
+                None => fingerprint(&e, &state.policy),
+            };
+            let (rule, err) = state.suppress(&e, now);
+            if let Some(x) = err {
+                tracing::debug!(error = %x, "suppression rule failed to evaluate");
+            }
+            if let Some(r) = rule {
+                e.suppressed_by = Some(r);
+                if !resolve {
+                    e.status = EventStatus::Suppressed;
+                }
+            }
+            if let Err(x) = state.classify(&mut e) {
+                tracing::debug!(error = %x, "classification rule failed to evaluate");
+            }
+            let key = match e.suppressed_by {
+                Some(r) => format!("{}|suppressed:{r}", e.fingerprint),
+                None => e.fingerprint.clone(),
+            };
+            let key = if resolve {
+                format!("{key}|resolve")
+            } else {
+                key
+            };
+            if let Some(&i) = index.get(&key) {
+                let it: &mut NewEvent = &mut items[i];
+                it.event.occurrences += 1;
+                input_slots.push(i);
+                continue;
+            }
+            digest.update(e.id.as_bytes());
+            digest.update(key.as_bytes());
+            digest.update(Sha256::digest(e.raw.as_bytes()));
+            index.insert(key.clone(), items.len());
+            input_slots.push(items.len());
+            items.push(NewEvent {
+                event: e,
+                dedup_key: key.trim_end_matches("|resolve").to_string(),
+                window_start,
+                resolve,
+            });
+        }
+        // a firing and its resolution in one batch: apply them in arrival order, in two ops
+        let (resolves, reports): (Vec<(usize, NewEvent)>, Vec<(usize, NewEvent)>) = items
+            .into_iter()
+            .enumerate()
+            .partition(|(_, it)| it.resolve);
+        let order: Vec<usize> = reports
+            .iter()
+            .map(|(i, _)| *i)
+            .chain(resolves.iter().map(|(i, _)| *i))
+            .collect();
+        let sources: std::collections::BTreeSet<String> = reports
+            .iter()
+            .chain(resolves.iter())
+            .map(|(_, it)| it.event.source.clone())
+            .collect();
+        let reports: Vec<NewEvent> = reports.into_iter().map(|(_, it)| it).collect();
+        let resolves: Vec<NewEvent> = resolves.into_iter().map(|(_, it)| it).collect();
+        let kept: Vec<Event> = reports
+            .iter()
+            .chain(resolves.iter())
+            .map(|it| it.event.clone())
+            .collect();
+        let n = kept.len();
+        let mut cs = ChangeSet::new();
+        if !reports.is_empty() {
+            cs = cs.op(Op::IngestEvents(reports));
+        }
+        if !resolves.is_empty() {
+            cs = cs.op(Op::IngestEvents(resolves));
+        }
+        let cs = cs.audit(
+            AuditDraft::new(reported_by, "events.ingested", "events", "").details(json!({
+                "records": input_slots.len(),
+                "distinct": n,
+                "sources": sources,
+                "first_event": kept.first().map(|e| e.id),
+                "digest": hex::encode(digest.finalize()),
+            })),
+        );
+        let out = self.store.commit(cs).await?;
+        if out.ingested.len() != n {
+            return Err(AppError::Unexpected(anyhow::anyhow!(
+                "store answered {} results for {n} events",
+                out.ingested.len()
+            )));
+        }
+        // results by item position
+        let mut results = vec![None; n];
+        for (k, (pos, r)) in order.iter().zip(out.ingested.iter()).enumerate() {
+            results[*pos] = Some((*r, k));
+        }
+        let mut to_ticket = Vec::new();
+        let mut counted = vec![false; n];
+        for slot in input_slots {
+            let Some(Some((r, k))) = results.get(slot) else {
+                continue;
+            };
+            let e = &kept[*k];
+            let first = !counted[slot];
+            counted[slot] = true;
+            if r.resolved {
+                summary.resolved += 1;
+            } else if r.created && first {
+                summary.created += 1;
+                if e.status == EventStatus::Suppressed {
+                    summary.suppressed += 1;
+                }
+                if e.status == EventStatus::New
+                    && e.classification.as_ref().is_some_and(|c| c.open_ticket)
+                {
+                    to_ticket.push(r.event_id);
+                }
+            } else {
+                summary.duplicates += 1;
+                if e.status == EventStatus::Suppressed {
+                    summary.suppressed += 1;
+                }
+            }
+            if summary.events.len() < MAX_LISTED {
+                summary.events.push(r.event_id);
+            }
+        }
+        metrics::counter!("firebreak_events_received_total").increment(n as u64);
+        for id in to_ticket {
+            match self.auto_ticket(id).await {
+                Ok(()) => summary.tickets_opened += 1,
+                Err(e) => {
+                    tracing::warn!(event = %id, error = %e, "the plan's classification could not open a ticket; the event waits in the queue")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the ticket the plan's classification asked for (as the system).
+    async fn auto_ticket(&self, id: Uuid) -> AppResult<()> {
+        let e = self.store.get_event(id).await?;
+        let Some(c) = e.classification.clone() else {
+            return Ok(());
+        };
+        let plan = self.current_plan().await?;
+        let owner = c
+            .rule
+            .as_ref()
+            .and_then(|name| plan.intake.rules.iter().find(|r| &r.name == name))
+            .and_then(|r| r.owner.clone())
+            .unwrap_or_else(|| SYSTEM_ACTOR.to_string());
+        self.open_ticket_for_events(SYSTEM_ACTOR, &owner, &[e], None)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// The priority a ticket opened from these events gets.
+pub(crate) fn priority_of(events: &[Event], severity: Severity) -> Priority {
+    events
+        .iter()
+        .filter_map(|e| e.classification.as_ref().map(|c| c.priority))
+        .min()
+        .unwrap_or_else(|| severity.default_priority())
+}
+
+/// The line-oriented formats of `POST /ingest/ndjson` and `firebreak ingest`.
+#[derive(Debug, Clone)]
+pub enum LineFormat {
+    /// Suricata EVE JSON; `alert` and `anomaly` records become events unless other types are
+    /// named.
+    Eve(firebreak_intake::eve::EveTypes),
+    /// Wazuh `alerts.json`.
+    Wazuh,
+    /// Any JSON object per line, mapped like a generic webhook; `source` names the source.
+    Ndjson { source: String },
+    /// CEF, bare or behind a syslog header.
+    Cef,
+    /// LEEF 1.0/2.0, bare or behind a syslog header.
+    Leef,
+    /// Syslog RFC 5424/3164, with CEF/LEEF payloads detected.
+    Syslog,
+}
+
+impl LineFormat {
+    pub const NAMES: &'static str = "eve, wazuh, ndjson, cef, leef, syslog";
+
+    /// `name` as given by `--format` or `?format=`; `eve_types` only for `eve`.
+    pub fn from_name(
+        name: &str,
+        eve_types: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<LineFormat, String> {
+        let f = match name {
+            "eve" | "suricata" => LineFormat::Eve(match eve_types {
+                Some(t) => firebreak_intake::eve::EveTypes::parse(t).map_err(|e| e.message)?,
+                None => Default::default(),
+            }),
+            "wazuh" => LineFormat::Wazuh,
+            "ndjson" | "json" => LineFormat::Ndjson {
+                source: source.unwrap_or("ndjson").to_string(),
+            },
+            "cef" => LineFormat::Cef,
+            "leef" => LineFormat::Leef,
+            "syslog" => LineFormat::Syslog,
+            other => {
+                return Err(format!(
+                    "unknown format {other:?}; expected one of: {}",
+                    Self::NAMES
+                ));
+            }
+        };
+        if eve_types.is_some() && !matches!(f, LineFormat::Eve(_)) {
+            return Err("eve_types applies to the eve format only".into());
+        }
+        Ok(f)
+    }
+
+    /// One line (without its newline) to events.
+    pub fn parse_line(
+        &self,
+        line: &str,
+        now: time::OffsetDateTime,
+    ) -> firebreak_intake::ParseResult {
+        use firebreak_intake::{cef, eve, leef, syslog, wazuh, webhook};
+        match self {
+            LineFormat::Eve(types) => eve::parse_line(line, types),
+            LineFormat::Wazuh => wazuh::parse_line(line),
+            LineFormat::Ndjson { source } => {
+                static GENERIC: std::sync::LazyLock<webhook::CompiledMapping> =
+                    std::sync::LazyLock::new(webhook::CompiledMapping::generic);
+                webhook::parse(line.as_bytes(), source, &GENERIC)
+            }
+            LineFormat::Cef | LineFormat::Leef => {
+                let tag = if matches!(self, LineFormat::Cef) {
+                    "CEF:"
+                } else {
+                    "LEEF:"
+                };
+                if line.trim_start().starts_with(tag) {
+                    if matches!(self, LineFormat::Cef) {
+                        cef::parse(line)
+                    } else {
+                        leef::parse(line)
+                    }
+                } else {
+                    let msg = syslog::parse(line, now)?;
+                    if !msg.message.trim_start().starts_with(tag) {
+                        return Err(firebreak_intake::ParseError::new(
+                            "line",
+                            format!("no {tag} record in the line"),
+                        ));
+                    }
+                    syslog::to_events(&msg, line)
+                }
+            }
+            LineFormat::Syslog => {
+                let msg = syslog::parse(line, now)?;
+                syslog::to_events(&msg, line)
+            }
+        }
+    }
+}
+
+/// Lines in, events committed in batches: shared by `POST /ingest/ndjson` and
+/// `firebreak ingest`. A bad line is reported by number and the others go in.
+pub struct LineIngest<'a> {
+    app: &'a App,
+    principal: &'a Principal,
+    format: LineFormat,
+    pending: Vec<NormalizedEvent>,
+    /// The number of the last line read.
+    pub line: u64,
+    /// Every line up to this one is committed (for `--resume`).
+    pub committed_line: u64,
+    pub summary: IngestSummary,
+    /// All errors, also those beyond the listed ones.
+    pub error_count: u64,
+}
+
+/// Line errors listed in a summary at most.
+pub const MAX_LISTED_ERRORS: usize = 1000;
+/// Longest line accepted.
+pub const MAX_LINE: usize = 1024 * 1024;
+
+impl<'a> LineIngest<'a> {
+    pub fn new(app: &'a App, principal: &'a Principal, format: LineFormat) -> Self {
+        Self {
+            app,
+            principal,
+            format,
+            pending: Vec::with_capacity(BATCH),
+            line: 0,
+            committed_line: 0,
+            summary: IngestSummary::default(),
+            error_count: 0,
+        }
+    }
+
+    fn error(&mut self, field: String, message: String) {
+        self.error_count += 1;
+        if self.summary.errors.len() < MAX_LISTED_ERRORS {
+            self.summary
+                .errors
+                .push(firebreak_domain::event::LineError {
+                    line: self.line,
+                    field,
+                    message,
+                });
+        }
+    }
+
+    /// Takes one line (bytes without the newline); commits when a batch is full.
+    pub async fn push(&mut self, raw: &[u8]) -> AppResult<()> {
+        self.line += 1;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        if raw.len() > MAX_LINE {
+            self.error("line".into(), format!("longer than {MAX_LINE} bytes"));
+            return Ok(());
+        }
+        let text = match std::str::from_utf8(raw) {
+            Ok(t) => t,
+            Err(e) => {
+                self.error("line".into(), format!("not UTF-8: {e}"));
+                return Ok(());
+            }
+        };
+        match self.format.parse_line(text, self.app.now()) {
+            Ok(evs) if evs.is_empty() => self.summary.skipped += 1,
+            Ok(evs) => self.pending.extend(evs),
+            Err(e) => self.error(e.field, e.message),
+        }
+        if self.pending.len() >= BATCH {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Commits what is pending.
+    pub async fn flush(&mut self) -> AppResult<()> {
+        if !self.pending.is_empty() {
+            let batch = std::mem::take(&mut self.pending);
+            self.app
+                .ingest(self.principal, batch, &mut self.summary)
+                .await?;
+        }
+        self.committed_line = self.line;
+        Ok(())
+    }
+
+    /// Events waiting for the next commit.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
