@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod ingest;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -64,6 +65,8 @@ enum Command {
     /// The response plan (YAML).
     #[command(subcommand)]
     Plan(PlanCommand),
+    /// Ingest events from a file or standard input (eve, wazuh, ndjson, cef, leef, syslog, eml).
+    Ingest(ingest::IngestArgs),
 }
 
 #[derive(Subcommand)]
@@ -364,6 +367,10 @@ async fn admin(o: &Opened, command: Command) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match command {
         Command::Serve { .. } => bail!("serve is not an administration command"),
+        Command::Ingest(args) => {
+            drop(out);
+            return ingest::run(&app, args).await;
+        }
         Command::Migrate => {
             writeln!(
                 out,

@@ -9,6 +9,8 @@
 mod auth;
 mod bad_input;
 mod documents;
+mod imap;
+mod intake;
 mod matrix;
 mod oidc;
 mod response;

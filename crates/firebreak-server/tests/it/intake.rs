@@ -1,0 +1,1005 @@
+//! Event intake through the real router: every channel, the help desk's actions on the queue,
+//! dedup, suppression, observables, assets and classification.
+
+use super::{Backend, Resp, TestApp, assert_error};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use firebreak_domain::role::Role;
+use serde_json::{Value, json};
+
+const SAMPLES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../firebreak-intake/tests/samples"
+);
+
+fn sample(path: &str) -> Vec<u8> {
+    std::fs::read(format!("{SAMPLES}/{path}")).unwrap()
+}
+
+impl TestApp {
+    async fn send(&self, method: &str, uri: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Resp {
+        let mut b = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        self.raw(b.body(Body::from(body)).unwrap()).await
+    }
+
+    async fn ndjson(&self, token: &str, query: &str, body: Vec<u8>) -> Resp {
+        self.send(
+            "POST",
+            &format!("/api/v1/ingest/ndjson?{query}"),
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                ("content-type", "application/x-ndjson"),
+            ],
+            body,
+        )
+        .await
+    }
+
+    async fn events(&self, token: &str, query: &str) -> Vec<Value> {
+        let r = self.get(&format!("/api/v1/events?{query}"), token).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.body["items"].as_array().unwrap().clone()
+    }
+}
+
+fn eve_alert(sig_id: u64, src: &str, dest: &str, host: &str) -> String {
+    json!({
+        "timestamp": "2026-11-20T10:15:02.123456+0000", "flow_id": 1_234_567_890u64 + sig_id,
+        "in_iface": "eth0", "event_type": "alert", "src_ip": src, "src_port": 51234,
+        "dest_ip": dest, "dest_port": 80, "proto": "TCP", "host": host,
+        "alert": {"action": "allowed", "gid": 1, "signature_id": sig_id, "rev": 3,
+                  "signature": format!("ET POLICY test signature {sig_id}"), "category": "Potentially Bad Traffic", "severity": 2}
+    })
+    .to_string()
+}
+
+async fn queue_flow(backend: Backend) {
+    let t = TestApp::on(backend).await;
+    let sensor = t.user("suricata", &[Role::Reporter]).await;
+    let desk = t.user("hd", &[Role::Helpdesk]).await;
+    let mut body = sample("eve/alerts.ndjson");
+    body.extend_from_slice(b"this is not json\n");
+    let r = t.ndjson(&sensor, "format=eve", body.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let s = &r.body;
+    let created = s["created"].as_u64().unwrap();
+    assert!(created >= 3, "{s}");
+    assert!(
+        s["skipped"].as_u64().unwrap() >= 1,
+        "flow/dns/stats records are skipped: {s}"
+    );
+    let errors = s["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{s}");
+    let lines = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count() as u64;
+    assert_eq!(
+        errors[0]["line"], lines,
+        "the bad line is named by its number: {s}"
+    );
+
+    // the same file again: every alert is a repeat inside the window
+    let r = t
+        .ndjson(&sensor, "format=eve", sample("eve/alerts.ndjson"))
+        .await;
+    assert_eq!(r.body["created"], 0, "{}", r.body);
+    assert_eq!(
+        r.body["duplicates"].as_u64().unwrap(),
+        created,
+        "{}",
+        r.body
+    );
+    let queue = t.events(&desk, "status=new").await;
+    assert_eq!(queue.len() as u64, created);
+    assert!(queue.iter().all(|e| e["occurrences"] == 2), "{queue:?}");
+    let e = &queue[0];
+    assert_eq!(e["source"], "suricata");
+    assert_eq!(e["source_kind"], "sensor");
+    assert!(
+        e["raw"]
+            .as_str()
+            .unwrap()
+            .contains("\"event_type\":\"alert\"")
+    );
+    assert!(
+        e["observables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["kind"] == "ip")
+    );
+
+    // the reporter sees its own events; another reporter sees none
+    assert_eq!(t.events(&sensor, "").await.len() as u64, created);
+    let other = t.user("other-sensor", &[Role::Reporter]).await;
+    assert!(t.events(&other, "").await.is_empty());
+    let id = e["id"].as_str().unwrap().to_string();
+    let r = t.get(&format!("/api/v1/events/{id}"), &other).await;
+    assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+
+    // dismiss one (reason required), ticket two, merge one into the ticket
+    let ids: Vec<String> = queue
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    let r = t
+        .post(
+            &format!("/api/v1/events/{}/dismiss", ids[0]),
+            &desk,
+            json!({"reason": ""}),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("reason")
+    );
+    let r = t
+        .post(
+            &format!("/api/v1/events/{}/dismiss", ids[0]),
+            &desk,
+            json!({"reason": "scanner of the red team"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = t
+        .post(
+            &format!("/api/v1/events/{}/dismiss", ids[0]),
+            &desk,
+            json!({"reason": "again"}),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "event_not_in_queue");
+    let r = t
+        .post(
+            &format!("/api/v1/events/{}/dismiss", ids[0]),
+            &sensor,
+            json!({"reason": "me"}),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "a reporter does not triage: {}",
+        r.body
+    );
+
+    let r = t
+        .post(
+            "/api/v1/events/ticket",
+            &desk,
+            json!({"events": [ids[1], ids[2]], "priority": "p2"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let number = r.body["number"].as_str().unwrap().to_string();
+    assert_eq!(r.body["priority"], "p2");
+    assert_eq!(r.body["source"]["kind"], "sensor");
+    let linked = t
+        .get(&format!("/api/v1/tickets/{number}/events"), &desk)
+        .await;
+    assert_eq!(
+        linked.body["items"].as_array().unwrap().len(),
+        2,
+        "{}",
+        linked.body
+    );
+    assert!(
+        linked.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["status"] == "ticketed")
+    );
+    let obs = t
+        .get(&format!("/api/v1/tickets/{number}/observables"), &desk)
+        .await;
+    assert!(
+        !obs.body["items"].as_array().unwrap().is_empty(),
+        "{}",
+        obs.body
+    );
+    let log = t.get(&format!("/api/v1/tickets/{number}/log"), &desk).await;
+    let actions: Vec<&str> = log.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"event.ticketed"), "{actions:?}");
+    // a ticketed event cannot be ticketed again
+    let r = t
+        .post(
+            &format!("/api/v1/events/{}/ticket", ids[1]),
+            &desk,
+            json!({}),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "event_not_in_queue");
+    if ids.len() > 3 {
+        let r = t
+            .post(
+                &format!("/api/v1/events/{}/merge", ids[3]),
+                &desk,
+                json!({"ticket": number}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let e = t.get(&format!("/api/v1/events/{}", ids[3]), &desk).await;
+        assert_eq!(e.body["status"], "merged");
+        assert_eq!(e.body["disposition"]["by"], "hd");
+    }
+    let r = t
+        .post(
+            &format!("/api/v1/events/{}/merge", ids[0]),
+            &desk,
+            json!({"ticket": "SEC-999999"}),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("ticket")
+    );
+    let counts = t.get("/api/v1/events/counts", &desk).await;
+    assert_eq!(counts.body["dismissed"], 1, "{}", counts.body);
+    assert_eq!(counts.body["ticketed"], 2, "{}", counts.body);
+}
+
+#[tokio::test]
+async fn eve_ndjson_queue_and_help_desk_actions_sqlite() {
+    queue_flow(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn eve_ndjson_queue_and_help_desk_actions_postgres() {
+    queue_flow(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn suppression_rules_keep_events_out_of_the_queue_and_count_hits() {
+    let t = TestApp::new().await;
+    let sensor = t.user("ids", &[Role::Reporter]).await;
+    let desk = t.user("hd", &[Role::Helpdesk]).await;
+    let r = t
+        .post(
+            "/api/v1/suppression-rules",
+            &desk,
+            json!({"name": "bad", "condition": "event.source ==", "reason": "x"}),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("condition")
+    );
+    let r = t
+        .post(
+            "/api/v1/suppression-rules",
+            &desk,
+            json!({"name": "typo", "condition": "evnt.source == \"x\"", "reason": "x"}),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("condition")
+    );
+    let r = t
+        .post(
+            "/api/v1/suppression-rules",
+            &desk,
+            json!({"name": "known scanner", "condition": "event.source == \"suricata\" && event.rule_id == \"2100498\"",
+                   "reason": "vulnerability scanner of IT", "expires_at": "2099-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let rule_id = r.body["id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["owner"], "hd");
+    let body = [
+        eve_alert(2100498, "10.0.0.5", "10.0.0.9", "s1"),
+        eve_alert(2100498, "10.0.0.5", "10.0.0.9", "s1"),
+        eve_alert(2100498, "10.0.0.6", "10.0.0.9", "s1"),
+        eve_alert(2200001, "10.0.0.5", "10.0.0.9", "s1"),
+    ]
+    .join("\n");
+    let r = t.ndjson(&sensor, "format=eve", body.into_bytes()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["created"], 3, "{}", r.body);
+    assert_eq!(r.body["duplicates"], 1, "{}", r.body);
+    assert_eq!(r.body["suppressed"], 3, "{}", r.body);
+    let queue = t.events(&desk, "status=new").await;
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0]["rule_id"], "2200001");
+    let kept = t.events(&desk, "status=suppressed").await;
+    assert_eq!(kept.len(), 2, "suppressed events are kept");
+    assert!(kept.iter().all(|e| e["suppressed_by"] == rule_id.as_str()));
+    let rules = t.get("/api/v1/suppression-rules", &desk).await;
+    let rule = &rules.body["items"][0];
+    assert_eq!(rule["hits"], 2, "{rule}");
+    assert_eq!(rule["hit_occurrences"], 3, "{rule}");
+    assert!(rule["last_hit"].is_string());
+    // deleting the rule lets the next ones through
+    let r = t
+        .call(
+            "DELETE",
+            &format!("/api/v1/suppression-rules/{rule_id}"),
+            Some(&desk),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = t
+        .ndjson(
+            &sensor,
+            "format=eve",
+            eve_alert(2100498, "10.0.0.7", "10.0.0.9", "s1").into_bytes(),
+        )
+        .await;
+    assert_eq!(r.body["suppressed"], 0, "{}", r.body);
+}
+
+#[tokio::test]
+async fn alertmanager_firing_then_resolved_closes_the_event() {
+    let t = TestApp::new().await;
+    let am = t.user("alertmanager", &[Role::Reporter]).await;
+    let desk = t.user("hd", &[Role::Helpdesk]).await;
+    let firing = sample("alertmanager/firing.json");
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/ingest/alertmanager",
+            &[
+                ("authorization", &format!("Bearer {am}")),
+                ("content-type", "application/json"),
+            ],
+            firing.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let created = r.body["created"].as_u64().unwrap();
+    assert!(created >= 1);
+    // the same notification again (Alertmanager repeats) counts, it does not add
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/ingest/alertmanager",
+            &[("authorization", &format!("Bearer {am}"))],
+            firing.clone(),
+        )
+        .await;
+    assert_eq!(r.body["created"], 0, "{}", r.body);
+    let mut resolved: Value = serde_json::from_slice(&firing).unwrap();
+    resolved["status"] = json!("resolved");
+    for a in resolved["alerts"].as_array_mut().unwrap() {
+        a["status"] = json!("resolved");
+        a["endsAt"] = json!("2026-11-20T11:00:00Z");
+    }
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/ingest/alertmanager",
+            &[("authorization", &format!("Bearer {am}"))],
+            resolved.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["resolved"].as_u64().unwrap(), created, "{}", r.body);
+    let all = t.events(&desk, "source=alertmanager").await;
+    assert_eq!(all.len() as u64, created);
+    assert!(
+        all.iter()
+            .all(|e| e["status"] == "resolved" && e["resolved_at"].is_string()),
+        "{all:?}"
+    );
+    // wrong version is a 422 naming the field
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/ingest/alertmanager",
+            &[("authorization", &format!("Bearer {am}"))],
+            sample("alertmanager/wrong-version.json"),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("version")
+    );
+}
+
+#[tokio::test]
+async fn thehive_alert_api_answers_in_thehive_shapes() {
+    let t = TestApp::new().await;
+    let tok = t.user("elastalert", &[Role::Reporter]).await;
+    let desk = t.user("hd", &[Role::Helpdesk]).await;
+    let auth = format!("Bearer {tok}");
+    let body = sample("thehive/v5-alert.json");
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/alert",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["_id"].as_str().unwrap().to_string();
+    assert_eq!(r.body["_type"], "Alert");
+    assert_eq!(r.body["status"], "New");
+    let e = t.get(&format!("/api/v1/events/{id}"), &desk).await;
+    assert_eq!(e.status, StatusCode::OK, "the _id is the event: {}", e.body);
+    // (type, source, sourceRef) is the dedup key: the same alert again is the same event
+    let r = t
+        .send("POST", "/api/v1/alert", &[("authorization", &auth)], body)
+        .await;
+    assert_eq!(r.body["_id"], id.as_str());
+    assert_eq!(
+        t.get(&format!("/api/v1/events/{id}"), &desk).await.body["occurrences"],
+        2
+    );
+    // TheHive 4 path with artifacts
+    let r = t
+        .send(
+            "POST",
+            "/api/alert",
+            &[("authorization", &auth)],
+            sample("thehive/v4-artifacts.json"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // errors in TheHive's shape
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/alert",
+            &[("authorization", &auth)],
+            sample("thehive/missing-sourceref.json"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["type"], "AttributeCheckingError", "{}", r.body);
+    assert!(r.body["message"].as_str().unwrap().contains("sourceRef"));
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/alert",
+            &[],
+            sample("thehive/v5-alert.json"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.body["type"], "AuthenticationError");
+}
+
+#[tokio::test]
+async fn splunk_hec_takes_concatenated_events_and_answers_with_splunk_codes() {
+    let t = TestApp::new().await;
+    let tok = t.user("fluentbit", &[Role::Reporter]).await;
+    let desk = t.user("hd", &[Role::Helpdesk]).await;
+    let splunk = format!("Splunk {tok}");
+    let body = br#"{"time": 1732000000.5, "host": "web-01", "sourcetype": "nginx", "event": {"message": "blocked request from 203.0.113.9", "severity": "high"}}{"event": "plain text event", "host": "web-02"}"#.to_vec();
+    let r = t
+        .send(
+            "POST",
+            "/services/collector/event",
+            &[("authorization", &splunk)],
+            body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body, json!({"text": "Success", "code": 0}));
+    let evs = t.events(&desk, "").await;
+    assert_eq!(evs.len(), 2);
+    assert!(
+        evs.iter()
+            .any(|e| e["host"] == "web-01" && e["severity"] == "high")
+    );
+    let r = t
+        .send(
+            "POST",
+            "/services/collector",
+            &[("authorization", &format!("Bearer {tok}"))],
+            sample("hec/batch.json"),
+        )
+        .await;
+    assert_eq!(r.body["code"], 0, "{}", r.body);
+    let r = t
+        .send(
+            "POST",
+            "/services/collector/event",
+            &[],
+            b"{\"event\":\"x\"}".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].clone()),
+        (StatusCode::UNAUTHORIZED, json!(2))
+    );
+    let r = t
+        .send(
+            "POST",
+            "/services/collector/event",
+            &[("authorization", "Splunk nope")],
+            b"{\"event\":\"x\"}".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].clone()),
+        (StatusCode::FORBIDDEN, json!(4))
+    );
+    let r = t
+        .send(
+            "POST",
+            "/services/collector/event",
+            &[("authorization", &splunk)],
+            b"{\"host\":\"x\"}".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!(12)),
+        "{}",
+        r.body
+    );
+    let r = t
+        .send(
+            "POST",
+            "/services/collector/event",
+            &[("authorization", &splunk)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.body["code"], 5, "{}", r.body);
+    let r = t
+        .send(
+            "POST",
+            "/services/collector/raw?host=fw1&sourcetype=syslog",
+            &[("authorization", &splunk)],
+            b"line one\nline two\n".to_vec(),
+        )
+        .await;
+    assert_eq!(r.body["code"], 0, "{}", r.body);
+    let r = t
+        .send("GET", "/services/collector/health", &[], Vec::new())
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["code"], 17);
+}
+
+#[tokio::test]
+async fn webhook_sources_map_fields_and_check_signatures() {
+    use hmac::Mac;
+    let mut web = firebreak_server::web::WebConfig::default();
+    let mapping: firebreak_intake::webhook::Mapping = toml::from_str(
+        "title = \"$.rule\"\nseverity = \"$.level\"\nhost = \"$.hostname\"\nrule_id = \"$.rule_id\"\nobservables = [{ path = \"$.source_ip\", kind = \"ip\" }]\n",
+    )
+    .unwrap();
+    let mut sources = std::collections::BTreeMap::new();
+    sources.insert(
+        "crowdsec".to_string(),
+        firebreak_server::intake::WebhookSource {
+            mapping: mapping.compile().unwrap(),
+            secret: Some(b"0123456789abcdef0123".to_vec()),
+            signature_header: "x-signature-256".into(),
+            user: Some("crowdsec-bot".into()),
+        },
+    );
+    web.intake = firebreak_server::intake::IntakeSettings::new(sources, 4);
+    let t = TestApp::with_config(firebreak_app::AppConfig::default(), web).await;
+    t.user("crowdsec-bot", &[Role::Reporter]).await;
+    let desk = t.user("hd", &[Role::Helpdesk]).await;
+    let body = br#"{"rule": "crowdsecurity/ssh-bf", "level": "high", "hostname": "bastion", "rule_id": "ssh-bf", "source_ip": "198.51.100.7"}"#.to_vec();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"0123456789abcdef0123").unwrap();
+    mac.update(&body);
+    let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/ingest/webhook/crowdsec",
+            &[("x-signature-256", "sha256=00")],
+            body.clone(),
+        )
+        .await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "bad_signature");
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/ingest/webhook/crowdsec",
+            &[("x-signature-256", &sig)],
+            body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let e = &t.events(&desk, "source=crowdsec").await[0];
+    assert_eq!(e["title"], "crowdsecurity/ssh-bf");
+    assert_eq!(e["severity"], "high");
+    assert_eq!(e["host"], "bastion");
+    assert_eq!(e["reported_by"], "crowdsec-bot");
+    assert!(
+        e["observables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["value"] == "198.51.100.7"),
+        "{e}"
+    );
+    // an unconfigured source takes a token and the generic mapping
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/ingest/webhook/grafana",
+            &[],
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/ingest/webhook/grafana",
+            &[("authorization", &format!("Bearer {desk}"))],
+            sample("webhook/generic.json"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/ingest/webhook/bad%20name",
+            &[("authorization", &format!("Bearer {desk}"))],
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+}
+
+#[tokio::test]
+async fn email_reports_become_events_and_replies_go_on_their_ticket() {
+    let t = TestApp::new().await;
+    let mailbox = t.user("mailbox", &[Role::Reporter]).await;
+    let desk = t.user("hd", &[Role::Helpdesk]).await;
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/ingest/eml",
+            &[
+                ("authorization", &format!("Bearer {mailbox}")),
+                ("content-type", "message/rfc822"),
+            ],
+            sample("eml/phishing_report.eml"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["outcome"], "event");
+    let e = &t.events(&desk, "source=email").await[0];
+    assert_eq!(e["reporter"]["kind"], "employee");
+    assert!(e["reporter"]["contact"].as_str().unwrap().contains('@'));
+    assert!(!e["observables"].as_array().unwrap().is_empty(), "{e}");
+    // a reply naming a ticket is a communication on it, with the message kept as a document
+    let tk = t
+        .post("/api/v1/tickets", &desk, json!({"title": "phishing wave"}))
+        .await;
+    assert_eq!(tk.body["number"], "SEC-000001");
+    let (ct, body) = super::multipart(&[], Some(("reply.eml", &sample("eml/ticket_reply.eml"))));
+    let reply = String::from_utf8(sample("eml/ticket_reply.eml")).unwrap_or_default();
+    assert!(reply.contains("SEC-000042"), "the sample names SEC-000042");
+    let body = String::from_utf8_lossy(&body)
+        .replace("SEC-000042", "SEC-000001")
+        .into_bytes();
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/ingest/eml",
+            &[
+                ("authorization", &format!("Bearer {mailbox}")),
+                ("content-type", &ct),
+            ],
+            body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["outcome"], "communication", "{}", r.body);
+    assert_eq!(r.body["ticket"], "SEC-000001");
+    let comms = t
+        .get("/api/v1/tickets/SEC-000001/communications", &desk)
+        .await;
+    let c = &comms.body["items"][0];
+    assert_eq!(c["channel"], "email");
+    assert_eq!(c["direction"], "inbound");
+    assert!(
+        !c["attachments"].as_array().unwrap().is_empty(),
+        "the message is kept: {c}"
+    );
+    let docs = t.get("/api/v1/tickets/SEC-000001/documents", &desk).await;
+    assert!(
+        docs.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["filename"].as_str().unwrap().ends_with(".eml")),
+        "{}",
+        docs.body
+    );
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/ingest/eml",
+            &[("authorization", &format!("Bearer {mailbox}"))],
+            b"\x00\x01 not a mail".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+}
+
+#[tokio::test]
+async fn people_report_events_and_communications_are_captured() {
+    let t = TestApp::new().await;
+    let emp = t.user("erin", &[Role::Reporter]).await;
+    let desk = t.user("hd", &[Role::Helpdesk]).await;
+    let r = t
+        .post(
+            "/api/v1/events",
+            &emp,
+            json!({"title": "Strange mail asking for my password", "description": "link hxxps://login-micros0ft[.]com/reset and sender it@evil-mail.com",
+                   "severity": "high", "reporter": {"kind": "employee", "name": "Erin", "contact": "erin@example.org"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let obs: Vec<(String, String)> = r.body["observables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap().to_string(),
+                o["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        obs.contains(&("url".into(), "https://login-micros0ft.com/reset".into())),
+        "defanged URLs are refanged: {obs:?}"
+    );
+    assert!(
+        obs.contains(&("email".into(), "it@evil-mail.com".into())),
+        "{obs:?}"
+    );
+    let r = t
+        .post("/api/v1/events", &emp, json!({"title": " ", "bogus": 1}))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    let r = t
+        .post(
+            "/api/v1/events",
+            &emp,
+            json!({"title": "x", "observables": [{"kind": "ip", "value": "999.1.1.1"}]}),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("observables[0].value")
+    );
+    // communications on a ticket
+    let tk = t
+        .post(
+            "/api/v1/tickets",
+            &desk,
+            json!({"title": "call from vendor about 192.0.2.44"}),
+        )
+        .await;
+    let n = tk.body["number"].as_str().unwrap().to_string();
+    let r = t
+        .post(&format!("/api/v1/tickets/{n}/communications"), &desk, json!({"channel": "phone", "from": "Vendor NOC", "body": "they saw traffic to evil-cdn.net", "occurred_at": "2026-11-20T09:00:00Z"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = t
+        .post(
+            &format!("/api/v1/tickets/{n}/communications"),
+            &desk,
+            json!({"channel": "pigeon", "body": "x"}),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("channel")
+    );
+    let obs = t
+        .get(&format!("/api/v1/tickets/{n}/observables"), &desk)
+        .await;
+    let values: Vec<&str> = obs.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["value"].as_str())
+        .collect();
+    assert!(
+        values.contains(&"192.0.2.44") && values.contains(&"evil-cdn.net"),
+        "{values:?}"
+    );
+    // the observable knows its ticket
+    let ip = obs.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["value"] == "192.0.2.44")
+        .unwrap();
+    let d = t
+        .get(
+            &format!("/api/v1/observables/{}", ip["id"].as_str().unwrap()),
+            &desk,
+        )
+        .await;
+    assert_eq!(d.body["ticket_numbers"], json!([n]));
+    let r = t
+        .post(
+            &format!("/api/v1/tickets/{n}/observables"),
+            &desk,
+            json!({"value": "44d88612fea8a8f36de82e1278abb02f"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["kind"], "md5");
+    let list = t.get("/api/v1/observables?kind=md5", &desk).await;
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn assets_and_the_plan_classify_events_and_open_tickets() {
+    let t = TestApp::new().await;
+    let admin = t.user("root", &[Role::Admin]).await;
+    let sensor = t.user("ids", &[Role::Reporter]).await;
+    let desk = t.user("hd", &[Role::Helpdesk]).await;
+    let r = t
+        .post("/api/v1/assets", &admin, json!({"name": "db-prod-1", "addresses": ["10.1.1.10"], "critical_production": true, "owner": "hd"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let mut plan = t.get("/api/v1/plan", &admin).await.body["plan"].clone();
+    plan["intake"] = json!({
+        "dedup_window_minutes": 30,
+        "rules": [{"name": "ransomware", "when": "event.title.contains(\"ransom\")", "open_ticket": true, "priority": "p1", "severity": "critical", "escalate": true}]
+    });
+    let r = t
+        .call("PUT", "/api/v1/plan", Some(&admin), Some(plan.clone()))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mut bad = plan.clone();
+    bad["intake"]["rules"][0]["when"] = json!("event.title.contains(");
+    let r = t.call("PUT", "/api/v1/plan", Some(&admin), Some(bad)).await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("intake.rules[0].when")
+    );
+
+    // an alert on the critical asset: escalation, with the reason
+    let r = t
+        .ndjson(
+            &sensor,
+            "format=eve",
+            eve_alert(2300001, "198.51.100.20", "10.1.1.10", "sensor-1").into_bytes(),
+        )
+        .await;
+    assert_eq!(r.body["created"], 1, "{}", r.body);
+    let e = t.events(&desk, "status=new").await[0].clone();
+    assert_eq!(e["assets"][0]["name"], "db-prod-1", "{e}");
+    assert!(
+        e["classification"]["escalation_reason"]
+            .as_str()
+            .unwrap()
+            .contains("db-prod-1"),
+        "{e}"
+    );
+    let r = t
+        .post(
+            &format!("/api/v1/events/{}/ticket", e["id"].as_str().unwrap()),
+            &desk,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["criticality"], "escalation");
+    assert_eq!(r.body["tier"], 2);
+    let n = r.body["number"].as_str().unwrap();
+    let assets = t.get(&format!("/api/v1/tickets/{n}/assets"), &desk).await;
+    assert_eq!(
+        assets.body["items"][0]["name"], "db-prod-1",
+        "{}",
+        assets.body
+    );
+    let log = t.get(&format!("/api/v1/tickets/{n}/log"), &desk).await;
+    assert!(
+        log.body
+            .to_string()
+            .contains("critical production asset db-prod-1"),
+        "the reason is on the ticket"
+    );
+
+    // the plan's rule opens a ticket at once
+    let r = t
+        .post(
+            "/api/v1/events",
+            &sensor,
+            json!({"title": "Files encrypted, ransom note on FS01", "severity": "high"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let e = t
+        .get(
+            &format!("/api/v1/events/{}", r.body["id"].as_str().unwrap()),
+            &desk,
+        )
+        .await
+        .body;
+    assert_eq!(e["status"], "ticketed", "{e}");
+    assert_eq!(e["severity"], "critical");
+    assert_eq!(e["classification"]["rule"], "ransomware");
+    let tickets = t.get("/api/v1/tickets?criticality=escalation", &desk).await;
+    let auto = tickets.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["title"].as_str().unwrap().contains("ransom"))
+        .cloned()
+        .unwrap();
+    assert_eq!(auto["priority"], "p1");
+    assert_eq!(auto["created_by"], "system");
+}
+
+#[tokio::test]
+async fn syslog_listener_takes_udp_and_tcp_with_cef() {
+    let t = TestApp::new().await;
+    let desk = t.user("hd", &[Role::Helpdesk]).await;
+    let (udp, tcp) = firebreak_server::syslog::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let principal = firebreak_app::App::service_principal("syslog");
+    let (addrs, stats) =
+        firebreak_server::syslog::start(t.app.clone(), principal, udp, tcp).unwrap();
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    sock.send_to(b"<34>1 2026-11-20T22:14:15.003Z mymachine.example.com su - ID47 - 'su root' failed for lonvick on /dev/pts/8", addrs.udp)
+        .await
+        .unwrap();
+    let cef = "<134>Nov 20 10:00:00 fw01 CEF:0|Check Point|VPN-1 & FireWall-1|R81|drop|Drop|7|src=203.0.113.50 dst=10.0.0.8 spt=4444 dpt=3389 proto=TCP";
+    let leef = "LEEF:2.0|Lancope|StealthWatch|1.0|41|^|src=10.0.1.8^dst=10.0.0.5^sev=5^cat=anomaly";
+    let framed = format!("{} {cef}{leef}\n", cef.len());
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addrs.tcp).await.unwrap();
+    s.write_all(framed.as_bytes()).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut evs = Vec::new();
+    for _ in 0..100 {
+        evs = t.events(&desk, "").await;
+        if evs.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(evs.len(), 3, "{evs:?}");
+    assert!(
+        evs.iter()
+            .any(|e| e["source"] == "Check Point VPN-1 & FireWall-1"
+                && e["severity"] == "high"
+                && e["host"] == "fw01"),
+        "{evs:?}"
+    );
+    assert!(
+        evs.iter()
+            .any(|e| e["source_kind"] == "device" && e["reported_by"] == "syslog")
+    );
+    assert_eq!(stats.dropped.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn intake_sheds_load_with_retry_after_when_saturated() {
+    let settings = firebreak_server::intake::IntakeSettings::new(Default::default(), 1);
+    let mut s = settings.clone();
+    s.wait = std::time::Duration::from_millis(50);
+    let held = s.admit().await.unwrap();
+    let err = s.admit().await.unwrap_err();
+    assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(err.retry_after, Some(1));
+    drop(held);
+    assert!(s.admit().await.is_ok());
+}
