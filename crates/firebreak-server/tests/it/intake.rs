@@ -1003,3 +1003,65 @@ async fn intake_sheds_load_with_retry_after_when_saturated() {
     drop(held);
     assert!(s.admit().await.is_ok());
 }
+
+#[tokio::test]
+async fn event_routes_permissions_per_role() {
+    const ROLES: [(&str, Option<Role>); 9] = [
+        ("anonymous", None),
+        ("reporter", Some(Role::Reporter)),
+        ("helpdesk", Some(Role::Helpdesk)),
+        ("responder", Some(Role::Responder)),
+        ("senior_responder", Some(Role::SeniorResponder)),
+        ("manager", Some(Role::Manager)),
+        ("executive", Some(Role::Executive)),
+        ("auditor", Some(Role::Auditor)),
+        ("admin", Some(Role::Admin)),
+    ];
+    let t = TestApp::new().await;
+    let sensor = t.user("the-sensor", &[Role::Reporter]).await;
+    let mut tokens = Vec::new();
+    for (name, role) in ROLES {
+        tokens.push(match role {
+            Some(r) => Some(t.user(name, &[r]).await),
+            None => None,
+        });
+    }
+    let mut n = 0u64;
+    let mut fresh_event = async || {
+        n += 1;
+        let r = t.post("/api/v1/events", &sensor, json!({"title": format!("event {n}")})).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.body["id"].as_str().unwrap().to_string()
+    };
+    // (method, path with {id}, body, expected per role)
+    #[rustfmt::skip]
+    let rows: &[(&str, &str, &str, [u16; 9])] = &[
+        ("GET",  "/api/v1/events",                 "",                          [401, 200, 200, 200, 200, 200, 200, 200, 200]),
+        ("GET",  "/api/v1/events/{id}",            "",                          [401, 404, 200, 200, 200, 200, 404, 200, 200]),
+        ("POST", "/api/v1/events/{id}/dismiss",    r#"{"reason":"fp"}"#,        [401, 404, 200, 200, 200, 200, 404, 403, 403]),
+        ("POST", "/api/v1/events/{id}/ticket",     "{}",                        [401, 404, 201, 201, 201, 201, 404, 403, 403]),
+        ("GET",  "/api/v1/events/{id}/observables", "",                        [401, 404, 200, 200, 200, 200, 404, 200, 200]),
+        ("GET",  "/api/v1/events/counts",          "",                          [401, 403, 200, 200, 200, 200, 403, 200, 200]),
+        ("POST", "/api/v1/events",                 r#"{"title":"seen"}"#,       [401, 201, 201, 201, 201, 201, 403, 403, 201]),
+        ("POST", "/api/v1/suppression-rules",      r#"{"name":"r","condition":"event.source == \"x\"","reason":"test"}"#, [401, 403, 201, 201, 201, 201, 403, 403, 201]),
+        ("GET",  "/api/v1/suppression-rules",      "",                          [401, 403, 200, 200, 200, 200, 403, 200, 200]),
+        ("GET",  "/api/v1/observables",            "",                          [401, 403, 200, 200, 200, 200, 403, 200, 200]),
+        ("POST", "/api/v1/ingest/alertmanager",    r#"{"version":"4","status":"firing","alerts":[]}"#, [401, 200, 200, 200, 200, 200, 403, 403, 200]),
+    ];
+    let mut failures = Vec::new();
+    for (method, path, body, expected) in rows {
+        for (i, (name, _)) in ROLES.iter().enumerate() {
+            let uri = if path.contains("{id}") {
+                path.replace("{id}", &fresh_event().await)
+            } else {
+                path.to_string()
+            };
+            let body = (!body.is_empty()).then(|| serde_json::from_str::<Value>(body).unwrap());
+            let r = t.call(method, &uri, tokens[i].as_deref(), body).await;
+            if r.status.as_u16() != expected[i] {
+                failures.push(format!("{method} {path} as {name}: {} (expected {}) {}", r.status, expected[i], r.body));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -30,6 +30,8 @@ impl Env {
         c.args(args)
             .env("FIREBREAK_DATA_DIR", &self.data_dir)
             .env_remove("FIREBREAK_DATABASE_URL")
+            // parallel servers: each syslog listener on a free port
+            .env("FIREBREAK_SYSLOG_LISTEN", ":0")
             .env(
                 "RUST_LOG",
                 std::env::var("FIREBREAK_TEST_LOG").unwrap_or_else(|_| "warn".into()),

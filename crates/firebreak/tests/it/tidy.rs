@@ -50,6 +50,7 @@ fn crate_dependencies_point_downward_and_keep_their_boundaries() {
     };
     let set = |v: &[&str]| -> BTreeSet<String> { v.iter().map(|s| s.to_string()).collect() };
     assert_eq!(ours("firebreak-domain"), set(&[]));
+    assert_eq!(ours("firebreak-intake"), set(&[]));
     assert_eq!(ours("firebreak-store"), set(&["firebreak-domain"]));
     assert_eq!(
         ours("firebreak-store-sqlite"),
@@ -61,11 +62,16 @@ fn crate_dependencies_point_downward_and_keep_their_boundaries() {
     );
     assert_eq!(
         ours("firebreak-app"),
-        set(&["firebreak-domain", "firebreak-store"])
+        set(&["firebreak-domain", "firebreak-intake", "firebreak-store"])
     );
     assert_eq!(
         ours("firebreak-server"),
-        set(&["firebreak-app", "firebreak-domain", "firebreak-store"])
+        set(&[
+            "firebreak-app",
+            "firebreak-domain",
+            "firebreak-intake",
+            "firebreak-store"
+        ])
     );
     for (krate, banned) in [
         (
@@ -73,6 +79,10 @@ fn crate_dependencies_point_downward_and_keep_their_boundaries() {
             &["sqlx", "rusqlite", "axum", "tokio", "reqwest"][..],
         ),
         ("firebreak-store", &["sqlx", "rusqlite", "axum"][..]),
+        (
+            "firebreak-intake",
+            &["sqlx", "rusqlite", "axum", "tokio", "reqwest"][..],
+        ),
         (
             "firebreak-app",
             &["sqlx", "rusqlite", "axum", "tower", "hyper"][..],
