@@ -80,21 +80,32 @@ fn field_text(e: &Event, name: &str) -> String {
     }
 }
 
-/// Source + rule (or title) + the key fields, hashed.
+/// Source + rule (or title) + the key fields, hashed. The key fields are the plan's for the
+/// source; by default the host and the event's IP addresses (whatever the format calls them).
 pub fn fingerprint(e: &Event, policy: &IntakePolicy) -> String {
-    let default = ["host", "src_ip", "dest_ip"];
-    let configured = policy.dedup_fields.get(&e.source);
-    let names: Vec<&str> = match configured {
-        Some(v) => v.iter().map(String::as_str).collect(),
-        None => default.to_vec(),
-    };
     let mut parts: Vec<String> = vec![e.source.clone()];
     match &e.rule_id {
         Some(r) => parts.push(format!("rule={r}")),
         None => parts.push(format!("title={}", e.title)),
     }
-    for n in names {
-        parts.push(format!("{n}={}", field_text(e, n)));
+    match policy.dedup_fields.get(&e.source) {
+        Some(names) => {
+            for n in names {
+                parts.push(format!("{n}={}", field_text(e, n)));
+            }
+        }
+        None => {
+            parts.push(format!("host={}", e.host.as_deref().unwrap_or("")));
+            let mut ips: Vec<&str> = e
+                .observables
+                .iter()
+                .filter(|o| o.kind == "ip")
+                .map(|o| o.value.as_str())
+                .collect();
+            ips.sort_unstable();
+            ips.dedup();
+            parts.push(format!("ips={}", ips.join(",")));
+        }
     }
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
     sha256_hex(&refs)[..32].to_string()
@@ -767,7 +778,8 @@ impl LineFormat {
 }
 
 /// Lines in, events committed in batches: shared by `POST /ingest/ndjson` and
-/// `firebreak ingest`. A bad line is reported by number and the others go in.
+/// `firebreak ingest`. A bad line is reported by number and the others go in. One batch is
+/// committed in the background while the next is parsed (at most one in flight).
 pub struct LineIngest<'a> {
     app: &'a App,
     principal: &'a Principal,
@@ -780,6 +792,7 @@ pub struct LineIngest<'a> {
     pub summary: IngestSummary,
     /// All errors, also those beyond the listed ones.
     pub error_count: u64,
+    inflight: Option<(u64, tokio::task::JoinHandle<AppResult<IngestSummary>>)>,
 }
 
 /// Line errors listed in a summary at most.
@@ -798,6 +811,7 @@ impl<'a> LineIngest<'a> {
             committed_line: 0,
             summary: IngestSummary::default(),
             error_count: 0,
+            inflight: None,
         }
     }
 
@@ -814,7 +828,7 @@ impl<'a> LineIngest<'a> {
         }
     }
 
-    /// Takes one line (bytes without the newline); commits when a batch is full.
+    /// Takes one line (bytes without the newline); starts a commit when a batch is full.
     pub async fn push(&mut self, raw: &[u8]) -> AppResult<()> {
         self.line += 1;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -838,19 +852,55 @@ impl<'a> LineIngest<'a> {
             Err(e) => self.error(e.field, e.message),
         }
         if self.pending.len() >= BATCH {
-            self.flush().await?;
+            self.launch().await?;
         }
         Ok(())
     }
 
-    /// Commits what is pending.
-    pub async fn flush(&mut self) -> AppResult<()> {
-        if !self.pending.is_empty() {
-            let batch = std::mem::take(&mut self.pending);
-            self.app
-                .ingest(self.principal, batch, &mut self.summary)
-                .await?;
+    /// Waits for the batch in flight, if any, and counts it.
+    async fn wait(&mut self) -> AppResult<()> {
+        if let Some((line, handle)) = self.inflight.take() {
+            let part = handle
+                .await
+                .map_err(|e| AppError::Unexpected(anyhow::anyhow!("intake task: {e}")))??;
+            let s = &mut self.summary;
+            s.received += part.received;
+            s.created += part.created;
+            s.duplicates += part.duplicates;
+            s.suppressed += part.suppressed;
+            s.resolved += part.resolved;
+            s.tickets_opened += part.tickets_opened;
+            let room = MAX_LISTED.saturating_sub(s.events.len());
+            s.events.extend(part.events.into_iter().take(room));
+            self.committed_line = line;
         }
+        Ok(())
+    }
+
+    /// Starts committing what is pending (after the previous batch is committed).
+    async fn launch(&mut self) -> AppResult<()> {
+        self.wait().await?;
+        if self.pending.is_empty() {
+            self.committed_line = self.line;
+            return Ok(());
+        }
+        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(BATCH));
+        let app = self.app.clone();
+        let principal = self.principal.clone();
+        let handle = tokio::spawn(async move {
+            let mut part = IngestSummary::default();
+            app.ingest(&principal, batch, &mut part)
+                .await
+                .map(|()| part)
+        });
+        self.inflight = Some((self.line, handle));
+        Ok(())
+    }
+
+    /// Commits everything read so far and waits for it.
+    pub async fn flush(&mut self) -> AppResult<()> {
+        self.launch().await?;
+        self.wait().await?;
         self.committed_line = self.line;
         Ok(())
     }

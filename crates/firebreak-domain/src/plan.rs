@@ -142,8 +142,8 @@ pub struct IntakePolicy {
     #[serde(default = "default_window")]
     pub dedup_window_minutes: u32,
     /// Per source name, the event fields (`host`, `title`, or a normalized field such as
-    /// `src_ip`) that join source and rule in the fingerprint. Default: `host`, `src_ip`,
-    /// `dest_ip`, and the title when the source names no rule.
+    /// `src_ip`) that join source and rule (or the title, when the source names no rule) in
+    /// the fingerprint. Default: the host and every IP address of the event.
     #[serde(default)]
     pub dedup_fields: std::collections::BTreeMap<String, Vec<String>>,
     /// First match wins; events no rule matches wait for the help desk.

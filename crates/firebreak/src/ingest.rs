@@ -181,7 +181,7 @@ pub async fn run(app: &App, args: IngestArgs) -> anyhow::Result<ExitCode> {
                 }
             )
         })?;
-        if lines.committed_line > last_saved && lines.pending() == 0 {
+        if lines.committed_line > last_saved {
             last_saved = lines.committed_line;
             if let Some(p) = &args.resume {
                 write_state(p, &args, last_saved)?;
