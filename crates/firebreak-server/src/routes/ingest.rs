@@ -30,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(ndjson))
         .routes(routes!(eml))
         .routes(routes!(thehive_alert))
+        .routes(routes!(thehive_get_alert))
 }
 
 /// Routes at the root: TheHive 4's `/api/alert` and Splunk's `/services/collector...`.
@@ -544,6 +545,63 @@ async fn thehive_create(s: AppState, headers: HeaderMap, body: Body) -> Response
     responses((status = 201, body = serde_json::Value, description = "The alert, TheHive-shaped"), (status = 400, body = serde_json::Value)))]
 async fn thehive_alert(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     thehive_create(s, headers, body).await
+}
+
+/// TheHive's `GET /api/v1/alert/{id}`: an event received through the alert API, in TheHive's
+/// shape (status `New` while in the queue, `Imported` once on a ticket, `Ignored` when
+/// dismissed).
+#[utoipa::path(get, path = "/alert/{id}", tag = "intake",
+    params(("id" = String, Path, description = "The alert's `_id` (the event id)")),
+    responses((status = 200, body = serde_json::Value, description = "The alert, TheHive-shaped"), (status = 404, body = serde_json::Value)))]
+async fn thehive_get_alert(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(token) = bearer(&headers) else {
+        return thehive_error(
+            StatusCode::UNAUTHORIZED,
+            "AuthenticationError",
+            "Authentication failure",
+        );
+    };
+    let p = match s.app.authenticate(token).await {
+        Ok(p) => p,
+        Err(e) => return thehive_app_error(e),
+    };
+    let not_found = || {
+        thehive_error(
+            StatusCode::NOT_FOUND,
+            "NotFoundError",
+            format!("Alert {id} not found"),
+        )
+    };
+    let e = match s.app.find_event(&p, &id).await {
+        Ok(e) => e,
+        Err(AppError::NotFound) => return not_found(),
+        Err(e) => return thehive_app_error(e),
+    };
+    let Ok((input, _)) = firebreak_intake::thehive::parse(e.raw.as_bytes()) else {
+        return not_found(); // not an event that came as a TheHive alert
+    };
+    use firebreak_domain::ticket::EventStatus;
+    let status = match e.status {
+        EventStatus::Ticketed | EventStatus::Merged => "Imported",
+        EventStatus::Dismissed => "Ignored",
+        _ => "New",
+    };
+    let created = (e.received_at.unix_timestamp_nanos() / 1_000_000) as i64;
+    let mut body = firebreak_intake::thehive::alert_response(
+        &e.id.to_string(),
+        &input,
+        created,
+        &e.reported_by,
+        status,
+    );
+    if let Some(t) = e.ticket_id {
+        body["caseId"] = json!(t.to_string());
+    }
+    (StatusCode::OK, Json(body)).into_response()
 }
 
 /// TheHive 4 `POST /api/alert` (observables as `artifacts`).

@@ -1029,7 +1029,13 @@ async fn event_routes_permissions_per_role() {
     let mut n = 0u64;
     let mut fresh_event = async || {
         n += 1;
-        let r = t.post("/api/v1/events", &sensor, json!({"title": format!("event {n}")})).await;
+        let r = t
+            .post(
+                "/api/v1/events",
+                &sensor,
+                json!({"title": format!("event {n}")}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
         r.body["id"].as_str().unwrap().to_string()
     };
@@ -1059,9 +1065,94 @@ async fn event_routes_permissions_per_role() {
             let body = (!body.is_empty()).then(|| serde_json::from_str::<Value>(body).unwrap());
             let r = t.call(method, &uri, tokens[i].as_deref(), body).await;
             if r.status.as_u16() != expected[i] {
-                failures.push(format!("{method} {path} as {name}: {} (expected {}) {}", r.status, expected[i], r.body));
+                failures.push(format!(
+                    "{method} {path} as {name}: {} (expected {}) {}",
+                    r.status, expected[i], r.body
+                ));
             }
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The real thehive4py client (PyPI, installed by `.ci/run`; fetched here when missing)
+/// creating and reading alerts against a real listening server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thehive4py_creates_and_reads_alerts_unchanged() {
+    let t = TestApp::new().await;
+    let tok = t
+        .user("velociraptor", &[Role::Reporter, Role::Helpdesk])
+        .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = t.router.clone();
+    let server = tokio::spawn(async move {
+        firebreak_server::serve(listener, router, std::future::pending()).await
+    });
+    let present = std::process::Command::new("python3")
+        .args(["-c", "import thehive4py"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !present {
+        let _ = std::process::Command::new("python3")
+            .args(["-m", "pip", "install", "-q", "thehive4py==2.1.0"])
+            .status();
+    }
+    let script = r#"
+import json, sys
+from thehive4py import TheHiveApi
+from thehive4py.errors import TheHiveError
+hive = TheHiveApi(url=sys.argv[1], apikey=sys.argv[2], max_retries=0)
+alert = hive.alert.create(alert={
+    "type": "velociraptor", "source": "Velociraptor", "sourceRef": "F.C2ABC123",
+    "title": "Suspicious PowerShell on WS-042", "description": "Encoded command; beacon to 203.0.113.77",
+    "severity": 3, "tags": ["hunt", "T1059.001"], "tlp": 2, "pap": 2,
+    "observables": [{"dataType": "ip", "data": "203.0.113.77"}, {"dataType": "hostname", "data": "WS-042"}],
+})
+again = hive.alert.get(alert["_id"])
+try:
+    hive.alert.create(alert={"type": "x", "source": "y", "title": "no sourceRef", "description": ""})
+    err = None
+except TheHiveError as e:
+    err = str(e)
+print(json.dumps({"created": alert, "read": again, "error": err}))
+"#;
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", script, &format!("http://{addr}"), &tok])
+            .output()
+            .expect("python3 with thehive4py==2.1.0 is required for this test")
+    })
+    .await
+    .unwrap();
+    server.abort();
+    assert!(
+        out.status.success(),
+        "thehive4py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = v["created"]["_id"].as_str().unwrap();
+    assert_eq!(v["read"]["_id"], id);
+    assert_eq!(v["read"]["sourceRef"], "F.C2ABC123");
+    assert_eq!(v["read"]["status"], "New");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("AttributeCheckingError"),
+        "{v}"
+    );
+    let desk = t.user("hd", &[Role::Helpdesk]).await;
+    let e = t.get(&format!("/api/v1/events/{id}"), &desk).await.body;
+    assert_eq!(e["source"], "Velociraptor");
+    assert_eq!(e["severity"], "high");
+    assert!(
+        e["observables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["value"] == "203.0.113.77"),
+        "{e}"
+    );
 }
