@@ -5,9 +5,11 @@
 
 pub mod error;
 pub mod extract;
+pub mod imap;
 pub mod intake;
 pub mod limits;
 pub mod mail;
+pub mod metrics;
 pub mod oidc;
 mod routes;
 pub mod syslog;
@@ -236,12 +238,14 @@ pub fn router_with(app: App, web: web::WebConfig) -> Router {
         .route("/login/second-factor", get(routes::auth::second_factor_form_page).post(routes::auth::second_factor_form))
         .route("/logout", axum::routing::post(routes::auth::logout_form))
         .route("/auth/oidc/start", get(oidc::start))
+        .route("/metrics", get(metrics::page))
         .route(oidc::CALLBACK_PATH, get(oidc::callback))
         .route("/api/v1/openapi.json", get({
             let doc = doc.clone();
             move || async move { axum::Json(doc) }
         }))
         .merge(SwaggerUi::new("/api/docs").url("/api/docs/openapi.json", doc))
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

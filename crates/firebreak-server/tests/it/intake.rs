@@ -1156,3 +1156,68 @@ print(json.dumps({"created": alert, "read": again, "error": err}))
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn metrics_count_intake_and_http_and_are_not_public() {
+    firebreak_server::metrics::install();
+    let t = TestApp::new().await;
+    let sensor = t.user("ids", &[Role::Reporter]).await;
+    let r = t
+        .ndjson(
+            &sensor,
+            "format=eve",
+            eve_alert(1, "10.9.0.1", "10.9.0.2", "m").into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let local = t
+        .send(
+            "GET",
+            "/metrics",
+            &[("x-test-peer", "127.0.0.1:5000")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(local.status, StatusCode::OK);
+    let text = local.body.as_str().unwrap().to_string();
+    assert!(text.contains("firebreak_events_received_total"), "{text}");
+    assert!(text.contains("firebreak_http_requests_total"), "{text}");
+    assert!(
+        text.contains("route=\"/api/v1/ingest/ndjson\""),
+        "route templates, not raw paths"
+    );
+    let remote = t
+        .send(
+            "GET",
+            "/metrics",
+            &[("x-test-peer", "198.51.100.1:5000")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(remote.status, StatusCode::UNAUTHORIZED);
+    let r = t
+        .send(
+            "GET",
+            "/metrics",
+            &[
+                ("x-test-peer", "198.51.100.1:5000"),
+                ("authorization", &format!("Bearer {sensor}")),
+            ],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let aud = t.user("aud", &[Role::Auditor]).await;
+    let r = t
+        .send(
+            "GET",
+            "/metrics",
+            &[
+                ("x-test-peer", "198.51.100.1:5000"),
+                ("authorization", &format!("Bearer {aud}")),
+            ],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
