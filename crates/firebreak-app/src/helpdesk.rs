@@ -367,7 +367,7 @@ impl App {
             });
             let cs = ChangeSet::new()
                 .op(Op::UpdateEvent {
-                    event: e.clone(),
+                    event: Box::new(e.clone()),
                     expected_version: old,
                 })
                 .audit(
@@ -546,7 +546,7 @@ impl App {
             });
             cs = cs
                 .op(Op::UpdateEvent {
-                    event: n,
+                    event: Box::new(n),
                     expected_version: e.version,
                 })
                 .audit(
@@ -648,7 +648,7 @@ impl App {
             });
             cs = cs
                 .op(Op::UpdateEvent {
-                    event: n,
+                    event: Box::new(n),
                     expected_version: e.version,
                 })
                 .audit(

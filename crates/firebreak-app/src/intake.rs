@@ -461,7 +461,7 @@ impl App {
             suppression,
             rules,
             policy: plan.intake.clone(),
-            thresholds: plan.thresholds.clone(),
+            thresholds: plan.thresholds,
         });
         if let Ok(mut g) = self.intake_cache.0.write() {
             *g = Some(state.clone());
@@ -558,7 +558,7 @@ impl App {
             });
         }
         // a firing and its resolution in one batch: apply them in arrival order, in two ops
-        let (resolves, reports): (Vec<(usize, NewEvent)>, Vec<(usize, NewEvent)>) = items
+        let (resolves, reports): (Indexed, Indexed) = items
             .into_iter()
             .enumerate()
             .partition(|(_, it)| it.resolve);
@@ -678,6 +678,9 @@ pub(crate) fn priority_of(events: &[Event], severity: Severity) -> Priority {
         .min()
         .unwrap_or_else(|| severity.default_priority())
 }
+
+/// Items with their position in the batch.
+type Indexed = Vec<(usize, NewEvent)>;
 
 /// The line-oriented formats of `POST /ingest/ndjson` and `firebreak ingest`.
 #[derive(Debug, Clone)]

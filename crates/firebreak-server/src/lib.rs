@@ -93,7 +93,12 @@ fn add_common_errors(openapi: &mut utoipa::openapi::OpenApi) {
         ("503", "Database unavailable; retry after Retry-After"),
         ("507", "Storage full; nothing was written"),
     ];
-    for item in openapi.paths.paths.values_mut() {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        // compatibility endpoints answer errors in their peer product's shape (TheHive's
+        // `{type, message}`, Splunk's `{text, code}`), not in Firebreak's envelope
+        let peer_shaped = path.starts_with("/services/collector")
+            || path == "/api/alert"
+            || path.starts_with("/api/v1/alert");
         for op in [
             &mut item.get,
             &mut item.post,
@@ -106,16 +111,23 @@ fn add_common_errors(openapi: &mut utoipa::openapi::OpenApi) {
         {
             for (code, desc) in common {
                 if !op.responses.responses.contains_key(*code) {
+                    let content = if peer_shaped {
+                        utoipa::openapi::ContentBuilder::new()
+                            .schema(Some(
+                                utoipa::openapi::ObjectBuilder::new()
+                                    .schema_type(utoipa::openapi::schema::Type::Object),
+                            ))
+                            .build()
+                    } else {
+                        utoipa::openapi::ContentBuilder::new()
+                            .schema(Some(utoipa::openapi::Ref::from_schema_name(
+                                "ErrorEnvelope",
+                            )))
+                            .build()
+                    };
                     let resp = utoipa::openapi::ResponseBuilder::new()
                         .description(*desc)
-                        .content(
-                            "application/json",
-                            utoipa::openapi::ContentBuilder::new()
-                                .schema(Some(utoipa::openapi::Ref::from_schema_name(
-                                    "ErrorEnvelope",
-                                )))
-                                .build(),
-                        )
+                        .content("application/json", content)
                         .build();
                     op.responses
                         .responses

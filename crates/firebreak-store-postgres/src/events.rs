@@ -146,57 +146,57 @@ pub(crate) async fn ingest(
     Ok(())
 }
 
+/// One array per column, for an `unnest` insert.
+#[derive(Default)]
+struct EventColumns<'a> {
+    id: Vec<Uuid>,
+    status: Vec<&'a str>,
+    source: Vec<&'a str>,
+    source_kind: Vec<&'a str>,
+    source_ref: Vec<Option<&'a str>>,
+    rule_id: Vec<Option<&'a str>>,
+    fingerprint: Vec<&'a str>,
+    title: Vec<&'a str>,
+    severity: Vec<&'a str>,
+    host: Vec<Option<&'a str>>,
+    occurred_at: Vec<OffsetDateTime>,
+    received_at: Vec<OffsetDateTime>,
+    last_seen: Vec<OffsetDateTime>,
+    resolved_at: Vec<Option<OffsetDateTime>>,
+    occurrences: Vec<i64>,
+    reported_by: Vec<&'a str>,
+    ticket_id: Vec<Option<Uuid>>,
+    suppressed_by: Vec<Option<Uuid>>,
+    data: Vec<String>,
+    raw: Vec<&'a str>,
+}
+
 async fn insert_events(tx: &mut Tx<'_>, events: &[&Event]) -> StoreResult<()> {
     if events.is_empty() {
         return Ok(());
     }
-    let mut cols: (
-        Vec<Uuid>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<Option<&str>>,
-        Vec<Option<&str>>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<Option<&str>>,
-    ) = Default::default();
-    let mut times: (
-        Vec<OffsetDateTime>,
-        Vec<OffsetDateTime>,
-        Vec<OffsetDateTime>,
-        Vec<Option<OffsetDateTime>>,
-    ) = Default::default();
-    let mut rest: (
-        Vec<i64>,
-        Vec<&str>,
-        Vec<Option<Uuid>>,
-        Vec<Option<Uuid>>,
-        Vec<String>,
-        Vec<&str>,
-    ) = Default::default();
+    let mut c = EventColumns::default();
     for e in events {
-        cols.0.push(e.id);
-        cols.1.push(e.status.as_str());
-        cols.2.push(&e.source);
-        cols.3.push(e.source_kind.as_str());
-        cols.4.push(e.source_ref.as_deref());
-        cols.5.push(e.rule_id.as_deref());
-        cols.6.push(&e.fingerprint);
-        cols.7.push(&e.title);
-        cols.8.push(e.severity.as_str());
-        cols.9.push(e.host.as_deref());
-        times.0.push(truncate_millis(e.occurred_at));
-        times.1.push(truncate_millis(e.received_at));
-        times.2.push(truncate_millis(e.last_seen));
-        times.3.push(e.resolved_at.map(truncate_millis));
-        rest.0.push(e.occurrences);
-        rest.1.push(&e.reported_by);
-        rest.2.push(e.ticket_id.map(|t| t.as_uuid()));
-        rest.3.push(e.suppressed_by);
-        rest.4.push(json(&e.details())?);
-        rest.5.push(&e.raw);
+        c.id.push(e.id);
+        c.status.push(e.status.as_str());
+        c.source.push(&e.source);
+        c.source_kind.push(e.source_kind.as_str());
+        c.source_ref.push(e.source_ref.as_deref());
+        c.rule_id.push(e.rule_id.as_deref());
+        c.fingerprint.push(&e.fingerprint);
+        c.title.push(&e.title);
+        c.severity.push(e.severity.as_str());
+        c.host.push(e.host.as_deref());
+        c.occurred_at.push(truncate_millis(e.occurred_at));
+        c.received_at.push(truncate_millis(e.received_at));
+        c.last_seen.push(truncate_millis(e.last_seen));
+        c.resolved_at.push(e.resolved_at.map(truncate_millis));
+        c.occurrences.push(e.occurrences);
+        c.reported_by.push(&e.reported_by);
+        c.ticket_id.push(e.ticket_id.map(|t| t.as_uuid()));
+        c.suppressed_by.push(e.suppressed_by);
+        c.data.push(json(&e.details())?);
+        c.raw.push(&e.raw);
     }
     sqlx::query(
         "INSERT INTO events (id, status, source, source_kind, source_ref, rule_id, fingerprint, title, severity, host, \
@@ -205,26 +205,26 @@ async fn insert_events(tx: &mut Tx<'_>, events: &[&Event]) -> StoreResult<()> {
          $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], $15::bigint[], \
          $16::text[], $17::uuid[], $18::uuid[], $19::text[], $20::text[])",
     )
-    .bind(&cols.0)
-    .bind(&cols.1)
-    .bind(&cols.2)
-    .bind(&cols.3)
-    .bind(&cols.4)
-    .bind(&cols.5)
-    .bind(&cols.6)
-    .bind(&cols.7)
-    .bind(&cols.8)
-    .bind(&cols.9)
-    .bind(&times.0)
-    .bind(&times.1)
-    .bind(&times.2)
-    .bind(&times.3)
-    .bind(&rest.0)
-    .bind(&rest.1)
-    .bind(&rest.2)
-    .bind(&rest.3)
-    .bind(&rest.4)
-    .bind(&rest.5)
+    .bind(&c.id)
+    .bind(&c.status)
+    .bind(&c.source)
+    .bind(&c.source_kind)
+    .bind(&c.source_ref)
+    .bind(&c.rule_id)
+    .bind(&c.fingerprint)
+    .bind(&c.title)
+    .bind(&c.severity)
+    .bind(&c.host)
+    .bind(&c.occurred_at)
+    .bind(&c.received_at)
+    .bind(&c.last_seen)
+    .bind(&c.resolved_at)
+    .bind(&c.occurrences)
+    .bind(&c.reported_by)
+    .bind(&c.ticket_id)
+    .bind(&c.suppressed_by)
+    .bind(&c.data)
+    .bind(&c.raw)
     .execute(&mut **tx)
     .await
     .map_err(err)?;

@@ -1719,7 +1719,7 @@ pub async fn event_updates_check_the_version(ts: &TestStore) {
     commit_op(
         ts,
         Op::UpdateEvent {
-            event: changed.clone(),
+            event: Box::new(changed.clone()),
             expected_version: 1,
         },
     )
@@ -1733,7 +1733,7 @@ pub async fn event_updates_check_the_version(ts: &TestStore) {
     let stale = commit_op(
         ts,
         Op::UpdateEvent {
-            event: changed.clone(),
+            event: Box::new(changed.clone()),
             expected_version: 1,
         },
     )
@@ -1744,7 +1744,7 @@ pub async fn event_updates_check_the_version(ts: &TestStore) {
     let missing = commit_op(
         ts,
         Op::UpdateEvent {
-            event: ghost,
+            event: Box::new(ghost),
             expected_version: 1,
         },
     )

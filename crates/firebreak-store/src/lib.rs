@@ -281,7 +281,7 @@ pub enum Op {
     /// Replaces an event's status, ticket, suppression, details and `resolved_at` if its stored
     /// version is still `expected_version`; bumps the version.
     UpdateEvent {
-        event: Event,
+        event: Box<Event>,
         expected_version: i64,
     },
     /// Links observables to a ticket (creating the observables that are new).

@@ -94,12 +94,9 @@ fn open_input(file: &str) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)>
 /// Runs the command; exit 0 when every line went in, 1 when some were refused, 2 on a usage
 /// error.
 pub async fn run(app: &App, args: IngestArgs) -> anyhow::Result<ExitCode> {
-    let principal = match app.principal_for_user(&args.user).await {
-        Ok(p) => p,
-        Err(_) => {
-            eprintln!("--user {}: no such active user", args.user);
-            return Ok(ExitCode::from(2));
-        }
+    let Ok(principal) = app.principal_for_user(&args.user).await else {
+        eprintln!("--user {}: no such active user", args.user);
+        return Ok(ExitCode::from(2));
     };
     if !App::may_report(&principal) {
         eprintln!(
@@ -193,10 +190,7 @@ pub async fn run(app: &App, args: IngestArgs) -> anyhow::Result<ExitCode> {
         }
     }
     lines.flush().await.map_err(|e| {
-        anyhow::anyhow!(
-            "stopped at the end: {e} (lines up to {} are committed)",
-            last_saved
-        )
+        anyhow::anyhow!("stopped at the end: {e} (lines up to {last_saved} are committed)")
     })?;
     if let Some(p) = &args.resume {
         write_state(p, &args, lines.line)?;

@@ -458,15 +458,12 @@ async fn thehive_create(s: AppState, headers: HeaderMap, body: Body) -> Response
     if let Err(e) = s.app.check_reporter(&p).await {
         return thehive_app_error(e);
     }
-    let _slot = match s.web.intake.admit().await {
-        Ok(slot) => slot,
-        Err(_) => {
-            return thehive_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailable",
-                "busy; retry",
-            );
-        }
+    let Ok(_slot) = s.web.intake.admit().await else {
+        return thehive_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "busy; retry",
+        );
     };
     let ct = headers
         .get(header::CONTENT_TYPE)
