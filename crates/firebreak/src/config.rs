@@ -113,6 +113,8 @@ pub struct FileConfig {
     pub oidc: Option<firebreak_server::oidc::OidcConfig>,
     /// The SMTP relay email notifications go through.
     pub smtp: Option<firebreak_server::mail::SmtpConfig>,
+    /// The report mailbox polled over IMAP (mail to e.g. security@ becomes events).
+    pub imap: Option<firebreak_server::imap::ImapConfig>,
     /// Signing secret and outbound policy of webhook notifications.
     pub webhooks: Option<firebreak_server::webhook::WebhookConfig>,
     /// Event intake: syslog listener, webhook sources, limits.
@@ -146,6 +148,7 @@ pub struct Settings {
     pub auth: firebreak_app::auth::AuthConfig,
     pub oidc: Option<firebreak_server::oidc::OidcConfig>,
     pub smtp: Option<firebreak_server::mail::SmtpConfig>,
+    pub imap: Option<firebreak_server::imap::ImapConfig>,
     pub webhooks: Option<firebreak_server::webhook::WebhookConfig>,
     pub intake: Intake,
 }
@@ -162,6 +165,7 @@ impl std::fmt::Debug for Settings {
             .field("tls", &self.tls)
             .field("public_url", &self.public_url)
             .field("syslog_listen", &self.intake.syslog_listen)
+            .field("imap", &self.imap)
             .field(
                 "intake_sources",
                 &self.intake.sources.keys().collect::<Vec<_>>(),
@@ -320,6 +324,7 @@ impl Settings {
             auth,
             oidc: file.oidc,
             smtp: file.smtp,
+            imap: file.imap,
             webhooks: file.webhooks,
             listen,
             audit_key_file: args

@@ -647,6 +647,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         Some(t) => Some(firebreak_server::tls::server_config(&t.cert, &t.key)?),
         None => None,
     };
+    firebreak_server::metrics::install();
     let o = open(settings, true).await?;
     let app = server_app(&o)?;
     if let Some(password) = app.bootstrap_admin().await.map_err(app_err)? {
@@ -686,6 +687,37 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             "syslog listening on udp://{} tcp://{}",
             addrs.udp, addrs.tcp
         );
+    }
+    // the report mailbox: its settings and its reporter are checked before anything is served
+    if let Some(imap) = o.settings.imap.clone() {
+        imap.check()?;
+        let reporter = app
+            .principal_for_user(&imap.reporter)
+            .await
+            .map_err(|e| match e {
+                AppError::Unauthenticated => anyhow::anyhow!(
+                    "[imap] reporter {:?} is not an active Firebreak user: create it (role reporter) or name another",
+                    imap.reporter
+                ),
+                other => anyhow::anyhow!("[imap] reporter {:?}: {other}", imap.reporter),
+            })?;
+        if !App::may_report(&reporter) {
+            bail!(
+                "[imap] reporter {:?} may not report events: give it the reporter or helpdesk role",
+                imap.reporter
+            );
+        }
+        println!(
+            "polling imap{}://{}@{}:{}/{} every {} s as {}",
+            if imap.tls() { "s" } else { "" },
+            imap.username,
+            imap.host,
+            imap.port(),
+            imap.mailbox(),
+            imap.poll_interval().as_secs(),
+            imap.reporter
+        );
+        firebreak_server::imap::spawn(app.clone(), imap);
     }
     // email notifications go out in the background; a failure never blocks the response
     if app.has_mailer() || app.has_webhooks() {
