@@ -11,13 +11,13 @@ ST="$(python3 -c 'import os, sys; print(os.path.join(os.path.dirname(sys.executa
 [ -x "$ST" ] || { echo "schemathesis did not install"; exit 1; }
 dir=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
-export FIREBREAK_DATA_DIR="$dir" RUST_LOG=warn
+export FIREBREAK_DATA_DIR="$dir" RUST_LOG=warn FIREBREAK_SYSLOG_LISTEN=":0"
 unset FIREBREAK_DATABASE_URL
 "$BIN" user add stadmin --role admin --role helpdesk --role responder --role manager >/dev/null
 token=$("$BIN" token create --user stadmin)
 "$BIN" serve --listen 127.0.0.1:0 >"$dir/serve.out" 2>"$dir/serve.err" &
 pid=$!
-for _ in $(seq 1 100); do grep -q "listening on" "$dir/serve.out" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 100); do grep -q "^firebreak listening on" "$dir/serve.out" 2>/dev/null && break; sleep 0.1; done
 url=$(sed -n 's/^firebreak listening on //p' "$dir/serve.out")
 [ -n "$url" ] || { echo "server did not start"; cat "$dir/serve.err"; exit 1; }
 "$ST" run "$url/api/v1/openapi.json" -H "Authorization: Bearer $token" \

@@ -228,7 +228,7 @@ pub struct NdjsonQuery {
 /// syslog lines). The body is streamed and committed in batches; a bad line is reported by its
 /// number and the others go in.
 #[utoipa::path(post, path = "/ingest/ndjson", tag = "intake", params(NdjsonQuery),
-    request_body(content = String, content_type = "application/x-ndjson"),
+    request_body(description = "One record per line", content((String = "application/x-ndjson"), (String = "text/plain"))),
     responses((status = 200, body = IngestSummary), (status = 413, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 async fn ndjson(
     State(s): State<AppState>,
@@ -311,7 +311,7 @@ async fn stream_lines(body: Body, max: u64, lines: &mut LineIngest<'_>) -> ApiRe
 /// `file`). A subject naming an existing ticket (`[SEC-000042]`) captures it as a
 /// communication on that ticket; any other mail is a reported event.
 #[utoipa::path(post, path = "/ingest/eml", tag = "intake",
-    request_body(content = String, content_type = "message/rfc822"),
+    request_body(description = "The message (RFC 5322)", content((String = "message/rfc822"), (String = "text/plain"))),
     responses((status = 201, body = serde_json::Value), (status = 422, body = ErrorEnvelope)))]
 async fn eml(
     State(s): State<AppState>,
