@@ -279,6 +279,8 @@ impl App {
             if a.critical_production && t.criticality == Criticality::Normal {
                 n.criticality = Criticality::Escalation;
                 n.tier = 2;
+                n.escalation_reason =
+                    Some(format!("affects the critical production asset {}", a.name));
                 n.updated_at = now;
                 cs = cs
                     .op(Op::UpdateTicket { ticket: n.clone(), expected_version: t.version })

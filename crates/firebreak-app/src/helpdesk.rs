@@ -523,6 +523,7 @@ impl App {
             created_at: now,
             updated_at: now,
             version: 1,
+            escalation_reason: reason.clone(),
         };
         let mut cs = ChangeSet::new().op(Op::InsertTicket(t.clone())).audit(
             AuditDraft::new(actor, "ticket.created", "ticket", t.id)
@@ -687,6 +688,7 @@ impl App {
         {
             n.criticality = Criticality::Escalation;
             n.tier = 2;
+            n.escalation_reason = Some(reason.clone());
             n.updated_at = now;
             cs = cs
                 .op(Op::UpdateTicket {

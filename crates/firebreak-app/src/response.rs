@@ -322,6 +322,7 @@ impl App {
             let mut n = t.clone();
             n.criticality = Criticality::Escalation;
             n.tier = 2;
+            n.escalation_reason = Some(format!("escalation report: {}", report.reason.trim()));
             if let Some(a) = self.default_tier2_assignee().await? {
                 n.assignee = Some(a);
             }
@@ -1413,6 +1414,10 @@ impl App {
                 let mut n = t.clone();
                 n.criticality = Criticality::Escalation;
                 n.tier = 2;
+                n.escalation_reason = Some(format!(
+                    "involves change control ({} change)",
+                    c.kind.as_str()
+                ));
                 n.updated_at = now;
                 cs = cs
                     .op(Op::UpdateTicket {
@@ -1745,6 +1750,7 @@ impl App {
                     Disposition::ReturnToNormal => {
                         n.criticality = Criticality::Normal;
                         n.tier = 1;
+                        n.escalation_reason = None;
                     }
                     Disposition::Close => {
                         n.status = TicketStatus::Closed;
@@ -2004,6 +2010,7 @@ impl App {
             let mut n = t.clone();
             n.criticality = Criticality::Normal;
             n.tier = 1;
+            n.escalation_reason = None;
             n.updated_at = now;
             let cs = ChangeSet::new()
                 .op(Op::UpdateTicket {

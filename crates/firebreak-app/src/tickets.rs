@@ -161,6 +161,7 @@ impl App {
             created_at: now,
             updated_at: now,
             version: 1,
+            escalation_reason: None,
         };
         // the plan's thresholds can make a ticket an escalation from the start
         let plan = self.current_plan().await?;
@@ -177,6 +178,7 @@ impl App {
                 "the response plan escalates {} severity",
                 t.severity.as_str()
             ));
+            t.escalation_reason.clone_from(&classified);
         }
         let entry = AuditDraft::new(p.username(), "ticket.created", "ticket", t.id).ticket(t.id).details(json!({
             "title": t.title, "severity": t.severity, "priority": t.priority, "source": t.source,

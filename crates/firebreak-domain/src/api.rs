@@ -395,6 +395,9 @@ pub struct TicketView {
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: time::OffsetDateTime,
     /// Bumped by every change.
+    /// Why the ticket is an escalation (a critical asset, change control, the plan, an
+    /// escalation report); `null` on the normal path.
+    pub escalation_reason: Option<String>,
     pub version: i64,
 }
 
@@ -422,6 +425,7 @@ impl TicketView {
             created_by: t.created_by,
             created_at: t.created_at,
             updated_at: t.updated_at,
+            escalation_reason: t.escalation_reason,
             version: t.version,
         }
     }

@@ -117,6 +117,9 @@ pub struct Ticket {
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     /// Optimistic-concurrency version, bumped by every stored change.
+    /// Why the ticket is an escalation, when it is one.
+    #[serde(default)]
+    pub escalation_reason: Option<String>,
     pub version: i64,
 }
 
@@ -397,6 +400,7 @@ mod tests {
             created_by: "olga".into(),
             created_at: now,
             updated_at: now,
+            escalation_reason: None,
             version: 1,
         }
     }

@@ -104,7 +104,7 @@ pub(crate) async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) 
                 "UPDATE tickets SET title = $1, description = $2, source_kind = $3, source_name = $4, source_contact = $5, \
                  severity = $6, priority = $7, criticality = $8, tier = $9, status = $10, owner = $11, assignee = $12, \
                  restricted = $13, tags = $14, resolution = $15, problem_category = $16, false_positive = $17, incident = $18, \
-                 updated_at = $19, version = version + 1 WHERE id = $20 AND version = $21",
+                 updated_at = $19, escalation_reason = $22, version = version + 1 WHERE id = $20 AND version = $21",
             )
             .bind(&t.title)
             .bind(&t.description)
@@ -127,6 +127,7 @@ pub(crate) async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) 
             .bind(truncate_millis(t.updated_at))
             .bind(t.id.as_uuid())
             .bind(expected_version)
+            .bind(&t.escalation_reason)
             .execute(&mut **tx)
             .await
             .map_err(err)?;
@@ -573,7 +574,7 @@ pub(crate) async fn insert_tickets(tx: &mut Tx<'_>, tickets: &[&Ticket]) -> Stor
         let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
             "INSERT INTO tickets (id, number, title, description, source_kind, source_name, source_contact, severity, \
              priority, criticality, tier, status, owner, assignee, restricted, tags, resolution, problem_category, \
-             false_positive, incident, created_by, created_at, updated_at, version) ",
+             false_positive, incident, created_by, created_at, updated_at, version, escalation_reason) ",
         );
         q.push_values(chunk, |mut b, t| {
             b.push_bind(t.id.as_uuid())
@@ -599,7 +600,8 @@ pub(crate) async fn insert_tickets(tx: &mut Tx<'_>, tickets: &[&Ticket]) -> Stor
                 .push_bind(t.created_by.clone())
                 .push_bind(truncate_millis(t.created_at))
                 .push_bind(truncate_millis(t.updated_at))
-                .push("1");
+                .push("1")
+                .push_bind(t.escalation_reason.clone());
         });
         q.push(" RETURNING id, number");
         let rows: Vec<(uuid::Uuid, i64)> =

@@ -86,6 +86,7 @@ pub fn ticket(row: &PgRow) -> StoreResult<Ticket> {
         created_by: get(row, "created_by")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
+        escalation_reason: get(row, "escalation_reason")?,
         version: get(row, "version")?,
     })
 }

@@ -85,6 +85,7 @@ pub fn ticket(row: &SqliteRow) -> StoreResult<Ticket> {
         created_by: get(row, "created_by")?,
         created_at: from_millis(get(row, "created_at")?),
         updated_at: from_millis(get(row, "updated_at")?),
+        escalation_reason: get(row, "escalation_reason")?,
         version: get(row, "version")?,
     })
 }

@@ -292,8 +292,8 @@ fn insert_ticket(conn: &Connection, t: &Ticket, number: i64) -> StoreResult<()> 
     conn.prepare_cached(
         "INSERT INTO tickets (id, number, title, description, source_kind, source_name, source_contact, severity, \
          priority, criticality, tier, status, owner, assignee, restricted, tags, resolution, problem_category, \
-         false_positive, incident, created_by, created_at, updated_at, version) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, 1)",
+         false_positive, incident, created_by, created_at, updated_at, version, escalation_reason) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, 1, ?24)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -320,6 +320,7 @@ fn insert_ticket(conn: &Connection, t: &Ticket, number: i64) -> StoreResult<()> 
             t.created_by,
             to_millis(t.created_at),
             to_millis(t.updated_at),
+            t.escalation_reason,
         ])
     })
     .map_err(err)?;
@@ -333,7 +334,7 @@ fn update_ticket(conn: &Connection, t: &Ticket, expected_version: i64) -> StoreR
             "UPDATE tickets SET title = ?1, description = ?2, source_kind = ?3, source_name = ?4, source_contact = ?5, \
              severity = ?6, priority = ?7, criticality = ?8, tier = ?9, status = ?10, owner = ?11, assignee = ?12, \
              restricted = ?13, tags = ?14, resolution = ?15, problem_category = ?16, false_positive = ?17, incident = ?18, \
-             updated_at = ?19, version = version + 1 WHERE id = ?20 AND version = ?21",
+             updated_at = ?19, escalation_reason = ?22, version = version + 1 WHERE id = ?20 AND version = ?21",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -358,6 +359,7 @@ fn update_ticket(conn: &Connection, t: &Ticket, expected_version: i64) -> StoreR
                 to_millis(t.updated_at),
                 id,
                 expected_version,
+                t.escalation_reason,
             ])
         })
         .map_err(err)?;

@@ -105,6 +105,7 @@ pub fn sample_ticket(title: &str) -> Ticket {
         created_by: "olga".into(),
         created_at: now,
         updated_at: now,
+        escalation_reason: None,
         version: 1,
     }
 }
@@ -142,11 +143,9 @@ fn sample_user(name: &str) -> UserRecord {
 }
 
 pub async fn ticket_round_trips_by_id_and_number(ts: &TestStore) {
-    let t = create(
-        &ts.store,
-        sample_ticket("Phishing mail <b>reported</b> 'quoted' \"x\""),
-    )
-    .await;
+    let mut sample = sample_ticket("Phishing mail <b>reported</b> 'quoted' \"x\"");
+    sample.escalation_reason = Some("affects the critical production asset db-1".into());
+    let t = create(&ts.store, sample).await;
     assert_eq!(t.number, 1);
     let by_id = ts.store.get_ticket(t.id).await.unwrap();
     let by_number = ts.store.get_ticket_by_number(t.number).await.unwrap();

@@ -901,6 +901,11 @@ async fn assets_and_the_plan_classify_events_and_open_tickets() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.body["criticality"], "escalation");
     assert_eq!(r.body["tier"], 2);
+    assert!(
+        r.body["escalation_reason"].as_str().unwrap().contains("critical production asset db-prod-1"),
+        "the reason is on the ticket: {}",
+        r.body
+    );
     let n = r.body["number"].as_str().unwrap();
     let assets = t.get(&format!("/api/v1/tickets/{n}/assets"), &desk).await;
     assert_eq!(
