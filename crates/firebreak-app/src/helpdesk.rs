@@ -124,7 +124,7 @@ impl App {
         e: &Event,
         tickets: &mut HashMap<TicketId, bool>,
     ) -> AppResult<bool> {
-        if !Self::reads_all_events(p) && e.reported_by != p.username() {
+        if !(Self::reads_all_events(p) && p.can_read()) && e.reported_by != p.username() {
             return Ok(false);
         }
         let Some(tid) = e.ticket_id else {
@@ -173,7 +173,8 @@ impl App {
             limit: limit + 1,
             ..Default::default()
         };
-        if !Self::reads_all_events(p) {
+        // a token that may only report (scope `intake`) sees what it reported, whatever the role
+        if !(Self::reads_all_events(p) && p.can_read()) {
             filter.reported_by = Some(p.username().to_string());
         }
         let mut rows = self.store.list_events(&filter).await?;
@@ -736,17 +737,17 @@ impl App {
                 ..Default::default()
             })
             .await?;
-        recs.iter()
+        Ok(recs
+            .iter()
             .filter(|r| r.status != "deleted")
-            .map(|r| {
-                serde_json::from_str::<SuppressionRule>(&r.data).map_err(|e| {
-                    AppError::Unexpected(anyhow::anyhow!(
-                        "stored suppression rule {} unreadable: {e}",
-                        r.id
-                    ))
-                })
+            .filter_map(|r| match serde_json::from_str::<SuppressionRule>(&r.data) {
+                Ok(rule) => Some(rule),
+                Err(e) => {
+                    tracing::warn!(rule = %r.id, error = %e, "stored suppression rule unreadable; skipped");
+                    None
+                }
             })
-            .collect()
+            .collect())
     }
 
     fn may_manage_rules(p: &Principal) -> bool {
@@ -785,8 +786,26 @@ impl App {
             .ok_or(AppError::NotFound)
     }
 
-    async fn check_rule_body(&self, b: &SuppressionRuleBody) -> AppResult<()> {
+    async fn check_rule_body(&self, p: &Principal, b: &SuppressionRuleBody) -> AppResult<()> {
         let mut errs = b.validate();
+        // the help desk's rules hide events from everyone: they must end
+        let senior = p.user.has_role(Role::Admin)
+            || p.has_any(&[Role::Responder, Role::SeniorResponder, Role::Manager]);
+        if !senior {
+            match b.expires_at {
+                None => errs.push(firebreak_domain::FieldError::new(
+                    "expires_at",
+                    "required for rules made by the help desk (at most 90 days ahead)",
+                )),
+                Some(x) if x > self.now() + time::Duration::days(90) => {
+                    errs.push(firebreak_domain::FieldError::new(
+                        "expires_at",
+                        "at most 90 days ahead for rules made by the help desk",
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
         if !b.condition.trim().is_empty()
             && let Err(e) = crate::expr::Condition::compile(&b.condition)
         {
@@ -820,7 +839,7 @@ impl App {
                 .deny(p, "suppression_rule.create", None, "suppression rules are managed by the help desk, responders, managers and admins".into())
                 .await);
         }
-        self.check_rule_body(b).await?;
+        self.check_rule_body(p, b).await?;
         if let Some(o) = &b.owner {
             self.check_active_user("owner", o).await?;
         }
@@ -887,7 +906,7 @@ impl App {
         let now = self.now();
         let (action, status) = match b {
             Some(b) => {
-                self.check_rule_body(b).await?;
+                self.check_rule_body(p, b).await?;
                 if let Some(o) = &b.owner {
                     self.check_active_user("owner", o).await?;
                 }
@@ -983,10 +1002,28 @@ impl App {
         } else {
             None
         };
-        Ok(Page {
-            items: rows.into_iter().map(Self::observable_view).collect(),
-            next_cursor,
-        })
+        let mut items = Vec::with_capacity(rows.len());
+        for r in rows {
+            if self.observable_visible(p, &r).await? {
+                items.push(Self::observable_view(r));
+            }
+        }
+        Ok(Page { items, next_cursor })
+    }
+
+    /// An observable seen only on tickets the principal may not see (restricted ones) is not
+    /// shown to them: its value alone could tell what the ticket is about.
+    async fn observable_visible(&self, p: &Principal, r: &ObservableRecord) -> AppResult<bool> {
+        if r.events > 0 || p.restricted_ok() {
+            return Ok(true);
+        }
+        for tid in self.store.observable_tickets(r.id).await? {
+            let t = self.store.get_ticket(tid).await?;
+            if self.can_see(p, &t).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     pub async fn get_observable(&self, p: &Principal, id: &str) -> AppResult<ObservableDetail> {
@@ -995,7 +1032,17 @@ impl App {
         }
         let id: Uuid = id.parse().map_err(|_| AppError::NotFound)?;
         let r = self.store.get_observable(id).await?;
-        let event_ids = self.store.observable_events(id, 100).await?;
+        if !self.observable_visible(p, &r).await? {
+            return Err(AppError::NotFound);
+        }
+        let mut event_ids = Vec::new();
+        let mut seen_tickets = HashMap::new();
+        for eid in self.store.observable_events(id, 100).await? {
+            let e = self.store.get_event(eid).await?;
+            if self.event_visible(p, &e, &mut seen_tickets).await? {
+                event_ids.push(eid);
+            }
+        }
         let mut ticket_numbers = Vec::new();
         for tid in self.store.observable_tickets(id).await? {
             let t = self.store.get_ticket(tid).await?;
@@ -1270,7 +1317,17 @@ impl App {
     /// an existing ticket (`[SEC-000042]`) makes it a communication on that ticket, with the
     /// message and its attachments stored as documents when the document store is configured;
     /// any other mail is a reported event.
-    pub async fn capture_email(&self, p: &Principal, raw: &[u8]) -> AppResult<MailOutcome> {
+    ///
+    /// `mailbox` is true for the configured report mailbox (IMAP): like a ticketing system's
+    /// mail gateway, it files a reply on the ticket its subject names. An uploaded message is
+    /// filed on a ticket only when the uploader may see and work that ticket; otherwise it is a
+    /// new report, and the answer says nothing about the ticket.
+    pub async fn capture_email(
+        &self,
+        p: &Principal,
+        raw: &[u8],
+        mailbox: bool,
+    ) -> AppResult<MailOutcome> {
         self.check_reporter(p).await?;
         let mail =
             firebreak_intake::eml::parse(raw).map_err(|e| AppError::field(&e.field, e.message))?;
@@ -1279,7 +1336,15 @@ impl App {
         });
         if let Some(n) = number {
             match self.store.get_ticket_by_number(n).await {
-                Ok(t) => return self.mail_to_ticket(p, &t, &mail, raw).await,
+                Ok(t)
+                    if mailbox
+                        || (p.can_write()
+                            && p.has_any(groups::TEAM)
+                            && self.can_see(p, &t).await?) =>
+                {
+                    return self.mail_to_ticket(p, &t, &mail, raw).await;
+                }
+                Ok(_) => {}
                 Err(StoreError::NotFound) => {
                     tracing::info!(
                         number = n,
@@ -1309,6 +1374,32 @@ impl App {
             (Some(n), None) => n.clone(),
             (None, None) => String::new(),
         };
+        // the same message again (a re-poll, a second upload) is the communication it was
+        if let Some(mid) = &mail.message_id {
+            let existing = self
+                .store
+                .list_records(&RecordFilter {
+                    kind: K_COMMUNICATION.into(),
+                    ticket_id: Some(t.id),
+                    limit: 10_000,
+                    ..Default::default()
+                })
+                .await?;
+            for r in existing {
+                if let Ok(c) = serde_json::from_str::<Communication>(&r.data)
+                    && c.message_id.as_deref() == Some(mid.as_str())
+                {
+                    return Ok(MailOutcome::Communication {
+                        ticket: firebreak_domain::api::format_number(
+                            &self.config.ticket_prefix,
+                            t.number,
+                        ),
+                        id: c.id,
+                        documents: c.attachments,
+                    });
+                }
+            }
+        }
         let mut documents = Vec::new();
         if self.blobs.is_some() {
             let mut files: Vec<(String, String, &[u8])> = vec![(

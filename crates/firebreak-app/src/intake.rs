@@ -309,12 +309,67 @@ fn severity_of(l: firebreak_intake::Level) -> Severity {
     }
 }
 
+/// Text as the databases keep it: no NUL (PostgreSQL refuses it in text), at most `max`
+/// characters (`None` when blank).
+fn clean(s: Option<String>, max: usize) -> Option<String> {
+    let s = s?;
+    let s = if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s
+    };
+    if s.trim().is_empty() {
+        return None;
+    }
+    Some(if s.chars().count() > max {
+        s.chars().take(max).collect()
+    } else {
+        s
+    })
+}
+
+/// Strips NUL from JSON string values (kept as U+FFFD).
+fn clean_json(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(clean_json),
+        serde_json::Value::Object(o) => o.values_mut().for_each(clean_json),
+        _ => {}
+    }
+}
+
 /// The stored event for one normalized one (before suppression, classification and dedup).
 pub fn to_event(
-    ne: NormalizedEvent,
+    mut ne: NormalizedEvent,
     reported_by: &str,
     now: time::OffsetDateTime,
 ) -> (Event, Option<String>, bool) {
+    // bounded, NUL-free text: one odd record must not fail its whole batch
+    ne.source_name = clean(Some(ne.source_name), 200).unwrap_or_else(|| "unknown".into());
+    ne.source_ref = clean(ne.source_ref, 500);
+    ne.rule_id = clean(ne.rule_id, 200);
+    ne.host = clean(ne.host, 255);
+    ne.title = clean(Some(ne.title), 1000).unwrap_or_default();
+    ne.description = clean(ne.description, 65_536);
+    ne.original_severity = clean(ne.original_severity, 100);
+    ne.tags = ne
+        .tags
+        .into_iter()
+        .filter_map(|t| clean(Some(t), 100))
+        .take(100)
+        .collect();
+    if ne.raw.contains('\0') {
+        ne.raw = ne.raw.replace('\0', "\u{FFFD}");
+    }
+    for v in ne.fields.values_mut() {
+        clean_json(v);
+    }
+    if let Some(r) = &mut ne.reporter {
+        r.name = clean(r.name.take(), 200);
+        r.contact = clean(r.contact.take(), 320);
+    }
+    ne.observables
+        .retain(|o| !o.value.contains('\0') && o.value.len() <= 2048);
     let given: Vec<ObservableRef> = ne
         .observables
         .iter()
@@ -505,19 +560,29 @@ impl App {
         let now = self.now();
         let window_start =
             now - time::Duration::minutes(i64::from(state.policy.dedup_window_minutes));
-        let mut items: Vec<NewEvent> = Vec::with_capacity(events.len());
-        let mut index: HashMap<String, usize> = HashMap::new();
-        let mut input_slots: Vec<usize> = Vec::with_capacity(events.len());
+        // Items go into segments: a key reported and resolved in one batch is applied in
+        // arrival order, each segment an op of its own (a key appears once per segment).
+        let mut segments: Vec<Vec<NewEvent>> = vec![Vec::new()];
+        // per segment: key -> (item position in the segment, resolve?)
+        let mut index: HashMap<String, (usize, bool)> = HashMap::new();
+        // per input record: (segment, position)
+        let mut input_slots: Vec<(usize, usize)> = Vec::with_capacity(events.len());
         let mut digest = Sha256::new();
+        let mut sources: std::collections::BTreeSet<String> = Default::default();
         for ne in events {
             summary.received += 1;
             let (mut e, source_key, resolve) = to_event(ne, reported_by, now);
             e.assets = state.match_assets(&e);
+            // keys are the reporter's own: no one resolves or counts on another's events
             e.fingerprint = match &source_key {
-                Some(k) => sha256_hex(&[k])[..32].to_string(),
+                Some(k) => sha256_hex(&[reported_by, k])[..32].to_string(),
                 None => fingerprint(&e, &state.policy),
             };
+            // a resolution is matched as the firing was: as a new event
+            let was = e.status;
+            e.status = EventStatus::New;
             let (rule, err) = state.suppress(&e, now);
+            e.status = was;
             if let Some(x) = err {
                 tracing::debug!(error = %x, "suppression rule failed to evaluate");
             }
@@ -531,68 +596,54 @@ impl App {
                 tracing::debug!(error = %x, "classification rule failed to evaluate");
             }
             let key = match e.suppressed_by {
-                Some(r) => format!("{}|suppressed:{r}", e.fingerprint),
-                None => e.fingerprint.clone(),
+                Some(r) => format!("{reported_by}|{}|suppressed:{r}", e.fingerprint),
+                None => format!("{reported_by}|{}", e.fingerprint),
             };
-            let key = if resolve {
-                format!("{key}|resolve")
-            } else {
-                key
-            };
-            if let Some(&i) = index.get(&key) {
-                let it: &mut NewEvent = &mut items[i];
-                it.event.occurrences += 1;
-                input_slots.push(i);
-                continue;
+            match index.get(&key) {
+                Some(&(pos, was_resolve)) if was_resolve == resolve => {
+                    let seg = segments.len() - 1;
+                    segments[seg][pos].event.occurrences += 1;
+                    input_slots.push((seg, pos));
+                    continue;
+                }
+                Some(_) => {
+                    // the other kind for this key: a new segment keeps the order
+                    segments.push(Vec::new());
+                    index.clear();
+                }
+                None => {}
             }
             digest.update(e.id.as_bytes());
             digest.update(key.as_bytes());
             digest.update(Sha256::digest(e.raw.as_bytes()));
-            index.insert(key.clone(), items.len());
-            input_slots.push(items.len());
-            items.push(NewEvent {
+            sources.insert(e.source.clone());
+            let seg = segments.len() - 1;
+            let pos = segments[seg].len();
+            index.insert(key.clone(), (pos, resolve));
+            input_slots.push((seg, pos));
+            segments[seg].push(NewEvent {
                 event: e,
-                dedup_key: key.trim_end_matches("|resolve").to_string(),
+                dedup_key: key,
                 window_start,
                 resolve,
             });
         }
-        // a firing and its resolution in one batch: apply them in arrival order, in two ops
-        let (resolves, reports): (Indexed, Indexed) = items
-            .into_iter()
-            .enumerate()
-            .partition(|(_, it)| it.resolve);
-        let order: Vec<usize> = reports
+        segments.retain(|s| !s.is_empty());
+        let kept: Vec<Vec<Event>> = segments
             .iter()
-            .map(|(i, _)| *i)
-            .chain(resolves.iter().map(|(i, _)| *i))
+            .map(|s| s.iter().map(|it| it.event.clone()).collect())
             .collect();
-        let sources: std::collections::BTreeSet<String> = reports
-            .iter()
-            .chain(resolves.iter())
-            .map(|(_, it)| it.event.source.clone())
-            .collect();
-        let reports: Vec<NewEvent> = reports.into_iter().map(|(_, it)| it).collect();
-        let resolves: Vec<NewEvent> = resolves.into_iter().map(|(_, it)| it).collect();
-        let kept: Vec<Event> = reports
-            .iter()
-            .chain(resolves.iter())
-            .map(|it| it.event.clone())
-            .collect();
-        let n = kept.len();
+        let n: usize = kept.iter().map(Vec::len).sum();
         let mut cs = ChangeSet::new();
-        if !reports.is_empty() {
-            cs = cs.op(Op::IngestEvents(reports));
-        }
-        if !resolves.is_empty() {
-            cs = cs.op(Op::IngestEvents(resolves));
+        for seg in segments {
+            cs = cs.op(Op::IngestEvents(seg));
         }
         let cs = cs.audit(
             AuditDraft::new(reported_by, "events.ingested", "events", "").details(json!({
                 "records": input_slots.len(),
                 "distinct": n,
                 "sources": sources,
-                "first_event": kept.first().map(|e| e.id),
+                "first_event": kept.first().and_then(|s| s.first()).map(|e| e.id),
                 "digest": hex::encode(digest.finalize()),
             })),
         );
@@ -603,20 +654,24 @@ impl App {
                 out.ingested.len()
             )));
         }
-        // results by item position
-        let mut results = vec![None; n];
-        for (k, (pos, r)) in order.iter().zip(out.ingested.iter()).enumerate() {
-            results[*pos] = Some((*r, k));
+        // the store answers in op order, then item order
+        let mut results: Vec<Vec<firebreak_store::Ingested>> = Vec::with_capacity(kept.len());
+        let mut it = out.ingested.into_iter();
+        for seg in &kept {
+            results.push(it.by_ref().take(seg.len()).collect());
         }
         let mut to_ticket = Vec::new();
-        let mut counted = vec![false; n];
-        for slot in input_slots {
-            let Some(Some((r, k))) = results.get(slot) else {
+        let mut counted: Vec<Vec<bool>> = kept.iter().map(|s| vec![false; s.len()]).collect();
+        let records = input_slots.len() as u64;
+        for (seg, pos) in input_slots {
+            let (Some(r), Some(e)) = (
+                results.get(seg).and_then(|s| s.get(pos)),
+                kept.get(seg).and_then(|s| s.get(pos)),
+            ) else {
                 continue;
             };
-            let e = &kept[*k];
-            let first = !counted[slot];
-            counted[slot] = true;
+            let first = !counted[seg][pos];
+            counted[seg][pos] = true;
             if r.resolved {
                 summary.resolved += 1;
             } else if r.created && first {
@@ -635,11 +690,11 @@ impl App {
                     summary.suppressed += 1;
                 }
             }
-            if summary.events.len() < MAX_LISTED {
+            if first && summary.events.len() < MAX_LISTED {
                 summary.events.push(r.event_id);
             }
         }
-        metrics::counter!("firebreak_events_received_total").increment(n as u64);
+        metrics::counter!("firebreak_events_received_total").increment(records);
         for id in to_ticket {
             match self.auto_ticket(id).await {
                 Ok(()) => summary.tickets_opened += 1,
@@ -654,6 +709,10 @@ impl App {
     /// Opens the ticket the plan's classification asked for (as the system).
     async fn auto_ticket(&self, id: Uuid) -> AppResult<()> {
         let e = self.store.get_event(id).await?;
+        // taken out of the queue meanwhile (dismissed, merged, resolved): leave it
+        if e.status != EventStatus::New {
+            return Ok(());
+        }
         let Some(c) = e.classification.clone() else {
             return Ok(());
         };
@@ -678,9 +737,6 @@ pub(crate) fn priority_of(events: &[Event], severity: Severity) -> Priority {
         .min()
         .unwrap_or_else(|| severity.default_priority())
 }
-
-/// Items with their position in the batch.
-type Indexed = Vec<(usize, NewEvent)>;
 
 /// The line-oriented formats of `POST /ingest/ndjson` and `firebreak ingest`.
 #[derive(Debug, Clone)]
@@ -898,6 +954,12 @@ impl<'a> LineIngest<'a> {
         });
         self.inflight = Some((self.line, handle));
         Ok(())
+    }
+
+    /// Waits for the batch in flight (after an error elsewhere): `committed_line` is then
+    /// exact. What is still pending is not committed.
+    pub async fn settle(&mut self) -> AppResult<()> {
+        self.wait().await
     }
 
     /// Commits everything read so far and waits for it.

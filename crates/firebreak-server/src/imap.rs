@@ -594,7 +594,7 @@ async fn poll_session(
                 .increment(1);
             continue;
         }
-        let failure = match app.capture_email(principal, &raw).await {
+        let failure = match app.capture_email(principal, &raw, true).await {
             Ok(MailOutcome::Event { summary })
                 if !summary.errors.is_empty()
                     && summary.created + summary.duplicates + summary.suppressed == 0 =>

@@ -5,7 +5,7 @@
 //! (`firebreak_syslog_dropped_total`); a TCP sender is slowed down instead (it waits for room).
 
 use firebreak_app::intake::BATCH;
-use firebreak_app::{App, Principal};
+use firebreak_app::{App, AppError, Principal};
 use firebreak_domain::event::IngestSummary;
 use firebreak_intake::syslog::FrameDecoder;
 use std::net::SocketAddr;
@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 
 /// Largest message accepted (a longer TCP frame or datagram is counted as malformed).
 pub const MAX_MESSAGE: usize = 64 * 1024;
-/// Messages queued for the committer at most.
-pub const QUEUE: usize = 50_000;
+/// Messages queued for the committer at most (at most 256 MiB even of maximal messages).
+pub const QUEUE: usize = 4096;
 /// Concurrent TCP connections at most.
 pub const MAX_CONNECTIONS: usize = 512;
 /// A TCP connection that sends nothing for this long is closed.
@@ -199,7 +199,9 @@ async fn commit_loop(
             }
         }
         let n = events.len() as u64;
-        // a failed commit is retried: these messages were taken off the socket already
+        // a store that is down is waited for: these messages were taken off the socket
+        // already; a batch the store refuses for its content goes in one event at a time, and
+        // the events it still refuses are counted as malformed
         let mut delay = Duration::from_millis(100);
         loop {
             let mut summary = IngestSummary::default();
@@ -208,10 +210,23 @@ async fn commit_loop(
                     stats.events.fetch_add(n, Ordering::Relaxed);
                     break;
                 }
-                Err(e) => {
+                Err(e @ (AppError::Unavailable(_) | AppError::StorageFull)) => {
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "syslog batch not committed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "syslog batch refused; committing its events one by one");
+                    for ev in events.drain(..) {
+                        let mut one = IngestSummary::default();
+                        match app.ingest(&principal, vec![ev], &mut one).await {
+                            Ok(()) => {
+                                stats.events.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(_) => malformed(&stats),
+                        }
+                    }
+                    break;
                 }
             }
         }

@@ -112,7 +112,7 @@ pub async fn run(app: &App, args: IngestArgs) -> anyhow::Result<ExitCode> {
         let mut raw = Vec::new();
         input.read_to_end(&mut raw)?;
         let outcome = app
-            .capture_email(&principal, &raw)
+            .capture_email(&principal, &raw, true)
             .await
             .map_err(|e| anyhow::anyhow!("{}: {e}", args.file))?;
         writeln!(out, "{}", serde_json::to_string_pretty(&outcome)?)?;

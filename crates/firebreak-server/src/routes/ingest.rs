@@ -46,6 +46,16 @@ pub fn root_router() -> OpenApiRouter<AppState> {
         .routes(routes!(hec_health_v1))
 }
 
+/// Multipart bodies: no field (and no whole body) beyond `max` bytes.
+fn multipart_limits(max: usize) -> multer::Constraints {
+    let max = max as u64;
+    multer::Constraints::new().size_limit(
+        multer::SizeLimit::new()
+            .whole_stream(max + 64 * 1024)
+            .per_field(max),
+    )
+}
+
 /// Reads a whole body up to `max` bytes (413 beyond).
 async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, ApiError> {
     let mut out = Vec::new();
@@ -133,6 +143,13 @@ async fn webhook(
     let bearer =
         <Auth as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, &s)
             .await;
+    let signed = configured.as_ref().is_some_and(|c| c.secret.is_some());
+    // without a signature to check, nothing is read before the caller is known
+    let bearer = match bearer {
+        Err(e) if !signed => return Err(e),
+        other => other,
+    };
+    let _slot = s.web.intake.admit().await?;
     let bytes = read_body(body, s.web.intake.max_message_bytes).await?;
     let p = match (&configured, bearer) {
         (Some(src), bearer) if src.secret.is_some() => {
@@ -162,7 +179,6 @@ async fn webhook(
         (_, Err(e)) => return Err(e),
     };
     s.app.check_reporter(&p).await?;
-    let _slot = s.web.intake.admit().await?;
     let generic;
     let mapping = match &configured {
         Some(src) => &src.mapping,
@@ -241,7 +257,15 @@ async fn ndjson(
         .map_err(|m| ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "format", m))?;
     let _slot = s.web.intake.admit().await?;
     let mut lines = LineIngest::new(&s.app, &p, format);
-    stream_lines(body, s.web.intake.max_body_bytes, &mut lines).await?;
+    if let Err(mut e) = stream_lines(body, s.web.intake.max_body_bytes, &mut lines).await {
+        // the answer comes after the batch in flight settled, and says what is in
+        let _ = lines.settle().await;
+        e.message = format!(
+            "{}; lines 1 to {} are committed",
+            e.message, lines.committed_line
+        );
+        return Err(e);
+    }
     lines.flush().await?;
     Ok(Json(lines.summary))
 }
@@ -266,10 +290,7 @@ async fn stream_lines(body: Body, max: u64, lines: &mut LineIngest<'_>) -> ApiRe
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
-                format!(
-                    "the body exceeds {max} bytes; what came before was committed ({} lines)",
-                    lines.committed_line
-                ),
+                format!("the body exceeds {max} bytes"),
             ));
         }
         let mut rest: &[u8] = &chunk;
@@ -335,7 +356,11 @@ async fn eml(
                 e.to_string(),
             )
         })?;
-        let mut mp = multer::Multipart::new(body.into_data_stream(), boundary);
+        let mut mp = multer::Multipart::with_constraints(
+            body.into_data_stream(),
+            boundary,
+            multipart_limits(max),
+        );
         let mut found = None;
         while let Some(field) = mp.next_field().await.map_err(|e| {
             ApiError::field(
@@ -375,7 +400,7 @@ async fn eml(
     } else {
         read_body(body, max).await?
     };
-    let out = s.app.capture_email(&p, &raw).await?;
+    let out = s.app.capture_email(&p, &raw, false).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::to_value(out).unwrap_or_default()),
@@ -475,7 +500,12 @@ async fn thehive_create(s: AppState, headers: HeaderMap, body: Body) -> Response
         let Ok(boundary) = multer::parse_boundary(&ct) else {
             return thehive_error(StatusCode::BAD_REQUEST, "BadRequest", "bad multipart body");
         };
-        let mut mp = multer::Multipart::new(body.into_data_stream(), boundary);
+        let max = s.web.intake.max_message_bytes;
+        let mut mp = multer::Multipart::with_constraints(
+            body.into_data_stream(),
+            boundary,
+            multipart_limits(max),
+        );
         let mut json_part = None;
         loop {
             match mp.next_field().await {

@@ -262,7 +262,20 @@ async fn eve_ndjson_queue_and_help_desk_actions_postgres() {
 async fn suppression_rules_keep_events_out_of_the_queue_and_count_hits() {
     let t = TestApp::new().await;
     let sensor = t.user("ids", &[Role::Reporter]).await;
-    let desk = t.user("hd", &[Role::Helpdesk]).await;
+    let helpdesk_only = t.user("hd-only", &[Role::Helpdesk]).await;
+    let r = t
+        .post(
+            "/api/v1/suppression-rules",
+            &helpdesk_only,
+            json!({"name": "forever", "condition": "true", "reason": "x"}),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("expires_at"),
+        "the help desk's rules must end"
+    );
+    let desk = t.user("hd", &[Role::Helpdesk, Role::Responder]).await;
     let r = t
         .post(
             "/api/v1/suppression-rules",
@@ -689,19 +702,33 @@ async fn email_reports_become_events_and_replies_go_on_their_ticket() {
     let body = String::from_utf8_lossy(&body)
         .replace("SEC-000042", "SEC-000001")
         .into_bytes();
-    let r = t
-        .send(
-            "POST",
-            "/api/v1/ingest/eml",
-            &[
-                ("authorization", &format!("Bearer {mailbox}")),
-                ("content-type", &ct),
-            ],
-            body,
-        )
-        .await;
+    // a reporter's upload naming a ticket it cannot work is a new report, not a note on it
+    let send = |tok: String, body: Vec<u8>| {
+        let ct = ct.clone();
+        let t = &t;
+        async move {
+            t.send(
+                "POST",
+                "/api/v1/ingest/eml",
+                &[
+                    ("authorization", &format!("Bearer {tok}")),
+                    ("content-type", &ct),
+                ],
+                body,
+            )
+            .await
+        }
+    };
+    let r = send(mailbox.clone(), body.clone()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["outcome"], "event", "{}", r.body);
+    let r = send(desk.clone(), body.clone()).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert_eq!(r.body["outcome"], "communication", "{}", r.body);
+    let first = r.body["communication"].clone();
+    // the same message again is the same communication
+    let again = send(desk.clone(), body).await;
+    assert_eq!(again.body["communication"], first, "{}", again.body);
     assert_eq!(r.body["ticket"], "SEC-000001");
     let comms = t
         .get("/api/v1/tickets/SEC-000001/communications", &desk)
@@ -902,7 +929,10 @@ async fn assets_and_the_plan_classify_events_and_open_tickets() {
     assert_eq!(r.body["criticality"], "escalation");
     assert_eq!(r.body["tier"], 2);
     assert!(
-        r.body["escalation_reason"].as_str().unwrap().contains("critical production asset db-prod-1"),
+        r.body["escalation_reason"]
+            .as_str()
+            .unwrap()
+            .contains("critical production asset db-prod-1"),
         "the reason is on the ticket: {}",
         r.body
     );
@@ -1054,7 +1084,7 @@ async fn event_routes_permissions_per_role() {
         ("GET",  "/api/v1/events/{id}/observables", "",                        [401, 404, 200, 200, 200, 200, 404, 200, 200]),
         ("GET",  "/api/v1/events/counts",          "",                          [401, 403, 200, 200, 200, 200, 403, 200, 200]),
         ("POST", "/api/v1/events",                 r#"{"title":"seen"}"#,       [401, 201, 201, 201, 201, 201, 403, 403, 201]),
-        ("POST", "/api/v1/suppression-rules",      r#"{"name":"r","condition":"event.source == \"x\"","reason":"test"}"#, [401, 403, 201, 201, 201, 201, 403, 403, 201]),
+        ("POST", "/api/v1/suppression-rules",      r#"{"name":"r","condition":"event.source == \"x\"","reason":"test","expires_at":"{exp}"}"#, [401, 403, 201, 201, 201, 201, 403, 403, 201]),
         ("GET",  "/api/v1/suppression-rules",      "",                          [401, 403, 200, 200, 200, 200, 403, 200, 200]),
         ("GET",  "/api/v1/observables",            "",                          [401, 403, 200, 200, 200, 200, 403, 200, 200]),
         ("POST", "/api/v1/ingest/alertmanager",    r#"{"version":"4","status":"firing","alerts":[]}"#, [401, 200, 200, 200, 200, 200, 403, 403, 200]),
@@ -1067,7 +1097,11 @@ async fn event_routes_permissions_per_role() {
             } else {
                 path.to_string()
             };
-            let body = (!body.is_empty()).then(|| serde_json::from_str::<Value>(body).unwrap());
+            let exp = (time::OffsetDateTime::now_utc() + time::Duration::days(30))
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap();
+            let body = (!body.is_empty())
+                .then(|| serde_json::from_str::<Value>(&body.replace("{exp}", &exp)).unwrap());
             let r = t.call(method, &uri, tokens[i].as_deref(), body).await;
             if r.status.as_u16() != expected[i] {
                 failures.push(format!(
@@ -1225,4 +1259,69 @@ async fn metrics_count_intake_and_http_and_are_not_public() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_intake_token_reports_but_reads_only_its_own_events() {
+    use firebreak_domain::role::Scope;
+    let t = TestApp::on(Backend::Postgres).await;
+    let desk = t.user("hd", &[Role::Helpdesk]).await;
+    let other = t.user("other", &[Role::Reporter]).await;
+    let intake_only = t.token("hd", &[Scope::Intake]).await;
+    let r = t
+        .post("/api/v1/events", &other, json!({"title": "someone else's"}))
+        .await;
+    let foreign = r.body["id"].as_str().unwrap().to_string();
+    // NUL in the text does not fail the batch, on PostgreSQL either
+    let line = r#"{"timestamp": "2026-11-20T10:15:02.123456+0000", "event_type": "alert", "src_ip": "10.0.0.1", "dest_ip": "10.0.0.2", "host": "h\u0000x", "alert": {"signature_id": 7, "signature": "nul \u0000 inside", "severity": 1}}"#;
+    let r = t
+        .ndjson(&intake_only, "format=eve", line.as_bytes().to_vec())
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["created"], 1, "{}", r.body);
+    let mine = t.events(&intake_only, "").await;
+    assert_eq!(
+        mine.len(),
+        1,
+        "an intake-scoped token sees only what it reported: {mine:?}"
+    );
+    let r = t
+        .get(&format!("/api/v1/events/{foreign}"), &intake_only)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        t.events(&desk, "").await.len(),
+        2,
+        "the full token sees the queue"
+    );
+}
+
+#[tokio::test]
+async fn a_firing_and_its_resolution_in_one_batch_apply_in_order() {
+    let t = TestApp::new().await;
+    let am = t.user("am", &[Role::Reporter, Role::Helpdesk]).await;
+    let alert = |status: &str| {
+        json!({"status": status, "labels": {"alertname": "DiskFull", "instance": "db1:9100", "severity": "critical"},
+               "annotations": {"summary": "disk full"}, "startsAt": "2026-11-20T10:00:00Z", "fingerprint": "abc123"})
+    };
+    let body = json!({"version": "4", "status": "firing", "receiver": "fb", "groupKey": "{}:{}",
+                      "alerts": [alert("firing"), alert("resolved"), alert("firing")]});
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/ingest/alertmanager",
+            &[("authorization", &format!("Bearer {am}"))],
+            body.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["resolved"], 1, "{}", r.body);
+    assert_eq!(
+        r.body["created"], 2,
+        "fired again after the resolution: a new event: {}",
+        r.body
+    );
+    let evs = t.events(&am, "source=alertmanager").await;
+    let statuses: Vec<&str> = evs.iter().map(|e| e["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, vec!["new", "resolved"], "newest first: {evs:?}");
 }
