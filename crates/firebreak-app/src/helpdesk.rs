@@ -256,7 +256,7 @@ impl App {
         }))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut summary = IngestSummary::default();
-        self.ingest_batch(p.username(), vec![ne], &mut summary)
+        self.ingest_batch(p.username(), vec![ne], &mut summary, None)
             .await?;
         let id = summary
             .events

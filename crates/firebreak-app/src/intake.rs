@@ -540,18 +540,34 @@ impl App {
             } else {
                 Vec::new()
             };
-            self.ingest_batch(p.username(), rest, summary).await?;
+            self.ingest_batch(p.username(), rest, summary, None).await?;
             rest = tail;
         }
         Ok(())
     }
 
+    /// [`App::ingest`] of one batch (at most [`BATCH`] events) that commits only after `turn`
+    /// (see [`App::ingest_batch`]).
+    pub async fn ingest_after(
+        &self,
+        p: &Principal,
+        events: Vec<NormalizedEvent>,
+        summary: &mut IngestSummary,
+        turn: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) -> AppResult<()> {
+        self.check_reporter(p).await?;
+        self.ingest_batch(p.username(), events, summary, turn).await
+    }
+
     /// One commit: the events of one batch, deduplicated within it and against the store.
+    /// With `turn`, the batch is prepared at once but committed only after the previous batch
+    /// (whose end the receiver signals), so batches prepared in parallel commit in order.
     pub(crate) async fn ingest_batch(
         &self,
         reported_by: &str,
         events: Vec<NormalizedEvent>,
         summary: &mut IngestSummary,
+        turn: Option<tokio::sync::oneshot::Receiver<()>>,
     ) -> AppResult<()> {
         if events.is_empty() {
             return Ok(());
@@ -629,9 +645,19 @@ impl App {
             });
         }
         segments.retain(|s| !s.is_empty());
-        let kept: Vec<Vec<Event>> = segments
+        // what the summary needs of each item after the commit: its status and whether the
+        // plan wants a ticket (the events themselves move into the change set)
+        let kept: Vec<Vec<(EventStatus, bool, Uuid)>> = segments
             .iter()
-            .map(|s| s.iter().map(|it| it.event.clone()).collect())
+            .map(|s| {
+                s.iter()
+                    .map(|it| {
+                        let e = &it.event;
+                        let ticket = e.classification.as_ref().is_some_and(|c| c.open_ticket);
+                        (e.status, ticket, e.id)
+                    })
+                    .collect()
+            })
             .collect();
         let n: usize = kept.iter().map(Vec::len).sum();
         let mut cs = ChangeSet::new();
@@ -643,10 +669,14 @@ impl App {
                 "records": input_slots.len(),
                 "distinct": n,
                 "sources": sources,
-                "first_event": kept.first().and_then(|s| s.first()).map(|e| e.id),
+                "first_event": kept.first().and_then(|s| s.first()).map(|e| e.2),
                 "digest": hex::encode(digest.finalize()),
             })),
         );
+        if let Some(t) = turn {
+            // the previous batch's sender is dropped when it is done, whatever its outcome
+            let _ = t.await;
+        }
         let out = self.store.commit(cs).await?;
         if out.ingested.len() != n {
             return Err(AppError::Unexpected(anyhow::anyhow!(
@@ -676,17 +706,15 @@ impl App {
                 summary.resolved += 1;
             } else if r.created && first {
                 summary.created += 1;
-                if e.status == EventStatus::Suppressed {
+                if e.0 == EventStatus::Suppressed {
                     summary.suppressed += 1;
                 }
-                if e.status == EventStatus::New
-                    && e.classification.as_ref().is_some_and(|c| c.open_ticket)
-                {
+                if e.0 == EventStatus::New && e.1 {
                     to_ticket.push(r.event_id);
                 }
             } else {
                 summary.duplicates += 1;
-                if e.status == EventStatus::Suppressed {
+                if e.0 == EventStatus::Suppressed {
                     summary.suppressed += 1;
                 }
             }
@@ -851,8 +879,15 @@ pub struct LineIngest<'a> {
     pub summary: IngestSummary,
     /// All errors, also those beyond the listed ones.
     pub error_count: u64,
-    inflight: Option<(u64, tokio::task::JoinHandle<AppResult<IngestSummary>>)>,
+    inflight: std::collections::VecDeque<(u64, tokio::task::JoinHandle<AppResult<IngestSummary>>)>,
+    /// Signals the end of the batch launched last (the next one commits after it).
+    last_done: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// A batch failed: lines after it are not all committed, whatever later batches did.
+    failed: bool,
 }
+
+/// Batches prepared ahead of the one committing (their commits stay in order).
+const IN_FLIGHT: usize = 3;
 
 /// Line errors listed in a summary at most.
 pub const MAX_LISTED_ERRORS: usize = 1000;
@@ -870,7 +905,9 @@ impl<'a> LineIngest<'a> {
             committed_line: 0,
             summary: IngestSummary::default(),
             error_count: 0,
-            inflight: None,
+            inflight: std::collections::VecDeque::new(),
+            last_done: None,
+            failed: false,
         }
     }
 
@@ -916,12 +953,20 @@ impl<'a> LineIngest<'a> {
         Ok(())
     }
 
-    /// Waits for the batch in flight, if any, and counts it.
+    /// Waits for the oldest batch in flight, if any, and counts it.
     async fn wait(&mut self) -> AppResult<()> {
-        if let Some((line, handle)) = self.inflight.take() {
+        if let Some((line, handle)) = self.inflight.pop_front() {
             let part = handle
                 .await
-                .map_err(|e| AppError::Unexpected(anyhow::anyhow!("intake task: {e}")))??;
+                .map_err(|e| AppError::Unexpected(anyhow::anyhow!("intake task: {e}")))
+                .and_then(|r| r);
+            let part = match part {
+                Ok(p) => p,
+                Err(e) => {
+                    self.failed = true;
+                    return Err(e);
+                }
+            };
             let s = &mut self.summary;
             s.received += part.received;
             s.created += part.created;
@@ -931,42 +976,57 @@ impl<'a> LineIngest<'a> {
             s.tickets_opened += part.tickets_opened;
             let room = MAX_LISTED.saturating_sub(s.events.len());
             s.events.extend(part.events.into_iter().take(room));
-            self.committed_line = line;
+            if !self.failed {
+                self.committed_line = line;
+            }
         }
         Ok(())
     }
 
-    /// Starts committing what is pending (after the previous batch is committed).
+    /// Starts preparing what is pending; it commits after the batches before it.
     async fn launch(&mut self) -> AppResult<()> {
-        self.wait().await?;
+        while self.inflight.len() >= IN_FLIGHT {
+            self.wait().await?;
+        }
         if self.pending.is_empty() {
-            self.committed_line = self.line;
             return Ok(());
         }
         let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(BATCH));
         let app = self.app.clone();
         let principal = self.principal.clone();
+        let turn = self.last_done.take();
+        let (done, next) = tokio::sync::oneshot::channel::<()>();
+        self.last_done = Some(next);
         let handle = tokio::spawn(async move {
+            let _done = done; // dropped when this batch is over: the next may commit
             let mut part = IngestSummary::default();
-            app.ingest(&principal, batch, &mut part)
+            app.ingest_after(&principal, batch, &mut part, turn)
                 .await
                 .map(|()| part)
         });
-        self.inflight = Some((self.line, handle));
+        self.inflight.push_back((self.line, handle));
         Ok(())
     }
 
     /// Waits for the batch in flight (after an error elsewhere): `committed_line` is then
     /// exact. What is still pending is not committed.
     pub async fn settle(&mut self) -> AppResult<()> {
-        self.wait().await
+        let mut first_err = None;
+        while !self.inflight.is_empty() {
+            if let Err(e) = self.wait().await {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Commits everything read so far and waits for it.
     pub async fn flush(&mut self) -> AppResult<()> {
         self.launch().await?;
-        self.wait().await?;
-        self.committed_line = self.line;
+        self.settle().await?;
+        if !self.failed {
+            self.committed_line = self.line;
+        }
         Ok(())
     }
 

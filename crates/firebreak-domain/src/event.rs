@@ -177,7 +177,36 @@ pub struct EventDetails {
     pub disposition: Option<Disposition>,
 }
 
+/// [`EventDetails`] borrowed from an event: serialized as the same JSON without copying.
+#[derive(Serialize)]
+struct EventDetailsRef<'a> {
+    description: &'a Option<String>,
+    original_severity: &'a Option<String>,
+    observables: &'a [ObservableRef],
+    assets: &'a [EventAsset],
+    tags: &'a [String],
+    fields: &'a serde_json::Map<String, serde_json::Value>,
+    reporter: &'a Option<Reporter>,
+    classification: &'a Option<Classification>,
+    disposition: &'a Option<Disposition>,
+}
+
 impl Event {
+    /// The details as stored (JSON), written straight from the event.
+    pub fn details_json(&self) -> serde_json::Result<String> {
+        serde_json::to_string(&EventDetailsRef {
+            description: &self.description,
+            original_severity: &self.original_severity,
+            observables: &self.observables,
+            assets: &self.assets,
+            tags: &self.tags,
+            fields: &self.fields,
+            reporter: &self.reporter,
+            classification: &self.classification,
+            disposition: &self.disposition,
+        })
+    }
+
     pub fn details(&self) -> EventDetails {
         EventDetails {
             description: self.description.clone(),

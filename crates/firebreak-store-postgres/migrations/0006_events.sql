@@ -25,7 +25,6 @@ CREATE TABLE events (
     version BIGINT NOT NULL
 );
 CREATE INDEX events_status ON events(status, seq);
-CREATE INDEX events_source ON events(source, seq);
 CREATE INDEX events_reported_by ON events(reported_by, seq);
 CREATE INDEX events_ticket ON events(ticket_id) WHERE ticket_id IS NOT NULL;
 CREATE INDEX events_suppressed ON events(suppressed_by) WHERE suppressed_by IS NOT NULL;
@@ -45,7 +44,6 @@ CREATE TABLE observables (
     first_seen TIMESTAMPTZ NOT NULL,
     last_seen TIMESTAMPTZ NOT NULL
 );
-CREATE INDEX observables_kind_value ON observables(kind, value);
 CREATE INDEX observables_last_seen ON observables(last_seen, id);
 
 CREATE TABLE event_observables (
@@ -53,7 +51,6 @@ CREATE TABLE event_observables (
     event_id UUID NOT NULL,
     PRIMARY KEY (observable_id, event_id)
 );
-CREATE INDEX event_observables_event ON event_observables(event_id);
 
 CREATE TABLE ticket_observables (
     ticket_id UUID NOT NULL REFERENCES tickets(id),

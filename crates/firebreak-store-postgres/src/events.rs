@@ -18,10 +18,6 @@ use std::collections::{BTreeMap, HashMap};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-fn json(d: &EventDetails) -> StoreResult<String> {
-    serde_json::to_string(d).map_err(|e| StoreError::Other(e.into()))
-}
-
 pub(crate) async fn ingest(
     tx: &mut Tx<'_>,
     items: &[NewEvent],
@@ -195,7 +191,8 @@ async fn insert_events(tx: &mut Tx<'_>, events: &[&Event]) -> StoreResult<()> {
         c.reported_by.push(&e.reported_by);
         c.ticket_id.push(e.ticket_id.map(|t| t.as_uuid()));
         c.suppressed_by.push(e.suppressed_by);
-        c.data.push(json(&e.details())?);
+        c.data
+            .push(e.details_json().map_err(|x| StoreError::Other(x.into()))?);
         c.raw.push(&e.raw);
     }
     sqlx::query(
@@ -272,7 +269,8 @@ async fn upsert_observables(
     sqlx::query(
         "INSERT INTO observables AS o (id, kind, value, first_seen, last_seen) \
          SELECT i, k, v, a, a FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) AS u(i, k, v, a) \
-         ON CONFLICT (id) DO UPDATE SET last_seen = GREATEST(o.last_seen, excluded.last_seen)",
+         ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen \
+         WHERE excluded.last_seen > o.last_seen + interval '1 minute'",
     )
     .bind(&ids)
     .bind(&kinds)
@@ -321,7 +319,7 @@ pub(crate) async fn update_event(
     .bind(e.ticket_id.map(|t| t.as_uuid()))
     .bind(e.suppressed_by)
     .bind(e.resolved_at.map(truncate_millis))
-    .bind(json(&e.details())?)
+    .bind(e.details_json().map_err(|x| StoreError::Other(x.into()))?)
     .bind(e.severity.as_str())
     .bind(&e.title)
     .bind(e.id)
@@ -516,9 +514,13 @@ impl EventStore for PgStore {
                 .push(")");
         }
         if let Some(e) = f.event_id {
-            q.push(" AND o.id IN (SELECT observable_id FROM event_observables WHERE event_id = ")
-                .push_bind(e)
-                .push(")");
+            // an event's observables are in its record; the link table is indexed by observable
+            let ids: Vec<Uuid> = match self.get_event(e).await {
+                Ok(ev) => ev.observables.iter().map(ObservableRef::id).collect(),
+                Err(StoreError::NotFound) => vec![],
+                Err(x) => return Err(x),
+            };
+            q.push(" AND o.id = ANY(").push_bind(ids).push(")");
         }
         if let Some((ms, id)) = f.after {
             let at = from_millis(ms);

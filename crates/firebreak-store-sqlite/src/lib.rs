@@ -542,9 +542,17 @@ impl EventStore for SqliteStore {
                 .push(")");
         }
         if let Some(e) = f.event_id {
-            q.push(" AND o.id IN (SELECT observable_id FROM event_observables WHERE event_id = ")
-                .push_bind(e.to_string())
-                .push(")");
+            // an event's observables are in its record; the link table is indexed by observable
+            let ids: Vec<String> = match self.get_event(e).await {
+                Ok(ev) => ev.observables.iter().map(|o| o.id().to_string()).collect(),
+                Err(StoreError::NotFound) => vec![],
+                Err(x) => return Err(x),
+            };
+            q.push(" AND o.id IN (NULL");
+            for id in ids {
+                q.push(", ").push_bind(id);
+            }
+            q.push(")");
         }
         if let Some((ms, id)) = f.after {
             q.push(" AND (o.last_seen < ")

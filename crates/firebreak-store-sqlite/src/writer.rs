@@ -70,6 +70,9 @@ pub fn open(path: &str) -> anyhow::Result<Connection> {
     conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")?;
     // savepoints keep their undo pages in a statement journal: in memory, not in a temp file
     conn.execute_batch("PRAGMA temp_store = MEMORY;")?;
+    // the writer's page cache holds the hot index pages (dedup keys, observables) between
+    // batches instead of reading them back through the OS every time
+    conn.execute_batch("PRAGMA cache_size = -65536;")?;
     Ok(conn)
 }
 
@@ -90,6 +93,12 @@ pub fn run(path: &str, mut conn: Connection, mut rx: mpsc::Receiver<Job>, signer
             duration_us = started.elapsed().as_micros() as u64,
             "sqlite batch committed"
         );
+        // the background checkpointer copies pages passively; under a steady stream of
+        // batches it never catches up and the WAL would grow without bound, so the writer
+        // (which is between transactions here) restarts it once it passes WAL_LIMIT
+        if outcome.is_ok() {
+            restart_wal_if_large(path, &conn);
+        }
         let results = match outcome {
             Ok(results) => results,
             Err(e) => {
@@ -122,6 +131,34 @@ pub fn run(path: &str, mut conn: Connection, mut rx: mpsc::Receiver<Job>, signer
     }
 }
 
+/// WAL size that makes the writer checkpoint and truncate it itself.
+const WAL_LIMIT: u64 = 128 * 1024 * 1024;
+
+fn restart_wal_if_large(path: &str, conn: &Connection) {
+    let wal = format!("{path}-wal");
+    let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_LIMIT);
+    if !big {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let res: rusqlite::Result<(i64, i64, i64)> =
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        });
+    match res {
+        Ok((busy, log, done)) => tracing::debug!(
+            busy,
+            log,
+            done,
+            ms = started.elapsed().as_millis() as u64,
+            "sqlite WAL checkpointed and truncated by the writer"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "sqlite WAL truncation failed; retried after the next batch")
+        }
+    }
+}
+
 struct Head {
     seq: i64,
     hash: String,
@@ -137,14 +174,25 @@ fn write_batch(
     signer: &AuditSigner,
     batch: &[Job],
 ) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
-    // Common case first: every change set applies, so none needs a savepoint of its own. If one
-    // fails, the transaction is rolled back and the batch redone with a savepoint per change set.
-    if batch.len() > 1
-        && let Some(results) = write_together(conn, signer, batch, false)?
-    {
-        return Ok(results);
+    // Common case first: every change set applies, so none needs a savepoint of its own (a
+    // savepoint makes SQLite copy every page it touches into a sub-journal: costly for big
+    // change sets such as intake batches). If one fails, the transaction is rolled back; a
+    // lone change set fails with its error, a batch is redone with a savepoint per change set.
+    match write_together(conn, signer, batch, false)? {
+        Some(results) => Ok(results),
+        None if batch.len() == 1 => write_alone(conn, signer, &batch[0]),
+        None => write_together(conn, signer, batch, true).map(|r| r.unwrap_or_default()),
     }
-    write_together(conn, signer, batch, true).map(|r| r.unwrap_or_default())
+}
+
+/// One change set that failed together with nothing else: redone to get its error (the first
+/// attempt was rolled back, so this one fails the same way, or succeeds if the cause is gone).
+fn write_alone(
+    conn: &mut Connection,
+    signer: &AuditSigner,
+    job: &Job,
+) -> StoreResult<Vec<StoreResult<CommitOutcome>>> {
+    write_together(conn, signer, std::slice::from_ref(job), true).map(|r| r.unwrap_or_default())
 }
 
 /// One transaction for the batch. Without `isolate`, the first failing change set aborts the
@@ -719,8 +767,10 @@ fn apply_op(
             expected_version,
         } => update_record(conn, record, *expected_version)?,
         Op::IngestEvents(items) => {
+            // each observable is written once per op, however many events mention it
+            let mut seen = std::collections::HashSet::new();
             for item in items {
-                let r = ingest_event(conn, item)?;
+                let r = ingest_event(conn, item, &mut seen)?;
                 out.ingested.push(r);
             }
         }
@@ -748,20 +798,27 @@ fn apply_op(
     Ok(())
 }
 
+/// Records an observable (its `last_seen` moves at most once a minute: the index on it is not
+/// rewritten for every mention).
 fn upsert_observable(conn: &Connection, o: &ObservableRef, at: i64) -> StoreResult<String> {
     let id = o.id().to_string();
     conn.prepare_cached(
         "INSERT INTO observables (id, kind, value, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?4) \
-         ON CONFLICT (id) DO UPDATE SET last_seen = max(observables.last_seen, excluded.last_seen)",
+         ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen \
+         WHERE excluded.last_seen > observables.last_seen + 60000",
     )
     .and_then(|mut s| s.execute(params![id, o.kind, o.value, at]))
     .map_err(err)?;
     Ok(id)
 }
 
-fn insert_event(conn: &Connection, e: &Event) -> StoreResult<()> {
+fn insert_event(
+    conn: &Connection,
+    e: &Event,
+    seen: &mut std::collections::HashSet<uuid::Uuid>,
+) -> StoreResult<()> {
     let id = e.id.to_string();
-    let data = serde_json::to_string(&e.details()).map_err(|x| StoreError::Other(x.into()))?;
+    let data = e.details_json().map_err(|x| StoreError::Other(x.into()))?;
     conn.prepare_cached(
         "INSERT INTO events (id, status, source, source_kind, source_ref, rule_id, fingerprint, title, severity, host, \
          occurred_at, received_at, last_seen, occurrences, reported_by, ticket_id, suppressed_by, resolved_at, data, raw, version) \
@@ -794,7 +851,11 @@ fn insert_event(conn: &Connection, e: &Event) -> StoreResult<()> {
     .map_err(err)?;
     let at = to_millis(e.received_at);
     for o in &e.observables {
-        let oid = upsert_observable(conn, o, at)?;
+        let oid = if seen.insert(o.id()) {
+            upsert_observable(conn, o, at)?
+        } else {
+            o.id().to_string()
+        };
         conn.prepare_cached(
             "INSERT OR IGNORE INTO event_observables (observable_id, event_id) VALUES (?1, ?2)",
         )
@@ -804,7 +865,11 @@ fn insert_event(conn: &Connection, e: &Event) -> StoreResult<()> {
     Ok(())
 }
 
-fn ingest_event(conn: &Connection, item: &NewEvent) -> StoreResult<Ingested> {
+fn ingest_event(
+    conn: &Connection,
+    item: &NewEvent,
+    seen: &mut std::collections::HashSet<uuid::Uuid>,
+) -> StoreResult<Ingested> {
     let e = &item.event;
     let now = to_millis(e.last_seen);
     if item.resolve {
@@ -828,7 +893,7 @@ fn ingest_event(conn: &Connection, item: &NewEvent) -> StoreResult<Ingested> {
                 });
             }
         }
-        insert_event(conn, e)?;
+        insert_event(conn, e, seen)?;
         return Ok(Ingested {
             event_id: e.id,
             created: true,
@@ -851,7 +916,7 @@ fn ingest_event(conn: &Connection, item: &NewEvent) -> StoreResult<Ingested> {
         })
         .map_err(err)?;
     if winner == candidate {
-        insert_event(conn, e)?;
+        insert_event(conn, e, seen)?;
         return Ok(Ingested {
             event_id: e.id,
             created: true,
@@ -876,7 +941,7 @@ fn parse_uuid(s: &str) -> StoreResult<uuid::Uuid> {
 
 fn update_event(conn: &Connection, e: &Event, expected_version: i64) -> StoreResult<()> {
     let id = e.id.to_string();
-    let data = serde_json::to_string(&e.details()).map_err(|x| StoreError::Other(x.into()))?;
+    let data = e.details_json().map_err(|x| StoreError::Other(x.into()))?;
     let changed = conn
         .prepare_cached(
             "UPDATE events SET status = ?1, ticket_id = ?2, suppressed_by = ?3, resolved_at = ?4, data = ?5, \

@@ -1,0 +1,51 @@
+//! `firebreak-bench`: Firebreak's benchmark suite (docs: shared/design/PERFORMANCE.md). A
+//! bench, not a test: it runs the release binary as an operator would and prints what it
+//! measured next to the ceiling it measured in the same run.
+//!
+//! `firebreak-bench intake`: N Suricata EVE lines with duplicates, suppression rules and
+//! assets, ingested over HTTP NDJSON and with `firebreak ingest`, on SQLite and PostgreSQL;
+//! events/s, peak memory, and the ratio to a bare typed `serde_json` parse of the same file.
+
+#![forbid(unsafe_code)]
+
+mod ceiling;
+mod datagen;
+mod intake;
+mod procfs;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "firebreak-bench",
+    about = "Firebreak's benchmarks (PERFORMANCE.md)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Event intake (issue 5, FB-4/FB-5): EVE lines over HTTP NDJSON and `firebreak ingest`.
+    Intake(intake::IntakeArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Intake(args) => intake::run(&args),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("firebreak-bench: FAILED (see the checks above)");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("firebreak-bench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
