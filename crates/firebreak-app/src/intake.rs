@@ -611,9 +611,13 @@ impl App {
             if let Err(x) = state.classify(&mut e) {
                 tracing::debug!(error = %x, "classification rule failed to evaluate");
             }
+            // the stored key: the reporter, the fingerprint and the suppression, hashed to 32
+            // hex characters (a short key keeps the dedup index small and in cache)
             let key = match e.suppressed_by {
-                Some(r) => format!("{reported_by}|{}|suppressed:{r}", e.fingerprint),
-                None => format!("{reported_by}|{}", e.fingerprint),
+                Some(r) => {
+                    sha256_hex(&[reported_by, &e.fingerprint, &r.to_string()])[..32].to_string()
+                }
+                None => sha256_hex(&[reported_by, &e.fingerprint])[..32].to_string(),
             };
             match index.get(&key) {
                 Some(&(pos, was_resolve)) if was_resolve == resolve => {
