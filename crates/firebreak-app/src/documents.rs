@@ -13,7 +13,6 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use firebreak_domain::api::DocumentView;
 use firebreak_domain::audit::AuditDraft;
 use firebreak_domain::ids::DocumentId;
-use firebreak_domain::role::groups;
 use firebreak_domain::ticket::Ticket;
 use firebreak_store::{ChangeSet, DocumentRecord, Op, StoreError};
 use serde_json::json;
@@ -504,17 +503,14 @@ impl App {
     /// The ticket a document may be added to by this principal (checked before the upload is
     /// read, and again when it is recorded). Others' tickets are 404, missing rights 403.
     pub async fn document_target(&self, p: &Principal, reference: &str) -> AppResult<Ticket> {
-        let t = self.find_ticket(p, reference).await?;
-        if !p.can_write() || !p.has_any(groups::TEAM) {
-            return Err(self
-                .deny(
-                    p,
-                    "document.add",
-                    Some(&t),
-                    "adding documents requires a helpdesk, responder or manager role".into(),
-                )
-                .await);
-        }
+        let t = self
+            .team_ticket(
+                p,
+                reference,
+                "document.add",
+                "adding documents requires a helpdesk, responder or manager role",
+            )
+            .await?;
         self.blobs()?;
         Ok(t)
     }

@@ -1083,17 +1083,14 @@ impl App {
         reference: &str,
         b: &AddObservable,
     ) -> AppResult<Observable> {
-        let t = self.find_ticket(p, reference).await?;
-        if !p.can_write() || !p.has_any(groups::TEAM) {
-            return Err(self
-                .deny(
-                    p,
-                    "ticket.observable",
-                    Some(&t),
-                    "observables are added by the help desk, responders and managers".into(),
-                )
-                .await);
-        }
+        let t = self
+            .team_ticket(
+                p,
+                reference,
+                "ticket.observable",
+                "observables are added by the help desk, responders and managers",
+            )
+            .await?;
         let hint = match b.kind.as_deref() {
             None => None,
             Some(k) => Some(ObservableKind::parse(k).ok_or_else(|| {
@@ -1145,17 +1142,14 @@ impl App {
         reference: &str,
         b: &CreateCommunication,
     ) -> AppResult<Communication> {
-        let t = self.find_ticket(p, reference).await?;
-        if !p.can_write() || !p.has_any(groups::TEAM) {
-            return Err(self
-                .deny(
-                    p,
-                    "ticket.communication",
-                    Some(&t),
-                    "communications are captured by the help desk, responders and managers".into(),
-                )
-                .await);
-        }
+        let t = self
+            .team_ticket(
+                p,
+                reference,
+                "ticket.communication",
+                "communications are captured by the help desk, responders and managers",
+            )
+            .await?;
         let mut errs = Vec::new();
         if !CHANNELS.contains(&b.channel.as_str()) {
             errs.push(firebreak_domain::FieldError::new(

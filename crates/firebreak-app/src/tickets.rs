@@ -115,6 +115,22 @@ impl App {
         Ok(t)
     }
 
+    /// A ticket the principal may see and work (help desk, responders, managers, with a token
+    /// that may write); a refusal is audited as `action` with `reason`.
+    pub(crate) async fn team_ticket(
+        &self,
+        p: &Principal,
+        reference: &str,
+        action: &str,
+        reason: &str,
+    ) -> AppResult<Ticket> {
+        let t = self.find_ticket(p, reference).await?;
+        if !p.can_write() || !p.has_any(groups::TEAM) {
+            return Err(self.deny(p, action, Some(&t), reason.into()).await);
+        }
+        Ok(t)
+    }
+
     pub async fn get_ticket(&self, p: &Principal, reference: &str) -> AppResult<TicketView> {
         Ok(self.view(self.find_ticket(p, reference).await?))
     }
@@ -464,18 +480,14 @@ impl App {
         reference: &str,
         req: &CreateLogEntryRequest,
     ) -> AppResult<LogEntryView> {
-        let t = self.find_ticket(p, reference).await?;
-        if !p.can_write() || !p.has_any(groups::TEAM) {
-            return Err(self
-                .deny(
-                    p,
-                    "log.add",
-                    Some(&t),
-                    "writing to the incident log requires a helpdesk, responder or manager role"
-                        .into(),
-                )
-                .await);
-        }
+        let t = self
+            .team_ticket(
+                p,
+                reference,
+                "log.add",
+                "writing to the incident log requires a helpdesk, responder or manager role",
+            )
+            .await?;
         let text = req.validate()?;
         let entry = AuditDraft::new(
             p.username(),
