@@ -28,7 +28,7 @@ use uuid::Uuid;
 /// changes made on this node apply at once.
 pub const INTAKE_TTL: Duration = Duration::from_secs(5);
 /// Events per commit at most; larger inputs are committed in several batches.
-pub const BATCH: usize = 1000;
+pub const BATCH: usize = 5000;
 /// Observables kept per event at most.
 const MAX_OBSERVABLES: usize = 200;
 /// Event ids listed in a summary at most.
