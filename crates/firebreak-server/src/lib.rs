@@ -14,6 +14,7 @@ pub mod oidc;
 mod routes;
 pub mod syslog;
 pub mod tls;
+pub mod ui;
 pub mod web;
 pub mod webhook;
 
@@ -251,6 +252,7 @@ pub fn router_with(app: App, web: web::WebConfig) -> Router {
         .route("/logout", axum::routing::post(routes::auth::logout_form))
         .route("/auth/oidc/start", get(oidc::start))
         .route("/metrics", get(metrics::page))
+        .merge(ui::routes())
         .route(oidc::CALLBACK_PATH, get(oidc::callback))
         .route("/api/v1/openapi.json", get({
             let doc = doc.clone();
@@ -268,7 +270,7 @@ pub fn router_with(app: App, web: web::WebConfig) -> Router {
         .layer(axum::middleware::map_response(ensure_envelope))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
-        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))

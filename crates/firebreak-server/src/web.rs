@@ -229,21 +229,6 @@ pub fn second_factor_page(error: Option<&str>, csrf: &str) -> String {
     )
 }
 
-pub fn home_page(username: &str, csrf: &str) -> String {
-    page(
-        "Home",
-        &format!(
-            "<h1>Firebreak</h1><p>Signed in as <strong>{}</strong>.</p>\
-<ul><li><a href=\"/api/docs/\">API documentation</a> (OpenAPI 3.1, works offline)</li>\
-<li><a href=\"/api/v1/openapi.json\">OpenAPI document</a></li>\
-<li><a href=\"/healthz\">Health</a> · <a href=\"/readyz\">Readiness</a></li></ul>\
-<form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf_token\" value=\"{}\"><button type=\"submit\">Sign out</button></form>",
-            esc(username),
-            esc(csrf)
-        ),
-    )
-}
-
 impl AppState {
     pub fn web(&self) -> &WebConfig {
         &self.web

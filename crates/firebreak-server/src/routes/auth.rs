@@ -5,7 +5,7 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult, ErrorEnvelope};
 use crate::extract::{ApiJson, Auth};
 use crate::web::{
-    check_csrf, check_same_origin, clear_session_cookie, client_info, home_page, login_page,
+    check_csrf, check_same_origin, clear_session_cookie, client_info, login_page,
     second_factor_page, session_cookie, set_session_cookie,
 };
 use axum::Json;
@@ -334,9 +334,9 @@ fn login_error_message(e: &AppError) -> (StatusCode, &'static str, Option<u32>) 
 pub async fn index(State(s): State<AppState>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     if let Some(secret) = session_cookie(&parts.headers)
-        && let Ok((p, sess)) = s.app.authenticate_session(&secret, false).await
+        && s.app.authenticate_session(&secret, false).await.is_ok()
     {
-        return Html(home_page(p.username(), &sess.csrf_token)).into_response();
+        return crate::ui::charts::overview(&s, &parts.headers).await;
     }
     Html(login_page(
         None,

@@ -1,0 +1,77 @@
+// Firebreak UI behaviour: keyboard navigation of lists, row selection, confirmations.
+// Loaded as an external file (the CSP forbids inline script); pages work without it.
+(function () {
+  "use strict";
+
+  function rows(table) {
+    return Array.prototype.slice.call(table.querySelectorAll("tbody tr[data-href]"));
+  }
+
+  function focusRow(table, index) {
+    var list = rows(table);
+    if (!list.length) return;
+    index = Math.max(0, Math.min(list.length - 1, index));
+    list[index].focus();
+  }
+
+  function currentIndex(table) {
+    return rows(table).indexOf(document.activeElement);
+  }
+
+  // j / k / arrows move between rows, Enter or o opens, x toggles the row's checkbox,
+  // / focuses the search field.
+  document.addEventListener("keydown", function (ev) {
+    var t = ev.target;
+    var typing = t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
+    if (ev.key === "/" && !typing) {
+      var q = document.querySelector("input[type=search]");
+      if (q) { ev.preventDefault(); q.focus(); }
+      return;
+    }
+    if (typing || ev.altKey || ev.ctrlKey || ev.metaKey) return;
+    var table = document.querySelector("table[data-keys]");
+    if (!table) return;
+    var i = currentIndex(table);
+    if (ev.key === "j" || ev.key === "ArrowDown") { ev.preventDefault(); focusRow(table, i < 0 ? 0 : i + 1); }
+    else if (ev.key === "k" || ev.key === "ArrowUp") { ev.preventDefault(); focusRow(table, i < 0 ? 0 : i - 1); }
+    else if ((ev.key === "Enter" || ev.key === "o") && i >= 0) {
+      ev.preventDefault();
+      window.location.href = rows(table)[i].getAttribute("data-href");
+    } else if (ev.key === "x" && i >= 0) {
+      var box = rows(table)[i].querySelector("input[type=checkbox]");
+      if (box) { ev.preventDefault(); box.checked = !box.checked; box.dispatchEvent(new Event("change", { bubbles: true })); }
+    }
+  });
+
+  // a click on a row (not on a control or a link) opens it
+  document.addEventListener("click", function (ev) {
+    var tr = ev.target.closest && ev.target.closest("tbody tr[data-href]");
+    if (!tr || ev.target.closest("a, input, button, label, select, textarea")) return;
+    window.location.href = tr.getAttribute("data-href");
+  });
+
+  // "select all" boxes and the selected-row highlight
+  document.addEventListener("change", function (ev) {
+    var t = ev.target;
+    if (t.matches && t.matches("input[data-select-all]")) {
+      var table = t.closest("table");
+      table.querySelectorAll("tbody input[type=checkbox]").forEach(function (b) {
+        b.checked = t.checked;
+        var row = b.closest("tr");
+        if (row) row.classList.toggle("selected", b.checked);
+      });
+    } else if (t.matches && t.matches("tbody input[type=checkbox]")) {
+      var tr = t.closest("tr");
+      if (tr) tr.classList.toggle("selected", t.checked);
+    }
+    var count = document.querySelector("[data-selected-count]");
+    if (count) count.textContent = String(document.querySelectorAll("tbody input[name=ids]:checked").length);
+  });
+
+  // forms that need a second thought
+  document.addEventListener("submit", function (ev) {
+    var f = ev.target;
+    var msg = f.getAttribute && f.getAttribute("data-confirm");
+    if (msg && !window.confirm(msg)) ev.preventDefault();
+  });
+})();

@@ -1,0 +1,554 @@
+//! The help desk's pages: the event queue with bulk triage, an event, suppression rules.
+
+use super::{Form, Layout, Ui, describe, error_page, html, read_form, signed_in};
+use crate::AppState;
+use askama::Template;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use firebreak_app::helpdesk::ListEvents;
+use firebreak_domain::event::{
+    DismissEvents, Event, MergeEvents, SuppressionRule, SuppressionRuleBody, TicketFromEvents,
+};
+use firebreak_domain::ticket::{EventStatus, Severity};
+use serde::Deserialize;
+use uuid::Uuid;
+
+/// The queue's filters as the page's form sends them (blank means "any").
+#[derive(Debug, Default, Deserialize)]
+pub struct QueueQuery {
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub severity: String,
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub q: String,
+    #[serde(default)]
+    pub cursor: String,
+    /// After a bulk action: what was done.
+    #[serde(default)]
+    pub done: String,
+}
+
+impl QueueQuery {
+    fn status(&self) -> &str {
+        if self.status.is_empty() {
+            "new"
+        } else {
+            &self.status
+        }
+    }
+
+    fn href(&self, cursor: Option<&str>) -> String {
+        let mut s = form_urlencoded::Serializer::new(String::new());
+        s.append_pair("status", self.status());
+        for (k, v) in [
+            ("severity", &self.severity),
+            ("source", &self.source),
+            ("q", &self.q),
+        ] {
+            if !v.is_empty() {
+                s.append_pair(k, v);
+            }
+        }
+        if let Some(c) = cursor {
+            s.append_pair("cursor", c);
+        }
+        format!("/events?{}", s.finish())
+    }
+}
+
+pub struct QueueFilters {
+    pub status: String,
+    pub severity: String,
+    pub source: String,
+    pub q: String,
+}
+
+#[derive(Template)]
+#[template(path = "events.html")]
+struct QueuePage {
+    l: Layout,
+    f: QueueFilters,
+    counts: Vec<(String, i64)>,
+    statuses: Vec<&'static str>,
+    severities: Vec<&'static str>,
+    events: Vec<Event>,
+    next: Option<String>,
+    back: String,
+    error: Option<String>,
+}
+
+async fn render_queue(
+    s: &AppState,
+    ui: &Ui,
+    q: &QueueQuery,
+    error: Option<(StatusCode, String)>,
+) -> Response {
+    let status = q.status();
+    let list = ListEvents {
+        status: (status != "all").then(|| status.to_string()),
+        source: Some(q.source.trim().to_string()).filter(|x| !x.is_empty()),
+        severity: Some(q.severity.clone()).filter(|x| !x.is_empty()),
+        q: Some(q.q.trim().to_string()).filter(|x| !x.is_empty()),
+        limit: Some(100),
+        cursor: Some(q.cursor.clone()).filter(|x| !x.is_empty()),
+    };
+    let (code, error) = match error {
+        Some((c, m)) => (c, Some(m)),
+        None => (StatusCode::OK, None),
+    };
+    let (page, error, code) = match s.app.list_events(&ui.p, &list).await {
+        Ok(p) => (p, error, code),
+        Err(e) => {
+            let (c, m) = describe(e);
+            if c.is_server_error() {
+                return error_page(ui, firebreak_app::AppError::Unavailable(m));
+            }
+            (
+                firebreak_domain::api::Page {
+                    items: vec![],
+                    next_cursor: None,
+                },
+                Some(m),
+                c,
+            )
+        }
+    };
+    let counts = s
+        .app
+        .event_counts(&ui.p)
+        .await
+        .map(|m| m.into_iter().collect())
+        .unwrap_or_default();
+    let mut l = ui.layout("events");
+    l.notice = Some(q.done.clone()).filter(|d| !d.is_empty());
+    html(
+        code,
+        &QueuePage {
+            l,
+            f: QueueFilters {
+                status: status.to_string(),
+                severity: q.severity.clone(),
+                source: q.source.clone(),
+                q: q.q.clone(),
+            },
+            counts,
+            statuses: EventStatus::ALL.iter().map(|s| s.as_str()).collect(),
+            severities: Severity::ALL.iter().map(|s| s.as_str()).collect(),
+            events: page.items,
+            next: page.next_cursor.as_deref().map(|c| q.href(Some(c))),
+            back: q.href(None),
+            error,
+        },
+    )
+}
+
+/// `GET /events`: the queue, newest first; `new` events by default.
+pub async fn queue(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let ui = match signed_in(&s, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            return render_queue(
+                &s,
+                &ui,
+                &QueueQuery::default(),
+                Some((
+                    StatusCode::BAD_REQUEST,
+                    format!("The filters could not be read: {e}"),
+                )),
+            )
+            .await;
+        }
+    };
+    render_queue(&s, &ui, &q, None).await
+}
+
+/// Where to go back to after a bulk action: a page of the queue or an event, nothing else.
+fn safe_back(back: Option<&str>) -> String {
+    match back {
+        Some(b) if b.starts_with("/events") && !b.starts_with("//") => b.to_string(),
+        _ => "/events".to_string(),
+    }
+}
+
+fn with_done(back: &str, done: &str) -> String {
+    let sep = if back.contains('?') { '&' } else { '?' };
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    s.append_pair("done", done);
+    format!("{back}{sep}{}", s.finish())
+}
+
+/// `POST /events/bulk` (`ids` repeated, `action` = ticket | merge | dismiss, `reason`, `ticket`).
+pub async fn bulk(State(s): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let f = match read_form(&s, &parts.headers, body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let back = safe_back(f.get("back"));
+    let mut ids = Vec::new();
+    for raw in f.all("ids") {
+        match raw.parse::<Uuid>() {
+            Ok(id) => ids.push(id),
+            Err(_) => {
+                return bulk_failed(
+                    &s,
+                    &f,
+                    &back,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("ids: {raw:?} is not an event id"),
+                )
+                .await;
+            }
+        }
+    }
+    if ids.is_empty() {
+        return bulk_failed(
+            &s,
+            &f,
+            &back,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Select at least one event (ids).".into(),
+        )
+        .await;
+    }
+    let action = f.get("action").unwrap_or("");
+    let result: Result<String, firebreak_app::AppError> = match action {
+        "ticket" => s
+            .app
+            .ticket_from_events(
+                &f.ui.p,
+                &TicketFromEvents {
+                    events: ids,
+                    title: f.text("title"),
+                    description: None,
+                    severity: None,
+                    priority: None,
+                    restricted: false,
+                    tags: vec![],
+                },
+            )
+            .await
+            .map(|t| format!("/tickets/{}", t.number)),
+        "merge" => {
+            let Some(ticket) = f.text("ticket") else {
+                return bulk_failed(
+                    &s,
+                    &f,
+                    &back,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "ticket: name the ticket to merge into (e.g. SEC-000042).".into(),
+                )
+                .await;
+            };
+            s.app
+                .merge_events(
+                    &f.ui.p,
+                    &MergeEvents {
+                        events: ids,
+                        ticket,
+                    },
+                )
+                .await
+                .map(|t| format!("/tickets/{}", t.number))
+        }
+        "dismiss" => {
+            let Some(reason) = f.text("reason") else {
+                return bulk_failed(
+                    &s,
+                    &f,
+                    &back,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "reason: say why these events are false positives.".into(),
+                )
+                .await;
+            };
+            match s
+                .app
+                .dismiss_events(
+                    &f.ui.p,
+                    &DismissEvents {
+                        events: ids,
+                        reason,
+                    },
+                )
+                .await
+            {
+                Ok(out) => {
+                    let mut msg = format!("{} event(s) dismissed.", out.done.len());
+                    for x in &out.failed {
+                        msg.push_str(&format!(" {}: {}.", x.event, x.message));
+                    }
+                    Ok(with_done(&back, &msg))
+                }
+                Err(e) => Err(e),
+            }
+        }
+        other => {
+            return bulk_failed(
+                &s,
+                &f,
+                &back,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("action: {other:?} is not one of ticket, merge, dismiss"),
+            )
+            .await;
+        }
+    };
+    match result {
+        Ok(to) => Redirect::to(&to).into_response(),
+        Err(e) => {
+            let (code, msg) = describe(e);
+            bulk_failed(&s, &f, &back, code, msg).await
+        }
+    }
+}
+
+async fn bulk_failed(
+    s: &AppState,
+    f: &Form,
+    back: &str,
+    code: StatusCode,
+    msg: String,
+) -> Response {
+    if let Some(id) = back.strip_prefix("/events/") {
+        return render_event(s, &f.ui, id, Some((code, msg))).await;
+    }
+    let q: QueueQuery = back
+        .split_once('?')
+        .and_then(|(_, qs)| serde_urlencoded::from_str(qs).ok())
+        .unwrap_or_default();
+    render_queue(s, &f.ui, &q, Some((code, msg))).await
+}
+
+#[derive(Template)]
+#[template(path = "event.html")]
+struct EventPage {
+    l: Layout,
+    e: Event,
+    ticket: Option<String>,
+    suggested_name: String,
+    suggested_condition: String,
+    error: Option<String>,
+}
+
+/// A CEL string literal (JSON's escapes are CEL's).
+fn cel_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// The condition that matches events like this one: same source and rule (or title), and host.
+pub fn suggested_condition(e: &Event) -> String {
+    let mut parts = vec![format!("event.source == {}", cel_str(&e.source))];
+    match &e.rule_id {
+        Some(r) => parts.push(format!("event.rule_id == {}", cel_str(r))),
+        None => parts.push(format!("event.title == {}", cel_str(&e.title))),
+    }
+    if let Some(h) = &e.host {
+        parts.push(format!("event.host == {}", cel_str(h)));
+    }
+    parts.join(" && ")
+}
+
+async fn render_event(
+    s: &AppState,
+    ui: &Ui,
+    id: &str,
+    error: Option<(StatusCode, String)>,
+) -> Response {
+    let e = match s.app.find_event(&ui.p, id).await {
+        Ok(e) => e,
+        Err(x) => return error_page(ui, x),
+    };
+    let ticket = match e.ticket_id {
+        Some(t) => s
+            .app
+            .get_ticket(&ui.p, &t.to_string())
+            .await
+            .ok()
+            .map(|t| t.number),
+        None => None,
+    };
+    let (code, error) = match error {
+        Some((c, m)) => (c, Some(m)),
+        None => (StatusCode::OK, None),
+    };
+    let name: String = format!("{}: {}", e.source, e.title)
+        .chars()
+        .take(200)
+        .collect();
+    html(
+        code,
+        &EventPage {
+            l: ui.layout("events"),
+            suggested_condition: suggested_condition(&e),
+            suggested_name: name,
+            ticket,
+            e,
+            error,
+        },
+    )
+}
+
+/// `GET /events/{id}`.
+pub async fn detail(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let ui = match signed_in(&s, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    render_event(&s, &ui, &id, None).await
+}
+
+#[derive(Template)]
+#[template(path = "rules.html")]
+struct RulesPage {
+    l: Layout,
+    rules: Vec<SuppressionRule>,
+    error: Option<String>,
+}
+
+async fn render_rules(
+    s: &AppState,
+    ui: &Ui,
+    notice: Option<String>,
+    error: Option<(StatusCode, String)>,
+) -> Response {
+    let rules = match s.app.list_suppression_rules(&ui.p).await {
+        Ok(r) => r,
+        Err(e) => return error_page(ui, e),
+    };
+    let mut l = ui.layout("rules");
+    l.notice = notice;
+    let (code, error) = match error {
+        Some((c, m)) => (c, Some(m)),
+        None => (StatusCode::OK, None),
+    };
+    html(code, &RulesPage { l, rules, error })
+}
+
+/// `GET /suppression-rules`.
+pub async fn rules(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let ui = match signed_in(&s, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    render_rules(&s, &ui, None, None).await
+}
+
+/// `POST /suppression-rules` (`name`, `condition`, `reason`, `expires_days`; `from_event` to
+/// come back to the event on an error).
+pub async fn create_rule(State(s): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let f = match read_form(&s, &parts.headers, body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let expires_at = match f.text("expires_days") {
+        None => None,
+        Some(d) => match d.parse::<i64>() {
+            Ok(n) if (1..=3650).contains(&n) => Some(s.app.now_utc() + time::Duration::days(n)),
+            _ => {
+                return rule_failed(
+                    &s,
+                    &f,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "expires_days: a whole number of days from 1 to 3650".into(),
+                )
+                .await;
+            }
+        },
+    };
+    let body = SuppressionRuleBody {
+        name: f.get("name").unwrap_or("").to_string(),
+        condition: f.get("condition").unwrap_or("").to_string(),
+        reason: f.get("reason").unwrap_or("").to_string(),
+        owner: None,
+        expires_at,
+        enabled: true,
+    };
+    match s.app.create_suppression_rule(&f.ui.p, &body).await {
+        Ok(r) => {
+            render_rules(
+                &s,
+                &f.ui,
+                Some(format!(
+                    "Rule {:?} created; matching events are suppressed from now on.",
+                    r.name
+                )),
+                None,
+            )
+            .await
+        }
+        Err(e) => {
+            let (c, m) = describe(e);
+            rule_failed(&s, &f, c, m).await
+        }
+    }
+}
+
+async fn rule_failed(s: &AppState, f: &Form, code: StatusCode, msg: String) -> Response {
+    match f.get("from_event") {
+        Some(id) => render_event(s, &f.ui, id, Some((code, msg))).await,
+        None => render_rules(s, &f.ui, None, Some((code, msg))).await,
+    }
+}
+
+/// `POST /suppression-rules/{id}/toggle`: enable or disable.
+pub async fn toggle_rule(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let f = match read_form(&s, &parts.headers, body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let rule = match s.app.get_suppression_rule(&f.ui.p, &id).await {
+        Ok(r) => r,
+        Err(e) => return error_page(&f.ui, e),
+    };
+    let body = SuppressionRuleBody {
+        name: rule.name.clone(),
+        condition: rule.condition.clone(),
+        reason: rule.reason.clone(),
+        owner: Some(rule.owner.clone()),
+        expires_at: rule.expires_at,
+        enabled: !rule.enabled,
+    };
+    match s
+        .app
+        .update_suppression_rule(&f.ui.p, &id, Some(&body))
+        .await
+    {
+        Ok(_) => {
+            let what = if rule.enabled { "disabled" } else { "enabled" };
+            render_rules(
+                &s,
+                &f.ui,
+                Some(format!("Rule {:?} {what}.", rule.name)),
+                None,
+            )
+            .await
+        }
+        Err(e) => {
+            let (c, m) = describe(e);
+            render_rules(&s, &f.ui, None, Some((c, m))).await
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! The web UI: server-rendered pages (askama templates in `templates/`, autoescaped) with htmx
+//! for live parts, assets embedded in the binary. Pages call the same application layer as the
+//! API, with the signed-in user's principal; every form carries the session's CSRF token and is
+//! checked like an API call made with the cookie. User text is only ever escaped, never trusted.
+
+mod assets;
+pub mod charts;
+mod events;
+mod tickets;
+
+pub use assets::asset;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::web::{check_csrf, session_cookie};
+use askama::Template;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use firebreak_app::{AppError, Principal};
+use firebreak_domain::role::{Role, groups};
+
+/// Pages get a stricter policy than the API: no inline style either.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
+/// Largest form body a page accepts.
+const FORM_LIMIT: usize = 256 * 1024;
+
+/// The UI's routes (the sign-in pages live in `routes::auth`).
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/assets/{file}", get(assets::serve))
+        .route("/events", get(events::queue))
+        .route("/events/bulk", post(events::bulk))
+        .route("/events/{id}", get(events::detail))
+        .route(
+            "/suppression-rules",
+            get(events::rules).post(events::create_rule),
+        )
+        .route("/suppression-rules/{id}/toggle", post(events::toggle_rule))
+        .route("/tickets", get(tickets::list))
+        .route("/tickets/rows", get(tickets::rows))
+        .route("/tickets/new", get(tickets::new_form).post(tickets::create))
+        .route("/tickets/{number}", get(tickets::page))
+        .route("/tickets/{number}/log", post(tickets::add_log))
+        .route("/tickets/{number}/do/{action}", post(tickets::act))
+        .route("/account", get(account))
+        .route("/account/password", post(change_password))
+}
+
+/// What every page's frame shows: who is signed in, the CSRF token, the current section and
+/// which parts of the navigation apply to the user.
+pub struct Layout {
+    pub user: String,
+    pub csrf: String,
+    pub section: &'static str,
+    pub notice: Option<String>,
+    pub asset_version: &'static str,
+    /// May see the event queue and suppression rules.
+    pub sees_events: bool,
+    /// May dismiss, merge and ticket events, and manage suppression rules.
+    pub triages: bool,
+    pub opens_tickets: bool,
+    pub writes_log: bool,
+}
+
+/// A signed-in browser: the principal and its session's CSRF token.
+pub struct Ui {
+    pub p: Principal,
+    pub csrf: String,
+}
+
+impl Ui {
+    pub fn layout(&self, section: &'static str) -> Layout {
+        let p = &self.p;
+        let team = p.has_any(groups::TEAM);
+        Layout {
+            user: p.username().to_string(),
+            csrf: self.csrf.clone(),
+            section,
+            notice: None,
+            asset_version: assets::version(),
+            sees_events: team || p.user.has_role(Role::Auditor) || p.user.has_role(Role::Admin),
+            triages: p.can_write() && team,
+            opens_tickets: p.can_write() && p.has_any(groups::TICKET_OPENERS),
+            writes_log: p.can_write() && team,
+        }
+    }
+}
+
+/// The signed-in user behind the session cookie, or a redirect to the sign-in page.
+pub async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Ui, Response> {
+    let Some(secret) = session_cookie(headers) else {
+        return Err(Redirect::to("/login").into_response());
+    };
+    match state.app.authenticate_session(&secret, false).await {
+        Ok((p, s)) => Ok(Ui {
+            p,
+            csrf: s.csrf_token,
+        }),
+        Err(AppError::Unavailable(_)) => Err(unavailable()),
+        Err(_) => Err(Redirect::to("/login").into_response()),
+    }
+}
+
+fn unavailable() -> Response {
+    let mut r = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The service is unavailable; try again shortly.",
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}
+
+/// A submitted form: its fields in order (names may repeat), after the session and CSRF checks.
+pub struct Form {
+    pub ui: Ui,
+    pub fields: Vec<(String, String)>,
+}
+
+impl Form {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The field, trimmed; `None` when absent or blank.
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.get(name)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    }
+
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.fields
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// Reads a form posted by a page of this site: signed in, same origin, the session's CSRF token.
+pub async fn read_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Form, Response> {
+    let ui = signed_in(state, headers).await?;
+    let bytes = axum::body::to_bytes(body, FORM_LIMIT).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the form is too large",
+        )
+        .into_response()
+    })?;
+    let fields: Vec<(String, String)> = form_urlencoded::parse(&bytes).into_owned().collect();
+    let token = fields
+        .iter()
+        .find(|(k, _)| k == "csrf_token")
+        .map(|(_, v)| v.as_str());
+    check_csrf(headers, state.web(), &ui.csrf, token).map_err(IntoResponse::into_response)?;
+    Ok(Form { ui, fields })
+}
+
+/// A rendered page with the UI's security headers.
+pub fn html<T: Template>(status: StatusCode, page: &T) -> Response {
+    match page.render() {
+        Ok(body) => {
+            let mut r = (status, body).into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CSP),
+            );
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "a page could not be rendered");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the page could not be rendered",
+            )
+            .into_response()
+        }
+    }
+}
+
+/// What went wrong, for a person: the status and a sentence (with the fields it names).
+pub fn describe(e: AppError) -> (StatusCode, String) {
+    let api = ApiError::from(e);
+    let mut msg = api.message.clone();
+    if !api.details.is_empty() {
+        let parts: Vec<String> = api
+            .details
+            .iter()
+            .map(|d| format!("{}: {}", d.field, d.message))
+            .collect();
+        msg = format!("{msg} ({})", parts.join("; "));
+    }
+    (api.status, msg)
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    l: Layout,
+    heading: String,
+    message: String,
+}
+
+/// A full error page for a failed page load (404 for what the user may not see).
+pub fn error_page(ui: &Ui, e: AppError) -> Response {
+    let (status, message) = describe(e);
+    let heading = match status {
+        StatusCode::NOT_FOUND => "Not found".to_string(),
+        StatusCode::FORBIDDEN => "Not allowed".to_string(),
+        s if s.is_client_error() => "Cannot do that".to_string(),
+        _ => "Something went wrong".to_string(),
+    };
+    html(
+        status,
+        &ErrorPage {
+            l: ui.layout(""),
+            heading,
+            message,
+        },
+    )
+}
+
+/// A time as people read it: `2026-11-27 08:15 UTC`.
+pub fn when<T: std::borrow::Borrow<time::OffsetDateTime>>(t: T) -> String {
+    let t = t.borrow().to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
+}
+
+/// The first 12 characters of a digest.
+pub fn short(s: &str) -> &str {
+    s.get(..12).unwrap_or(s)
+}
+
+/// A duration as people read it: `3 d 4 h`, `2 h 5 min`, `7 min`.
+pub fn age(d: time::Duration) -> String {
+    let m = d.whole_minutes().max(0);
+    if m >= 24 * 60 {
+        format!("{} d {} h", m / (24 * 60), (m / 60) % 24)
+    } else if m >= 60 {
+        format!("{} h {} min", m / 60, m % 60)
+    } else {
+        format!("{m} min")
+    }
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    l: Layout,
+    roles: String,
+    error: Option<String>,
+}
+
+fn roles_text(p: &Principal) -> String {
+    p.user
+        .roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn account(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    headers: HeaderMap,
+) -> Response {
+    let ui = match signed_in(&s, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    html(
+        StatusCode::OK,
+        &AccountPage {
+            roles: roles_text(&ui.p),
+            l: ui.layout("account"),
+            error: None,
+        },
+    )
+}
+
+async fn change_password(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let f = match read_form(&s, &parts.headers, body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let client = crate::web::client_info(&parts, s.web());
+    let current = f.get("current").unwrap_or("");
+    let new = f.get("new").unwrap_or("");
+    match s.app.change_password(&f.ui.p, current, new, &client).await {
+        Ok(()) => {
+            let mut l = f.ui.layout("account");
+            l.notice = Some("Your password was changed.".into());
+            html(
+                StatusCode::OK,
+                &AccountPage {
+                    roles: roles_text(&f.ui.p),
+                    l,
+                    error: None,
+                },
+            )
+        }
+        Err(e) => {
+            let (status, msg) = describe(e);
+            html(
+                status,
+                &AccountPage {
+                    roles: roles_text(&f.ui.p),
+                    l: f.ui.layout("account"),
+                    error: Some(msg),
+                },
+            )
+        }
+    }
+}
