@@ -27,9 +27,9 @@ pub struct QueueQuery {
     pub q: String,
     #[serde(default)]
     pub cursor: String,
-    /// After a bulk action: what was done.
+    /// After a bulk dismissal: how many events were dismissed.
     #[serde(default)]
-    pub done: String,
+    pub dismissed: Option<u32>,
 }
 
 impl QueueQuery {
@@ -124,7 +124,7 @@ async fn render_queue(
         .map(|m| m.into_iter().collect())
         .unwrap_or_default();
     let mut l = ui.layout("events");
-    l.notice = Some(q.done.clone()).filter(|d| !d.is_empty());
+    l.notice = q.dismissed.map(|n| format!("{n} event(s) dismissed."));
     html(
         code,
         &QueuePage {
@@ -182,11 +182,9 @@ fn safe_back(back: Option<&str>) -> String {
     }
 }
 
-fn with_done(back: &str, done: &str) -> String {
+fn with_dismissed(back: &str, n: usize) -> String {
     let sep = if back.contains('?') { '&' } else { '?' };
-    let mut s = form_urlencoded::Serializer::new(String::new());
-    s.append_pair("done", done);
-    format!("{back}{sep}{}", s.finish())
+    format!("{back}{sep}dismissed={n}")
 }
 
 /// `POST /events/bulk` (`ids` repeated, `action` = ticket | merge | dismiss, `reason`, `ticket`).
@@ -285,12 +283,13 @@ pub async fn bulk(State(s): State<AppState>, req: Request) -> Response {
                 )
                 .await
             {
+                Ok(out) if out.failed.is_empty() => Ok(with_dismissed(&back, out.done.len())),
                 Ok(out) => {
-                    let mut msg = format!("{} event(s) dismissed.", out.done.len());
+                    let mut msg = format!("{} event(s) dismissed; not dismissed:", out.done.len());
                     for x in &out.failed {
-                        msg.push_str(&format!(" {}: {}.", x.event, x.message));
+                        msg.push_str(&format!(" {}: {};", x.event, x.message));
                     }
-                    Ok(with_done(&back, &msg))
+                    return bulk_failed(&s, &f, &back, StatusCode::CONFLICT, msg).await;
                 }
                 Err(e) => Err(e),
             }
@@ -441,13 +440,32 @@ async fn render_rules(
     html(code, &RulesPage { l, rules, error })
 }
 
+#[derive(Debug, Default, Deserialize)]
+pub struct RulesQuery {
+    /// After a change: `created`, `enabled` or `disabled`.
+    #[serde(default)]
+    pub done: String,
+}
+
 /// `GET /suppression-rules`.
-pub async fn rules(State(s): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn rules(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<RulesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let ui = match signed_in(&s, &headers).await {
         Ok(u) => u,
         Err(r) => return r,
     };
-    render_rules(&s, &ui, None, None).await
+    let notice = match q.ok().map(|Query(q)| q.done).as_deref() {
+        Some("created") => {
+            Some("The rule was created; matching events are suppressed from now on.".to_string())
+        }
+        Some("enabled") => Some("The rule was enabled.".to_string()),
+        Some("disabled") => Some("The rule was disabled.".to_string()),
+        _ => None,
+    };
+    render_rules(&s, &ui, notice, None).await
 }
 
 /// `POST /suppression-rules` (`name`, `condition`, `reason`, `expires_days`; `from_event` to
@@ -482,18 +500,7 @@ pub async fn create_rule(State(s): State<AppState>, req: Request) -> Response {
         enabled: true,
     };
     match s.app.create_suppression_rule(&f.ui.p, &body).await {
-        Ok(r) => {
-            render_rules(
-                &s,
-                &f.ui,
-                Some(format!(
-                    "Rule {:?} created; matching events are suppressed from now on.",
-                    r.name
-                )),
-                None,
-            )
-            .await
-        }
+        Ok(_) => Redirect::to("/suppression-rules?done=created").into_response(),
         Err(e) => {
             let (c, m) = describe(e);
             rule_failed(&s, &f, c, m).await
@@ -538,17 +545,136 @@ pub async fn toggle_rule(
     {
         Ok(_) => {
             let what = if rule.enabled { "disabled" } else { "enabled" };
-            render_rules(
-                &s,
-                &f.ui,
-                Some(format!("Rule {:?} {what}.", rule.name)),
-                None,
-            )
-            .await
+            Redirect::to(&format!("/suppression-rules?done={what}")).into_response()
         }
         Err(e) => {
             let (c, m) = describe(e);
             render_rules(&s, &f.ui, None, Some((c, m))).await
+        }
+    }
+}
+
+/// What the report form holds (kept when it comes back with an error).
+#[derive(Debug, Default)]
+pub struct ReportValues {
+    pub title: String,
+    pub description: String,
+    pub severity: String,
+    pub host: String,
+    pub reporter_kind: String,
+    pub reporter_name: String,
+    pub reporter_contact: String,
+}
+
+#[derive(Template)]
+#[template(path = "report.html")]
+struct ReportPage {
+    l: Layout,
+    v: ReportValues,
+    severities: Vec<&'static str>,
+    reporter_kinds: Vec<&'static str>,
+    reported: Option<Uuid>,
+    error: Option<String>,
+}
+
+fn report_page(
+    ui: &Ui,
+    v: ReportValues,
+    code: StatusCode,
+    reported: Option<Uuid>,
+    error: Option<String>,
+) -> Response {
+    html(
+        code,
+        &ReportPage {
+            l: ui.layout("report"),
+            v,
+            severities: Severity::ALL.iter().map(|s| s.as_str()).collect(),
+            reporter_kinds: firebreak_domain::ticket::SourceKind::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .filter(|s| *s != "internal")
+                .collect(),
+            reported,
+            error,
+        },
+    )
+}
+
+fn blank_report(ui: &Ui) -> ReportValues {
+    ReportValues {
+        severity: "medium".into(),
+        reporter_kind: "employee".into(),
+        reporter_name: ui.p.username().to_string(),
+        reporter_contact: ui.p.user.email.clone().unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ReportQuery {
+    /// After a report: the event it became.
+    #[serde(default)]
+    pub reported: Option<Uuid>,
+}
+
+/// `GET /report`: the form people use to report what they saw.
+pub async fn report_form(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let ui = match signed_in(&s, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let v = blank_report(&ui);
+    let reported = q.ok().and_then(|Query(q)| q.reported);
+    report_page(&ui, v, StatusCode::OK, reported, None)
+}
+
+/// `POST /report` (`title`, `description`, `severity`, `host`, `reporter_kind`,
+/// `reporter_name`, `reporter_contact`).
+pub async fn report(State(s): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let f = match read_form(&s, &parts.headers, body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let v = ReportValues {
+        title: f.get("title").unwrap_or("").to_string(),
+        description: f.get("description").unwrap_or("").to_string(),
+        severity: f.get("severity").unwrap_or("medium").to_string(),
+        host: f.get("host").unwrap_or("").to_string(),
+        reporter_kind: f.get("reporter_kind").unwrap_or("employee").to_string(),
+        reporter_name: f.get("reporter_name").unwrap_or("").to_string(),
+        reporter_contact: f.get("reporter_contact").unwrap_or("").to_string(),
+    };
+    let blank = |x: &str| Some(x.trim().to_string()).filter(|t| !t.is_empty());
+    let body = serde_json::json!({
+        "title": v.title,
+        "description": blank(&v.description),
+        "severity": blank(&v.severity),
+        "host": blank(&v.host),
+        "reporter": {
+            "kind": v.reporter_kind.trim(),
+            "name": blank(&v.reporter_name),
+            "contact": blank(&v.reporter_contact),
+        },
+    });
+    let parsed: Result<firebreak_domain::event::ReportEvent, _> = serde_json::from_value(body);
+    let result = match parsed {
+        Ok(b) => s.app.report_event(&f.ui.p, &b).await,
+        Err(e) => Err(firebreak_app::AppError::field(
+            "reporter_kind",
+            format!("could not be read: {e}"),
+        )),
+    };
+    match result {
+        Ok(e) => Redirect::to(&format!("/report?reported={}", e.id)).into_response(),
+        Err(e) => {
+            let (c, m) = describe(e);
+            report_page(&f.ui, v, c, None, Some(m))
         }
     }
 }

@@ -31,6 +31,7 @@ const FORM_LIMIT: usize = 256 * 1024;
 pub fn routes() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/assets/{file}", get(assets::serve))
+        .route("/report", get(events::report_form).post(events::report))
         .route("/events", get(events::queue))
         .route("/events/bulk", post(events::bulk))
         .route("/events/{id}", get(events::detail))
@@ -63,6 +64,8 @@ pub struct Layout {
     pub triages: bool,
     pub opens_tickets: bool,
     pub writes_log: bool,
+    /// May report an event through the form.
+    pub reports: bool,
 }
 
 /// A signed-in browser: the principal and its session's CSRF token.
@@ -85,6 +88,7 @@ impl Ui {
             triages: p.can_write() && team,
             opens_tickets: p.can_write() && p.has_any(groups::TICKET_OPENERS),
             writes_log: p.can_write() && team,
+            reports: firebreak_app::App::may_report(p),
         }
     }
 }
@@ -287,19 +291,30 @@ fn roles_text(p: &Principal) -> String {
         .join(", ")
 }
 
+#[derive(Debug, Default, serde::Deserialize)]
+struct AccountQuery {
+    #[serde(default)]
+    changed: Option<u8>,
+}
+
 async fn account(
     axum::extract::State(s): axum::extract::State<AppState>,
     headers: HeaderMap,
+    q: Result<axum::extract::Query<AccountQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let ui = match signed_in(&s, &headers).await {
         Ok(u) => u,
         Err(r) => return r,
     };
+    let mut l = ui.layout("account");
+    if q.ok().and_then(|q| q.0.changed).is_some() {
+        l.notice = Some("Your password was changed.".into());
+    }
     html(
         StatusCode::OK,
         &AccountPage {
             roles: roles_text(&ui.p),
-            l: ui.layout("account"),
+            l,
             error: None,
         },
     )
@@ -318,18 +333,7 @@ async fn change_password(
     let current = f.get("current").unwrap_or("");
     let new = f.get("new").unwrap_or("");
     match s.app.change_password(&f.ui.p, current, new, &client).await {
-        Ok(()) => {
-            let mut l = f.ui.layout("account");
-            l.notice = Some("Your password was changed.".into());
-            html(
-                StatusCode::OK,
-                &AccountPage {
-                    roles: roles_text(&f.ui.p),
-                    l,
-                    error: None,
-                },
-            )
-        }
+        Ok(()) => Redirect::to("/account?changed=1").into_response(),
         Err(e) => {
             let (status, msg) = describe(e);
             html(

@@ -350,6 +350,8 @@ pub struct FieldView {
     pub label: &'static str,
     pub required: bool,
     pub long: bool,
+    /// What was typed, when the form comes back with an error.
+    pub value: String,
 }
 
 /// A workflow action as the ticket page offers it.
@@ -370,6 +372,7 @@ const fn field(name: &'static str, label: &'static str, long: bool) -> FieldView
         label,
         required: true,
         long,
+        value: String::new(),
     }
 }
 
@@ -488,7 +491,7 @@ fn actions(ui: &Ui, t: &Ticket, now: time::OffsetDateTime) -> Vec<ActionView> {
         fields: vec![
             field("reason", "Why it needs tier 2", true),
             field("impact", "Business impact so far", true),
-            FieldView { name: "systems", label: "Systems affected (comma-separated)", required: false, long: false },
+            FieldView { name: "systems", label: "Systems affected (comma-separated)", required: false, long: false, value: String::new() },
             field("actions_taken", "What has been done so far", true),
         ],
         confirm: false,
@@ -573,7 +576,7 @@ async fn render_ticket(
     s: &AppState,
     ui: &Ui,
     number: &str,
-    error: Option<(StatusCode, String, Option<String>)>,
+    error: Option<(StatusCode, String, Option<(String, Vec<(String, String)>)>)>,
 ) -> Response {
     let t = match s.app.find_ticket(&ui.p, number).await {
         Ok(t) => t,
@@ -587,9 +590,14 @@ async fn render_ticket(
     let mut acts = actions(ui, &t, now);
     let (code, error) = match error {
         Some((c, m, action)) => {
-            if let Some(a) = action {
+            if let Some((a, typed)) = action {
                 for x in acts.iter_mut().filter(|x| x.name == a) {
                     x.open = true;
+                    for fld in &mut x.fields {
+                        if let Some((_, v)) = typed.iter().find(|(k, _)| k == fld.name) {
+                            fld.value = v.clone();
+                        }
+                    }
                 }
             }
             (c, Some(m))
@@ -809,7 +817,8 @@ pub async fn act(
         Ok(()) => Redirect::to(&format!("/tickets/{number}")).into_response(),
         Err(e) => {
             let (c, m) = describe(e);
-            render_ticket(&s, &f.ui, &number, Some((c, m, Some(action)))).await
+            let typed = f.fields.clone();
+            render_ticket(&s, &f.ui, &number, Some((c, m, Some((action, typed))))).await
         }
     }
 }
