@@ -225,7 +225,7 @@ test('responder: start, log, resolve; the owner accepts the closure', async ({ b
 
 test('escalation: the escalation report form, then a manager declares an emergency', async ({ browser, page, watch, shot }) => {
   dialogs(page);
-  watch.allow(/status of 422/);
+  watch.allow(/status of (422|403)/);
   const t = await (await as('hd')).post('/api/v1/tickets', { title: `Payroll server beaconing ${run_id}`, severity: 'critical' });
   await login(page, base, 'hd', pass('hd'));
   await page.goto(`${base}/tickets/${t.number}`);
@@ -259,7 +259,48 @@ test('escalation: the escalation report form, then a manager declares an emergen
   await mgr.locator('details[data-action=declare-emergency] button[type=submit]').click();
   await mgr.waitForLoadState('load');
   assert.match(await mgr.locator('.ticket-head').innerText(), /emergency/);
-  await shot('ticket-emergency-hd-view');
+  // the emergency dashboard: obligations, then the course of action and a status report
+  await mgr.click('#emergency-link');
+  await mgr.locator('#obligations').waitFor();
+  await mgr.locator('details[data-action=course] summary').click();
+  await mgr.selectOption('#course-course', 'lockdown_repair');
+  await mgr.fill('#course-rationale', `contain first ${XSS}`);
+  await mgr.locator('details[data-action=course] button[type=submit]').click();
+  await mgr.waitForLoadState('load');
+  const err = await mgr.locator('[role=alert]').count();
+  assert.equal(err, 0, err ? await mgr.locator('[role=alert]').innerText() : '');
+  assert.match(await mgr.locator('#course').innerText(), /Lock-down & Repair/);
+  assert.ok((await mgr.locator('#course').innerText()).includes(`contain first ${XSS}`));
+  // a status report is the coordinator's: the manager is told so, and what was typed is kept
+  await mgr.locator('details[data-action=status-report] summary').click();
+  await mgr.fill('#sr-cost', '2 analyst days');
+  await mgr.fill('#sr-exposure', 'payroll records of 1,200 staff');
+  await mgr.fill('#sr-risk', 'regulatory notification');
+  await mgr.fill('#sr-next', 'image the server');
+  await mgr.locator('details[data-action=status-report] button[type=submit]').click();
+  await mgr.locator('[role=alert]').waitFor();
+  assert.match(await mgr.locator('[role=alert]').innerText(), /coordinator/);
+  assert.equal(await mgr.inputValue('#sr-exposure'), 'payroll records of 1,200 staff');
+  const dashboard = mgr.url().replace(/\/status-report$/, '');
+  const coordinator = (await mgr.locator('#coordinator').innerText()).split(/\s/)[0];
+  assert.equal(coordinator, 'resp', 'the responder is the default coordinator');
+  const ctx2 = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const co = await ctx2.newPage();
+  dialogs(co);
+  await login(co, base, 'resp', pass('resp'));
+  await co.goto(dashboard);
+  await co.locator('details[data-action=status-report] summary').click();
+  await co.fill('#sr-cost', '2 analyst days');
+  await co.fill('#sr-exposure', 'payroll records of 1,200 staff');
+  await co.fill('#sr-risk', 'regulatory notification');
+  await co.fill('#sr-next', 'image the server');
+  await co.locator('details[data-action=status-report] button[type=submit]').click();
+  await co.waitForLoadState('load');
+  assert.match(await co.locator('#status-reports').innerText(), /by resp/);
+  await ctx2.close();
+  await noScriptRan(mgr);
+  const { shot: snap } = await import('./lib.mjs');
+  await snap(mgr, 'emergency-dashboard');
   await ctx.close();
 });
 

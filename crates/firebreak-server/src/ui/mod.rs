@@ -5,6 +5,7 @@
 
 mod assets;
 pub mod charts;
+mod emergency;
 mod events;
 mod tickets;
 
@@ -46,6 +47,8 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/tickets/{number}", get(tickets::page))
         .route("/tickets/{number}/log", post(tickets::add_log))
         .route("/tickets/{number}/do/{action}", post(tickets::act))
+        .route("/emergencies/{id}", get(emergency::page))
+        .route("/emergencies/{id}/{action}", post(emergency::act))
         .route("/account", get(account))
         .route("/account/password", post(change_password))
 }
@@ -256,6 +259,8 @@ pub fn when<T: std::borrow::Borrow<time::OffsetDateTime>>(t: T) -> String {
         t.minute()
     )
 }
+
+pub use emergency::course_label;
 
 /// The first 12 characters of a digest.
 pub fn short(s: &str) -> &str {

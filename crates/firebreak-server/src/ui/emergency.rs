@@ -1,0 +1,217 @@
+//! The emergency dashboard: coordinator, team, war room, next meeting, course of action and its
+//! open obligations, status reports, change controls, notifications and their delivery; forms
+//! for the coordinator's and the team's next steps.
+
+use super::{Layout, Ui, describe, error_page, html, read_form, signed_in};
+use crate::AppState;
+use askama::Template;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use firebreak_app::AppError;
+use firebreak_domain::response::{
+    ChangeControl, CoordinatorBody, CourseBody, Emergency, Meeting, Notification, ScheduleMeeting,
+    StatusReport, StatusReportBody,
+};
+
+#[derive(Template)]
+#[template(path = "emergency.html")]
+struct EmergencyPage {
+    l: Layout,
+    e: Emergency,
+    title: String,
+    open: bool,
+    meetings: Vec<Meeting>,
+    reports: Vec<StatusReport>,
+    changes: Vec<ChangeControl>,
+    notifications: Vec<Notification>,
+    courses: Vec<(&'static str, &'static str)>,
+    report_links: Vec<(&'static str, &'static str)>,
+    action: String,
+    /// What was typed, when a form comes back with an error.
+    typed: Vec<(String, String)>,
+    error: Option<String>,
+}
+
+impl EmergencyPage {
+    /// The value typed into the field `name` of the form that failed.
+    fn v(&self, name: &str) -> &str {
+        self.typed
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    }
+}
+
+const COURSES: &[(&str, &str)] = &[
+    ("lockdown_repair", "Lock-down & Repair"),
+    ("false_positive", "False Positive"),
+    ("monitor_capture", "Monitor & Capture"),
+];
+
+const CONTROLS: &[(&str, &str)] = &[
+    ("escalation-report", "Escalation Report"),
+    ("investigation-status-report", "Investigation Status Report"),
+    ("meeting-minutes", "Meeting Minutes"),
+    ("lockdown-change-control", "Lock-down Change Control"),
+    ("test-report", "Test Report"),
+    ("senior-management-report", "Report to Senior Management"),
+    ("post-incident-review", "Post-Incident Review"),
+];
+
+/// The seeds' name of a course of action.
+pub fn course_label(v: &str) -> &'static str {
+    COURSES
+        .iter()
+        .find(|(k, _)| *k == v)
+        .map(|(_, l)| *l)
+        .unwrap_or("unknown")
+}
+
+async fn render(
+    s: &AppState,
+    ui: &Ui,
+    id: &str,
+    error: Option<(StatusCode, String, String, Vec<(String, String)>)>,
+) -> Response {
+    let e = match s.app.get_emergency(&ui.p, id).await {
+        Ok(e) => e,
+        Err(x) => return error_page(ui, x),
+    };
+    let id = e.id.to_string();
+    let title = s
+        .app
+        .get_ticket(&ui.p, &e.ticket_number)
+        .await
+        .map(|t| t.title)
+        .unwrap_or_default();
+    let meetings = s.app.list_meetings(&ui.p, &id).await.unwrap_or_default();
+    let reports = s
+        .app
+        .list_status_reports(&ui.p, &id)
+        .await
+        .unwrap_or_default();
+    let changes = s
+        .app
+        .list_change_controls(&ui.p, &e.ticket_number)
+        .await
+        .unwrap_or_default();
+    let notifications = s
+        .app
+        .list_notifications(&ui.p, &id)
+        .await
+        .unwrap_or_default();
+    let (code, error, action, typed) = match error {
+        Some((c, m, a, t)) => (c, Some(m), a, t),
+        None => (StatusCode::OK, None, String::new(), vec![]),
+    };
+    html(
+        code,
+        &EmergencyPage {
+            l: ui.layout("tickets"),
+            open: e.status.as_str() == "open",
+            e,
+            title,
+            meetings,
+            reports,
+            changes,
+            notifications,
+            courses: COURSES.to_vec(),
+            report_links: CONTROLS.to_vec(),
+            action,
+            typed,
+            error,
+        },
+    )
+}
+
+/// `GET /emergencies/{id}`.
+pub async fn page(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let ui = match signed_in(&s, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    render(&s, &ui, &id, None).await
+}
+
+/// `datetime-local` (`2026-11-27T14:30`), read as UTC; RFC 3339 is accepted too.
+fn parse_when(v: &str) -> Result<time::OffsetDateTime, AppError> {
+    let v = v.trim();
+    if let Ok(t) = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339) {
+        return Ok(t);
+    }
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]");
+    time::PrimitiveDateTime::parse(v, &fmt)
+        .map(|t| t.assume_utc())
+        .map_err(|_| {
+            AppError::field(
+                "scheduled_at",
+                "a date and time, e.g. 2026-11-27T14:30 (UTC)",
+            )
+        })
+}
+
+/// `POST /emergencies/{id}/{action}`: course, meeting, status-report, coordinator.
+pub async fn act(
+    State(s): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let f = match read_form(&s, &parts.headers, body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let text = |n: &str| f.get(n).unwrap_or("").trim().to_string();
+    let p = &f.ui.p;
+    let result: Result<(), AppError> = match action.as_str() {
+        "course" => match serde_json::from_value::<CourseBody>(serde_json::json!({
+            "course": text("course"),
+            "rationale": text("rationale"),
+        })) {
+            Ok(b) => s.app.choose_course(p, &id, &b).await.map(|_| ()),
+            Err(e) => Err(AppError::field("course", e.to_string())),
+        },
+        "meeting" => match parse_when(&text("scheduled_at")) {
+            Ok(at) => {
+                let room = text("war_room");
+                let b = ScheduleMeeting {
+                    scheduled_at: at,
+                    war_room: (!room.is_empty()).then_some(room),
+                };
+                s.app.schedule_meeting(p, &id, &b).await.map(|_| ())
+            }
+            Err(e) => Err(e),
+        },
+        "status-report" => {
+            let b = StatusReportBody {
+                cost: text("cost"),
+                exposure: text("exposure"),
+                business_risk: text("business_risk"),
+                next_steps: text("next_steps"),
+            };
+            s.app.file_status_report(p, &id, &b).await.map(|_| ())
+        }
+        "coordinator" => {
+            let b = CoordinatorBody {
+                username: text("username"),
+                reason: text("reason"),
+            };
+            s.app.set_coordinator(p, &id, &b).await.map(|_| ())
+        }
+        _ => Err(AppError::NotFound),
+    };
+    match result {
+        Ok(()) => Redirect::to(&format!("/emergencies/{id}")).into_response(),
+        Err(e) => {
+            let (c, m) = describe(e);
+            let typed = f.fields.clone();
+            render(&s, &f.ui, &id, Some((c, m, action, typed))).await
+        }
+    }
+}
