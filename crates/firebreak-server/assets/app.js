@@ -68,6 +68,17 @@
     if (count) count.textContent = String(document.querySelectorAll("tbody input[name=ids]:checked").length);
   });
 
+  // a file picked for a text field (CSV import) is read into it, so it can be checked first
+  document.addEventListener("change", function (ev) {
+    var t = ev.target;
+    var into = t.getAttribute && t.getAttribute("data-file-into");
+    if (!into || !t.files || !t.files[0]) return;
+    var area = document.getElementById(into);
+    var reader = new FileReader();
+    reader.onload = function () { area.value = String(reader.result); };
+    reader.readAsText(t.files[0]);
+  });
+
   // forms that need a second thought
   document.addEventListener("submit", function (ev) {
     var f = ev.target;

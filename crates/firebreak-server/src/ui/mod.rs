@@ -3,6 +3,7 @@
 //! API, with the signed-in user's principal; every form carries the session's CSRF token and is
 //! checked like an API call made with the cookie. User text is only ever escaped, never trusted.
 
+mod admin;
 mod assets;
 pub mod charts;
 mod emergency;
@@ -51,6 +52,18 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/emergencies/{id}/{action}", post(emergency::act))
         .route("/account", get(account))
         .route("/account/password", post(change_password))
+        .route("/account/tokens", post(admin::create_own_token))
+        .route("/account/tokens/{id}/revoke", post(admin::revoke_own_token))
+        .route("/admin", get(admin::users))
+        .route("/admin/users", get(admin::users).post(admin::create_user))
+        .route("/admin/users/{name}/roles", post(admin::set_roles))
+        .route("/admin/users/{name}/tokens", post(admin::create_user_token))
+        .route("/admin/plan", get(admin::plan).post(admin::save_plan))
+        .route(
+            "/admin/assets",
+            get(admin::assets).post(admin::import_assets),
+        )
+        .route("/admin/intake", get(admin::intake))
 }
 
 /// What every page's frame shows: who is signed in, the CSRF token, the current section and
@@ -69,6 +82,7 @@ pub struct Layout {
     pub writes_log: bool,
     /// May report an event through the form.
     pub reports: bool,
+    pub admin: bool,
 }
 
 /// A signed-in browser: the principal and its session's CSRF token.
@@ -92,6 +106,7 @@ impl Ui {
             opens_tickets: p.can_write() && p.has_any(groups::TICKET_OPENERS),
             writes_log: p.can_write() && team,
             reports: firebreak_app::App::may_report(p),
+            admin: p.is_admin(),
         }
     }
 }
@@ -284,6 +299,9 @@ pub fn age(d: time::Duration) -> String {
 struct AccountPage {
     l: Layout,
     roles: String,
+    tokens: Vec<admin::TokenRow>,
+    new_token: Option<String>,
+    scopes: Vec<&'static str>,
     error: Option<String>,
 }
 
@@ -294,6 +312,45 @@ fn roles_text(p: &Principal) -> String {
         .map(|r| r.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The account page: roles, password, the user's own tokens (a new one's secret shown once).
+pub async fn account_page(
+    s: &AppState,
+    ui: &Ui,
+    new_token: Option<String>,
+    error: Option<(StatusCode, String)>,
+) -> Response {
+    account_page_with(s, ui, ui.layout("account"), new_token, error).await
+}
+
+async fn account_page_with(
+    s: &AppState,
+    ui: &Ui,
+    l: Layout,
+    new_token: Option<String>,
+    error: Option<(StatusCode, String)>,
+) -> Response {
+    let (code, error) = match error {
+        Some((c, m)) => (c, Some(m)),
+        None => (StatusCode::OK, None),
+    };
+    let scopes = firebreak_domain::role::Scope::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .filter(|x| *x != "admin" || ui.p.is_admin())
+        .collect();
+    html(
+        code,
+        &AccountPage {
+            roles: roles_text(&ui.p),
+            tokens: admin::own_tokens(s, ui).await,
+            l,
+            new_token,
+            scopes,
+            error,
+        },
+    )
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -315,14 +372,7 @@ async fn account(
     if q.ok().and_then(|q| q.0.changed).is_some() {
         l.notice = Some("Your password was changed.".into());
     }
-    html(
-        StatusCode::OK,
-        &AccountPage {
-            roles: roles_text(&ui.p),
-            l,
-            error: None,
-        },
-    )
+    account_page_with(&s, &ui, l, None, None).await
 }
 
 async fn change_password(
@@ -339,16 +389,6 @@ async fn change_password(
     let new = f.get("new").unwrap_or("");
     match s.app.change_password(&f.ui.p, current, new, &client).await {
         Ok(()) => Redirect::to("/account?changed=1").into_response(),
-        Err(e) => {
-            let (status, msg) = describe(e);
-            html(
-                status,
-                &AccountPage {
-                    roles: roles_text(&f.ui.p),
-                    l: f.ui.layout("account"),
-                    error: Some(msg),
-                },
-            )
-        }
+        Err(e) => account_page(&s, &f.ui, None, Some(describe(e))).await,
     }
 }
