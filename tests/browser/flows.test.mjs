@@ -201,6 +201,21 @@ test('responder: start, log, resolve; the owner accepts the closure', async ({ b
   await page.click('#log-submit');
   await page.waitForLoadState('load');
   assert.ok((await page.locator('#timeline-list').innerText()).includes(`Isolated the laptop ${XSS}`));
+  // evidence from the ticket page: hashed, listed, downloadable as it was
+  const evidence = `quarantine log ${run_id}\n`;
+  await page.locator('details[data-action=upload] summary').click();
+  await page.setInputFiles('#doc-file', { name: `edr<b onclick=x>${run_id}.log`, mimeType: 'text/plain', buffer: Buffer.from(evidence) });
+  await page.fill('#doc-source', 'laptop-17');
+  await page.click('#upload-submit');
+  await page.waitForLoadState('load');
+  const { createHash } = await import('node:crypto');
+  const sha = createHash('sha256').update(evidence).digest('hex');
+  const doc = page.locator('a', { hasText: `edr<b onclick=x>${run_id}.log` });
+  await doc.waitFor();
+  assert.ok((await page.locator('main').innerText()).includes(sha.slice(0, 12)), 'the SHA-256 is shown');
+  const href = await doc.getAttribute('href');
+  const got = await page.evaluate(async (u) => (await fetch(u)).text(), href);
+  assert.equal(got, evidence);
   await page.locator('details[data-action=resolve] summary').click();
   await page.fill('#resolve-resolution', 'Reimaged; credentials rotated');
   await page.fill('#resolve-problem_category', 'malware');

@@ -236,7 +236,8 @@ const HSTS: &str = "max-age=31536000; includeSubDomains";
 
 /// The whole HTTP application.
 pub fn router_with(app: App, web: web::WebConfig) -> Router {
-    let (api, mut doc) = api_router(app.max_document_bytes()).split_for_parts();
+    let max_document_bytes = app.max_document_bytes();
+    let (api, mut doc) = api_router(max_document_bytes).split_for_parts();
     add_common_errors(&mut doc);
     let x_request_id = HeaderName::from_static("x-request-id");
     let secure = web.secure_transport;
@@ -252,7 +253,7 @@ pub fn router_with(app: App, web: web::WebConfig) -> Router {
         .route("/logout", axum::routing::post(routes::auth::logout_form))
         .route("/auth/oidc/start", get(oidc::start))
         .route("/metrics", get(metrics::page))
-        .merge(ui::routes())
+        .merge(ui::routes(max_document_bytes))
         .route(oidc::CALLBACK_PATH, get(oidc::callback))
         .route("/api/v1/openapi.json", get({
             let doc = doc.clone();

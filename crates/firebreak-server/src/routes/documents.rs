@@ -101,6 +101,36 @@ pub async fn upload_document(
                 e.body_text(),
             )
         })?;
+    let (meta, sealed) = receive_document(&s, &mut mp, None).await?;
+    let view = s.app.add_document(&p, &reference, meta, sealed).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Reads a document form (`file`, `description`, `source`, `collection_notes`), streaming the
+/// file into the sealed blob writer. With `csrf`, the form's first field must be `csrf_token`
+/// with that value (a page's upload form), checked before a byte of the file is read.
+pub(crate) async fn receive_document(
+    s: &AppState,
+    mp: &mut Multipart,
+    csrf: Option<&str>,
+) -> Result<(DocumentMeta, firebreak_app::documents::SealedBlob), ApiError> {
+    if let Some(expected) = csrf {
+        use subtle::ConstantTimeEq;
+        let mut ok = false;
+        if let Some(field) = mp.next_field().await.map_err(|e| multipart_error(&e))?
+            && field.name() == Some("csrf_token")
+        {
+            let sent = field.text().await.map_err(|e| multipart_error(&e))?;
+            ok = !sent.is_empty() && bool::from(sent.as_bytes().ct_eq(expected.as_bytes()));
+        }
+        if !ok {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf_rejected",
+                "cross-site request refused: missing or wrong CSRF token",
+            ));
+        }
+    }
     let mut meta = DocumentMeta::default();
     let mut sealed = None;
     while let Some(mut field) = mp.next_field().await.map_err(|e| multipart_error(&e))? {
@@ -177,8 +207,7 @@ pub async fn upload_document(
             "the form has no `file` field",
         ));
     };
-    let view = s.app.add_document(&p, &reference, meta, sealed).await?;
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok((meta, sealed))
 }
 
 /// The ticket's documents, oldest first.

@@ -30,8 +30,15 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
 const FORM_LIMIT: usize = 256 * 1024;
 
 /// The UI's routes (the sign-in pages live in `routes::auth`).
-pub fn routes() -> axum::Router<AppState> {
+pub fn routes(max_document_bytes: u64) -> axum::Router<AppState> {
+    let upload_limit = usize::try_from(max_document_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1024 * 1024);
     axum::Router::new()
+        .route(
+            "/tickets/{number}/documents",
+            post(tickets::upload).layer(axum::extract::DefaultBodyLimit::max(upload_limit)),
+        )
         .route("/assets/{file}", get(assets::serve))
         .route("/report", get(events::report_form).post(events::report))
         .route("/events", get(events::queue))

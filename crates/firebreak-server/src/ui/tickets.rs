@@ -822,3 +822,56 @@ pub async fn act(
         }
     }
 }
+
+/// `POST /tickets/{number}/documents` (multipart: `csrf_token` first, then `file`,
+/// `description`, `source`, `collection_notes`): evidence from the ticket page, streamed,
+/// hashed and sealed like the API's upload.
+pub async fn upload(
+    State(s): State<AppState>,
+    Path(number): Path<String>,
+    req: Request,
+) -> Response {
+    use axum::extract::FromRequest;
+    let (parts, body) = req.into_parts();
+    let ui = match signed_in(&s, &parts.headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    if let Err(e) = crate::web::check_same_origin(&parts.headers, s.web()) {
+        return e.into_response();
+    }
+    // authorization before a byte of the upload is read
+    if let Err(e) = s.app.document_target(&ui.p, &number).await {
+        let (c, m) = describe(e);
+        return render_ticket(&s, &ui, &number, Some((c, m, None))).await;
+    }
+    let mut mp =
+        match axum::extract::Multipart::from_request(Request::from_parts(parts, body), &s).await {
+            Ok(m) => m,
+            Err(e) => {
+                let msg = format!("The upload could not be read: {}", e.body_text());
+                return render_ticket(&s, &ui, &number, Some((StatusCode::BAD_REQUEST, msg, None)))
+                    .await;
+            }
+        };
+    let received = crate::routes::documents::receive_document(&s, &mut mp, Some(&ui.csrf)).await;
+    let result = match received {
+        Ok((meta, sealed)) => s
+            .app
+            .add_document(&ui.p, &number, meta, sealed)
+            .await
+            .map_err(crate::error::ApiError::from),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => Redirect::to(&format!("/tickets/{number}#documents")).into_response(),
+        Err(api) if api.code == "csrf_rejected" => api.into_response(),
+        Err(api) => {
+            let mut msg = api.message.clone();
+            for d in &api.details {
+                msg.push_str(&format!(" ({}: {})", d.field, d.message));
+            }
+            render_ticket(&s, &ui, &number, Some((api.status, msg, None))).await
+        }
+    }
+}
