@@ -160,7 +160,7 @@ struct Report<'a> {
     ok: bool,
 }
 
-fn run_cmd(cmd: &mut Command, what: &str) -> Result<String> {
+pub(crate) fn run_cmd(cmd: &mut Command, what: &str) -> Result<String> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -176,7 +176,7 @@ fn run_cmd(cmd: &mut Command, what: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn try_text(program: &str, args: &[&str]) -> String {
+pub(crate) fn try_text(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -188,7 +188,7 @@ fn try_text(program: &str, args: &[&str]) -> String {
 }
 
 /// `curl` with the status code appended; returns (status, body).
-fn curl(args: &[&str]) -> Result<(u16, String)> {
+pub(crate) fn curl(args: &[&str]) -> Result<(u16, String)> {
     let out = Command::new("curl")
         .args(["-sS", "-w", "\n%{http_code}"])
         .args(args)
@@ -212,13 +212,13 @@ fn curl(args: &[&str]) -> Result<(u16, String)> {
     Ok((code, body.to_string()))
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(l.local_addr()?.port())
 }
 
 /// `postgres://u@h:p/db?x` with another database name.
-fn pg_url_for(base: &str, db: &str) -> Result<String> {
+pub(crate) fn pg_url_for(base: &str, db: &str) -> Result<String> {
     let (main, query) = match base.split_once('?') {
         Some((m, q)) => (m, format!("?{q}")),
         None => (base, String::new()),
@@ -230,7 +230,7 @@ fn pg_url_for(base: &str, db: &str) -> Result<String> {
     Ok(format!("{prefix}/{db}{query}"))
 }
 
-fn psql(url: &str, sql: &str) -> Result<String> {
+pub(crate) fn psql(url: &str, sql: &str) -> Result<String> {
     run_cmd(
         Command::new("psql").args([
             "-X",
@@ -274,19 +274,19 @@ fn get_u64(m: &BTreeMap<String, f64>, prefix: &str) -> Result<u64> {
         .ok_or_else(|| anyhow!("the ingest summary has no `{prefix}`"))
 }
 
-struct Server {
-    child: Child,
-    base: String,
-    log: PathBuf,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
+    pub(crate) log: PathBuf,
 }
 
 impl Server {
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// SIGTERM, then up to 30 s for a clean exit, then SIGKILL.
-    fn stop(mut self) -> Result<String> {
+    pub(crate) fn stop(mut self) -> Result<String> {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill")
             .args(["-TERM", &pid])
@@ -307,15 +307,15 @@ impl Server {
     }
 }
 
-struct Env {
-    bin: PathBuf,
-    run_dir: PathBuf,
-    data_dir: PathBuf,
-    database_url: Option<String>,
+pub(crate) struct Env {
+    pub(crate) bin: PathBuf,
+    pub(crate) run_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) database_url: Option<String>,
 }
 
 impl Env {
-    fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         let mut c = Command::new(&self.bin);
         c.current_dir(&self.run_dir)
             .env("FIREBREAK_DATA_DIR", &self.data_dir)
@@ -328,7 +328,7 @@ impl Env {
         c
     }
 
-    fn start_server(&self) -> Result<Server> {
+    pub(crate) fn start_server(&self) -> Result<Server> {
         let port = free_port()?;
         let log = self.run_dir.join("server.log");
         let f = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
@@ -374,7 +374,7 @@ impl Env {
     }
 }
 
-fn tail(p: &Path, n: usize) -> String {
+pub(crate) fn tail(p: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(p).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
@@ -486,7 +486,7 @@ fn print_data(g: &Generated) {
 
 /// Resolves `--bin` against the working directory, then against the workspace root this
 /// binary was built in.
-fn resolve_bin(bin: &Path) -> Result<PathBuf> {
+pub(crate) fn resolve_bin(bin: &Path) -> Result<PathBuf> {
     if bin.is_absolute() {
         return Ok(bin.to_path_buf());
     }

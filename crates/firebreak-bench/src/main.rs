@@ -12,6 +12,7 @@ mod ceiling;
 mod datagen;
 mod intake;
 mod procfs;
+mod ui;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -30,12 +31,15 @@ struct Cli {
 enum Command {
     /// Event intake (issue 5, FB-4/FB-5): EVE lines over HTTP NDJSON and `firebreak ingest`.
     Intake(intake::IntakeArgs),
+    /// Web UI page times with many tickets and events (issue 7: p95 < 50 ms at 100,000 tickets).
+    Ui(ui::UiArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Intake(args) => intake::run(&args),
+        Command::Ui(args) => ui::run(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -15,15 +15,14 @@ use firebreak_domain::asset::Asset;
 use firebreak_domain::role::{Role, Scope};
 use firebreak_domain::user::User;
 
-fn admin_only(ui: &Ui) -> Result<(), Response> {
-    if ui.p.is_admin() {
-        Ok(())
-    } else {
-        Err(error_page(
+/// The refusal page for a user who is not an admin, if they are not.
+fn not_admin(ui: &Ui) -> Option<Response> {
+    (!ui.p.is_admin()).then(|| {
+        error_page(
             ui,
             AppError::Forbidden("administration requires the admin role".into()),
-        ))
-    }
+        )
+    })
 }
 
 #[derive(Template)]
@@ -44,7 +43,7 @@ async fn users_page(
     new_token: Option<(String, String)>,
     error: Option<(StatusCode, String)>,
 ) -> Response {
-    if let Err(r) = admin_only(ui) {
+    if let Some(r) = not_admin(ui) {
         return r;
     }
     let list = match s.app.list_users(&ui.p).await {
@@ -186,7 +185,7 @@ pub async fn create_user_token(
         Ok(f) => f,
         Err(r) => return r,
     };
-    if let Err(r) = admin_only(&f.ui) {
+    if let Some(r) = not_admin(&f.ui) {
         return r;
     }
     let result = match scopes_of(&f) {
@@ -225,7 +224,7 @@ async fn plan_page(
     s: &AppState,
     ui: &Ui,
     typed: Option<String>,
-    error: Option<(StatusCode, String, Vec<(String, String)>)>,
+    error: Option<(StatusCode, String, super::Fields)>,
 ) -> Response {
     let current = match s.app.get_plan(&ui.p).await {
         Ok(p) => p,
@@ -449,7 +448,7 @@ pub async fn intake(State(s): State<AppState>, headers: HeaderMap) -> Response {
         Ok(u) => u,
         Err(r) => return r,
     };
-    if let Err(r) = admin_only(&ui) {
+    if let Some(r) = not_admin(&ui) {
         return r;
     }
     let sources = s

@@ -214,7 +214,7 @@ pub async fn overview(s: &AppState, headers: &HeaderMap) -> Response {
     let rows: Vec<(String, i64)> = counts.into_iter().collect();
     let now = s.app.now_utc();
     let age = age_chart(&open, now);
-    open.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+    open.sort_by_key(|t| std::cmp::Reverse(t.updated_at));
     open.truncate(10);
     html(
         StatusCode::OK,

@@ -69,12 +69,7 @@ pub fn course_label(v: &str) -> &'static str {
         .unwrap_or("unknown")
 }
 
-async fn render(
-    s: &AppState,
-    ui: &Ui,
-    id: &str,
-    error: Option<(StatusCode, String, String, Vec<(String, String)>)>,
-) -> Response {
+async fn render(s: &AppState, ui: &Ui, id: &str, error: Option<super::Failed>) -> Response {
     let e = match s.app.get_emergency(&ui.p, id).await {
         Ok(e) => e,
         Err(x) => return error_page(ui, x),
@@ -103,7 +98,12 @@ async fn render(
         .await
         .unwrap_or_default();
     let (code, error, action, typed) = match error {
-        Some((c, m, a, t)) => (c, Some(m), a, t),
+        Some(f) => (
+            f.status,
+            Some(f.message),
+            f.action.unwrap_or_default(),
+            f.typed,
+        ),
         None => (StatusCode::OK, None, String::new(), vec![]),
     };
     html(
@@ -210,8 +210,13 @@ pub async fn act(
         Ok(()) => Redirect::to(&format!("/emergencies/{id}")).into_response(),
         Err(e) => {
             let (c, m) = describe(e);
-            let typed = f.fields.clone();
-            render(&s, &f.ui, &id, Some((c, m, action, typed))).await
+            let failed = super::Failed {
+                status: c,
+                message: m,
+                action: Some(action),
+                typed: f.fields.clone(),
+            };
+            render(&s, &f.ui, &id, Some(failed)).await
         }
     }
 }

@@ -144,6 +144,29 @@ fn unavailable() -> Response {
     r
 }
 
+/// A form's fields as typed, in order.
+pub type Fields = Vec<(String, String)>;
+
+/// Why a form was refused, to show with the page again: the status, the message, the form
+/// (action) it came from and what was typed.
+pub struct Failed {
+    pub status: StatusCode,
+    pub message: String,
+    pub action: Option<String>,
+    pub typed: Fields,
+}
+
+impl Failed {
+    pub fn new(status: StatusCode, message: String) -> Self {
+        Self {
+            status,
+            message,
+            action: None,
+            typed: vec![],
+        }
+    }
+}
+
 /// A submitted form: its fields in order (names may repeat), after the session and CSRF checks.
 pub struct Form {
     pub ui: Ui,

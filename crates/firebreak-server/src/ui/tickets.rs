@@ -66,7 +66,7 @@ impl ListQuery {
             field: &str,
             v: &str,
             parse: fn(&str) -> Option<T>,
-            expected: String,
+            expected: &str,
         ) -> Result<Option<T>, AppError> {
             let v = v.trim();
             if v.is_empty() {
@@ -82,19 +82,19 @@ impl ListQuery {
                 "status",
                 &self.status,
                 TicketStatus::parse,
-                TicketStatus::expected(),
+                &TicketStatus::expected(),
             )?,
             criticality: opt(
                 "criticality",
                 &self.criticality,
                 Criticality::parse,
-                Criticality::expected(),
+                &Criticality::expected(),
             )?,
             severity: opt(
                 "severity",
                 &self.severity,
                 Severity::parse,
-                Severity::expected(),
+                &Severity::expected(),
             )?,
             assignee: blank(&self.assignee),
             tag: blank(&self.tag),
@@ -299,19 +299,13 @@ pub async fn create(State(s): State<AppState>, req: Request) -> Response {
         assignee: f.get("assignee").unwrap_or("").to_string(),
         restricted: f.get("restricted") == Some("true"),
     };
-    let severity = match Severity::parse(v.severity.trim()) {
-        Some(x) => x,
-        None => {
-            let msg = format!("severity: must be one of {}", Severity::expected());
-            return new_page(&f.ui, v, StatusCode::UNPROCESSABLE_ENTITY, Some(msg));
-        }
+    let Some(severity) = Severity::parse(v.severity.trim()) else {
+        let msg = format!("severity: must be one of {}", Severity::expected());
+        return new_page(&f.ui, v, StatusCode::UNPROCESSABLE_ENTITY, Some(msg));
     };
-    let kind = match SourceKind::parse(v.source_kind.trim()) {
-        Some(x) => x,
-        None => {
-            let msg = format!("source_kind: must be one of {}", SourceKind::expected());
-            return new_page(&f.ui, v, StatusCode::UNPROCESSABLE_ENTITY, Some(msg));
-        }
+    let Some(kind) = SourceKind::parse(v.source_kind.trim()) else {
+        let msg = format!("source_kind: must be one of {}", SourceKind::expected());
+        return new_page(&f.ui, v, StatusCode::UNPROCESSABLE_ENTITY, Some(msg));
     };
     let blank = |x: &str| Some(x.trim().to_string()).filter(|t| !t.is_empty());
     let req = CreateTicketRequest {
@@ -440,7 +434,7 @@ fn actions(ui: &Ui, t: &Ticket, now: time::OffsetDateTime) -> Vec<ActionView> {
         ),
         (
             TicketAction::MarkFalsePositive {
-                reason: placeholder.clone(),
+                reason: placeholder,
             },
             "Mark as false positive",
             "Closes the ticket as a false positive.",
@@ -576,7 +570,7 @@ async fn render_ticket(
     s: &AppState,
     ui: &Ui,
     number: &str,
-    error: Option<(StatusCode, String, Option<(String, Vec<(String, String)>)>)>,
+    error: Option<super::Failed>,
 ) -> Response {
     let t = match s.app.find_ticket(&ui.p, number).await {
         Ok(t) => t,
@@ -589,18 +583,18 @@ async fn render_ticket(
     let now = s.app.now_utc();
     let mut acts = actions(ui, &t, now);
     let (code, error) = match error {
-        Some((c, m, action)) => {
-            if let Some((a, typed)) = action {
+        Some(failed) => {
+            if let Some(a) = &failed.action {
                 for x in acts.iter_mut().filter(|x| x.name == a) {
                     x.open = true;
                     for fld in &mut x.fields {
-                        if let Some((_, v)) = typed.iter().find(|(k, _)| k == fld.name) {
+                        if let Some((_, v)) = failed.typed.iter().find(|(k, _)| k == fld.name) {
                             fld.value = v.clone();
                         }
                     }
                 }
             }
-            (c, Some(m))
+            (failed.status, Some(failed.message))
         }
         None => (StatusCode::OK, None),
     };
@@ -718,7 +712,7 @@ pub async fn add_log(
         Ok(()) => Redirect::to(&format!("/tickets/{number}#timeline")).into_response(),
         Err(e) => {
             let (c, m) = describe(e);
-            render_ticket(&s, &f.ui, &number, Some((c, m, None))).await
+            render_ticket(&s, &f.ui, &number, Some(super::Failed::new(c, m))).await
         }
     }
 }
@@ -817,8 +811,13 @@ pub async fn act(
         Ok(()) => Redirect::to(&format!("/tickets/{number}")).into_response(),
         Err(e) => {
             let (c, m) = describe(e);
-            let typed = f.fields.clone();
-            render_ticket(&s, &f.ui, &number, Some((c, m, Some((action, typed))))).await
+            let failed = super::Failed {
+                status: c,
+                message: m,
+                action: Some(action),
+                typed: f.fields.clone(),
+            };
+            render_ticket(&s, &f.ui, &number, Some(failed)).await
         }
     }
 }
@@ -843,15 +842,20 @@ pub async fn upload(
     // authorization before a byte of the upload is read
     if let Err(e) = s.app.document_target(&ui.p, &number).await {
         let (c, m) = describe(e);
-        return render_ticket(&s, &ui, &number, Some((c, m, None))).await;
+        return render_ticket(&s, &ui, &number, Some(super::Failed::new(c, m))).await;
     }
     let mut mp =
         match axum::extract::Multipart::from_request(Request::from_parts(parts, body), &s).await {
             Ok(m) => m,
             Err(e) => {
                 let msg = format!("The upload could not be read: {}", e.body_text());
-                return render_ticket(&s, &ui, &number, Some((StatusCode::BAD_REQUEST, msg, None)))
-                    .await;
+                return render_ticket(
+                    &s,
+                    &ui,
+                    &number,
+                    Some(super::Failed::new(StatusCode::BAD_REQUEST, msg)),
+                )
+                .await;
             }
         };
     let received = crate::routes::documents::receive_document(&s, &mut mp, Some(&ui.csrf)).await;
@@ -871,7 +875,7 @@ pub async fn upload(
             for d in &api.details {
                 msg.push_str(&format!(" ({}: {})", d.field, d.message));
             }
-            render_ticket(&s, &ui, &number, Some((api.status, msg, None))).await
+            render_ticket(&s, &ui, &number, Some(super::Failed::new(api.status, msg))).await
         }
     }
 }

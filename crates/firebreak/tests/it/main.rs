@@ -6,6 +6,7 @@
     reason = "tests: a failure is a panic"
 )]
 
+mod browser;
 mod http;
 mod support;
 mod tidy;

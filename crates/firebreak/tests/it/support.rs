@@ -97,6 +97,11 @@ impl Env {
 
     /// Starts `serve --listen 127.0.0.1:0` with extra arguments (http or https).
     pub fn start_with(&self, extra: &[&str]) -> Server {
+        self.start_within(extra, Duration::from_secs(60))
+    }
+
+    /// `start_with`, waiting up to `timeout` for the server to listen.
+    pub fn start_within(&self, extra: &[&str], timeout: Duration) -> Server {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         let mut child = self
@@ -121,7 +126,7 @@ impl Env {
             }
         });
         let addr = rx
-            .recv_timeout(Duration::from_secs(60))
+            .recv_timeout(timeout)
             .expect("server did not start listening");
         Server { child, addr }
     }
