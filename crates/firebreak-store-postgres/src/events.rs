@@ -456,7 +456,9 @@ impl EventStore for PgStore {
 
     async fn count_events(&self) -> StoreResult<Vec<(EventStatus, i64)>> {
         let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT status, COUNT(*) FROM events GROUP BY status")
+            sqlx::query_as(
+                "SELECT status, SUM(n)::bigint FROM event_status_counts GROUP BY status HAVING SUM(n) <> 0",
+            )
                 .fetch_all(self.pool())
                 .await
                 .map_err(err)?;
@@ -468,8 +470,8 @@ impl EventStore for PgStore {
 
     async fn suppression_hits(&self) -> StoreResult<Vec<SuppressionHits>> {
         let rows: Vec<(Uuid, i64, i64, OffsetDateTime)> = sqlx::query_as(
-            "SELECT suppressed_by, COUNT(*), SUM(occurrences)::bigint, MAX(last_seen) FROM events \
-             WHERE suppressed_by IS NOT NULL GROUP BY suppressed_by",
+            "SELECT rule_id, SUM(events)::bigint, SUM(occurrences)::bigint, MAX(last_hit) FROM suppression_stats \
+             GROUP BY rule_id HAVING SUM(events) > 0",
         )
         .fetch_all(self.pool())
         .await

@@ -482,7 +482,7 @@ impl EventStore for SqliteStore {
 
     async fn count_events(&self) -> StoreResult<Vec<(EventStatus, i64)>> {
         let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT status, COUNT(*) FROM events GROUP BY status")
+            sqlx::query_as("SELECT status, n FROM event_status_counts WHERE n <> 0")
                 .fetch_all(&self.read)
                 .await
                 .map_err(rows::err)?;
@@ -494,8 +494,7 @@ impl EventStore for SqliteStore {
 
     async fn suppression_hits(&self) -> StoreResult<Vec<SuppressionHits>> {
         let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT suppressed_by, COUNT(*), SUM(occurrences), MAX(last_seen) FROM events \
-             WHERE suppressed_by IS NOT NULL GROUP BY suppressed_by",
+            "SELECT rule_id, events, occurrences, last_hit FROM suppression_stats WHERE events > 0",
         )
         .fetch_all(&self.read)
         .await

@@ -59,6 +59,7 @@ macro_rules! store_conformance_suite {
             event_updates_check_the_version,
             observables_link_events_and_tickets,
             suppression_hits_are_counted_from_events,
+            event_counters_follow_every_change,
         );
     };
     (@tests $factory:path; $($name:ident),+ $(,)?) => {
@@ -1883,4 +1884,89 @@ pub async fn suppression_hits_are_counted_from_events(ts: &TestStore) {
     assert_eq!(hits[0].events, 2);
     assert_eq!(hits[0].occurrences, 4);
     assert_eq!(hits[0].last_hit, t0 + time::Duration::seconds(5));
+}
+
+/// The queue's counts and the rules' hits are maintained, not counted: after inserts,
+/// repeats, a resolution and status changes they still equal what the events say.
+pub async fn event_counters_follow_every_change(ts: &TestStore) {
+    let t0 = now();
+    let rule = uuid::Uuid::now_v7();
+    let suppressed = |title: &str, at: OffsetDateTime, n: i64| {
+        let mut e = sample_event(title, at);
+        e.status = EventStatus::Suppressed;
+        e.suppressed_by = Some(rule);
+        e.occurrences = n;
+        e
+    };
+    let a = sample_event("counted a", t0);
+    let b = sample_event("counted b", t0);
+    let c = sample_event("counted c", t0);
+    ingest(
+        ts,
+        vec![
+            new_event(a.clone(), "cnt-a", t0),
+            new_event(b.clone(), "cnt-b", t0),
+            new_event(c.clone(), "cnt-c", t0),
+            new_event(suppressed("counted s", t0, 1), "cnt-s", t0),
+        ],
+    )
+    .await;
+    // a repeat of the suppressed one, and of b
+    ingest(
+        ts,
+        vec![
+            new_event(
+                suppressed("counted s", t0 + time::Duration::seconds(9), 3),
+                "cnt-s",
+                t0,
+            ),
+            new_event(sample_event("counted b", t0), "cnt-b", t0),
+        ],
+    )
+    .await;
+    // c is resolved (Alertmanager), a is dismissed
+    let mut res = new_event(sample_event("counted c", t0), "cnt-c", t0);
+    res.resolve = true;
+    ingest(ts, vec![res]).await;
+    let mut dismissed = ts.store.get_event(a.id).await.unwrap();
+    dismissed.status = EventStatus::Dismissed;
+    commit_op(
+        ts,
+        Op::UpdateEvent {
+            expected_version: dismissed.version,
+            event: Box::new(dismissed),
+        },
+    )
+    .await
+    .unwrap();
+
+    let all = ts
+        .store
+        .list_events(&crate::EventFilter {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut truth: std::collections::BTreeMap<EventStatus, i64> = Default::default();
+    let (mut hits, mut occurrences, mut last) = (0i64, 0i64, None);
+    for (_, e) in &all {
+        *truth.entry(e.status).or_default() += 1;
+        if e.suppressed_by == Some(rule) {
+            hits += 1;
+            occurrences += e.occurrences;
+            last = last.max(Some(e.last_seen));
+        }
+    }
+    let counted: std::collections::BTreeMap<EventStatus, i64> =
+        ts.store.count_events().await.unwrap().into_iter().collect();
+    assert_eq!(counted, truth);
+    assert_eq!(truth.get(&EventStatus::Dismissed), Some(&1));
+    assert_eq!(truth.get(&EventStatus::Resolved), Some(&1));
+    let h = ts.store.suppression_hits().await.unwrap();
+    let mine: Vec<_> = h.iter().filter(|x| x.rule_id == rule).collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!((mine[0].events, mine[0].occurrences), (hits, occurrences));
+    assert_eq!((hits, occurrences), (1, 4));
+    assert_eq!(Some(mine[0].last_hit), last);
 }
