@@ -319,6 +319,91 @@ test('escalation: the escalation report form, then a manager declares an emergen
   await ctx.close();
 });
 
+test('response: a task, a lock-down change control approved by a second person, the phase, the review that closes', async ({ browser, page, watch, shot }) => {
+  dialogs(page);
+  watch.allow(/status of (403|409|422)/);
+  const t = await (await as('hd')).post('/api/v1/tickets', { title: `Worm on file server ${run_id}`, severity: 'high' });
+  await login(page, base, 'resp', pass('resp'));
+  await page.goto(`${base}/tickets/${t.number}`);
+  await page.locator('details[data-action=start] summary').click();
+  await page.locator('details[data-action=start] button[type=submit]').click();
+  await page.waitForLoadState('load');
+  // a task, then done
+  await page.locator('details[data-action=task] summary').click();
+  await page.fill('#task-title', `Collect the file server's memory ${XSS}`);
+  await page.fill('#task-owner', 'resp');
+  await page.fill('#task-due', '2026-12-01');
+  await page.locator('details[data-action=task] button[type=submit]').click();
+  await page.waitForLoadState('load');
+  const task = page.locator('#task-list li', { hasText: 'Collect the file server' });
+  assert.ok((await task.innerText()).includes(XSS));
+  await task.locator('button').click();
+  await page.waitForLoadState('load');
+  assert.equal(await page.locator('#task-list li s', { hasText: 'Collect the file server' }).count(), 1, 'the task is done');
+  // a lock-down change, raised by tier 2: the requester may not approve it, a manager does
+  const ctx0 = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const sr = await ctx0.newPage();
+  dialogs(sr);
+  await login(sr, base, 'sr', pass('sr'));
+  await sr.goto(`${base}/tickets/${t.number}`);
+  await sr.locator('details[data-action=change-control] summary').click();
+  await sr.selectOption('#change-control-kind', 'lockdown');
+  await sr.fill('#change-control-description', 'Block SMB from the file server VLAN; roll back by removing the ACL');
+  await sr.fill('#change-control-systems', 'fs-01, core-sw-2');
+  await sr.locator('details[data-action=change-control] button[type=submit]').click();
+  await sr.waitForLoadState('load');
+  const err0 = await sr.locator('[role=alert]').count();
+  assert.equal(err0, 0, err0 ? await sr.locator('[role=alert]').innerText() : '');
+  assert.equal((await sr.locator('#change-list li [data-change-status]').first().innerText()).trim(), 'requested');
+  assert.equal(await sr.locator('#change-list li button:has-text("Approve")').count(), 0, 'tier 2 does not approve');
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const mgr = await ctx.newPage();
+  dialogs(mgr);
+  await login(mgr, base, 'mgr', pass('mgr'));
+  await mgr.goto(`${base}/tickets/${t.number}`);
+  await mgr.locator('#change-list li').first().locator('button:has-text("Approve")').click();
+  await mgr.waitForLoadState('load');
+  assert.equal((await mgr.locator('#change-list li [data-change-status]').first().innerText()).trim(), 'approved');
+  await ctx.close();
+  await sr.goto(`${base}/tickets/${t.number}`);
+  await sr.locator('#change-list li').first().locator('button:has-text("Implemented")').click();
+  await sr.waitForLoadState('load');
+  await sr.locator('#change-list li').first().locator('button:has-text("Verified")').click();
+  await sr.waitForLoadState('load');
+  assert.equal((await sr.locator('#change-list li [data-change-status]').first().innerText()).trim(), 'verified');
+  await ctx0.close();
+  await page.goto(`${base}/tickets/${t.number}`);
+  assert.equal(await page.locator('details[data-action=change-control]').getAttribute('aria-disabled'), 'true', 'a responder is told change controls are tier 2');
+  // the phase
+  await page.locator('details[data-action=phase] summary').click();
+  await page.selectOption('#phase-phase', 'containment');
+  await page.fill('#phase-note', 'SMB blocked');
+  await page.locator('details[data-action=phase] button[type=submit]').click();
+  await page.waitForLoadState('load');
+  assert.equal(await page.locator('[role=alert]').count(), 0, await page.locator('main').innerText());
+  assert.match(await page.locator('#timeline-list').innerText(), /containment/i);
+  await shot('ticket-response-process');
+  // the post-incident review: a malformed action item is named, then it closes the ticket
+  await page.locator('details[data-action=post-incident-review] summary').click();
+  await page.fill('#post-incident-review-what_happened', 'A worm spread over SMB from one laptop.');
+  await page.fill('#post-incident-review-timeline', '09:00 alert; 09:20 contained; 11:00 cleaned');
+  await page.fill('#post-incident-review-root_cause', 'An unpatched file server');
+  await page.check('#post-incident-review-human_root_cause');
+  await page.fill('#post-incident-review-what_worked', 'EDR alerting worked; patching did not');
+  await page.fill('#post-incident-review-action_items', 'Patch the file servers without an owner');
+  await page.locator('details[data-action=post-incident-review] button[type=submit]').click();
+  await page.locator('[role=alert]').waitFor();
+  assert.match(await page.locator('[role=alert]').innerText(), /action_items\[0\]/);
+  assert.equal(await page.inputValue('#post-incident-review-root_cause'), 'An unpatched file server', 'the review is kept');
+  await page.fill('#post-incident-review-action_items', 'Patch the file servers; resp; 2026-12-15');
+  await page.locator('details[data-action=post-incident-review] button[type=submit]').click();
+  await page.waitForLoadState('load');
+  const err = await page.locator('[role=alert]').count();
+  assert.equal(err, 0, err ? await page.locator('[role=alert]').innerText() : '');
+  assert.equal((await page.locator('#ticket-status').innerText()).trim(), 'closed');
+  await noScriptRan(page);
+});
+
 test('ticket list: filters, keyboard navigation, and a new ticket appears without reload', async ({ page, shot }) => {
   dialogs(page);
   await login(page, base, 'resp', pass('resp'));

@@ -55,6 +55,11 @@ pub fn routes(max_document_bytes: u64) -> axum::Router<AppState> {
         .route("/tickets/{number}", get(tickets::page))
         .route("/tickets/{number}/log", post(tickets::add_log))
         .route("/tickets/{number}/do/{action}", post(tickets::act))
+        .route("/tasks/{id}/done", post(tickets::task_done))
+        .route(
+            "/change-controls/{id}/{action}",
+            post(tickets::change_action),
+        )
         .route("/emergencies/{id}", get(emergency::page))
         .route("/emergencies/{id}/{action}", post(emergency::act))
         .route("/account", get(account))

@@ -344,6 +344,10 @@ pub struct FieldView {
     pub label: &'static str,
     pub required: bool,
     pub long: bool,
+    /// A choice among these `(value, label)` pairs.
+    pub options: &'static [(&'static str, &'static str)],
+    /// A yes/no box.
+    pub check: bool,
     /// What was typed, when the form comes back with an error.
     pub value: String,
 }
@@ -366,9 +370,54 @@ const fn field(name: &'static str, label: &'static str, long: bool) -> FieldView
         label,
         required: true,
         long,
+        options: &[],
+        check: false,
         value: String::new(),
     }
 }
+
+fn optional(name: &'static str, label: &'static str) -> FieldView {
+    FieldView {
+        required: false,
+        ..field(name, label, false)
+    }
+}
+
+fn choice(
+    name: &'static str,
+    label: &'static str,
+    options: &'static [(&'static str, &'static str)],
+) -> FieldView {
+    FieldView {
+        options,
+        ..field(name, label, false)
+    }
+}
+
+fn checkbox(name: &'static str, label: &'static str) -> FieldView {
+    FieldView {
+        required: false,
+        check: true,
+        ..field(name, label, false)
+    }
+}
+
+const CHANGE_KINDS: &[(&str, &str)] = &[
+    (
+        "lockdown",
+        "lock-down (containment; needs a second person's approval)",
+    ),
+    ("emergency", "emergency change"),
+    ("normal", "normal change"),
+];
+
+const PHASES: &[(&str, &str)] = &[
+    ("identification", "Identification"),
+    ("containment", "Containment"),
+    ("eradication", "Eradication"),
+    ("recovery", "Recovery"),
+    ("lessons_learned", "Lessons learned"),
+];
 
 /// Every action, with whether this user may take it on this ticket now, and if not, why.
 fn actions(ui: &Ui, t: &Ticket, now: time::OffsetDateTime) -> Vec<ActionView> {
@@ -485,7 +534,7 @@ fn actions(ui: &Ui, t: &Ticket, now: time::OffsetDateTime) -> Vec<ActionView> {
         fields: vec![
             field("reason", "Why it needs tier 2", true),
             field("impact", "Business impact so far", true),
-            FieldView { name: "systems", label: "Systems affected (comma-separated)", required: false, long: false, value: String::new() },
+            optional("systems", "Systems affected (comma-separated)"),
             field("actions_taken", "What has been done so far", true),
         ],
         confirm: false,
@@ -531,6 +580,125 @@ fn actions(ui: &Ui, t: &Ticket, now: time::OffsetDateTime) -> Vec<ActionView> {
         confirm: true,
         open: false,
     });
+    let team = p.can_write() && p.has_any(firebreak_domain::role::groups::TEAM);
+    let team_why = |extra: Option<String>| -> Option<String> {
+        if !team {
+            Some("this is for the help desk, responders and managers".into())
+        } else {
+            extra
+        }
+    };
+    let responders = p.can_write()
+        && (p.has_any(firebreak_domain::role::groups::RESPONDERS) || has(Role::Manager));
+    let mut push = |name: &'static str,
+                    label: &'static str,
+                    help: &'static str,
+                    why: Option<String>,
+                    fields: Vec<FieldView>,
+                    confirm: bool| {
+        out.push(ActionView {
+            name,
+            label,
+            help,
+            available: why.is_none(),
+            why: why.unwrap_or_default(),
+            fields,
+            confirm,
+            open: false,
+        });
+    };
+    push(
+        "de-escalate",
+        "De-escalate to normal",
+        "Takes the ticket back to the first level, with the reason.",
+        if t.criticality != Criticality::Escalation {
+            Some(format!(
+                "only an escalation can be de-escalated (this ticket is {})",
+                t.criticality
+            ))
+        } else if !responders {
+            Some("de-escalating is for responders and managers".into())
+        } else {
+            None
+        },
+        vec![field("reason", "Why it goes back to normal", true)],
+        false,
+    );
+    push(
+        "task",
+        "Add a task",
+        "A piece of work on the ticket, with an owner and a due date.",
+        team_why(closed.then(|| "the ticket is closed".to_string())),
+        vec![
+            field("title", "Task", false),
+            optional("owner", "Owner (username)"),
+            optional("due", "Due (e.g. 2026-12-01)"),
+        ],
+        false,
+    );
+    push(
+        "change-control",
+        "Request a change control",
+        "Lock-down changes need a manager's approval (never the requester's) before tier 2 implements them.",
+        if !(p.can_write() && (has(Role::SeniorResponder) || has(Role::Manager))) {
+            Some("change controls are raised by senior responders and managers".into())
+        } else if closed {
+            Some("the ticket is closed".into())
+        } else {
+            None
+        },
+        vec![
+            choice("kind", "Kind", CHANGE_KINDS),
+            field(
+                "description",
+                "What will be changed, and how it is rolled back",
+                true,
+            ),
+            optional("systems", "Systems (comma-separated)"),
+        ],
+        false,
+    );
+    push(
+        "phase",
+        "Set the response phase",
+        "Identification, containment, eradication, recovery, lessons learned.",
+        if !responders {
+            Some("setting the phase is for responders and managers".into())
+        } else {
+            None
+        },
+        vec![choice("phase", "Phase", PHASES), optional("note", "Note")],
+        false,
+    );
+    push(
+        "post-incident-review",
+        "Post-incident review (lessons learned)",
+        "Closes the ticket with the review. Action items: one per line, text; owner; due.",
+        if !responders {
+            Some("the review is written by responders and managers".into())
+        } else {
+            None
+        },
+        vec![
+            field("what_happened", "What happened", true),
+            field("timeline", "Timeline", true),
+            field("root_cause", "Root cause", true),
+            checkbox(
+                "human_root_cause",
+                "The root cause is human (a security incident)",
+            ),
+            field("what_worked", "What worked, what did not", true),
+            FieldView {
+                required: false,
+                ..field(
+                    "action_items",
+                    "Action items (text; owner; due, one per line)",
+                    true,
+                )
+            },
+        ],
+        true,
+    );
     out
 }
 
@@ -551,6 +719,11 @@ struct TicketPage {
     observables: Vec<Observable>,
     events: Vec<Event>,
     documents: Vec<DocumentView>,
+    changes: Vec<firebreak_domain::response::ChangeControl>,
+    /// May approve or reject change controls (managers).
+    approves: bool,
+    /// May implement and verify them (tier 2).
+    tier2: bool,
     reports: Vec<(&'static str, &'static str)>,
 }
 
@@ -629,6 +802,11 @@ async fn render_ticket(
         .list_documents(&ui.p, &reference)
         .await
         .unwrap_or_default();
+    let changes = s
+        .app
+        .list_change_controls(&ui.p, &reference)
+        .await
+        .unwrap_or_default();
     let emergency = if view.criticality == Criticality::Emergency {
         s.app
             .list_emergencies(&ui.p)
@@ -671,6 +849,10 @@ async fn render_ticket(
             observables,
             events,
             documents,
+            changes,
+            approves: ui.p.can_write() && ui.p.user.has_role(Role::Manager),
+            tier2: ui.p.can_write()
+                && (ui.p.user.has_role(Role::Manager) || ui.p.user.has_role(Role::SeniorResponder)),
             reports: REPORTS.to_vec(),
         },
     )
@@ -805,6 +987,77 @@ pub async fn act(
             )
             .await
             .map(|_| ()),
+        "de-escalate" => s
+            .app
+            .de_escalate(
+                p,
+                &number,
+                &ReasonBody {
+                    reason: text("reason"),
+                },
+            )
+            .await
+            .map(|_| ()),
+        "task" => match from_form::<firebreak_domain::response::CreateTask>(serde_json::json!({
+            "title": text("title"),
+            "owner": blank(&text("owner")),
+            "due": blank(&text("due")),
+        })) {
+            Ok(b) => s.app.create_task(p, &number, &b).await.map(|_| ()),
+            Err(e) => Err(e),
+        },
+        "change-control" => {
+            match from_form::<firebreak_domain::response::CreateChangeControl>(serde_json::json!({
+                "kind": text("kind"),
+                "description": text("description"),
+                "systems": comma_list(&text("systems")),
+            })) {
+                Ok(b) => s
+                    .app
+                    .create_change_control(p, &number, &b)
+                    .await
+                    .map(|_| ()),
+                Err(e) => Err(e),
+            }
+        }
+        "phase" => match from_form::<firebreak_domain::response::PhaseBody>(serde_json::json!({
+            "phase": text("phase"),
+            "note": blank(&text("note")),
+        })) {
+            Ok(b) => s.app.set_phase(p, &number, &b).await.map(|_| ()),
+            Err(e) => Err(e),
+        },
+        "post-incident-review" => {
+            let items: Result<Vec<serde_json::Value>, AppError> = text("action_items")
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .enumerate()
+                .map(|(i, l)| {
+                    let parts: Vec<&str> = l.split(';').map(str::trim).collect();
+                    match parts.as_slice() {
+                        [t, o, d] => Ok(serde_json::json!({"text": t, "owner": o, "due": d})),
+                        _ => Err(AppError::field(
+                            &format!("action_items[{i}]"),
+                            "write each item as: text; owner; due",
+                        )),
+                    }
+                })
+                .collect();
+            match items.and_then(|items| {
+                from_form::<firebreak_domain::response::PostIncidentReviewBody>(serde_json::json!({
+                    "what_happened": text("what_happened"),
+                    "timeline": text("timeline"),
+                    "root_cause": text("root_cause"),
+                    "human_root_cause": f.get("human_root_cause") == Some("true"),
+                    "what_worked": text("what_worked"),
+                    "action_items": items,
+                }))
+            }) {
+                Ok(b) => s.app.post_incident_review(p, &number, &b).await.map(|_| ()),
+                Err(e) => Err(e),
+            }
+        }
         _ => Err(AppError::NotFound),
     };
     match result {
@@ -876,6 +1129,92 @@ pub async fn upload(
                 msg.push_str(&format!(" ({}: {})", d.field, d.message));
             }
             render_ticket(&s, &ui, &number, Some(super::Failed::new(api.status, msg))).await
+        }
+    }
+}
+
+/// A request body built from a form's fields; a field that does not fit is named.
+pub fn from_form<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, AppError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "body".to_string()
+        } else {
+            path
+        };
+        AppError::field(&field, e.inner().to_string())
+    })
+}
+
+fn blank(v: &str) -> Option<String> {
+    Some(v.trim().to_string()).filter(|x| !x.is_empty())
+}
+
+fn comma_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `POST /tasks/{id}/done` (`ticket`: where to go back to).
+pub async fn task_done(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let f = match read_form(&s, &parts.headers, body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let number = f.get("ticket").unwrap_or("").to_string();
+    match s.app.complete_task(&f.ui.p, &id).await {
+        Ok(t) => Redirect::to(&format!("/tickets/{}", t.ticket_number)).into_response(),
+        Err(e) => {
+            let (c, m) = describe(e);
+            render_ticket(&s, &f.ui, &number, Some(super::Failed::new(c, m))).await
+        }
+    }
+}
+
+/// `POST /change-controls/{id}/{action}` (`approve`, `reject`, `implement`, `verify`;
+/// `comment`; `ticket`: where to go back to).
+pub async fn change_action(
+    State(s): State<AppState>,
+    Path((id, action)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    use firebreak_domain::response::ChangeStatus;
+    let (parts, body) = req.into_parts();
+    let f = match read_form(&s, &parts.headers, body).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let number = f.get("ticket").unwrap_or("").to_string();
+    let status = match action.as_str() {
+        "approve" => Some(ChangeStatus::Approved),
+        "reject" => Some(ChangeStatus::Rejected),
+        "implement" => Some(ChangeStatus::Implemented),
+        "verify" => Some(ChangeStatus::Verified),
+        _ => None,
+    };
+    let result = match status {
+        Some(st) => {
+            let comment = f.text("comment");
+            s.app
+                .change_control_action(&f.ui.p, &id, st, comment.as_deref())
+                .await
+                .map(|c| c.ticket_number)
+        }
+        None => Err(AppError::NotFound),
+    };
+    match result {
+        Ok(n) => Redirect::to(&format!("/tickets/{n}#changes")).into_response(),
+        Err(e) => {
+            let (c, m) = describe(e);
+            render_ticket(&s, &f.ui, &number, Some(super::Failed::new(c, m))).await
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The web UI in a real browser: every `tests/browser/*.test.mjs` is run by Node (playwright-core
 //! driving Debian's headless Chromium) against a `firebreak serve` of its own, on a fresh SQLite
-//! data directory with an admin, a help desk agent, a responder and a manager.
+//! data directory with an admin, a help desk agent, a responder, a manager and a senior responder.
 //! Without node or chromium these tests fail: they are never skipped.
 //!
 //! `FIREBREAK_BROWSER_SPEC=smoke` runs only the spec files whose name contains `smoke`;
@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 const INSTALL: &str = "apt-get install chromium nodejs npm";
 
 /// Every user the specs get: (username, role, password). The first is the admin.
-const USERS: [(&str, &str, &str); 4] = [
+const USERS: [(&str, &str, &str); 5] = [
     ("admin", "admin", "admin-browser-pass-1"),
     ("hd", "helpdesk", "hd-browser-pass-1"),
     ("resp", "responder", "resp-browser-pass-1"),
     ("mgr", "manager", "mgr-browser-pass-1"),
+    ("sr", "senior_responder", "sr-browser-pass-1"),
 ];
 
 const SERVER_START: Duration = Duration::from_secs(180);
