@@ -312,6 +312,27 @@ test('escalation: the escalation report form, then a manager declares an emergen
   await co.locator('details[data-action=status-report] button[type=submit]').click();
   await co.waitForLoadState('load');
   assert.match(await co.locator('#status-reports').innerText(), /by resp/);
+  // the coordinator schedules a meeting, records its minutes (a manager attended), finalizes them
+  await co.locator('details[data-action=meeting] summary').click();
+  await co.fill('#meeting-at', '2026-11-27T15:00');
+  await co.locator('details[data-action=meeting] button[type=submit]').click();
+  await co.waitForLoadState('load');
+  await co.locator('details[data-action=minutes] summary').click();
+  await co.fill('#min-attendees', 'resp, mgr');
+  await co.fill('#min-status', `Contained; imaging in progress ${XSS}`);
+  await co.fill('#min-actions', 'Image the payroll server; resp; 2026-11-28');
+  await co.fill('#min-resolutions', 'Keep the server isolated until the image is verified');
+  await co.locator('details[data-action=minutes] button[type=submit]').click();
+  await co.waitForLoadState('load');
+  const minErr = await co.locator('[role=alert]').count();
+  assert.equal(minErr, 0, minErr ? await co.locator('[role=alert]').innerText() : '');
+  assert.ok((await co.locator('main table').first().innerText()).includes(`imaging in progress ${XSS}`));
+  await co.locator('main table button:has-text("Finalize")').click();
+  await co.waitForLoadState('load');
+  const finErr = await co.locator('[role=alert]').count();
+  assert.equal(finErr, 0, finErr ? await co.locator('[role=alert]').innerText() : '');
+  assert.match(await co.locator('main table').first().innerText(), /final/);
+  await noScriptRan(co);
   await ctx2.close();
   await noScriptRan(mgr);
   const { shot: snap } = await import('./lib.mjs');

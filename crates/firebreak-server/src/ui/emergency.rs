@@ -2,6 +2,7 @@
 //! open obligations, status reports, change controls, notifications and their delivery; forms
 //! for the coordinator's and the team's next steps.
 
+use super::tickets::from_form;
 use super::{Layout, Ui, describe, error_page, html, read_form, signed_in};
 use crate::AppState;
 use askama::Template;
@@ -10,9 +11,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use firebreak_app::AppError;
 use firebreak_domain::response::{
-    ChangeControl, CoordinatorBody, CourseBody, Emergency, Meeting, Notification, ScheduleMeeting,
-    StatusReport, StatusReportBody,
+    ChangeControl, CloseEmergencyBody, CoordinatorBody, CourseBody, Emergency, Meeting,
+    MinutesBody, Notification, ScheduleMeeting, SeniorManagementReportBody, StatusReport,
+    StatusReportBody, TestReportBody,
 };
+
+/// The non-blank lines of a text field.
+fn lines(v: &str) -> impl Iterator<Item = &str> {
+    v.lines().map(str::trim).filter(|l| !l.is_empty())
+}
 
 #[derive(Template)]
 #[template(path = "emergency.html")]
@@ -203,6 +210,94 @@ pub async fn act(
                 reason: text("reason"),
             };
             s.app.set_coordinator(p, &id, &b).await.map(|_| ())
+        }
+        "test-report" => {
+            let tests: Result<Vec<serde_json::Value>, AppError> = lines(&text("compliance_tests"))
+                .enumerate()
+                .map(|(i, l)| {
+                    let parts: Vec<&str> = l.split('|').map(str::trim).collect();
+                    match parts.as_slice() {
+                        [t, r] => Ok(serde_json::json!({"test": t, "result": r})),
+                        [t, r, n] => Ok(serde_json::json!({"test": t, "result": r, "notes": n})),
+                        _ => Err(AppError::field(
+                            &format!("compliance_tests[{i}]"),
+                            "write each test as: test | pass or fail | notes",
+                        )),
+                    }
+                })
+                .collect();
+            match tests.and_then(|t| {
+                from_form::<TestReportBody>(serde_json::json!({
+                    "summary": text("summary"),
+                    "compliance_tests": t,
+                }))
+            }) {
+                Ok(b) => s.app.file_test_report(p, &id, &b).await.map(|_| ()),
+                Err(e) => Err(e),
+            }
+        }
+        "senior-management-report" => {
+            match from_form::<SeniorManagementReportBody>(serde_json::json!({
+                "summary": text("summary"),
+                "disposition": text("disposition"),
+            })) {
+                Ok(b) => s
+                    .app
+                    .file_senior_management_report(p, &id, &b)
+                    .await
+                    .map(|_| ()),
+                Err(e) => Err(e),
+            }
+        }
+        "minutes" => {
+            let actions: Result<Vec<serde_json::Value>, AppError> = lines(&text("actions"))
+                .enumerate()
+                .map(|(i, l)| {
+                    let parts: Vec<&str> = l.split(';').map(str::trim).collect();
+                    match parts.as_slice() {
+                        [t, o, d] => Ok(serde_json::json!({"text": t, "owner": o, "due": d})),
+                        _ => Err(AppError::field(
+                            &format!("actions[{i}]"),
+                            "write each action as: text; owner; due",
+                        )),
+                    }
+                })
+                .collect();
+            let attendees: Vec<String> = text("attendees")
+                .split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect();
+            let resolutions: Vec<String> =
+                lines(&text("resolutions")).map(str::to_string).collect();
+            match actions.and_then(|a| {
+                from_form::<MinutesBody>(serde_json::json!({
+                    "attendees": attendees,
+                    "status": text("status"),
+                    "actions": a,
+                    "resolutions": resolutions,
+                }))
+            }) {
+                Ok(b) => s
+                    .app
+                    .record_minutes(p, &id, &text("meeting"), &b)
+                    .await
+                    .map(|_| ()),
+                Err(e) => Err(e),
+            }
+        }
+        "finalize" => s
+            .app
+            .finalize_minutes(p, &id, &text("meeting"))
+            .await
+            .map(|_| ()),
+        "close" => {
+            let summary = text("summary");
+            let b = CloseEmergencyBody {
+                summary: (!summary.is_empty()).then_some(summary),
+            };
+            s.app.close_emergency(p, &id, &b).await.map(|_| ())
         }
         _ => Err(AppError::NotFound),
     };
