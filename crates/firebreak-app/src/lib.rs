@@ -16,6 +16,7 @@ mod principal;
 pub mod reports;
 pub mod response;
 pub mod tickets;
+pub mod trends;
 mod users;
 pub mod verify;
 
@@ -70,6 +71,7 @@ pub struct App {
     blobs: Option<Arc<documents::BlobStore>>,
     plan_cache: Arc<plan::PlanCache>,
     intake_cache: Arc<intake::IntakeCache>,
+    trends_cache: Arc<trends::TrendsCache>,
     mailer: Option<Arc<dyn notify::Mailer>>,
     webhooks: Option<Arc<dyn notify::WebhookSender>>,
 }
@@ -87,6 +89,7 @@ impl App {
             blobs: None,
             plan_cache: Arc::default(),
             intake_cache: Arc::default(),
+            trends_cache: Arc::default(),
             mailer: None,
             webhooks: None,
         }

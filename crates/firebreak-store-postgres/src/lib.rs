@@ -726,6 +726,43 @@ impl Store for PgStore {
 
 #[async_trait]
 impl TicketStore for PgStore {
+    async fn ticket_facts(
+        &self,
+        since: time::OffsetDateTime,
+    ) -> StoreResult<Vec<firebreak_store::TicketFacts>> {
+        type Row = (
+            time::OffsetDateTime,
+            time::OffsetDateTime,
+            String,
+            String,
+            String,
+            Option<String>,
+            bool,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT created_at, updated_at, status, criticality, source_kind, problem_category, false_positive \
+             FROM tickets WHERE created_at >= $1 ORDER BY number",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(c, u, st, cr, sk, pc, fp)| {
+                Some(firebreak_store::TicketFacts {
+                    created_at: c,
+                    updated_at: u,
+                    status: firebreak_domain::ticket::TicketStatus::parse(&st)?,
+                    criticality: firebreak_domain::ticket::Criticality::parse(&cr)?,
+                    source_kind: sk,
+                    problem_category: pc,
+                    false_positive: fp,
+                })
+            })
+            .collect())
+    }
+
     async fn get_ticket(&self, id: TicketId) -> StoreResult<Ticket> {
         let row = sqlx::query("SELECT * FROM tickets WHERE id = $1")
             .bind(id.as_uuid())

@@ -112,6 +112,35 @@ impl SqliteStore {
 
 #[async_trait]
 impl TicketStore for SqliteStore {
+    async fn ticket_facts(
+        &self,
+        since: time::OffsetDateTime,
+    ) -> StoreResult<Vec<firebreak_store::TicketFacts>> {
+        type Row = (i64, i64, String, String, String, Option<String>, bool);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT created_at, updated_at, status, criticality, source_kind, problem_category, false_positive \
+             FROM tickets WHERE created_at >= ?1 ORDER BY number",
+        )
+        .bind(firebreak_store::to_millis(since))
+        .fetch_all(&self.read)
+        .await
+        .map_err(rows::err)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(c, u, st, cr, sk, pc, fp)| {
+                Some(firebreak_store::TicketFacts {
+                    created_at: firebreak_store::from_millis(c),
+                    updated_at: firebreak_store::from_millis(u),
+                    status: firebreak_domain::ticket::TicketStatus::parse(&st)?,
+                    criticality: firebreak_domain::ticket::Criticality::parse(&cr)?,
+                    source_kind: sk,
+                    problem_category: pc,
+                    false_positive: fp,
+                })
+            })
+            .collect())
+    }
+
     async fn get_ticket(&self, id: TicketId) -> StoreResult<Ticket> {
         let row = sqlx::query("SELECT * FROM tickets WHERE id = ?")
             .bind(id.to_string())

@@ -60,6 +60,7 @@ macro_rules! store_conformance_suite {
             observables_link_events_and_tickets,
             suppression_hits_are_counted_from_events,
             event_counters_follow_every_change,
+            ticket_facts_list_the_tickets_opened_since,
         );
     };
     (@tests $factory:path; $($name:ident),+ $(,)?) => {
@@ -1969,4 +1970,26 @@ pub async fn event_counters_follow_every_change(ts: &TestStore) {
     assert_eq!((mine[0].events, mine[0].occurrences), (hits, occurrences));
     assert_eq!((hits, occurrences), (1, 4));
     assert_eq!(Some(mine[0].last_hit), last);
+}
+
+pub async fn ticket_facts_list_the_tickets_opened_since(ts: &TestStore) {
+    let old = create(&ts.store, sample_ticket("facts old")).await;
+    let since = old.created_at + time::Duration::milliseconds(1);
+    let mut t = sample_ticket("facts new");
+    t.created_at = since + time::Duration::seconds(1);
+    t.updated_at = t.created_at;
+    t.problem_category = Some("phishing".into());
+    let new = create(&ts.store, t).await;
+    let facts = ts.store.ticket_facts(since).await.unwrap();
+    assert_eq!(facts.len(), 1, "{facts:?}");
+    assert_eq!(facts[0].created_at, new.created_at);
+    assert_eq!(facts[0].status, new.status);
+    assert_eq!(facts[0].criticality, new.criticality);
+    assert_eq!(facts[0].source_kind, new.source.kind.as_str());
+    assert_eq!(facts[0].problem_category.as_deref(), Some("phishing"));
+    assert!(!facts[0].false_positive);
+    assert_eq!(
+        ts.store.ticket_facts(old.created_at).await.unwrap().len(),
+        2
+    );
 }

@@ -401,6 +401,21 @@ pub trait TicketStore: Send + Sync {
     /// The ticket's access list, by username.
     async fn ticket_access(&self, ticket: TicketId) -> StoreResult<Vec<AccessGrant>>;
     async fn has_ticket_access(&self, ticket: TicketId, username: &str) -> StoreResult<bool>;
+    /// A few fields of every ticket opened at or after `since`, oldest first (the overview's
+    /// trends; no ticket content).
+    async fn ticket_facts(&self, since: OffsetDateTime) -> StoreResult<Vec<TicketFacts>>;
+}
+
+/// What the overview's trends need of a ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketFacts {
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub status: TicketStatus,
+    pub criticality: Criticality,
+    pub source_kind: String,
+    pub problem_category: Option<String>,
+    pub false_positive: bool,
 }
 
 #[async_trait]

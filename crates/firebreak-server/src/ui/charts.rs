@@ -27,7 +27,84 @@ struct OverviewPage {
     cards: Vec<Card>,
     age_chart: String,
     events_chart: String,
+    /// Weekly opened/closed with the time to resolve, top sources, top categories.
+    trends: Option<(String, String, String)>,
     tickets: Vec<TicketView>,
+}
+
+/// Tickets opened and closed per week (grouped bars), with the mean time to resolve under each.
+pub fn weeks_chart(weeks: &[firebreak_app::trends::Week]) -> String {
+    let max = weeks
+        .iter()
+        .map(|w| w.opened.max(w.closed))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let (left, col, h, bottom) = (30i64, 62i64, 190i64, 56i64);
+    let w = left + col * weeks.len() as i64 + 10;
+    let mut svg = format!(
+        "<svg class=\"chart\" role=\"img\" aria-label=\"Tickets opened and closed per week, and the mean time to resolve\" viewBox=\"0 0 {w} {}\" width=\"{w}\" height=\"{}\"><title>Tickets opened and closed per week</title>",
+        h + 22,
+        h + 22
+    );
+    let _ = write!(
+        svg,
+        "<text x=\"0\" y=\"12\">{max}</text><text x=\"0\" y=\"{}\">0</text>",
+        h - bottom
+    );
+    for (i, wk) in weeks.iter().enumerate() {
+        let x = left + i as i64 * col + 6;
+        for (j, (n, colour, what)) in [
+            (wk.opened, "#0b5394", "opened"),
+            (wk.closed, "#1e6b30", "closed"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let bh = (*n as f64 / max as f64 * (h - bottom - 16) as f64).round() as i64;
+            let bx = x + j as i64 * 24;
+            let _ = write!(
+                svg,
+                "<rect x=\"{bx}\" y=\"{}\" width=\"22\" height=\"{}\" fill=\"{colour}\"><title>week of {}: {n} {what}</title></rect><text x=\"{bx}\" y=\"{}\">{n}</text>",
+                h - bottom - bh,
+                bh.max(1),
+                wk.start,
+                h - bottom - bh - 3
+            );
+        }
+        let mttr = wk
+            .mttr_hours
+            .map(|m| {
+                if m >= 48.0 {
+                    format!("{:.1} d", m / 24.0)
+                } else {
+                    format!("{m:.1} h")
+                }
+            })
+            .unwrap_or_else(|| "-".into());
+        let _ = write!(
+            svg,
+            "<text x=\"{x}\" y=\"{}\">{:02}-{:02}</text><text x=\"{x}\" y=\"{}\">{mttr}</text>",
+            h - bottom + 15,
+            u8::from(wk.start.month()),
+            wk.start.day(),
+            h - bottom + 31
+        );
+    }
+    let _ = write!(
+        svg,
+        "<text x=\"0\" y=\"{}\">MTTR</text><rect x=\"{left}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"#0b5394\"></rect><text x=\"{}\" y=\"{}\">opened</text><rect x=\"{}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"#1e6b30\"></rect><text x=\"{}\" y=\"{}\">closed (by week opened)</text>",
+        h - bottom + 31,
+        h + 4,
+        left + 14,
+        h + 13,
+        left + 80,
+        h + 4,
+        left + 94,
+        h + 13
+    );
+    svg.push_str("</svg>");
+    svg
 }
 
 fn esc(s: &str) -> String {
@@ -212,6 +289,13 @@ pub async fn overview(s: &AppState, headers: &HeaderMap) -> Response {
         );
     }
     let rows: Vec<(String, i64)> = counts.into_iter().collect();
+    let trends = s.app.trends(&ui.p).await.ok().map(|t| {
+        (
+            weeks_chart(&t.weeks),
+            bars("Top sources", &t.sources, "#4f6d8f"),
+            bars("Top problem categories", &t.categories, "#8a4b00"),
+        )
+    });
     let now = s.app.now_utc();
     let age = age_chart(&open, now);
     open.sort_by_key(|t| std::cmp::Reverse(t.updated_at));
@@ -223,6 +307,7 @@ pub async fn overview(s: &AppState, headers: &HeaderMap) -> Response {
             cards,
             age_chart: age,
             events_chart: bars("Events by status", &rows, "#0b5394"),
+            trends,
             tickets: open,
         },
     )

@@ -1,0 +1,118 @@
+//! The overview's trends: tickets opened and closed per week, the mean time to resolve, the top
+//! sources and problem categories. Aggregates only (no ticket content), for the response team,
+//! management, auditors and admins; computed from the tickets' facts at most every 30 seconds
+//! per node.
+
+use crate::{App, AppError, AppResult, Principal};
+use firebreak_domain::role::groups;
+use firebreak_domain::ticket::TicketStatus;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a node reuses its trends.
+pub const TRENDS_TTL: Duration = Duration::from_secs(30);
+/// Weeks shown.
+pub const WEEKS: i64 = 8;
+
+#[derive(Default)]
+pub struct TrendsCache(Mutex<Option<(Instant, Arc<Trends>)>>);
+
+/// One week (Monday to Sunday, UTC) of tickets opened in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Week {
+    pub start: time::Date,
+    pub opened: i64,
+    pub closed: i64,
+    pub false_positives: i64,
+    /// Mean hours from opening to the last change, over the week's closed tickets.
+    pub mttr_hours: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trends {
+    pub weeks: Vec<Week>,
+    /// Ticket sources (reporter kinds), most frequent first.
+    pub sources: Vec<(String, i64)>,
+    /// Problem categories of resolved tickets, most frequent first.
+    pub categories: Vec<(String, i64)>,
+    pub computed_at: time::OffsetDateTime,
+}
+
+fn top(m: BTreeMap<String, i64>, n: usize) -> Vec<(String, i64)> {
+    let mut v: Vec<(String, i64)> = m.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(n);
+    v
+}
+
+impl App {
+    /// The trends of the last [`WEEKS`] weeks.
+    pub async fn trends(&self, p: &Principal) -> AppResult<Arc<Trends>> {
+        if !p.can_read() || !p.has_any(groups::READERS) {
+            return Err(AppError::Forbidden(
+                "trends are for the response team, management, auditors and admins".into(),
+            ));
+        }
+        if let Ok(g) = self.trends_cache.0.lock()
+            && let Some((at, t)) = g.as_ref()
+            && at.elapsed() < TRENDS_TTL
+        {
+            return Ok(t.clone());
+        }
+        let now = self.now();
+        let today = now.date();
+        let monday =
+            today - time::Duration::days(i64::from(today.weekday().number_days_from_monday()));
+        let first = monday - time::Duration::weeks(WEEKS - 1);
+        let since = first.midnight().assume_utc();
+        let facts = self.store.ticket_facts(since).await?;
+        let mut weeks: Vec<Week> = (0..WEEKS)
+            .map(|i| Week {
+                start: first + time::Duration::weeks(i),
+                opened: 0,
+                closed: 0,
+                false_positives: 0,
+                mttr_hours: None,
+            })
+            .collect();
+        let mut resolve_secs = vec![(0i64, 0i64); WEEKS as usize];
+        let mut sources = BTreeMap::new();
+        let mut categories = BTreeMap::new();
+        for f in &facts {
+            let w = ((f.created_at.date() - first).whole_days() / 7).clamp(0, WEEKS - 1) as usize;
+            weeks[w].opened += 1;
+            *sources.entry(f.source_kind.clone()).or_insert(0) += 1;
+            if let Some(c) = f
+                .problem_category
+                .as_deref()
+                .filter(|c| !c.trim().is_empty())
+            {
+                *categories.entry(c.trim().to_lowercase()).or_insert(0) += 1;
+            }
+            if f.status == TicketStatus::Closed {
+                weeks[w].closed += 1;
+                if f.false_positive {
+                    weeks[w].false_positives += 1;
+                }
+                resolve_secs[w].0 += (f.updated_at - f.created_at).whole_seconds().max(0);
+                resolve_secs[w].1 += 1;
+            }
+        }
+        for (w, (secs, n)) in weeks.iter_mut().zip(resolve_secs) {
+            if n > 0 {
+                w.mttr_hours = Some(secs as f64 / n as f64 / 3600.0);
+            }
+        }
+        let t = Arc::new(Trends {
+            weeks,
+            sources: top(sources, 6),
+            categories: top(categories, 6),
+            computed_at: now,
+        });
+        if let Ok(mut g) = self.trends_cache.0.lock() {
+            *g = Some((Instant::now(), t.clone()));
+        }
+        Ok(t)
+    }
+}
