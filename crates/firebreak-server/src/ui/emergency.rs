@@ -88,22 +88,18 @@ async fn render(s: &AppState, ui: &Ui, id: &str, error: Option<super::Failed>) -
         .await
         .map(|t| t.title)
         .unwrap_or_default();
-    let meetings = s.app.list_meetings(&ui.p, &id).await.unwrap_or_default();
-    let reports = s
-        .app
-        .list_status_reports(&ui.p, &id)
-        .await
-        .unwrap_or_default();
-    let changes = s
-        .app
-        .list_change_controls(&ui.p, &e.ticket_number)
-        .await
-        .unwrap_or_default();
-    let notifications = s
-        .app
-        .list_notifications(&ui.p, &id)
-        .await
-        .unwrap_or_default();
+    let (meetings, reports, changes, notifications) = tokio::join!(
+        s.app.list_meetings(&ui.p, &id),
+        s.app.list_status_reports(&ui.p, &id),
+        s.app.list_change_controls(&ui.p, &e.ticket_number),
+        s.app.list_notifications(&ui.p, &id),
+    );
+    let (meetings, reports, changes, notifications) = (
+        meetings.unwrap_or_default(),
+        reports.unwrap_or_default(),
+        changes.unwrap_or_default(),
+        notifications.unwrap_or_default(),
+    );
     let (code, error, action, typed) = match error {
         Some(f) => (
             f.status,

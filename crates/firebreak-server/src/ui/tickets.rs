@@ -772,41 +772,28 @@ async fn render_ticket(
         None => (StatusCode::OK, None),
     };
     let reference = view.number.clone();
-    let log = s.app.list_log(&ui.p, &reference, Some(200), None).await;
+    // the page's parts are independent reads: fetched together
+    let (log, comms, tasks, observables, events, documents, changes) = tokio::join!(
+        s.app.list_log(&ui.p, &reference, Some(200), None),
+        s.app.list_communications(&ui.p, &reference),
+        s.app.list_tasks(&ui.p, &reference),
+        s.app.ticket_observables(&ui.p, &reference),
+        s.app.ticket_events(&ui.p, &reference),
+        s.app.list_documents(&ui.p, &reference),
+        s.app.list_change_controls(&ui.p, &reference),
+    );
     let (log, log_more) = match log {
         Ok(p) => (p.items, p.next_cursor.is_some()),
         Err(_) => (vec![], false),
     };
-    let comms = s
-        .app
-        .list_communications(&ui.p, &reference)
-        .await
-        .unwrap_or_default();
-    let tasks = s
-        .app
-        .list_tasks(&ui.p, &reference)
-        .await
-        .unwrap_or_default();
-    let observables = s
-        .app
-        .ticket_observables(&ui.p, &reference)
-        .await
-        .unwrap_or_default();
-    let events = s
-        .app
-        .ticket_events(&ui.p, &reference)
-        .await
-        .unwrap_or_default();
-    let documents = s
-        .app
-        .list_documents(&ui.p, &reference)
-        .await
-        .unwrap_or_default();
-    let changes = s
-        .app
-        .list_change_controls(&ui.p, &reference)
-        .await
-        .unwrap_or_default();
+    let (comms, tasks, observables, events, documents, changes) = (
+        comms.unwrap_or_default(),
+        tasks.unwrap_or_default(),
+        observables.unwrap_or_default(),
+        events.unwrap_or_default(),
+        documents.unwrap_or_default(),
+        changes.unwrap_or_default(),
+    );
     let emergency = if view.criticality == Criticality::Emergency {
         s.app
             .list_emergencies(&ui.p)

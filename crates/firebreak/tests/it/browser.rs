@@ -65,25 +65,40 @@ fn json_file(path: &Path) -> Option<serde_json::Value> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-/// `npm ci` when `node_modules` lacks the locked playwright-core.
+/// `npm ci` when `node_modules` lacks a locked package (playwright-core, axe-core) at its
+/// locked version.
 fn ensure_node_modules(dir: &Path) {
-    let locked = json_file(&dir.join("package-lock.json"))
-        .and_then(|l| {
-            l["packages"]["node_modules/playwright-core"]["version"]
+    let lock = json_file(&dir.join("package-lock.json"))
+        .expect("tests/browser/package-lock.json is readable JSON");
+    let wanted: Vec<(String, String)> = ["playwright-core", "axe-core"]
+        .iter()
+        .map(|name| {
+            let v = lock["packages"][format!("node_modules/{name}")]["version"]
                 .as_str()
-                .map(String::from)
+                .unwrap_or_else(|| panic!("tests/browser/package-lock.json locks {name}"))
+                .to_string();
+            ((*name).to_string(), v)
         })
-        .expect("tests/browser/package-lock.json locks playwright-core");
-    let installed = json_file(&dir.join("node_modules/playwright-core/package.json"))
-        .and_then(|p| p["version"].as_str().map(String::from));
-    if installed.as_deref() == Some(locked.as_str()) {
+        .collect();
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|(name, v)| {
+            json_file(&dir.join(format!("node_modules/{name}/package.json")))
+                .and_then(|p| p["version"].as_str().map(String::from))
+                .as_deref()
+                != Some(v.as_str())
+        })
+        .map(|(name, v)| format!("{name} {v}"))
+        .collect();
+    if missing.is_empty() {
         return;
     }
     let npm = program("npm").unwrap_or_else(|| {
-        panic!("the browser tests need npm to install playwright-core, and it is not installed: {INSTALL}")
+        panic!("the browser tests need npm to install playwright-core and axe-core, and it is not installed: {INSTALL}")
     });
     eprintln!(
-        "browser: playwright-core {locked} not installed ({installed:?}): npm ci in {}",
+        "browser: {} not installed: npm ci in {}",
+        missing.join(", "),
         dir.display()
     );
     let out = Command::new(npm)
