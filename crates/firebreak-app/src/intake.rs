@@ -646,9 +646,18 @@ impl App {
                 dedup_key: key,
                 window_start,
                 resolve,
+                details: None,
             });
         }
         segments.retain(|s| !s.is_empty());
+        // the details are serialized here, on this batch's task, not on the store's writer
+        for item in segments.iter_mut().flatten() {
+            item.details = Some(
+                item.event
+                    .details_json()
+                    .map_err(|e| AppError::Unexpected(anyhow::anyhow!("event details: {e}")))?,
+            );
+        }
         // what the summary needs of each item after the commit: its status and whether the
         // plan wants a ticket (the events themselves move into the change set)
         let kept: Vec<Vec<(EventStatus, bool, Uuid)>> = segments

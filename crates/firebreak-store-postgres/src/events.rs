@@ -24,7 +24,7 @@ pub(crate) async fn ingest(
     out: &mut CommitOutcome,
 ) -> StoreResult<()> {
     let mut results: Vec<Option<Ingested>> = vec![None; items.len()];
-    let mut to_insert: Vec<&Event> = Vec::new();
+    let mut to_insert: Vec<&NewEvent> = Vec::new();
     // Resolutions: rare, one at a time.
     for (i, item) in items.iter().enumerate().filter(|(_, it)| it.resolve) {
         let found: Option<(Uuid,)> =
@@ -53,7 +53,7 @@ pub(crate) async fn ingest(
                 continue;
             }
         }
-        to_insert.push(&item.event);
+        to_insert.push(item);
         results[i] = Some(Ingested {
             event_id: item.event.id,
             created: true,
@@ -100,7 +100,7 @@ pub(crate) async fn ingest(
                 StoreError::Other(anyhow::anyhow!("no dedup row for key {}", r.dedup_key))
             })?;
             if winner == r.event.id {
-                to_insert.push(&r.event);
+                to_insert.push(r);
                 results[*i] = Some(Ingested {
                     event_id: winner,
                     created: true,
@@ -167,12 +167,13 @@ struct EventColumns<'a> {
     raw: Vec<&'a str>,
 }
 
-async fn insert_events(tx: &mut Tx<'_>, events: &[&Event]) -> StoreResult<()> {
-    if events.is_empty() {
+async fn insert_events(tx: &mut Tx<'_>, items: &[&NewEvent]) -> StoreResult<()> {
+    if items.is_empty() {
         return Ok(());
     }
     let mut c = EventColumns::default();
-    for e in events {
+    for item in items {
+        let e = &item.event;
         c.id.push(e.id);
         c.status.push(e.status.as_str());
         c.source.push(&e.source);
@@ -191,8 +192,7 @@ async fn insert_events(tx: &mut Tx<'_>, events: &[&Event]) -> StoreResult<()> {
         c.reported_by.push(&e.reported_by);
         c.ticket_id.push(e.ticket_id.map(|t| t.as_uuid()));
         c.suppressed_by.push(e.suppressed_by);
-        c.data
-            .push(e.details_json().map_err(|x| StoreError::Other(x.into()))?);
+        c.data.push(item.details()?.into_owned());
         c.raw.push(&e.raw);
     }
     sqlx::query(
@@ -228,7 +228,8 @@ async fn insert_events(tx: &mut Tx<'_>, events: &[&Event]) -> StoreResult<()> {
     // Observables: distinct, sorted by id (lock order), then the links.
     let mut obs: BTreeMap<Uuid, (&ObservableRef, OffsetDateTime)> = BTreeMap::new();
     let mut links: Vec<(Uuid, Uuid)> = Vec::new();
-    for e in events {
+    for item in items {
+        let e = &item.event;
         for o in &e.observables {
             let id = o.id();
             let at = truncate_millis(e.received_at);

@@ -767,12 +767,15 @@ fn apply_op(
             expected_version,
         } => update_record(conn, record, *expected_version)?,
         Op::IngestEvents(items) => {
-            // each observable is written once per op, however many events mention it
-            let mut seen = std::collections::HashSet::new();
+            // each observable is written once per op, however many events mention it, and
+            // the observables and links go in sorted by key after the events (each index
+            // page is visited once, in order)
+            let mut pending = PendingObservables::default();
             for item in items {
-                let r = ingest_event(conn, item, &mut seen)?;
+                let r = ingest_event(conn, item, &mut pending)?;
                 out.ingested.push(r);
             }
+            pending.write(conn)?;
         }
         Op::UpdateEvent {
             event,
@@ -812,13 +815,42 @@ fn upsert_observable(conn: &Connection, o: &ObservableRef, at: i64) -> StoreResu
     Ok(id)
 }
 
-fn insert_event(
+/// The observables of an op's new events and their links, written after the events.
+#[derive(Default)]
+struct PendingObservables<'a> {
+    /// observable id -> (observable, latest receipt)
+    observables: std::collections::BTreeMap<uuid::Uuid, (&'a ObservableRef, i64)>,
+    /// (observable id, event id)
+    links: Vec<(uuid::Uuid, String)>,
+}
+
+impl PendingObservables<'_> {
+    fn write(mut self, conn: &Connection) -> StoreResult<()> {
+        for (o, at) in self.observables.values() {
+            upsert_observable(conn, o, *at)?;
+        }
+        self.links.sort_unstable();
+        self.links.dedup();
+        let mut stmt = conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO event_observables (observable_id, event_id) VALUES (?1, ?2)",
+            )
+            .map_err(err)?;
+        for (oid, eid) in &self.links {
+            stmt.execute(params![oid.to_string(), eid]).map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+fn insert_event<'a>(
     conn: &Connection,
-    e: &Event,
-    seen: &mut std::collections::HashSet<uuid::Uuid>,
+    item: &'a NewEvent,
+    pending: &mut PendingObservables<'a>,
 ) -> StoreResult<()> {
+    let e = &item.event;
     let id = e.id.to_string();
-    let data = e.details_json().map_err(|x| StoreError::Other(x.into()))?;
+    let data = item.details()?;
     conn.prepare_cached(
         "INSERT INTO events (id, status, source, source_kind, source_ref, rule_id, fingerprint, title, severity, host, \
          occurred_at, received_at, last_seen, occurrences, reported_by, ticket_id, suppressed_by, resolved_at, data, raw, version) \
@@ -851,24 +883,21 @@ fn insert_event(
     .map_err(err)?;
     let at = to_millis(e.received_at);
     for o in &e.observables {
-        let oid = if seen.insert(o.id()) {
-            upsert_observable(conn, o, at)?
-        } else {
-            o.id().to_string()
-        };
-        conn.prepare_cached(
-            "INSERT OR IGNORE INTO event_observables (observable_id, event_id) VALUES (?1, ?2)",
-        )
-        .and_then(|mut s| s.execute(params![oid, id]))
-        .map_err(err)?;
+        let oid = o.id();
+        pending
+            .observables
+            .entry(oid)
+            .and_modify(|v| v.1 = v.1.max(at))
+            .or_insert((o, at));
+        pending.links.push((oid, id.clone()));
     }
     Ok(())
 }
 
-fn ingest_event(
+fn ingest_event<'a>(
     conn: &Connection,
-    item: &NewEvent,
-    seen: &mut std::collections::HashSet<uuid::Uuid>,
+    item: &'a NewEvent,
+    pending: &mut PendingObservables<'a>,
 ) -> StoreResult<Ingested> {
     let e = &item.event;
     let now = to_millis(e.last_seen);
@@ -893,7 +922,7 @@ fn ingest_event(
                 });
             }
         }
-        insert_event(conn, e, seen)?;
+        insert_event(conn, item, pending)?;
         return Ok(Ingested {
             event_id: e.id,
             created: true,
@@ -916,7 +945,7 @@ fn ingest_event(
         })
         .map_err(err)?;
     if winner == candidate {
-        insert_event(conn, e, seen)?;
+        insert_event(conn, item, pending)?;
         return Ok(Ingested {
             event_id: e.id,
             created: true,

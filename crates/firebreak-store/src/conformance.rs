@@ -1477,6 +1477,7 @@ fn new_event(
         dedup_key: key.into(),
         window_start,
         resolve: false,
+        details: None,
     }
 }
 

@@ -312,6 +312,23 @@ pub struct NewEvent {
     pub dedup_key: String,
     pub window_start: OffsetDateTime,
     pub resolve: bool,
+    /// The event's details as JSON ([`Event::details_json`]) when the caller serialized them
+    /// already: done on the caller's threads, it keeps the single SQLite writer's work short.
+    pub details: Option<String>,
+}
+
+impl NewEvent {
+    /// The details as stored: the caller's, or serialized now.
+    pub fn details(&self) -> StoreResult<std::borrow::Cow<'_, str>> {
+        match &self.details {
+            Some(d) => Ok(std::borrow::Cow::Borrowed(d.as_str())),
+            None => self
+                .event
+                .details_json()
+                .map(std::borrow::Cow::Owned)
+                .map_err(|x| StoreError::Other(x.into())),
+        }
+    }
 }
 
 /// What happened to one [`NewEvent`].
