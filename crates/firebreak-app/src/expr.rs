@@ -22,7 +22,7 @@ const PLAIN: &[&str] = &[
 ];
 
 /// The event as CEL sees it: `event.source`, `event.rule_id`, `event.fields.src_ip`...
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CelEvent<'a> {
     pub source: &'a str,
     pub source_kind: &'a str,
@@ -43,7 +43,7 @@ pub struct CelEvent<'a> {
     pub reporter_kind: Option<&'a str>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CelObservable<'a> {
     pub kind: &'a str,
     pub value: &'a str,
@@ -70,6 +70,95 @@ pub struct Condition {
     program: Program,
     /// `(field, literal)` pairs that must all hold for the condition to be true.
     required: Vec<(&'static str, String)>,
+    /// Which of `event.fields` the condition reads.
+    needs: FieldNeeds,
+}
+
+/// Which keys of `event.fields` some conditions read: only those are handed to CEL (an event's
+/// fields can be many and nested; converting them all for every event was the most expensive
+/// part of evaluating a rule).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldNeeds {
+    /// The whole map (`event.fields` used as a value, `event` used whole).
+    pub all: bool,
+    pub keys: std::collections::BTreeSet<String>,
+}
+
+impl FieldNeeds {
+    pub fn union(&mut self, other: &FieldNeeds) {
+        self.all |= other.all;
+        self.keys.extend(other.keys.iter().cloned());
+    }
+
+    /// Everything: for an input evaluated by unknown conditions.
+    pub fn everything() -> Self {
+        Self {
+            all: true,
+            keys: Default::default(),
+        }
+    }
+}
+
+/// What of `event.fields` an expression reads.
+fn field_needs(e: &Expr, out: &mut FieldNeeds) {
+    let is_event = |x: &Expr| matches!(x, Expr::Ident(n) if n == "event");
+    match e {
+        Expr::Select(s) => {
+            if let Expr::Select(inner) = &s.operand.expr
+                && inner.field == "fields"
+                && is_event(&inner.operand.expr)
+            {
+                out.keys.insert(s.field.clone());
+            } else if is_event(&s.operand.expr) {
+                if s.field == "fields" {
+                    out.all = true;
+                }
+            } else {
+                field_needs(&s.operand.expr, out);
+            }
+        }
+        Expr::Ident(n) => {
+            if n == "event" {
+                out.all = true;
+            }
+        }
+        Expr::Call(c) => {
+            if let Some(t) = &c.target {
+                field_needs(&t.expr, out);
+            }
+            for a in &c.args {
+                field_needs(&a.expr, out);
+            }
+        }
+        Expr::List(l) => {
+            for x in &l.elements {
+                field_needs(&x.expr, out);
+            }
+        }
+        Expr::Map(m) => {
+            for entry in &m.entries {
+                if let cel::common::ast::EntryExpr::MapEntry(me) = &entry.expr {
+                    field_needs(&me.key.expr, out);
+                    field_needs(&me.value.expr, out);
+                } else {
+                    out.all = true;
+                }
+            }
+        }
+        Expr::Comprehension(c) => {
+            for x in [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ] {
+                field_needs(&x.expr, out);
+            }
+        }
+        Expr::Struct(_) => out.all = true,
+        Expr::Literal(_) | Expr::Unspecified => {}
+    }
 }
 
 impl std::fmt::Debug for Condition {
@@ -83,20 +172,44 @@ impl std::fmt::Debug for Condition {
 /// An evaluation input built once per event and shared by every condition.
 pub struct Input<'a> {
     event: &'a CelEvent<'a>,
+    needs: &'a FieldNeeds,
     value: std::cell::OnceCell<Option<Value>>,
 }
 
+static EVERYTHING: std::sync::LazyLock<FieldNeeds> =
+    std::sync::LazyLock::new(FieldNeeds::everything);
+
 impl<'a> Input<'a> {
+    /// An input for any condition (every field handed to CEL).
     pub fn new(event: &'a CelEvent<'a>) -> Self {
+        Self::for_needs(event, &EVERYTHING)
+    }
+
+    /// An input for conditions that read only `needs` of the event's fields.
+    pub fn for_needs(event: &'a CelEvent<'a>, needs: &'a FieldNeeds) -> Self {
         Self {
             event,
+            needs,
             value: std::cell::OnceCell::new(),
         }
     }
 
     fn value(&self) -> Option<&Value> {
         self.value
-            .get_or_init(|| cel::to_value(self.event).ok())
+            .get_or_init(|| {
+                if self.needs.all {
+                    return cel::to_value(self.event).ok();
+                }
+                let some: serde_json::Map<String, serde_json::Value> = self
+                    .needs
+                    .keys
+                    .iter()
+                    .filter_map(|k| self.event.fields.get(k).map(|v| (k.clone(), v.clone())))
+                    .collect();
+                let mut e = self.event.clone();
+                e.fields = &some;
+                cel::to_value(&e).ok()
+            })
             .as_ref()
     }
 }
@@ -231,11 +344,19 @@ impl Condition {
             ));
         }
         let required = required(&program.expression().expr);
+        let mut needs = FieldNeeds::default();
+        field_needs(&program.expression().expr, &mut needs);
         Ok(Self {
             source: source.to_string(),
             program,
             required,
+            needs,
         })
+    }
+
+    /// Which of the event's fields the condition reads.
+    pub fn needs(&self) -> &FieldNeeds {
+        &self.needs
     }
 
     pub fn source(&self) -> &str {
@@ -329,5 +450,41 @@ mod tests {
         assert!(Condition::compile("   ").is_err());
         let e = Condition::compile(r#"request.host == "x""#).unwrap_err();
         assert!(e.contains("request"), "{e}");
+    }
+
+    #[test]
+    fn conditions_hand_cel_only_the_fields_they_read() {
+        let c = Condition::compile(
+            r#"event.fields.dest_port == 53 && event.severity == "low" && has(event.fields.dns)"#,
+        )
+        .unwrap();
+        assert!(!c.needs().all);
+        assert_eq!(
+            c.needs()
+                .keys
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            vec!["dest_port", "dns"]
+        );
+        for whole in [
+            r#""x" in event.fields"#,
+            r#"event.fields["dest_port"] == 53"#,
+            "size(event) > 0",
+        ] {
+            assert!(Condition::compile(whole).unwrap().needs().all, "{whole}");
+        }
+        // and a condition still sees the fields it reads, and only those
+        let mut fields = serde_json::Map::new();
+        fields.insert("dest_port".into(), serde_json::json!(53));
+        fields.insert("other".into(), serde_json::json!({"deep": [1, 2, 3]}));
+        let tags = vec![];
+        let e = event(&fields, &tags);
+        let port = Condition::compile("event.fields.dest_port == 53").unwrap();
+        let input = Input::for_needs(&e, port.needs());
+        assert_eq!(port.matches(&input), Ok(true));
+        let other = Condition::compile("has(event.fields.other)").unwrap();
+        assert_eq!(other.matches(&input), Ok(false), "not handed over");
+        assert_eq!(other.matches(&Input::new(&e)), Ok(true));
     }
 }

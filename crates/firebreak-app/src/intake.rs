@@ -40,7 +40,11 @@ pub struct IntakeState {
     by_name: HashMap<String, Arc<Asset>>,
     by_address: HashMap<String, Arc<Asset>>,
     suppression: Vec<(SuppressionRule, Condition)>,
+    /// What the suppression rules read of `event.fields`.
+    suppression_needs: crate::expr::FieldNeeds,
     rules: Vec<(ClassificationRule, Condition)>,
+    /// What the classification rules read of `event.fields`.
+    rules_needs: crate::expr::FieldNeeds,
     policy: IntakePolicy,
     thresholds: Thresholds,
 }
@@ -164,7 +168,7 @@ impl IntakeState {
         let mut err = None;
         {
             let cel = cel_event(e);
-            let input = Input::new(&cel);
+            let input = Input::for_needs(&cel, &self.rules_needs);
             for (rule, cond) in &self.rules {
                 match cond.matches(&input) {
                     Ok(true) => {
@@ -226,7 +230,7 @@ impl IntakeState {
 
     fn suppress(&self, e: &Event, now: time::OffsetDateTime) -> (Option<Uuid>, Option<String>) {
         let cel = cel_event(e);
-        let input = Input::new(&cel);
+        let input = Input::for_needs(&cel, &self.suppression_needs);
         let mut err = None;
         for (rule, cond) in &self.suppression {
             if !rule.active_at(now) {
@@ -509,12 +513,22 @@ impl App {
                 }
             }
         }
+        let mut suppression_needs = crate::expr::FieldNeeds::default();
+        for (_, c) in &suppression {
+            suppression_needs.union(c.needs());
+        }
+        let mut rules_needs = crate::expr::FieldNeeds::default();
+        for (_, c) in &rules {
+            rules_needs.union(c.needs());
+        }
         let state = Arc::new(IntakeState {
             loaded: Instant::now(),
             by_name,
             by_address,
             suppression,
+            suppression_needs,
             rules,
+            rules_needs,
             policy: plan.intake.clone(),
             thresholds: plan.thresholds,
         });
