@@ -513,14 +513,18 @@ test('every page is served with a strict CSP and no inline script', async ({ pag
 });
 
 test('overview: counts, the age chart and the trends, as SVG drawn by the server', async ({ page, shot }) => {
-  await (await as('hd')).post('/api/v1/tickets', { title: `For the overview ${run_id}`, severity: 'low' });
+  const t = await (await as('hd')).post('/api/v1/tickets', { title: `For the overview ${run_id}`, severity: 'low' });
+  await (await as('resp')).post(`/api/v1/tickets/${t.number}/start`, {});
   await login(page, base, 'mgr', pass('mgr'));
   await page.goto(`${base}/`);
   const main = await page.locator('main').innerText();
   assert.match(main, /open tickets/);
   assert.match(main, /Last 8 weeks/);
   assert.ok((await page.locator('svg.chart').count()) >= 4, 'age, events, weeks, sources charts');
-  assert.match(await page.locator('svg[aria-label^="Tickets opened and closed"]').innerHTML(), /opened/);
+  const weeks = await page.locator('svg[aria-label^="Tickets opened and closed"]').innerHTML();
+  assert.match(weeks, /opened/);
+  assert.match(weeks, /MTTA/);
+  assert.match(weeks, />\d+\.\d (h|d)</, 'a started ticket gives this week a time to acknowledge');
   await shot('overview');
 });
 

@@ -1,4 +1,5 @@
-//! The overview's trends: tickets opened and closed per week, the mean time to resolve, the top
+//! The overview's trends: tickets opened and closed per week, the mean times to acknowledge
+//! (work started) and to resolve, the top
 //! sources and problem categories. Aggregates only (no ticket content), for the response team,
 //! management, auditors and admins; computed from the tickets' facts at most every 30 seconds
 //! per node.
@@ -27,6 +28,8 @@ pub struct Week {
     pub false_positives: i64,
     /// Mean hours from opening to the last change, over the week's closed tickets.
     pub mttr_hours: Option<f64>,
+    /// Mean hours from opening to the start of work, over the week's started tickets.
+    pub mtta_hours: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,9 +77,11 @@ impl App {
                 closed: 0,
                 false_positives: 0,
                 mttr_hours: None,
+                mtta_hours: None,
             })
             .collect();
         let mut resolve_secs = vec![(0i64, 0i64); WEEKS as usize];
+        let mut ack_secs = vec![(0i64, 0i64); WEEKS as usize];
         let mut sources = BTreeMap::new();
         let mut categories = BTreeMap::new();
         for f in &facts {
@@ -90,6 +95,10 @@ impl App {
             {
                 *categories.entry(c.trim().to_lowercase()).or_insert(0) += 1;
             }
+            if let Some(started) = f.started_at {
+                ack_secs[w].0 += (started - f.created_at).whole_seconds().max(0);
+                ack_secs[w].1 += 1;
+            }
             if f.status == TicketStatus::Closed {
                 weeks[w].closed += 1;
                 if f.false_positive {
@@ -99,9 +108,12 @@ impl App {
                 resolve_secs[w].1 += 1;
             }
         }
-        for (w, (secs, n)) in weeks.iter_mut().zip(resolve_secs) {
+        for ((w, (secs, n)), (asecs, an)) in weeks.iter_mut().zip(resolve_secs).zip(ack_secs) {
             if n > 0 {
                 w.mttr_hours = Some(secs as f64 / n as f64 / 3600.0);
+            }
+            if an > 0 {
+                w.mtta_hours = Some(asecs as f64 / an as f64 / 3600.0);
             }
         }
         let t = Arc::new(Trends {

@@ -738,10 +738,12 @@ impl TicketStore for PgStore {
             String,
             Option<String>,
             bool,
+            Option<time::OffsetDateTime>,
         );
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT created_at, updated_at, status, criticality, source_kind, problem_category, false_positive \
-             FROM tickets WHERE created_at >= $1 ORDER BY number",
+            "SELECT t.created_at, t.updated_at, t.status, t.criticality, t.source_kind, t.problem_category, t.false_positive, \
+             (SELECT MIN(a.occurred_at) FROM audit_log a WHERE a.ticket_id = t.id AND a.action = 'ticket.start') \
+             FROM tickets t WHERE t.created_at >= $1 ORDER BY t.number",
         )
         .bind(since)
         .fetch_all(&self.pool)
@@ -749,8 +751,9 @@ impl TicketStore for PgStore {
         .map_err(err)?;
         Ok(rows
             .into_iter()
-            .filter_map(|(c, u, st, cr, sk, pc, fp)| {
+            .filter_map(|(c, u, st, cr, sk, pc, fp, started)| {
                 Some(firebreak_store::TicketFacts {
+                    started_at: started,
                     created_at: c,
                     updated_at: u,
                     status: firebreak_domain::ticket::TicketStatus::parse(&st)?,

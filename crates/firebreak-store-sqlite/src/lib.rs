@@ -116,10 +116,20 @@ impl TicketStore for SqliteStore {
         &self,
         since: time::OffsetDateTime,
     ) -> StoreResult<Vec<firebreak_store::TicketFacts>> {
-        type Row = (i64, i64, String, String, String, Option<String>, bool);
+        type Row = (
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            Option<String>,
+            bool,
+            Option<i64>,
+        );
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT created_at, updated_at, status, criticality, source_kind, problem_category, false_positive \
-             FROM tickets WHERE created_at >= ?1 ORDER BY number",
+            "SELECT t.created_at, t.updated_at, t.status, t.criticality, t.source_kind, t.problem_category, t.false_positive, \
+             (SELECT MIN(a.occurred_at) FROM audit_log a WHERE a.ticket_id = t.id AND a.action = 'ticket.start') \
+             FROM tickets t WHERE t.created_at >= ?1 ORDER BY t.number",
         )
         .bind(firebreak_store::to_millis(since))
         .fetch_all(&self.read)
@@ -127,8 +137,9 @@ impl TicketStore for SqliteStore {
         .map_err(rows::err)?;
         Ok(rows
             .into_iter()
-            .filter_map(|(c, u, st, cr, sk, pc, fp)| {
+            .filter_map(|(c, u, st, cr, sk, pc, fp, started)| {
                 Some(firebreak_store::TicketFacts {
+                    started_at: started.map(firebreak_store::from_millis),
                     created_at: firebreak_store::from_millis(c),
                     updated_at: firebreak_store::from_millis(u),
                     status: firebreak_domain::ticket::TicketStatus::parse(&st)?,

@@ -433,6 +433,8 @@ pub struct TicketFacts {
     pub source_kind: String,
     pub problem_category: Option<String>,
     pub false_positive: bool,
+    /// When work on it first started (its first `ticket.start` in the audit chain).
+    pub started_at: Option<OffsetDateTime>,
 }
 
 #[async_trait]

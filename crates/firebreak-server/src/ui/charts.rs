@@ -40,10 +40,10 @@ pub fn weeks_chart(weeks: &[firebreak_app::trends::Week]) -> String {
         .max()
         .unwrap_or(0)
         .max(1);
-    let (left, col, h, bottom) = (30i64, 62i64, 190i64, 56i64);
+    let (left, col, h, bottom) = (36i64, 62i64, 205i64, 70i64);
     let w = left + col * weeks.len() as i64 + 10;
     let mut svg = format!(
-        "<svg class=\"chart\" role=\"img\" aria-label=\"Tickets opened and closed per week, and the mean time to resolve\" viewBox=\"0 0 {w} {}\" width=\"{w}\" height=\"{}\"><title>Tickets opened and closed per week</title>",
+        "<svg class=\"chart\" role=\"img\" aria-label=\"Tickets opened and closed per week, with the mean times to acknowledge and to resolve\" viewBox=\"0 0 {w} {}\" width=\"{w}\" height=\"{}\"><title>Tickets opened and closed per week</title>",
         h + 22,
         h + 22
     );
@@ -72,29 +72,33 @@ pub fn weeks_chart(weeks: &[firebreak_app::trends::Week]) -> String {
                 h - bottom - bh - 3
             );
         }
-        let mttr = wk
-            .mttr_hours
-            .map(|m| {
+        let hours = |v: Option<f64>| {
+            v.map(|m| {
                 if m >= 48.0 {
                     format!("{:.1} d", m / 24.0)
                 } else {
                     format!("{m:.1} h")
                 }
             })
-            .unwrap_or_else(|| "-".into());
+            .unwrap_or_else(|| "-".into())
+        };
         let _ = write!(
             svg,
-            "<text x=\"{x}\" y=\"{}\">{:02}-{:02}</text><text x=\"{x}\" y=\"{}\">{mttr}</text>",
+            "<text x=\"{x}\" y=\"{}\">{:02}-{:02}</text><text x=\"{x}\" y=\"{}\">{}</text><text x=\"{x}\" y=\"{}\">{}</text>",
             h - bottom + 15,
             u8::from(wk.start.month()),
             wk.start.day(),
-            h - bottom + 31
+            h - bottom + 31,
+            hours(wk.mtta_hours),
+            h - bottom + 46,
+            hours(wk.mttr_hours)
         );
     }
     let _ = write!(
         svg,
-        "<text x=\"0\" y=\"{}\">MTTR</text><rect x=\"{left}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"#0b5394\"></rect><text x=\"{}\" y=\"{}\">opened</text><rect x=\"{}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"#1e6b30\"></rect><text x=\"{}\" y=\"{}\">closed (by week opened)</text>",
+        "<text x=\"0\" y=\"{}\">MTTA</text><text x=\"0\" y=\"{}\">MTTR</text><rect x=\"{left}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"#0b5394\"></rect><text x=\"{}\" y=\"{}\">opened</text><rect x=\"{}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"#1e6b30\"></rect><text x=\"{}\" y=\"{}\">closed (by week opened)</text>",
         h - bottom + 31,
+        h - bottom + 46,
         h + 4,
         left + 14,
         h + 13,
