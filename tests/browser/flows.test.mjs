@@ -224,6 +224,16 @@ test('responder: start, log, resolve; the owner accepts the closure', async ({ b
   assert.equal((await page.locator('#ticket-status').innerText()).trim(), 'pending_closure');
   await shot('ticket-pending-closure');
   await noScriptRan(page);
+  // the written controls open from the page: the Help Desk Ticket as HTML and as PDF
+  for (const [fmt, sig] of [['html', /<html|<!doctype/i], ['pdf', /^%PDF-/]]) {
+    const href = await page.locator(`a[href$="/reports/help-desk-ticket.${fmt}"]`).getAttribute('href');
+    const [status, head] = await page.evaluate(async (u) => {
+      const r = await fetch(u);
+      return [r.status, (await r.text()).slice(0, 200)];
+    }, href);
+    assert.equal(status, 200, `${fmt}: ${head}`);
+    assert.match(head, sig, fmt);
+  }
 
   // the owner (the help desk agent who opened it) accepts
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
@@ -446,6 +456,22 @@ test('ticket list: filters, keyboard navigation, and a new ticket appears withou
   // the list refreshes itself (htmx, every 15 s)
   await page.locator('#ticket-rows tr', { hasText: title }).waitFor({ timeout: 25_000 });
   await shot('ticket-list-live');
+});
+
+test('ticket list: a view saved by the user comes back, as text, and can be forgotten', async ({ page }) => {
+  await login(page, base, 'resp', pass('resp'));
+  await page.goto(`${base}/tickets?severity=low&status=open`);
+  const name = `Low ones <b>${run_id}</b>`;
+  page.once('dialog', (d) => d.accept(name));
+  await page.click('[data-save-view]');
+  await page.goto(`${base}/tickets`);
+  const link = page.locator('#saved-views a', { hasText: name });
+  await link.waitFor();
+  await link.click();
+  await page.waitForURL(/severity=low/);
+  assert.match(page.url(), /status=open/);
+  await page.locator('#saved-views button').first().click();
+  assert.equal(await page.locator('#saved-views a').count(), 0);
 });
 
 test('new ticket form: required fields, then created with its source', async ({ page, watch, shot }) => {

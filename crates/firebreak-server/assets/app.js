@@ -79,6 +79,48 @@
     reader.readAsText(t.files[0]);
   });
 
+  // views of the ticket list saved by the user, in this browser (name -> query string)
+  var VIEWS = "firebreak.ticket-views";
+  function loadViews() {
+    try { return JSON.parse(window.localStorage.getItem(VIEWS) || "[]"); } catch (e) { return []; }
+  }
+  function renderViews() {
+    var box = document.querySelector("[data-saved-views]");
+    if (!box) return;
+    while (box.firstChild) box.removeChild(box.firstChild);
+    loadViews().forEach(function (v, i) {
+      var a = document.createElement("a");
+      a.href = "/tickets" + v.query;
+      a.textContent = v.name;
+      var x = document.createElement("button");
+      x.type = "button";
+      x.className = "secondary inline-x";
+      x.textContent = "\u00d7";
+      x.setAttribute("aria-label", "Forget the view " + v.name);
+      x.addEventListener("click", function () {
+        var all = loadViews();
+        all.splice(i, 1);
+        window.localStorage.setItem(VIEWS, JSON.stringify(all));
+        renderViews();
+      });
+      box.appendChild(document.createTextNode(i ? " · " : "Saved: "));
+      box.appendChild(a);
+      box.appendChild(x);
+    });
+  }
+  document.addEventListener("click", function (ev) {
+    var b = ev.target.closest && ev.target.closest("[data-save-view]");
+    if (!b) return;
+    var name = window.prompt("A name for this view");
+    if (!name || !name.trim()) return;
+    var all = loadViews().filter(function (v) { return v.name !== name.trim(); });
+    all.push({ name: name.trim().slice(0, 60), query: window.location.search });
+    window.localStorage.setItem(VIEWS, JSON.stringify(all));
+    renderViews();
+  });
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", renderViews);
+  else renderViews();
+
   // forms that need a second thought
   document.addEventListener("submit", function (ev) {
     var f = ev.target;
