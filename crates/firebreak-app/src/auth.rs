@@ -520,6 +520,25 @@ impl App {
         secret: &str,
         allow_pending: bool,
     ) -> AppResult<(Principal, SessionRecord)> {
+        self.authenticate_session_with(secret, allow_pending, true)
+            .await
+    }
+
+    /// [`App::authenticate_session`] for a request the page makes by itself (a live refresh):
+    /// it does not count as activity, so an open page does not keep an idle session alive.
+    pub async fn authenticate_session_passive(
+        &self,
+        secret: &str,
+    ) -> AppResult<(Principal, SessionRecord)> {
+        self.authenticate_session_with(secret, false, false).await
+    }
+
+    async fn authenticate_session_with(
+        &self,
+        secret: &str,
+        allow_pending: bool,
+        activity: bool,
+    ) -> AppResult<(Principal, SessionRecord)> {
         if secret.is_empty() || secret.len() > 128 {
             return Err(AppError::Unauthenticated);
         }
@@ -538,7 +557,8 @@ impl App {
         {
             return Err(AppError::Unauthenticated);
         }
-        if now - s.last_seen_at >= Duration::minutes(1)
+        if activity
+            && now - s.last_seen_at >= Duration::minutes(1)
             && let Err(e) = self
                 .store
                 .commit(ChangeSet::new().op(Op::TouchSession {

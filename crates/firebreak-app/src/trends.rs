@@ -16,8 +16,12 @@ pub const TRENDS_TTL: Duration = Duration::from_secs(30);
 /// Weeks shown.
 pub const WEEKS: i64 = 8;
 
+/// Trends and when they were computed.
+type Slot = Option<(Instant, Arc<Trends>)>;
+
+/// One slot for those cleared for restricted tickets, one for the others.
 #[derive(Default)]
-pub struct TrendsCache(Mutex<Option<(Instant, Arc<Trends>)>>);
+pub struct TrendsCache(Mutex<[Slot; 2]>);
 
 /// One week (Monday to Sunday, UTC) of tickets opened in it.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,8 +61,11 @@ impl App {
                 "trends are for the response team, management, auditors and admins".into(),
             ));
         }
+        // restricted tickets count only for those cleared to see them
+        let cleared = p.restricted_ok();
+        let slot = usize::from(cleared);
         if let Ok(g) = self.trends_cache.0.lock()
-            && let Some((at, t)) = g.as_ref()
+            && let Some((at, t)) = g[slot].as_ref()
             && at.elapsed() < TRENDS_TTL
         {
             return Ok(t.clone());
@@ -84,7 +91,7 @@ impl App {
         let mut ack_secs = vec![(0i64, 0i64); WEEKS as usize];
         let mut sources = BTreeMap::new();
         let mut categories = BTreeMap::new();
-        for f in &facts {
+        for f in facts.iter().filter(|f| cleared || !f.restricted) {
             let w = ((f.created_at.date() - first).whole_days() / 7).clamp(0, WEEKS - 1) as usize;
             weeks[w].opened += 1;
             *sources.entry(f.source_kind.clone()).or_insert(0) += 1;
@@ -123,7 +130,7 @@ impl App {
             computed_at: now,
         });
         if let Ok(mut g) = self.trends_cache.0.lock() {
-            *g = Some((Instant::now(), t.clone()));
+            g[slot] = Some((Instant::now(), t.clone()));
         }
         Ok(t)
     }

@@ -392,6 +392,22 @@ impl App {
         Ok((rec, secret))
     }
 
+    /// A token for `spec.username` made by a signed-in principal: an admin (with a write-capable
+    /// session or token) for anyone; anyone else only for themselves, within their own rights
+    /// (no `admin` scope). Refusals are audited.
+    pub async fn create_token_as(
+        &self,
+        p: &Principal,
+        spec: &TokenSpec,
+    ) -> AppResult<(TokenRecord, String)> {
+        let own = spec.username == p.username();
+        let admin_scope = spec.scopes.contains(&firebreak_domain::role::Scope::Admin);
+        if !p.can_write() || (!own && !p.is_admin()) || (admin_scope && !p.is_admin()) {
+            return Err(self.deny_admin(p, "token.create").await);
+        }
+        self.create_token(p.username(), spec).await
+    }
+
     /// A user's tokens (records only: the secrets were never stored).
     pub async fn list_tokens(&self, username: &str) -> AppResult<Vec<TokenRecord>> {
         let u = self.user_by_name(username).await?;

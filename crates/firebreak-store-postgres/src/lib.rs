@@ -738,10 +738,11 @@ impl TicketStore for PgStore {
             String,
             Option<String>,
             bool,
+            bool,
             Option<time::OffsetDateTime>,
         );
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT t.created_at, t.updated_at, t.status, t.criticality, t.source_kind, t.problem_category, t.false_positive, \
+            "SELECT t.created_at, t.updated_at, t.status, t.criticality, t.source_kind, t.problem_category, t.false_positive, t.restricted, \
              (SELECT MIN(a.occurred_at) FROM audit_log a WHERE a.ticket_id = t.id AND a.action = 'ticket.start') \
              FROM tickets t WHERE t.created_at >= $1 ORDER BY t.number",
         )
@@ -751,7 +752,7 @@ impl TicketStore for PgStore {
         .map_err(err)?;
         Ok(rows
             .into_iter()
-            .filter_map(|(c, u, st, cr, sk, pc, fp, started)| {
+            .filter_map(|(c, u, st, cr, sk, pc, fp, rs, started)| {
                 Some(firebreak_store::TicketFacts {
                     started_at: started,
                     created_at: c,
@@ -761,6 +762,7 @@ impl TicketStore for PgStore {
                     source_kind: sk,
                     problem_category: pc,
                     false_positive: fp,
+                    restricted: rs,
                 })
             })
             .collect())

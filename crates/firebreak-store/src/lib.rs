@@ -433,6 +433,8 @@ pub struct TicketFacts {
     pub source_kind: String,
     pub problem_category: Option<String>,
     pub false_positive: bool,
+    /// Only cleared staff may see it.
+    pub restricted: bool,
     /// When work on it first started (its first `ticket.start` in the audit chain).
     pub started_at: Option<OffsetDateTime>,
 }

@@ -196,7 +196,7 @@ pub async fn create_user_token(
                 scopes,
                 expires_in: None,
             };
-            s.app.create_token(f.ui.p.username(), &spec).await
+            s.app.create_token_as(&f.ui.p, &spec).await
         }
         Err(e) => Err(e),
     };
@@ -349,13 +349,28 @@ async fn assets_page(
     )
 }
 
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct AssetsQuery {
+    /// After an import: how many assets it brought in.
+    #[serde(default)]
+    pub imported: Option<u64>,
+}
+
 /// `GET /admin/assets`.
-pub async fn assets(State(s): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn assets(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Result<axum::extract::Query<AssetsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let ui = match signed_in(&s, &headers).await {
         Ok(u) => u,
         Err(r) => return r,
     };
-    assets_page(&s, &ui, String::new(), None, None).await
+    let notice = q
+        .ok()
+        .and_then(|q| q.0.imported)
+        .map(|n| format!("{n} asset(s) imported."));
+    assets_page(&s, &ui, String::new(), notice, None).await
 }
 
 /// `POST /admin/assets` (`csv`): the CSV import.
@@ -388,8 +403,7 @@ pub async fn import_assets(State(s): State<AppState>, req: Request) -> Response 
                 })
                 .unwrap_or_default();
             if errors.is_empty() {
-                let msg = format!("{imported} asset(s) imported.");
-                assets_page(&s, &f.ui, String::new(), Some(msg), None).await
+                Redirect::to(&format!("/admin/assets?imported={imported}")).into_response()
             } else {
                 let msg = format!(
                     "{imported} asset(s) imported; these lines were not: {}",

@@ -78,6 +78,10 @@ struct QueuePage {
     events: Vec<Event>,
     next: Option<String>,
     back: String,
+    /// What a failed bulk form held: reason, ticket, the selected events.
+    typed_reason: String,
+    typed_ticket: String,
+    selected: Vec<String>,
     error: Option<String>,
 }
 
@@ -86,6 +90,7 @@ async fn render_queue(
     ui: &Ui,
     q: &QueueQuery,
     error: Option<(StatusCode, String)>,
+    form: &[(String, String)],
 ) -> Response {
     let status = q.status();
     let list = ListEvents {
@@ -141,6 +146,13 @@ async fn render_queue(
             events: page.items,
             next: page.next_cursor.as_deref().map(|c| q.href(Some(c))),
             back: q.href(None),
+            typed_reason: typed(&form.to_vec(), "reason").to_string(),
+            typed_ticket: typed(&form.to_vec(), "ticket").to_string(),
+            selected: form
+                .iter()
+                .filter(|(k, _)| k == "ids")
+                .map(|(_, v)| v.clone())
+                .collect(),
             error,
         },
     )
@@ -167,17 +179,24 @@ pub async fn queue(
                     StatusCode::BAD_REQUEST,
                     format!("The filters could not be read: {e}"),
                 )),
+                &[],
             )
             .await;
         }
     };
-    render_queue(&s, &ui, &q, None).await
+    render_queue(&s, &ui, &q, None, &[]).await
 }
 
 /// Where to go back to after a bulk action: a page of the queue or an event, nothing else.
 fn safe_back(back: Option<&str>) -> String {
     match back {
-        Some(b) if b.starts_with("/events") && !b.starts_with("//") => b.to_string(),
+        Some(b)
+            if b.starts_with("/events")
+                && !b.starts_with("//")
+                && b.bytes().all(|c| c.is_ascii_graphic()) =>
+        {
+            b.to_string()
+        }
         _ => "/events".to_string(),
     }
 }
@@ -322,13 +341,13 @@ async fn bulk_failed(
     msg: String,
 ) -> Response {
     if let Some(id) = back.strip_prefix("/events/") {
-        return render_event(s, &f.ui, id, Some((code, msg))).await;
+        return render_event(s, &f.ui, id, Some((code, msg)), &f.fields).await;
     }
     let q: QueueQuery = back
         .split_once('?')
         .and_then(|(_, qs)| serde_urlencoded::from_str(qs).ok())
         .unwrap_or_default();
-    render_queue(s, &f.ui, &q, Some((code, msg))).await
+    render_queue(s, &f.ui, &q, Some((code, msg)), &f.fields).await
 }
 
 #[derive(Template)]
@@ -339,7 +358,28 @@ struct EventPage {
     ticket: Option<String>,
     suggested_name: String,
     suggested_condition: String,
+    /// What was typed into the rule form (`from_event`) or a triage form (`action`) that failed.
+    rule_typed: super::Fields,
+    triage_typed: super::Fields,
     error: Option<String>,
+}
+
+fn typed<'a>(fields: &'a super::Fields, name: &str) -> &'a str {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("")
+}
+
+impl EventPage {
+    fn rule(&self, name: &str) -> &str {
+        typed(&self.rule_typed, name)
+    }
+
+    fn triage(&self, name: &str) -> &str {
+        typed(&self.triage_typed, name)
+    }
 }
 
 /// A CEL string literal (JSON's escapes are CEL's).
@@ -365,6 +405,7 @@ async fn render_event(
     ui: &Ui,
     id: &str,
     error: Option<(StatusCode, String)>,
+    form: &[(String, String)],
 ) -> Response {
     let e = match s.app.find_event(&ui.p, id).await {
         Ok(e) => e,
@@ -383,16 +424,31 @@ async fn render_event(
         Some((c, m)) => (c, Some(m)),
         None => (StatusCode::OK, None),
     };
-    let name: String = format!("{}: {}", e.source, e.title)
-        .chars()
-        .take(200)
-        .collect();
+    let from_rule = form.iter().any(|(k, _)| k == "from_event");
+    let rule_typed: super::Fields = if from_rule { form.to_vec() } else { vec![] };
+    let triage_typed: super::Fields = if from_rule { vec![] } else { form.to_vec() };
+    let (suggested_name, suggested_condition) = if from_rule {
+        (
+            typed(&rule_typed, "name").to_string(),
+            typed(&rule_typed, "condition").to_string(),
+        )
+    } else {
+        (
+            format!("{}: {}", e.source, e.title)
+                .chars()
+                .take(200)
+                .collect(),
+            suggested_condition(&e),
+        )
+    };
     html(
         code,
         &EventPage {
             l: ui.layout("events"),
-            suggested_condition: suggested_condition(&e),
-            suggested_name: name,
+            suggested_condition,
+            suggested_name,
+            rule_typed,
+            triage_typed,
             ticket,
             e,
             error,
@@ -410,7 +466,7 @@ pub async fn detail(
         Ok(u) => u,
         Err(r) => return r,
     };
-    render_event(&s, &ui, &id, None).await
+    render_event(&s, &ui, &id, None, &[]).await
 }
 
 #[derive(Template)]
@@ -510,7 +566,7 @@ pub async fn create_rule(State(s): State<AppState>, req: Request) -> Response {
 
 async fn rule_failed(s: &AppState, f: &Form, code: StatusCode, msg: String) -> Response {
     match f.get("from_event") {
-        Some(id) => render_event(s, &f.ui, id, Some((code, msg))).await,
+        Some(id) => render_event(s, &f.ui, id, Some((code, msg)), &f.fields).await,
         None => render_rules(s, &f.ui, None, Some((code, msg))).await,
     }
 }

@@ -138,6 +138,29 @@ pub async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Ui, Resp
     }
 }
 
+/// The signed-in user for a request the page makes by itself (the live refresh): it does not
+/// count as activity, and when the session has ended htmx is told to go to the sign-in page
+/// (`HX-Redirect`) instead of swapping it into the page.
+pub async fn signed_in_passive(state: &AppState, headers: &HeaderMap) -> Result<Ui, Response> {
+    let gone = || {
+        let mut r = (StatusCode::UNAUTHORIZED, "signed out").into_response();
+        r.headers_mut()
+            .insert("hx-redirect", HeaderValue::from_static("/login"));
+        r
+    };
+    let Some(secret) = session_cookie(headers) else {
+        return Err(gone());
+    };
+    match state.app.authenticate_session_passive(&secret).await {
+        Ok((p, s)) => Ok(Ui {
+            p,
+            csrf: s.csrf_token,
+        }),
+        Err(AppError::Unavailable(_)) => Err(unavailable()),
+        Err(_) => Err(gone()),
+    }
+}
+
 fn unavailable() -> Response {
     let mut r = (
         StatusCode::SERVICE_UNAVAILABLE,

@@ -204,7 +204,7 @@ pub async fn rows(
     headers: HeaderMap,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let ui = match signed_in(&s, &headers).await {
+    let ui = match super::signed_in_passive(&s, &headers).await {
         Ok(u) => u,
         Err(r) => return r,
     };
@@ -720,6 +720,8 @@ struct TicketPage {
     events: Vec<Event>,
     documents: Vec<DocumentView>,
     changes: Vec<firebreak_domain::response::ChangeControl>,
+    /// The log entry typed before an error.
+    log_text: String,
     /// May approve or reject change controls (managers).
     approves: bool,
     /// May implement and verify them (tier 2).
@@ -755,6 +757,12 @@ async fn render_ticket(
     };
     let now = s.app.now_utc();
     let mut acts = actions(ui, &t, now);
+    let log_text = error
+        .as_ref()
+        .filter(|f| f.action.as_deref() == Some("log"))
+        .and_then(|f| f.typed.iter().find(|(k, _)| k == "text"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
     let (code, error) = match error {
         Some(failed) => {
             if let Some(a) = &failed.action {
@@ -837,6 +845,7 @@ async fn render_ticket(
             events,
             documents,
             changes,
+            log_text,
             approves: ui.p.can_write() && ui.p.user.has_role(Role::Manager),
             tier2: ui.p.can_write()
                 && (ui.p.user.has_role(Role::Manager) || ui.p.user.has_role(Role::SeniorResponder)),
@@ -881,7 +890,18 @@ pub async fn add_log(
         Ok(()) => Redirect::to(&format!("/tickets/{number}#timeline")).into_response(),
         Err(e) => {
             let (c, m) = describe(e);
-            render_ticket(&s, &f.ui, &number, Some(super::Failed::new(c, m))).await
+            render_ticket(
+                &s,
+                &f.ui,
+                &number,
+                Some(super::Failed {
+                    status: c,
+                    message: m,
+                    action: Some("log".into()),
+                    typed: f.fields.clone(),
+                }),
+            )
+            .await
         }
     }
 }
