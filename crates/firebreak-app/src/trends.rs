@@ -19,9 +19,13 @@ pub const WEEKS: i64 = 8;
 /// Trends and when they were computed.
 type Slot = Option<(Instant, Arc<Trends>)>;
 
-/// One slot for those cleared for restricted tickets, one for the others.
+/// One slot for those cleared for restricted tickets, one for the others; and whether a
+/// refresh of each is under way.
 #[derive(Default)]
-pub struct TrendsCache(Mutex<[Slot; 2]>);
+pub struct TrendsCache {
+    slots: Mutex<[Slot; 2]>,
+    refreshing: [std::sync::atomic::AtomicBool; 2],
+}
 
 /// One week (Monday to Sunday, UTC) of tickets opened in it.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,12 +68,36 @@ impl App {
         // restricted tickets count only for those cleared to see them
         let cleared = p.restricted_ok();
         let slot = usize::from(cleared);
-        if let Ok(g) = self.trends_cache.0.lock()
-            && let Some((at, t)) = g[slot].as_ref()
-            && at.elapsed() < TRENDS_TTL
-        {
-            return Ok(t.clone());
+        // fresh: as is; stale: as is, and refreshed in the background (a page never waits for
+        // the aggregation, except the very first one of the process)
+        let cached = self
+            .trends_cache
+            .slots
+            .lock()
+            .ok()
+            .and_then(|g| g[slot].clone());
+        if let Some((at, t)) = cached {
+            if at.elapsed() >= TRENDS_TTL
+                && !self.trends_cache.refreshing[slot]
+                    .swap(true, std::sync::atomic::Ordering::AcqRel)
+            {
+                let app = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = app.compute_trends(cleared).await {
+                        tracing::warn!(error = %e, "could not refresh the overview's trends");
+                    }
+                    app.trends_cache.refreshing[slot]
+                        .store(false, std::sync::atomic::Ordering::Release);
+                });
+            }
+            return Ok(t);
         }
+        self.compute_trends(cleared).await
+    }
+
+    /// Aggregates the trends and caches them.
+    async fn compute_trends(&self, cleared: bool) -> AppResult<Arc<Trends>> {
+        let slot = usize::from(cleared);
         let now = self.now();
         let today = now.date();
         let monday =
@@ -129,7 +157,7 @@ impl App {
             categories: top(categories, 6),
             computed_at: now,
         });
-        if let Ok(mut g) = self.trends_cache.0.lock() {
+        if let Ok(mut g) = self.trends_cache.slots.lock() {
             g[slot] = Some((Instant::now(), t.clone()));
         }
         Ok(t)
