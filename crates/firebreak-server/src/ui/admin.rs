@@ -2,11 +2,11 @@
 //! validation, the asset inventory and its CSV import, the intake sources; and the signed-in
 //! user's own API tokens.
 
-use super::{Layout, Ui, describe, error_page, html, read_form, signed_in};
+use super::{Form, Layout, Ui, describe, error_page, html};
 use crate::AppState;
 use askama::Template;
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use firebreak_app::AppError;
 use firebreak_app::TokenSpec;
@@ -82,11 +82,7 @@ async fn users_page(
 }
 
 /// `GET /admin` and `GET /admin/users`.
-pub async fn users(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let ui = match signed_in(&s, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+pub async fn users(State(s): State<AppState>, ui: Ui) -> Response {
     users_page(&s, &ui, None, None).await
 }
 
@@ -100,12 +96,7 @@ fn roles_of(f: &super::Form) -> Result<Vec<Role>, AppError> {
 }
 
 /// `POST /admin/users` (`username`, `roles` repeated, `title`, `email`, `password`).
-pub async fn create_user(State(s): State<AppState>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let f = match read_form(&s, &parts.headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+pub async fn create_user(State(s): State<AppState>, f: Form) -> Response {
     let result = match roles_of(&f) {
         Ok(roles) => {
             let req = CreateUserRequest {
@@ -132,16 +123,7 @@ pub async fn create_user(State(s): State<AppState>, req: Request) -> Response {
 }
 
 /// `POST /admin/users/{name}/roles` (`roles` repeated).
-pub async fn set_roles(
-    State(s): State<AppState>,
-    Path(name): Path<String>,
-    req: Request,
-) -> Response {
-    let (parts, body) = req.into_parts();
-    let f = match read_form(&s, &parts.headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+pub async fn set_roles(State(s): State<AppState>, Path(name): Path<String>, f: Form) -> Response {
     let result = match roles_of(&f) {
         Ok(roles) => {
             let req = UpdateUserRequest {
@@ -178,13 +160,8 @@ fn scopes_of(f: &super::Form) -> Result<Vec<Scope>, AppError> {
 pub async fn create_user_token(
     State(s): State<AppState>,
     Path(user): Path<String>,
-    req: Request,
+    f: Form,
 ) -> Response {
-    let (parts, body) = req.into_parts();
-    let f = match read_form(&s, &parts.headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     if let Some(r) = not_admin(&f.ui) {
         return r;
     }
@@ -263,21 +240,12 @@ async fn plan_page(
 }
 
 /// `GET /admin/plan`.
-pub async fn plan(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let ui = match signed_in(&s, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+pub async fn plan(State(s): State<AppState>, ui: Ui) -> Response {
     plan_page(&s, &ui, None, None).await
 }
 
 /// `POST /admin/plan` (`yaml`): validated, saved as a new version.
-pub async fn save_plan(State(s): State<AppState>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let f = match read_form(&s, &parts.headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+pub async fn save_plan(State(s): State<AppState>, f: Form) -> Response {
     let yaml = f.get("yaml").unwrap_or("").to_string();
     if let Err(e) = s.app.may_change_plan(&f.ui.p).await {
         let (c, m) = describe(e);
@@ -359,13 +327,9 @@ pub struct AssetsQuery {
 /// `GET /admin/assets`.
 pub async fn assets(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    ui: Ui,
     q: Result<axum::extract::Query<AssetsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let ui = match signed_in(&s, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
     let notice = q
         .ok()
         .and_then(|q| q.0.imported)
@@ -374,12 +338,7 @@ pub async fn assets(
 }
 
 /// `POST /admin/assets` (`csv`): the CSV import.
-pub async fn import_assets(State(s): State<AppState>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let f = match read_form(&s, &parts.headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+pub async fn import_assets(State(s): State<AppState>, f: Form) -> Response {
     let csv = f.get("csv").unwrap_or("").to_string();
     match s.app.import_assets(&f.ui.p, &csv).await {
         Ok(summary) => {
@@ -457,11 +416,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
 ];
 
 /// `GET /admin/intake`.
-pub async fn intake(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let ui = match signed_in(&s, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+pub async fn intake(State(s): State<AppState>, ui: Ui) -> Response {
     if let Some(r) = not_admin(&ui) {
         return r;
     }
@@ -551,12 +506,7 @@ pub async fn own_tokens(s: &AppState, ui: &Ui) -> Vec<TokenRow> {
 
 /// `POST /account/tokens` (`name`, `scope` repeated, `expires_days`): a token for oneself,
 /// within one's own rights; the secret is shown once.
-pub async fn create_own_token(State(s): State<AppState>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let f = match read_form(&s, &parts.headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+pub async fn create_own_token(State(s): State<AppState>, f: Form) -> Response {
     let expires_in = match f.text("expires_days") {
         None => None,
         Some(d) => match d.parse::<i64>() {
@@ -592,13 +542,8 @@ pub async fn create_own_token(State(s): State<AppState>, req: Request) -> Respon
 pub async fn revoke_own_token(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    req: Request,
+    f: Form,
 ) -> Response {
-    let (parts, body) = req.into_parts();
-    let f = match read_form(&s, &parts.headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let me = f.ui.p.username().to_string();
     match s.app.revoke_token(&me, &me, &id).await {
         Ok(()) => Redirect::to("/account").into_response(),

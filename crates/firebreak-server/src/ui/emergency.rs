@@ -3,11 +3,11 @@
 //! for the coordinator's and the team's next steps.
 
 use super::tickets::from_form;
-use super::{Layout, Ui, describe, error_page, html, read_form, signed_in};
+use super::{Form, Layout, Ui, describe, error_page, html};
 use crate::AppState;
 use askama::Template;
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use firebreak_app::AppError;
 use firebreak_domain::response::{
@@ -130,15 +130,7 @@ async fn render(s: &AppState, ui: &Ui, id: &str, error: Option<super::Failed>) -
 }
 
 /// `GET /emergencies/{id}`.
-pub async fn page(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let ui = match signed_in(&s, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+pub async fn page(State(s): State<AppState>, ui: Ui, Path(id): Path<String>) -> Response {
     render(&s, &ui, &id, None).await
 }
 
@@ -163,13 +155,8 @@ fn parse_when(v: &str) -> Result<time::OffsetDateTime, AppError> {
 pub async fn act(
     State(s): State<AppState>,
     Path((id, action)): Path<(String, String)>,
-    req: Request,
+    f: Form,
 ) -> Response {
-    let (parts, body) = req.into_parts();
-    let f = match read_form(&s, &parts.headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let text = |n: &str| f.get(n).unwrap_or("").trim().to_string();
     let p = &f.ui.p;
     let result: Result<(), AppError> = match action.as_str() {

@@ -1,10 +1,10 @@
 //! The help desk's pages: the event queue with bulk triage, an event, suppression rules.
 
-use super::{Form, Layout, Ui, describe, error_page, html, read_form, signed_in};
+use super::{Form, Layout, Ui, describe, error_page, html};
 use crate::AppState;
 use askama::Template;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use firebreak_app::helpdesk::ListEvents;
 use firebreak_domain::event::{
@@ -161,13 +161,9 @@ async fn render_queue(
 /// `GET /events`: the queue, newest first; `new` events by default.
 pub async fn queue(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    ui: Ui,
     q: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let ui = match signed_in(&s, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
     let q = match q {
         Ok(Query(q)) => q,
         Err(e) => {
@@ -207,12 +203,7 @@ fn with_dismissed(back: &str, n: usize) -> String {
 }
 
 /// `POST /events/bulk` (`ids` repeated, `action` = ticket | merge | dismiss, `reason`, `ticket`).
-pub async fn bulk(State(s): State<AppState>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let f = match read_form(&s, &parts.headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+pub async fn bulk(State(s): State<AppState>, f: Form) -> Response {
     let back = safe_back(f.get("back"));
     let mut ids = Vec::new();
     for raw in f.all("ids") {
@@ -457,15 +448,7 @@ async fn render_event(
 }
 
 /// `GET /events/{id}`.
-pub async fn detail(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let ui = match signed_in(&s, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+pub async fn detail(State(s): State<AppState>, ui: Ui, Path(id): Path<String>) -> Response {
     render_event(&s, &ui, &id, None, &[]).await
 }
 
@@ -506,13 +489,9 @@ pub struct RulesQuery {
 /// `GET /suppression-rules`.
 pub async fn rules(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    ui: Ui,
     q: Result<Query<RulesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let ui = match signed_in(&s, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
     let notice = match q.ok().map(|Query(q)| q.done).as_deref() {
         Some("created") => {
             Some("The rule was created; matching events are suppressed from now on.".to_string())
@@ -526,12 +505,7 @@ pub async fn rules(
 
 /// `POST /suppression-rules` (`name`, `condition`, `reason`, `expires_days`; `from_event` to
 /// come back to the event on an error).
-pub async fn create_rule(State(s): State<AppState>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let f = match read_form(&s, &parts.headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+pub async fn create_rule(State(s): State<AppState>, f: Form) -> Response {
     let expires_at = match f.text("expires_days") {
         None => None,
         Some(d) => match d.parse::<i64>() {
@@ -572,16 +546,7 @@ async fn rule_failed(s: &AppState, f: &Form, code: StatusCode, msg: String) -> R
 }
 
 /// `POST /suppression-rules/{id}/toggle`: enable or disable.
-pub async fn toggle_rule(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    req: Request,
-) -> Response {
-    let (parts, body) = req.into_parts();
-    let f = match read_form(&s, &parts.headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+pub async fn toggle_rule(State(s): State<AppState>, Path(id): Path<String>, f: Form) -> Response {
     let rule = match s.app.get_suppression_rule(&f.ui.p, &id).await {
         Ok(r) => r,
         Err(e) => return error_page(&f.ui, e),
@@ -676,14 +641,9 @@ pub struct ReportQuery {
 
 /// `GET /report`: the form people use to report what they saw.
 pub async fn report_form(
-    State(s): State<AppState>,
-    headers: HeaderMap,
+    ui: Ui,
     q: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let ui = match signed_in(&s, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
     let v = blank_report(&ui);
     let reported = q.ok().and_then(|Query(q)| q.reported);
     report_page(&ui, v, StatusCode::OK, reported, None)
@@ -691,12 +651,7 @@ pub async fn report_form(
 
 /// `POST /report` (`title`, `description`, `severity`, `host`, `reporter_kind`,
 /// `reporter_name`, `reporter_contact`).
-pub async fn report(State(s): State<AppState>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let f = match read_form(&s, &parts.headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+pub async fn report(State(s): State<AppState>, f: Form) -> Response {
     let v = ReportValues {
         title: f.get("title").unwrap_or("").to_string(),
         description: f.get("description").unwrap_or("").to_string(),

@@ -226,6 +226,31 @@ impl Form {
     }
 }
 
+/// A page handler's signed-in user; an anonymous browser is sent to the sign-in page.
+impl axum::extract::FromRequestParts<AppState> for Ui {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        signed_in(state, &parts.headers).await
+    }
+}
+
+/// A form posted by a page of this site, read after the session, same-origin and CSRF checks.
+impl axum::extract::FromRequest<AppState> for Form {
+    type Rejection = Response;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        read_form(state, &parts.headers, body).await
+    }
+}
+
 /// Reads a form posted by a page of this site: signed in, same origin, the session's CSRF token.
 pub async fn read_form(
     state: &AppState,

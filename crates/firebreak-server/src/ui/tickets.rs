@@ -2,7 +2,7 @@
 //! timeline and every workflow action as a form that says what it needs and why it is not
 //! available when it is not.
 
-use super::{Layout, Ui, describe, error_page, html, read_form, signed_in};
+use super::{Form, Layout, Ui, describe, error_page, html, read_form, signed_in};
 use crate::AppState;
 use askama::Template;
 use axum::extract::{Path, Query, Request, State};
@@ -143,13 +143,9 @@ fn saved_views(user: &str) -> Vec<(&'static str, String)> {
 /// `GET /tickets`.
 pub async fn list(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    ui: Ui,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let ui = match signed_in(&s, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
     let (f, mut error, mut code) = match q {
         Ok(Query(q)) => (q, None, StatusCode::OK),
         Err(e) => (
@@ -267,11 +263,7 @@ fn new_page(ui: &Ui, v: NewValues, code: StatusCode, error: Option<String>) -> R
 }
 
 /// `GET /tickets/new`.
-pub async fn new_form(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let ui = match signed_in(&s, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+pub async fn new_form(ui: Ui) -> Response {
     let v = NewValues {
         severity: "medium".into(),
         source_kind: "employee".into(),
@@ -282,17 +274,17 @@ pub async fn new_form(State(s): State<AppState>, headers: HeaderMap) -> Response
 
 /// `POST /tickets/new` (`title`, `description`, `severity`, `source_kind`, `source_name`,
 /// `source_contact`, `tags`, `assignee`, `restricted`).
-pub async fn create(State(s): State<AppState>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let f = match read_form(&s, &parts.headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+pub async fn create(State(s): State<AppState>, f: Form) -> Response {
     let v = NewValues {
         title: f.get("title").unwrap_or("").to_string(),
         description: f.get("description").unwrap_or("").to_string(),
         severity: f.get("severity").unwrap_or("medium").to_string(),
-        source_kind: f.get("source_kind").unwrap_or("employee").to_string(),
+        // `source` as PRODUCT.md §4 names the field; `source_kind` as the page sends it
+        source_kind: f
+            .get("source_kind")
+            .or_else(|| f.get("source"))
+            .unwrap_or("employee")
+            .to_string(),
         source_name: f.get("source_name").unwrap_or("").to_string(),
         source_contact: f.get("source_contact").unwrap_or("").to_string(),
         tags: f.get("tags").unwrap_or("").to_string(),
@@ -855,29 +847,12 @@ async fn render_ticket(
 }
 
 /// `GET /tickets/{number}`.
-pub async fn page(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Path(number): Path<String>,
-) -> Response {
-    let ui = match signed_in(&s, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
+pub async fn page(State(s): State<AppState>, ui: Ui, Path(number): Path<String>) -> Response {
     render_ticket(&s, &ui, &number, None).await
 }
 
 /// `POST /tickets/{number}/log` (`text`, `kind`).
-pub async fn add_log(
-    State(s): State<AppState>,
-    Path(number): Path<String>,
-    req: Request,
-) -> Response {
-    let (parts, body) = req.into_parts();
-    let f = match read_form(&s, &parts.headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+pub async fn add_log(State(s): State<AppState>, Path(number): Path<String>, f: Form) -> Response {
     let req: Result<CreateLogEntryRequest, _> = serde_json::from_value(serde_json::json!({
         "text": f.get("text").unwrap_or(""),
         "kind": f.get("kind").unwrap_or("note"),
@@ -910,13 +885,8 @@ pub async fn add_log(
 pub async fn act(
     State(s): State<AppState>,
     Path((number, action)): Path<(String, String)>,
-    req: Request,
+    f: Form,
 ) -> Response {
-    let (parts, body) = req.into_parts();
-    let f = match read_form(&s, &parts.headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let text = |n: &str| f.get(n).unwrap_or("").trim().to_string();
     let p = &f.ui.p;
     let result: Result<(), AppError> = match action.as_str() {
@@ -1166,16 +1136,7 @@ fn comma_list(v: &str) -> Vec<String> {
 }
 
 /// `POST /tasks/{id}/done` (`ticket`: where to go back to).
-pub async fn task_done(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    req: Request,
-) -> Response {
-    let (parts, body) = req.into_parts();
-    let f = match read_form(&s, &parts.headers, body).await {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+pub async fn task_done(State(s): State<AppState>, Path(id): Path<String>, f: Form) -> Response {
     let number = f.get("ticket").unwrap_or("").to_string();
     match s.app.complete_task(&f.ui.p, &id).await {
         Ok(t) => Redirect::to(&format!("/tickets/{}", t.ticket_number)).into_response(),
