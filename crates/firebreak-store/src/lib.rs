@@ -291,6 +291,25 @@ pub enum Op {
         at: OffsetDateTime,
     },
     InsertRecord(WorkflowRecord),
+    /// Enqueues a job. With an `idempotency_key` already held by a stored job this is a no-op
+    /// (the change set still commits): enqueuing is safe to repeat.
+    EnqueueJob(JobRecord),
+    /// Replaces a job's status, state, attempts, `run_at`, lock, error and `updated_at` if its
+    /// stored version is still `expected_version` (`Conflict` otherwise, `NotFound` when
+    /// absent); bumps the version.
+    UpdateJob {
+        job: JobRecord,
+        expected_version: i64,
+    },
+    /// Inserts indicators, or updates the one with the same (`kind`, `value`, `source`):
+    /// confidence, description, `valid_until` and `updated_at` are replaced, `id` and
+    /// `created_at` kept.
+    UpsertIndicators(Vec<IndicatorRecord>),
+    /// Deletes every indicator of a source (a feed replaced wholesale); `NotFound` is never
+    /// returned.
+    DeleteIndicators {
+        source: String,
+    },
     /// Replaces a workflow record's status, principal, data and `updated_at` if its stored
     /// version is still `expected_version` (`Conflict` otherwise, `NotFound` when absent);
     /// bumps the version.
@@ -471,6 +490,160 @@ pub trait WorkflowStore: Send + Sync {
     async fn list_records(&self, filter: &RecordFilter) -> StoreResult<Vec<WorkflowRecord>>;
 }
 
+/// A durable job (a playbook run): claimed by one worker at a time under a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRecord {
+    pub id: uuid::Uuid,
+    /// What runs it (`playbook_run`).
+    pub kind: String,
+    /// Unique among stored jobs when set: a second enqueue with the same key is a no-op.
+    pub idempotency_key: Option<String>,
+    pub status: JobStatus,
+    /// The ticket whose timeline shows the job, if any.
+    pub ticket_id: Option<TicketId>,
+    /// What to run, as JSON text (fixed at enqueue).
+    pub payload: String,
+    /// Progress, as JSON text (completed steps and their outputs).
+    pub state: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    /// Not to be claimed before this (backoff, a wait's deadline).
+    pub run_at: OffsetDateTime,
+    /// The worker holding the claim and until when; a lease that ran out is claimable again
+    /// (its worker died).
+    pub locked_by: Option<String>,
+    pub locked_until: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+    /// 1 on insert, bumped by every update (claims included).
+    pub version: i64,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobStatus {
+    /// Waiting for a worker once `run_at` has come.
+    Queued,
+    /// Claimed by `locked_by` until `locked_until`.
+    Running,
+    /// Waiting for a decision (an approval) until `run_at`, its deadline.
+    Waiting,
+    Succeeded,
+    /// Ended by a failed step the playbook does not continue past.
+    Failed,
+    /// Gave up after `max_attempts` (the dead-letter state).
+    Dead,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 7] = [
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Waiting,
+        JobStatus::Succeeded,
+        JobStatus::Failed,
+        JobStatus::Dead,
+        JobStatus::Cancelled,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Queued => "queued",
+            JobStatus::Running => "running",
+            JobStatus::Waiting => "waiting",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Dead => "dead",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+    /// No worker will touch it again.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Succeeded | JobStatus::Failed | JobStatus::Dead | JobStatus::Cancelled
+        )
+    }
+}
+
+/// Filters for listing jobs, newest first; `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub kind: Option<String>,
+    pub status: Option<JobStatus>,
+    pub ticket_id: Option<TicketId>,
+    /// Jobs created strictly before this one in the order (cursor: created_at, id).
+    pub before: Option<(OffsetDateTime, uuid::Uuid)>,
+    /// 0 means 100.
+    pub limit: u32,
+}
+
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    async fn get_job(&self, id: uuid::Uuid) -> StoreResult<JobRecord>;
+    /// Newest first (created_at, then id, descending).
+    async fn list_jobs(&self, filter: &JobFilter) -> StoreResult<Vec<JobRecord>>;
+    /// How many jobs have each status (statuses with none are left out).
+    async fn count_jobs(&self) -> StoreResult<Vec<(JobStatus, i64)>>;
+}
+
+/// A threat indicator from a local feed (STIX, MISP, CSV, or entered by hand).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndicatorRecord {
+    pub id: uuid::Uuid,
+    /// Observable kind: `ip`, `domain`, `url`, `email`, `md5`, `sha1`, `sha256`, `filename`,
+    /// `cve`, ... (the same names observables use).
+    pub kind: String,
+    /// Normalized the way observables are (lowercase where case does not matter).
+    pub value: String,
+    /// 0-100.
+    pub confidence: i32,
+    /// The feed or person it came from.
+    pub source: String,
+    pub description: Option<String>,
+    /// Ignored after this (expired indicators are kept, not matched).
+    pub valid_until: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// Filters for listing indicators in (kind, value, source) order.
+#[derive(Debug, Clone, Default)]
+pub struct IndicatorFilter {
+    pub kind: Option<String>,
+    pub source: Option<String>,
+    /// Only those whose `valid_until` is unset or after this.
+    pub valid_at: Option<OffsetDateTime>,
+    /// Cursor: strictly after this (kind, value, source).
+    pub after: Option<(String, String, String)>,
+    /// 0 means 1000.
+    pub limit: u32,
+}
+
+#[async_trait]
+pub trait IndicatorStore: Send + Sync {
+    /// Every indicator with this kind and value (one per source).
+    async fn find_indicators(&self, kind: &str, value: &str) -> StoreResult<Vec<IndicatorRecord>>;
+    async fn list_indicators(&self, filter: &IndicatorFilter)
+    -> StoreResult<Vec<IndicatorRecord>>;
+    async fn count_indicators(&self) -> StoreResult<i64>;
+    /// (kind, value) of every indicator valid at `valid_at`, in pages after a position (the
+    /// returned `i64`, opaque): loading 10,000,000 of them into memory must not hold a
+    /// transaction open or load them all at once.
+    async fn indicator_keys(
+        &self,
+        valid_at: OffsetDateTime,
+        after: i64,
+        limit: u32,
+    ) -> StoreResult<(Vec<(String, String)>, i64)>;
+    /// A number that changes whenever indicators are added, changed or deleted (nodes reload
+    /// their in-memory matcher when it moves).
+    async fn indicator_generation(&self) -> StoreResult<i64>;
+}
+
 /// Filters for listing events, newest first; `None` means "any".
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
@@ -573,12 +746,28 @@ pub trait AuditStore: Send + Sync {
 /// application get (`App::store`), so that no handler can change anything except through a use
 /// case that authorizes it.
 pub trait ReadStore:
-    TicketStore + UserStore + AuditStore + DocumentStore + WorkflowStore + EventStore
+    TicketStore
+    + UserStore
+    + AuditStore
+    + DocumentStore
+    + WorkflowStore
+    + EventStore
+    + JobStore
+    + IndicatorStore
 {
 }
 
-impl<T: TicketStore + UserStore + AuditStore + DocumentStore + WorkflowStore + EventStore + ?Sized>
-    ReadStore for T
+impl<
+    T: TicketStore
+        + UserStore
+        + AuditStore
+        + DocumentStore
+        + WorkflowStore
+        + EventStore
+        + JobStore
+        + IndicatorStore
+        + ?Sized,
+> ReadStore for T
 {
 }
 
@@ -587,6 +776,18 @@ impl<T: TicketStore + UserStore + AuditStore + DocumentStore + WorkflowStore + E
 pub trait Store: ReadStore {
     /// Applies a change set and its audit entries in one transaction; returns after COMMIT.
     async fn commit(&self, changes: ChangeSet) -> StoreResult<CommitOutcome>;
+    /// Claims up to `limit` jobs for `worker` until `now + lease`: queued ones whose `run_at`
+    /// has come, waiting ones whose deadline (`run_at`) has passed, and running ones whose
+    /// lease ran out, oldest `run_at` first. Each claimed job becomes `running`, gets the lock
+    /// and a bumped version; two concurrent claims never return the same job (PostgreSQL:
+    /// `FOR UPDATE SKIP LOCKED`; SQLite: the single writer).
+    async fn claim_jobs(
+        &self,
+        worker: &str,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<JobRecord>>;
     /// Cheap liveness check of the database.
     async fn ping(&self) -> StoreResult<()>;
     /// Which backend this is (`sqlite` or `postgres`).
