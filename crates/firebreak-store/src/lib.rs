@@ -627,8 +627,7 @@ pub struct IndicatorFilter {
 pub trait IndicatorStore: Send + Sync {
     /// Every indicator with this kind and value (one per source).
     async fn find_indicators(&self, kind: &str, value: &str) -> StoreResult<Vec<IndicatorRecord>>;
-    async fn list_indicators(&self, filter: &IndicatorFilter)
-    -> StoreResult<Vec<IndicatorRecord>>;
+    async fn list_indicators(&self, filter: &IndicatorFilter) -> StoreResult<Vec<IndicatorRecord>>;
     async fn count_indicators(&self) -> StoreResult<i64>;
     /// (kind, value) of every indicator valid at `valid_at`, in pages after a position (the
     /// returned `i64`, opaque): loading 10,000,000 of them into memory must not hold a
