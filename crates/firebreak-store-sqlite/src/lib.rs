@@ -3,6 +3,7 @@
 //! Owns every SQL statement for SQLite; nothing above it sees sqlx.
 #![forbid(unsafe_code)]
 
+mod jobs;
 mod rows;
 mod writer;
 
@@ -14,10 +15,10 @@ use firebreak_domain::ticket::{EventStatus, Ticket};
 use firebreak_domain::user::User;
 use firebreak_store::{
     AccessGrant, AuditSigner, AuditStore, ChangeSet, CommitOutcome, DocumentRecord, DocumentStore,
-    EventFilter, EventStore, ObservableFilter, ObservableRecord, RecordFilter, SessionRecord,
-    Store, StoreError, StoreResult, SuppressionHits, ThrottleRecord, TicketFilter, TicketStore,
-    TokenRecord, TotpRecord, UserRecord, UserStore, WorkflowRecord, WorkflowStore, from_millis,
-    like_escape,
+    EventFilter, EventStore, JobRecord, ObservableFilter, ObservableRecord, RecordFilter,
+    SessionRecord, Store, StoreError, StoreResult, SuppressionHits, ThrottleRecord, TicketFilter,
+    TicketStore, TokenRecord, TotpRecord, UserRecord, UserStore, WorkflowRecord, WorkflowStore,
+    from_millis, like_escape, to_millis,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -39,7 +40,7 @@ pub fn migration_versions() -> Vec<i64> {
 
 pub struct SqliteStore {
     read: SqlitePool,
-    sender: Mutex<Option<mpsc::Sender<writer::Job>>>,
+    sender: Mutex<Option<mpsc::Sender<writer::Request>>>,
     writer: tokio::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The background WAL checkpointer and its stop flag.
     checkpointer: Mutex<
@@ -704,17 +705,32 @@ impl AuditStore for SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn commit(&self, changes: ChangeSet) -> StoreResult<CommitOutcome> {
-        let sender = self
-            .sender
-            .lock()
-            .ok()
-            .and_then(|s| s.clone())
-            .ok_or_else(|| StoreError::Unavailable("the store is shutting down".into()))?;
         let (reply, rx) = oneshot::channel();
-        sender
-            .send(writer::Job { changes, reply })
-            .await
-            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
+        self.send(writer::Request::Commit(writer::Job { changes, reply }))
+            .await?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
+    }
+
+    async fn claim_jobs(
+        &self,
+        worker: &str,
+        now: time::OffsetDateTime,
+        lease: time::Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<JobRecord>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(writer::Request::Claim(writer::Claim {
+            worker: worker.to_string(),
+            now: to_millis(now),
+            until: to_millis(now + lease),
+            limit,
+            reply,
+        }))
+        .await?;
         rx.await
             .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
     }
@@ -753,6 +769,22 @@ impl Store for SqliteStore {
             let _ = tokio::task::spawn_blocking(move || h.join()).await;
         }
         self.read.close().await;
+    }
+}
+
+impl SqliteStore {
+    /// Queues a request for the writer (waits while its queue is full).
+    async fn send(&self, req: writer::Request) -> StoreResult<()> {
+        let sender = self
+            .sender
+            .lock()
+            .ok()
+            .and_then(|s| s.clone())
+            .ok_or_else(|| StoreError::Unavailable("the store is shutting down".into()))?;
+        sender
+            .send(req)
+            .await
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))
     }
 }
 

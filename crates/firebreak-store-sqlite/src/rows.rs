@@ -4,8 +4,9 @@ use firebreak_domain::audit::AuditRecord;
 use firebreak_domain::ticket::*;
 use firebreak_domain::user::User;
 use firebreak_store::{
-    DocumentRecord, SessionRecord, StoreError, StoreResult, ThrottleRecord, TokenRecord,
-    TotpRecord, UserRecord, WorkflowRecord, from_millis, roles_from_text, scopes_from_text,
+    DocumentRecord, IndicatorRecord, JobRecord, JobStatus, SessionRecord, StoreError, StoreResult,
+    ThrottleRecord, TokenRecord, TotpRecord, UserRecord, WorkflowRecord, from_millis,
+    roles_from_text, scopes_from_text,
 };
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -205,6 +206,42 @@ pub fn record(row: &SqliteRow) -> StoreResult<WorkflowRecord> {
         principal: get(row, "principal")?,
         data: get(row, "data")?,
         version: get(row, "version")?,
+        created_at: from_millis(get(row, "created_at")?),
+        updated_at: from_millis(get(row, "updated_at")?),
+    })
+}
+
+pub fn job(row: &SqliteRow) -> StoreResult<JobRecord> {
+    let status: String = get(row, "status")?;
+    Ok(JobRecord {
+        id: id(row, "id")?,
+        kind: get(row, "kind")?,
+        idempotency_key: get(row, "idempotency_key")?,
+        status: parse(JobStatus::parse(&status), "status", &status)?,
+        ticket_id: opt_id(row, "ticket_id")?,
+        payload: get(row, "payload")?,
+        state: get(row, "state")?,
+        attempts: get(row, "attempts")?,
+        max_attempts: get(row, "max_attempts")?,
+        run_at: from_millis(get(row, "run_at")?),
+        locked_by: get(row, "locked_by")?,
+        locked_until: get::<Option<i64>>(row, "locked_until")?.map(from_millis),
+        last_error: get(row, "last_error")?,
+        version: get(row, "version")?,
+        created_at: from_millis(get(row, "created_at")?),
+        updated_at: from_millis(get(row, "updated_at")?),
+    })
+}
+
+pub fn indicator(row: &SqliteRow) -> StoreResult<IndicatorRecord> {
+    Ok(IndicatorRecord {
+        id: id(row, "id")?,
+        kind: get(row, "kind")?,
+        value: get(row, "value")?,
+        confidence: get(row, "confidence")?,
+        source: get(row, "source")?,
+        description: get(row, "description")?,
+        valid_until: get::<Option<i64>>(row, "valid_until")?.map(from_millis),
         created_at: from_millis(get(row, "created_at")?),
         updated_at: from_millis(get(row, "updated_at")?),
     })

@@ -3,14 +3,16 @@
 //! applies up to `MAX_BATCH` of them in one `BEGIN IMMEDIATE` transaction (when one fails, the
 //! batch is redone with a savepoint per change set, so that one failure does not fail the
 //! others), appends their audit entries to the chain, signs the new head, COMMITs, then answers.
+//! Job claims (`Store::claim_jobs`) come through the same queue and run between batches, each in
+//! a transaction of its own: being on the one writer, no two claims can return the same job.
 //! Invariant: no caller hears "ok" before the COMMIT that holds its change has returned.
 
 use firebreak_domain::audit::AuditDraft;
 use firebreak_domain::event::{Event, ObservableRef};
 use firebreak_domain::ticket::Ticket;
 use firebreak_store::{
-    AuditSigner, ChangeSet, CommitOutcome, Ingested, NewEvent, Op, StoreError, StoreResult,
-    UserRecord, WorkflowRecord, roles_to_text, scopes_to_text, to_millis,
+    AuditSigner, ChangeSet, CommitOutcome, Ingested, JobRecord, NewEvent, Op, StoreError,
+    StoreResult, UserRecord, WorkflowRecord, roles_to_text, scopes_to_text, to_millis,
 };
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::time::Duration;
@@ -25,6 +27,23 @@ pub const QUEUE: usize = 4096;
 pub struct Job {
     pub changes: ChangeSet,
     pub reply: oneshot::Sender<StoreResult<CommitOutcome>>,
+}
+
+/// A lease claim on due jobs (`Store::claim_jobs`), run by the writer between batches.
+pub struct Claim {
+    pub worker: String,
+    /// Epoch milliseconds.
+    pub now: i64,
+    /// The lease's end, epoch milliseconds.
+    pub until: i64,
+    pub limit: u32,
+    pub reply: oneshot::Sender<StoreResult<Vec<JobRecord>>>,
+}
+
+/// What the writer is asked to do.
+pub enum Request {
+    Commit(Job),
+    Claim(Claim),
 }
 
 pub fn err(e: rusqlite::Error) -> StoreError {
@@ -76,57 +95,104 @@ pub fn open(path: &str) -> anyhow::Result<Connection> {
     Ok(conn)
 }
 
-pub fn run(path: &str, mut conn: Connection, mut rx: mpsc::Receiver<Job>, signer: &AuditSigner) {
+pub fn run(
+    path: &str,
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Request>,
+    signer: &AuditSigner,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
+    // a claim that arrived while a batch was being gathered: served right after that batch
+    let mut next: Option<Request> = None;
+    loop {
+        let first = match next.take() {
+            Some(r) => r,
+            None => match rx.blocking_recv() {
+                Some(r) => r,
+                None => break,
+            },
+        };
+        match first {
+            Request::Claim(c) => {
+                serve_claim(path, &mut conn, c);
+                continue;
+            }
+            Request::Commit(j) => batch.push(j),
+        }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(j) => batch.push(j),
+                Ok(Request::Commit(j)) => batch.push(j),
+                Ok(claim) => {
+                    next = Some(claim);
+                    break;
+                }
                 Err(_) => break,
             }
         }
-        let started = std::time::Instant::now();
-        let outcome = write_batch(&mut conn, signer, &batch);
-        tracing::debug!(
-            batch = batch.len(),
-            duration_us = started.elapsed().as_micros() as u64,
-            "sqlite batch committed"
-        );
-        // the background checkpointer copies pages passively; under a steady stream of
-        // batches it never catches up and the WAL would grow without bound, so the writer
-        // (which is between transactions here) restarts it once it passes WAL_LIMIT
-        if outcome.is_ok() {
-            restart_wal_if_large(path, &conn);
-        }
-        let results = match outcome {
-            Ok(results) => results,
-            Err(e) => {
-                tracing::error!(error = %e, "sqlite batch commit failed; its change sets are refused, not retried");
-                // After an I/O error the connection's cache may not match the file: the next
-                // batch starts from a fresh connection that re-reads what is on disk.
-                match open(path) {
-                    Ok(fresh) => conn = fresh,
-                    Err(open_err) => {
-                        tracing::error!(error = %format!("{open_err:#}"), "sqlite writer could not reopen the database")
-                    }
-                }
-                let msg = e.to_string();
-                let full = matches!(e, StoreError::Full(_));
-                batch
-                    .iter()
-                    .map(|_| {
-                        Err(if full {
-                            StoreError::Full(msg.clone())
-                        } else {
-                            StoreError::Unavailable(msg.clone())
-                        })
+        commit_batch(path, &mut conn, signer, &mut batch);
+    }
+}
+
+/// Commits a gathered batch and answers each of its change sets.
+fn commit_batch(path: &str, conn: &mut Connection, signer: &AuditSigner, batch: &mut Vec<Job>) {
+    let started = std::time::Instant::now();
+    let outcome = write_batch(conn, signer, batch);
+    tracing::debug!(
+        batch = batch.len(),
+        duration_us = started.elapsed().as_micros() as u64,
+        "sqlite batch committed"
+    );
+    // the background checkpointer copies pages passively; under a steady stream of
+    // batches it never catches up and the WAL would grow without bound, so the writer
+    // (which is between transactions here) restarts it once it passes WAL_LIMIT
+    if outcome.is_ok() {
+        restart_wal_if_large(path, conn);
+    }
+    let results = match outcome {
+        Ok(results) => results,
+        Err(e) => {
+            tracing::error!(error = %e, "sqlite batch commit failed; its change sets are refused, not retried");
+            reopen(path, conn);
+            let msg = e.to_string();
+            let full = matches!(e, StoreError::Full(_));
+            batch
+                .iter()
+                .map(|_| {
+                    Err(if full {
+                        StoreError::Full(msg.clone())
+                    } else {
+                        StoreError::Unavailable(msg.clone())
                     })
-                    .collect()
-            }
-        };
-        for (job, res) in batch.drain(..).zip(results) {
-            let _ = job.reply.send(res);
+                })
+                .collect()
+        }
+    };
+    for (job, res) in batch.drain(..).zip(results) {
+        let _ = job.reply.send(res);
+    }
+}
+
+/// Runs a claim in a transaction of its own and answers it.
+fn serve_claim(path: &str, conn: &mut Connection, c: Claim) {
+    let res = crate::jobs::claim(conn, &c.worker, c.now, c.until, c.limit);
+    match &res {
+        Ok(_) => restart_wal_if_large(path, conn),
+        Err(e) if is_fatal(e) => {
+            tracing::error!(error = %e, "sqlite job claim failed");
+            reopen(path, conn);
+        }
+        Err(_) => {}
+    }
+    let _ = c.reply.send(res);
+}
+
+/// After an I/O error the connection's cache may not match the file: the next transaction
+/// starts from a fresh connection that re-reads what is on disk.
+fn reopen(path: &str, conn: &mut Connection) {
+    match open(path) {
+        Ok(fresh) => *conn = fresh,
+        Err(open_err) => {
+            tracing::error!(error = %format!("{open_err:#}"), "sqlite writer could not reopen the database")
         }
     }
 }
@@ -766,6 +832,13 @@ fn apply_op(
             record,
             expected_version,
         } => update_record(conn, record, *expected_version)?,
+        Op::EnqueueJob(j) => crate::jobs::enqueue(conn, j)?,
+        Op::UpdateJob {
+            job,
+            expected_version,
+        } => crate::jobs::update(conn, job, *expected_version)?,
+        Op::UpsertIndicators(items) => crate::jobs::upsert_indicators(conn, items)?,
+        Op::DeleteIndicators { source } => crate::jobs::delete_indicators(conn, source)?,
         Op::IngestEvents(items) => {
             // each observable is written once per op, however many events mention it, and
             // the observables and links go in sorted by key after the events (each index
