@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod events;
+mod jobs;
 mod rows;
 mod writer;
 
@@ -517,6 +518,13 @@ pub(crate) async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) 
             .await
             .map_err(err)?;
         }
+        Op::EnqueueJob(j) => jobs::enqueue(tx, j).await?,
+        Op::UpdateJob {
+            job,
+            expected_version,
+        } => jobs::update(tx, job, *expected_version).await?,
+        Op::UpsertIndicators(items) => jobs::upsert_indicators(tx, items).await?,
+        Op::DeleteIndicators { source } => jobs::delete_indicators(tx, source).await?,
         Op::IngestEvents(items) => events::ingest(tx, items, out).await?,
         Op::UpdateEvent {
             event,
@@ -689,6 +697,19 @@ impl Store for PgStore {
             .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
+    }
+
+    async fn claim_jobs(
+        &self,
+        worker: &str,
+        now: time::OffsetDateTime,
+        lease: time::Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<firebreak_store::JobRecord>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        jobs::claim(&self.pool, worker, now, now + lease, limit).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

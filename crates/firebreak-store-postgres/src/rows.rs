@@ -5,8 +5,9 @@ use firebreak_domain::ids::{AuditId, DocumentId, TicketId, TokenId, UserId};
 use firebreak_domain::ticket::*;
 use firebreak_domain::user::User;
 use firebreak_store::{
-    DocumentRecord, SessionRecord, StoreError, StoreResult, ThrottleRecord, TokenRecord,
-    TotpRecord, UserRecord, WorkflowRecord, roles_from_text, scopes_from_text, to_millis,
+    DocumentRecord, IndicatorRecord, JobRecord, JobStatus, SessionRecord, StoreError, StoreResult,
+    ThrottleRecord, TokenRecord, TotpRecord, UserRecord, WorkflowRecord, roles_from_text,
+    scopes_from_text, to_millis,
 };
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -198,6 +199,42 @@ pub fn record(row: &PgRow) -> StoreResult<WorkflowRecord> {
         principal: get(row, "principal")?,
         data: get(row, "data")?,
         version: get(row, "version")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
+
+pub fn job(row: &PgRow) -> StoreResult<JobRecord> {
+    let status: String = get(row, "status")?;
+    Ok(JobRecord {
+        id: get(row, "id")?,
+        kind: get(row, "kind")?,
+        idempotency_key: get(row, "idempotency_key")?,
+        status: parse(JobStatus::parse(&status), "status", &status)?,
+        ticket_id: get::<Option<Uuid>>(row, "ticket_id")?.map(TicketId),
+        payload: get(row, "payload")?,
+        state: get(row, "state")?,
+        attempts: get(row, "attempts")?,
+        max_attempts: get(row, "max_attempts")?,
+        run_at: get(row, "run_at")?,
+        locked_by: get(row, "locked_by")?,
+        locked_until: get(row, "locked_until")?,
+        last_error: get(row, "last_error")?,
+        version: get(row, "version")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
+
+pub fn indicator(row: &PgRow) -> StoreResult<IndicatorRecord> {
+    Ok(IndicatorRecord {
+        id: get(row, "id")?,
+        kind: get(row, "kind")?,
+        value: get(row, "value")?,
+        confidence: get(row, "confidence")?,
+        source: get(row, "source")?,
+        description: get(row, "description")?,
+        valid_until: get(row, "valid_until")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
     })
