@@ -20,6 +20,9 @@ use firebreak_domain::user::User;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
+mod jobs;
+pub use jobs::*;
+
 /// A fresh store for one test, with the signer it was opened with.
 pub struct TestStore {
     pub store: DynStore,
@@ -61,6 +64,15 @@ macro_rules! store_conformance_suite {
             suppression_hits_are_counted_from_events,
             event_counters_follow_every_change,
             ticket_facts_list_the_tickets_opened_since,
+            jobs_enqueue_once_per_idempotency_key,
+            job_updates_check_the_version,
+            concurrent_claims_return_each_due_job_once,
+            claims_take_due_jobs_oldest_first_and_expired_leases_again,
+            jobs_list_newest_first_filter_and_count,
+            indicators_upsert_by_kind_value_and_source,
+            indicators_list_in_key_order_with_filters_and_cursor,
+            indicator_keys_page_through_the_valid_indicators,
+            indicator_generation_moves_with_every_change,
         );
     };
     (@tests $factory:path; $($name:ident),+ $(,)?) => {
