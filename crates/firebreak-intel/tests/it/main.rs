@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod feeds;
+mod matcher;
 
 use std::path::{Path, PathBuf};
 
