@@ -17,5 +17,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod connectors;
 pub mod feeds;
 pub mod matcher;
