@@ -20,3 +20,4 @@
 pub mod connectors;
 pub mod feeds;
 pub mod matcher;
+pub mod outbound;

@@ -247,6 +247,16 @@ fn vulnerability(object: &Value, position: &str, meta: &Meta, out: &mut Collecto
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();
+    // A vulnerability's `name` is often just its CVE id: then the description is the
+    // `description`, and a nickname ("Log4Shell") only when there is none.
+    let name = text(object.get("name").and_then(Value::as_str));
+    let description = text(object.get("description").and_then(Value::as_str))
+        .or(name.filter(|n| !n.to_ascii_uppercase().starts_with("CVE-")));
+    let meta = Meta {
+        description,
+        source: meta.source.clone(),
+        ..*meta
+    };
     let mut found = false;
     for r in refs {
         if r.get("source_name")
@@ -259,7 +269,7 @@ fn vulnerability(object: &Value, position: &str, meta: &Meta, out: &mut Collecto
         }
         found = true;
         match r.get("external_id").and_then(Value::as_str) {
-            Some(id) => out.add_value(position, ObservableKind::Cve, id, meta, ""),
+            Some(id) => out.add_value(position, ObservableKind::Cve, id, &meta, ""),
             None => out.error(position, "cve reference without an \"external_id\""),
         }
     }

@@ -9,6 +9,7 @@
 mod connectors;
 mod feeds;
 mod matcher;
+mod outbound;
 
 use std::path::{Path, PathBuf};
 
