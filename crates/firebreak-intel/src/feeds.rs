@@ -236,10 +236,10 @@ pub(crate) fn normalize(hint: ObservableKind, value: &str, strict_hash: bool) ->
     if hint == ObservableKind::Ip
         && let Some((addr, prefix)) = raw.split_once('/')
     {
-        let single = if addr.contains(':') { "128" } else { "32" };
+        let bits: u8 = if addr.contains(':') { 128 } else { 32 };
         match prefix.trim().parse::<u8>() {
-            Ok(_) if prefix.trim() == single => v = addr.trim(),
-            Ok(p) if p <= 128 => return Norm::Range,
+            Ok(p) if p == bits => v = addr.trim(),
+            Ok(p) if p < bits && classify(Some(hint), addr).is_some() => return Norm::Range,
             _ => {}
         }
     }
@@ -445,6 +445,21 @@ mod tests {
             Ok(("ip".into(), "2001:db8::1".into()))
         );
         assert!(n("ip", "-").is_err());
+        assert!(
+            n("ip", "192.0.2.0/33")
+                .unwrap_err()
+                .contains("not a valid ip")
+        );
+        assert!(
+            n("ip", "300.0.2.0/24")
+                .unwrap_err()
+                .contains("not a valid ip")
+        );
+        assert!(
+            n("ip", "2001:db8::/32")
+                .unwrap_err()
+                .contains("network range")
+        );
         assert_eq!(n("yara", "rule x {}"), Err("unknown type \"yara\"".into()));
     }
 

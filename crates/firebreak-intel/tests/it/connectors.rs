@@ -610,3 +610,21 @@ fn errors_name_the_status_never_the_key_or_the_body() {
     .unwrap_err();
     assert!(err.contains("not JSON"), "{err}");
 }
+
+#[test]
+fn damaged_answers_never_panic() {
+    for (_, spec, kind, value, status, file) in cases() {
+        let body = sample(file);
+        for cut in (0..body.len()).step_by(5) {
+            let _ = map_response(&spec, kind, value, status, &body[..cut]);
+        }
+        // The right shape with the wrong types.
+        for junk in [
+            json!(null),
+            json!([]),
+            json!({"data": 1, "results": {}, "response": "x"}),
+        ] {
+            let _ = map_response(&spec, kind, value, status, junk.to_string().as_bytes());
+        }
+    }
+}

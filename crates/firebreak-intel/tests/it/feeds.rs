@@ -284,3 +284,49 @@ fn csv_accepts_alias_headers_and_a_bom() {
     assert_eq!(report.skipped, 1, "valid_until == now is expired");
     assert_eq!(report.indicators[0].description.as_deref(), Some("y"));
 }
+
+#[test]
+fn damaged_documents_never_panic() {
+    for (format, file) in [
+        (FeedFormat::Stix, "stix/bundle.json"),
+        (FeedFormat::Misp, "misp/event.json"),
+        (FeedFormat::Csv, "csv/indicators.csv"),
+    ] {
+        let doc = sample(file);
+        // Every cut, and every byte replaced by a quote, a bracket or invalid UTF-8.
+        for cut in (0..doc.len()).step_by(7) {
+            let _ = parse_feed(format, &doc[..cut], "f", NOW);
+        }
+        for at in (0..doc.len()).step_by(13) {
+            for b in [b'\'', b'"', b'[', b'|', 0xff] {
+                let mut d = doc.clone();
+                d[at] = b;
+                let _ = parse_feed(format, &d, "f", NOW);
+            }
+        }
+    }
+}
+
+#[test]
+fn damaged_patterns_are_errors_not_panics() {
+    let patterns = [
+        r"[file:hashes.'SHA-256' = 'aec070645fe53ee3b3763059376134f058cc337247c978add178b6ccdfb0019f' OR file:hashes.MD5 = '3773a88f65a5e780c8dff9cdc3a056f3']",
+        r"([ipv4-addr:value IN ('198.51.100.1', '198.51.100.2')] FOLLOWEDBY [url:value = 'http://x.example/a\'b']) WITHIN 300 SECONDS START t'2026-01-01T00:00:00Z' STOP t'2026-02-01T00:00:00Z'",
+        r"[email-message:to_refs[*].value = 'a@b.example' AND email-message:from_ref.value NOT MATCHES '^x$'] REPEATS 2 TIMES",
+    ];
+    for p in patterns {
+        let chars: Vec<char> = p.chars().collect();
+        for cut in 0..chars.len() {
+            let s: String = chars[..cut].iter().collect();
+            let doc = serde_json::json!({"type": "indicator", "pattern": s}).to_string();
+            let _ = parse_feed(FeedFormat::Stix, doc.as_bytes(), "f", NOW).unwrap();
+            for c in ['[', ']', '(', ')', '\'', '\\', ':', '.', '='] {
+                let mut broken = chars.clone();
+                broken[cut] = c;
+                let s: String = broken.iter().collect();
+                let doc = serde_json::json!({"type": "indicator", "pattern": s}).to_string();
+                let _ = parse_feed(FeedFormat::Stix, doc.as_bytes(), "f", NOW).unwrap();
+            }
+        }
+    }
+}

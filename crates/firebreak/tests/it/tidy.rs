@@ -51,6 +51,7 @@ fn crate_dependencies_point_downward_and_keep_their_boundaries() {
     let set = |v: &[&str]| -> BTreeSet<String> { v.iter().map(|s| s.to_string()).collect() };
     assert_eq!(ours("firebreak-domain"), set(&[]));
     assert_eq!(ours("firebreak-intake"), set(&[]));
+    assert_eq!(ours("firebreak-intel"), set(&["firebreak-intake"]));
     assert_eq!(ours("firebreak-store"), set(&["firebreak-domain"]));
     assert_eq!(
         ours("firebreak-store-sqlite"),
@@ -81,6 +82,10 @@ fn crate_dependencies_point_downward_and_keep_their_boundaries() {
         ("firebreak-store", &["sqlx", "rusqlite", "axum"][..]),
         (
             "firebreak-intake",
+            &["sqlx", "rusqlite", "axum", "tokio", "reqwest"][..],
+        ),
+        (
+            "firebreak-intel",
             &["sqlx", "rusqlite", "axum", "tokio", "reqwest"][..],
         ),
         (
