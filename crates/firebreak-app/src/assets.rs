@@ -117,7 +117,7 @@ impl App {
                     "critical_production": a.critical_production,
                 })),
             );
-        self.store.commit(cs).await?;
+        self.commit(cs).await?;
         self.invalidate_intake();
         Ok(a)
     }
@@ -173,7 +173,7 @@ impl App {
                 AuditDraft::new(p.username(), "asset.imported", "asset", "")
                     .details(json!({"imported": imported, "problems": errs.len()})),
             );
-            self.store.commit(cs).await?;
+            self.commit(cs).await?;
             self.invalidate_intake();
         }
         Ok(
@@ -290,7 +290,7 @@ impl App {
                             .details(json!({"from": "normal", "to": "escalation", "reason": format!("affects the critical production asset {}", a.name)})),
                     );
             }
-            match self.store.commit(cs).await {
+            match self.commit(cs).await {
                 Ok(_) => {
                     if n.criticality != t.criticality {
                         n.version = t.version + 1;

@@ -590,7 +590,7 @@ impl App {
                     "encrypted": true,
                 })),
         );
-        self.store.commit(cs).await?;
+        self.commit(cs).await?;
         Ok(self.document_view(t, rec))
     }
 
@@ -663,7 +663,7 @@ impl App {
         let entry = AuditDraft::new(p.username(), action, "document", d.id)
             .ticket(t.id)
             .details(json!({"sha256": d.sha256, "filename": d.filename, "problem": problem}));
-        self.store.commit(ChangeSet::new().audit(entry)).await?;
+        self.commit(ChangeSet::new().audit(entry)).await?;
         let blob = opened.map_err(|e| {
             tracing::error!(document = %d.id, sha256 = %d.sha256, error = %e, "document failed its integrity check");
             AppError::from(e)

@@ -384,6 +384,69 @@ impl Condition {
     }
 }
 
+/// A condition over a JSON context with named variables (a playbook's `event`, `ticket`,
+/// `steps`...): compiled once, evaluated per run.
+pub struct ContextCondition {
+    source: String,
+    program: Program,
+}
+
+impl std::fmt::Debug for ContextCondition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+impl ContextCondition {
+    /// Compiles `source`, refusing variables other than `vars`.
+    pub fn compile(source: &str, vars: &[&str]) -> Result<Self, String> {
+        if source.trim().is_empty() {
+            return Err("must not be blank".into());
+        }
+        let program = ENV.compile(source).map_err(|e| e.to_string())?;
+        let mut free = Vec::new();
+        free_idents(&program.expression().expr, &mut vec![], &mut free);
+        if let Some(v) = free.iter().find(|v| !vars.contains(&v.as_str())) {
+            return Err(format!(
+                "unknown variable {v:?}: the variables are {}",
+                vars.join(", ")
+            ));
+        }
+        Ok(Self {
+            source: source.to_string(),
+            program,
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates against the context's top-level keys (absent ones are `null`); an error or a
+    /// non-boolean result is an `Err` saying why.
+    pub fn eval(
+        &self,
+        context: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<bool, String> {
+        let mut ctx = Context::with_env(ENV.clone());
+        let mut free = Vec::new();
+        free_idents(&self.program.expression().expr, &mut vec![], &mut free);
+        for name in free {
+            let v = context
+                .get(&name)
+                .cloned()
+                .unwrap_or(serde_json::Value::Null);
+            let v = cel::to_value(&v).map_err(|e| format!("{name}: {e}"))?;
+            ctx.add_variable_from_value(name, v);
+        }
+        match self.program.execute(&ctx) {
+            Ok(Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!("gave {other:?}, not a boolean")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

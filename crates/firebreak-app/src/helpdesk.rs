@@ -375,7 +375,7 @@ impl App {
                     AuditDraft::new(p.username(), "event.dismissed", "event", id)
                         .details(json!({"reason": reason, "from": from, "title": e.title, "source": e.source})),
                 );
-            match self.store.commit(cs).await {
+            match self.commit(cs).await {
                 Ok(_) => return Ok(id),
                 Err(StoreError::Conflict(_)) => {
                     e = self.store.get_event(id).await.map_err(|x| (id, x.into()))?;
@@ -580,7 +580,7 @@ impl App {
                 at: now,
             });
         }
-        let out = match self.store.commit(cs).await {
+        let out = match self.commit(cs).await {
             Ok(o) => o,
             Err(StoreError::Conflict(_)) => {
                 return Err(AppError::Conflict {
@@ -1258,7 +1258,7 @@ impl App {
                 at: now,
             });
         }
-        self.store.commit(cs).await?;
+        self.commit(cs).await?;
         Ok(c)
     }
 

@@ -425,6 +425,7 @@ pub fn to_event(
         ticket_id: None,
         suppressed_by: None,
         classification: None,
+        intel: vec![],
         disposition: None,
         resolved_at: resolve.then_some(now),
         raw: ne.raw,
@@ -573,6 +574,54 @@ impl App {
         self.ingest_batch(p.username(), events, summary, turn).await
     }
 
+    /// Checks the event's observables against the local indicators: each hit (confirmed in
+    /// the store: the in-memory set can answer "maybe") is recorded on the event, which is
+    /// raised to the plan's severity for its best confidence.
+    async fn match_indicators(
+        &self,
+        set: &firebreak_intel::matcher::IndicatorSet,
+        e: &mut Event,
+        policy: &firebreak_domain::plan::IndicatorMatchPolicy,
+        now: time::OffsetDateTime,
+    ) -> AppResult<()> {
+        let mut best: Option<i32> = None;
+        for o in &e.observables {
+            if !set.contains(&o.kind, &o.value) {
+                continue;
+            }
+            for ind in self.store.find_indicators(&o.kind, &o.value).await? {
+                if ind.valid_until.is_some_and(|t| t <= now) {
+                    continue;
+                }
+                best = Some(best.map_or(ind.confidence, |b| b.max(ind.confidence)));
+                e.intel.push(firebreak_domain::event::IndicatorHit {
+                    kind: ind.kind,
+                    value: ind.value,
+                    source: ind.source,
+                    confidence: ind.confidence,
+                    description: ind.description,
+                });
+            }
+        }
+        if let Some(c) = best {
+            metrics::counter!("firebreak_indicator_matches_total").increment(1);
+            if !e.tags.iter().any(|t| t == "indicator-match") {
+                e.tags.push("indicator-match".into());
+            }
+            if c >= i32::from(policy.min_confidence) {
+                let target = if c >= i32::from(policy.critical_from) {
+                    Severity::Critical
+                } else {
+                    policy.raise_to
+                };
+                if target > e.severity {
+                    e.severity = target;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// One commit: the events of one batch, deduplicated within it and against the store.
     /// With `turn`, the batch is prepared at once but committed only after the previous batch
     /// (whose end the receiver signals), so batches prepared in parallel commit in order.
@@ -599,10 +648,15 @@ impl App {
         let mut input_slots: Vec<(usize, usize)> = Vec::with_capacity(events.len());
         let mut digest = Sha256::new();
         let mut sources: std::collections::BTreeSet<String> = Default::default();
+        let indicators = self.indicator_set().filter(|s| !s.is_empty());
         for ne in events {
             summary.received += 1;
             let (mut e, source_key, resolve) = to_event(ne, reported_by, now);
             e.assets = state.match_assets(&e);
+            if let Some(set) = &indicators {
+                self.match_indicators(set, &mut e, &state.policy.indicator_match, now)
+                    .await?;
+            }
             // keys are the reporter's own: no one resolves or counts on another's events
             e.fingerprint = match &source_key {
                 Some(k) => sha256_hex(&[reported_by, k])[..32].to_string(),
@@ -704,7 +758,7 @@ impl App {
             // the previous batch's sender is dropped when it is done, whatever its outcome
             let _ = t.await;
         }
-        let out = self.store.commit(cs).await?;
+        let out = self.commit(cs).await?;
         if out.ingested.len() != n {
             return Err(AppError::Unexpected(anyhow::anyhow!(
                 "store answered {} results for {n} events",

@@ -4,14 +4,17 @@
 
 pub mod assets;
 pub mod auth;
+pub mod automation;
 pub mod documents;
 mod error;
 pub mod expr;
 pub mod helpdesk;
 pub mod intake;
+pub mod intel;
 pub mod notify;
 pub mod pdf;
 pub mod plan;
+pub mod playbook;
 mod principal;
 pub mod reports;
 pub mod response;
@@ -74,6 +77,13 @@ pub struct App {
     trends_cache: Arc<trends::TrendsCache>,
     mailer: Option<Arc<dyn notify::Mailer>>,
     webhooks: Option<Arc<dyn notify::WebhookSender>>,
+    playbook_cache: Arc<automation::PlaybookCache>,
+    /// Inside a playbook step: the run's progress, committed with the step's own change.
+    job_binding: Option<Arc<automation::JobBinding>>,
+    http: Option<Arc<dyn intel::HttpClient>>,
+    intel: Arc<intel::IntelState>,
+    /// Woken when a commit enqueues jobs (the worker loop waits on it).
+    job_signal: Arc<tokio::sync::Notify>,
 }
 
 impl App {
@@ -92,6 +102,11 @@ impl App {
             trends_cache: Arc::default(),
             mailer: None,
             webhooks: None,
+            playbook_cache: Arc::default(),
+            job_binding: None,
+            http: None,
+            intel: Arc::default(),
+            job_signal: Arc::default(),
         }
     }
 

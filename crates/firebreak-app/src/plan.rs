@@ -107,7 +107,7 @@ impl App {
         let entry = AuditDraft::new(p.username(), "authz.denied", "plan", "").details(
             json!({"attempted": "plan.update", "reason": "changing the response plan is for admins"}),
         );
-        if let Err(e) = self.store.commit(ChangeSet::new().audit(entry)).await {
+        if let Err(e) = self.commit(ChangeSet::new().audit(entry)).await {
             tracing::warn!(error = %e, "could not audit a denial");
         }
         Err(AppError::Forbidden(
@@ -164,7 +164,7 @@ impl App {
             AuditDraft::new(actor, "plan.updated", "plan", "")
                 .details(json!({"version": before + 1, "plan": plan})),
         );
-        self.store.commit(cs).await?;
+        self.commit(cs).await?;
         self.invalidate_intake();
         self.current_plan_fresh().await
     }

@@ -116,7 +116,7 @@ impl App {
 
     /// A notification record on a channel. In-app ones are delivered by being recorded; email
     /// and webhooks need a transport, and say so when none is configured.
-    fn notification_on(
+    pub(crate) fn notification_on(
         &self,
         t: &Ticket,
         parent: Option<Uuid>,
@@ -657,7 +657,7 @@ impl App {
                     &format!("You coordinate the emergency on {}", e.ticket_number),
                 )?));
             }
-            match self.store.commit(cs).await {
+            match self.commit(cs).await {
                 Ok(_) => return self.emergency_view(&t, e).await,
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),
@@ -907,7 +907,7 @@ impl App {
         entry: AuditDraft,
     ) -> AppResult<()> {
         let cs = extra.op(self.emergency_update(rec, e)?).audit(entry);
-        match self.store.commit(cs).await {
+        match self.commit(cs).await {
             Ok(_) => Ok(()),
             Err(StoreError::Conflict(_)) => Err(conflict(
                 "concurrent_update",
@@ -1072,7 +1072,7 @@ impl App {
                     .ticket(t.id)
                     .details(json!({"emergency": e.id, "scheduled_at": m.scheduled_at.unix_timestamp(), "war_room": m.war_room})),
             );
-        self.store.commit(cs).await?;
+        self.commit(cs).await?;
         Ok(m)
     }
 
@@ -1111,7 +1111,7 @@ impl App {
                 expected_version: rec.version,
             })
             .audit(entry);
-        match self.store.commit(cs).await {
+        match self.commit(cs).await {
             Ok(_) => Ok(()),
             Err(StoreError::Conflict(_)) => Err(conflict(
                 "concurrent_update",
@@ -1245,7 +1245,7 @@ impl App {
                 .ticket(t.id)
                 .details(json!({"emergency": e.id, "report": body})),
             );
-        self.store.commit(cs).await?;
+        self.commit(cs).await?;
         Ok(r)
     }
 
@@ -1430,7 +1430,7 @@ impl App {
                             .details(json!({"from": "normal", "to": "escalation", "reason": "linked to a change control"})),
                     );
             }
-            match self.store.commit(cs).await {
+            match self.commit(cs).await {
                 Ok(_) => return Ok(c),
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),
@@ -1565,7 +1565,7 @@ impl App {
                     .ticket(t.id)
                     .details(json!({"from": from, "to": action, "comment": comment, "requested_by": c.requested_by})),
             );
-        match self.store.commit(cs).await {
+        match self.commit(cs).await {
             Ok(_) => Ok(c),
             Err(StoreError::Conflict(_)) => Err(conflict(
                 "concurrent_update",
@@ -1626,7 +1626,7 @@ impl App {
                     .ticket(t.id)
                     .details(json!({"emergency": e.id, "report": body})),
             );
-        self.store.commit(cs).await?;
+        self.commit(cs).await?;
         Ok(r)
     }
 
@@ -1688,7 +1688,7 @@ impl App {
                 &format!("Report to Senior Management on {}", e.ticket_number),
             )?));
         }
-        self.store.commit(cs).await?;
+        self.commit(cs).await?;
         Ok(r)
     }
 
@@ -1840,7 +1840,7 @@ impl App {
                     .ticket(t.id)
                     .details(json!({"from": current, "to": body.phase, "note": body.note})),
             );
-        self.store.commit(cs).await?;
+        self.commit(cs).await?;
         Ok(json!({"ticket_number": self.number(&t), "phase": body.phase, "previous": current}))
     }
 
@@ -2089,7 +2089,7 @@ impl App {
                     .ticket(t.id)
                     .details(json!({"title": task.title, "owner": task.owner, "due": task.due})),
             );
-        self.store.commit(cs).await?;
+        self.commit(cs).await?;
         Ok(task)
     }
 
@@ -2152,7 +2152,7 @@ impl App {
                     .ticket(t.id)
                     .details(json!({"title": task.title})),
             );
-        match self.store.commit(cs).await {
+        match self.commit(cs).await {
             Ok(_) => Ok(task),
             Err(StoreError::Conflict(_)) => Err(conflict(
                 "concurrent_update",

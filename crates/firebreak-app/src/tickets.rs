@@ -76,7 +76,7 @@ impl App {
         if let Some(t) = ticket {
             entry = entry.ticket(t.id);
         }
-        if let Err(e) = self.store.commit(ChangeSet::new().audit(entry)).await {
+        if let Err(e) = self.commit(ChangeSet::new().audit(entry)).await {
             tracing::warn!(error = %e, "could not audit a denial");
         }
         tracing::info!(user = p.username(), action, decision = "deny", %reason, "authorization");
@@ -212,7 +212,7 @@ impl App {
                 at: now,
             });
         }
-        let out = self.store.commit(cs).await?;
+        let out = self.commit(cs).await?;
         t.number = out
             .ticket_numbers
             .first()
@@ -464,7 +464,7 @@ impl App {
         old: &Ticket,
         mut new: Ticket,
     ) -> AppResult<Option<TicketView>> {
-        match self.store.commit(cs).await {
+        match self.commit(cs).await {
             Ok(_) => {
                 new.version = old.version + 1;
                 Ok(Some(self.view(new)))
@@ -506,7 +506,7 @@ impl App {
                 at: self.now(),
             });
         }
-        let out = self.store.commit(cs).await?;
+        let out = self.commit(cs).await?;
         tracing::info!(
             user = p.username(),
             ticket.number = t.number,
@@ -599,7 +599,7 @@ impl App {
             )
             .ticket(t.id)
             .details(json!({"reason": "member of an open emergency on this restricted ticket"}));
-            self.store.commit(ChangeSet::new().audit(entry)).await?;
+            self.commit(ChangeSet::new().audit(entry)).await?;
             return Ok(true);
         }
         Ok(false)

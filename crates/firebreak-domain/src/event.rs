@@ -15,6 +15,19 @@ use uuid::Uuid;
 #[cfg(feature = "openapi")]
 use utoipa::ToSchema;
 
+/// A match of one of the event's observables against the local indicator store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct IndicatorHit {
+    pub kind: String,
+    pub value: String,
+    /// The feed or person the indicator came from.
+    pub source: String,
+    /// 0-100.
+    pub confidence: i32,
+    pub description: Option<String>,
+}
+
 /// An observable as events and tickets refer to it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
@@ -143,6 +156,9 @@ pub struct Event {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Uuid))]
     pub suppressed_by: Option<Uuid>,
     pub classification: Option<Classification>,
+    /// Local indicators its observables match (intake checks every observable).
+    #[serde(default)]
+    pub intel: Vec<IndicatorHit>,
     /// Who dismissed, merged or ticketed it.
     pub disposition: Option<Disposition>,
     /// When the source said the condition was over (Alertmanager `resolved`).
@@ -175,6 +191,8 @@ pub struct EventDetails {
     pub classification: Option<Classification>,
     #[serde(default)]
     pub disposition: Option<Disposition>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub intel: Vec<IndicatorHit>,
 }
 
 /// [`EventDetails`] borrowed from an event: serialized as the same JSON without copying.
@@ -189,6 +207,8 @@ struct EventDetailsRef<'a> {
     reporter: &'a Option<Reporter>,
     classification: &'a Option<Classification>,
     disposition: &'a Option<Disposition>,
+    #[serde(skip_serializing_if = "<[IndicatorHit]>::is_empty")]
+    intel: &'a [IndicatorHit],
 }
 
 impl Event {
@@ -204,6 +224,7 @@ impl Event {
             reporter: &self.reporter,
             classification: &self.classification,
             disposition: &self.disposition,
+            intel: &self.intel,
         })
     }
 
@@ -218,6 +239,7 @@ impl Event {
             reporter: self.reporter.clone(),
             classification: self.classification.clone(),
             disposition: self.disposition.clone(),
+            intel: self.intel.clone(),
         }
     }
 
@@ -231,6 +253,7 @@ impl Event {
         self.reporter = d.reporter;
         self.classification = d.classification;
         self.disposition = d.disposition;
+        self.intel = d.intel;
     }
 
     /// Whether the help desk can still act on it (open a ticket, merge, dismiss).

@@ -149,6 +149,45 @@ pub struct IntakePolicy {
     /// First match wins; events no rule matches wait for the help desk.
     #[serde(default)]
     pub rules: Vec<ClassificationRule>,
+    /// What a match against the local indicator store does to an event.
+    #[serde(default)]
+    pub indicator_match: IndicatorMatchPolicy,
+}
+
+/// An event whose observable matches a local indicator is raised (never lowered) to `raise_to`,
+/// or to critical from `critical_from` confidence; indicators below `min_confidence` are shown
+/// on the event but change nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct IndicatorMatchPolicy {
+    #[serde(default = "default_min_confidence")]
+    pub min_confidence: u8,
+    #[serde(default = "default_raise_to")]
+    pub raise_to: Severity,
+    /// 101 means never.
+    #[serde(default = "default_critical_from")]
+    pub critical_from: u8,
+}
+
+fn default_min_confidence() -> u8 {
+    50
+}
+fn default_raise_to() -> Severity {
+    Severity::High
+}
+fn default_critical_from() -> u8 {
+    90
+}
+
+impl Default for IndicatorMatchPolicy {
+    fn default() -> Self {
+        Self {
+            min_confidence: default_min_confidence(),
+            raise_to: default_raise_to(),
+            critical_from: default_critical_from(),
+        }
+    }
 }
 
 fn default_window() -> u32 {
@@ -161,6 +200,7 @@ impl Default for IntakePolicy {
             dedup_window_minutes: default_window(),
             dedup_fields: Default::default(),
             rules: vec![],
+            indicator_match: IndicatorMatchPolicy::default(),
         }
     }
 }

@@ -24,6 +24,9 @@ use sha2::{Digest, Sha256};
 
 /// VirusTotal: at least this many engines flagging it malicious make it [`Verdict::Malicious`].
 pub const VT_MALICIOUS_ENGINES: u64 = 3;
+/// With no detection at all, this many engines that scanned a file and found nothing make it
+/// [`Verdict::Clean`] (files rarely get "harmless" votes; URLs and domains do).
+pub const VT_CLEAN_MIN_ENGINES: u64 = 10;
 /// VirusTotal: at least this many engines flagging it malicious or suspicious (and fewer than
 /// [`VT_MALICIOUS_ENGINES`] malicious) make it [`Verdict::Suspicious`].
 pub const VT_SUSPICIOUS_ENGINES: u64 = 1;
@@ -573,7 +576,7 @@ fn virustotal(kind: &str, value: &str, doc: &Value) -> LookupResult {
         Verdict::Malicious
     } else if malicious + suspicious >= VT_SUSPICIOUS_ENGINES {
         Verdict::Suspicious
-    } else if harmless > 0 {
+    } else if harmless > 0 || count("undetected") >= VT_CLEAN_MIN_ENGINES {
         Verdict::Clean
     } else {
         Verdict::Unknown

@@ -3,6 +3,7 @@
 //! every decision is a call into `firebreak_app`.
 #![forbid(unsafe_code)]
 
+pub mod automation;
 pub mod error;
 pub mod extract;
 pub mod imap;
@@ -11,6 +12,7 @@ pub mod limits;
 pub mod mail;
 pub mod metrics;
 pub mod oidc;
+pub mod outbound;
 mod routes;
 pub mod syslog;
 pub mod tls;
@@ -62,6 +64,7 @@ pub struct AppState {
         (name = "auth", description = "Sign-in sessions, password, second factor"),
         (name = "users", description = "Users"),
         (name = "system", description = "Health and readiness"),
+        (name = "automation", description = "Playbooks (YAML, versioned) and their durable runs, approvals, intel connectors, the local indicator store"),
     )
 )]
 struct ApiDoc;
@@ -156,7 +159,8 @@ fn api_router(max_document_bytes: u64) -> OpenApiRouter<AppState> {
         .merge(routes::plan::router())
         .merge(routes::users::router())
         .merge(routes::events::router())
-        .merge(routes::ingest::router());
+        .merge(routes::ingest::router())
+        .merge(routes::automation::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(routes::ingest::root_router())

@@ -383,6 +383,7 @@ fn event_row(row: &PgRow) -> StoreResult<(i64, Event)> {
             .map(TicketId),
         suppressed_by: row.try_get("suppressed_by").map_err(err)?,
         classification: None,
+        intel: vec![],
         disposition: None,
         resolved_at: row.try_get("resolved_at").map_err(err)?,
         raw: g("raw")?,

@@ -300,6 +300,7 @@ pub fn event(row: &SqliteRow) -> StoreResult<(i64, firebreak_domain::event::Even
         ticket_id: opt_id(row, "ticket_id")?,
         suppressed_by: opt_id(row, "suppressed_by")?,
         classification: None,
+        intel: vec![],
         disposition: None,
         resolved_at: get::<Option<i64>>(row, "resolved_at")?.map(from_millis),
         raw: get(row, "raw")?,

@@ -1472,6 +1472,7 @@ pub fn sample_event(title: &str, at: OffsetDateTime) -> firebreak_domain::event:
         ticket_id: None,
         suppressed_by: None,
         classification: None,
+        intel: vec![],
         disposition: None,
         resolved_at: None,
         raw: format!("{{\"title\":\"{title}\"}}"),

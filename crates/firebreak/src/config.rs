@@ -117,6 +117,9 @@ pub struct FileConfig {
     pub imap: Option<firebreak_server::imap::ImapConfig>,
     /// Signing secret and outbound policy of webhook notifications.
     pub webhooks: Option<firebreak_server::webhook::WebhookConfig>,
+    /// Outbound requests (connectors, feeds, Slack/Teams): internal networks allowed anyway.
+    #[serde(default)]
+    pub outbound: firebreak_server::outbound::OutboundConfig,
     /// Event intake: syslog listener, webhook sources, limits.
     #[serde(default)]
     pub intake: IntakeFile,
@@ -150,6 +153,7 @@ pub struct Settings {
     pub smtp: Option<firebreak_server::mail::SmtpConfig>,
     pub imap: Option<firebreak_server::imap::ImapConfig>,
     pub webhooks: Option<firebreak_server::webhook::WebhookConfig>,
+    pub outbound: firebreak_server::outbound::OutboundConfig,
     pub intake: Intake,
 }
 
@@ -326,6 +330,7 @@ impl Settings {
             smtp: file.smtp,
             imap: file.imap,
             webhooks: file.webhooks,
+            outbound: file.outbound,
             listen,
             audit_key_file: args
                 .audit_key_file

@@ -29,6 +29,39 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum IndicatorsCommand {
+    /// Import a feed file into the database (CSV is streamed in chunks: any size).
+    Import {
+        file: PathBuf,
+        /// stix, misp or csv.
+        #[arg(long)]
+        format: String,
+        /// The source name for items that name none.
+        #[arg(long, default_value = "manual")]
+        source: String,
+        /// Replace the source's indicators instead of adding to them.
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlaybookCommand {
+    /// Validate a playbook and say what it would do with a sample event (no database, no
+    /// network): exit 0 when valid, 1 when invalid, 2 on a usage error.
+    Test {
+        /// The playbook's YAML file.
+        file: PathBuf,
+        /// An event as `GET /api/v1/events/{id}` returns it, or a raw payload with `--format`.
+        #[arg(long)]
+        event: PathBuf,
+        /// The raw payload's format: eve, wazuh, ndjson, cef, leef, syslog.
+        #[arg(long)]
+        format: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the server (API, web UI, intake, workers).
     Serve {
@@ -67,6 +100,12 @@ enum Command {
     Plan(PlanCommand),
     /// Ingest events from a file or standard input (eve, wazuh, ndjson, cef, leef, syslog, eml).
     Ingest(ingest::IngestArgs),
+    /// The local indicator store.
+    #[command(subcommand)]
+    Indicators(IndicatorsCommand),
+    /// Playbooks: check what one would do, touching nothing.
+    #[command(subcommand)]
+    Playbook(PlaybookCommand),
 }
 
 #[derive(Subcommand)]
@@ -316,7 +355,12 @@ fn server_app(o: &Opened) -> anyhow::Result<App> {
     let key = firebreak_app::documents::load_or_create_key(&s.document_key_file)?;
     let blobs = firebreak_app::documents::BlobStore::new(key, s.blob_dir.clone())
         .with_context(|| format!("opening the blob directory {:?}", s.blob_dir))?;
-    let mut app = app_for(o).with_blobs(blobs);
+    let outbound = firebreak_server::outbound::GuardedClient::new(&s.outbound)
+        .context("[outbound] in firebreak.toml")?;
+    let mut app = app_for(o)
+        .with_blobs(blobs)
+        .with_secret_key(&key)
+        .with_http(Arc::new(outbound));
     if let Some(smtp) = &s.smtp {
         let mailer =
             firebreak_server::mail::SmtpMailer::new(smtp).context("[smtp] in firebreak.toml")?;
@@ -351,6 +395,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve(settings).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Playbook(PlaybookCommand::Test {
+            file,
+            event,
+            format,
+        }) => playbook_test(&file, &event, format.as_deref()),
         command => {
             init_tracing(false);
             let settings = Settings::resolve(&cli.store, None, false, (None, None), None)?;
@@ -362,14 +411,213 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `firebreak indicators import`: CSV in chunks of 200,000 rows (each with the header), other
+/// formats whole.
+async fn import_indicators(
+    app: &App,
+    file: &Path,
+    format: &str,
+    source: &str,
+    replace: bool,
+) -> anyhow::Result<ExitCode> {
+    use std::io::BufRead;
+    let started = std::time::Instant::now();
+    #[derive(Default)]
+    struct Tally {
+        imported: usize,
+        skipped: usize,
+        errors: usize,
+    }
+    impl Tally {
+        fn add(&mut self, r: &firebreak_app::intel::ImportReport, offset: usize) {
+            self.imported += r.imported;
+            self.skipped += r.skipped;
+            for e in &r.errors {
+                // positions are per chunk: shift line numbers back to the file's
+                let pos = match e
+                    .position
+                    .strip_prefix("line ")
+                    .and_then(|n| n.parse::<usize>().ok())
+                {
+                    Some(n) => format!("line {}", n + offset),
+                    None => e.position.clone(),
+                };
+                eprintln!("{pos}: {}", e.message);
+            }
+            self.errors += r.errors.len();
+        }
+    }
+    let mut tally = Tally::default();
+    if format == "csv" {
+        let f = std::fs::File::open(file).with_context(|| file.display().to_string())?;
+        let mut lines = std::io::BufReader::with_capacity(1 << 20, f).lines();
+        let Some(header) = lines.next().transpose()? else {
+            eprintln!("{}: empty file", file.display());
+            return Ok(ExitCode::from(1));
+        };
+        let mut chunk = String::with_capacity(16 << 20);
+        let mut rows = 0usize;
+        let mut offset = 0usize;
+        let mut first = true;
+        loop {
+            let line = lines.next().transpose()?;
+            if let Some(l) = &line {
+                if chunk.is_empty() {
+                    chunk.push_str(&header);
+                    chunk.push('\n');
+                }
+                chunk.push_str(l);
+                chunk.push('\n');
+                rows += 1;
+            }
+            if rows == 200_000 || (line.is_none() && rows > 0) {
+                let r = app
+                    .import_indicators_as_operator(
+                        "csv",
+                        chunk.as_bytes(),
+                        source,
+                        replace && first,
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                tally.add(&r, offset);
+                first = false;
+                offset += rows;
+                rows = 0;
+                chunk.clear();
+                eprint!("\r{} imported", tally.imported);
+            }
+            if line.is_none() {
+                break;
+            }
+        }
+        eprintln!();
+    } else {
+        let bytes = std::fs::read(file).with_context(|| file.display().to_string())?;
+        let r = app
+            .import_indicators_as_operator(format, &bytes, source, replace)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        tally.add(&r, 0);
+    }
+    println!(
+        "imported {} indicator(s), skipped {}, {} error(s) in {:.1} s",
+        tally.imported,
+        tally.skipped,
+        tally.errors,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if tally.errors > 0 && tally.imported == 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `firebreak playbook test`.
+fn playbook_test(file: &Path, event: &Path, format: Option<&str>) -> anyhow::Result<ExitCode> {
+    let yaml = match std::fs::read_to_string(file) {
+        Ok(y) => y,
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let sample = match std::fs::read_to_string(event) {
+        Ok(y) => y,
+        Err(e) => {
+            eprintln!("--event {}: {e}", event.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let pb = match firebreak_app::playbook::parse(&yaml) {
+        Ok(pb) => pb,
+        Err(errs) => {
+            println!(
+                "{}: invalid playbook ({} error(s)):",
+                file.display(),
+                errs.len()
+            );
+            for e in errs {
+                println!("  {}: {}", e.path, e.message);
+            }
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let event_json = match format {
+        Some(f) => {
+            let lf = match firebreak_app::intake::LineFormat::from_name(f, None, None) {
+                Ok(lf) => lf,
+                Err(m) => {
+                    eprintln!("--format: {m}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let line = sample.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let events = match lf.parse_line(line, now) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    eprintln!("--event {}: not a {f} record: {e}", event.display());
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let Some(ne) = events.into_iter().next() else {
+                println!(
+                    "{}: valid; nothing would run: the {f} record makes no event",
+                    file.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            };
+            let (e, _, _) = firebreak_app::intake::to_event(ne, "playbook-test", now);
+            serde_json::to_value(&e)?
+        }
+        None => match serde_json::from_str::<firebreak_domain::event::Event>(&sample) {
+            Ok(e) => serde_json::to_value(&e)?,
+            Err(err) => {
+                eprintln!(
+                    "--event {}: not an event as GET /api/v1/events/{{id}} returns it ({err}); give --format for a raw payload",
+                    event.display()
+                );
+                return Ok(ExitCode::from(2));
+            }
+        },
+    };
+    let (runs, lines) = firebreak_app::automation::dry_run(&pb, &event_json);
+    println!(
+        "{}: valid playbook {} (trigger {})",
+        file.display(),
+        pb.name,
+        pb.trigger.on.as_str()
+    );
+    for l in lines {
+        println!("{l}");
+    }
+    if !runs {
+        println!("(nothing would change)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn admin(o: &Opened, command: Command) -> anyhow::Result<ExitCode> {
     let app = app_for(o);
     let mut out = std::io::stdout().lock();
     match command {
-        Command::Serve { .. } => bail!("serve is not an administration command"),
+        Command::Serve { .. } | Command::Playbook(_) => {
+            bail!("not an administration command")
+        }
         Command::Ingest(args) => {
             drop(out);
             return ingest::run(&app, args).await;
+        }
+        Command::Indicators(IndicatorsCommand::Import {
+            file,
+            format,
+            source,
+            replace,
+        }) => {
+            drop(out);
+            return import_indicators(&app, &file, &format, &source, replace).await;
         }
         Command::Migrate => {
             writeln!(
@@ -731,6 +979,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             }
         });
     }
+    firebreak_server::automation::spawn_workers(app.clone());
     let router = firebreak_server::router_with(app, web);
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, backend = o.store.backend(), scheme, "listening");

@@ -1,6 +1,7 @@
 //! Route modules, one per resource.
 
 pub mod auth;
+pub mod automation;
 pub mod documents;
 pub mod events;
 pub mod ingest;

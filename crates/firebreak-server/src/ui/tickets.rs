@@ -13,7 +13,7 @@ use firebreak_app::tickets::ListTickets;
 use firebreak_domain::api::{
     CreateLogEntryRequest, CreateTicketRequest, DocumentView, LogEntryView, TicketView,
 };
-use firebreak_domain::event::{Communication, Event, Observable};
+use firebreak_domain::event::{Communication, Event};
 use firebreak_domain::response::{EscalateRequest, EscalationReport, ReasonBody, Task};
 use firebreak_domain::role::Role;
 use firebreak_domain::ticket::{
@@ -708,7 +708,12 @@ struct TicketPage {
     log_more: bool,
     comms: Vec<Communication>,
     tasks: Vec<Task>,
-    observables: Vec<Observable>,
+    observables: Vec<ObsRow>,
+    /// May look observables up and run playbooks (responders).
+    automates: bool,
+    runs: Vec<RunRow>,
+    /// Enabled playbooks a responder may start on the ticket.
+    playbooks: Vec<String>,
     events: Vec<Event>,
     documents: Vec<DocumentView>,
     changes: Vec<firebreak_domain::response::ChangeControl>,
@@ -719,6 +724,75 @@ struct TicketPage {
     /// May implement and verify them (tier 2).
     tier2: bool,
     reports: Vec<(&'static str, &'static str)>,
+}
+
+/// An observable with the intel verdicts known for it.
+struct ObsRow {
+    kind: String,
+    value: String,
+    /// (connector or source, verdict, summary, link)
+    verdicts: Vec<(String, String, String, Option<String>)>,
+}
+
+/// A playbook run on the ticket.
+struct RunRow {
+    id: String,
+    playbook: String,
+    status: &'static str,
+    outcome: String,
+    steps: Vec<(String, String, String)>,
+    /// The approval it waits for: (role, prompt), and whether this user may decide.
+    waiting: Option<(String, String)>,
+    decides: bool,
+    updated: String,
+}
+
+fn run_row(
+    r: firebreak_app::automation::RunView,
+    p: &firebreak_app::Principal,
+    now: time::OffsetDateTime,
+) -> RunRow {
+    let waiting = r.waiting_for.as_ref().map(|w| {
+        let a = &w["approval"];
+        (
+            a["role"].as_str().unwrap_or("").to_string(),
+            a["prompt"].as_str().unwrap_or("").to_string(),
+        )
+    });
+    let decides = r.status == "waiting"
+        && p.can_write()
+        && waiting
+            .as_ref()
+            .and_then(|(role, _)| Role::parse(role))
+            .is_some_and(|role| p.user.has_role(role));
+    let mut steps: Vec<(String, String, String)> = r
+        .steps
+        .iter()
+        .map(|(id, st)| {
+            let summary = st
+                .error
+                .clone()
+                .or_else(|| {
+                    st.output
+                        .get("summary")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                })
+                .unwrap_or_default();
+            (id.clone(), format!("{} {}", st.action, st.status), summary)
+        })
+        .collect();
+    steps.sort();
+    RunRow {
+        id: r.id.to_string(),
+        playbook: r.playbook,
+        status: r.status,
+        outcome: r.outcome.or(r.last_error).unwrap_or_default(),
+        steps,
+        waiting,
+        decides,
+        updated: super::age(now - r.updated_at),
+    }
 }
 
 const REPORTS: &[(&str, &str)] = &[
@@ -794,6 +868,69 @@ async fn render_ticket(
         documents.unwrap_or_default(),
         changes.unwrap_or_default(),
     );
+    let automates = ui.p.can_write()
+        && (ui.p.is_admin() || ui.p.has_any(&[Role::Responder, Role::SeniorResponder]));
+    let mut obs_rows = Vec::with_capacity(observables.len());
+    for o in observables.into_iter().take(100) {
+        let mut verdicts: Vec<(String, String, String, Option<String>)> = s
+            .app
+            .intel_results(&o.kind, &o.value)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| {
+                let v = serde_json::to_value(r.verdict)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                (r.connector, v, r.summary, r.link)
+            })
+            .collect();
+        for ind in s
+            .app
+            .store()
+            .find_indicators(&o.kind, &o.value)
+            .await
+            .unwrap_or_default()
+        {
+            let v = if ind.confidence >= 75 {
+                "malicious"
+            } else {
+                "suspicious"
+            };
+            verdicts.push((
+                format!("local: {}", ind.source),
+                v.into(),
+                format!("indicator, confidence {}", ind.confidence),
+                None,
+            ));
+        }
+        obs_rows.push(ObsRow {
+            kind: o.kind,
+            value: o.value,
+            verdicts,
+        });
+    }
+    let runs: Vec<RunRow> = s
+        .app
+        .list_runs(&ui.p, None, Some(&reference), None, 20)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| run_row(r, &ui.p, now))
+        .collect();
+    let playbooks: Vec<String> = if automates {
+        s.app
+            .list_playbooks(&ui.p)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.enabled)
+            .map(|p| p.name)
+            .collect()
+    } else {
+        vec![]
+    };
     let emergency = if view.criticality == Criticality::Emergency {
         s.app
             .list_emergencies(&ui.p)
@@ -833,7 +970,10 @@ async fn render_ticket(
             log_more,
             comms,
             tasks,
-            observables,
+            observables: obs_rows,
+            automates,
+            runs,
+            playbooks,
             events,
             documents,
             changes,
@@ -1035,9 +1175,49 @@ pub async fn act(
                 Err(e) => Err(e),
             }
         }
+        "lookup" => s
+            .app
+            .lookup_observable(p, &text("kind"), &text("value"), &[])
+            .await
+            .map(|_| ()),
+        "run-playbook" => {
+            let name = text("playbook");
+            s.app
+                .run_playbook(
+                    p,
+                    &name,
+                    &firebreak_app::automation::ManualRun {
+                        ticket: Some(number.clone()),
+                        event: None,
+                    },
+                )
+                .await
+                .map(|_| ())
+        }
+        "approve-run" | "reject-run" => match uuid::Uuid::parse_str(&text("run")) {
+            Ok(id) => s
+                .app
+                .decide_approval(
+                    p,
+                    id,
+                    &firebreak_app::automation::ApprovalDecision {
+                        approve: action == "approve-run",
+                        comment: blank(&text("comment")),
+                    },
+                )
+                .await
+                .map(|_| ()),
+            Err(_) => Err(AppError::field("run", "not a run id")),
+        },
         _ => Err(AppError::NotFound),
     };
     match result {
+        Ok(()) if action == "run-playbook" || action == "approve-run" || action == "reject-run" => {
+            Redirect::to(&format!("/tickets/{number}#playbooks")).into_response()
+        }
+        Ok(()) if action == "lookup" => {
+            Redirect::to(&format!("/tickets/{number}#observables")).into_response()
+        }
         Ok(()) => Redirect::to(&format!("/tickets/{number}")).into_response(),
         Err(e) => {
             let (c, m) = describe(e);

@@ -7,6 +7,7 @@
 )]
 
 mod auth;
+mod automation;
 mod bad_input;
 mod documents;
 mod imap;
