@@ -228,7 +228,7 @@ enum StepError {
 impl From<AppError> for StepError {
     fn from(e: AppError) -> Self {
         match e {
-            AppError::Unavailable(m) => StepError::Transient(m),
+            AppError::Unavailable(m) | AppError::Upstream(m) => StepError::Transient(m),
             AppError::Unexpected(m) => StepError::Transient(m.to_string()),
             AppError::Conflict {
                 code: "conflict",
@@ -1454,6 +1454,9 @@ impl App {
         let mut job = run.job.clone();
         job.state = to_json(&run.state)?;
         job.updated_at = self.now();
+        if job.ticket_id.is_none() {
+            job.ticket_id = run.state.ticket_id;
+        }
         let mut cs = ChangeSet::new().op(Op::UpdateJob {
             job: job.clone(),
             expected_version: run.job.version,
@@ -1746,11 +1749,20 @@ impl App {
                     }
                 };
                 let (flow, inputs) = flow;
-                let entry = Self::step_entry(
-                    run,
-                    "playbook.step",
-                    json!({"step": step.id, "action": step.action.name(), "status": rec.status, "inputs": inputs, "output": rec.output, "error": rec.error, "duration_ms": duration_ms}),
-                );
+                let mut details = json!({"step": step.id, "action": step.action.name(), "status": rec.status, "inputs": inputs, "output": rec.output, "error": rec.error, "duration_ms": duration_ms});
+                // a run that just opened its ticket: the steps before are put on the ticket's
+                // timeline too
+                if matches!(step.action, Action::OpenTicket { .. })
+                    && rec.output.get("already").is_none()
+                    && let Value::Object(m) = &mut details
+                {
+                    m.insert("playbook".into(), json!(run.pb.name));
+                    m.insert(
+                        "earlier_steps".into(),
+                        serde_json::to_value(&run.state.steps).unwrap_or(Value::Null),
+                    );
+                }
+                let entry = Self::step_entry(run, "playbook.step", details);
                 run.state.steps.insert(step.id.clone(), rec);
                 self.saved(run, entry).await?;
                 Ok(flow)

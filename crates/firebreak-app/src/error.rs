@@ -29,6 +29,9 @@ pub enum AppError {
     Validation(Vec<FieldError>),
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// An outside service (an intel connector, a feed, a webhook target) failed or refused.
+    #[error("{0}")]
+    Upstream(String),
     #[error("storage full")]
     StorageFull,
     #[error(transparent)]

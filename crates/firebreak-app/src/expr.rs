@@ -389,6 +389,8 @@ impl Condition {
 pub struct ContextCondition {
     source: String,
     program: Program,
+    /// Every variable the condition may use: all are declared (`null` when absent).
+    vars: Vec<String>,
 }
 
 impl std::fmt::Debug for ContextCondition {
@@ -415,6 +417,7 @@ impl ContextCondition {
         Ok(Self {
             source: source.to_string(),
             program,
+            vars: vars.iter().map(|v| v.to_string()).collect(),
         })
     }
 
@@ -429,15 +432,10 @@ impl ContextCondition {
         context: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<bool, String> {
         let mut ctx = Context::with_env(ENV.clone());
-        let mut free = Vec::new();
-        free_idents(&self.program.expression().expr, &mut vec![], &mut free);
-        for name in free {
-            let v = context
-                .get(&name)
-                .cloned()
-                .unwrap_or(serde_json::Value::Null);
-            let v = cel::to_value(&v).map_err(|e| format!("{name}: {e}"))?;
-            ctx.add_variable_from_value(name, v);
+        for name in &self.vars {
+            let v = context.get(name).unwrap_or(&serde_json::Value::Null);
+            let v = cel::to_value(v).map_err(|e| format!("{name}: {e}"))?;
+            ctx.add_variable_from_value(name.clone(), v);
         }
         match self.program.execute(&ctx) {
             Ok(Value::Bool(b)) => Ok(b),

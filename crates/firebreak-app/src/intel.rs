@@ -293,7 +293,7 @@ impl App {
             .read()
             .map_err(|_| AppError::Unexpected(anyhow::anyhow!("lock")))?;
         let Some(c) = g.as_ref() else {
-            return Err(AppError::Unavailable(
+            return Err(AppError::Upstream(
                 "no key is configured to store secrets".into(),
             ));
         };
@@ -314,23 +314,27 @@ impl App {
             .read()
             .map_err(|_| AppError::Unexpected(anyhow::anyhow!("lock")))?;
         let Some(c) = g.as_ref() else {
-            return Err(AppError::Unavailable(
+            return Err(AppError::Upstream(
                 "no key is configured to read secrets".into(),
             ));
         };
         let raw = base64::engine::general_purpose::STANDARD
             .decode(sealed)
-            .map_err(|_| AppError::Integrity("a connector secret is damaged".into()))?;
+            .map_err(|_| AppError::Unexpected(anyhow::anyhow!("a connector secret is damaged")))?;
         if raw.len() < 13 {
-            return Err(AppError::Integrity("a connector secret is damaged".into()));
+            return Err(AppError::Unexpected(anyhow::anyhow!(
+                "a connector secret is damaged"
+            )));
         }
         let pt = c
             .decrypt(Nonce::from_slice(&raw[..12]), &raw[12..])
             .map_err(|_| {
-                AppError::Integrity("a connector secret cannot be opened with this key".into())
+                AppError::Unexpected(anyhow::anyhow!(
+                    "a connector secret cannot be opened with this key"
+                ))
             })?;
         String::from_utf8(pt)
-            .map_err(|_| AppError::Integrity("a connector secret is damaged".into()))
+            .map_err(|_| AppError::Unexpected(anyhow::anyhow!("a connector secret is damaged")))
     }
 
     // ----- connectors ------------------------------------------------------------------
@@ -756,12 +760,10 @@ impl App {
             });
         };
         let Some(http) = self.http.clone() else {
-            return Err(AppError::Unavailable(
-                "outbound HTTP is not configured".into(),
-            ));
+            return Err(AppError::Upstream("outbound HTTP is not configured".into()));
         };
         if !self.take_rate(&c.name, c.rate_per_minute) {
-            return Err(AppError::Unavailable(format!(
+            return Err(AppError::Upstream(format!(
                 "{}: rate limit of {} per minute reached",
                 c.name, c.rate_per_minute
             )));
@@ -785,13 +787,13 @@ impl App {
             })
             .await
             .map_err(|e| {
-                AppError::Unavailable(format!("{}: {}", c.name, redact(&e, key.as_deref())))
+                AppError::Upstream(format!("{}: {}", c.name, redact(&e, key.as_deref())))
             })?;
         metrics::histogram!("firebreak_intel_lookup_seconds", "connector" => c.kind.clone())
             .record(started.elapsed().as_secs_f64());
         let mapped: LookupResult =
             connectors::map_response(&spec, kind, value, resp.status, &resp.body).map_err(|e| {
-                AppError::Unavailable(format!("{}: {}", c.name, redact(&e, key.as_deref())))
+                AppError::Upstream(format!("{}: {}", c.name, redact(&e, key.as_deref())))
             })?;
         let result = IntelResult {
             connector: c.name.clone(),
@@ -954,7 +956,7 @@ impl App {
         }
         // every lookup failed: worth a retry (rate limits, outages); some failed: recorded
         if results.is_empty() && !errors.is_empty() {
-            return Err(AppError::Unavailable(errors.join("; ")));
+            return Err(AppError::Upstream(errors.join("; ")));
         }
         let summary = if observables.is_empty() {
             "no observables to look up".to_string()
@@ -1437,9 +1439,7 @@ impl App {
 
     async fn fetch_feed(&self, c: &StoredConnector) -> AppResult<ImportReport> {
         let Some(http) = self.http.clone() else {
-            return Err(AppError::Unavailable(
-                "outbound HTTP is not configured".into(),
-            ));
+            return Err(AppError::Upstream("outbound HTTP is not configured".into()));
         };
         let secret = match &c.secret {
             Some(s) => Some(self.unseal(s)?),
@@ -1463,9 +1463,9 @@ impl App {
                 max_bytes: 512 * 1024 * 1024,
             })
             .await
-            .map_err(|e| AppError::Unavailable(redact(&e, secret.as_deref())))?;
+            .map_err(|e| AppError::Upstream(redact(&e, secret.as_deref())))?;
         if !(200..300).contains(&resp.status) {
-            return Err(AppError::Unavailable(format!(
+            return Err(AppError::Upstream(format!(
                 "the feed answered HTTP {}",
                 resp.status
             )));

@@ -720,6 +720,45 @@ pub fn log_view(r: AuditRecord) -> LogEntryView {
                 .unwrap_or_default();
             ("change".into(), format!("changed {}", fields.join(", ")))
         }
+        a if a.starts_with("playbook.") => {
+            let what = a.trim_start_matches("playbook.").replace('_', " ");
+            let summary = details
+                .pointer("/output/summary")
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            let mut text = match a {
+                "playbook.step" => format!(
+                    "playbook step {} ({}): {}",
+                    s("step"),
+                    s("action"),
+                    s("status")
+                ),
+                "playbook.queued" | "playbook.started" | "playbook.resumed" => {
+                    format!(
+                        "playbook {} {what} (trigger {})",
+                        s("playbook"),
+                        s("trigger")
+                    )
+                }
+                _ => format!("playbook {what}"),
+            };
+            for v in [
+                summary,
+                Some(s("error")),
+                Some(s("outcome")),
+                Some(s("reason")),
+            ]
+            .into_iter()
+            .flatten()
+            .filter(|v| !v.is_empty())
+            {
+                text.push_str(&format!(": {v}"));
+            }
+            if let Some(ms) = details.get("duration_ms").and_then(|v| v.as_i64()) {
+                text.push_str(&format!(" ({ms} ms)"));
+            }
+            ("change".into(), text)
+        }
         "authz.denied" => (
             "denied".into(),
             format!("was refused {}: {}", s("attempted"), s("reason")),

@@ -142,6 +142,10 @@ impl From<AppError> for ApiError {
                     )
                 }
             }
+            AppError::Upstream(m) => ApiError {
+                retry_after: Some(30),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "upstream_unavailable", m)
+            },
             AppError::StorageFull => ApiError {
                 retry_after: Some(60),
                 ..ApiError::new(

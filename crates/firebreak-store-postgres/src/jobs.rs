@@ -52,7 +52,8 @@ pub(crate) async fn update(
 ) -> StoreResult<()> {
     let res = sqlx::query(
         "UPDATE jobs SET status = $1, state = $2, attempts = $3, run_at = $4, locked_by = $5, \
-         locked_until = $6, last_error = $7, updated_at = $8, version = version + 1 \
+         locked_until = $6, last_error = $7, updated_at = $8, version = version + 1, \
+         ticket_id = $11 \
          WHERE id = $9 AND version = $10",
     )
     .bind(j.status.as_str())
@@ -65,6 +66,7 @@ pub(crate) async fn update(
     .bind(truncate_millis(j.updated_at))
     .bind(j.id)
     .bind(expected_version)
+    .bind(j.ticket_id.map(|t| t.as_uuid()))
     .execute(&mut **tx)
     .await
     .map_err(err)?;

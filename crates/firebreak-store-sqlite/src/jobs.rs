@@ -55,7 +55,8 @@ pub(crate) fn update(conn: &Connection, j: &JobRecord, expected_version: i64) ->
     let changed = conn
         .prepare_cached(
             "UPDATE jobs SET status = ?1, state = ?2, attempts = ?3, run_at = ?4, locked_by = ?5, \
-             locked_until = ?6, last_error = ?7, updated_at = ?8, version = version + 1 \
+             locked_until = ?6, last_error = ?7, updated_at = ?8, version = version + 1, \
+             ticket_id = ?11 \
              WHERE id = ?9 AND version = ?10",
         )
         .and_then(|mut s| {
@@ -70,6 +71,7 @@ pub(crate) fn update(conn: &Connection, j: &JobRecord, expected_version: i64) ->
                 to_millis(j.updated_at),
                 id,
                 expected_version,
+                j.ticket_id.map(|t| t.to_string()),
             ])
         })
         .map_err(err)?;

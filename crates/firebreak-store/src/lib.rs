@@ -294,7 +294,8 @@ pub enum Op {
     /// Enqueues a job. With an `idempotency_key` already held by a stored job this is a no-op
     /// (the change set still commits): enqueuing is safe to repeat.
     EnqueueJob(JobRecord),
-    /// Replaces a job's status, state, attempts, `run_at`, lock, error and `updated_at` if its
+    /// Replaces a job's status, state, attempts, `run_at`, lock, error, ticket (a run that
+    /// opened one) and `updated_at` if its
     /// stored version is still `expected_version` (`Conflict` otherwise, `NotFound` when
     /// absent); bumps the version.
     UpdateJob {
