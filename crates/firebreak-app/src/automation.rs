@@ -341,7 +341,7 @@ impl App {
     }
 
     fn may_read_playbooks(p: &Principal) -> bool {
-        p.can_read() && (p.is_admin() || p.has_any(groups::TEAM))
+        p.can_read() && (p.is_admin() || p.has_any(groups::READERS))
     }
 
     pub async fn list_playbooks(&self, p: &Principal) -> AppResult<Vec<PlaybookView>> {

@@ -395,7 +395,7 @@ impl App {
     }
 
     fn may_read_intel(p: &Principal) -> bool {
-        p.can_read() && (p.is_admin() || p.has_any(groups::TEAM))
+        p.can_read() && (p.is_admin() || p.has_any(groups::READERS))
     }
 
     pub async fn list_connectors(&self, p: &Principal) -> AppResult<Vec<ConnectorView>> {

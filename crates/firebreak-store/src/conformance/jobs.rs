@@ -188,7 +188,8 @@ pub async fn job_updates_check_the_version(ts: &TestStore) {
             ..waiting.clone()
         }
     );
-    // only status, state, attempts, run_at, the lock, the error and updated_at change
+    // only status, state, attempts, run_at, the lock, the error, the ticket and updated_at
+    // change
     let done = JobRecord {
         status: JobStatus::Succeeded,
         state: r#"{"done":["isolate","notify"]}"#.into(),
@@ -228,6 +229,7 @@ pub async fn job_updates_check_the_version(ts: &TestStore) {
             last_error: None,
             updated_at: at(3 * MINUTE),
             version: 3,
+            ticket_id: None,
             ..j.clone()
         }
     );

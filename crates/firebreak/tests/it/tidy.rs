@@ -63,7 +63,12 @@ fn crate_dependencies_point_downward_and_keep_their_boundaries() {
     );
     assert_eq!(
         ours("firebreak-app"),
-        set(&["firebreak-domain", "firebreak-intake", "firebreak-store"])
+        set(&[
+            "firebreak-domain",
+            "firebreak-intake",
+            "firebreak-intel",
+            "firebreak-store"
+        ])
     );
     assert_eq!(
         ours("firebreak-server"),
