@@ -1319,7 +1319,7 @@ impl App {
     pub async fn run_due_jobs(&self, worker: &str, limit: u32) -> AppResult<usize> {
         let jobs = self
             .store
-            .claim_jobs(worker, self.now(), LEASE, limit)
+            .claim_jobs(worker, self.now(), self.config.job_lease, limit)
             .await?;
         let n = jobs.len();
         let mut set = tokio::task::JoinSet::new();

@@ -53,6 +53,9 @@ pub struct AppConfig {
     pub auth: auth::AuthConfig,
     /// Largest document accepted, in bytes.
     pub max_document_bytes: u64,
+    /// How long a worker's claim on a playbook run lasts: a run whose worker died is taken
+    /// up again after this (`FIREBREAK_JOB_LEASE_SECS`, default 300).
+    pub job_lease: time::Duration,
 }
 
 impl Default for AppConfig {
@@ -61,6 +64,7 @@ impl Default for AppConfig {
             ticket_prefix: "SEC".into(),
             auth: auth::AuthConfig::default(),
             max_document_bytes: 100 * 1024 * 1024,
+            job_lease: automation::LEASE,
         }
     }
 }

@@ -342,6 +342,12 @@ fn app_for(o: &Opened) -> App {
             ticket_prefix: o.settings.ticket_prefix.clone(),
             auth: o.settings.auth.clone(),
             max_document_bytes: o.settings.max_document_bytes,
+            job_lease: std::env::var("FIREBREAK_JOB_LEASE_SECS")
+                .ok()
+                .and_then(|v| v.parse::<i64>().ok())
+                .filter(|s| (1..=86_400).contains(s))
+                .map(time::Duration::seconds)
+                .unwrap_or(firebreak_app::automation::LEASE),
         },
     )
 }

@@ -6,6 +6,7 @@
     reason = "tests: a failure is a panic"
 )]
 
+mod automation;
 mod browser;
 mod http;
 mod support;
@@ -442,6 +443,7 @@ fn acknowledged_tickets_survive_kill_9_on_postgres() {
         data_dir: dir.path().to_path_buf(),
         database_url: Some(url),
         key_file: None,
+        lease_secs: None,
     };
     crash_rounds(&env, 2);
     drop_pg_schema(&schema);
@@ -460,6 +462,7 @@ fn three_nodes_on_one_postgres_number_tickets_uniquely() {
                 data_dir: d,
                 database_url: Some(url.clone()),
                 key_file: Some(key.clone()),
+                lease_secs: None,
             }
         })
         .collect();
@@ -549,11 +552,13 @@ fn a_command_with_the_wrong_audit_key_refuses_to_write() {
         data_dir: dir.path().join("a"),
         database_url: Some(url.clone()),
         key_file: None,
+        lease_secs: None,
     };
     let b = Env {
         data_dir: dir.path().join("b"),
         database_url: Some(url),
         key_file: None,
+        lease_secs: None,
     };
     std::fs::create_dir_all(&a.data_dir).unwrap();
     std::fs::create_dir_all(&b.data_dir).unwrap();
@@ -582,6 +587,7 @@ fn nul_and_control_characters_are_422_on_postgres() {
         data_dir: dir.path().to_path_buf(),
         database_url: Some(url),
         key_file: None,
+        lease_secs: None,
     };
     let token = env.user_token("rita", &["responder"]);
     let server = env.start();
@@ -933,6 +939,7 @@ fn acknowledged_events_survive_kill_9_on_postgres() {
         data_dir: dir.path().to_path_buf(),
         database_url: Some(url),
         key_file: None,
+        lease_secs: None,
     };
     intake_crash_rounds(&env, 2);
     drop_pg_schema(&schema);

@@ -14,6 +14,8 @@ pub struct Env {
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
     pub key_file: Option<PathBuf>,
+    /// `FIREBREAK_JOB_LEASE_SECS` for servers (a short lease lets a restart take runs up).
+    pub lease_secs: Option<u32>,
 }
 
 impl Env {
@@ -22,6 +24,7 @@ impl Env {
             data_dir: dir.to_path_buf(),
             database_url: None,
             key_file: None,
+            lease_secs: None,
         }
     }
 
@@ -41,6 +44,9 @@ impl Env {
         }
         if let Some(k) = &self.key_file {
             c.env("FIREBREAK_AUDIT_KEY_FILE", k);
+        }
+        if let Some(l) = self.lease_secs {
+            c.env("FIREBREAK_JOB_LEASE_SECS", l.to_string());
         }
         c.current_dir(&self.data_dir);
         c
