@@ -234,6 +234,7 @@ fn main() {
         data_dir: pg_dir,
         database_url: Some(url),
         key_file: None,
+        lease_secs: None,
     };
     let token = env.user_token("bench", &["helpdesk"]);
     let server = env.start();
