@@ -10,6 +10,7 @@
 
 mod ceiling;
 mod datagen;
+mod indicators;
 mod intake;
 mod procfs;
 mod ui;
@@ -33,6 +34,9 @@ enum Command {
     Intake(intake::IntakeArgs),
     /// Web UI page times with many tickets and events (issue 7: p95 < 50 ms at 100,000 tickets).
     Ui(ui::UiArgs),
+    /// The local indicator store (issue 8: 10,000,000 indicators, < 5 µs per observable,
+    /// < 1 GiB).
+    Indicators(indicators::IndicatorsArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +44,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Intake(args) => intake::run(&args),
         Command::Ui(args) => ui::run(&args),
+        Command::Indicators(args) => indicators::run(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
