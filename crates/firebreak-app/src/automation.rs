@@ -170,15 +170,16 @@ pub(crate) struct JobBinding {
 }
 
 impl JobBinding {
-    fn attach(&self, cs: &mut ChangeSet) {
-        if let Ok(mut g) = self.pending.lock()
-            && let Some((job, expected_version)) = g.take()
-        {
+    /// Adds the pending job update to `cs`; returns it, to be put back if the commit fails.
+    fn attach(&self, cs: &mut ChangeSet) -> Option<(JobRecord, i64)> {
+        let taken = self.pending.lock().ok().and_then(|mut g| g.take());
+        if let Some((job, expected_version)) = &taken {
             cs.ops.push(Op::UpdateJob {
-                job,
-                expected_version,
+                job: job.clone(),
+                expected_version: *expected_version,
             });
         }
+        taken
     }
 
     fn consumed(&self) -> bool {
@@ -231,7 +232,7 @@ impl From<AppError> for StepError {
             AppError::Unavailable(m) | AppError::Upstream(m) => StepError::Transient(m),
             AppError::Unexpected(m) => StepError::Transient(m.to_string()),
             AppError::Conflict {
-                code: "conflict",
+                code: "conflict" | "concurrent_update",
                 message,
             } => StepError::Transient(message),
             AppError::Validation(errs) => StepError::Permanent(
@@ -265,21 +266,51 @@ impl App {
     /// playbooks the change triggers, and (inside a run) the run's progress, so that both
     /// commit with the change or not at all.
     pub(crate) async fn commit(&self, mut cs: ChangeSet) -> StoreResult<CommitOutcome> {
-        if let Some(b) = &self.job_binding {
-            b.attach(&mut cs);
-        }
+        let bound = self.job_binding.as_ref().and_then(|b| b.attach(&mut cs));
+        // a change whose runs cannot be prepared does not commit without them
         if let Err(e) = self.enqueue_triggered(&mut cs).await {
-            tracing::warn!(error = %e, "playbooks could not be loaded; the change commits without their runs");
+            if let (Some(b), Some((job, v))) = (&self.job_binding, bound) {
+                b.restore(job, v);
+            }
+            return Err(match e {
+                AppError::Unavailable(m) => StoreError::Unavailable(m),
+                other => StoreError::Unavailable(format!("playbooks could not be loaded: {other}")),
+            });
         }
         let enqueues = cs
             .ops
             .iter()
             .any(|op| matches!(op, Op::EnqueueJob(_) | Op::UpdateJob { .. }));
-        let out = self.store.commit(cs).await?;
-        if enqueues {
-            self.job_signal.notify_one();
+        match self.store.commit(cs).await {
+            Ok(out) => {
+                if enqueues {
+                    self.job_signal.notify_one();
+                }
+                Ok(out)
+            }
+            Err(e) => {
+                // inside a step: the step's change did not commit, so neither did "step done";
+                // when the run's own version moved, the run lost its claim and retrying the
+                // use case is pointless
+                if let (Some(b), Some((job, v))) = (&self.job_binding, bound) {
+                    let id = job.id;
+                    b.restore(job, v);
+                    if matches!(e, StoreError::Conflict(_))
+                        && self
+                            .store
+                            .get_job(id)
+                            .await
+                            .map(|j| j.version != v)
+                            .unwrap_or(true)
+                    {
+                        return Err(StoreError::Unavailable(
+                            "the playbook run lost its claim".into(),
+                        ));
+                    }
+                }
+                Err(e)
+            }
         }
-        Ok(out)
     }
 
     /// Notified when a commit on this node enqueues or requeues a run.
@@ -543,6 +574,9 @@ impl App {
         name: &str,
         enabled: bool,
     ) -> AppResult<PlaybookView> {
+        if !p.is_admin() || !p.can_write() {
+            return Err(AppError::Forbidden("only admins manage playbooks".into()));
+        }
         let current = Self::pb_view(&self.playbook_record(name).await?)?;
         if current.enabled == enabled {
             return Ok(current);
@@ -868,9 +902,10 @@ impl App {
                 _ => {}
             }
         }
-        for (job, entry) in add {
+        // the run's own entries (started, each step) go on the record when it runs: a trigger
+        // that repeats (the same key) enqueues nothing and must not write a "queued" entry
+        for (job, _entry) in add {
             cs.ops.push(Op::EnqueueJob(job));
-            cs.audit.push(entry);
         }
         Ok(())
     }
@@ -988,7 +1023,9 @@ impl App {
                 None,
                 crate::SYSTEM_ACTOR,
             ) {
-                cs = cs.op(Op::EnqueueJob(job)).audit(entry);
+                // every node enqueues the slot; one row exists, so no audit entry here
+                let _ = entry;
+                cs = cs.op(Op::EnqueueJob(job));
             }
         }
         let n = cs.ops.len();
@@ -1173,6 +1210,9 @@ impl App {
             });
         }
         let mut j = job.clone();
+        let mut st: RunState = serde_json::from_str(&job.state).unwrap_or_default();
+        st.in_flight = false;
+        j.state = to_json(&st)?;
         j.status = JobStatus::Cancelled;
         j.locked_by = None;
         j.locked_until = None;
@@ -1209,6 +1249,9 @@ impl App {
             });
         }
         let mut j = job.clone();
+        let mut st: RunState = serde_json::from_str(&job.state).unwrap_or_default();
+        st.in_flight = false;
+        j.state = to_json(&st)?;
         j.status = JobStatus::Queued;
         j.attempts = 0;
         j.run_at = self.now();
@@ -1319,7 +1362,7 @@ impl App {
     pub async fn run_due_jobs(&self, worker: &str, limit: u32) -> AppResult<usize> {
         let jobs = self
             .store
-            .claim_jobs(worker, self.now(), self.config.job_lease, limit)
+            .claim_jobs(worker, self.now(), self.config.job_lease, limit.min(4))
             .await?;
         let n = jobs.len();
         let mut set = tokio::task::JoinSet::new();
@@ -1454,6 +1497,10 @@ impl App {
         let mut job = run.job.clone();
         job.state = to_json(&run.state)?;
         job.updated_at = self.now();
+        if job.status == JobStatus::Running {
+            // every save renews the claim: a long run is not taken for a dead one
+            job.locked_until = Some(job.updated_at + self.config.job_lease);
+        }
         if job.ticket_id.is_none() {
             job.ticket_id = run.state.ticket_id;
         }
@@ -1796,6 +1843,12 @@ impl App {
         job.state =
             serde_json::to_string(&state).map_err(|e| StepError::Permanent(e.to_string()))?;
         job.updated_at = self.now();
+        if job.status == JobStatus::Running {
+            job.locked_until = Some(job.updated_at + self.config.job_lease);
+        }
+        if job.ticket_id.is_none() {
+            job.ticket_id = state.ticket_id;
+        }
         let binding = Arc::new(JobBinding {
             pending: Mutex::new(Some((job, run.job.version))),
         });
@@ -2034,7 +2087,8 @@ impl App {
                 let url = Self::render(run, "url", url)?;
                 let body = match body {
                     Some(b) => {
-                        let text = Self::render(run, "body", b)?;
+                        let text = playbook::render_json(b, &run.ctx)
+                            .map_err(|e| StepError::Permanent(format!("body: {e}")))?;
                         serde_json::from_str::<Value>(&text).map_err(|e| {
                             StepError::Permanent(format!("body: does not render to JSON: {e}"))
                         })?;
@@ -2427,6 +2481,16 @@ impl App {
         };
         let mut cs = ChangeSet::new();
         for u in users.iter().filter(|u| !u.disabled && u.has_role(role)) {
+            // a restricted ticket's prompt goes only to those who may see the ticket
+            let them = Principal {
+                user: u.clone(),
+                scopes: vec![],
+                token_id: None,
+                session: None,
+            };
+            if !self.can_see(&them, &t).await.unwrap_or(false) {
+                continue;
+            }
             if let Ok(rec) = self.notification_on(
                 &t,
                 None,

@@ -574,52 +574,29 @@ impl App {
         self.ingest_batch(p.username(), events, summary, turn).await
     }
 
-    /// Checks the event's observables against the local indicators: each hit (confirmed in
-    /// the store: the in-memory set can answer "maybe") is recorded on the event, which is
-    /// raised to the plan's severity for its best confidence.
-    async fn match_indicators(
+    /// The indicators of a batch's candidate observables (the in-memory set can answer
+    /// "maybe"), valid now, by (kind, value).
+    async fn confirm_indicators(
         &self,
-        set: &firebreak_intel::matcher::IndicatorSet,
-        e: &mut Event,
-        policy: &firebreak_domain::plan::IndicatorMatchPolicy,
+        mut candidates: Vec<(String, String)>,
         now: time::OffsetDateTime,
-    ) -> AppResult<()> {
-        let mut best: Option<i32> = None;
-        for o in &e.observables {
-            if !set.contains(&o.kind, &o.value) {
+    ) -> AppResult<HashMap<(String, String), Vec<firebreak_store::IndicatorRecord>>> {
+        let mut hits: HashMap<(String, String), Vec<firebreak_store::IndicatorRecord>> =
+            HashMap::new();
+        if candidates.is_empty() {
+            return Ok(hits);
+        }
+        candidates.sort();
+        candidates.dedup();
+        for ind in self.store.find_indicators_any(&candidates).await? {
+            if ind.valid_until.is_some_and(|t| t <= now) {
                 continue;
             }
-            for ind in self.store.find_indicators(&o.kind, &o.value).await? {
-                if ind.valid_until.is_some_and(|t| t <= now) {
-                    continue;
-                }
-                best = Some(best.map_or(ind.confidence, |b| b.max(ind.confidence)));
-                e.intel.push(firebreak_domain::event::IndicatorHit {
-                    kind: ind.kind,
-                    value: ind.value,
-                    source: ind.source,
-                    confidence: ind.confidence,
-                    description: ind.description,
-                });
-            }
+            hits.entry((ind.kind.clone(), ind.value.clone()))
+                .or_default()
+                .push(ind);
         }
-        if let Some(c) = best {
-            metrics::counter!("firebreak_indicator_matches_total").increment(1);
-            if !e.tags.iter().any(|t| t == "indicator-match") {
-                e.tags.push("indicator-match".into());
-            }
-            if c >= i32::from(policy.min_confidence) {
-                let target = if c >= i32::from(policy.critical_from) {
-                    Severity::Critical
-                } else {
-                    policy.raise_to
-                };
-                if target > e.severity {
-                    e.severity = target;
-                }
-            }
-        }
-        Ok(())
+        Ok(hits)
     }
 
     /// One commit: the events of one batch, deduplicated within it and against the store.
@@ -648,14 +625,28 @@ impl App {
         let mut input_slots: Vec<(usize, usize)> = Vec::with_capacity(events.len());
         let mut digest = Sha256::new();
         let mut sources: std::collections::BTreeSet<String> = Default::default();
+        // first the events and the observables the in-memory indicator set may know; then one
+        // query confirms every candidate of the batch
         let indicators = self.indicator_set().filter(|s| !s.is_empty());
+        let mut prepared = Vec::with_capacity(events.len());
+        let mut candidates: Vec<(String, String)> = Vec::new();
         for ne in events {
             summary.received += 1;
             let (mut e, source_key, resolve) = to_event(ne, reported_by, now);
             e.assets = state.match_assets(&e);
             if let Some(set) = &indicators {
-                self.match_indicators(set, &mut e, &state.policy.indicator_match, now)
-                    .await?;
+                for o in &e.observables {
+                    if set.contains(&o.kind, &o.value) {
+                        candidates.push((o.kind.clone(), o.value.clone()));
+                    }
+                }
+            }
+            prepared.push((e, source_key, resolve));
+        }
+        let hits = self.confirm_indicators(candidates, now).await?;
+        for (mut e, source_key, resolve) in prepared {
+            if !hits.is_empty() {
+                apply_indicator_hits(&mut e, &hits, &state.policy.indicator_match);
             }
             // keys are the reporter's own: no one resolves or counts on another's events
             e.fingerprint = match &source_key {
@@ -1114,5 +1105,45 @@ impl<'a> LineIngest<'a> {
     /// Events waiting for the next commit.
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+}
+
+/// Records an event's confirmed indicator matches on it (`intel`, the `indicator-match` tag)
+/// and raises its severity as the plan says for the best confidence.
+fn apply_indicator_hits(
+    e: &mut Event,
+    hits: &HashMap<(String, String), Vec<firebreak_store::IndicatorRecord>>,
+    policy: &firebreak_domain::plan::IndicatorMatchPolicy,
+) {
+    let mut best: Option<i32> = None;
+    for o in &e.observables {
+        let Some(found) = hits.get(&(o.kind.clone(), o.value.clone())) else {
+            continue;
+        };
+        for ind in found {
+            best = Some(best.map_or(ind.confidence, |b| b.max(ind.confidence)));
+            e.intel.push(firebreak_domain::event::IndicatorHit {
+                kind: ind.kind.clone(),
+                value: ind.value.clone(),
+                source: ind.source.clone(),
+                confidence: ind.confidence,
+                description: ind.description.clone(),
+            });
+        }
+    }
+    let Some(c) = best else { return };
+    metrics::counter!("firebreak_indicator_matches_total").increment(1);
+    if !e.tags.iter().any(|t| t == "indicator-match") {
+        e.tags.push("indicator-match".into());
+    }
+    if c >= i32::from(policy.min_confidence) {
+        let target = if c >= i32::from(policy.critical_from) {
+            Severity::Critical
+        } else {
+            policy.raise_to
+        };
+        if target > e.severity {
+            e.severity = target;
+        }
     }
 }

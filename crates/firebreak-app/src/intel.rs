@@ -41,7 +41,7 @@ const MAX_LOOKUPS: usize = 50;
 const MATCHER_CHECK: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// One outbound HTTP request (through the SSRF guard).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct OutboundRequest {
     pub method: String,
     pub url: String,
@@ -52,6 +52,24 @@ pub struct OutboundRequest {
     pub allow_private: bool,
     pub timeout: std::time::Duration,
     pub max_bytes: usize,
+}
+
+impl std::fmt::Debug for OutboundRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // headers carry API keys and the URL may be a Slack/Teams secret: names only
+        f.debug_struct("OutboundRequest")
+            .field("method", &self.method)
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("allow_private", &self.allow_private)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -140,7 +158,7 @@ pub struct ConnectorView {
 }
 
 /// `PUT /connectors/{name}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectorInput {
     pub kind: String,
@@ -166,6 +184,16 @@ pub struct ConnectorInput {
     pub feed_source: Option<String>,
     #[serde(default)]
     pub refresh_minutes: Option<u32>,
+}
+
+impl std::fmt::Debug for ConnectorInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectorInput")
+            .field("kind", &self.kind)
+            .field("base_url", &self.base_url)
+            .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// A cached lookup result (one per connector, kind and value).
@@ -449,10 +477,23 @@ impl App {
             Err(AppError::NotFound) => None,
             Err(e) => return Err(e),
         };
+        let same_destination = |c: &StoredConnector| {
+            c.kind == input.kind
+                && c.base_url == input.base_url
+                && serde_json::to_string(&c.http).ok() == serde_json::to_string(&input.http).ok()
+        };
         let secret = match (&input.secret, &existing) {
             (Some(s), _) if s.is_empty() => None,
             (Some(s), _) => Some(s.clone()),
-            (None, Some((_, c))) if c.kind == input.kind => match &c.secret {
+            (None, Some((_, c))) if c.secret.is_some() && !same_destination(c) => {
+                // a stored key never follows a connector to a new destination
+                errs.push(FieldError::new(
+                    "secret",
+                    "enter the secret again: the kind, base_url or http mapping changed",
+                ));
+                None
+            }
+            (None, Some((_, c))) => match &c.secret {
                 Some(sealed) => Some(self.unseal(sealed)?),
                 None => None,
             },
@@ -919,7 +960,14 @@ impl App {
         let mut counts: HashMap<&'static str, usize> = HashMap::new();
         let mut worst = Verdict::Unknown;
         let mut errors = Vec::new();
+        let deadline = Instant::now() + std::time::Duration::from_secs(120);
+        let mut timed_out = false;
         for (k, v) in &observables {
+            if Instant::now() > deadline {
+                timed_out = true;
+                errors.push("lookups stopped after 120 s; the rest were not looked up".to_string());
+                break;
+            }
             if use_local {
                 for ind in self.store.find_indicators(k, v).await? {
                     if ind.valid_until.is_some_and(|t| t <= self.now()) {
@@ -970,7 +1018,22 @@ impl App {
                 counts.get("unknown").copied().unwrap_or(0),
             )
         };
-        let all_clean = !results.is_empty() && results.iter().all(|r| r["verdict"] == "clean");
+        // "clean" only when every observable was answered and every answer is clean: an error,
+        // a cut list or an observable no connector took leaves it unknown
+        let answered: std::collections::HashSet<(String, String)> = results
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r["kind"].as_str()?.to_string(),
+                    r["value"].as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        let all_clean = !results.is_empty()
+            && errors.is_empty()
+            && !truncated
+            && observables.iter().all(|o| answered.contains(o))
+            && results.iter().all(|r| r["verdict"] == "clean");
         Ok(json!({
             "verdict": if all_clean { "clean" } else { verdict_str(worst) },
             "malicious": counts.get("malicious").copied().unwrap_or(0),
@@ -978,7 +1041,7 @@ impl App {
             "clean": counts.get("clean").copied().unwrap_or(0),
             "unknown": counts.get("unknown").copied().unwrap_or(0),
             "observables": observables.len(),
-            "truncated": truncated,
+            "truncated": truncated || timed_out,
             "summary": summary,
             "results": results,
             "errors": errors,
@@ -1172,23 +1235,25 @@ impl App {
         replace: bool,
     ) -> AppResult<ImportReport> {
         let now = self.now();
-        let report = feeds::parse_feed_with(fmt, bytes, &FeedOptions::new(source, now))
+        let mut report = feeds::parse_feed_with(fmt, bytes, &FeedOptions::new(source, now))
             .map_err(|e| invalid("file", e))?;
         if replace {
-            let mut sources: Vec<&str> = report
-                .indicators
-                .iter()
-                .map(|i| i.source.as_str())
-                .collect();
-            sources.push(source);
-            sources.sort();
-            sources.dedup();
-            for s in sources {
-                self.commit(ChangeSet::new().op(Op::DeleteIndicators {
-                    source: s.to_string(),
-                }))
-                .await?;
+            // a replacing import owns one source: what the document calls its items does not
+            // let it delete anyone else's
+            for i in &mut report.indicators {
+                i.source = source.to_string();
             }
+            self.commit(
+                ChangeSet::new()
+                    .op(Op::DeleteIndicators {
+                        source: source.to_string(),
+                    })
+                    .audit(
+                        AuditDraft::new(actor, "indicators.replaced", "indicators", source)
+                            .details(json!({"source": source, "format": fmt.as_str()})),
+                    ),
+            )
+            .await?;
         }
         let imported = report.indicators.len();
         for chunk in report.indicators.chunks(IMPORT_BATCH) {

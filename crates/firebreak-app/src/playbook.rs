@@ -827,8 +827,14 @@ impl Validator {
                 )?;
                 let role = self.string(m, p, "role", true).and_then(|r| {
                     let role = Role::parse(&r);
-                    if role.is_none() {
-                        self.err(&key_path(p, "role"), format!("unknown role {r:?}"));
+                    match role {
+                        None => self.err(&key_path(p, "role"), format!("unknown role {r:?}")),
+                        // whoever decides must be able to see the run
+                        Some(x) if !firebreak_domain::role::groups::READERS.contains(&x) => self.err(
+                            &key_path(p, "role"),
+                            "must be a role that sees runs: helpdesk, responder, senior_responder, manager, auditor or admin",
+                        ),
+                        Some(_) => {}
                     }
                     role
                 });
@@ -978,16 +984,16 @@ fn valid_name(s: &str) -> bool {
 pub fn parse_duration(s: &str) -> Result<i64, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30m, 4h or 2d"))?;
+    let bad = || format!("{s:?} is not a duration like 30m, 4h or 2d");
+    let n: i64 = num.parse().map_err(|_| bad())?;
     let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(format!("{s:?} is not a duration like 30m, 4h or 2d")),
-    };
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        _ => return Err(bad()),
+    }
+    .ok_or_else(|| "must be between 1 minute and 30 days".to_string())?;
     if !(60..=30 * 86_400).contains(&secs) {
         return Err("must be between 1 minute and 30 days".into());
     }
@@ -1026,6 +1032,24 @@ pub fn render(template: &str, context: &Map<String, Value>) -> Result<String, St
     if out.len() > MAX_RENDERED {
         return Err(format!("template output exceeds {MAX_RENDERED} bytes"));
     }
+    Ok(out)
+}
+
+/// Renders a JSON body: every value a template prints is JSON-escaped (user text cannot add
+/// keys), and the result must parse as JSON.
+pub fn render_json(template: &str, context: &Map<String, Value>) -> Result<String, String> {
+    let mut env = template_env();
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::Json);
+    let t = env
+        .template_from_str(template)
+        .map_err(|e| format!("invalid template: {e}"))?;
+    let out = t
+        .render(minijinja::Value::from(minijinja::value::Serde(context)))
+        .map_err(|e| format!("template failed: {e}"))?;
+    if out.len() > MAX_RENDERED {
+        return Err(format!("template output exceeds {MAX_RENDERED} bytes"));
+    }
+    serde_json::from_str::<Value>(&out).map_err(|e| format!("does not render to JSON: {e}"))?;
     Ok(out)
 }
 
@@ -1193,7 +1217,10 @@ fn field(
         let mut v = lo;
         while v <= hi {
             bits |= 1 << v;
-            v += step;
+            match v.checked_add(step) {
+                Some(n) => v = n,
+                None => break,
+            }
         }
     }
     Ok(bits)

@@ -153,8 +153,11 @@ impl HttpClient for GuardedClient {
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| "bad method".to_string())?;
         let deadline = tokio::time::Instant::now() + req.timeout;
+        let first_host = url.host_str().map(str::to_string);
         for hop in 0..=MAX_REDIRECTS {
-            let addr = self.check(&url, req.allow_private).await?;
+            // an allowlisted connector may reach its own host, not wherever it redirects
+            let allow = req.allow_private && url.host_str().map(str::to_string) == first_host;
+            let addr = self.check(&url, allow).await?;
             let host = url
                 .host_str()
                 .unwrap_or_default()
@@ -162,6 +165,8 @@ impl HttpClient for GuardedClient {
                 .trim_end_matches(']')
                 .to_string();
             let client = reqwest::Client::builder()
+                // a proxy would resolve the name itself and undo the check
+                .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(std::time::Duration::from_secs(10))
                 .resolve(&host, addr)
@@ -176,12 +181,8 @@ impl HttpClient for GuardedClient {
             };
             let mut rb = client.request(m, url.clone());
             for (k, v) in &req.headers {
-                // credentials never follow a redirect to another host
-                if hop > 0
-                    && matches!(
-                        k.to_ascii_lowercase().as_str(),
-                        "authorization" | "x-apikey" | "key" | "api-key"
-                    )
+                // after a redirect only the content headers go on: any other may be a credential
+                if hop > 0 && !matches!(k.to_ascii_lowercase().as_str(), "accept" | "content-type")
                 {
                     continue;
                 }

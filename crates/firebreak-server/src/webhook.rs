@@ -128,6 +128,7 @@ impl firebreak_app::notify::WebhookSender for WebhookSender {
         let addr = self.target(&parsed).await?;
         let host = parsed.host_str().unwrap_or_default().to_string();
         let client = reqwest::Client::builder()
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10))
             .resolve(&host, addr)

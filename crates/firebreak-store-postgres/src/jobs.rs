@@ -283,6 +283,29 @@ impl IndicatorStore for PgStore {
         rows.iter().map(rows::indicator).collect()
     }
 
+    async fn find_indicators_any(
+        &self,
+        keys: &[(String, String)],
+    ) -> StoreResult<Vec<IndicatorRecord>> {
+        if keys.is_empty() {
+            return Ok(vec![]);
+        }
+        let kinds: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+        let values: Vec<&str> = keys.iter().map(|(_, v)| v.as_str()).collect();
+        let rows = sqlx::query(
+            "SELECT i.* FROM indicators i \
+             JOIN UNNEST($1::text[], $2::text[]) AS u(k, v) \
+               ON i.kind = u.k COLLATE \"C\" AND i.value = u.v COLLATE \"C\" \
+             ORDER BY i.kind, i.value, i.source",
+        )
+        .bind(&kinds)
+        .bind(&values)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter().map(rows::indicator).collect()
+    }
+
     async fn list_indicators(&self, f: &IndicatorFilter) -> StoreResult<Vec<IndicatorRecord>> {
         let mut q: QueryBuilder<Postgres> =
             QueryBuilder::new("SELECT * FROM indicators WHERE TRUE");

@@ -313,6 +313,31 @@ impl IndicatorStore for SqliteStore {
         rows.iter().map(rows::indicator).collect()
     }
 
+    async fn find_indicators_any(
+        &self,
+        keys: &[(String, String)],
+    ) -> StoreResult<Vec<IndicatorRecord>> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(400) {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("SELECT * FROM indicators WHERE (kind, value) IN (VALUES ");
+            let mut sep = q.separated(", ");
+            for (k, v) in chunk {
+                sep.push("(")
+                    .push_bind_unseparated(k.clone())
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(v.clone())
+                    .push_unseparated(")");
+            }
+            q.push(") ORDER BY kind, value, source");
+            let rows = q.build().fetch_all(&self.read).await.map_err(rows::err)?;
+            for r in &rows {
+                out.push(rows::indicator(r)?);
+            }
+        }
+        Ok(out)
+    }
+
     async fn list_indicators(&self, f: &IndicatorFilter) -> StoreResult<Vec<IndicatorRecord>> {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT * FROM indicators WHERE 1 = 1");
         if let Some(k) = &f.kind {

@@ -628,6 +628,18 @@ pub struct IndicatorFilter {
 pub trait IndicatorStore: Send + Sync {
     /// Every indicator with this kind and value (one per source).
     async fn find_indicators(&self, kind: &str, value: &str) -> StoreResult<Vec<IndicatorRecord>>;
+    /// Every indicator whose (kind, value) is one of `keys`, in (kind, value, source) order: one
+    /// query for a whole intake batch's candidate matches.
+    async fn find_indicators_any(
+        &self,
+        keys: &[(String, String)],
+    ) -> StoreResult<Vec<IndicatorRecord>> {
+        let mut out = Vec::new();
+        for (k, v) in keys {
+            out.extend(self.find_indicators(k, v).await?);
+        }
+        Ok(out)
+    }
     async fn list_indicators(&self, filter: &IndicatorFilter) -> StoreResult<Vec<IndicatorRecord>>;
     async fn count_indicators(&self) -> StoreResult<i64>;
     /// (kind, value) of every indicator valid at `valid_at`, in pages after a position (the

@@ -5,6 +5,7 @@
 
 mod admin;
 mod assets;
+mod automation;
 pub mod charts;
 mod emergency;
 mod events;
@@ -76,6 +77,23 @@ pub fn routes(max_document_bytes: u64) -> axum::Router<AppState> {
             get(admin::assets).post(admin::import_assets),
         )
         .route("/admin/intake", get(admin::intake))
+        .route("/admin/automation", get(automation::page))
+        .route(
+            "/admin/automation/playbooks",
+            post(automation::save_playbook),
+        )
+        .route(
+            "/admin/automation/playbooks/{name}/{action}",
+            post(automation::toggle_playbook),
+        )
+        .route(
+            "/admin/automation/connectors",
+            post(automation::save_connector),
+        )
+        .route(
+            "/admin/automation/indicators",
+            post(automation::import_indicators),
+        )
 }
 
 /// What every page's frame shows: who is signed in, the CSRF token, the current section and
