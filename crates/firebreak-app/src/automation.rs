@@ -567,6 +567,29 @@ impl App {
         Ok((view, existing.is_none()))
     }
 
+    /// Stores a playbook for an operator on the database (`firebreak playbook import`),
+    /// audited as the CLI.
+    pub async fn import_playbook_as_operator(&self, yaml: &str) -> AppResult<(PlaybookView, bool)> {
+        let p = Principal {
+            user: User {
+                id: UserId(Uuid::nil()),
+                username: crate::CLI_ACTOR.into(),
+                roles: vec![Role::Admin],
+                title: None,
+                seniority: 0,
+                on_duty: true,
+                email: None,
+                disabled: false,
+                clearances: vec![],
+                created_at: OffsetDateTime::UNIX_EPOCH,
+            },
+            scopes: vec![],
+            token_id: None,
+            session: None,
+        };
+        self.put_playbook(&p, None, yaml).await
+    }
+
     /// Turns a playbook on or off (a new version with `enabled` changed in the YAML header).
     pub async fn set_playbook_enabled(
         &self,

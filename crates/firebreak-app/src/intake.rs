@@ -627,7 +627,9 @@ impl App {
         let mut sources: std::collections::BTreeSet<String> = Default::default();
         // first the events and the observables the in-memory indicator set may know; then one
         // query confirms every candidate of the batch
-        let indicators = self.indicator_set().filter(|s| !s.is_empty());
+        let indicators = self
+            .indicator_set()
+            .filter(|s| self.config.match_indicators && !s.is_empty());
         let mut prepared = Vec::with_capacity(events.len());
         let mut candidates: Vec<(String, String)> = Vec::new();
         for ne in events {

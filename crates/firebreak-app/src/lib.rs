@@ -56,6 +56,9 @@ pub struct AppConfig {
     /// How long a worker's claim on a playbook run lasts: a run whose worker died is taken
     /// up again after this (`FIREBREAK_JOB_LEASE_SECS`, default 300).
     pub job_lease: time::Duration,
+    /// Check every observable at intake against the local indicators
+    /// (`FIREBREAK_INDICATOR_MATCHING=off` turns it off).
+    pub match_indicators: bool,
 }
 
 impl Default for AppConfig {
@@ -65,6 +68,7 @@ impl Default for AppConfig {
             auth: auth::AuthConfig::default(),
             max_document_bytes: 100 * 1024 * 1024,
             job_lease: automation::LEASE,
+            match_indicators: true,
         }
     }
 }

@@ -329,11 +329,15 @@ impl Env {
     }
 
     pub(crate) fn start_server(&self) -> Result<Server> {
+        self.start_server_with(self.cmd())
+    }
+
+    /// `start_server` from a command prepared by the caller (extra environment).
+    pub(crate) fn start_server_with(&self, mut cmd: Command) -> Result<Server> {
         let port = free_port()?;
         let log = self.run_dir.join("server.log");
         let f = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        let child = self
-            .cmd()
+        let child = cmd
             .args([
                 "serve",
                 "--listen",

@@ -47,6 +47,14 @@ enum IndicatorsCommand {
 
 #[derive(Subcommand)]
 enum PlaybookCommand {
+    /// Store playbooks from YAML files (a file or a directory of *.yaml/*.yml) in the database:
+    /// new ones, or new versions of stored ones with the same name. Every invalid file is
+    /// reported with its errors and nothing of it is stored; exit 1 if any was invalid.
+    Import {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Validate a playbook and say what it would do with a sample event (no database, no
     /// network): exit 0 when valid, 1 when invalid, 2 on a usage error.
     Test {
@@ -348,6 +356,9 @@ fn app_for(o: &Opened) -> App {
                 .filter(|s| (1..=86_400).contains(s))
                 .map(time::Duration::seconds)
                 .unwrap_or(firebreak_app::automation::LEASE),
+            match_indicators: std::env::var("FIREBREAK_INDICATOR_MATCHING")
+                .map(|v| v != "off")
+                .unwrap_or(true),
         },
     )
 }
@@ -609,12 +620,55 @@ async fn admin(o: &Opened, command: Command) -> anyhow::Result<ExitCode> {
     let app = app_for(o);
     let mut out = std::io::stdout().lock();
     match command {
-        Command::Serve { .. } | Command::Playbook(_) => {
+        Command::Serve { .. } | Command::Playbook(PlaybookCommand::Test { .. }) => {
             bail!("not an administration command")
         }
         Command::Ingest(args) => {
             drop(out);
             return ingest::run(&app, args).await;
+        }
+        Command::Playbook(PlaybookCommand::Import { paths }) => {
+            let mut files = Vec::new();
+            for p in &paths {
+                if p.is_dir() {
+                    let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                        .with_context(|| p.display().to_string())?
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                        .collect();
+                    found.sort();
+                    files.extend(found);
+                } else {
+                    files.push(p.clone());
+                }
+            }
+            let mut bad = 0;
+            for f in &files {
+                let yaml = std::fs::read_to_string(f).with_context(|| f.display().to_string())?;
+                match app.import_playbook_as_operator(&yaml).await {
+                    Ok((v, created)) => writeln!(
+                        out,
+                        "{}: {} {} version {}",
+                        f.display(),
+                        if created { "stored" } else { "updated" },
+                        v.name,
+                        v.version
+                    )?,
+                    Err(firebreak_app::AppError::Validation(errs)) => {
+                        bad += 1;
+                        writeln!(out, "{}: invalid ({} error(s)):", f.display(), errs.len())?;
+                        for e in errs {
+                            writeln!(out, "  {}: {}", e.field, e.message)?;
+                        }
+                    }
+                    Err(e) => bail!("{}: {e}", f.display()),
+                }
+            }
+            return Ok(if bad > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            });
         }
         Command::Indicators(IndicatorsCommand::Import {
             file,

@@ -313,3 +313,39 @@ fn with_lease(env: &Env) -> crate::support::Server {
     e.lease_secs = Some(3);
     e.start()
 }
+
+#[test]
+fn playbooks_load_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::sqlite(dir.path());
+    let ex = examples();
+    let out = env.cli(&["playbook", "import", ex.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.matches("stored").count(), 4, "{text}");
+    let out = env.cli(&[
+        "playbook",
+        "import",
+        ex.join("phishing-report.yaml").to_str().unwrap(),
+    ]);
+    assert!(
+        stdout(&out).contains("updated phishing-report version 2"),
+        "{}",
+        stdout(&out)
+    );
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "name: x\nsteps: []\n").unwrap();
+    let out = env.cli(&["playbook", "import", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("trigger: is required"),
+        "{}",
+        stdout(&out)
+    );
+    let verify = env.cli(&["audit", "verify"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+}
