@@ -742,8 +742,19 @@ pub fn log_view(r: AuditRecord) -> LogEntryView {
                 }
                 _ => format!("playbook {what}"),
             };
+            let prompt = details
+                .pointer("/approval/prompt")
+                .and_then(|v| v.as_str())
+                .map(|p| {
+                    let role = details
+                        .pointer("/approval/role")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("user");
+                    format!("a {role} must decide: {p}")
+                });
             for v in [
                 summary,
+                prompt,
                 Some(s("error")),
                 Some(s("outcome")),
                 Some(s("reason")),
