@@ -931,3 +931,163 @@ async fn slack_notifications_go_to_the_connector_url() {
         "user text is escaped for Slack: {body}"
     );
 }
+
+/// AbuseIPDB, MISP, a generic HTTP connector and an indicator feed, each against a local mock
+/// speaking the service's published shapes; keys arrive in the service's own header.
+#[tokio::test]
+async fn abuseipdb_misp_generic_http_and_feeds_against_mocks() {
+    use axum::extract::Query;
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<(String, String)>>);
+    let seen = Arc::new(Seen::default());
+    let s1 = seen.clone();
+    let s2 = seen.clone();
+    let s3 = seen.clone();
+    let s4 = seen.clone();
+    let app = axum::Router::new()
+        .route(
+            "/api/v2/check",
+            get(move |q: Query<std::collections::HashMap<String, String>>, h: axum::http::HeaderMap| {
+                let s1 = s1.clone();
+                async move {
+                    s1.0.lock().unwrap().push(("abuseipdb".into(), h.get("key").and_then(|v| v.to_str().ok()).unwrap_or("").into()));
+                    let ip = q.get("ipAddress").cloned().unwrap_or_default();
+                    let score = if ip == "203.0.113.66" { 100 } else { 0 };
+                    Json(json!({"data": {"ipAddress": ip, "isPublic": true, "abuseConfidenceScore": score, "countryCode": "NL", "isp": "Example Hosting", "totalReports": 42, "numDistinctUsers": 9, "lastReportedAt": "2026-12-05T10:00:00+00:00"}}))
+                }
+            }),
+        )
+        .route(
+            "/misp/attributes/restSearch",
+            post(move |h: axum::http::HeaderMap, body: String| {
+                let s2 = s2.clone();
+                async move {
+                    s2.0.lock().unwrap().push(("misp".into(), h.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").into()));
+                    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                    let attrs = if v["value"] == "evil-c2.example" {
+                        json!([{"id": "77", "event_id": "12", "type": "domain", "category": "Network activity", "to_ids": true, "value": "evil-c2.example", "Event": {"id": "12", "info": "Campaign X C2 infrastructure", "orgc_id": "1"}}])
+                    } else {
+                        json!([])
+                    };
+                    Json(json!({"response": {"Attribute": attrs}}))
+                }
+            }),
+        )
+        .route(
+            "/intel/{kind}/{value}",
+            get(move |axum::extract::Path((_k, v)): axum::extract::Path<(String, String)>, h: axum::http::HeaderMap| {
+                let s3 = s3.clone();
+                async move {
+                    s3.0.lock().unwrap().push(("http".into(), h.get("x-token").and_then(|v| v.to_str().ok()).unwrap_or("").into()));
+                    let verdict = if v.starts_with("bad") { "bad" } else { "good" };
+                    Json(json!({"result": {"verdict": verdict, "score": if verdict == "bad" { 95 } else { 1 }}}))
+                }
+            }),
+        )
+        .route(
+            "/feed.csv",
+            get(move |h: axum::http::HeaderMap| {
+                let s4 = s4.clone();
+                async move {
+                    s4.0.lock().unwrap().push(("feed".into(), h.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").into()));
+                    "type,value,confidence\nip,192.0.2.99,85\ndomain,feed-listed.example,70\n"
+                }
+            }),
+        );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    let t = automated(Backend::Sqlite).await;
+    let admin = t.user("root", &[Role::Admin]).await;
+    let resp = t.user("resp", &[Role::Responder]).await;
+    for (name, body) in [
+        (
+            "abuse",
+            json!({"kind": "abuseipdb", "base_url": format!("{base}/api/v2"), "secret": "abuse-key-1", "allow_private": true}),
+        ),
+        (
+            "misp",
+            json!({"kind": "misp", "base_url": format!("{base}/misp"), "secret": "misp-key-1", "allow_private": true}),
+        ),
+        (
+            "inhouse",
+            json!({"kind": "http", "secret": "tok-1", "allow_private": true, "http": {"url_template": format!("{base}/intel/{{kind}}/{{value}}"), "auth_header": "X-Token", "verdict_path": "/result/verdict", "score_path": "/result/score", "malicious_values": ["bad"]}}),
+        ),
+        (
+            "feed",
+            json!({"kind": "feed", "base_url": format!("{base}/feed.csv"), "secret": "Bearer feed-1", "feed_format": "csv", "refresh_minutes": 60, "allow_private": true}),
+        ),
+    ] {
+        let r = t
+            .call(
+                "PUT",
+                &format!("/api/v1/connectors/{name}"),
+                Some(&admin),
+                Some(body),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{name}: {}", r.body);
+    }
+    let look = |kind: &'static str, value: &'static str, c: &'static str| {
+        let t = &t;
+        let resp = resp.clone();
+        async move {
+            t.post(
+                "/api/v1/lookup",
+                &resp,
+                json!({"kind": kind, "value": value, "connectors": [c]}),
+            )
+            .await
+        }
+    };
+    let r = look("ip", "203.0.113.66", "abuse").await;
+    assert_eq!(r.body["verdict"], "malicious", "{}", r.body);
+    let r = look("ip", "203.0.113.7", "abuse").await;
+    assert_eq!(r.body["verdict"], "clean", "{}", r.body);
+    let r = look("domain", "evil-c2.example", "misp").await;
+    assert_eq!(r.body["verdict"], "malicious", "{}", r.body);
+    assert!(
+        r.body["results"][0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("Campaign X"),
+        "{}",
+        r.body
+    );
+    let r = look("domain", "bad-thing.example", "inhouse").await;
+    assert_eq!(r.body["verdict"], "malicious", "{}", r.body);
+    let r = look("domain", "fine.example", "inhouse").await;
+    assert_eq!(r.body["verdict"], "clean", "{}", r.body);
+    // the feed is fetched when due and its indicators are matched like any other
+    assert_eq!(t.app.refresh_feeds().await.unwrap(), 1);
+    assert_eq!(
+        t.app.refresh_feeds().await.unwrap(),
+        0,
+        "not due again for an hour"
+    );
+    let r = t.get("/api/v1/indicators?source=feed", &resp).await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 2, "{}", r.body);
+    let r = t.get("/api/v1/connectors/feed", &resp).await;
+    assert!(
+        r.body["last_result"]
+            .as_str()
+            .unwrap()
+            .contains("imported 2"),
+        "{}",
+        r.body
+    );
+    let seen = seen.0.lock().unwrap().clone();
+    for (svc, key) in [
+        ("abuseipdb", "abuse-key-1"),
+        ("misp", "misp-key-1"),
+        ("http", "tok-1"),
+        ("feed", "Bearer feed-1"),
+    ] {
+        assert!(
+            seen.iter().any(|(s, k)| s == svc && k == key),
+            "{svc} got its key: {seen:?}"
+        );
+    }
+}
