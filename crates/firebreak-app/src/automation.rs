@@ -2003,28 +2003,25 @@ impl App {
             Action::AddTag { tag } => {
                 let tag = Self::render(run, "tag", tag)?;
                 let t = Self::need_ticket(run)?;
-                let current = self.find_ticket(&p, &t).await?;
-                if current.tags.contains(&tag) {
-                    return Ok((
-                        json!({"tag": tag}),
-                        json!({"already": true}),
-                        Flow::Continue,
-                    ));
-                }
-                let mut tags = current.tags.clone();
-                tags.push(tag.clone());
                 let (app, b) = self.bound(run, step)?;
-                app.update_ticket(
-                    &p,
-                    &t,
-                    &firebreak_domain::api::UpdateTicketRequest {
-                        tags: Some(tags),
-                        ..Default::default()
-                    },
-                )
-                .await?;
+                // added to the stored tags inside the edit's retry loop: a tag someone adds at
+                // the same moment is kept
+                let view = app
+                    .update_ticket(
+                        &p,
+                        &t,
+                        &firebreak_domain::api::UpdateTicketRequest {
+                            add_tags: Some(vec![tag.clone()]),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
                 self.after_bound(run, step, &b);
-                Ok((json!({"tag": tag}), json!({"tagged": true}), Flow::Continue))
+                Ok((
+                    json!({"tag": tag}),
+                    json!({"tags": view.tags}),
+                    Flow::Continue,
+                ))
             }
             Action::AddTask {
                 title,

@@ -105,6 +105,10 @@ pub struct UpdateTicketRequest {
     pub priority: Option<Priority>,
     #[serde(default)]
     pub tags: Option<Vec<String>>,
+    /// Tags added to the ticket's current ones (applied to the stored ticket, so a concurrent
+    /// edit's tags are kept; `tags`, when also given, is applied first).
+    #[serde(default)]
+    pub add_tags: Option<Vec<String>>,
     /// A username, or `null` to unassign.
     #[serde(default, deserialize_with = "double_option")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
@@ -138,6 +142,17 @@ impl UpdateTicketRequest {
         }
         if let Some(tags) = &self.tags {
             n.tags = normalize_tags(tags, &mut errs);
+        }
+        if let Some(more) = &self.add_tags {
+            let mut bad = Vec::new();
+            let more = normalize_tags(more, &mut bad);
+            errs.extend(
+                bad.into_iter()
+                    .map(|e| FieldError::new(e.field.replacen("tags", "add_tags", 1), e.message)),
+            );
+            let mut all = n.tags.clone();
+            all.extend(more);
+            n.tags = normalize_tags(&all, &mut errs);
         }
         if let Some(a) = &self.assignee {
             n.assignee = a.clone();

@@ -1091,3 +1091,39 @@ async fn abuseipdb_misp_generic_http_and_feeds_against_mocks() {
         );
     }
 }
+
+#[tokio::test]
+async fn add_tags_keeps_the_tags_already_there() {
+    let t = automated(Backend::Sqlite).await;
+    let resp = t.user("resp", &[Role::Responder]).await;
+    let tk = t
+        .post(
+            "/api/v1/tickets",
+            &resp,
+            json!({"title": "tags", "tags": ["phishing"]}),
+        )
+        .await;
+    let n = tk.body["number"].as_str().unwrap().to_string();
+    let r = t
+        .call(
+            "PATCH",
+            &format!("/api/v1/tickets/{n}"),
+            Some(&resp),
+            Some(json!({"add_tags": ["triaged", "phishing"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["tags"], json!(["phishing", "triaged"]), "{}", r.body);
+    let r = t
+        .call(
+            "PATCH",
+            &format!("/api/v1/tickets/{n}"),
+            Some(&resp),
+            Some(json!({"add_tags": [""]})),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").as_deref(),
+        Some("add_tags[0]")
+    );
+}
