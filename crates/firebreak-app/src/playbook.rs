@@ -488,7 +488,7 @@ impl Validator {
             }
             Some(s) => self.steps(s, "steps", 0),
         };
-        if steps.is_empty() && m.get("steps").is_some() {
+        if matches!(m.get("steps"), Some(Value::Array(a)) if a.is_empty()) {
             self.err("steps", "must hold at least one step");
         }
         Some(Playbook {

@@ -331,7 +331,10 @@ pub fn describe(e: AppError) -> (StatusCode, String) {
             .iter()
             .map(|d| format!("{}: {}", d.field, d.message))
             .collect();
-        msg = format!("{msg} ({})", parts.join("; "));
+        // the envelope's message may already list them
+        if !parts.iter().all(|p| msg.contains(p.as_str())) {
+            msg = format!("{msg} ({})", parts.join("; "));
+        }
     }
     (api.status, msg)
 }
