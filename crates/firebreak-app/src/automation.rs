@@ -1936,19 +1936,16 @@ impl App {
                     let out = self.set_event_severity(run, step, sev).await?;
                     return Ok((inputs, out, Flow::Continue));
                 }
-                let t = Self::need_ticket(run)?;
-                let (app, b) = self.bound(run, step)?;
-                let view = app
-                    .update_ticket(
-                        &p,
-                        &t,
+                let view = self
+                    .edit_ticket(
+                        run,
+                        step,
                         &firebreak_domain::api::UpdateTicketRequest {
                             severity: Some(sev),
                             ..Default::default()
                         },
                     )
                     .await?;
-                self.after_bound(run, step, &b);
                 Ok((
                     inputs,
                     json!({"ticket": view.number, "severity": view.severity}),
@@ -1963,19 +1960,16 @@ impl App {
                         firebreak_domain::ticket::Priority::expected()
                     ))
                 })?;
-                let t = Self::need_ticket(run)?;
-                let (app, b) = self.bound(run, step)?;
-                let view = app
-                    .update_ticket(
-                        &p,
-                        &t,
+                let view = self
+                    .edit_ticket(
+                        run,
+                        step,
                         &firebreak_domain::api::UpdateTicketRequest {
                             priority: Some(pr),
                             ..Default::default()
                         },
                     )
                     .await?;
-                self.after_bound(run, step, &b);
                 Ok((
                     json!({"priority": pr}),
                     json!({"ticket": view.number, "priority": view.priority}),
@@ -1984,16 +1978,13 @@ impl App {
             }
             Action::SetField { field, value } => {
                 let v = Self::render(run, "value", value)?;
-                let t = Self::need_ticket(run)?;
                 let mut req = firebreak_domain::api::UpdateTicketRequest::default();
                 match field.as_str() {
                     "title" => req.title = Some(v.clone()),
                     "description" => req.description = Some(v.clone()),
                     _ => req.assignee = Some(Some(v.clone()).filter(|s| !s.trim().is_empty())),
                 }
-                let (app, b) = self.bound(run, step)?;
-                let view = app.update_ticket(&p, &t, &req).await?;
-                self.after_bound(run, step, &b);
+                let view = self.edit_ticket(run, step, &req).await?;
                 Ok((
                     json!({"field": field, "value": v}),
                     json!({"ticket": view.number}),
@@ -2002,21 +1993,18 @@ impl App {
             }
             Action::AddTag { tag } => {
                 let tag = Self::render(run, "tag", tag)?;
-                let t = Self::need_ticket(run)?;
-                let (app, b) = self.bound(run, step)?;
                 // added to the stored tags inside the edit's retry loop: a tag someone adds at
                 // the same moment is kept
-                let view = app
-                    .update_ticket(
-                        &p,
-                        &t,
+                let view = self
+                    .edit_ticket(
+                        run,
+                        step,
                         &firebreak_domain::api::UpdateTicketRequest {
                             add_tags: Some(vec![tag.clone()]),
                             ..Default::default()
                         },
                     )
                     .await?;
-                self.after_bound(run, step, &b);
                 Ok((
                     json!({"tag": tag}),
                     json!({"tags": view.tags}),
@@ -2312,6 +2300,20 @@ impl App {
                 Err(StepError::Permanent("not an action".into()))
             }
         }
+    }
+
+    /// A ticket edit by a step, committed together with the step's completion.
+    async fn edit_ticket(
+        &self,
+        run: &mut Run,
+        step: &Step,
+        req: &firebreak_domain::api::UpdateTicketRequest,
+    ) -> Result<firebreak_domain::api::TicketView, StepError> {
+        let t = Self::need_ticket(run)?;
+        let (app, b) = self.bound(run, step)?;
+        let view = app.update_ticket(&run.principal, &t, req).await?;
+        self.after_bound(run, step, &b);
+        Ok(view)
     }
 
     /// After a bound use case: its commit carried the run's job update (version moved on).
