@@ -5,6 +5,7 @@
 pub mod assets;
 pub mod auth;
 pub mod automation;
+pub mod backup;
 pub mod documents;
 mod error;
 pub mod expr;
@@ -122,6 +123,42 @@ impl App {
     /// cases that authenticate, authorize and audit: the type has no `commit`.
     pub fn store(&self) -> &dyn firebreak_store::ReadStore {
         &*self.store
+    }
+
+    /// Other nodes' announcements ([`firebreak_store::change_topics`]) to pass to
+    /// [`App::apply_changes`]; `None` on a single-writer backend.
+    pub async fn change_feed(&self) -> AppResult<Option<Box<dyn firebreak_store::ChangeFeed>>> {
+        Ok(self.store.change_feed().await?)
+    }
+
+    /// Acts on another node's commit: drops the caches it made stale and wakes the job worker
+    /// for new runs, so a plan, playbook, suppression rule, asset or indicator changed on one
+    /// node applies on every node at once instead of after the caches' 5 s.
+    pub async fn apply_changes(&self, topics: &str) {
+        let all = topics == "*";
+        for t in topics.split(',') {
+            let kind = t.strip_prefix("record:").unwrap_or("");
+            if all || kind == "plan" {
+                if let Ok(mut c) = self.plan_cache.0.write() {
+                    *c = None;
+                }
+                self.intake_cache.invalidate();
+            }
+            if all || matches!(kind, "suppression_rule" | "asset") {
+                self.intake_cache.invalidate();
+            }
+            if all || matches!(kind, "playbook" | "playbook_version" | "connector") {
+                self.playbook_cache.invalidate();
+            }
+            if all || t == "jobs" {
+                self.job_signal.notify_one();
+            }
+            if (all || t == "indicators")
+                && let Err(e) = self.reload_indicators(false).await
+            {
+                tracing::warn!(error = %e, "reloading indicators after another node's change");
+            }
+        }
     }
 
     /// Which database backend is in use (`sqlite` or `postgres`).

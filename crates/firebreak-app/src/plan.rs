@@ -16,7 +16,7 @@ pub const PLAN_TTL: Duration = Duration::from_secs(5);
 
 /// The cached plan of one node.
 #[derive(Default)]
-pub struct PlanCache(std::sync::RwLock<Option<(Instant, PlanVersion)>>);
+pub struct PlanCache(pub(crate) std::sync::RwLock<Option<(Instant, PlanVersion)>>);
 
 impl App {
     async fn plan_records(&self) -> AppResult<Vec<WorkflowRecord>> {

@@ -1,5 +1,6 @@
 //! The background work of automation on every node: the job worker (woken by local
-//! enqueues, polling otherwise, so runs enqueued on other nodes are found too), schedules,
+//! enqueues and, on PostgreSQL, by other nodes' `NOTIFY`; polling every second as a
+//! fallback), the cross-node cache invalidation, schedules,
 //! indicator feeds, and keeping the in-memory indicator matcher in step with the store.
 
 use firebreak_app::App;
@@ -15,7 +16,30 @@ pub fn worker_id() -> String {
     )
 }
 
+/// Listens for other nodes' commits (PostgreSQL `LISTEN`) and applies them to this node's
+/// caches and job worker; nothing to do with one writer (SQLite).
+pub fn spawn_change_listener(app: App) {
+    tokio::spawn(async move {
+        let mut feed = loop {
+            match app.change_feed().await {
+                Ok(Some(f)) => break f,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listening for other nodes' changes; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        };
+        loop {
+            let topics = feed.next().await;
+            metrics::counter!("firebreak_cluster_notifications_total").increment(1);
+            app.apply_changes(&topics).await;
+        }
+    });
+}
+
 pub fn spawn_workers(app: App) {
+    spawn_change_listener(app.clone());
     let worker = worker_id();
     let signal = app.job_signal();
     let a = app.clone();

@@ -7,6 +7,7 @@
 mod events;
 mod jobs;
 mod rows;
+mod snapshot;
 mod writer;
 
 use async_trait::async_trait;
@@ -35,6 +36,25 @@ const FIRST_USER_LOCK: i64 = 0x0f1e_b4ea_0001;
 
 pub fn migration_versions() -> Vec<i64> {
     MIGRATOR.iter().map(|m| m.version).collect()
+}
+
+/// `LISTEN firebreak_changes` on a connection of its own; sqlx reconnects (and listens again)
+/// after a lost connection, which is reported as `*`.
+struct Feed(sqlx::postgres::PgListener);
+
+#[async_trait]
+impl firebreak_store::ChangeFeed for Feed {
+    async fn next(&mut self) -> String {
+        match self.0.try_recv().await {
+            Ok(Some(n)) => n.payload().to_string(),
+            Ok(None) => "*".into(),
+            Err(e) => {
+                tracing::warn!(error = %e, "listening for other nodes' changes");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                "*".into()
+            }
+        }
+    }
 }
 
 pub struct PgStore {
@@ -710,6 +730,39 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         jobs::claim(&self.pool, worker, now, now + lease, limit).await
+    }
+
+    async fn export_snapshot(
+        &self,
+        sink: &mut dyn firebreak_store::snapshot::SnapshotSink,
+    ) -> StoreResult<()> {
+        snapshot::export(&self.pool, sink).await
+    }
+
+    async fn import_snapshot(
+        &self,
+        source: Box<dyn firebreak_store::snapshot::SnapshotSource>,
+    ) -> StoreResult<firebreak_store::snapshot::ImportReport> {
+        snapshot::import(&self.pool, source).await
+    }
+
+    async fn holds_data(&self) -> StoreResult<bool> {
+        snapshot::holds_data(&self.pool).await
+    }
+
+    async fn integrity_check(&self) -> StoreResult<Vec<String>> {
+        snapshot::integrity_check(&self.pool).await
+    }
+
+    async fn change_feed(&self) -> StoreResult<Option<Box<dyn firebreak_store::ChangeFeed>>> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+            .await
+            .map_err(err)?;
+        listener
+            .listen(firebreak_store::CHANGES_CHANNEL)
+            .await
+            .map_err(err)?;
+        Ok(Some(Box::new(Feed(listener))))
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -76,6 +76,21 @@ async fn write_batch(
     results
 }
 
+/// `NOTIFY` of the commit's topics: delivered to every listening node when (and only if) the
+/// transaction commits.
+async fn announce(tx: &mut sqlx::PgConnection, topics: &str) -> StoreResult<()> {
+    if topics.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(firebreak_store::CHANGES_CHANNEL)
+        .bind(topics)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+    Ok(())
+}
+
 async fn commit_one(
     pool: &PgPool,
     signer: &AuditSigner,
@@ -89,6 +104,7 @@ async fn commit_one(
     let drafts: Vec<&AuditDraft> = changes.audit.iter().collect();
     let (seqs, cp) = append(&mut tx, signer, &drafts).await?;
     out.audit_seqs = seqs;
+    announce(&mut tx, &firebreak_store::change_topics(&changes.ops)).await?;
     tx.commit().await.map_err(err)?;
     if let Some(cp) = cp {
         signer.publish(&cp);
@@ -140,6 +156,11 @@ async fn write_together(
     }
     let drafts: Vec<&AuditDraft> = batch.iter().flat_map(|j| j.changes.audit.iter()).collect();
     let (seqs, cp) = append(&mut tx, signer, &drafts).await?;
+    announce(
+        &mut tx,
+        &firebreak_store::change_topics(batch.iter().flat_map(|j| j.changes.ops.iter())),
+    )
+    .await?;
     tx.commit().await.map_err(err)?;
     if let Some(cp) = cp {
         signer.publish(&cp);

@@ -5,6 +5,7 @@
 
 mod jobs;
 mod rows;
+mod snapshot;
 mod writer;
 
 use async_trait::async_trait;
@@ -95,19 +96,6 @@ impl SqliteStore {
             writer: tokio::sync::Mutex::new(Some(handle)),
             checkpointer: Mutex::new(Some((checkpointer, stop))),
         })
-    }
-
-    /// Runs the integrity checks a backup verification needs.
-    pub async fn integrity_check(&self) -> StoreResult<Vec<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as("PRAGMA integrity_check")
-            .fetch_all(&self.read)
-            .await
-            .map_err(rows::err)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| r.0)
-            .filter(|r| r != "ok")
-            .collect())
     }
 }
 
@@ -733,6 +721,31 @@ impl Store for SqliteStore {
         .await?;
         rx.await
             .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
+    }
+
+    async fn export_snapshot(
+        &self,
+        sink: &mut dyn firebreak_store::snapshot::SnapshotSink,
+    ) -> StoreResult<()> {
+        snapshot::export(&self.read, sink).await
+    }
+
+    async fn import_snapshot(
+        &self,
+        source: Box<dyn firebreak_store::snapshot::SnapshotSource>,
+    ) -> StoreResult<firebreak_store::snapshot::ImportReport> {
+        let (reply, rx) = oneshot::channel();
+        self.send(writer::Request::Import(source, reply)).await?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
+    }
+
+    async fn holds_data(&self) -> StoreResult<bool> {
+        snapshot::holds_data(&self.read).await
+    }
+
+    async fn integrity_check(&self) -> StoreResult<Vec<String>> {
+        snapshot::integrity_check(&self.read).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -44,6 +44,11 @@ pub struct Claim {
 pub enum Request {
     Commit(Job),
     Claim(Claim),
+    /// Restore a snapshot (`Store::import_snapshot`), alone in its transaction.
+    Import(
+        Box<dyn firebreak_store::snapshot::SnapshotSource>,
+        oneshot::Sender<StoreResult<firebreak_store::snapshot::ImportReport>>,
+    ),
 }
 
 pub fn err(e: rusqlite::Error) -> StoreError {
@@ -115,6 +120,10 @@ pub fn run(
         match first {
             Request::Claim(c) => {
                 serve_claim(path, &mut conn, c);
+                continue;
+            }
+            Request::Import(source, reply) => {
+                let _ = reply.send(crate::snapshot::import(&mut conn, source));
                 continue;
             }
             Request::Commit(j) => batch.push(j),

@@ -21,7 +21,9 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 mod jobs;
+mod snapshot;
 pub use jobs::*;
+pub use snapshot::snapshots_round_trip_every_table;
 
 /// A fresh store for one test, with the signer it was opened with.
 pub struct TestStore {
@@ -73,6 +75,7 @@ macro_rules! store_conformance_suite {
             indicators_list_in_key_order_with_filters_and_cursor,
             indicator_keys_page_through_the_valid_indicators,
             indicator_generation_moves_with_every_change,
+            snapshots_round_trip_every_table,
         );
     };
     (@tests $factory:path; $($name:ident),+ $(,)?) => {

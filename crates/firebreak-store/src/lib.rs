@@ -6,6 +6,7 @@
 #[cfg(feature = "testing")]
 pub mod conformance;
 mod signer;
+pub mod snapshot;
 
 pub use signer::{AuditSigner, HeadFile, write_private};
 
@@ -318,6 +319,42 @@ pub enum Op {
         record: WorkflowRecord,
         expected_version: i64,
     },
+}
+
+/// The channel a PostgreSQL commit announces its [`change_topics`] on (`NOTIFY`, delivered to
+/// every node at COMMIT), so caches and the job worker on other nodes act at once.
+pub const CHANGES_CHANNEL: &str = "firebreak_changes";
+
+/// What a change set changes that other nodes keep in memory or wait for: `jobs` (a job was
+/// enqueued or queued again), `indicators`, and `record:<kind>` for workflow records. Ticket,
+/// event and identity changes announce nothing (nothing caches them). Sorted, comma-joined.
+pub fn change_topics<'a>(ops: impl IntoIterator<Item = &'a Op>) -> String {
+    let mut topics = std::collections::BTreeSet::new();
+    for op in ops {
+        match op {
+            Op::EnqueueJob(_) => {
+                topics.insert("jobs".to_string());
+            }
+            Op::UpdateJob { job, .. } if job.status == JobStatus::Queued => {
+                topics.insert("jobs".to_string());
+            }
+            Op::UpsertIndicators(_) | Op::DeleteIndicators { .. } => {
+                topics.insert("indicators".to_string());
+            }
+            Op::InsertRecord(r) | Op::UpdateRecord { record: r, .. } => {
+                topics.insert(format!("record:{}", r.kind));
+            }
+            _ => {}
+        }
+    }
+    topics.into_iter().collect::<Vec<_>>().join(",")
+}
+
+/// Announcements from other nodes (see [`CHANGES_CHANNEL`]): each item is a comma-joined list
+/// of topics, or `*` after the connection was lost (anything may have changed meanwhile).
+#[async_trait]
+pub trait ChangeFeed: Send {
+    async fn next(&mut self) -> String;
 }
 
 /// One event from intake. The store looks its `dedup_key` up: with no entry, or an entry whose
@@ -800,6 +837,25 @@ pub trait Store: ReadStore {
         lease: time::Duration,
         limit: u32,
     ) -> StoreResult<Vec<JobRecord>>;
+    /// Writes every table to `sink` from one consistent read ([`snapshot`]), while others write.
+    async fn export_snapshot(&self, sink: &mut dyn snapshot::SnapshotSink) -> StoreResult<()>;
+    /// Replaces every table with a snapshot's rows in one transaction and checks the foreign
+    /// keys before COMMIT; counters are rebuilt by the triggers. For an empty database (restore).
+    async fn import_snapshot(
+        &self,
+        source: Box<dyn snapshot::SnapshotSource>,
+    ) -> StoreResult<snapshot::ImportReport>;
+    /// Whether anything was written yet (a user, ticket, event or audit entry).
+    async fn holds_data(&self) -> StoreResult<bool>;
+    /// Structural checks a backup verification runs: SQLite's `integrity_check` and
+    /// `foreign_key_check`; on both, the maintained counters against the events they count.
+    /// Empty when all is well; otherwise one line per problem.
+    async fn integrity_check(&self) -> StoreResult<Vec<String>>;
+    /// Announcements of other nodes' commits ([`change_topics`]); `None` where one process is
+    /// the only writer (SQLite), which invalidates its own caches.
+    async fn change_feed(&self) -> StoreResult<Option<Box<dyn ChangeFeed>>> {
+        Ok(None)
+    }
     /// Cheap liveness check of the database.
     async fn ping(&self) -> StoreResult<()>;
     /// Which backend this is (`sqlite` or `postgres`).

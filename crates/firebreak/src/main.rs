@@ -1,6 +1,7 @@
 //! The `firebreak` binary: command-line parsing, configuration, wiring of store, app and server.
 #![forbid(unsafe_code)]
 
+mod backup;
 mod config;
 mod ingest;
 
@@ -114,6 +115,53 @@ enum Command {
     /// Playbooks: check what one would do, touching nothing.
     #[command(subcommand)]
     Playbook(PlaybookCommand),
+    /// Write an online, consistent backup of the database and document contents to one file
+    /// (`backup --output PATH`), or check one (`backup verify PATH`).
+    Backup(BackupArgs),
+    /// Restore a backup file into the configured database, which must be empty (a new data
+    /// dir, or a new PostgreSQL database); the result is verified.
+    Restore {
+        /// The backup file.
+        path: PathBuf,
+    },
+    /// Copy everything into another empty database (SQLite to PostgreSQL, or back), keeping
+    /// ids, ticket numbers and the audit chain; the copy is verified.
+    MigrateStore {
+        /// The target: postgres://... or sqlite://...
+        #[arg(long)]
+        to: String,
+        /// Keep document contents as files in this directory (shared by every node) instead of
+        /// in the target database.
+        #[arg(long)]
+        to_blob_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct BackupArgs {
+    #[command(subcommand)]
+    command: Option<BackupCommand>,
+    /// The backup file to write (must not exist).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Leave the audit and document keys out (keep them elsewhere: without them the backup's
+    /// documents cannot be opened and its audit chain cannot be continued).
+    #[arg(long)]
+    without_keys: bool,
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Restore the file into a scratch database and check it: the file's checksum, the audit
+    /// chain and its signatures, foreign keys and counters, every document's content. Exit 0
+    /// when intact, 1 naming what is wrong.
+    Verify {
+        path: PathBuf,
+        /// Where the scratch database goes (default: the system's temporary directory).
+        #[arg(long)]
+        scratch_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -417,6 +465,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             event,
             format,
         }) => playbook_test(&file, &event, format.as_deref()),
+        Command::Backup(BackupArgs {
+            command: Some(BackupCommand::Verify { path, scratch_dir }),
+            ..
+        }) => {
+            init_tracing(false);
+            backup::verify(&path, scratch_dir).await
+        }
+        Command::Backup(BackupArgs {
+            command: None,
+            output,
+            without_keys,
+        }) => {
+            init_tracing(false);
+            let Some(output) = output else {
+                bail!("backup needs --output PATH (or: backup verify PATH)");
+            };
+            let settings = Settings::resolve(&cli.store, None, false, (None, None), None)?;
+            backup::backup(settings, &output, !without_keys).await
+        }
+        Command::Restore { path } => {
+            init_tracing(false);
+            let settings = Settings::resolve(&cli.store, None, false, (None, None), None)?;
+            backup::restore(settings, &path).await
+        }
+        Command::MigrateStore { to, to_blob_dir } => {
+            init_tracing(false);
+            let settings = Settings::resolve(&cli.store, None, false, (None, None), None)?;
+            backup::migrate_store(settings, &to, to_blob_dir).await
+        }
         command => {
             init_tracing(false);
             let settings = Settings::resolve(&cli.store, None, false, (None, None), None)?;
@@ -620,7 +697,11 @@ async fn admin(o: &Opened, command: Command) -> anyhow::Result<ExitCode> {
     let app = app_for(o);
     let mut out = std::io::stdout().lock();
     match command {
-        Command::Serve { .. } | Command::Playbook(PlaybookCommand::Test { .. }) => {
+        Command::Serve { .. }
+        | Command::Playbook(PlaybookCommand::Test { .. })
+        | Command::Backup(_)
+        | Command::Restore { .. }
+        | Command::MigrateStore { .. } => {
             bail!("not an administration command")
         }
         Command::Ingest(args) => {

@@ -45,7 +45,12 @@ async fn database_is_in_wal_mode_and_opens_from_two_processes() {
         .await
         .unwrap();
     assert_eq!(mode, "wal");
-    assert!(a.integrity_check().await.unwrap().is_empty());
+    assert!(
+        firebreak_store::Store::integrity_check(&a)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     firebreak_store::Store::close(&a).await;
     firebreak_store::Store::close(&b).await;
 }

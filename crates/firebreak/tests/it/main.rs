@@ -7,7 +7,9 @@
 )]
 
 mod automation;
+mod backup;
 mod browser;
+mod cluster;
 mod http;
 mod support;
 mod tidy;

@@ -214,3 +214,9 @@ pub fn drop_pg_schema(schema: &str) {
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// A reqwest client (the TLS crypto provider installed first, as reqwest needs).
+pub fn http_client() -> reqwest::Client {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}

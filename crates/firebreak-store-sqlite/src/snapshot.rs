@@ -1,0 +1,277 @@
+//! Snapshots (`firebreak backup`, `restore`, `migrate-store`): export in one read transaction,
+//! import on the writer's connection in one write transaction.
+
+use crate::rows;
+use firebreak_store::snapshot::{
+    DERIVED, ImportReport, SnapshotItem, SnapshotSink, SnapshotSource, SqlValue, TABLES,
+    check_table,
+};
+use firebreak_store::{StoreError, StoreResult};
+use futures::TryStreamExt;
+use rusqlite::Connection;
+use sqlx::{Row, SqlitePool, TypeInfo, ValueRef};
+
+fn sink_err(e: anyhow::Error) -> StoreError {
+    StoreError::Other(e.context("writing the snapshot"))
+}
+
+/// A table's columns, in declaration order.
+async fn columns(conn: &mut sqlx::SqliteConnection, table: &str) -> StoreResult<Vec<String>> {
+    let rows = sqlx::query("SELECT name FROM pragma_table_info(?1) ORDER BY cid")
+        .bind(table)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(rows::err)?;
+    rows.iter()
+        .map(|r| r.try_get::<String, _>(0).map_err(rows::err))
+        .collect()
+}
+
+fn value(row: &sqlx::sqlite::SqliteRow, i: usize) -> StoreResult<SqlValue> {
+    let raw = row.try_get_raw(i).map_err(rows::err)?;
+    if raw.is_null() {
+        return Ok(SqlValue::Null);
+    }
+    let kind = raw.type_info().name().to_string();
+    Ok(match kind.as_str() {
+        "INTEGER" | "BOOLEAN" => SqlValue::Int(row.try_get::<i64, _>(i).map_err(rows::err)?),
+        "REAL" => SqlValue::Real(row.try_get::<f64, _>(i).map_err(rows::err)?),
+        "BLOB" => SqlValue::Blob(row.try_get::<Vec<u8>, _>(i).map_err(rows::err)?),
+        _ => SqlValue::Text(row.try_get::<String, _>(i).map_err(rows::err)?),
+    })
+}
+
+pub(crate) async fn export(read: &SqlitePool, sink: &mut dyn SnapshotSink) -> StoreResult<()> {
+    let mut tx = read.begin().await.map_err(rows::err)?;
+    for &table in TABLES {
+        let cols = columns(&mut tx, table).await?;
+        if cols.is_empty() {
+            return Err(StoreError::Other(anyhow::anyhow!(
+                "table {table} is missing from the database"
+            )));
+        }
+        sink.item(SnapshotItem::Table {
+            name: table.to_string(),
+            columns: cols.clone(),
+        })
+        .map_err(sink_err)?;
+        let list = cols
+            .iter()
+            .map(|c| format!("\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT {list} FROM \"{table}\"");
+        let mut stream = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&mut *tx);
+        while let Some(row) = stream.try_next().await.map_err(rows::err)? {
+            let mut values = Vec::with_capacity(row.columns().len());
+            for i in 0..row.columns().len() {
+                values.push(value(&row, i)?);
+            }
+            sink.item(SnapshotItem::Row(values)).map_err(sink_err)?;
+        }
+        drop(stream);
+        sink.item(SnapshotItem::EndTable).map_err(sink_err)?;
+    }
+    tx.rollback().await.map_err(rows::err)?;
+    Ok(())
+}
+
+fn to_sql(v: SqlValue) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match v {
+        SqlValue::Null => Value::Null,
+        SqlValue::Int(i) => Value::Integer(i),
+        SqlValue::Real(f) => Value::Real(f),
+        SqlValue::Text(s) => Value::Text(s),
+        SqlValue::Blob(b) => Value::Blob(b),
+    }
+}
+
+fn bad(msg: String) -> StoreError {
+    StoreError::Other(anyhow::anyhow!(msg))
+}
+
+/// Runs on the writer's connection: everything in one `BEGIN IMMEDIATE`, foreign keys checked
+/// before COMMIT.
+pub(crate) fn import(
+    conn: &mut Connection,
+    mut source: Box<dyn SnapshotSource>,
+) -> StoreResult<ImportReport> {
+    // foreign keys are checked once, at the end: rows arrive table by table
+    conn.execute_batch("PRAGMA foreign_keys = OFF;")
+        .map_err(crate::writer::err)?;
+    let result = (|| {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(crate::writer::err)?;
+        for t in TABLES.iter().chain(DERIVED).rev() {
+            tx.execute(&format!("DELETE FROM \"{t}\""), [])
+                .map_err(crate::writer::err)?;
+        }
+        let mut report = ImportReport::default();
+        let mut current: Option<(String, Vec<String>, u64)> = None;
+        let mut done = std::collections::HashSet::new();
+        while let Some(item) = source
+            .next_item()
+            .map_err(|e| StoreError::Other(e.context("reading the snapshot")))?
+        {
+            match item {
+                SnapshotItem::Table { name, columns } => {
+                    if current.is_some() {
+                        return Err(bad(format!("table {name} starts inside another table")));
+                    }
+                    check_table(&name, &columns).map_err(bad)?;
+                    if !done.insert(name.clone()) {
+                        return Err(bad(format!("table {name} appears twice")));
+                    }
+                    let known: Vec<String> = {
+                        let mut st = tx
+                            .prepare("SELECT name FROM pragma_table_info(?1)")
+                            .map_err(crate::writer::err)?;
+                        st.query_map([&name], |r| r.get::<_, String>(0))
+                            .map_err(crate::writer::err)?
+                            .collect::<Result<_, _>>()
+                            .map_err(crate::writer::err)?
+                    };
+                    if let Some(c) = columns.iter().find(|c| !known.contains(c)) {
+                        return Err(bad(format!(
+                            "the snapshot's table {name} has a column this version does not know: {c}"
+                        )));
+                    }
+                    current = Some((name, columns, 0));
+                }
+                SnapshotItem::Row(values) => {
+                    let Some((name, columns, n)) = current.as_mut() else {
+                        return Err(bad("a row outside any table".into()));
+                    };
+                    if values.len() != columns.len() {
+                        return Err(bad(format!(
+                            "table {name}, row {}: {} values for {} columns",
+                            *n + 1,
+                            values.len(),
+                            columns.len()
+                        )));
+                    }
+                    let sql = format!(
+                        "INSERT INTO \"{name}\" ({}) VALUES ({})",
+                        columns
+                            .iter()
+                            .map(|c| format!("\"{c}\""))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        (1..=columns.len())
+                            .map(|i| format!("?{i}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    let mut st = tx.prepare_cached(&sql).map_err(crate::writer::err)?;
+                    st.execute(rusqlite::params_from_iter(values.into_iter().map(to_sql)))
+                        .map_err(|e| {
+                            let e = crate::writer::err(e);
+                            bad(format!("table {name}, row {}: {e}", *n + 1))
+                        })?;
+                    *n += 1;
+                }
+                SnapshotItem::EndTable => {
+                    let Some((name, _, n)) = current.take() else {
+                        return Err(bad("end of a table that did not start".into()));
+                    };
+                    report.tables.push((name, n));
+                }
+                // SQLite numbers tickets with MAX(number) + 1: no sequence to set
+                SnapshotItem::Sequence { .. } => {}
+            }
+        }
+        if let Some((name, _, _)) = current {
+            return Err(bad(format!("the snapshot ends inside table {name}")));
+        }
+        if let Some(t) = TABLES.iter().find(|t| !done.contains(**t)) {
+            return Err(bad(format!("the snapshot lacks table {t} (cut short?)")));
+        }
+        let broken: Vec<String> = {
+            let mut st = tx
+                .prepare("SELECT \"table\", rowid, parent FROM pragma_foreign_key_check LIMIT 10")
+                .map_err(crate::writer::err)?;
+            st.query_map([], |r| {
+                Ok(format!(
+                    "{} row {} points at a missing {}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<i64>>(1)?.unwrap_or_default(),
+                    r.get::<_, String>(2)?
+                ))
+            })
+            .map_err(crate::writer::err)?
+            .collect::<Result<_, _>>()
+            .map_err(crate::writer::err)?
+        };
+        if !broken.is_empty() {
+            return Err(bad(format!(
+                "the snapshot breaks foreign keys: {}",
+                broken.join("; ")
+            )));
+        }
+        tx.commit().map_err(crate::writer::err)?;
+        Ok(report)
+    })();
+    conn.execute_batch("PRAGMA foreign_keys = ON;")
+        .map_err(crate::writer::err)?;
+    result
+}
+
+/// `integrity_check`, `foreign_key_check` and the counters against the events.
+pub(crate) async fn integrity_check(read: &SqlitePool) -> StoreResult<Vec<String>> {
+    let mut problems: Vec<String> = sqlx::query_scalar::<_, String>("PRAGMA integrity_check")
+        .fetch_all(read)
+        .await
+        .map_err(rows::err)?
+        .into_iter()
+        .filter(|r| r != "ok")
+        .collect();
+    let fk = sqlx::query("SELECT \"table\", rowid, parent FROM pragma_foreign_key_check")
+        .fetch_all(read)
+        .await
+        .map_err(rows::err)?;
+    for r in fk.iter().take(20) {
+        problems.push(format!(
+            "foreign key: {} row {} points at a missing {}",
+            r.try_get::<String, _>(0).map_err(rows::err)?,
+            r.try_get::<Option<i64>, _>(1)
+                .map_err(rows::err)?
+                .unwrap_or_default(),
+            r.try_get::<String, _>(2).map_err(rows::err)?
+        ));
+    }
+    let counts = sqlx::query(
+        "SELECT e.status, e.n, COALESCE(c.n, 0) FROM \
+           (SELECT status, COUNT(*) AS n FROM events GROUP BY status) e \
+           LEFT JOIN event_status_counts c ON c.status = e.status \
+         WHERE e.n <> COALESCE(c.n, 0) \
+         UNION ALL SELECT c.status, 0, c.n FROM event_status_counts c \
+           WHERE c.n <> 0 AND NOT EXISTS (SELECT 1 FROM events WHERE status = c.status)",
+    )
+    .fetch_all(read)
+    .await
+    .map_err(rows::err)?;
+    for r in &counts {
+        problems.push(format!(
+            "event counter {:?} says {} but {} events have that status",
+            r.try_get::<String, _>(0).map_err(rows::err)?,
+            r.try_get::<i64, _>(2).map_err(rows::err)?,
+            r.try_get::<i64, _>(1).map_err(rows::err)?
+        ));
+    }
+    Ok(problems)
+}
+
+pub(crate) async fn holds_data(read: &SqlitePool) -> StoreResult<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM users LIMIT 1)) \
+              + (SELECT COUNT(*) FROM (SELECT 1 FROM tickets LIMIT 1)) \
+              + (SELECT COUNT(*) FROM (SELECT 1 FROM events LIMIT 1)) \
+              + (SELECT COUNT(*) FROM (SELECT 1 FROM audit_log LIMIT 1))",
+    )
+    .fetch_one(read)
+    .await
+    .map_err(rows::err)?;
+    Ok(n > 0)
+}

@@ -1,0 +1,326 @@
+//! Several real `firebreak serve` processes on one PostgreSQL, driven concurrently: sessions
+//! valid on every node, a configuration change applied on every node at once (LISTEN/NOTIFY,
+//! not the caches' 5 s), playbook runs executed once wherever they were started.
+
+use crate::http::Conn;
+use crate::support::{Env, Server, drop_pg_schema, pg_schema_url, stdout};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A webhook receiver answering 204 that records every `webhook-id`.
+fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    let ids = Arc::new(Mutex::new(Vec::new()));
+    let ids2 = ids.clone();
+    std::thread::spawn(move || {
+        for stream in l.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let ids = ids2.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                loop {
+                    let mut len = 0usize;
+                    let mut id = None;
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let l = line.trim_end().to_ascii_lowercase();
+                        if l.is_empty() {
+                            break;
+                        }
+                        if let Some(v) = l.strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                        if let Some(v) = l.strip_prefix("webhook-id:") {
+                            id = Some(v.trim().to_string());
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    if r.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    if let Some(id) = id {
+                        ids.lock().unwrap().push(id);
+                    }
+                    if s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, ids)
+}
+
+fn ingest(c: &mut Conn, token: &str, sid: u32, src: &str) -> Value {
+    let line = json!({
+        "timestamp": "2026-12-06T08:00:00.000000+0000",
+        "event_type": "alert",
+        "src_ip": src,
+        "dest_ip": "10.1.2.3",
+        "proto": "TCP",
+        "alert": {"signature_id": sid, "signature": format!("cluster test {sid}"), "severity": 3, "category": "Misc activity"}
+    });
+    let r = c
+        .request(
+            "POST",
+            "/api/v1/ingest/ndjson?format=eve",
+            Some(token),
+            Some(line.to_string().as_bytes()),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+/// The session cookie set by signing in on `addr`.
+fn sign_in(addr: std::net::SocketAddr, user: &str, password: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = crate::support::http_client()
+            .post(format!("http://{addr}/api/v1/auth/login"))
+            .json(&json!({"username": user, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.headers()
+            .get("set-cookie")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string()
+    })
+}
+
+fn session_status(addr: std::net::SocketAddr, cookie: &str) -> u16 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        crate::support::http_client()
+            .get(format!("http://{addr}/api/v1/auth/session"))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+}
+
+#[test]
+fn three_nodes_share_sessions_config_changes_and_playbook_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, schema) = pg_schema_url();
+    let key = dir.path().join("shared-audit.key");
+    std::fs::write(&key, format!("{}\n", "3b".repeat(32))).unwrap();
+    let envs: Vec<Env> = (0..3)
+        .map(|i| {
+            let d = dir.path().join(format!("node{i}"));
+            std::fs::create_dir_all(&d).unwrap();
+            // every node shares the document key and the webhook settings
+            std::fs::write(d.join("document.key"), "4c".repeat(32)).unwrap();
+            std::fs::write(
+                d.join("firebreak.toml"),
+                "[webhooks]\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYqr\"\nallow_private_targets = true\n",
+            )
+            .unwrap();
+            Env {
+                data_dir: d,
+                database_url: Some(url.clone()),
+                key_file: Some(key.clone()),
+                lease_secs: None,
+            }
+        })
+        .collect();
+    let starters: Vec<_> = envs
+        .iter()
+        .cloned()
+        .map(|e| std::thread::spawn(move || e.start()))
+        .collect();
+    let servers: Vec<Server> = starters.into_iter().map(|h| h.join().unwrap()).collect();
+    let admin = envs[0].user_token("ops", &["admin"]);
+    let resp = envs[1].user_token("rita", &["responder", "helpdesk"]);
+    let mut conns: Vec<Conn> = servers.iter().map(|s| Conn::new(s.addr)).collect();
+
+    // a session made on one node is good on the others; signing out on one ends it everywhere
+    let out = envs[2].cli_stdin(
+        &[
+            "user",
+            "add",
+            "sam",
+            "--role",
+            "responder",
+            "--password-stdin",
+        ],
+        "a long passphrase for sam\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cookie = sign_in(servers[0].addr, "sam", "a long passphrase for sam");
+    for s in &servers {
+        assert_eq!(session_status(s.addr, &cookie), 200);
+    }
+
+    // a suppression rule made on node 0 applies to node 1's very next event (node 1's intake
+    // cache was loaded just before and would otherwise hold the old rules for 5 s)
+    let warm = ingest(&mut conns[1], &resp, 9_100_000, "198.51.100.1");
+    assert_eq!(warm["created"], 1, "{warm}");
+    let r = conns[0]
+        .request(
+            "POST",
+            "/api/v1/suppression-rules",
+            Some(&resp),
+            Some(
+                json!({"name": "cluster noise", "condition": "event.rule_id == \"9100001\"", "reason": "lab scanner"})
+                    .to_string()
+                    .as_bytes(),
+            ),
+        )
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let t0 = Instant::now();
+    let suppressed_after = loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let v = ingest(
+            &mut conns[1],
+            &resp,
+            9_100_001,
+            &format!("198.51.100.{}", 10 + t0.elapsed().as_millis() / 100),
+        );
+        if v["suppressed"] == 1 {
+            break t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "node 1 still applies its cached rules: {v}"
+        );
+    };
+
+    // playbook runs started on every node run once each
+    let (hook, ids) = receiver();
+    let pb = json!({
+        "name": "cluster-hook", "trigger": "manual",
+        "steps": [{"id": "tell", "webhook": {"url": hook}}]
+    });
+    let r = conns[0]
+        .request(
+            "POST",
+            "/api/v1/playbooks",
+            Some(&admin),
+            Some(pb.to_string().as_bytes()),
+        )
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = conns[2]
+        .request(
+            "POST",
+            "/api/v1/tickets",
+            Some(&resp),
+            Some(br#"{"title":"cluster runs"}"#),
+        )
+        .unwrap();
+    let number = r.json()["number"].as_str().unwrap().to_string();
+    let body = json!({ "ticket": number }).to_string();
+    let started = Instant::now();
+    let mut runs = Vec::new();
+    for i in 0..30 {
+        let r = conns[i % 3]
+            .request(
+                "POST",
+                "/api/v1/playbooks/cluster-hook/run",
+                Some(&resp),
+                Some(body.as_bytes()),
+            )
+            .unwrap();
+        assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+        runs.push(r.json()["id"].as_str().unwrap().to_string());
+    }
+    for (i, run) in runs.iter().enumerate() {
+        loop {
+            let v = conns[(i + 1) % 3]
+                .request(
+                    "GET",
+                    &format!("/api/v1/playbook-runs/{run}"),
+                    Some(&resp),
+                    None,
+                )
+                .unwrap()
+                .json();
+            if v["status"] == "succeeded" {
+                assert_eq!(v["attempts"], 0, "one clean attempt: {v}");
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "run {run} did not finish: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let all_done = started.elapsed();
+    let got = ids.lock().unwrap().clone();
+    let distinct: BTreeSet<&String> = got.iter().collect();
+    assert_eq!(got.len(), 30, "each run's webhook delivered once: {got:?}");
+    assert_eq!(distinct.len(), 30);
+
+    // signing out on node 2 ends the session on every node
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let csrf = rt.block_on(async {
+        let v: Value = crate::support::http_client()
+            .get(format!("http://{}/api/v1/auth/session", servers[2].addr))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["csrf_token"].as_str().unwrap_or_default().to_string()
+    });
+    let status = rt.block_on(async {
+        crate::support::http_client()
+            .post(format!("http://{}/api/v1/auth/logout", servers[2].addr))
+            .header("cookie", &cookie)
+            .header("x-csrf-token", csrf)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(status, 204);
+    for s in &servers {
+        assert_eq!(session_status(s.addr, &cookie), 401);
+    }
+    eprintln!(
+        "cluster: rule applied on another node after {suppressed_after:?}; 30 runs over 3 nodes done in {all_done:?}"
+    );
+    let verify = envs[0].cli(&["audit", "verify"]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    drop(servers);
+    drop_pg_schema(&schema);
+}
