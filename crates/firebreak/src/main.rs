@@ -91,6 +91,8 @@ enum Command {
         /// Syslog (UDP and TCP) address, `:0` for a free port, or `off`.
         #[arg(long, env = "FIREBREAK_SYSLOG_LISTEN")]
         syslog_listen: Option<String>,
+        #[command(flatten)]
+        http: config::HttpArgs,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -309,7 +311,7 @@ async fn open(settings: Settings, create_key: bool) -> anyhow::Result<Opened> {
         Arc::new(
             firebreak_store_postgres::PgStore::open(&settings.database_url, signer.clone())
                 .await
-                .with_context(|| format!("opening {}", redact_url(&settings.database_url)))?,
+            .with_context(|| format!("opening {}", redact_url(&settings.database_url)))?,
         )
     } else {
         Arc::new(
@@ -400,6 +402,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_cert,
             tls_key,
             syslog_listen,
+            http,
         } => {
             init_tracing(log_json);
             let settings = Settings::resolve(
@@ -408,6 +411,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 behind_tls_proxy,
                 (tls_cert, tls_key),
                 syslog_listen.as_deref(),
+                &http,
             )?;
             serve(settings).await?;
             Ok(ExitCode::SUCCESS)
@@ -419,7 +423,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => playbook_test(&file, &event, format.as_deref()),
         command => {
             init_tracing(false);
-            let settings = Settings::resolve(&cli.store, None, false, (None, None), None)?;
+            let settings = Settings::resolve(
+                &cli.store,
+                None,
+                false,
+                (None, None),
+                None,
+                &config::HttpArgs::default(),
+            )?;
             let o = open(settings, !matches!(command, Command::Audit(_))).await?;
             let res = admin(&o, command).await;
             o.store.close().await;
@@ -1048,9 +1059,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     match tls {
         Some(config) => {
             let listener = firebreak_server::tls::TlsListener::new(listener, config)?;
-            firebreak_server::serve_tls(listener, router, shutdown_signal()).await?;
+            firebreak_server::serve_tls(listener, router, o.settings.http, shutdown_signal())
+                .await?;
         }
-        None => firebreak_server::serve(listener, router, shutdown_signal()).await?,
+        None => {
+            firebreak_server::serve(listener, router, o.settings.http, shutdown_signal()).await?
+        }
     }
     tracing::info!("shutting down: draining the writer");
     o.store.close().await;
