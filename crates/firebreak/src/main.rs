@@ -309,8 +309,12 @@ async fn open(settings: Settings, create_key: bool) -> anyhow::Result<Opened> {
     let signer = Arc::new(AuditSigner::new(key, Some(head.clone())));
     let store: DynStore = if settings.is_postgres() {
         Arc::new(
-            firebreak_store_postgres::PgStore::open(&settings.database_url, signer.clone())
-                .await
+            firebreak_store_postgres::PgStore::open_url(
+                &settings.database_url,
+                signer.clone(),
+                db_write_timeout()?,
+            )
+            .await
             .with_context(|| format!("opening {}", redact_url(&settings.database_url)))?,
         )
     } else {
@@ -1070,6 +1074,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     o.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `FIREBREAK_DB_WRITE_TIMEOUT_SECS`: how long one PostgreSQL write transaction may take
+/// before its writes are refused with 503 (default 30).
+fn db_write_timeout() -> anyhow::Result<std::time::Duration> {
+    match std::env::var("FIREBREAK_DB_WRITE_TIMEOUT_SECS") {
+        Err(_) => Ok(firebreak_store_postgres::WRITE_TIMEOUT),
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(n @ 1..=3600) => Ok(std::time::Duration::from_secs(n)),
+            _ => bail!("FIREBREAK_DB_WRITE_TIMEOUT_SECS must be 1 to 3600 seconds (got {v:?})"),
+        },
+    }
 }
 
 fn announce_admin(data_dir: &Path, password: &str) -> anyhow::Result<()> {
