@@ -349,6 +349,56 @@ fn a_trickled_body_gets_408_and_a_steady_one_is_accepted() {
 }
 
 #[test]
+fn a_client_that_reads_nothing_is_dropped_after_the_send_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = Env::sqlite(dir.path());
+    let server = env.start_with(&["--send-timeout-secs", "2"]);
+    let size = Conn::new(server.addr)
+        .request("GET", "/api/v1/openapi.json", None, None)
+        .unwrap()
+        .body
+        .len();
+    let pid = server.child.id();
+    std::thread::sleep(Duration::from_millis(200));
+    let baseline = open_sockets(pid);
+    // far more pipelined responses than socket buffers hold, none of them read
+    const REQUESTS: usize = 400;
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    let req = "GET /api/v1/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(REQUESTS);
+    s.write_all(req.as_bytes()).unwrap();
+    // watch the server's side (reading here would let it go on) until it gives up
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_millis(300));
+    let holding = open_sockets(pid);
+    assert!(
+        holding > baseline,
+        "the connection is not open on the server"
+    );
+    let closed_after = loop {
+        if open_sockets(pid) <= baseline {
+            break start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "a client that reads nothing kept its connection 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!(
+        "slow reader: {REQUESTS} pipelined requests for {} KiB each ({} MiB), none read: the server dropped the connection after {} (send timeout 2 s: once the socket buffers were full)",
+        size / 1024,
+        REQUESTS * size / (1024 * 1024),
+        secs(closed_after)
+    );
+    assert!(
+        closed_after >= Duration::from_millis(1800) && closed_after <= Duration::from_secs(10),
+        "dropped after {}",
+        secs(closed_after)
+    );
+    drop(s);
+}
+
+#[test]
 fn the_connection_cap_holds_and_the_server_keeps_serving() {
     const CAP: usize = 20;
     const IDLE: usize = 40;
@@ -487,12 +537,9 @@ impl Proxy {
         let frozen = self.frozen.clone();
         self.acceptor = Some(std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let client = match listener.accept() {
-                    Ok((c, _)) => c,
-                    Err(_) => {
-                        std::thread::sleep(Duration::from_millis(10));
-                        continue;
-                    }
+                let Ok((client, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
                 };
                 let _ = client.set_nonblocking(false);
                 let Ok(server) = TcpStream::connect(upstream) else {
@@ -1196,10 +1243,17 @@ fn a_full_disk_refuses_writes_with_507_and_recovers_without_restart() {
         assert_eq!(r.status, 200, "document {id} unreadable");
     }
     drop(server);
-    let leftovers = std::fs::read_dir(data.join("blobs").join("tmp"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    assert_eq!(leftovers, 0, "the refused upload left a temporary file");
+    let leftovers: Vec<_> = std::fs::read_dir(data.join("blobs").join("tmp"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| (e.file_name(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        leftovers.is_empty(),
+        "temporary files left in blobs/tmp: {leftovers:?}"
+    );
     eprintln!(
         "disk full: tmpfs 8 MiB, filler {} KiB; ticket writes {statuses:?} (first refusal after {} more), 4 concurrent writers {burst_statuses:?}, event report {event_status}, NDJSON intake {}, document upload {}, /readyz {} while full; writes back {} after freeing space; {} acknowledged tickets present, integrity_check ok, audit verified",
         filled / 1024,
