@@ -379,8 +379,8 @@ fn a_client_that_reads_nothing_is_dropped_after_the_send_timeout() {
             break start.elapsed();
         }
         assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "a client that reads nothing kept its connection 20 s"
+            start.elapsed() < Duration::from_secs(25),
+            "a client that reads nothing kept its connection 25 s"
         );
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -391,7 +391,8 @@ fn a_client_that_reads_nothing_is_dropped_after_the_send_timeout() {
         secs(closed_after)
     );
     assert!(
-        closed_after >= Duration::from_millis(1800) && closed_after <= Duration::from_secs(10),
+        // the server fills the socket buffers first (slower on a busy machine), then stalls
+        closed_after >= Duration::from_millis(1800) && closed_after <= Duration::from_secs(20),
         "dropped after {}",
         secs(closed_after)
     );
