@@ -190,7 +190,11 @@ impl BlobWriter {
         let sha256 = hex::encode(self.hasher.clone().finalize());
         let body = match std::mem::replace(&mut self.sink, Sink::Memory(Vec::new())) {
             Sink::File { tmp, file } => {
-                file.sync_all()?;
+                // the sink is out of `self` now: its Drop no longer removes the file
+                if let Err(e) = file.sync_all() {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e.into());
+                }
                 let dir = tmp
                     .parent()
                     .and_then(Path::parent)
@@ -243,7 +247,7 @@ impl BlobStore {
     pub fn writer(&self, limit: u64) -> Result<BlobWriter, BlobError> {
         let mut prefix = [0u8; PREFIX];
         rand::fill(&mut prefix);
-        let mut sink = match &self.dir {
+        let sink = match &self.dir {
             Some(d) => {
                 let tmp = d.join("tmp").join(uuid::Uuid::now_v7().to_string());
                 let file = std::fs::OpenOptions::new()
@@ -254,9 +258,9 @@ impl BlobStore {
             }
             None => Sink::Memory(Vec::new()),
         };
-        sink.write(MAGIC)?;
-        sink.write(&prefix)?;
-        Ok(BlobWriter {
+        // the writer owns the temporary file from here: a failed header write (a full disk)
+        // drops it, and its Drop removes the file
+        let mut w = BlobWriter {
             cipher: self.cipher.clone(),
             prefix,
             counter: 0,
@@ -265,7 +269,10 @@ impl BlobStore {
             size: 0,
             limit,
             sink,
-        })
+        };
+        w.sink.write(MAGIC)?;
+        w.sink.write(&prefix)?;
+        Ok(w)
     }
 
     /// Opens a stored blob: reads it fully once to check every chunk and the SHA-256 against

@@ -3,6 +3,7 @@
 //! every decision is a call into `firebreak_app`.
 #![forbid(unsafe_code)]
 
+mod accept;
 pub mod automation;
 pub mod error;
 pub mod extract;
@@ -20,6 +21,7 @@ pub mod ui;
 pub mod web;
 pub mod webhook;
 
+pub use accept::HttpLimits;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Request, StatusCode, header};
@@ -271,6 +273,7 @@ pub fn router_with(app: App, web: web::WebConfig) -> Router {
         .layer(DefaultBodyLimit::max(extract::JSON_LIMIT))
         // gzip bodies (HEC and NDJSON senders compress); read through the same size caps
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
+        .layer(axum::middleware::from_fn(accept::body_timeout_response))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::map_response(ensure_envelope))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
@@ -294,30 +297,23 @@ pub fn router_with(app: App, web: web::WebConfig) -> Router {
     }
 }
 
-/// Serves `router` over TLS on `listener` until `shutdown` resolves.
+/// Serves `router` over TLS on `listener` until `shutdown` resolves, within `limits`.
 pub async fn serve_tls(
     listener: tls::TlsListener,
     router: Router,
+    limits: HttpLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<tls::TlsPeer>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    accept::serve_with(listener, router, limits, shutdown, tls::TlsPeer).await
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then drains in-flight requests.
+/// Serves `router` on `listener` until `shutdown` resolves, then drains in-flight requests;
+/// connections are capped and timed as `limits` says (see `accept`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    limits: HttpLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    accept::serve_with(listener, router, limits, shutdown, |a| a).await
 }

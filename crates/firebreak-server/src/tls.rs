@@ -1,5 +1,5 @@
-//! TLS termination by `serve` itself (rustls, ring): a listener that hands axum connections
-//! whose handshake already completed. Handshakes run concurrently (a slow client cannot hold
+//! TLS termination by `serve` itself (rustls, ring): a listener that hands the accept loop
+//! connections whose handshake already completed. Handshakes run concurrently (a slow client cannot hold
 //! up others), bounded in number and time.
 
 use axum::serve::Listener;
@@ -109,11 +109,3 @@ impl Listener for TlsListener {
 /// The peer address of a TLS connection, as connect info for handlers.
 #[derive(Debug, Clone, Copy)]
 pub struct TlsPeer(pub SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
-    for TlsPeer
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
-        TlsPeer(*stream.remote_addr())
-    }
-}

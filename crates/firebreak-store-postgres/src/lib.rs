@@ -31,6 +31,15 @@ use tokio::sync::{mpsc, oneshot};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// How long a connection from the pool may take (then `StoreError::Unavailable`, a 503).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one group-commit transaction may take before its change sets are refused (503):
+/// a database that stops answering (a network partition: no reset, no error) must not hold the
+/// writer, and every write queued behind it, for as long as TCP takes to give up.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the readiness ping may take.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Advisory lock key serializing first-admin creation across nodes.
 const FIRST_USER_LOCK: i64 = 0x0f1e_b4ea_0001;
 
@@ -67,7 +76,16 @@ impl PgStore {
     /// Connects to `url` (`postgres://...`) and applies pending migrations (under sqlx's advisory
     /// lock, so nodes started together migrate once).
     pub async fn open(url: &str, signer: Arc<AuditSigner>) -> anyhow::Result<Self> {
-        Self::open_with(PgConnectOptions::from_str(url)?, signer, 16).await
+        Self::open_url(url, signer, WRITE_TIMEOUT).await
+    }
+
+    /// `open`, with the bound on one write transaction (see [`WRITE_TIMEOUT`]).
+    pub async fn open_url(
+        url: &str,
+        signer: Arc<AuditSigner>,
+        write_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        Self::open_tuned(PgConnectOptions::from_str(url)?, signer, 16, write_timeout).await
     }
 
     pub async fn open_with(
@@ -75,9 +93,18 @@ impl PgStore {
         signer: Arc<AuditSigner>,
         max_connections: u32,
     ) -> anyhow::Result<Self> {
+        Self::open_tuned(opts, signer, max_connections, WRITE_TIMEOUT).await
+    }
+
+    async fn open_tuned(
+        opts: PgConnectOptions,
+        signer: Arc<AuditSigner>,
+        max_connections: u32,
+        write_timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(opts)
             .await?;
         MIGRATOR.run(&pool).await?;
@@ -97,7 +124,7 @@ impl PgStore {
             );
         }
         let (tx, rx) = mpsc::channel(writer::QUEUE);
-        let handle = tokio::spawn(writer::run(pool.clone(), rx, signer));
+        let handle = tokio::spawn(writer::run(pool.clone(), rx, signer, write_timeout));
         Ok(Self {
             pool,
             sender: Mutex::new(Some(tx)),
@@ -776,11 +803,16 @@ impl Store for PgStore {
                 "the database writer has stopped".into(),
             ));
         }
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(err)?;
-        Ok(())
+        // readiness answers within PING_TIMEOUT: a probe learns of an unreachable database
+        // sooner than the pool's acquire timeout (which keeps retrying refused connections)
+        match tokio::time::timeout(PING_TIMEOUT, sqlx::query("SELECT 1").execute(&self.pool)).await
+        {
+            Ok(res) => res.map(|_| ()).map_err(err),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "the database did not answer within {} s",
+                PING_TIMEOUT.as_secs()
+            ))),
+        }
     }
 
     fn backend(&self) -> &'static str {

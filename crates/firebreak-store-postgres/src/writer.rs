@@ -28,11 +28,50 @@ pub struct Job {
     pub reply: oneshot::Sender<StoreResult<CommitOutcome>>,
 }
 
-pub async fn run(pool: PgPool, mut rx: mpsc::Receiver<Job>, signer: Arc<AuditSigner>) {
+pub async fn run(
+    pool: PgPool,
+    mut rx: mpsc::Receiver<Job>,
+    signer: Arc<AuditSigner>,
+    timeout: std::time::Duration,
+) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let batch = std::mem::take(&mut jobs);
-        let results = write_batch(&pool, &signer, &batch).await;
+        // past the timeout the transaction is dropped (sqlx rolls it back before the connection
+        // is used again) and its change sets refused: none was acknowledged, so none is lost;
+        // one whose COMMIT did reach the database is there, unacknowledged, as after a crash
+        let results = match tokio::time::timeout(timeout, write_batch(&pool, &signer, &batch)).await
+        {
+            Ok(results) => results,
+            Err(_) => {
+                tracing::error!(
+                    batch = batch.len(),
+                    timeout_secs = timeout.as_secs(),
+                    "postgres batch commit did not finish in time; its change sets are refused"
+                );
+                let msg = format!(
+                    "the database did not complete the write within {} s",
+                    timeout.as_secs()
+                );
+                // what queued up meanwhile has waited as long: refused now rather than after
+                // a timeout of its own (a stall does not stack one timeout per batch)
+                let mut refused = 0;
+                while let Ok(job) = rx.try_recv() {
+                    let _ = job.reply.send(Err(StoreError::Unavailable(msg.clone())));
+                    refused += 1;
+                }
+                if refused > 0 {
+                    tracing::warn!(
+                        refused,
+                        "queued change sets refused after the stalled write"
+                    );
+                }
+                batch
+                    .iter()
+                    .map(|_| Err(StoreError::Unavailable(msg.clone())))
+                    .collect()
+            }
+        };
         for (job, res) in batch.into_iter().zip(results) {
             let _ = job.reply.send(res);
         }

@@ -35,6 +35,39 @@ pub struct StoreArgs {
     pub blob_dir: Option<PathBuf>,
 }
 
+/// Connection limits of `serve`: flags and `FIREBREAK_*` variables (over `[http]`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct HttpArgs {
+    /// Connections served at once; more wait in the listen backlog (default 1024).
+    #[arg(long, env = "FIREBREAK_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds for a client to send the request line and headers; also how long an idle
+    /// keep-alive connection stays open (default 10).
+    #[arg(long, env = "FIREBREAK_HEADER_TIMEOUT_SECS")]
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds for a request body, plus one per `--body-min-rate` bytes received (default 30).
+    #[arg(long, env = "FIREBREAK_BODY_TIMEOUT_SECS")]
+    pub body_timeout_secs: Option<u64>,
+    /// Bytes per second of body that earn one more second (default 1024).
+    #[arg(long, env = "FIREBREAK_BODY_MIN_RATE")]
+    pub body_min_rate: Option<u64>,
+    /// Seconds a client may leave a response unread before the connection is closed (default 30).
+    #[arg(long, env = "FIREBREAK_SEND_TIMEOUT_SECS")]
+    pub send_timeout_secs: Option<u64>,
+}
+
+/// `[http]` in firebreak.toml: connection limits (docs/OPERATIONS.md "Connection limits").
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    pub max_connections: Option<usize>,
+    pub header_timeout_secs: Option<u64>,
+    pub body_timeout_secs: Option<u64>,
+    pub body_min_rate: Option<u64>,
+    pub send_timeout_secs: Option<u64>,
+    pub shutdown_grace_secs: Option<u64>,
+}
+
 /// `[auth]` in firebreak.toml.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -123,6 +156,9 @@ pub struct FileConfig {
     /// Event intake: syslog listener, webhook sources, limits.
     #[serde(default)]
     pub intake: IntakeFile,
+    /// Connection limits and timeouts of the HTTP listener.
+    #[serde(default)]
+    pub http: HttpFile,
 }
 
 /// TLS termination by `serve` itself.
@@ -155,6 +191,7 @@ pub struct Settings {
     pub webhooks: Option<firebreak_server::webhook::WebhookConfig>,
     pub outbound: firebreak_server::outbound::OutboundConfig,
     pub intake: Intake,
+    pub http: firebreak_server::HttpLimits,
 }
 
 impl std::fmt::Debug for Settings {
@@ -170,6 +207,7 @@ impl std::fmt::Debug for Settings {
             .field("public_url", &self.public_url)
             .field("syslog_listen", &self.intake.syslog_listen)
             .field("imap", &self.imap)
+            .field("http", &self.http)
             .field(
                 "intake_sources",
                 &self.intake.sources.keys().collect::<Vec<_>>(),
@@ -231,6 +269,7 @@ impl Settings {
         behind_tls_proxy: bool,
         tls: (Option<PathBuf>, Option<PathBuf>),
         syslog_listen: Option<&str>,
+        http: &HttpArgs,
     ) -> anyhow::Result<Self> {
         let file = load_file(args.config.as_deref())?;
         let data_dir = args
@@ -313,8 +352,10 @@ impl Settings {
             ..d
         };
         let intake = resolve_intake(&file.intake, syslog_listen)?;
+        let http = resolve_http(http, &file.http)?;
         Ok(Self {
             intake,
+            http,
             document_key_file: args
                 .document_key_file
                 .clone()
@@ -347,6 +388,59 @@ impl Settings {
     pub fn is_postgres(&self) -> bool {
         self.database_url.starts_with("postgres")
     }
+}
+
+/// Flags and environment over `[http]` over the defaults; zero is refused (it would disable
+/// the limit or serve nothing).
+fn resolve_http(args: &HttpArgs, file: &HttpFile) -> anyhow::Result<firebreak_server::HttpLimits> {
+    let d = firebreak_server::HttpLimits::default();
+    let secs =
+        |name: &str, flag: Option<u64>, file: Option<u64>, def: std::time::Duration| match flag
+            .or(file)
+        {
+            None => Ok(def),
+            Some(0) => bail!("{name} must be at least 1 second"),
+            Some(n) if n > 86_400 => bail!("{name} must be at most 86400 seconds (one day)"),
+            Some(n) => Ok(std::time::Duration::from_secs(n)),
+        };
+    let max_connections = match args.max_connections.or(file.max_connections) {
+        None => d.max_connections,
+        Some(n) if (1..=1_000_000).contains(&n) => n,
+        Some(n) => bail!("max_connections must be between 1 and 1000000 (got {n})"),
+    };
+    let body_min_rate = match args.body_min_rate.or(file.body_min_rate) {
+        None => d.body_min_rate,
+        Some(0) => bail!("body_min_rate must be at least 1 byte per second"),
+        Some(n) => n,
+    };
+    Ok(firebreak_server::HttpLimits {
+        max_connections,
+        header_timeout: secs(
+            "header_timeout_secs",
+            args.header_timeout_secs,
+            file.header_timeout_secs,
+            d.header_timeout,
+        )?,
+        body_timeout: secs(
+            "body_timeout_secs",
+            args.body_timeout_secs,
+            file.body_timeout_secs,
+            d.body_timeout,
+        )?,
+        body_min_rate,
+        send_timeout: secs(
+            "send_timeout_secs",
+            args.send_timeout_secs,
+            file.send_timeout_secs,
+            d.send_timeout,
+        )?,
+        shutdown_grace: secs(
+            "shutdown_grace_secs",
+            None,
+            file.shutdown_grace_secs,
+            d.shutdown_grace,
+        )?,
+    })
 }
 
 fn resolve_intake(f: &IntakeFile, syslog_flag: Option<&str>) -> anyhow::Result<Intake> {
@@ -426,6 +520,43 @@ fn resolve_intake(f: &IntakeFile, syslog_flag: Option<&str>) -> anyhow::Result<I
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_limits_flags_over_file_over_defaults() {
+        let file: FileConfig = toml::from_str(
+            "[http]\nmax_connections = 64\nheader_timeout_secs = 5\nshutdown_grace_secs = 3\n",
+        )
+        .unwrap();
+        let flags = HttpArgs {
+            max_connections: Some(32),
+            ..HttpArgs::default()
+        };
+        let l = resolve_http(&flags, &file.http).unwrap();
+        assert_eq!(l.max_connections, 32);
+        assert_eq!(l.header_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(l.shutdown_grace, std::time::Duration::from_secs(3));
+        assert_eq!(
+            l.body_timeout,
+            firebreak_server::HttpLimits::default().body_timeout
+        );
+        for bad in [
+            HttpArgs {
+                max_connections: Some(0),
+                ..HttpArgs::default()
+            },
+            HttpArgs {
+                header_timeout_secs: Some(0),
+                ..HttpArgs::default()
+            },
+            HttpArgs {
+                body_min_rate: Some(0),
+                ..HttpArgs::default()
+            },
+        ] {
+            assert!(resolve_http(&bad, &HttpFile::default()).is_err(), "{bad:?}");
+        }
+        assert!(toml::from_str::<FileConfig>("[http]\nmax_conections = 1\n").is_err());
+    }
 
     #[test]
     fn passwords_are_redacted() {

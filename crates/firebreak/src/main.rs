@@ -92,6 +92,8 @@ enum Command {
         /// Syslog (UDP and TCP) address, `:0` for a free port, or `off`.
         #[arg(long, env = "FIREBREAK_SYSLOG_LISTEN")]
         syslog_listen: Option<String>,
+        #[command(flatten)]
+        http: config::HttpArgs,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -355,9 +357,13 @@ async fn open(settings: Settings, create_key: bool) -> anyhow::Result<Opened> {
     let signer = Arc::new(AuditSigner::new(key, Some(head.clone())));
     let store: DynStore = if settings.is_postgres() {
         Arc::new(
-            firebreak_store_postgres::PgStore::open(&settings.database_url, signer.clone())
-                .await
-                .with_context(|| format!("opening {}", redact_url(&settings.database_url)))?,
+            firebreak_store_postgres::PgStore::open_url(
+                &settings.database_url,
+                signer.clone(),
+                db_write_timeout()?,
+            )
+            .await
+            .with_context(|| format!("opening {}", redact_url(&settings.database_url)))?,
         )
     } else {
         Arc::new(
@@ -448,6 +454,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_cert,
             tls_key,
             syslog_listen,
+            http,
         } => {
             init_tracing(log_json);
             let settings = Settings::resolve(
@@ -456,6 +463,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 behind_tls_proxy,
                 (tls_cert, tls_key),
                 syslog_listen.as_deref(),
+                &http,
             )?;
             serve(settings).await?;
             Ok(ExitCode::SUCCESS)
@@ -496,7 +504,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         command => {
             init_tracing(false);
-            let settings = Settings::resolve(&cli.store, None, false, (None, None), None)?;
+            let settings = Settings::resolve(
+                &cli.store,
+                None,
+                false,
+                (None, None),
+                None,
+                &config::HttpArgs::default(),
+            )?;
             let o = open(settings, !matches!(command, Command::Audit(_))).await?;
             let res = admin(&o, command).await;
             o.store.close().await;
@@ -1129,14 +1144,29 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     match tls {
         Some(config) => {
             let listener = firebreak_server::tls::TlsListener::new(listener, config)?;
-            firebreak_server::serve_tls(listener, router, shutdown_signal()).await?;
+            firebreak_server::serve_tls(listener, router, o.settings.http, shutdown_signal())
+                .await?;
         }
-        None => firebreak_server::serve(listener, router, shutdown_signal()).await?,
+        None => {
+            firebreak_server::serve(listener, router, o.settings.http, shutdown_signal()).await?
+        }
     }
     tracing::info!("shutting down: draining the writer");
     o.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `FIREBREAK_DB_WRITE_TIMEOUT_SECS`: how long one PostgreSQL write transaction may take
+/// before its writes are refused with 503 (default 30).
+fn db_write_timeout() -> anyhow::Result<std::time::Duration> {
+    match std::env::var("FIREBREAK_DB_WRITE_TIMEOUT_SECS") {
+        Err(_) => Ok(firebreak_store_postgres::WRITE_TIMEOUT),
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(n @ 1..=3600) => Ok(std::time::Duration::from_secs(n)),
+            _ => bail!("FIREBREAK_DB_WRITE_TIMEOUT_SECS must be 1 to 3600 seconds (got {v:?})"),
+        },
+    }
 }
 
 fn announce_admin(data_dir: &Path, password: &str) -> anyhow::Result<()> {

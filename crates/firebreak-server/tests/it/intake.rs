@@ -1126,7 +1126,13 @@ async fn thehive4py_creates_and_reads_alerts_unchanged() {
     let addr = listener.local_addr().unwrap();
     let router = t.router.clone();
     let server = tokio::spawn(async move {
-        firebreak_server::serve(listener, router, std::future::pending()).await
+        firebreak_server::serve(
+            listener,
+            router,
+            firebreak_server::HttpLimits::default(),
+            std::future::pending(),
+        )
+        .await
     });
     let present = std::process::Command::new("python3")
         .args(["-c", "import thehive4py"])

@@ -13,10 +13,19 @@ pub struct Conn {
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
     }
@@ -92,6 +101,7 @@ impl Conn {
             .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
         let mut len = 0usize;
         let mut chunked = false;
+        let mut headers = Vec::new();
         loop {
             line.clear();
             r.read_line(&mut line)?;
@@ -100,6 +110,7 @@ impl Conn {
                 break;
             }
             if let Some((k, v)) = l.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
                 if k.eq_ignore_ascii_case("content-length") {
                     len = v.trim().parse().unwrap_or(0);
                 } else if k.eq_ignore_ascii_case("transfer-encoding")
@@ -126,6 +137,10 @@ impl Conn {
             body.resize(len, 0);
             r.read_exact(&mut body)?;
         }
-        Ok(Response { status, body })
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 }

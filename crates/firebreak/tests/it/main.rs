@@ -10,6 +10,7 @@ mod automation;
 mod backup;
 mod browser;
 mod cluster;
+mod faults;
 mod http;
 mod support;
 mod tidy;
@@ -702,6 +703,9 @@ async fn serve_terminates_tls_sends_hsts_and_signs_in_the_first_admin() {
         me.json::<serde_json::Value>().await.unwrap()["username"],
         "admin"
     );
+    // the TLS peer's address reaches handlers: loopback reads /metrics without a token
+    let r = client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
     // plain HTTP on the TLS port gets no answer
     let plain = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{}/healthz", server.addr.port()))

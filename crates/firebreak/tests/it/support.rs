@@ -108,10 +108,16 @@ impl Env {
 
     /// `start_with`, waiting up to `timeout` for the server to listen.
     pub fn start_within(&self, extra: &[&str], timeout: Duration) -> Server {
+        self.start_env(extra, &[], timeout)
+    }
+
+    /// `start_within` with extra environment variables.
+    pub fn start_env(&self, extra: &[&str], envs: &[(&str, &str)], timeout: Duration) -> Server {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         let mut child = self
             .command(&args)
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
