@@ -445,6 +445,18 @@ fn server_app(o: &Opened) -> anyhow::Result<App> {
     Ok(app)
 }
 
+/// Settings for a command that works on the database (no listener).
+fn admin_settings(store: &StoreArgs) -> anyhow::Result<Settings> {
+    Settings::resolve(
+        store,
+        None,
+        false,
+        (None, None),
+        None,
+        &config::HttpArgs::default(),
+    )
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve {
@@ -489,29 +501,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(output) = output else {
                 bail!("backup needs --output PATH (or: backup verify PATH)");
             };
-            let settings = Settings::resolve(&cli.store, None, false, (None, None), None)?;
+            let settings = admin_settings(&cli.store)?;
             backup::backup(settings, &output, !without_keys).await
         }
         Command::Restore { path } => {
             init_tracing(false);
-            let settings = Settings::resolve(&cli.store, None, false, (None, None), None)?;
+            let settings = admin_settings(&cli.store)?;
             backup::restore(settings, &path).await
         }
         Command::MigrateStore { to, to_blob_dir } => {
             init_tracing(false);
-            let settings = Settings::resolve(&cli.store, None, false, (None, None), None)?;
+            let settings = admin_settings(&cli.store)?;
             backup::migrate_store(settings, &to, to_blob_dir).await
         }
         command => {
             init_tracing(false);
-            let settings = Settings::resolve(
-                &cli.store,
-                None,
-                false,
-                (None, None),
-                None,
-                &config::HttpArgs::default(),
-            )?;
+            let settings = admin_settings(&cli.store)?;
             let o = open(settings, !matches!(command, Command::Audit(_))).await?;
             let res = admin(&o, command).await;
             o.store.close().await;
