@@ -10,6 +10,7 @@ mod automation;
 mod backup;
 mod browser;
 mod cluster;
+mod crash;
 mod faults;
 mod http;
 mod support;
