@@ -1417,9 +1417,19 @@ impl App {
                 .await;
             return;
         }
+        // how long a due run waited for a worker (claims of expired leases count too)
+        let waited = (self.now() - job.run_at).as_seconds_f64().max(0.0);
+        metrics::histogram!("firebreak_playbook_queue_delay_seconds").record(waited);
+        let started = std::time::Instant::now();
         if let Err(e) = self.execute_run(job).await {
             tracing::warn!(job = %id, error = %e, "playbook run could not be recorded");
         }
+        let status = match self.store.get_job(id).await {
+            Ok(j) => j.status.as_str(),
+            Err(_) => "unknown",
+        };
+        metrics::histogram!("firebreak_playbook_execution_seconds").record(started.elapsed());
+        metrics::counter!("firebreak_playbook_executions_total", "status" => status).increment(1);
     }
 
     async fn prepare_run(&self, job: JobRecord) -> Result<Run, (JobRecord, String)> {

@@ -69,7 +69,11 @@ impl IntakeSettings {
     /// A slot for one intake request, or 503 with `Retry-After` when the intake is saturated.
     pub async fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         match tokio::time::timeout(self.wait, self.gate.clone().acquire_owned()).await {
-            Ok(Ok(p)) => Ok(p),
+            Ok(Ok(p)) => {
+                metrics::gauge!("firebreak_intake_free_slots")
+                    .set(self.gate.available_permits() as f64);
+                Ok(p)
+            }
             _ => {
                 metrics::counter!("firebreak_intake_shed_total").increment(1);
                 Err(ApiError {
