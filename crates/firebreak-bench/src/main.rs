@@ -12,6 +12,7 @@ mod ceiling;
 mod datagen;
 mod indicators;
 mod intake;
+mod overload;
 mod procfs;
 mod ui;
 
@@ -37,6 +38,9 @@ enum Command {
     /// The local indicator store (issue 8: 10,000,000 indicators, < 5 µs per observable,
     /// < 1 GiB).
     Indicators(indicators::IndicatorsArgs),
+    /// Ten times the sustainable intake rate on one node (issue 9, G4): responsiveness,
+    /// shedding with Retry-After, bounded memory, nothing accepted lost.
+    Overload(overload::OverloadArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         Command::Intake(args) => intake::run(&args),
         Command::Ui(args) => ui::run(&args),
         Command::Indicators(args) => indicators::run(&args),
+        Command::Overload(args) => overload::run(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -47,23 +47,23 @@ pub struct UiArgs {
     pub pg_url: String,
 }
 
-const USER: &str = "bench";
-const PASSWORD: &str = "bench-ui-password-1";
+pub(crate) const USER: &str = "bench";
+pub(crate) const PASSWORD: &str = "bench-ui-password-1";
 
 /// One keep-alive HTTP/1.1 connection: just enough client for the bench.
-struct Conn {
+pub(crate) struct Conn {
     r: BufReader<TcpStream>,
     host: String,
 }
 
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Conn {
-    fn open(base: &str) -> Result<Self> {
+    pub(crate) fn open(base: &str) -> Result<Self> {
         let host = base
             .strip_prefix("http://")
             .ok_or_else(|| anyhow!("{base}: http only"))?
@@ -77,7 +77,7 @@ impl Conn {
         })
     }
 
-    fn send(
+    pub(crate) fn send(
         &mut self,
         method: &str,
         path: &str,
@@ -150,7 +150,7 @@ impl Conn {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -231,7 +231,7 @@ fn seed_events(base: &str, token: &str, n: u64) -> Result<f64> {
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-fn sign_in(base: &str) -> Result<String> {
+pub(crate) fn sign_in(base: &str) -> Result<String> {
     let mut c = Conn::open(base)?;
     let body = serde_json::json!({"username": USER, "password": PASSWORD}).to_string();
     let a = c.send(
