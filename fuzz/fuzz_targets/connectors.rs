@@ -14,7 +14,10 @@ const KINDS: [(&str, &str); 6] = [
     ("ip", "203.0.113.7"),
     ("domain", "evil.example"),
     ("url", "https://evil.example/a?b=c"),
-    ("sha256", "ed01ebfbc9eb5bbea545af4d01bf5f1071661840480439c6e5babe8e080e41aa"),
+    (
+        "sha256",
+        "ed01ebfbc9eb5bbea545af4d01bf5f1071661840480439c6e5babe8e080e41aa",
+    ),
     ("md5", "44d88612fea8a8f36de82e1278abb02f"),
     ("email", "a@evil.example"),
 ];

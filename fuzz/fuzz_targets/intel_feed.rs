@@ -21,7 +21,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(report) = parse_feed_with(format, rest, &options) {
         assert!(report.errors.len() <= MAX_ERRORS + 1);
         for i in &report.indicators {
-            assert!((0..=100).contains(&i.confidence), "confidence {}", i.confidence);
+            assert!(
+                (0..=100).contains(&i.confidence),
+                "confidence {}",
+                i.confidence
+            );
         }
     }
 });

@@ -30,7 +30,11 @@ fuzz_target!(|data: &[u8]| {
         // What extract gives is canonical: classifying it again (as feeds do with indicator
         // values) gives it back unchanged, so indicators and observables compare equal.
         let again = observables::classify(Some(o.kind), &o.value);
-        assert_eq!(again.as_ref(), Some(o), "extracted {o:?} classifies as {again:?}");
+        assert_eq!(
+            again.as_ref(),
+            Some(o),
+            "extracted {o:?} classifies as {again:?}"
+        );
     }
     let _ = observables::dedup(found);
     let _ = observables::refang(&text);

@@ -26,6 +26,14 @@ fuzz_target!(|data: &[u8]| {
         }],
     });
     let bytes = bundle.to_string().into_bytes();
-    let report = parse_feed(FeedFormat::Stix, &bytes, "fuzz", datetime!(2025-01-01 00:00 UTC));
-    assert!(report.is_ok(), "one bad indicator must not fail the bundle: {report:?}");
+    let report = parse_feed(
+        FeedFormat::Stix,
+        &bytes,
+        "fuzz",
+        datetime!(2025-01-01 00:00 UTC),
+    );
+    assert!(
+        report.is_ok(),
+        "one bad indicator must not fail the bundle: {report:?}"
+    );
 });
