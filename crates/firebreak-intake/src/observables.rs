@@ -122,9 +122,11 @@ static DEFANG_RE: LazyLock<Option<Regex>> = LazyLock::new(|| {
         r"(?i)(?-u:\b)(?:hxxps?|fxps?)(?:\[://\]|\[:\]//|://)|\[://\]|\[:\]|\[\.\]|\(\.\)|\{\.\}|[ ]?[\[({]dot[\])}][ ]?|\[@\]|\(@\)|\{@\}|[ ]?[\[({]at[\])}][ ]?",
     )
 });
+/// A URL ends at whitespace, a control character (never part of a URL, RFC 3986) or a
+/// character that delimits URLs in text.
 static URL_RE: LazyLock<Option<Regex>> = LazyLock::new(|| {
     compile(
-        r#"(?i)(?-u:\b)(?:https?|ftps?)://(?:\[[0-9a-f:.]+\]|[^\s/?#<>"'`{}|\\^\[\]]+)[^\s<>"'`{}|\\^]*"#,
+        r#"(?i)(?-u:\b)(?:https?|ftps?)://(?:\[[0-9a-f:.]+\]|[^\s\p{Cc}/?#<>"'`{}|\\^\[\]]+)[^\s\p{Cc}<>"'`{}|\\^]*"#,
     )
 });
 static EMAIL_RE: LazyLock<Option<Regex>> =
@@ -766,4 +768,20 @@ pub fn email_domain(address: &str) -> Option<String> {
         .rsplit_once('@')
         .map(|(_, d)| d.trim().trim_end_matches('>').to_ascii_lowercase())
         .filter(|d| !d.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzz/observables: a URL ran on through control characters (`\0`), and
+    /// `classify` (what feeds and the API use) refused what `extract` gave, so such an
+    /// indicator could never match.
+    #[test]
+    fn urls_end_at_control_characters() {
+        let found = extract("see hxxps://evil[.]example/login\0\0\x01?a=b now");
+        let url = Observable::new(ObservableKind::Url, "https://evil.example/login");
+        assert_eq!(found.first(), Some(&url));
+        assert_eq!(classify(Some(ObservableKind::Url), &url.value), Some(url));
+    }
 }
