@@ -1,5 +1,6 @@
 //! The response plan as uploaded (`PUT /plan` with a YAML body, `firebreak plan import`):
-//! YAML to `firebreak_domain::plan::Plan` through `serde_path_to_error` as the server does,
+//! YAML to `firebreak_domain::plan::Plan` through `serde_path_to_error` as the server does
+//! (after its nesting check, `playbook::check_yaml_nesting`),
 //! then `Plan::problems` and every classification rule compiled as CEL
 //! (`firebreak_app::expr::Condition::compile`), as `App::save_plan` checks it. A JSON body
 //! (first byte `{`) goes through `serde_json` as the API's JSON route does.
@@ -19,6 +20,10 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => return,
         }
     } else {
+        // as the server's `parse_plan` and `firebreak plan import` do first
+        if firebreak_app::playbook::check_yaml_nesting(text).is_err() {
+            return;
+        }
         let de = yaml_serde::Deserializer::from_str(text);
         match serde_path_to_error::deserialize(de) {
             Ok(p) => p,
