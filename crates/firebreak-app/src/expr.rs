@@ -329,6 +329,86 @@ fn free_idents(e: &Expr, bound: &mut Vec<String>, out: &mut Vec<String>) {
     }
 }
 
+/// Longest condition compiled, in bytes. Stored conditions are at most 4,000 characters; this
+/// also keeps cel's parse errors printable (a caret past column 65,535 panics in `Display`).
+pub const MAX_SOURCE_BYTES: usize = 16 * 1024;
+
+/// Most operator characters (`+ - * / % = ! < > & | ? . [ (` and the word `in`) a condition
+/// may hold outside its string literals. cel's parser and evaluator recurse once per link of a
+/// chain such as `1 + 1 + 1 ...` or `a == b == c ...`, and about 1,200 links overflowed a
+/// 2 MiB thread stack (debug build), which kills the process.
+pub const MAX_OPERATORS: usize = 500;
+
+/// Refuses text too long, or with more than [`MAX_OPERATORS`] operators, before cel parses it.
+/// String literals are skipped as CEL reads them: `"` `'` or tripled, with an `r` prefix taking
+/// backslashes literally; a one-line literal also ends at a line break.
+fn check_source(source: &str) -> Result<(), String> {
+    if source.len() > MAX_SOURCE_BYTES {
+        return Err(format!("longer than {MAX_SOURCE_BYTES} bytes"));
+    }
+    let b = source.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let (mut i, mut ops) = (0usize, 0usize);
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'"' | b'\'' => {
+                // the prefix letters right before the quote (`r`, `b`, `rb`...)
+                let mut p = i;
+                while p > 0 && matches!(b[p - 1], b'r' | b'R' | b'b' | b'B') {
+                    p -= 1;
+                }
+                let raw = (p == 0 || !ident(b[p - 1]))
+                    && b[p..i].iter().any(|x| matches!(x, b'r' | b'R'));
+                let triple = b.get(i..i + 3).is_some_and(|t| t.iter().all(|x| *x == c));
+                i += if triple { 3 } else { 1 };
+                while let Some(&d) = b.get(i) {
+                    if d == b'\\' && !raw {
+                        i += 2;
+                        continue;
+                    }
+                    if !triple && d == b'\n' {
+                        break;
+                    }
+                    if d == c
+                        && (!triple || b.get(i..i + 3).is_some_and(|t| t.iter().all(|x| *x == c)))
+                    {
+                        i += if triple { 3 } else { 1 };
+                        break;
+                    }
+                    i += 1;
+                }
+                continue;
+            }
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'=' | b'!' | b'<' | b'>' | b'&' | b'|' | b'?'
+            | b'.' | b'[' | b'(' => ops += 1,
+            _ if ident(c) => {
+                let start = i;
+                while b.get(i).is_some_and(|x| ident(*x)) {
+                    i += 1;
+                }
+                if &b[start..i] == b"in" {
+                    ops += 1;
+                }
+                if ops > MAX_OPERATORS {
+                    break;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if ops > MAX_OPERATORS {
+            break;
+        }
+        i += 1;
+    }
+    if ops > MAX_OPERATORS {
+        return Err(format!(
+            "more than {MAX_OPERATORS} operators; split the condition"
+        ));
+    }
+    Ok(())
+}
+
 /// The most evaluation steps a condition may take in the worst case, by [`cost`]'s estimate.
 /// CEL has no fuel: list macros (`all`, `exists`, `map`, `filter`...) nested over lists, or
 /// `in` tested over a list inside one, multiply, and a 300-character condition could run for
@@ -418,6 +498,7 @@ impl Condition {
         if source.trim().is_empty() {
             return Err("must not be blank".into());
         }
+        check_source(source)?;
         let program = ENV.compile(source).map_err(|e| e.to_string())?;
         let mut free = Vec::new();
         free_idents(&program.expression().expr, &mut vec![], &mut free);
@@ -489,6 +570,7 @@ impl ContextCondition {
         if source.trim().is_empty() {
             return Err("must not be blank".into());
         }
+        check_source(source)?;
         let program = ENV.compile(source).map_err(|e| e.to_string())?;
         let mut free = Vec::new();
         free_idents(&program.expression().expr, &mut vec![], &mut free);
@@ -630,6 +712,36 @@ mod tests {
         assert!(
             ContextCondition::compile(r#"steps.lookup.verdict == "malicious""#, &["steps"]).is_ok()
         );
+    }
+
+    /// Found with fuzz/cel seeds: long operator chains overflowed the stack (about 1,200 links
+    /// on 2 MiB), and a parse error past column 65,535 panicked while being printed.
+    #[test]
+    fn long_chains_and_long_lines_are_refused_before_parsing() {
+        for chain in [
+            format!("1{} == 1", " + 1".repeat(50_000)),
+            format!("event.fields.a{} == 1", "[0]".repeat(50_000)),
+            format!("1{}", " == 1".repeat(50_000)),
+            // hidden after strings as CEL reads them: a raw string, a triple-quoted one
+            format!(r#"r"" == "x"{}"#, " + 1".repeat(1_000)),
+            format!(r#""""a"b""" == "x"{}"#, " + 1".repeat(1_000)),
+        ] {
+            let e = Condition::compile(&chain).unwrap_err();
+            assert!(e.contains("operators") || e.contains("bytes"), "{e}");
+            assert!(ContextCondition::compile(&chain, &["event"]).is_err());
+        }
+        let long_line = format!("{} +", "1 ".repeat(40_000));
+        assert!(
+            Condition::compile(&long_line)
+                .unwrap_err()
+                .contains("bytes")
+        );
+        // operators inside strings do not count; a long `in` list is fine
+        let regex = format!(r#"event.title.matches("^({})$")"#, "a|b.c".repeat(300));
+        assert!(Condition::compile(&regex).is_ok());
+        let ips: Vec<String> = (0..200).map(|i| format!("\"10.0.0.{i}\"")).collect();
+        let list = format!("event.fields.src_ip in [{}]", ips.join(", "));
+        assert!(Condition::compile(&list).is_ok());
     }
 
     #[test]
