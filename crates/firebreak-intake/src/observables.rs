@@ -402,7 +402,10 @@ fn scan_ipv4(text: &str, out: &mut Vec<(usize, Observable)>) {
         if parts.clone().count() != 4 || parts.clone().any(|p| p.is_empty() || p.len() > 3) {
             continue;
         }
-        if let Ok(ip) = run.parse::<Ipv4Addr>() {
+        // the unspecified address says "no address", as `classify` reads it
+        if let Ok(ip) = run.parse::<Ipv4Addr>()
+            && !ip.is_unspecified()
+        {
             out.push((start, Observable::new(ObservableKind::Ip, ip.to_string())));
         }
     }
@@ -463,7 +466,9 @@ fn scan_ipv6(text: &str, out: &mut Vec<(usize, Observable)>) {
         if cand == "::" || !cand.contains(':') {
             continue;
         }
-        if let Ok(ip) = cand.parse::<Ipv6Addr>() {
+        if let Ok(ip) = cand.parse::<Ipv6Addr>()
+            && !ip.is_unspecified()
+        {
             out.push((
                 start + offset,
                 Observable::new(ObservableKind::Ip, ip.to_string()),
@@ -522,7 +527,7 @@ fn canonical_url(raw: &str) -> Option<(String, Option<Observable>)> {
         return None;
     }
     let host_obs = if let Ok(ip) = host.parse::<IpAddr>() {
-        Some(Observable::new(ObservableKind::Ip, ip.to_string()))
+        (!ip.is_unspecified()).then(|| Observable::new(ObservableKind::Ip, ip.to_string()))
     } else if valid_domain_labels(&host) && host.contains('.') {
         Some(Observable::new(ObservableKind::Domain, host.clone()))
     } else if host
@@ -777,6 +782,30 @@ mod tests {
     /// Found by fuzz/observables: a URL ran on through control characters (`\0`), and
     /// `classify` (what feeds and the API use) refused what `extract` gave, so such an
     /// indicator could never match.
+    /// Found by fuzz/observables: `0::` (and `0.0.0.0`, a URL on `[::]`) came out as an IP that
+    /// `classify` refuses: the unspecified address says "no address".
+    #[test]
+    fn unspecified_addresses_are_not_observables() {
+        for text in [
+            "0::",
+            "from 0.0.0.0 to x",
+            "0:0::0 up",
+            "see http://[::]:8080/x",
+        ] {
+            let found = extract(text);
+            assert!(
+                found.iter().all(|o| o.kind != ObservableKind::Ip),
+                "{text}: {found:?}"
+            );
+        }
+        let found = extract("see http://0.0.0.0/x");
+        assert_eq!(
+            found,
+            vec![Observable::new(ObservableKind::Url, "http://0.0.0.0/x")]
+        );
+        assert_eq!(extract("::1 and 0.0.0.1").len(), 2);
+    }
+
     #[test]
     fn urls_end_at_control_characters() {
         let found = extract("see hxxps://evil[.]example/login\0\0\x01?a=b now");
