@@ -478,7 +478,7 @@ fn scan_ipv6(text: &str, out: &mut Vec<(usize, Observable)>) {
 }
 
 /// Strip punctuation that ends a sentence rather than the URL; a `)` stays when it closes a
-/// `(` inside the URL.
+/// `(` inside the URL, a `]` when it closes a `[` (an IPv6 host: `http://[2001:db8::1]`).
 fn trim_url_end(url: &str) -> &str {
     let mut s = url;
     loop {
@@ -486,8 +486,9 @@ fn trim_url_end(url: &str) -> &str {
             return s;
         };
         let strip = match last {
-            '.' | ',' | ';' | ':' | '!' | '?' | ']' | '>' | '\'' | '"' => true,
+            '.' | ',' | ';' | ':' | '!' | '?' | '>' | '\'' | '"' => true,
             ')' => s.matches('(').count() < s.matches(')').count(),
+            ']' => s.matches('[').count() < s.matches(']').count(),
             _ => false,
         };
         if !strip {
@@ -804,6 +805,28 @@ mod tests {
             vec![Observable::new(ObservableKind::Url, "http://0.0.0.0/x")]
         );
         assert_eq!(extract("::1 and 0.0.0.1").len(), 2);
+    }
+
+    /// Found by fuzz/observables: a URL whose IPv6 host ends it (`http://[::a]`) lost its `]`
+    /// as sentence punctuation, so it was not found in text, and `classify` refused the
+    /// canonical form of `http://::a`.
+    #[test]
+    fn urls_ending_in_an_ipv6_host_keep_their_bracket() {
+        let found = extract("see http://[2001:DB8::1] now, or (http://[::a]).");
+        let url = |u: &str| Observable::new(ObservableKind::Url, u);
+        assert!(found.contains(&url("http://[2001:db8::1]")), "{found:?}");
+        assert!(found.contains(&url("http://[::a]")), "{found:?}");
+        assert!(found.contains(&Observable::new(ObservableKind::Ip, "2001:db8::1")));
+        for o in extract("http://::a") {
+            assert_eq!(classify(Some(o.kind), &o.value), Some(o));
+        }
+        assert_eq!(
+            extract("at http://x.example/a]."),
+            vec![
+                url("http://x.example/a"),
+                Observable::new(ObservableKind::Domain, "x.example")
+            ]
+        );
     }
 
     #[test]
