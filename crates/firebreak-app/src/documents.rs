@@ -423,7 +423,10 @@ pub fn clean_filename(raw: &str) -> String {
             !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
         })
         .collect();
-    let cleaned = cleaned.trim().trim_start_matches('.').trim();
+    // leading dots and spaces in any order (`. .x` is not to become `.x`)
+    let cleaned = cleaned
+        .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
+        .trim_end();
     let mut out = String::new();
     for c in cleaned.chars() {
         if out.len() + c.len_utf8() > 255 {
@@ -790,6 +793,10 @@ mod tests {
         assert_eq!(clean_filename("a\u{202e}gpj.exe"), "agpj.exe");
         assert_eq!(clean_filename("rapport été.pdf"), "rapport été.pdf");
         assert!(clean_filename(&"é".repeat(300)).len() <= 255);
+        // found by fuzz/tokens: dots and spaces mixed left a leading dot
+        assert_eq!(clean_filename(". .htaccess"), "htaccess");
+        assert_eq!(clean_filename(" . . "), "document");
+        assert_eq!(clean_filename("x/. \u{1c}\u{1c}.%kta."), "%kta.");
         assert_eq!(
             clean_content_type(Some("text/html; charset=utf-8")),
             "application/octet-stream"

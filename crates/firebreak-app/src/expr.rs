@@ -329,12 +329,176 @@ fn free_idents(e: &Expr, bound: &mut Vec<String>, out: &mut Vec<String>) {
     }
 }
 
+/// Longest condition compiled, in bytes. Stored conditions are at most 4,000 characters; this
+/// also keeps cel's parse errors printable (a caret past column 65,535 panics in `Display`).
+pub const MAX_SOURCE_BYTES: usize = 16 * 1024;
+
+/// Most operator characters (`+ - * / % = ! < > & | ? . [ (` and the word `in`) a condition
+/// may hold outside its string literals. cel's parser and evaluator recurse once per link of a
+/// chain such as `1 + 1 + 1 ...` or `a == b == c ...`, and about 1,200 links overflowed a
+/// 2 MiB thread stack (debug build), which kills the process.
+pub const MAX_OPERATORS: usize = 500;
+
+/// Refuses text too long, or with more than [`MAX_OPERATORS`] operators, before cel parses it.
+/// String literals are skipped as CEL reads them: `"` `'` or tripled, with an `r` prefix taking
+/// backslashes literally; a one-line literal also ends at a line break.
+fn check_source(source: &str) -> Result<(), String> {
+    if source.len() > MAX_SOURCE_BYTES {
+        return Err(format!("longer than {MAX_SOURCE_BYTES} bytes"));
+    }
+    let b = source.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let (mut i, mut ops) = (0usize, 0usize);
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'"' | b'\'' => {
+                // the prefix letters right before the quote (`r`, `b`, `rb`...)
+                let mut p = i;
+                while p > 0 && matches!(b[p - 1], b'r' | b'R' | b'b' | b'B') {
+                    p -= 1;
+                }
+                let raw = (p == 0 || !ident(b[p - 1]))
+                    && b[p..i].iter().any(|x| matches!(x, b'r' | b'R'));
+                let triple = b.get(i..i + 3).is_some_and(|t| t.iter().all(|x| *x == c));
+                i += if triple { 3 } else { 1 };
+                while let Some(&d) = b.get(i) {
+                    if d == b'\\' && !raw {
+                        i += 2;
+                        continue;
+                    }
+                    if !triple && d == b'\n' {
+                        break;
+                    }
+                    if d == c
+                        && (!triple || b.get(i..i + 3).is_some_and(|t| t.iter().all(|x| *x == c)))
+                    {
+                        i += if triple { 3 } else { 1 };
+                        break;
+                    }
+                    i += 1;
+                }
+                continue;
+            }
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'=' | b'!' | b'<' | b'>' | b'&' | b'|' | b'?'
+            | b'.' | b'[' | b'(' => ops += 1,
+            _ if ident(c) => {
+                let start = i;
+                while b.get(i).is_some_and(|x| ident(*x)) {
+                    i += 1;
+                }
+                if &b[start..i] == b"in" {
+                    ops += 1;
+                }
+                if ops > MAX_OPERATORS {
+                    break;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if ops > MAX_OPERATORS {
+            break;
+        }
+        i += 1;
+    }
+    if ops > MAX_OPERATORS {
+        return Err(format!(
+            "more than {MAX_OPERATORS} operators; split the condition"
+        ));
+    }
+    Ok(())
+}
+
+/// The most evaluation steps a condition may take in the worst case, by [`cost`]'s estimate.
+/// CEL has no fuel: list macros (`all`, `exists`, `map`, `filter`...) nested over lists, or
+/// `in` tested over a list inside one, multiply, and a 300-character condition could run for
+/// hours. Such conditions are refused when compiled (about 50 ms of evaluation at most).
+pub const MAX_COST: u64 = 200_000;
+
+/// The length assumed for a list that comes from the event or the run (tags, observables,
+/// field values), whose length the condition cannot know.
+const DATA_LIST_LEN: u64 = 1_000;
+
+/// The number of elements of a list or map literal; data lists count as [`DATA_LIST_LEN`].
+fn range_len(e: &Expr) -> u64 {
+    match e {
+        Expr::List(l) => l.elements.len() as u64,
+        Expr::Map(m) => m.entries.len() as u64,
+        _ => DATA_LIST_LEN,
+    }
+}
+
+/// A worst-case estimate of the steps evaluating `e` takes: every node counts one, a
+/// comprehension its body once per element of its range, `in` one per element of its list.
+fn cost(e: &Expr) -> u64 {
+    match e {
+        Expr::Literal(_) | Expr::Ident(_) | Expr::Unspecified => 1,
+        Expr::Select(s) => cost(&s.operand.expr).saturating_add(1),
+        Expr::Call(c) => {
+            let mut total = c
+                .args
+                .iter()
+                .fold(1u64, |acc, a| acc.saturating_add(cost(&a.expr)));
+            if let Some(t) = &c.target {
+                total = total.saturating_add(cost(&t.expr));
+            }
+            if c.func_name == cel::common::ast::operators::IN
+                && let Some(list) = c.args.get(1)
+            {
+                total = total.saturating_add(range_len(&list.expr));
+            }
+            total
+        }
+        Expr::List(l) => l
+            .elements
+            .iter()
+            .fold(1u64, |acc, x| acc.saturating_add(cost(&x.expr))),
+        Expr::Map(m) => m.entries.iter().fold(1u64, |acc, entry| {
+            acc.saturating_add(match &entry.expr {
+                cel::common::ast::EntryExpr::MapEntry(me) => {
+                    cost(&me.key.expr).saturating_add(cost(&me.value.expr))
+                }
+                cel::common::ast::EntryExpr::StructField(f) => cost(&f.value.expr),
+            })
+        }),
+        Expr::Struct(st) => st.entries.iter().fold(1u64, |acc, entry| {
+            acc.saturating_add(match &entry.expr {
+                cel::common::ast::EntryExpr::MapEntry(me) => {
+                    cost(&me.key.expr).saturating_add(cost(&me.value.expr))
+                }
+                cel::common::ast::EntryExpr::StructField(f) => cost(&f.value.expr),
+            })
+        }),
+        Expr::Comprehension(c) => {
+            let per_element = cost(&c.loop_cond.expr).saturating_add(cost(&c.loop_step.expr));
+            cost(&c.iter_range.expr)
+                .saturating_add(cost(&c.accu_init.expr))
+                .saturating_add(range_len(&c.iter_range.expr).saturating_mul(per_element))
+                .saturating_add(cost(&c.result.expr))
+        }
+    }
+}
+
+/// Refuses a program whose worst case is over [`MAX_COST`].
+fn check_cost(program: &Program) -> Result<(), String> {
+    let c = cost(&program.expression().expr);
+    if c > MAX_COST {
+        return Err(format!(
+            "too costly to evaluate (about {c} steps in the worst case, at most {MAX_COST}): \
+             list macros (all, exists, map, filter) nested over lists, or `in` over a list \
+             inside one, multiply; test the lists one after the other instead"
+        ));
+    }
+    Ok(())
+}
+
 impl Condition {
     /// Compiles `source`; the error says what is wrong, in CEL's words.
     pub fn compile(source: &str) -> Result<Self, String> {
         if source.trim().is_empty() {
             return Err("must not be blank".into());
         }
+        check_source(source)?;
         let program = ENV.compile(source).map_err(|e| e.to_string())?;
         let mut free = Vec::new();
         free_idents(&program.expression().expr, &mut vec![], &mut free);
@@ -343,6 +507,7 @@ impl Condition {
                 "unknown variable {v:?}: conditions refer to the event as `event`, e.g. event.source"
             ));
         }
+        check_cost(&program)?;
         let required = required(&program.expression().expr);
         let mut needs = FieldNeeds::default();
         field_needs(&program.expression().expr, &mut needs);
@@ -405,6 +570,7 @@ impl ContextCondition {
         if source.trim().is_empty() {
             return Err("must not be blank".into());
         }
+        check_source(source)?;
         let program = ENV.compile(source).map_err(|e| e.to_string())?;
         let mut free = Vec::new();
         free_idents(&program.expression().expr, &mut vec![], &mut free);
@@ -414,6 +580,7 @@ impl ContextCondition {
                 vars.join(", ")
             ));
         }
+        check_cost(&program)?;
         Ok(Self {
             source: source.to_string(),
             program,
@@ -511,6 +678,71 @@ mod tests {
         assert!(Condition::compile("   ").is_err());
         let e = Condition::compile(r#"request.host == "x""#).unwrap_err();
         assert!(e.contains("request"), "{e}");
+    }
+
+    /// Found by fuzz/cel: nested list macros ran for hours (ten elements, eight levels: 10^8
+    /// steps). Refused when compiled, with a reason; ordinary rules still compile.
+    #[test]
+    fn refuses_conditions_too_costly_to_evaluate() {
+        let ten = "[0,1,2,3,4,5,6,7,8,9]";
+        let mut nested = "1".to_string();
+        for v in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+            nested = format!("{ten}.map({v}, {nested})");
+        }
+        let nested = format!("size({nested}) > 0");
+        let e = Condition::compile(&nested).unwrap_err();
+        assert!(e.contains("too costly"), "{e}");
+        let e = ContextCondition::compile(&nested, &["event"]).unwrap_err();
+        assert!(e.contains("too costly"), "{e}");
+        // data lists nested in each other, and `in` over data inside a macro over data
+        for bad in [
+            r#"event.observables.exists(o, event.tags.exists(t, t == o.value))"#,
+            r#"event.fields.a.all(x, x in event.fields.b)"#,
+        ] {
+            assert!(Condition::compile(bad).is_err(), "{bad}");
+        }
+        for fine in [
+            r#"event.observables.exists(o, o.kind == "ip" && o.value.startsWith("10."))"#,
+            r#"event.tags.exists(t, t in ["phishing", "malware", "ransomware"])"#,
+            r#"event.fields.src_ip in ["10.0.0.1", "10.0.0.2"] && size(event.tags) > 2"#,
+            r#"[1, 2, 3].all(x, [4, 5, 6].exists(y, x < y))"#,
+        ] {
+            assert!(Condition::compile(fine).is_ok(), "{fine}");
+        }
+        assert!(
+            ContextCondition::compile(r#"steps.lookup.verdict == "malicious""#, &["steps"]).is_ok()
+        );
+    }
+
+    /// Found with fuzz/cel seeds: long operator chains overflowed the stack (about 1,200 links
+    /// on 2 MiB), and a parse error past column 65,535 panicked while being printed.
+    #[test]
+    fn long_chains_and_long_lines_are_refused_before_parsing() {
+        for chain in [
+            format!("1{} == 1", " + 1".repeat(50_000)),
+            format!("event.fields.a{} == 1", "[0]".repeat(50_000)),
+            format!("1{}", " == 1".repeat(50_000)),
+            // hidden after strings as CEL reads them: a raw string, a triple-quoted one
+            format!(r#"r"" == "x"{}"#, " + 1".repeat(1_000)),
+            format!(r#""""a"b""" == "x"{}"#, " + 1".repeat(1_000)),
+        ] {
+            let e = Condition::compile(&chain).unwrap_err();
+            assert!(e.contains("operators") || e.contains("bytes"), "{e}");
+            assert!(ContextCondition::compile(&chain, &["event"]).is_err());
+        }
+        // cel reports this error at column 66,001 and its Display panics on such a caret
+        let long_line = format!("{}1 +", " ".repeat(66_000));
+        assert!(
+            Condition::compile(&long_line)
+                .unwrap_err()
+                .contains("bytes")
+        );
+        // operators inside strings do not count; a long `in` list is fine
+        let regex = format!(r#"event.title.matches("^({})$")"#, "a|b.c".repeat(300));
+        assert!(Condition::compile(&regex).is_ok());
+        let ips: Vec<String> = (0..200).map(|i| format!("\"10.0.0.{i}\"")).collect();
+        let list = format!("event.fields.src_ip in [{}]", ips.join(", "));
+        assert!(Condition::compile(&list).is_ok());
     }
 
     #[test]

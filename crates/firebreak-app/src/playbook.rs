@@ -266,8 +266,42 @@ pub struct PlaybookError {
     pub message: String,
 }
 
+/// Deepest nesting of `[` and `{` that YAML text handed to the parser may have. The YAML
+/// scanner takes time quadratic in the nesting of flow collections (`{a: {a: ...` 16,000 deep,
+/// 64 KiB of text, took 7 s; a 1 MiB body would take half an hour), and the deserializer
+/// refuses more than 128 levels anyway. Brackets inside strings count too: real documents are
+/// nowhere near this.
+pub const MAX_YAML_NESTING: usize = 128;
+
+/// Refuses YAML text nested deeper than [`MAX_YAML_NESTING`], before it is parsed (playbooks,
+/// the response plan).
+pub fn check_yaml_nesting(text: &str) -> Result<(), String> {
+    let mut depth = 0usize;
+    for b in text.bytes() {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_YAML_NESTING {
+                    return Err(format!(
+                        "nested more than {MAX_YAML_NESTING} levels deep ([ and {{)"
+                    ));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Parses and validates YAML (or JSON) text; on failure, every problem found.
 pub fn parse(text: &str) -> Result<Playbook, Vec<PlaybookError>> {
+    if let Err(e) = check_yaml_nesting(text) {
+        return Err(vec![PlaybookError {
+            path: "(document)".into(),
+            message: format!("not valid YAML: {e}"),
+        }]);
+    }
     let value: Value = match yaml_serde::from_str(text) {
         Ok(v) => v,
         Err(e) => {
@@ -1007,10 +1041,95 @@ fn template_env() -> minijinja::Environment<'static> {
     env
 }
 
+/// Most operators, brackets and separators one template tag (`{{ }}`, `{% %}`) may hold.
+/// minijinja's parser bounds bracket nesting but not chains (`{{ -----1 }}`, `{{ x|f|f|f }}`,
+/// `{{ 1 + 1 + 1 }}`, `{{ a.b.b.b }}`), each link of which is one more level of recursion: about
+/// 28,000 overflow an 8 MiB stack, fewer a worker thread's 2 MiB, and a stack overflow kills the
+/// process. 400 links need some 120 KiB.
+pub const MAX_TAG_OPERATORS: usize = 400;
+
+/// Refuses a template with a tag of more than [`MAX_TAG_OPERATORS`] operators, before minijinja
+/// parses it. Tags are found as minijinja's lexer finds them: comments skipped, string literals
+/// (with backslash escapes) not counted, a tag ending at `}}` or `%}` outside brackets.
+fn check_tag_operators(s: &str) -> Result<(), String> {
+    const WORDS: [&[u8]; 7] = [b"not", b"and", b"or", b"is", b"in", b"if", b"else"];
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i + 1 < b.len() {
+        let (c0, c1) = (b[i], b[i + 1]);
+        if c0 == b'{' && c1 == b'#' {
+            match b[i + 2..].windows(2).position(|w| w == b"#}") {
+                Some(p) => i += 2 + p + 2,
+                None => return Ok(()),
+            }
+            continue;
+        }
+        if c0 != b'{' || (c1 != b'{' && c1 != b'%') {
+            i += 1;
+            continue;
+        }
+        let close = if c1 == b'{' { b'}' } else { b'%' };
+        i += 2;
+        let (mut ops, mut depth) = (0usize, 0usize);
+        while let Some(&c) = b.get(i) {
+            match c {
+                b'"' | b'\'' => {
+                    i += 1;
+                    while let Some(&d) = b.get(i) {
+                        i += if d == b'\\' { 2 } else { 1 };
+                        if d == c {
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                _ if depth == 0 && c == close && b.get(i + 1) == Some(&b'}') => {
+                    i += 2;
+                    break;
+                }
+                b'(' | b'[' | b'{' => {
+                    depth += 1;
+                    ops += 1;
+                }
+                b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+                _ if c.is_ascii_alphanumeric() || c == b'_' => {
+                    let start = i;
+                    while b
+                        .get(i)
+                        .is_some_and(|d| d.is_ascii_alphanumeric() || *d == b'_')
+                    {
+                        i += 1;
+                    }
+                    if WORDS.contains(&&b[start..i]) {
+                        ops += 1;
+                    }
+                    if ops > MAX_TAG_OPERATORS {
+                        break;
+                    }
+                    continue;
+                }
+                _ if c.is_ascii_whitespace() || !c.is_ascii() => {}
+                _ => ops += 1,
+            }
+            if ops > MAX_TAG_OPERATORS {
+                break;
+            }
+            i += 1;
+        }
+        if ops > MAX_TAG_OPERATORS {
+            return Err(format!(
+                "a tag holds more than {MAX_TAG_OPERATORS} operators; split the expression"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_template(s: &str) -> Result<(), String> {
     if !s.contains("{{") && !s.contains("{%") {
         return Ok(());
     }
+    check_tag_operators(s).map_err(|e| format!("invalid template: {e}"))?;
     template_env()
         .template_from_str(s)
         .map(|_| ())
@@ -1022,6 +1141,7 @@ pub fn render(template: &str, context: &Map<String, Value>) -> Result<String, St
     if !template.contains("{{") && !template.contains("{%") {
         return Ok(template.to_string());
     }
+    check_tag_operators(template).map_err(|e| format!("invalid template: {e}"))?;
     let env = template_env();
     let t = env
         .template_from_str(template)
@@ -1038,6 +1158,7 @@ pub fn render(template: &str, context: &Map<String, Value>) -> Result<String, St
 /// Renders a JSON body: every value a template prints is JSON-escaped (user text cannot add
 /// keys), and the result must parse as JSON.
 pub fn render_json(template: &str, context: &Map<String, Value>) -> Result<String, String> {
+    check_tag_operators(template).map_err(|e| format!("invalid template: {e}"))?;
     let mut env = template_env();
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::Json);
     let t = env
@@ -1324,6 +1445,38 @@ steps:
         assert!(e.contains("fuel") || e.contains("exceeds"), "{e}");
     }
 
+    /// Found with fuzz/template seeds: chains of operators (`{{ -----1 }}`, filters, `+`,
+    /// attributes) overflowed the stack in minijinja, killing the process. Refused first.
+    #[test]
+    fn templates_with_overlong_operator_chains_are_refused() {
+        let ctx = Map::new();
+        for chain in [
+            format!("{{{{ {}1 }}}}", "-".repeat(50_000)),
+            format!("{{{{ 1{} }}}}", "|abs".repeat(50_000)),
+            format!("{{{{ 1{} }}}}", " + 1".repeat(50_000)),
+            format!("{{{{ event{} }}}}", ".a".repeat(50_000)),
+            format!("{{{{ {}1 }}}}", "not ".repeat(50_000)),
+            format!("{{% set x = 1{} %}}", " ~ 1".repeat(50_000)),
+            // a dict literal's `}}` does not end the tag for minijinja, nor here
+            format!(
+                "{{{{ {{\"a\": {{\"b\": 1}}}} ~ {}1 }}}}",
+                "-".repeat(50_000)
+            ),
+        ] {
+            let e = render(&chain, &ctx).unwrap_err();
+            assert!(e.contains("operators"), "{e}");
+            assert!(render_json(&chain, &ctx).is_err());
+            assert!(check_template(&chain).is_err());
+        }
+        // strings and comments do not count; ordinary templates render
+        let long_string = format!("{{{{ \"{}\" }}}}", "-.".repeat(5_000));
+        assert_eq!(render(&long_string, &ctx).unwrap().len(), 10_000);
+        let comment = format!("{{# {} #}}{{{{ 1 + 1 }}}}", "-".repeat(5_000));
+        assert_eq!(render(&comment, &ctx).unwrap(), "2");
+        let ok = format!("{{{{ 0{} }}}}", " + 1".repeat(MAX_TAG_OPERATORS / 2));
+        assert!(render(&ok, &ctx).is_ok());
+    }
+
     #[test]
     fn cron_finds_the_next_time() {
         let c = Cron::parse("*/15 9-17 * * mon-fri").unwrap();
@@ -1349,6 +1502,25 @@ steps:
         assert!(Cron::parse("61 * * * *").is_err());
         assert!(Cron::parse("* * *").is_err());
         assert!(Cron::parse("*/0 * * * *").is_err());
+    }
+
+    /// Found with the fuzz targets' pathological seeds: deeply nested flow collections took
+    /// the YAML scanner quadratic time (16,000 levels: 7 s). Refused before parsing, at once.
+    #[test]
+    fn deeply_nested_yaml_is_refused_before_parsing() {
+        let deep = format!("{}1{}", "{a: ".repeat(100_000), "}".repeat(100_000));
+        let started = std::time::Instant::now();
+        let errs = parse(&deep).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(errs[0].message.contains("nested more than"), "{errs:?}");
+        assert!(check_yaml_nesting(&"[".repeat(200)).is_err());
+        assert!(check_yaml_nesting(&"[]".repeat(10_000)).is_ok());
+        let ok = format!(
+            "{}1{}",
+            "[".repeat(MAX_YAML_NESTING),
+            "]".repeat(MAX_YAML_NESTING)
+        );
+        assert!(check_yaml_nesting(&ok).is_ok());
     }
 
     #[test]

@@ -320,3 +320,20 @@ pub fn to_event(mail: &ParsedMail, raw: &str) -> NormalizedEvent {
     e.raw = raw.to_owned();
     e
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzz/eml: a `message/rfc822` part holding another one with an empty body, right
+    /// before the closing boundary, trips a `debug_assert!` in mail-parser 0.11 (a panic in
+    /// debug builds; release builds recover). The workspace's dev profile turns that crate's
+    /// debug assertions off (Cargo.toml), so debug builds read it as release ones do.
+    #[test]
+    fn nested_empty_rfc822_part_does_not_panic() {
+        let raw = b"Content-Type: multipart/mixed; boundary=b\n\n--b\n\
+            Content-Type: message/rfc822\n\nContent-Type: message/rfc822\n\n\n--b--\n";
+        let mail = parse(raw).expect("a mail with a damaged attachment is still a mail");
+        let _ = to_event(&mail, &String::from_utf8_lossy(raw));
+    }
+}

@@ -122,9 +122,11 @@ static DEFANG_RE: LazyLock<Option<Regex>> = LazyLock::new(|| {
         r"(?i)(?-u:\b)(?:hxxps?|fxps?)(?:\[://\]|\[:\]//|://)|\[://\]|\[:\]|\[\.\]|\(\.\)|\{\.\}|[ ]?[\[({]dot[\])}][ ]?|\[@\]|\(@\)|\{@\}|[ ]?[\[({]at[\])}][ ]?",
     )
 });
+/// A URL ends at whitespace, a control character (never part of a URL, RFC 3986) or a
+/// character that delimits URLs in text.
 static URL_RE: LazyLock<Option<Regex>> = LazyLock::new(|| {
     compile(
-        r#"(?i)(?-u:\b)(?:https?|ftps?)://(?:\[[0-9a-f:.]+\]|[^\s/?#<>"'`{}|\\^\[\]]+)[^\s<>"'`{}|\\^]*"#,
+        r#"(?i)(?-u:\b)(?:https?|ftps?)://(?:\[[0-9a-f:.]+\]|[^\s\p{Cc}/?#<>"'`{}|\\^\[\]]+)[^\s\p{Cc}<>"'`{}|\\^]*"#,
     )
 });
 static EMAIL_RE: LazyLock<Option<Regex>> =
@@ -400,7 +402,10 @@ fn scan_ipv4(text: &str, out: &mut Vec<(usize, Observable)>) {
         if parts.clone().count() != 4 || parts.clone().any(|p| p.is_empty() || p.len() > 3) {
             continue;
         }
-        if let Ok(ip) = run.parse::<Ipv4Addr>() {
+        // the unspecified address says "no address", as `classify` reads it
+        if let Ok(ip) = run.parse::<Ipv4Addr>()
+            && !ip.is_unspecified()
+        {
             out.push((start, Observable::new(ObservableKind::Ip, ip.to_string())));
         }
     }
@@ -461,7 +466,9 @@ fn scan_ipv6(text: &str, out: &mut Vec<(usize, Observable)>) {
         if cand == "::" || !cand.contains(':') {
             continue;
         }
-        if let Ok(ip) = cand.parse::<Ipv6Addr>() {
+        if let Ok(ip) = cand.parse::<Ipv6Addr>()
+            && !ip.is_unspecified()
+        {
             out.push((
                 start + offset,
                 Observable::new(ObservableKind::Ip, ip.to_string()),
@@ -471,7 +478,7 @@ fn scan_ipv6(text: &str, out: &mut Vec<(usize, Observable)>) {
 }
 
 /// Strip punctuation that ends a sentence rather than the URL; a `)` stays when it closes a
-/// `(` inside the URL.
+/// `(` inside the URL, a `]` when it closes a `[` (an IPv6 host: `http://[2001:db8::1]`).
 fn trim_url_end(url: &str) -> &str {
     let mut s = url;
     loop {
@@ -479,8 +486,9 @@ fn trim_url_end(url: &str) -> &str {
             return s;
         };
         let strip = match last {
-            '.' | ',' | ';' | ':' | '!' | '?' | ']' | '>' | '\'' | '"' => true,
+            '.' | ',' | ';' | ':' | '!' | '?' | '>' | '\'' | '"' => true,
             ')' => s.matches('(').count() < s.matches(')').count(),
+            ']' => s.matches('[').count() < s.matches(']').count(),
             _ => false,
         };
         if !strip {
@@ -520,7 +528,7 @@ fn canonical_url(raw: &str) -> Option<(String, Option<Observable>)> {
         return None;
     }
     let host_obs = if let Ok(ip) = host.parse::<IpAddr>() {
-        Some(Observable::new(ObservableKind::Ip, ip.to_string()))
+        (!ip.is_unspecified()).then(|| Observable::new(ObservableKind::Ip, ip.to_string()))
     } else if valid_domain_labels(&host) && host.contains('.') {
         Some(Observable::new(ObservableKind::Domain, host.clone()))
     } else if host
@@ -766,4 +774,66 @@ pub fn email_domain(address: &str) -> Option<String> {
         .rsplit_once('@')
         .map(|(_, d)| d.trim().trim_end_matches('>').to_ascii_lowercase())
         .filter(|d| !d.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzz/observables: a URL ran on through control characters (`\0`), and
+    /// `classify` (what feeds and the API use) refused what `extract` gave, so such an
+    /// indicator could never match.
+    /// Found by fuzz/observables: `0::` (and `0.0.0.0`, a URL on `[::]`) came out as an IP that
+    /// `classify` refuses: the unspecified address says "no address".
+    #[test]
+    fn unspecified_addresses_are_not_observables() {
+        for text in [
+            "0::",
+            "from 0.0.0.0 to x",
+            "0:0::0 up",
+            "see http://[::]:8080/x",
+        ] {
+            let found = extract(text);
+            assert!(
+                found.iter().all(|o| o.kind != ObservableKind::Ip),
+                "{text}: {found:?}"
+            );
+        }
+        let found = extract("see http://0.0.0.0/x");
+        assert_eq!(
+            found,
+            vec![Observable::new(ObservableKind::Url, "http://0.0.0.0/x")]
+        );
+        assert_eq!(extract("::1 and 0.0.0.1").len(), 2);
+    }
+
+    /// Found by fuzz/observables: a URL whose IPv6 host ends it (`http://[::a]`) lost its `]`
+    /// as sentence punctuation, so it was not found in text, and `classify` refused the
+    /// canonical form of `http://::a`.
+    #[test]
+    fn urls_ending_in_an_ipv6_host_keep_their_bracket() {
+        let found = extract("see http://[2001:DB8::1] now, or (http://[::a]).");
+        let url = |u: &str| Observable::new(ObservableKind::Url, u);
+        assert!(found.contains(&url("http://[2001:db8::1]")), "{found:?}");
+        assert!(found.contains(&url("http://[::a]")), "{found:?}");
+        assert!(found.contains(&Observable::new(ObservableKind::Ip, "2001:db8::1")));
+        for o in extract("http://::a") {
+            assert_eq!(classify(Some(o.kind), &o.value), Some(o));
+        }
+        assert_eq!(
+            extract("at http://x.example/a]."),
+            vec![
+                url("http://x.example/a"),
+                Observable::new(ObservableKind::Domain, "x.example")
+            ]
+        );
+    }
+
+    #[test]
+    fn urls_end_at_control_characters() {
+        let found = extract("see hxxps://evil[.]example/login\0\0\x01?a=b now");
+        let url = Observable::new(ObservableKind::Url, "https://evil.example/login");
+        assert_eq!(found.first(), Some(&url));
+        assert_eq!(classify(Some(ObservableKind::Url), &url.value), Some(url));
+    }
 }

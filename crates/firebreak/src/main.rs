@@ -966,6 +966,8 @@ async fn admin(o: &Opened, command: Command) -> anyhow::Result<ExitCode> {
         Command::Plan(PlanCommand::Import { file }) => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
+            firebreak_app::playbook::check_yaml_nesting(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let de = yaml_serde::Deserializer::from_str(&text);
             let plan: firebreak_domain::plan::Plan = serde_path_to_error::deserialize(de)
                 .map_err(|e| anyhow::anyhow!("{}: {}: {}", file.display(), e.path(), e.inner()))?;

@@ -72,6 +72,7 @@ pub(crate) fn comparisons(pattern: &str) -> Result<Vec<Comparison>, String> {
         toks,
         pos: 0,
         out: Vec::new(),
+        depth: 0,
     };
     p.observation_or()?;
     if p.pos < p.toks.len() {
@@ -243,10 +244,16 @@ fn path(
     Ok(Tok::Path { object_type, path })
 }
 
+/// Deepest nesting of parentheses a pattern may have: the parser recurses once per level, and
+/// 20,000 levels (40 KB of a feed) overflowed the stack, which kills the process.
+const MAX_NESTING: usize = 64;
+
 struct Parser {
     toks: Vec<Tok>,
     pos: usize,
     out: Vec<Comparison>,
+    /// Parentheses open around the current position.
+    depth: usize,
 }
 
 impl Parser {
@@ -267,6 +274,20 @@ impl Parser {
         } else {
             false
         }
+    }
+
+    /// Runs `inner` one parenthesis deeper, refusing patterns nested beyond [`MAX_NESTING`].
+    fn nested(&mut self, inner: fn(&mut Self) -> Result<(), String>) -> Result<(), String> {
+        if self.depth >= MAX_NESTING {
+            return Err(format!(
+                "parentheses nested more than {MAX_NESTING} levels deep"
+            ));
+        }
+        self.depth += 1;
+        let r = inner(self);
+        self.depth -= 1;
+        r?;
+        self.expect(&Tok::RParen)
     }
 
     fn expect(&mut self, tok: &Tok) -> Result<(), String> {
@@ -312,10 +333,7 @@ impl Parser {
                 self.comparison_or()?;
                 self.expect(&Tok::RBrack)?;
             }
-            Some(Tok::LParen) => {
-                self.observation_or()?;
-                self.expect(&Tok::RParen)?;
-            }
+            Some(Tok::LParen) => self.nested(Self::observation_or)?,
             other => {
                 return Err(format!(
                     "expected '[' or '(' but found {}",
@@ -370,10 +388,7 @@ impl Parser {
 
     fn comparison_primary(&mut self) -> Result<(), String> {
         match self.next() {
-            Some(Tok::LParen) => {
-                self.comparison_or()?;
-                self.expect(&Tok::RParen)
-            }
+            Some(Tok::LParen) => self.nested(Self::comparison_or),
             Some(Tok::Path { object_type, path }) => {
                 let negated = self.eat_word("NOT");
                 let operator = match self.next() {
@@ -496,6 +511,29 @@ mod tests {
         assert_eq!(got[3].values, vec![Literal::Other("443".into())]);
         assert_eq!(got[4].path, vec!["dst_ref", "value"]);
         assert_eq!(got[5].path, vec!["to_refs", "[*]", "value"]);
+    }
+
+    /// Found with fuzz/stix_pattern seeds: 20,000 nested parentheses overflowed the stack.
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let leaf = "[ipv4-addr:value = '198.51.100.1']";
+        for n in [MAX_NESTING + 1, 100_000] {
+            let outer = format!("{}{leaf}{}", "(".repeat(n), ")".repeat(n));
+            let e = comparisons(&outer).unwrap_err();
+            assert!(e.contains("nested"), "{e}");
+            let inner = format!(
+                "[{}ipv4-addr:value = '198.51.100.1'{}]",
+                "(".repeat(n),
+                ")".repeat(n)
+            );
+            assert!(comparisons(&inner).unwrap_err().contains("nested"));
+        }
+        let fine = format!(
+            "{}{leaf}{}",
+            "(".repeat(MAX_NESTING),
+            ")".repeat(MAX_NESTING)
+        );
+        assert_eq!(comparisons(&fine).unwrap().len(), 1);
     }
 
     #[test]

@@ -43,6 +43,13 @@ pub fn parse_plan(content_type: &str, body: &[u8]) -> Result<Plan, ApiError> {
                 "the YAML is not UTF-8",
             )
         })?;
+        firebreak_app::playbook::check_yaml_nesting(text).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_yaml",
+                format!("malformed YAML: {e}"),
+            )
+        })?;
         let de = yaml_serde::Deserializer::from_str(text);
         return serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
@@ -132,4 +139,16 @@ pub async fn plan_versions(
         items: s.app.plan_versions(&p).await?,
         next_cursor: None,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Deeply nested flow collections took the YAML scanner quadratic time; refused at once.
+    #[test]
+    fn deeply_nested_yaml_is_refused_at_once() {
+        let deep = format!("{}1{}", "{a: ".repeat(100_000), "}".repeat(100_000));
+        let started = std::time::Instant::now();
+        assert!(super::parse_plan("application/yaml", deep.as_bytes()).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
 }
