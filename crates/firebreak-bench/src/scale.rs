@@ -43,6 +43,10 @@ pub struct ScaleArgs {
     /// Concurrent keep-alive clients per node (intake and API), spread round-robin.
     #[arg(long, default_value_t = 2)]
     pub clients_per_node: usize,
+    /// The same number of clients for every configuration instead (spread round-robin over
+    /// the nodes): separates the effect of more nodes from that of more clients.
+    #[arg(long)]
+    pub clients: Option<usize>,
     /// Measured seconds of the API mix per configuration.
     #[arg(long, default_value_t = 20)]
     pub seconds: u64,
@@ -190,6 +194,7 @@ struct Report<'a> {
     events: u64,
     body_lines: usize,
     clients_per_node: usize,
+    clients: Option<usize>,
     api_seconds: u64,
     gets_per_post: u32,
     configs: &'a [ConfigResult],
@@ -794,7 +799,10 @@ fn run_config(
     let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
     let pids: Vec<u32> = servers.iter().map(Server::pid).collect();
     let with_pg = r.backend == "postgres";
-    let clients = args.clients_per_node.max(1) * nodes.len();
+    let clients = args
+        .clients
+        .unwrap_or(args.clients_per_node * nodes.len())
+        .max(1);
 
     // intake
     let _ = Command::new("sync").status();
@@ -1072,13 +1080,13 @@ fn print_details(r: &ConfigResult) {
 
 fn print_table(rs: &[ConfigResult]) {
     println!(
-        "| configuration | intake events/s | API req/s | POST /tickets req/s, p50 / p99 ms | GET /tickets/{{n}} req/s, p50 / p99 ms | API p99 ms | errors | peak RSS MiB per node | API CPU, % of a core: nodes / PostgreSQL / other processes |"
+        "| configuration | clients | intake events/s | API req/s | POST /tickets req/s, p50 / p99 ms | GET /tickets/{{n}} req/s, p50 / p99 ms | API p99 ms | errors | peak RSS MiB per node | API CPU, % of a core: nodes / PostgreSQL / other processes |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in rs {
         if r.api.clients == 0 {
             println!(
-                "| {} | failed: {} | | | | | | | |",
+                "| {} | | failed: {} | | | | | | | |",
                 r.name,
                 r.failures.first().map_or("", String::as_str)
             );
@@ -1086,8 +1094,9 @@ fn print_table(rs: &[ConfigResult]) {
         }
         let nodes_cpu = r.api.usage.node_cpu_pct.iter().sum::<f64>();
         println!(
-            "| {} | {} | {} | {}, {:.1} / {:.1} | {}, {:.1} / {:.1} | {:.1} | {} | {} | {:.0} / {} / {:.0} |",
+            "| {} | {} | {} | {} | {}, {:.1} / {:.1} | {}, {:.1} / {:.1} | {:.1} | {} | {} | {:.0} / {} / {:.0} |",
             r.name,
+            r.api.clients,
             fmt_n(r.intake.events_per_s),
             fmt_n(r.api.requests_per_s),
             fmt_n(r.api.post.per_s),
@@ -1167,11 +1176,14 @@ pub fn run(args: &ScaleArgs) -> Result<bool> {
     let data = crate::intake::prepare(&params, &work)?;
     print_data(&data.generated);
     let bodies = split_bodies(&data.eve, args.body_lines)?;
+    let clients_text = match args.clients {
+        Some(c) => format!("{c} clients in all"),
+        None => format!("{} clients per node", args.clients_per_node),
+    };
     println!(
-        "intake: {} bodies of up to {} lines, {} clients per node; API: GET:POST = {}:1 for {} s after {} s of warm-up",
+        "intake: {} bodies of up to {} lines, {clients_text}; API: GET:POST = {}:1 for {} s after {} s of warm-up",
         bodies.ranges.len(),
         args.body_lines,
-        args.clients_per_node,
         args.gets_per_post,
         args.seconds,
         args.warmup
@@ -1208,10 +1220,9 @@ pub fn run(args: &ScaleArgs) -> Result<bool> {
     let loadavg_end = procfs::loadavg();
     println!();
     println!(
-        "nproc {nproc}, load average {loadavg_start} at start, {loadavg_end} at the end; {} events per configuration in bodies of {} lines, {} clients per node; API mix GET:POST {}:1, {} s; {firebreak_version} ({git}); total {:.0} s",
+        "nproc {nproc}, load average {loadavg_start} at start, {loadavg_end} at the end; {} events per configuration in bodies of {} lines, {clients_text}; API mix GET:POST {}:1, {} s; {firebreak_version} ({git}); total {:.0} s",
         args.events,
         args.body_lines,
-        args.clients_per_node,
         args.gets_per_post,
         args.seconds,
         started.elapsed().as_secs_f64()
@@ -1234,6 +1245,7 @@ pub fn run(args: &ScaleArgs) -> Result<bool> {
             events: args.events,
             body_lines: args.body_lines,
             clients_per_node: args.clients_per_node,
+            clients: args.clients,
             api_seconds: args.seconds,
             gets_per_post: args.gets_per_post,
             configs: &results,
