@@ -88,7 +88,7 @@ pub struct IntakeArgs {
 }
 
 /// The data format version: bump when the generator changes, so old files are not reused.
-const DATA_VERSION: u32 = 1;
+pub(crate) const DATA_VERSION: u32 = 1;
 const PASSWORD: &str = "firebreak-bench-correct-horse-battery-staple";
 const USER: &str = "bench";
 
@@ -385,7 +385,7 @@ pub(crate) fn tail(p: &Path, n: usize) -> String {
 }
 
 /// Lines of the server log at WARN or ERROR (at most `n`, and the total).
-fn log_problems(p: &Path, n: usize) -> Vec<String> {
+pub(crate) fn log_problems(p: &Path, n: usize) -> Vec<String> {
     let text = std::fs::read_to_string(p).unwrap_or_default();
     let bad: Vec<&str> = text
         .lines()
@@ -404,10 +404,10 @@ fn log_problems(p: &Path, n: usize) -> Vec<String> {
     out
 }
 
-struct Data {
-    eve: PathBuf,
-    assets: PathBuf,
-    generated: Generated,
+pub(crate) struct Data {
+    pub(crate) eve: PathBuf,
+    pub(crate) assets: PathBuf,
+    pub(crate) generated: Generated,
 }
 
 fn prepare_data(args: &IntakeArgs, work: &Path) -> Result<Data> {
@@ -420,12 +420,18 @@ fn prepare_data(args: &IntakeArgs, work: &Path) -> Result<Data> {
         seed: args.seed,
         version: DATA_VERSION,
     };
+    prepare(&params, work)
+}
+
+/// The EVE file, the asset CSV and the rules for `params` in `work`: reused when generated
+/// earlier with the same parameters.
+pub(crate) fn prepare(params: &Params, work: &Path) -> Result<Data> {
     let eve = work.join("eve.json");
     let assets = work.join("assets.csv");
     let meta = work.join("generated.json");
     if let Ok(text) = std::fs::read_to_string(&meta)
         && let Ok(g) = serde_json::from_str::<Generated>(&text)
-        && g.params == params
+        && g.params == *params
         && std::fs::metadata(&eve).is_ok_and(|m| m.len() == g.bytes)
         && assets.exists()
     {
@@ -438,13 +444,13 @@ fn prepare_data(args: &IntakeArgs, work: &Path) -> Result<Data> {
     }
     println!(
         "data: generating {} EVE lines, {:.1}% duplicates, {} rules, {} assets (seed {})...",
-        args.events,
-        args.dup_ratio * 100.0,
-        args.rules,
-        args.assets,
-        args.seed
+        params.events,
+        params.dup_ratio * 100.0,
+        params.rules,
+        params.assets,
+        params.seed
     );
-    let g = datagen::generate(&params, &eve, &assets)?;
+    let g = datagen::generate(params, &eve, &assets)?;
     std::fs::write(&meta, serde_json::to_vec_pretty(&g)?)?;
     Ok(Data {
         eve,
@@ -453,7 +459,7 @@ fn prepare_data(args: &IntakeArgs, work: &Path) -> Result<Data> {
     })
 }
 
-fn print_data(g: &Generated) {
+pub(crate) fn print_data(g: &Generated) {
     let pct = |x: u64| x as f64 / g.lines.max(1) as f64 * 100.0;
     println!(
         "data: {} lines, {:.1} MB ({:.0} B/line), {} distinct + {} duplicates ({:.2}%), {} signatures, {} source IPs, {:.1}% to asset addresses, {:.1}% with http",
@@ -859,7 +865,7 @@ fn with_server(
     Ok(())
 }
 
-fn fmt_n(x: f64) -> String {
+pub(crate) fn fmt_n(x: f64) -> String {
     let s = format!("{x:.0}");
     let bytes = s.as_bytes();
     let mut out = String::new();

@@ -5,6 +5,9 @@
 //! `firebreak-bench intake`: N Suricata EVE lines with duplicates, suppression rules and
 //! assets, ingested over HTTP NDJSON and with `firebreak ingest`, on SQLite and PostgreSQL;
 //! events/s, peak memory, and the ratio to a bare typed `serde_json` parse of the same file.
+//!
+//! `firebreak-bench scale`: intake and API throughput of 1, 2 and 3 nodes on one PostgreSQL
+//! against one SQLite node, side by side.
 
 #![forbid(unsafe_code)]
 
@@ -14,6 +17,7 @@ mod indicators;
 mod intake;
 mod overload;
 mod procfs;
+mod scale;
 mod ui;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +45,9 @@ enum Command {
     /// Ten times the sustainable intake rate on one node (issue 9, G4): responsiveness,
     /// shedding with Retry-After, bounded memory, nothing accepted lost.
     Overload(overload::OverloadArgs),
+    /// Scale-out (issue 9): intake and API throughput of 1, 2 and 3 nodes on one PostgreSQL
+    /// against one SQLite node, in one run.
+    Scale(scale::ScaleArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +57,7 @@ fn main() -> ExitCode {
         Command::Ui(args) => ui::run(&args),
         Command::Indicators(args) => indicators::run(&args),
         Command::Overload(args) => overload::run(&args),
+        Command::Scale(args) => scale::run(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

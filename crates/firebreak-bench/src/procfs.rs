@@ -7,7 +7,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// Clock ticks per second of /proc/*/stat (USER_HZ; 100 on Linux x86-64).
-const HZ: f64 = 100.0;
+pub const HZ: f64 = 100.0;
 
 fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
