@@ -173,6 +173,8 @@ struct ConfigResult {
     /// Before the intake, MiB.
     rss_before_mib: Vec<f64>,
     db_size_mib: f64,
+    /// PostgreSQL's count of deadlocks in this configuration's database.
+    pg_deadlocks: Option<i64>,
     errors: u64,
     error_samples: Vec<String>,
     server_log_problems: Vec<String>,
@@ -684,7 +686,9 @@ fn one_config(ctx: &Ctx<'_>, backend: &str, nodes: usize) -> Result<ConfigResult
         }
         for (i, n) in node_list.iter().enumerate() {
             for l in log_problems(&n.env.run_dir.join("server.log"), 5) {
-                r.server_log_problems.push(format!("node {}: {l}", i + 1));
+                let short: String = l.chars().take(400).collect();
+                r.server_log_problems
+                    .push(format!("node {}: {short}", i + 1));
             }
         }
         result
@@ -696,6 +700,12 @@ fn one_config(ctx: &Ctx<'_>, backend: &str, nodes: usize) -> Result<ConfigResult
         ) {
             r.db_size_mib = size.parse::<f64>().unwrap_or(0.0) / 1048576.0;
         }
+        r.pg_deadlocks = psql(
+            &ctx.args.pg_url,
+            &format!("SELECT deadlocks FROM pg_stat_database WHERE datname = '{db}'"),
+        )
+        .ok()
+        .and_then(|d| d.parse().ok());
         if !ctx.args.keep
             && let Err(e) = psql(
                 &ctx.args.pg_url,
@@ -1050,10 +1060,13 @@ fn print_details(r: &ConfigResult) {
         a.usage.machine_iowait_pct
     );
     println!(
-        "  RSS MiB per node: before intake {}, peak {}; database {:.0} MiB; load before {}, busy before {}; setup {:.1} s; errors {}",
+        "  RSS MiB per node: before intake {}, peak {}; database {:.0} MiB{}; load before {}, busy before {}; setup {:.1} s; errors {}",
         join_f(&r.rss_before_mib, 0),
         join_f(&r.peak_rss_mib, 0),
         r.db_size_mib,
+        r.pg_deadlocks
+            .map(|d| format!(", {d} deadlocks"))
+            .unwrap_or_default(),
         r.load_before,
         if r.busy_before.is_empty() {
             "nothing else".to_string()

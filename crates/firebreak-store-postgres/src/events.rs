@@ -1,6 +1,7 @@
 //! Events and observables on PostgreSQL: intake is set-based (a few statements per batch, with
 //! `unnest` arrays), so a batch of hundreds of events costs a handful of round trips. Keys and
-//! observables are locked in sorted order, so concurrent nodes cannot deadlock on them.
+//! observables are locked in sorted order, so concurrent nodes cannot deadlock on them (the
+//! writer gives each intake change set a transaction of its own).
 
 use crate::rows::err;
 use crate::{PgStore, Tx};

@@ -782,7 +782,13 @@ impl Store for PgStore {
     }
 
     async fn change_feed(&self) -> StoreResult<Option<Box<dyn firebreak_store::ChangeFeed>>> {
-        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+        // a pool of its own: the listener keeps its connection checked out while it runs, and
+        // closing the main pool waits for every connection to come back (shutdown would hang)
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with((*self.pool.connect_options()).clone());
+        let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
             .await
             .map_err(err)?;
         listener

@@ -82,7 +82,48 @@ fn is_fatal(e: &StoreError) -> bool {
     matches!(e, StoreError::Unavailable(_) | StoreError::Full(_))
 }
 
+/// Consecutive runs of `items` with at most one intake item each.
+fn one_intake_per_run<T>(items: &[T], is_intake: impl Fn(&T) -> bool) -> Vec<&[T]> {
+    let mut runs = Vec::new();
+    let (mut start, mut seen) = (0, false);
+    for (i, item) in items.iter().enumerate() {
+        if is_intake(item) {
+            if seen {
+                runs.push(&items[start..i]);
+                start = i;
+            }
+            seen = true;
+        }
+    }
+    if start < items.len() {
+        runs.push(&items[start..]);
+    }
+    runs
+}
+
+/// Commits `batch` in order, never two intake change sets in one transaction: each locks its
+/// dedup keys and observables in sorted order, but two in one transaction would lock them in
+/// two sorted runs, and another node's transaction grouped differently could deadlock with it
+/// (40P01 after `deadlock_timeout`, a 409 to the client if the change set was alone).
 async fn write_batch(
+    pool: &PgPool,
+    signer: &AuditSigner,
+    batch: &[Job],
+) -> Vec<StoreResult<CommitOutcome>> {
+    let mut results = Vec::with_capacity(batch.len());
+    let runs = one_intake_per_run(batch, |j| {
+        j.changes
+            .ops
+            .iter()
+            .any(|op| matches!(op, Op::IngestEvents(_)))
+    });
+    for run in runs {
+        results.extend(write_run(pool, signer, run).await);
+    }
+    results
+}
+
+async fn write_run(
     pool: &PgPool,
     signer: &AuditSigner,
     batch: &[Job],
@@ -294,4 +335,30 @@ async fn append(
         .await
         .map_err(err)?;
     Ok((records.iter().map(|r| r.seq).collect(), Some(cp)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_intake_per_run;
+
+    #[test]
+    fn intake_change_sets_get_a_transaction_each() {
+        let runs = |items: &[bool]| -> Vec<Vec<bool>> {
+            one_intake_per_run(items, |x| *x)
+                .into_iter()
+                .map(<[bool]>::to_vec)
+                .collect()
+        };
+        assert_eq!(runs(&[]), Vec::<Vec<bool>>::new());
+        assert_eq!(runs(&[false, false]), vec![vec![false, false]]);
+        assert_eq!(runs(&[false, true, false]), vec![vec![false, true, false]]);
+        assert_eq!(
+            runs(&[true, false, true, true, false]),
+            vec![vec![true, false], vec![true], vec![true, false]]
+        );
+        assert_eq!(
+            runs(&[false, true, true]),
+            vec![vec![false, true], vec![true]]
+        );
+    }
 }
