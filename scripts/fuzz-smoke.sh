@@ -21,9 +21,10 @@ fi
 echo "== building the fuzz targets (release with debug assertions, no sanitizer)"
 start=$(date +%s)
 # -O: assertions and overflow checks come from fuzz/Cargo.toml's profile (see fuzz/README.md).
+# fuzz/target whatever CARGO_TARGET_DIR says: the RUSTFLAGS differ from the workspace's.
 # 16 codegen units instead of cargo-fuzz's 1: a much shorter cold build, for a few percent fewer
 # executions per second.
-cargo fuzz build -O -s none --codegen-units "${FUZZ_CODEGEN_UNITS:-16}"
+cargo fuzz build -O -s none --codegen-units "${FUZZ_CODEGEN_UNITS:-16}" --target-dir fuzz/target
 echo "built in $(($(date +%s) - start)) s"
 # The fuzz workspace has its own lock file; the build must not have changed it.
 if ! git diff --exit-code --quiet -- fuzz/Cargo.lock; then

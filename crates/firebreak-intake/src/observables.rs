@@ -513,7 +513,14 @@ fn canonical_url(raw: &str) -> Option<(String, Option<Observable>)> {
         None => (None, authority),
     };
     let (host, port) = if let Some(after) = hostport.strip_prefix('[') {
+        // brackets hold an IPv6 address, and only a port may follow them (RFC 3986)
         let (h, p) = after.split_once(']')?;
+        let port_ok = p.is_empty()
+            || p.strip_prefix(':')
+                .is_some_and(|d| d.bytes().all(|c| c.is_ascii_digit()));
+        if !port_ok || h.parse::<Ipv6Addr>().is_err() {
+            return None;
+        }
         (h, p)
     } else {
         match hostport.rsplit_once(':') {
@@ -820,6 +827,21 @@ mod tests {
         for o in extract("http://::a") {
             assert_eq!(classify(Some(o.kind), &o.value), Some(o));
         }
+        // brackets hold an IPv6 address and only a port follows them (found by fuzz/observables:
+        // `http://[2]\u{fffd}` became `http://2\u{fffd}`, which classify refused)
+        for bad in [
+            "http://[2]\u{fffd}",
+            "http://[2]/x",
+            "http://[::1]x/",
+            "http://[1.2.3.4]/",
+        ] {
+            let found = extract(bad);
+            assert!(
+                found.iter().all(|o| o.kind != ObservableKind::Url),
+                "{bad}: {found:?}"
+            );
+        }
+        assert!(extract("http://[::1]:8080/a").contains(&url("http://[::1]:8080/a")));
         assert_eq!(
             extract("at http://x.example/a]."),
             vec![
