@@ -6,60 +6,7 @@ use crate::http::Conn;
 use crate::support::{Env, Server, drop_pg_schema, pg_schema_url, stdout};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A webhook receiver answering 204 that records every `webhook-id`.
-fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", l.local_addr().unwrap());
-    let ids = Arc::new(Mutex::new(Vec::new()));
-    let ids2 = ids.clone();
-    std::thread::spawn(move || {
-        for stream in l.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let ids = ids2.clone();
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(s.try_clone().unwrap());
-                loop {
-                    let mut len = 0usize;
-                    let mut id = None;
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let l = line.trim_end().to_ascii_lowercase();
-                        if l.is_empty() {
-                            break;
-                        }
-                        if let Some(v) = l.strip_prefix("content-length:") {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                        if let Some(v) = l.strip_prefix("webhook-id:") {
-                            id = Some(v.trim().to_string());
-                        }
-                    }
-                    let mut body = vec![0u8; len];
-                    if r.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    if let Some(id) = id {
-                        ids.lock().unwrap().push(id);
-                    }
-                    if s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (url, ids)
-}
 
 fn ingest(c: &mut Conn, token: &str, sid: u32, src: &str) -> Value {
     let line = json!({
@@ -218,7 +165,7 @@ fn three_nodes_share_sessions_config_changes_and_playbook_runs() {
     };
 
     // playbook runs started on every node run once each
-    let (hook, ids) = receiver();
+    let (hook, ids) = crate::support::webhook_receiver();
     let pb = json!({
         "name": "cluster-hook", "trigger": "manual",
         "steps": [{"id": "tell", "webhook": {"url": hook}}]

@@ -8,60 +8,9 @@ use crate::http::Conn;
 use crate::support::{Env, drop_pg_schema, pg_schema_url, stdout};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A webhook receiver answering 204 that records every `webhook-id`.
-fn receiver() -> (String, Arc<Mutex<Vec<String>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", l.local_addr().unwrap());
-    let ids = Arc::new(Mutex::new(Vec::new()));
-    let ids2 = ids.clone();
-    std::thread::spawn(move || {
-        for stream in l.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let ids = ids2.clone();
-            std::thread::spawn(move || {
-                let mut r = BufReader::new(s.try_clone().unwrap());
-                loop {
-                    let (mut len, mut id) = (0usize, None);
-                    loop {
-                        let mut line = String::new();
-                        if r.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let l = line.trim_end().to_ascii_lowercase();
-                        if l.is_empty() {
-                            break;
-                        }
-                        if let Some(v) = l.strip_prefix("content-length:") {
-                            len = v.trim().parse().unwrap_or(0);
-                        }
-                        if let Some(v) = l.strip_prefix("webhook-id:") {
-                            id = Some(v.trim().to_string());
-                        }
-                    }
-                    let mut body = vec![0u8; len];
-                    if r.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    if let Some(id) = id {
-                        ids.lock().unwrap().push(id);
-                    }
-                    if s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (url, ids)
-}
 
 #[derive(Default)]
 struct Acked {
@@ -203,7 +152,7 @@ fn mixed_crash_rounds(env: &Env, rounds: u64) {
     env.lease_secs = Some(2);
     let admin = env.user_token("root", &["admin"]);
     let token = env.user_token("mix", &["responder", "helpdesk"]);
-    let (hook, deliveries) = receiver();
+    let (hook, deliveries) = crate::support::webhook_receiver();
     {
         let s = env.start();
         let pb = json!({

@@ -226,3 +226,55 @@ pub fn http_client() -> reqwest::Client {
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
+
+/// A webhook receiver answering 204 that records every `webhook-id`.
+pub fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    let ids = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let ids2 = ids.clone();
+    std::thread::spawn(move || {
+        for stream in l.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let ids = ids2.clone();
+            std::thread::spawn(move || {
+                let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+                loop {
+                    let (mut len, mut id) = (0usize, None);
+                    loop {
+                        let mut line = String::new();
+                        if std::io::BufRead::read_line(&mut r, &mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let l = line.trim_end().to_ascii_lowercase();
+                        if l.is_empty() {
+                            break;
+                        }
+                        if let Some(v) = l.strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                        if let Some(v) = l.strip_prefix("webhook-id:") {
+                            id = Some(v.trim().to_string());
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    if std::io::Read::read_exact(&mut r, &mut body).is_err() {
+                        return;
+                    }
+                    if let Some(id) = id {
+                        ids.lock().unwrap().push(id);
+                    }
+                    if std::io::Write::write_all(
+                        &mut s,
+                        b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+                    )
+                    .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, ids)
+}
