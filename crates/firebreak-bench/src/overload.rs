@@ -6,13 +6,12 @@
 
 use crate::intake::{Env, resolve_bin};
 use crate::procfs;
-use crate::ui::{Conn, PASSWORD, USER, percentile, sign_in};
-use anyhow::{Context, Result, anyhow, bail};
+use crate::ui::{Conn, bench_user, percentile, sign_in};
+use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -345,36 +344,7 @@ pub fn run(args: &OverloadArgs) -> Result<bool> {
         run_dir: run_dir.clone(),
         database_url: None,
     };
-    let mut add = env.cmd();
-    add.args([
-        "user",
-        "add",
-        USER,
-        "--role",
-        "helpdesk",
-        "--role",
-        "responder",
-        "--password-stdin",
-    ])
-    .stdin(Stdio::piped())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    let mut child = add.spawn().context("firebreak user add")?;
-    child
-        .stdin
-        .take()
-        .ok_or_else(|| anyhow!("no stdin"))?
-        .write_all(format!("{PASSWORD}\n").as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!("user add: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let out = env
-        .cmd()
-        .args(["token", "create", "--user", USER])
-        .stdin(Stdio::null())
-        .output()?;
-    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let token = bench_user(&env, &["helpdesk", "responder"])?;
     let server = env.start_server()?;
     let cookie = sign_in(&server.base)?;
     let ctx = Ctx {

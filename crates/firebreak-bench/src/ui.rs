@@ -231,6 +231,41 @@ fn seed_events(base: &str, token: &str, n: u64) -> Result<f64> {
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Creates the bench user ([`USER`], [`PASSWORD`]) with these roles; returns a fresh API token.
+pub(crate) fn bench_user(env: &Env, roles: &[&str]) -> Result<String> {
+    let mut args = vec!["user", "add", USER];
+    for r in roles {
+        args.extend(["--role", r]);
+    }
+    args.push("--password-stdin");
+    let mut child = env
+        .cmd()
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("firebreak user add")?;
+    child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow!("no stdin"))?
+        .write_all(format!("{PASSWORD}\n").as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("user add: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = env
+        .cmd()
+        .args(["token", "create", "--user", USER])
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        bail!("token create: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 pub(crate) fn sign_in(base: &str) -> Result<String> {
     let mut c = Conn::open(base)?;
     let body = serde_json::json!({"username": USER, "password": PASSWORD}).to_string();
@@ -326,43 +361,7 @@ fn one_backend(
         run_dir: run_dir.clone(),
         database_url,
     };
-    let mut add = env.cmd();
-    add.args([
-        "user",
-        "add",
-        USER,
-        "--role",
-        "helpdesk",
-        "--role",
-        "responder",
-        "--role",
-        "manager",
-        "--role",
-        "admin",
-        "--password-stdin",
-    ])
-    .stdin(Stdio::piped())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
-    let mut child = add.spawn().context("firebreak user add")?;
-    child
-        .stdin
-        .take()
-        .ok_or_else(|| anyhow!("no stdin"))?
-        .write_all(format!("{PASSWORD}\n").as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!("user add: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let out = env
-        .cmd()
-        .args(["token", "create", "--user", USER])
-        .stdin(Stdio::null())
-        .output()?;
-    if !out.status.success() {
-        bail!("token create: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let token = bench_user(&env, &["helpdesk", "responder", "manager", "admin"])?;
     let server = env.start_server()?;
     let base = server.base.clone();
     println!(
