@@ -28,7 +28,7 @@ use uuid::Uuid;
 /// changes made on this node apply at once.
 pub const INTAKE_TTL: Duration = Duration::from_secs(5);
 /// Events per commit at most; larger inputs are committed in several batches.
-pub const BATCH: usize = 5000;
+pub const BATCH: usize = 10_000;
 /// Observables kept per event at most.
 const MAX_OBSERVABLES: usize = 200;
 /// Event ids listed in a summary at most.
@@ -718,6 +718,14 @@ impl App {
                     .details_json()
                     .map_err(|e| AppError::Unexpected(anyhow::anyhow!("event details: {e}")))?,
             );
+            // what the details hold is not read again by the store: freed here, so a batch
+            // waiting for its commit holds the stored text only (memory per batch in flight)
+            let e = &mut item.event;
+            e.fields = serde_json::Map::new();
+            e.description = None;
+            e.tags = Vec::new();
+            e.assets = Vec::new();
+            e.intel = Vec::new();
         }
         // what the summary needs of each item after the commit: its status and whether the
         // plan wants a ticket (the events themselves move into the change set)

@@ -61,9 +61,34 @@ fn connect_options(url: &str) -> anyhow::Result<SqliteConnectOptions> {
         .statement_cache_capacity(256))
 }
 
+/// Tuning of the SQLite backend; [`SqliteStore::open`] uses the defaults.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Event-observable links gathered in the second level (`event_observables_recent`)
+    /// before the writer merges them into `event_observables` in key order.
+    pub merge_links_at: i64,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            merge_links_at: writer::MERGE_LINKS_AT,
+        }
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `url` (`sqlite://path`).
     pub async fn open(url: &str, signer: Arc<AuditSigner>) -> anyhow::Result<Self> {
+        Self::open_with(url, signer, SqliteOptions::default()).await
+    }
+
+    /// [`SqliteStore::open`] with options.
+    pub async fn open_with(
+        url: &str,
+        signer: Arc<AuditSigner>,
+        options: SqliteOptions,
+    ) -> anyhow::Result<Self> {
         let path = file_path(url)?;
         let opts = connect_options(url)?.create_if_missing(true);
         let mut conn = opts.connect().await?;
@@ -81,7 +106,7 @@ impl SqliteStore {
             .name("sqlite-writer".into())
             .spawn({
                 let path = file_path(url)?;
-                move || writer::run(&path, writer_conn, rx, &signer)
+                move || writer::run(&path, writer_conn, rx, &signer, &options)
             })?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let checkpointer = {
@@ -461,7 +486,8 @@ impl WorkflowStore for SqliteStore {
 }
 
 const OBSERVABLE_COLUMNS: &str = "SELECT o.id, o.kind, o.value, o.first_seen, o.last_seen, \
-     (SELECT COUNT(*) FROM event_observables eo WHERE eo.observable_id = o.id) AS events, \
+     (SELECT COUNT(*) FROM event_observables eo WHERE eo.observable_id = o.id) \
+     + (SELECT COUNT(*) FROM event_observables_recent eo WHERE eo.observable_id = o.id) AS events, \
      (SELECT COUNT(*) FROM ticket_observables t WHERE t.observable_id = o.id) AS tickets FROM observables o";
 
 #[async_trait]
@@ -613,8 +639,9 @@ impl EventStore for SqliteStore {
 
     async fn observable_events(&self, id: uuid::Uuid, limit: u32) -> StoreResult<Vec<uuid::Uuid>> {
         let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT e.id FROM event_observables eo JOIN events e ON e.id = eo.event_id \
-             WHERE eo.observable_id = ? ORDER BY e.seq DESC LIMIT ?",
+            "SELECT e.id FROM (SELECT event_id FROM event_observables WHERE observable_id = ?1 \
+             UNION SELECT event_id FROM event_observables_recent WHERE observable_id = ?1) eo \
+             JOIN events e ON e.id = eo.event_id ORDER BY e.seq DESC LIMIT ?2",
         )
         .bind(id.to_string())
         .bind(i64::from(limit))

@@ -3,7 +3,7 @@
 
 use crate::rows;
 use firebreak_store::snapshot::{
-    DERIVED, ImportReport, SnapshotItem, SnapshotSink, SnapshotSource, SqlValue, TABLES,
+    DERIVED, ImportReport, LEVELS, SnapshotItem, SnapshotSink, SnapshotSource, SqlValue, TABLES,
     check_table,
 };
 use firebreak_store::{StoreError, StoreResult};
@@ -60,7 +60,25 @@ pub(crate) async fn export(read: &SqlitePool, sink: &mut dyn SnapshotSink) -> St
             .map(|c| format!("\"{c}\""))
             .collect::<Vec<_>>()
             .join(", ");
-        let sql = format!("SELECT {list} FROM \"{table}\"");
+        let mut sql = format!("SELECT {list} FROM \"{table}\"");
+        // a second level's rows go out as rows of its table (a pair is in one level only;
+        // the NOT EXISTS keeps the export a set whatever happens)
+        for (level, _) in LEVELS.iter().filter(|(_, of)| *of == table) {
+            let key = cols
+                .iter()
+                .map(|c| format!("m.\"{c}\" = r.\"{c}\""))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            let rlist = cols
+                .iter()
+                .map(|c| format!("r.\"{c}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            sql.push_str(&format!(
+                " UNION ALL SELECT {rlist} FROM \"{level}\" r \
+                 WHERE NOT EXISTS (SELECT 1 FROM \"{table}\" m WHERE {key})"
+            ));
+        }
         let mut stream = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&mut *tx);
         while let Some(row) = stream.try_next().await.map_err(rows::err)? {
             let mut values = Vec::with_capacity(row.columns().len());
@@ -104,7 +122,8 @@ pub(crate) fn import(
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(crate::writer::err)?;
-        for t in TABLES.iter().chain(DERIVED).rev() {
+        let levels = LEVELS.iter().map(|(level, _)| level);
+        for t in TABLES.iter().chain(DERIVED).rev().chain(levels) {
             tx.execute(&format!("DELETE FROM \"{t}\""), [])
                 .map_err(crate::writer::err)?;
         }

@@ -42,6 +42,11 @@ pub const TABLES: &[&str] = &[
 /// Counter tables kept by triggers on `events`: rebuilt on restore, never exported.
 pub const DERIVED: &[&str] = &["event_status_counts", "suppression_stats"];
 
+/// Tables one backend keeps as a second level of a listed table (SQLite's recent
+/// event-observable links, merged into `event_observables` in large steps): (level, table).
+/// A snapshot carries a level's rows as rows of its table; a restore puts them there.
+pub const LEVELS: &[(&str, &str)] = &[("event_observables_recent", "event_observables")];
+
 /// One stored value, in SQLite's storage classes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SqlValue {

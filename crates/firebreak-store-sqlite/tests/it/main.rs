@@ -25,6 +25,33 @@ async fn sqlite() -> TestStore {
 
 firebreak_store::store_conformance_suite!(sqlite);
 
+/// The whole suite again with the event-observable links merged into their main table after
+/// every commit (by default only every 300,000 links): every behaviour then reads links from
+/// both levels and from the merged one, and snapshots carry both.
+mod links_merged_at_once {
+    use super::*;
+    use firebreak_store_sqlite::SqliteOptions;
+
+    async fn sqlite_merging() -> TestStore {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let signer = Arc::new(AuditSigner::ephemeral());
+        let options = SqliteOptions { merge_links_at: 1 };
+        let store: DynStore = Arc::new(
+            SqliteStore::open_with(&url, signer.clone(), options)
+                .await
+                .unwrap(),
+        );
+        TestStore {
+            store,
+            signer,
+            guard: Box::new(dir),
+        }
+    }
+
+    firebreak_store::store_conformance_suite!(sqlite_merging);
+}
+
 #[tokio::test]
 async fn database_is_in_wal_mode_and_opens_from_two_processes() {
     // the writer's own connection refuses to start unless journal_mode=wal and synchronous=FULL;
