@@ -969,7 +969,7 @@ pub struct LineIngest<'a> {
 }
 
 /// Batches prepared ahead of the one committing (their commits stay in order).
-const IN_FLIGHT: usize = 3;
+const IN_FLIGHT: usize = 2;
 
 /// Line errors listed in a summary at most.
 pub const MAX_LISTED_ERRORS: usize = 1000;

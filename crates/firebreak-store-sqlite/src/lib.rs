@@ -64,15 +64,15 @@ fn connect_options(url: &str) -> anyhow::Result<SqliteConnectOptions> {
 /// Tuning of the SQLite backend; [`SqliteStore::open`] uses the defaults.
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
-    /// Event-observable links gathered in the second level (`event_observables_recent`)
-    /// before the writer merges them into `event_observables` in key order.
-    pub merge_links_at: i64,
+    /// Rows gathered in a second level (`event_observables_recent`, `event_dedup_recent`)
+    /// before the writer merges it into its table in key order.
+    pub merge_at: i64,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
         Self {
-            merge_links_at: writer::MERGE_LINKS_AT,
+            merge_at: writer::MERGE_AT,
         }
     }
 }

@@ -108,6 +108,7 @@ pub fn run(
     options: &crate::SqliteOptions,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut merges = MergeState::default();
     // a claim that arrived while a batch was being gathered: served right after that batch
     let mut next: Option<Request> = None;
     loop {
@@ -140,55 +141,109 @@ pub fn run(
             }
         }
         commit_batch(path, &mut conn, signer, &mut batch);
-        merge_links_if_due(path, &mut conn, options.merge_links_at);
+        merge_levels_if_due(path, &mut conn, &mut merges, options.merge_at);
     }
 }
 
-/// Links in `event_observables_recent` that make the writer merge them into
-/// `event_observables` (about 85,000 EVE events' worth).
-pub(crate) const MERGE_LINKS_AT: i64 = 300_000;
+/// Rows in a second level that make the writer merge it into its table: 300,000 links (about
+/// 85,000 EVE events' worth) or dedup keys.
+pub(crate) const MERGE_AT: i64 = 300_000;
 
-/// Moves the recent event-observable links into `event_observables` in key order, in one
-/// transaction of their own between batches. A link written straight into that B-tree dirtied
-/// a random page of it per link; sorted, each page is written once per merge however many
-/// links it takes (see migration 0011). Readers see both levels, before and after.
-fn merge_links_if_due(path: &str, conn: &mut Connection, at: i64) {
-    // rowids restart after the table is emptied: the largest is the count
-    let pending: i64 = conn
-        .query_row(
-            "SELECT COALESCE(MAX(rowid), 0) FROM event_observables_recent",
-            [],
-            |r| r.get(0),
-        )
+/// A second level (see migrations 0011 and 0012): new rows go to a small table, merged into
+/// the large one in key order in one transaction between batches. A row written straight into
+/// a large B-tree with random keys dirtied a page of it per row; sorted, each page is written
+/// once per merge however many rows it takes. Readers look at both levels.
+struct Level {
+    recent: &'static str,
+    table: &'static str,
+    /// the merge; the recent table is emptied after it in the same transaction
+    merge: &'static str,
+    /// rows one new event adds, at most in practice
+    per_event: i64,
+}
+
+const LEVELS: [Level; 2] = [
+    Level {
+        recent: "event_observables_recent",
+        table: "event_observables",
+        merge: "INSERT OR IGNORE INTO event_observables (observable_id, event_id) \
+                SELECT observable_id, event_id FROM event_observables_recent \
+                ORDER BY observable_id, event_id",
+        // an EVE alert has 2-6 observables (up to 200 are kept: a level may then pass the
+        // mark before it is counted, which only makes that merge larger)
+        per_event: 16,
+    },
+    // a key is in one level only: a key found in event_dedup is updated there
+    Level {
+        recent: "event_dedup_recent",
+        table: "event_dedup",
+        merge: "INSERT INTO event_dedup (dedup_key, event_id, last_seen) \
+                SELECT dedup_key, event_id, last_seen FROM event_dedup_recent WHERE true \
+                ORDER BY dedup_key \
+                ON CONFLICT (dedup_key) DO UPDATE SET event_id = excluded.event_id, \
+                last_seen = max(event_dedup.last_seen, excluded.last_seen)",
+        per_event: 1,
+    },
+];
+
+/// Merges each second level that holds `at` rows or more. A level is counted only when it may
+/// be due: each new row comes with a new event, and an event brings about
+/// [`Level::per_event`] rows at most, so after counting `n` rows at event `seq` the level is
+/// counted again at event `seq + (at - n) / per_event`.
+fn merge_levels_if_due(path: &str, conn: &mut Connection, state: &mut MergeState, at: i64) {
+    let at = at.max(1);
+    let seq: i64 = conn
+        .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
         .unwrap_or(0);
-    if pending < at.max(1) {
-        return;
-    }
-    let started = std::time::Instant::now();
-    let res = (|| -> rusqlite::Result<usize> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let moved = tx.execute(
-            "INSERT OR IGNORE INTO event_observables (observable_id, event_id) \
-             SELECT observable_id, event_id FROM event_observables_recent \
-             ORDER BY observable_id, event_id",
-            [],
-        )?;
-        tx.execute("DELETE FROM event_observables_recent", [])?;
-        tx.commit()?;
-        Ok(moved)
-    })();
-    match res {
-        Ok(moved) => {
-            tracing::debug!(
-                links = moved,
-                ms = started.elapsed().as_millis() as u64,
-                "sqlite event-observable links merged"
-            );
-            restart_wal_if_large(path, conn);
+    for (i, level) in LEVELS.iter().enumerate() {
+        if state.next_check[i].is_some_and(|next| seq < next) {
+            continue;
         }
-        // rolled back: the links stay where readers find them, and the next batch retries
-        Err(e) => tracing::warn!(error = %e, "merging event-observable links failed"),
+        let pending: i64 = conn
+            .query_row(
+                &format!(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM {} LIMIT ?1)",
+                    level.recent
+                ),
+                [at],
+                |r| r.get(0),
+            )
+            .unwrap_or(0);
+        if pending < at {
+            state.next_check[i] = Some(seq + ((at - pending) / level.per_event).max(1));
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let res = (|| -> rusqlite::Result<usize> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let moved = tx.execute(level.merge, [])?;
+            tx.execute(&format!("DELETE FROM {}", level.recent), [])?;
+            tx.commit()?;
+            Ok(moved)
+        })();
+        match res {
+            Ok(moved) => {
+                state.next_check[i] = Some(seq + (at / level.per_event).max(1));
+                tracing::debug!(
+                    table = level.table,
+                    rows = moved,
+                    ms = started.elapsed().as_millis() as u64,
+                    "sqlite second level merged"
+                );
+                restart_wal_if_large(path, conn);
+            }
+            // rolled back: the rows stay where readers find them; retried after a later batch
+            Err(e) => {
+                tracing::warn!(table = level.table, error = %e, "merging a second level failed")
+            }
+        }
     }
+}
+
+/// When each level is next counted (an event `seq`); unknown until the first batch.
+#[derive(Default)]
+struct MergeState {
+    next_check: [Option<i64>; LEVELS.len()],
 }
 
 /// Commits a gathered batch and answers each of its change sets.
@@ -1064,10 +1119,19 @@ fn ingest_event<'a>(
     let e = &item.event;
     let now = to_millis(e.last_seen);
     if item.resolve {
-        let found: Option<String> = conn
-            .prepare_cached("DELETE FROM event_dedup WHERE dedup_key = ?1 RETURNING event_id")
-            .and_then(|mut s| s.query_row([&item.dedup_key], |r| r.get(0)).optional())
-            .map_err(err)?;
+        // the key is in one level at most: the recent one first
+        let mut found: Option<String> = None;
+        for table in ["event_dedup_recent", "event_dedup"] {
+            found = conn
+                .prepare_cached(&format!(
+                    "DELETE FROM {table} WHERE dedup_key = ?1 RETURNING event_id"
+                ))
+                .and_then(|mut s| s.query_row([&item.dedup_key], |r| r.get(0)).optional())
+                .map_err(err)?;
+            if found.is_some() {
+                break;
+            }
+        }
         if let Some(id) = found {
             let changed = conn
                 .prepare_cached(
@@ -1092,20 +1156,40 @@ fn ingest_event<'a>(
         });
     }
     let candidate = e.id.to_string();
-    let winner: String = conn
+    let window_start = to_millis(item.window_start);
+    // A key seen before the last merge is in event_dedup and is updated there (a repeat, or a
+    // new event after its window); any other goes into the small recent level, which the
+    // writer merges into event_dedup in key order (see migration 0012): a new key no longer
+    // dirties a random page of a large B-tree.
+    let merged: Option<String> = conn
         .prepare_cached(
-            "INSERT INTO event_dedup (dedup_key, event_id, last_seen) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (dedup_key) DO UPDATE SET \
-             event_id = CASE WHEN event_dedup.last_seen < ?4 THEN excluded.event_id ELSE event_dedup.event_id END, \
-             last_seen = max(event_dedup.last_seen, excluded.last_seen) RETURNING event_id",
+            "UPDATE event_dedup SET \
+             event_id = CASE WHEN last_seen < ?3 THEN ?2 ELSE event_id END, \
+             last_seen = max(last_seen, ?4) WHERE dedup_key = ?1 RETURNING event_id",
         )
         .and_then(|mut s| {
-            s.query_row(
-                params![item.dedup_key, candidate, now, to_millis(item.window_start)],
-                |r| r.get(0),
-            )
+            s.query_row(params![item.dedup_key, candidate, window_start, now], |r| {
+                r.get(0)
+            })
+            .optional()
         })
         .map_err(err)?;
+    let winner: String = match merged {
+        Some(w) => w,
+        None => conn
+            .prepare_cached(
+                "INSERT INTO event_dedup_recent (dedup_key, event_id, last_seen) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (dedup_key) DO UPDATE SET \
+                 event_id = CASE WHEN event_dedup_recent.last_seen < ?4 THEN excluded.event_id ELSE event_dedup_recent.event_id END, \
+                 last_seen = max(event_dedup_recent.last_seen, excluded.last_seen) RETURNING event_id",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![item.dedup_key, candidate, now, window_start], |r| {
+                    r.get(0)
+                })
+            })
+            .map_err(err)?,
+    };
     if winner == candidate {
         insert_event(conn, item, pending)?;
         return Ok(Ingested {

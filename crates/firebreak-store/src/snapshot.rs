@@ -43,9 +43,13 @@ pub const TABLES: &[&str] = &[
 pub const DERIVED: &[&str] = &["event_status_counts", "suppression_stats"];
 
 /// Tables one backend keeps as a second level of a listed table (SQLite's recent
-/// event-observable links, merged into `event_observables` in large steps): (level, table).
-/// A snapshot carries a level's rows as rows of its table; a restore puts them there.
-pub const LEVELS: &[(&str, &str)] = &[("event_observables_recent", "event_observables")];
+/// event-observable links and dedup keys, merged into their tables in large steps):
+/// (level, table). A key is in one level only. A snapshot carries a level's rows as rows of its
+/// table; a restore puts them there.
+pub const LEVELS: &[(&str, &str)] = &[
+    ("event_observables_recent", "event_observables"),
+    ("event_dedup_recent", "event_dedup"),
+];
 
 /// One stored value, in SQLite's storage classes.
 #[derive(Clone, Debug, PartialEq)]

@@ -25,10 +25,10 @@ async fn sqlite() -> TestStore {
 
 firebreak_store::store_conformance_suite!(sqlite);
 
-/// The whole suite again with the event-observable links merged into their main table after
-/// every commit (by default only every 300,000 links): every behaviour then reads links from
-/// both levels and from the merged one, and snapshots carry both.
-mod links_merged_at_once {
+/// The whole suite again with the second levels (event-observable links, dedup keys) merged
+/// into their tables after every commit (by default every 300,000 rows): every behaviour then
+/// reads from both levels and from the merged one, and snapshots carry both.
+mod levels_merged_at_once {
     use super::*;
     use firebreak_store_sqlite::SqliteOptions;
 
@@ -36,7 +36,7 @@ mod links_merged_at_once {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("test.db").display());
         let signer = Arc::new(AuditSigner::ephemeral());
-        let options = SqliteOptions { merge_links_at: 1 };
+        let options = SqliteOptions { merge_at: 1 };
         let store: DynStore = Arc::new(
             SqliteStore::open_with(&url, signer.clone(), options)
                 .await
