@@ -1,7 +1,7 @@
 //! Several real `firebreak serve` processes on one PostgreSQL, driven concurrently: sessions
 //! valid on every node, a configuration change applied on every node at once (LISTEN/NOTIFY,
 //! not the caches' 5 s), a ticket made on one node announced on another node's live stream,
-//! playbook runs executed once wherever they were started.
+//! playbook runs executed once wherever they were started, a schedule's slot run once.
 
 use crate::http::Conn;
 use crate::live::LiveClient;
@@ -324,6 +324,113 @@ fn three_nodes_share_sessions_config_changes_and_playbook_runs() {
     );
     let verify = envs[0].cli(&["audit", "verify"]);
     assert!(verify.status.success(), "{}", stdout(&verify));
+    drop(servers);
+    drop_pg_schema(&schema);
+}
+
+/// Unix milliseconds now.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A playbook scheduled every minute (the cron's finest step) on three nodes: each node's
+/// schedule loop looks at the last minute every 20 s, so every slot is enqueued several times
+/// by every node; each slot must still be one run with one webhook delivered. Two slots are
+/// waited for (one to two minutes of wall time).
+#[test]
+fn three_nodes_run_each_schedule_slot_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (schema, envs, servers) = cluster(dir.path());
+    let admin = envs[0].user_token("ops", &["admin"]);
+    let (hook, ids) = crate::support::webhook_receiver();
+    let created_ms = unix_ms();
+    let pb = json!({
+        "name": "every-minute",
+        "trigger": {"on": "schedule", "cron": "* * * * *"},
+        "steps": [{"id": "tell", "webhook": {"url": hook}}]
+    });
+    let r = Conn::new(servers[0].addr)
+        .request(
+            "POST",
+            "/api/v1/playbooks",
+            Some(&admin),
+            Some(pb.to_string().as_bytes()),
+        )
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pool = rt
+        .block_on(sqlx::PgPool::connect(&crate::support::pg_url()))
+        .unwrap();
+    // (slot in unix ms, run id, status) of every scheduled run
+    let runs = || -> Vec<(i64, String, String)> {
+        let rows: Vec<(String, String, String)> = rt
+            .block_on(
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT idempotency_key, id::text, status FROM {schema}.jobs \
+                     WHERE idempotency_key LIKE 'pb:every-minute:schedule:%'"
+                )))
+                .fetch_all(&pool),
+            )
+            .unwrap();
+        rows.into_iter()
+            .map(|(key, id, status)| {
+                let slot: i64 = key.rsplit(':').next().unwrap().parse().unwrap();
+                (slot, id, status)
+            })
+            .collect()
+    };
+    // until two slots have run and the newest is 25 s old: every node's 20 s loop has
+    // enqueued it again by then
+    let deadline = Instant::now() + Duration::from_secs(200);
+    let (seen, ended_ms) = loop {
+        let seen = runs();
+        let slots: BTreeSet<i64> = seen.iter().map(|r| r.0).collect();
+        let now = unix_ms();
+        let settled = slots.len() >= 2
+            && slots.last().is_some_and(|s| now >= s + 25_000)
+            && seen.iter().all(|r| r.2 == "succeeded");
+        if settled {
+            break (seen, now);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "two scheduled slots did not run: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let slots: BTreeSet<i64> = seen.iter().map(|r| r.0).collect();
+    // one run per slot, whatever the key: no more runs than minutes began from a minute before
+    // the playbook existed (the loop looks back one minute) to now
+    let minutes = (created_ms - 61_000..=ended_ms)
+        .filter(|ms| ms % 60_000 == 0)
+        .count();
+    assert!(
+        seen.len() <= minutes,
+        "{} runs for {minutes} slots: {seen:?}",
+        seen.len()
+    );
+    assert_eq!(seen.len(), slots.len(), "a slot ran twice: {seen:?}");
+    assert!(slots.iter().all(|s| s % 60_000 == 0), "{slots:?}");
+    // each run's webhook went out once
+    let got = ids.lock().unwrap().clone();
+    let want: BTreeSet<String> = seen.iter().map(|r| format!("{}.tell", r.1)).collect();
+    let distinct: BTreeSet<String> = got.iter().cloned().collect();
+    assert_eq!(got.len(), seen.len(), "one webhook per run: {got:?}");
+    assert_eq!(distinct, want);
+    eprintln!(
+        "cluster schedule: {} slots over 3 nodes, one run and one webhook each, {:.0} s after the playbook was stored",
+        slots.len(),
+        (ended_ms - created_ms) as f64 / 1000.0
+    );
+    rt.block_on(pool.close());
     drop(servers);
     drop_pg_schema(&schema);
 }
