@@ -131,8 +131,9 @@
   var liveEls = Array.prototype.slice.call(document.querySelectorAll("[data-live]"));
   function liveHeld(el) {
     var a = document.activeElement;
-    return !!el.querySelector("input:checked") ||
-      !!(a && a !== el && el.contains(a) && /^(INPUT|SELECT|TEXTAREA)$/.test(a.tagName));
+    var typing = a && a !== el && el.contains(a) && (a.tagName === "TEXTAREA" || a.tagName === "SELECT" ||
+      (a.tagName === "INPUT" && !/^(checkbox|radio|button|submit)$/.test(a.type)));
+    return !!el.querySelector("input:checked") || !!typing;
   }
   function liveRefresh(el) {
     if (!window.htmx) return;

@@ -238,6 +238,29 @@ pub async fn rows(
     }
 }
 
+#[derive(Template)]
+#[template(path = "event_counts.html")]
+struct Counts {
+    counts: Vec<(String, i64)>,
+}
+
+/// `GET /events/counts`: the queue's counts per status, for the live refresh.
+pub async fn counts(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let ui = match super::signed_in_passive(&s, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    match s.app.event_counts(&ui.p).await {
+        Ok(m) => html(
+            StatusCode::OK,
+            &Counts {
+                counts: m.into_iter().collect(),
+            },
+        ),
+        Err(e) => describe(e).into_response(),
+    }
+}
+
 /// Where to go back to after a bulk action: a page of the queue or an event, nothing else.
 fn safe_back(back: Option<&str>) -> String {
     match back {

@@ -46,6 +46,7 @@ pub fn routes(max_document_bytes: u64) -> axum::Router<AppState> {
         .route("/live", get(live::stream))
         .route("/events", get(events::queue))
         .route("/events/rows", get(events::rows))
+        .route("/events/counts", get(events::counts))
         .route("/events/bulk", post(events::bulk))
         .route("/events/{id}", get(events::detail))
         .route(
