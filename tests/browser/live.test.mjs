@@ -96,4 +96,17 @@ test('ticket page: a log entry made elsewhere joins the timeline, the typed entr
   await shot('ticket-timeline-live');
 });
 
+test('a page whose session is gone goes to the sign-in page at its next refresh', async ({ page, watch }) => {
+  watch.allow(/Failed to load resource: the server responded with a status of 401/);
+  await login(page, base, 'resp', users.resp);
+  const opened = streamOpened(page);
+  await page.goto(`${base}/tickets`);
+  await opened;
+  // the browser forgets the session; the open stream still says what changed
+  await page.context().clearCookies();
+  await api(base, tokens.resp).post('/api/v1/tickets', { title: `After sign-out ${id}` });
+  await page.waitForURL(/\/login$/, { timeout: 3_000 });
+  assert.equal(await page.locator('#ticket-rows').count(), 0);
+});
+
 await run();

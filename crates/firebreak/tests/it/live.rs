@@ -155,6 +155,18 @@ fn live_stream_names_what_changed_coalesces_bursts_and_ends_on_sigterm() {
         Some(401)
     );
 
+    // the fragments the pages refresh answer 401 with a way to the sign-in page, not a page
+    for path in [
+        "/tickets/rows",
+        "/events/rows",
+        "/events/counts",
+        "/tickets/SEC-000001/timeline",
+    ] {
+        let r = c.request("GET", path, None, None).unwrap();
+        assert_eq!(r.status, 401, "{path}");
+        assert_eq!(r.header("hx-redirect"), Some("/login"), "{path}");
+    }
+
     let live = LiveClient::open(server.addr, Some(&cookie)).unwrap();
 
     // an ingested event is `events`
