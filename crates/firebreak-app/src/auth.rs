@@ -209,15 +209,14 @@ impl App {
         let now = self.now();
         let a = self.auth();
         let account = account_key(username);
-        self.store
-            .commit(ChangeSet::new().op(Op::LoginFailure {
-                key: account.clone(),
-                at: now,
-                window: a.failure_window,
-                limit: a.max_failures + 1,
-                lock: a.lockout,
-            }))
-            .await?;
+        self.store_commit(ChangeSet::new().op(Op::LoginFailure {
+            key: account.clone(),
+            at: now,
+            window: a.failure_window,
+            limit: a.max_failures + 1,
+            lock: a.lockout,
+        }))
+        .await?;
         let rows = self
             .store
             .login_throttle(&Self::throttle_keys(username, client))
@@ -264,7 +263,7 @@ impl App {
                 "client_addr": client.addr,
             })),
         );
-        if let Err(e) = self.store.commit(cs).await {
+        if let Err(e) = self.store_commit(cs).await {
             tracing::warn!(error = %e, "could not count a failed sign-in");
         }
     }
@@ -277,7 +276,7 @@ impl App {
                 "username": actor_name(username), "factor": factor, "reason": reason,
                 "client_addr": client.addr,
             }));
-        if let Err(e) = self.store.commit(ChangeSet::new().audit(entry)).await {
+        if let Err(e) = self.store_commit(ChangeSet::new().audit(entry)).await {
             tracing::warn!(error = %e, "could not audit a refused sign-in");
         }
     }
@@ -374,7 +373,7 @@ impl App {
                 AuditDraft::new(&rec.user.username, if mfa { "auth.password_ok" } else { "auth.login" }, "user", rec.user.id)
                     .details(json!({"client_addr": client.addr, "factor": "password", "second_factor_required": mfa})),
             );
-        self.store.commit(cs).await?;
+        self.store_commit(cs).await?;
         Ok(NewSession {
             secret,
             csrf_token: session.csrf_token,
@@ -493,7 +492,7 @@ impl App {
             AuditDraft::new(&user.username, "auth.login", "user", user.id)
                 .details(json!({"client_addr": client.addr, "factor": provider})),
         );
-        match self.store.commit(cs).await {
+        match self.store_commit(cs).await {
             Ok(_) => {}
             // two first sign-ins of the same person at once: the other one created the user
             Err(StoreError::Conflict(m)) => {
@@ -560,8 +559,7 @@ impl App {
         if activity
             && now - s.last_seen_at >= Duration::minutes(1)
             && let Err(e) = self
-                .store
-                .commit(ChangeSet::new().op(Op::TouchSession {
+                .store_commit(ChangeSet::new().op(Op::TouchSession {
                     id_hash: s.id_hash.clone(),
                     at: now,
                 }))
@@ -622,7 +620,7 @@ impl App {
                 AuditDraft::new(&p.user.username, "auth.login", "user", p.user.id)
                     .details(json!({"client_addr": client.addr, "factor": factor})),
             );
-        match self.store.commit(cs).await {
+        match self.store_commit(cs).await {
             Ok(_) => {}
             // a replayed TOTP code or a recovery code spent concurrently
             Err(StoreError::Conflict(_) | StoreError::NotFound) => {
@@ -694,7 +692,7 @@ impl App {
                 "user",
                 p.user.id,
             ));
-        self.store.commit(cs).await?;
+        self.store_commit(cs).await?;
         Ok(())
     }
 
@@ -719,11 +717,10 @@ impl App {
                 "is not the current password",
             ));
         }
-        self.store
-            .commit(ChangeSet::new().op(Op::ClearLoginFailures {
-                keys: vec![account_key(p.username())],
-            }))
-            .await?;
+        self.store_commit(ChangeSet::new().op(Op::ClearLoginFailures {
+            keys: vec![account_key(p.username())],
+        }))
+        .await?;
         Ok(())
     }
 
@@ -759,7 +756,7 @@ impl App {
                 "user",
                 p.user.id,
             ));
-        self.store.commit(cs).await?;
+        self.store_commit(cs).await?;
         Ok(())
     }
 
@@ -801,7 +798,7 @@ impl App {
                 AuditDraft::new(actor, "user.password_reset", "user", rec.user.id)
                     .details(json!({"username": username})),
             );
-        self.store.commit(cs).await?;
+        self.store_commit(cs).await?;
         Ok(())
     }
 
@@ -849,7 +846,7 @@ impl App {
                 "user",
                 p.user.id,
             ));
-        self.store.commit(cs).await?;
+        self.store_commit(cs).await?;
         let issuer = &self.auth().totp_issuer;
         let enc = |s: &str| -> String {
             s.bytes()
@@ -913,7 +910,7 @@ impl App {
                 "user",
                 p.user.id,
             ));
-        self.store.commit(cs).await?;
+        self.store_commit(cs).await?;
         Ok(codes)
     }
 
@@ -945,7 +942,7 @@ impl App {
                 code_hashes: vec![],
             })
             .audit(AuditDraft::new(actor, "user.totp_disabled", "user", user));
-        self.store.commit(cs).await?;
+        self.store_commit(cs).await?;
         Ok(())
     }
 

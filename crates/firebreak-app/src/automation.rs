@@ -281,7 +281,7 @@ impl App {
             .ops
             .iter()
             .any(|op| matches!(op, Op::EnqueueJob(_) | Op::UpdateJob { .. }));
-        match self.store.commit(cs).await {
+        match self.store_commit(cs).await {
             Ok(out) => {
                 if enqueues {
                     self.job_signal.notify_one();
@@ -1409,8 +1409,7 @@ impl App {
             j.locked_by = None;
             j.locked_until = None;
             let _ = self
-                .store
-                .commit(ChangeSet::new().op(Op::UpdateJob {
+                .store_commit(ChangeSet::new().op(Op::UpdateJob {
                     expected_version: job.version,
                     job: j,
                 }))
@@ -1544,7 +1543,7 @@ impl App {
         for e in entries {
             cs = cs.audit(e);
         }
-        match self.store.commit(cs).await {
+        match self.store_commit(cs).await {
             Ok(_) => {
                 job.version += 1;
                 run.job = job;
@@ -2534,7 +2533,7 @@ impl App {
             }
         }
         if !cs.ops.is_empty()
-            && let Err(e) = self.store.commit(cs).await
+            && let Err(e) = self.store_commit(cs).await
         {
             tracing::warn!(error = %e, "approvers could not be notified");
         }

@@ -870,15 +870,21 @@ impl App {
             created_at: now,
             updated_at: now,
         };
-        self.store
-            .commit(
-                ChangeSet::new().op(Op::InsertRecord(rec)).audit(
-                    AuditDraft::new(p.username(), "suppression_rule.created", "suppression_rule", rule.id)
-                        .details(json!({"name": rule.name, "condition": rule.condition, "reason": rule.reason,
-                                        "owner": rule.owner, "expires_at": rule.expires_at})),
+        self.store_commit(
+            ChangeSet::new().op(Op::InsertRecord(rec)).audit(
+                AuditDraft::new(
+                    p.username(),
+                    "suppression_rule.created",
+                    "suppression_rule",
+                    rule.id,
+                )
+                .details(
+                    json!({"name": rule.name, "condition": rule.condition, "reason": rule.reason,
+                                        "owner": rule.owner, "expires_at": rule.expires_at}),
                 ),
-            )
-            .await?;
+            ),
+        )
+        .await?;
         self.invalidate_intake();
         Ok(rule)
     }
@@ -927,8 +933,7 @@ impl App {
         n.principal = Some(rule.owner.clone());
         n.data = serde_json::to_string(&rule).map_err(|e| anyhow::anyhow!("{e}"))?;
         n.updated_at = now;
-        self.store
-            .commit(
+        self.store_commit(
                 ChangeSet::new()
                     .op(Op::UpdateRecord {
                         record: n,
@@ -1114,21 +1119,20 @@ impl App {
             value: o.value,
         };
         let now = self.now();
-        self.store
-            .commit(
-                ChangeSet::new()
-                    .op(Op::LinkTicketObservables {
-                        ticket_id: t.id,
-                        observables: vec![r.clone()],
-                        at: now,
-                    })
-                    .audit(
-                        AuditDraft::new(p.username(), "ticket.observable_added", "ticket", t.id)
-                            .ticket(t.id)
-                            .details(json!({"kind": r.kind, "value": r.value})),
-                    ),
-            )
-            .await?;
+        self.store_commit(
+            ChangeSet::new()
+                .op(Op::LinkTicketObservables {
+                    ticket_id: t.id,
+                    observables: vec![r.clone()],
+                    at: now,
+                })
+                .audit(
+                    AuditDraft::new(p.username(), "ticket.observable_added", "ticket", t.id)
+                        .ticket(t.id)
+                        .details(json!({"kind": r.kind, "value": r.value})),
+                ),
+        )
+        .await?;
         Ok(Self::observable_view(
             self.store.get_observable(r.id()).await?,
         ))

@@ -871,7 +871,7 @@ impl App {
             }),
         };
         // a concurrent lookup of the same thing may have written first: either result is fine
-        match self.store.commit(ChangeSet::new().op(op)).await {
+        match self.store_commit(ChangeSet::new().op(op)).await {
             Ok(_) | Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
         }
@@ -1258,8 +1258,7 @@ impl App {
         let imported = report.indicators.len();
         for chunk in report.indicators.chunks(IMPORT_BATCH) {
             let records = chunk.iter().map(|i| indicator_record(i, now)).collect();
-            self.store
-                .commit(ChangeSet::new().op(Op::UpsertIndicators(records)))
+            self.store_commit(ChangeSet::new().op(Op::UpsertIndicators(records)))
                 .await?;
         }
         let entry = AuditDraft::new(actor, "indicators.imported", "indicators", source).details(json!({
@@ -1454,8 +1453,7 @@ impl App {
             let data =
                 serde_json::to_string(&claimed).map_err(|e| AppError::Unexpected(e.into()))?;
             match self
-                .store
-                .commit(ChangeSet::new().op(Op::UpdateRecord {
+                .store_commit(ChangeSet::new().op(Op::UpdateRecord {
                     record: WorkflowRecord {
                         data,
                         updated_at: now,
@@ -1486,8 +1484,7 @@ impl App {
                 cur.last_result = Some(note);
                 if let Ok(data) = serde_json::to_string(&cur) {
                     let _ = self
-                        .store
-                        .commit(ChangeSet::new().op(Op::UpdateRecord {
+                        .store_commit(ChangeSet::new().op(Op::UpdateRecord {
                             record: WorkflowRecord {
                                 data,
                                 ..rec.clone()

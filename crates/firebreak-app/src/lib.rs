@@ -12,6 +12,7 @@ pub mod expr;
 pub mod helpdesk;
 pub mod intake;
 pub mod intel;
+pub mod live;
 pub mod notify;
 pub mod pdf;
 pub mod plan;
@@ -93,6 +94,8 @@ pub struct App {
     intel: Arc<intel::IntelState>,
     /// Woken when a commit enqueues jobs (the worker loop waits on it).
     job_signal: Arc<tokio::sync::Notify>,
+    /// What committed, for open pages ([`live`]).
+    live: Arc<live::Live>,
 }
 
 impl App {
@@ -116,6 +119,7 @@ impl App {
             http: None,
             intel: Arc::default(),
             job_signal: Arc::default(),
+            live: Arc::default(),
         }
     }
 
@@ -125,10 +129,53 @@ impl App {
         &*self.store
     }
 
-    /// Other nodes' announcements ([`firebreak_store::change_topics`]) to pass to
-    /// [`App::apply_changes`]; `None` on a single-writer backend.
+    /// Every node's announcements ([`firebreak_store::change_topics`]) to pass to
+    /// [`App::apply_announcement`]; `None` on a single-writer backend.
     pub async fn change_feed(&self) -> AppResult<Option<Box<dyn firebreak_store::ChangeFeed>>> {
         Ok(self.store.change_feed().await?)
+    }
+
+    /// Commits a change set and, once it has committed, tells this process's live pages what
+    /// it changed. Every write of the use cases goes through here (most through
+    /// `App::commit`, which adds the playbook runs first).
+    pub(crate) async fn store_commit(
+        &self,
+        cs: firebreak_store::ChangeSet,
+    ) -> firebreak_store::StoreResult<firebreak_store::CommitOutcome> {
+        // one pass over the ops (one `IngestEvents` per intake batch), and only when a page
+        // listens
+        let topics = self
+            .live
+            .wanted()
+            .then(|| firebreak_store::change_topics([&cs]));
+        let out = self.store.commit(cs).await?;
+        match topics {
+            Some(t) => self.live.publish(&t),
+            None => self.live.bump(),
+        }
+        Ok(out)
+    }
+
+    /// Listens to what commits ([`live`]): this process's commits on either backend, other
+    /// nodes' on PostgreSQL. Topics only, never content. `missed`: whether anything was
+    /// announced since `since`, a [`App::live_mark`] taken before a page read what it shows.
+    pub fn subscribe_changes(&self, since: Option<&str>) -> (live::Subscription, bool) {
+        self.live.subscribe_since(since)
+    }
+
+    /// Where this process's announcements stand, for a page to take before it reads.
+    pub fn live_mark(&self) -> String {
+        self.live.mark()
+    }
+
+    /// Acts on a commit heard through the change feed: [`App::apply_changes`], and, when
+    /// another process made it, tells this process's live pages (its own commits were told at
+    /// once, so hearing them back does not refresh a page twice).
+    pub async fn apply_announcement(&self, a: &firebreak_store::Announcement) {
+        self.apply_changes(&a.topics).await;
+        if !a.own {
+            self.live.publish(&a.topics);
+        }
     }
 
     /// Acts on another node's commit: drops the caches it made stale and wakes the job worker

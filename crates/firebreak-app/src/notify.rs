@@ -72,7 +72,7 @@ impl App {
         if let Some(a) = audit {
             cs = cs.audit(a);
         }
-        match self.store.commit(cs).await {
+        match self.store_commit(cs).await {
             Ok(_) => Ok(true),
             Err(StoreError::Conflict(_)) => Ok(false),
             Err(e) => Err(e.into()),

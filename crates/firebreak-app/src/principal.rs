@@ -100,8 +100,7 @@ impl App {
             .last_used_at
             .is_none_or(|t| now - t >= time::Duration::minutes(1))
             && let Err(e) = self
-                .store
-                .commit(ChangeSet::new().op(Op::TouchToken {
+                .store_commit(ChangeSet::new().op(Op::TouchToken {
                     token_id: rec.id,
                     at: now,
                 }))

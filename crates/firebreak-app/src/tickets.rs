@@ -655,8 +655,7 @@ impl App {
                 granted_by: p.username().to_string(),
                 at: self.now(),
             };
-            self.store
-                .commit(ChangeSet::new().op(op).audit(entry))
+            self.store_commit(ChangeSet::new().op(op).audit(entry))
                 .await?;
         }
         Ok(self.store.ticket_access(t.id).await?)
@@ -688,8 +687,7 @@ impl App {
             ticket_id: t.id,
             username: username.to_string(),
         };
-        self.store
-            .commit(ChangeSet::new().op(op).audit(entry))
+        self.store_commit(ChangeSet::new().op(op).audit(entry))
             .await?;
         Ok(self.store.ticket_access(t.id).await?)
     }

@@ -136,8 +136,7 @@ impl App {
         let rec = self.user_record(u)?;
         let entry = Self::user_created_entry(actor, &rec.user);
         match self
-            .store
-            .commit(
+            .store_commit(
                 ChangeSet::new()
                     .op(Op::InsertUser(rec.clone()))
                     .audit(entry),
@@ -163,7 +162,7 @@ impl App {
     async fn deny_admin(&self, p: &Principal, action: &str) -> AppError {
         let entry = AuditDraft::new(p.username(), "authz.denied", "user", "")
             .details(json!({"attempted": action, "reason": "requires the admin role and an admin-scoped token"}));
-        if let Err(e) = self.store.commit(ChangeSet::new().audit(entry)).await {
+        if let Err(e) = self.store_commit(ChangeSet::new().audit(entry)).await {
             tracing::warn!(error = %e, "could not audit a denial");
         }
         AppError::Forbidden(format!("{action} requires the admin role"))
@@ -186,8 +185,7 @@ impl App {
         })?;
         let entry = Self::user_created_entry(SYSTEM_ACTOR, &rec.user);
         match self
-            .store
-            .commit(ChangeSet::new().op(Op::InsertFirstUser(rec)).audit(entry))
+            .store_commit(ChangeSet::new().op(Op::InsertFirstUser(rec)).audit(entry))
             .await
         {
             Ok(_) => Ok(Some(password)),
@@ -272,7 +270,7 @@ impl App {
                     at: self.now(),
                 });
         }
-        self.store.commit(cs).await?;
+        self.store_commit(cs).await?;
         Ok(n)
     }
 
@@ -316,7 +314,7 @@ impl App {
                 AuditDraft::new(actor, "user.disabled", "user", u.id)
                     .details(json!({"username": u.username})),
             );
-        self.store.commit(cs).await?;
+        self.store_commit(cs).await?;
         Ok(u)
     }
 
@@ -339,7 +337,7 @@ impl App {
                 AuditDraft::new(actor, "user.roles_changed", "user", u.id)
                     .details(json!({"username": u.username, "from": before, "to": u.roles})),
             );
-        self.store.commit(cs).await?;
+        self.store_commit(cs).await?;
         Ok(u)
     }
 
@@ -382,13 +380,12 @@ impl App {
             "user": u.username, "name": rec.name, "scopes": rec.scopes,
             "expires_at": rec.expires_at.map(|t| t.unix_timestamp()),
         }));
-        self.store
-            .commit(
-                ChangeSet::new()
-                    .op(Op::InsertToken(rec.clone()))
-                    .audit(entry),
-            )
-            .await?;
+        self.store_commit(
+            ChangeSet::new()
+                .op(Op::InsertToken(rec.clone()))
+                .audit(entry),
+        )
+        .await?;
         Ok((rec, secret))
     }
 
@@ -440,7 +437,7 @@ impl App {
                 AuditDraft::new(actor, "token.revoked", "token", id)
                     .details(json!({"user": u.username, "name": t.name})),
             );
-        self.store.commit(cs).await?;
+        self.store_commit(cs).await?;
         Ok(())
     }
 

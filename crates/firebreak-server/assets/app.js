@@ -121,6 +121,86 @@
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", renderViews);
   else renderViews();
 
+  // Live refresh. An element with data-live="topic ..." (and hx-get, hx-trigger="fb-live") is
+  // re-fetched when /live (server-sent events, names of kinds of change only) says something of
+  // that kind changed, at most once a second, and every 60 s in any case (a proxy that buffers
+  // the stream, a lost connection). A list with selected rows or a focused field waits until
+  // they are let go. The stream is closed while the page is hidden, so background tabs hold no
+  // connection (browsers allow six per site over HTTP/1.1).
+  var LIVE_GAP = 1000, LIVE_FALLBACK = 60000;
+  var liveEls = Array.prototype.slice.call(document.querySelectorAll("[data-live]"));
+  function liveHeld(el) {
+    var a = document.activeElement;
+    var typing = a && a !== el && el.contains(a) && (a.tagName === "TEXTAREA" || a.tagName === "SELECT" ||
+      (a.tagName === "INPUT" && !/^(checkbox|radio|button|submit)$/.test(a.type)));
+    return !!el.querySelector("input:checked") || !!typing;
+  }
+  function liveRefresh(el) {
+    if (!window.htmx) return;
+    if (liveHeld(el)) { el.fbLivePending = true; return; }
+    var wait = (el.fbLiveAt || 0) + LIVE_GAP - Date.now();
+    if (wait > 0) {
+      if (!el.fbLiveTimer) el.fbLiveTimer = setTimeout(function () { el.fbLiveTimer = null; liveRefresh(el); }, wait);
+      return;
+    }
+    el.fbLivePending = false;
+    el.fbLiveAt = Date.now();
+    // keep the keyboard's place in a list across the refresh
+    var a = document.activeElement;
+    el.fbLiveFocus = a && el.contains(a) && a.getAttribute("data-href");
+    window.htmx.trigger(el, "fb-live");
+  }
+  function liveAll() { liveEls.forEach(liveRefresh); }
+  if (liveEls.length) {
+    liveEls.forEach(function (el) {
+      el.addEventListener("htmx:after:swap", function () {
+        var href = el.fbLiveFocus;
+        el.fbLiveFocus = null;
+        if (!href) return;
+        var rows = el.querySelectorAll("[data-href]");
+        for (var i = 0; i < rows.length; i++) {
+          if (rows[i].getAttribute("data-href") === href) { rows[i].focus(); break; }
+        }
+      });
+    });
+    // a held list refreshes once it is let go
+    var release = function () {
+      setTimeout(function () {
+        liveEls.forEach(function (el) { if (el.fbLivePending && !liveHeld(el)) liveRefresh(el); });
+      }, 0);
+    };
+    document.addEventListener("change", release);
+    document.addEventListener("focusout", release);
+    setInterval(function () { if (!document.hidden) liveAll(); }, LIVE_FALLBACK);
+
+    var topics = {};
+    liveEls.forEach(function (el) {
+      el.getAttribute("data-live").split(/\s+/).forEach(function (t) { if (t) topics[t] = true; });
+    });
+    // the stream starts with `*` when anything changed since this page was read (a change
+    // between the page and the stream, or while the stream was down or closed)
+    var since = document.body.getAttribute("data-live-mark") || "";
+    var source = null;
+    var open = function () {
+      if (source || !window.EventSource) return;
+      source = new EventSource("/live?since=" + encodeURIComponent(since));
+      Object.keys(topics).forEach(function (t) {
+        source.addEventListener(t, function () {
+          liveEls.forEach(function (el) {
+            if (el.getAttribute("data-live").split(/\s+/).indexOf(t) >= 0) liveRefresh(el);
+          });
+        });
+      });
+      source.addEventListener("*", liveAll);
+    };
+    var close = function () { if (source) { source.close(); source = null; } };
+    document.addEventListener("visibilitychange", function () {
+      if (document.hidden) close();
+      else open();
+    });
+    if (!document.hidden) open();
+  }
+
   // forms that need a second thought
   document.addEventListener("submit", function (ev) {
     var f = ev.target;

@@ -13,7 +13,8 @@
 //! - A response the client does not read (its socket accepts no bytes) for `send_timeout`
 //!   closes the connection.
 //! - On shutdown the loop stops accepting, asks every connection to finish its request in
-//!   flight and close, and gives up on those still open after `shutdown_grace`.
+//!   flight and close, and gives up on those still open after `shutdown_grace`. A response
+//!   that would never finish by itself (the live stream) watches [`Stopping`] and ends.
 
 use crate::error::ApiError;
 use axum::Router;
@@ -166,12 +167,14 @@ impl Connection {
         C: Clone + Send + Sync + 'static,
     {
         let (router, limits) = (self.router, self.limits);
+        let stopping = Stopping(self.stop.clone());
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let timed_out = BodyTimedOut::default();
             let mut req = req
                 .map(|b| axum::body::Body::new(DeadlineBody::new(b, &limits, timed_out.clone())));
             req.extensions_mut().insert(ConnectInfo(peer.clone()));
             req.extensions_mut().insert(timed_out);
+            req.extensions_mut().insert(stopping.clone());
             router.clone().oneshot(req)
         });
         let io = TokioIo::new(SendTimeout::new(io, limits.send_timeout));
@@ -192,6 +195,18 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+/// In every request's extensions: resolves when the server stops accepting, so a response
+/// that lasts (the live stream) ends then instead of holding shutdown for `shutdown_grace`.
+#[derive(Clone)]
+pub struct Stopping(watch::Receiver<bool>);
+
+impl Stopping {
+    pub async fn wait(mut self) {
+        // the sender gone means the accept loop is gone too
+        let _ = self.0.wait_for(|s| *s).await;
     }
 }
 

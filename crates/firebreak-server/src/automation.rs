@@ -16,8 +16,9 @@ pub fn worker_id() -> String {
     )
 }
 
-/// Listens for other nodes' commits (PostgreSQL `LISTEN`) and applies them to this node's
-/// caches and job worker; nothing to do with one writer (SQLite).
+/// Listens for every node's commits (PostgreSQL `LISTEN`) and applies them to this node's
+/// caches, job worker and live pages (other nodes' only: this node told its pages of its own);
+/// nothing to do with one writer (SQLite).
 pub fn spawn_change_listener(app: App) {
     tokio::spawn(async move {
         let mut feed = loop {
@@ -31,9 +32,9 @@ pub fn spawn_change_listener(app: App) {
             }
         };
         loop {
-            let topics = feed.next().await;
+            let a = feed.next().await;
             metrics::counter!("firebreak_cluster_notifications_total").increment(1);
-            app.apply_changes(&topics).await;
+            app.apply_announcement(&a).await;
         }
     });
 }

@@ -223,7 +223,13 @@ async fn ensure_envelope(res: Response) -> Response {
         _ => ("bad_request", "the request could not be processed"),
     };
     let mut out = ApiError::new(status, code, message).into_response();
-    for name in [header::RETRY_AFTER, header::WWW_AUTHENTICATE, header::ALLOW] {
+    // `hx-redirect`: a page's own refresh whose session ended goes to the sign-in page
+    for name in [
+        header::RETRY_AFTER,
+        header::WWW_AUTHENTICATE,
+        header::ALLOW,
+        HeaderName::from_static("hx-redirect"),
+    ] {
         if let Some(v) = res.headers().get(&name) {
             out.headers_mut().insert(name, v.clone());
         }

@@ -16,10 +16,10 @@ use firebreak_domain::ids::{DocumentId, TicketId, UserId};
 use firebreak_domain::ticket::Ticket;
 use firebreak_domain::user::User;
 use firebreak_store::{
-    AccessGrant, AuditSigner, AuditStore, ChangeSet, CommitOutcome, DocumentRecord, DocumentStore,
-    Op, RecordFilter, SessionRecord, Store, StoreError, StoreResult, ThrottleRecord, TicketFilter,
-    TicketStore, TokenRecord, TotpRecord, UserRecord, UserStore, WorkflowRecord, WorkflowStore,
-    roles_to_text, scopes_to_text, truncate_millis,
+    AccessGrant, Announcement, AuditSigner, AuditStore, ChangeSet, CommitOutcome, DocumentRecord,
+    DocumentStore, Op, RecordFilter, SessionRecord, Store, StoreError, StoreResult, ThrottleRecord,
+    TicketFilter, TicketStore, TokenRecord, TotpRecord, UserRecord, UserStore, WorkflowRecord,
+    WorkflowStore, roles_to_text, scopes_to_text, truncate_millis,
 };
 use rows::err;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -48,19 +48,23 @@ pub fn migration_versions() -> Vec<i64> {
 }
 
 /// `LISTEN firebreak_changes` on a connection of its own; sqlx reconnects (and listens again)
-/// after a lost connection, which is reported as `*`.
-struct Feed(sqlx::postgres::PgListener);
+/// after a lost connection, which is reported as `*`. Hears this process's commits too, told
+/// apart by its origin tag.
+struct Feed {
+    listener: sqlx::postgres::PgListener,
+    origin: String,
+}
 
 #[async_trait]
 impl firebreak_store::ChangeFeed for Feed {
-    async fn next(&mut self) -> String {
-        match self.0.try_recv().await {
-            Ok(Some(n)) => n.payload().to_string(),
-            Ok(None) => "*".into(),
+    async fn next(&mut self) -> Announcement {
+        match self.listener.try_recv().await {
+            Ok(Some(n)) => Announcement::parse(n.payload(), &self.origin),
+            Ok(None) => Announcement::anything(),
             Err(e) => {
                 tracing::warn!(error = %e, "listening for other nodes' changes");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                "*".into()
+                Announcement::anything()
             }
         }
     }
@@ -68,6 +72,8 @@ impl firebreak_store::ChangeFeed for Feed {
 
 pub struct PgStore {
     pool: PgPool,
+    /// The tag on this process's announcements.
+    origin: String,
     sender: Mutex<Option<mpsc::Sender<writer::Job>>>,
     writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -124,9 +130,15 @@ impl PgStore {
             );
         }
         let (tx, rx) = mpsc::channel(writer::QUEUE);
-        let handle = tokio::spawn(writer::run(pool.clone(), rx, signer, write_timeout));
+        let origin = firebreak_store::new_origin();
+        let w = writer::Writer {
+            signer,
+            origin: origin.clone(),
+        };
+        let handle = tokio::spawn(writer::run(pool.clone(), rx, w, write_timeout));
         Ok(Self {
             pool,
+            origin,
             sender: Mutex::new(Some(tx)),
             writer: tokio::sync::Mutex::new(Some(handle)),
         })
@@ -795,7 +807,10 @@ impl Store for PgStore {
             .listen(firebreak_store::CHANGES_CHANNEL)
             .await
             .map_err(err)?;
-        Ok(Some(Box::new(Feed(listener))))
+        Ok(Some(Box::new(Feed {
+            listener,
+            origin: self.origin.clone(),
+        })))
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -28,10 +28,17 @@ pub struct Job {
     pub reply: oneshot::Sender<StoreResult<CommitOutcome>>,
 }
 
+/// What each of the writer's transactions needs besides the pool: the audit signer, and this
+/// process's tag on its announcements ([`firebreak_store::announcement_payload`]).
+pub struct Writer {
+    pub signer: Arc<AuditSigner>,
+    pub origin: String,
+}
+
 pub async fn run(
     pool: PgPool,
     mut rx: mpsc::Receiver<Job>,
-    signer: Arc<AuditSigner>,
+    w: Writer,
     timeout: std::time::Duration,
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
@@ -40,8 +47,7 @@ pub async fn run(
         // past the timeout the transaction is dropped (sqlx rolls it back before the connection
         // is used again) and its change sets refused: none was acknowledged, so none is lost;
         // one whose COMMIT did reach the database is there, unacknowledged, as after a crash
-        let results = match tokio::time::timeout(timeout, write_batch(&pool, &signer, &batch)).await
-        {
+        let results = match tokio::time::timeout(timeout, write_batch(&pool, &w, &batch)).await {
             Ok(results) => results,
             Err(_) => {
                 tracing::error!(
@@ -105,11 +111,7 @@ fn one_intake_per_run<T>(items: &[T], is_intake: impl Fn(&T) -> bool) -> Vec<&[T
 /// dedup keys and observables in sorted order, but two in one transaction would lock them in
 /// two sorted runs, and another node's transaction grouped differently could deadlock with it
 /// (40P01 after `deadlock_timeout`, a 409 to the client if the change set was alone).
-async fn write_batch(
-    pool: &PgPool,
-    signer: &AuditSigner,
-    batch: &[Job],
-) -> Vec<StoreResult<CommitOutcome>> {
+async fn write_batch(pool: &PgPool, w: &Writer, batch: &[Job]) -> Vec<StoreResult<CommitOutcome>> {
     let mut results = Vec::with_capacity(batch.len());
     let runs = one_intake_per_run(batch, |j| {
         j.changes
@@ -118,18 +120,14 @@ async fn write_batch(
             .any(|op| matches!(op, Op::IngestEvents(_)))
     });
     for run in runs {
-        results.extend(write_run(pool, signer, run).await);
+        results.extend(write_run(pool, w, run).await);
     }
     results
 }
 
-async fn write_run(
-    pool: &PgPool,
-    signer: &AuditSigner,
-    batch: &[Job],
-) -> Vec<StoreResult<CommitOutcome>> {
+async fn write_run(pool: &PgPool, w: &Writer, batch: &[Job]) -> Vec<StoreResult<CommitOutcome>> {
     if batch.len() > 1 {
-        match write_together(pool, signer, batch).await {
+        match write_together(pool, w, batch).await {
             Ok(Some(results)) => return results,
             Ok(None) => {}
             Err(e) => {
@@ -151,43 +149,39 @@ async fn write_run(
     }
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        results.push(commit_one(pool, signer, &job.changes).await);
+        results.push(commit_one(pool, w, &job.changes).await);
     }
     results
 }
 
-/// `NOTIFY` of the commit's topics: delivered to every listening node when (and only if) the
-/// transaction commits.
-async fn announce(tx: &mut sqlx::PgConnection, topics: &str) -> StoreResult<()> {
+/// `NOTIFY` of the commit's topics: delivered to every listening node (this one too) when (and
+/// only if) the transaction commits. One statement per transaction, whatever it holds.
+async fn announce(tx: &mut sqlx::PgConnection, w: &Writer, topics: &str) -> StoreResult<()> {
     if topics.is_empty() {
         return Ok(());
     }
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(firebreak_store::CHANGES_CHANNEL)
-        .bind(topics)
+        .bind(firebreak_store::announcement_payload(topics, &w.origin))
         .execute(&mut *tx)
         .await
         .map_err(err)?;
     Ok(())
 }
 
-async fn commit_one(
-    pool: &PgPool,
-    signer: &AuditSigner,
-    changes: &ChangeSet,
-) -> StoreResult<CommitOutcome> {
+async fn commit_one(pool: &PgPool, w: &Writer, changes: &ChangeSet) -> StoreResult<CommitOutcome> {
     let mut tx = pool.begin().await.map_err(err)?;
     let mut out = CommitOutcome::default();
     for op in &changes.ops {
         apply_op(&mut tx, op, &mut out).await?;
     }
     let drafts: Vec<&AuditDraft> = changes.audit.iter().collect();
-    let (seqs, cp) = append(&mut tx, signer, &drafts).await?;
+    let (seqs, cp) = append(&mut tx, &w.signer, &drafts).await?;
     out.audit_seqs = seqs;
-    announce(&mut tx, &firebreak_store::change_topics(&changes.ops)).await?;
+    announce(&mut tx, w, &firebreak_store::change_topics([changes])).await?;
     tx.commit().await.map_err(err)?;
     if let Some(cp) = cp {
-        signer.publish(&cp);
+        w.signer.publish(&cp);
     }
     Ok(out)
 }
@@ -195,7 +189,7 @@ async fn commit_one(
 /// All change sets in one transaction; `None` when one failed (rolled back, to be redone alone).
 async fn write_together(
     pool: &PgPool,
-    signer: &AuditSigner,
+    w: &Writer,
     batch: &[Job],
 ) -> StoreResult<Option<Vec<StoreResult<CommitOutcome>>>> {
     let mut tx = pool.begin().await.map_err(err)?;
@@ -235,15 +229,16 @@ async fn write_together(
         return Ok(None);
     }
     let drafts: Vec<&AuditDraft> = batch.iter().flat_map(|j| j.changes.audit.iter()).collect();
-    let (seqs, cp) = append(&mut tx, signer, &drafts).await?;
+    let (seqs, cp) = append(&mut tx, &w.signer, &drafts).await?;
     announce(
         &mut tx,
-        &firebreak_store::change_topics(batch.iter().flat_map(|j| j.changes.ops.iter())),
+        w,
+        &firebreak_store::change_topics(batch.iter().map(|j| &j.changes)),
     )
     .await?;
     tx.commit().await.map_err(err)?;
     if let Some(cp) = cp {
-        signer.publish(&cp);
+        w.signer.publish(&cp);
     }
     let mut seqs = seqs.into_iter();
     Ok(Some(

@@ -322,39 +322,117 @@ pub enum Op {
 }
 
 /// The channel a PostgreSQL commit announces its [`change_topics`] on (`NOTIFY`, delivered to
-/// every node at COMMIT), so caches and the job worker on other nodes act at once.
+/// every node at COMMIT), so caches, the job worker and open pages on other nodes act at once.
 pub const CHANGES_CHANNEL: &str = "firebreak_changes";
 
-/// What a change set changes that other nodes keep in memory or wait for: `jobs` (a job was
-/// enqueued or queued again), `indicators`, and `record:<kind>` for workflow records. Ticket,
-/// event and identity changes announce nothing (nothing caches them). Sorted, comma-joined.
-pub fn change_topics<'a>(ops: impl IntoIterator<Item = &'a Op>) -> String {
+/// What change sets change that nodes keep in memory, wait for or show on a live page: `jobs`
+/// (a job was enqueued or queued again), `indicators`, `record:<kind>` for workflow records,
+/// `tickets` (a ticket inserted or updated, its access list, observables, documents or records
+/// changed, or an entry written to its log) and `events` (intake, or an event changed).
+/// Identity changes and reads (a download, a denial, a read by an emergency team, which are
+/// audited with the ticket) announce nothing: a live page that re-reads must not announce, or
+/// it would refresh itself forever. Topics never carry an id or a title: a page learns that
+/// something of a kind changed and re-reads it with its own user's visibility. One `events`
+/// per commit however many events it holds. Sorted, comma-joined.
+pub fn change_topics<'a>(sets: impl IntoIterator<Item = &'a ChangeSet>) -> String {
     let mut topics = std::collections::BTreeSet::new();
-    for op in ops {
-        match op {
-            Op::EnqueueJob(_) => {
-                topics.insert("jobs".to_string());
+    for cs in sets {
+        for op in &cs.ops {
+            match op {
+                Op::EnqueueJob(_) => {
+                    topics.insert("jobs".to_string());
+                }
+                Op::UpdateJob { job, .. } if job.status == JobStatus::Queued => {
+                    topics.insert("jobs".to_string());
+                }
+                Op::UpsertIndicators(_) | Op::DeleteIndicators { .. } => {
+                    topics.insert("indicators".to_string());
+                }
+                Op::InsertRecord(r) | Op::UpdateRecord { record: r, .. } => {
+                    topics.insert(format!("record:{}", r.kind));
+                    if r.ticket_id.is_some() {
+                        topics.insert("tickets".to_string());
+                    }
+                }
+                Op::InsertTicket(_)
+                | Op::UpdateTicket { .. }
+                | Op::GrantTicketAccess { .. }
+                | Op::RevokeTicketAccess { .. }
+                | Op::LinkTicketObservables { .. }
+                | Op::InsertDocument(_) => {
+                    topics.insert("tickets".to_string());
+                }
+                Op::IngestEvents(_) => {
+                    topics.insert("events".to_string());
+                }
+                Op::UpdateEvent { event, .. } => {
+                    topics.insert("events".to_string());
+                    if event.ticket_id.is_some() {
+                        topics.insert("tickets".to_string());
+                    }
+                }
+                _ => {}
             }
-            Op::UpdateJob { job, .. } if job.status == JobStatus::Queued => {
-                topics.insert("jobs".to_string());
-            }
-            Op::UpsertIndicators(_) | Op::DeleteIndicators { .. } => {
-                topics.insert("indicators".to_string());
-            }
-            Op::InsertRecord(r) | Op::UpdateRecord { record: r, .. } => {
-                topics.insert(format!("record:{}", r.kind));
-            }
-            _ => {}
+        }
+        // a log entry is an audit entry of its own, with no op
+        if cs
+            .audit
+            .iter()
+            .any(|a| a.ticket_id.is_some() && a.action.starts_with("log."))
+        {
+            topics.insert("tickets".to_string());
         }
     }
     topics.into_iter().collect::<Vec<_>>().join(",")
 }
 
-/// Announcements from other nodes (see [`CHANGES_CHANNEL`]): each item is a comma-joined list
-/// of topics, or `*` after the connection was lost (anything may have changed meanwhile).
+/// A random tag naming one process's announcements ([`announcement_payload`]), so that a node
+/// can tell its own commits, which its `LISTEN` hears too, from other nodes'.
+pub fn new_origin() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// The `NOTIFY` payload of a commit: its topics and then `@<origin>`, a topic no node acts on
+/// (so a node that does not know it ignores it).
+pub fn announcement_payload(topics: &str, origin: &str) -> String {
+    format!("{topics},@{origin}")
+}
+
+/// A commit as a node hears of it: its topics ([`change_topics`], or `*` when the connection
+/// was lost and anything may have changed meanwhile), and whether this process made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    pub topics: String,
+    pub own: bool,
+}
+
+impl Announcement {
+    /// Anything may have changed (a lost connection, a lagging listener).
+    pub fn anything() -> Self {
+        Self {
+            topics: "*".into(),
+            own: false,
+        }
+    }
+
+    /// Reads a payload ([`announcement_payload`]) heard by the process whose tag is `origin`;
+    /// a payload without a tag (an older node) is another's.
+    pub fn parse(payload: &str, origin: &str) -> Self {
+        let (topics, from) = match payload.rsplit_once(",@") {
+            Some((t, o)) => (t, Some(o)),
+            None => (payload, None),
+        };
+        Self {
+            topics: topics.to_string(),
+            own: from == Some(origin),
+        }
+    }
+}
+
+/// Announcements of commits (see [`CHANGES_CHANNEL`]), this process's own included.
 #[async_trait]
 pub trait ChangeFeed: Send {
-    async fn next(&mut self) -> String;
+    async fn next(&mut self) -> Announcement;
 }
 
 /// One event from intake. The store looks its `dedup_key` up: with no entry, or an entry whose
@@ -851,8 +929,8 @@ pub trait Store: ReadStore {
     /// `foreign_key_check`; on both, the maintained counters against the events they count.
     /// Empty when all is well; otherwise one line per problem.
     async fn integrity_check(&self) -> StoreResult<Vec<String>>;
-    /// Announcements of other nodes' commits ([`change_topics`]); `None` where one process is
-    /// the only writer (SQLite), which invalidates its own caches.
+    /// Announcements of every node's commits ([`change_topics`]); `None` where one process is
+    /// the only writer (SQLite), which invalidates its own caches and tells its own pages.
     async fn change_feed(&self) -> StoreResult<Option<Box<dyn ChangeFeed>>> {
         Ok(None)
     }
@@ -916,4 +994,74 @@ pub fn like_escape(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: &str, ticket: Option<TicketId>) -> WorkflowRecord {
+        WorkflowRecord {
+            id: uuid::Uuid::nil(),
+            kind: kind.into(),
+            ticket_id: ticket,
+            parent_id: None,
+            status: "open".into(),
+            principal: None,
+            data: "{}".into(),
+            version: 1,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn topics_name_kinds_of_change_never_their_content() {
+        let t = TicketId(uuid::Uuid::nil());
+        let check = |sets: &[ChangeSet], want: &str| {
+            assert_eq!(change_topics(sets), want);
+        };
+        // intake: one topic however many events
+        check(&[ChangeSet::new().op(Op::IngestEvents(vec![]))], "events");
+        // a log entry is only an audit entry
+        let log = AuditDraft::new("ann", "log.note", "ticket", t).ticket(t);
+        check(&[ChangeSet::new().audit(log)], "tickets");
+        // reads audited with the ticket announce nothing (a live page re-reading would loop)
+        for action in [
+            "ticket.read_by_emergency_team",
+            "document.downloaded",
+            "authz.denied",
+        ] {
+            let read = AuditDraft::new("ann", action, "ticket", t).ticket(t);
+            check(&[ChangeSet::new().audit(read)], "");
+        }
+        // a record of a ticket is both
+        check(
+            &[
+                ChangeSet::new().op(Op::InsertRecord(record("task", Some(t)))),
+                ChangeSet::new().op(Op::InsertRecord(record("plan", None))),
+            ],
+            "record:plan,record:task,tickets",
+        );
+    }
+
+    #[test]
+    fn an_announcement_says_whether_this_process_made_it() {
+        let me = new_origin();
+        let other = new_origin();
+        assert_ne!(me, other);
+        let p = announcement_payload("events,tickets", &me);
+        assert_eq!(
+            Announcement::parse(&p, &me),
+            Announcement {
+                topics: "events,tickets".into(),
+                own: true
+            }
+        );
+        assert!(!Announcement::parse(&p, &other).own);
+        // an older node's payload has no tag
+        let old = Announcement::parse("jobs", &me);
+        assert_eq!(old.topics, "jobs");
+        assert!(!old.own);
+    }
 }

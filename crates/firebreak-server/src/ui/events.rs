@@ -42,6 +42,27 @@ impl QueueQuery {
     }
 
     fn href(&self, cursor: Option<&str>) -> String {
+        format!("/events?{}", self.query(cursor))
+    }
+
+    /// The first page's rows alone, for the live refresh.
+    fn rows_href(&self) -> String {
+        format!("/events/rows?{}", self.query(None))
+    }
+
+    fn list(&self) -> ListEvents {
+        let status = self.status();
+        ListEvents {
+            status: (status != "all").then(|| status.to_string()),
+            source: Some(self.source.trim().to_string()).filter(|x| !x.is_empty()),
+            severity: Some(self.severity.clone()).filter(|x| !x.is_empty()),
+            q: Some(self.q.trim().to_string()).filter(|x| !x.is_empty()),
+            limit: Some(100),
+            cursor: Some(self.cursor.clone()).filter(|x| !x.is_empty()),
+        }
+    }
+
+    fn query(&self, cursor: Option<&str>) -> String {
         let mut s = form_urlencoded::Serializer::new(String::new());
         s.append_pair("status", self.status());
         for (k, v) in [
@@ -56,7 +77,7 @@ impl QueueQuery {
         if let Some(c) = cursor {
             s.append_pair("cursor", c);
         }
-        format!("/events?{}", s.finish())
+        s.finish()
     }
 }
 
@@ -78,6 +99,7 @@ struct QueuePage {
     events: Vec<Event>,
     next: Option<String>,
     back: String,
+    rows_url: String,
     /// What a failed bulk form held: reason, ticket, the selected events.
     typed_reason: String,
     typed_ticket: String,
@@ -93,14 +115,7 @@ async fn render_queue(
     form: &[(String, String)],
 ) -> Response {
     let status = q.status();
-    let list = ListEvents {
-        status: (status != "all").then(|| status.to_string()),
-        source: Some(q.source.trim().to_string()).filter(|x| !x.is_empty()),
-        severity: Some(q.severity.clone()).filter(|x| !x.is_empty()),
-        q: Some(q.q.trim().to_string()).filter(|x| !x.is_empty()),
-        limit: Some(100),
-        cursor: Some(q.cursor.clone()).filter(|x| !x.is_empty()),
-    };
+    let list = q.list();
     let (code, error) = match error {
         Some((c, m)) => (c, Some(m)),
         None => (StatusCode::OK, None),
@@ -146,6 +161,7 @@ async fn render_queue(
             events: page.items,
             next: page.next_cursor.as_deref().map(|c| q.href(Some(c))),
             back: q.href(None),
+            rows_url: q.rows_href(),
             typed_reason: typed(&form.to_vec(), "reason").to_string(),
             typed_ticket: typed(&form.to_vec(), "ticket").to_string(),
             selected: form
@@ -181,6 +197,68 @@ pub async fn queue(
         }
     };
     render_queue(&s, &ui, &q, None, &[]).await
+}
+
+#[derive(Template)]
+#[template(path = "event_rows.html")]
+struct Rows {
+    l: Layout,
+    events: Vec<Event>,
+    selected: Vec<String>,
+}
+
+/// `GET /events/rows`: the queue's first page of rows, for the live refresh (a request the
+/// page makes by itself: not activity, and a 401 that sends the page to sign in).
+pub async fn rows(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    q: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let ui = match super::signed_in_passive(&s, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let Ok(Query(q)) = q else {
+        return (StatusCode::BAD_REQUEST, "bad filters").into_response();
+    };
+    let list = ListEvents {
+        cursor: None,
+        ..q.list()
+    };
+    match s.app.list_events(&ui.p, &list).await {
+        Ok(page) => html(
+            StatusCode::OK,
+            &Rows {
+                l: ui.layout("events"),
+                events: page.items,
+                selected: vec![],
+            },
+        ),
+        Err(e) => describe(e).into_response(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "event_counts.html")]
+struct Counts {
+    counts: Vec<(String, i64)>,
+}
+
+/// `GET /events/counts`: the queue's counts per status, for the live refresh.
+pub async fn counts(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let ui = match super::signed_in_passive(&s, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    match s.app.event_counts(&ui.p).await {
+        Ok(m) => html(
+            StatusCode::OK,
+            &Counts {
+                counts: m.into_iter().collect(),
+            },
+        ),
+        Err(e) => describe(e).into_response(),
+    }
 }
 
 /// Where to go back to after a bulk action: a page of the queue or an event, nothing else.

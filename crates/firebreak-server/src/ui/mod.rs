@@ -9,6 +9,7 @@ mod automation;
 pub mod charts;
 mod emergency;
 mod events;
+mod live;
 mod tickets;
 
 pub use assets::asset;
@@ -42,7 +43,10 @@ pub fn routes(max_document_bytes: u64) -> axum::Router<AppState> {
         )
         .route("/assets/{file}", get(assets::serve))
         .route("/report", get(events::report_form).post(events::report))
+        .route("/live", get(live::stream))
         .route("/events", get(events::queue))
+        .route("/events/rows", get(events::rows))
+        .route("/events/counts", get(events::counts))
         .route("/events/bulk", post(events::bulk))
         .route("/events/{id}", get(events::detail))
         .route(
@@ -54,6 +58,7 @@ pub fn routes(max_document_bytes: u64) -> axum::Router<AppState> {
         .route("/tickets/rows", get(tickets::rows))
         .route("/tickets/new", get(tickets::new_form).post(tickets::create))
         .route("/tickets/{number}", get(tickets::page))
+        .route("/tickets/{number}/timeline", get(tickets::timeline))
         .route("/tickets/{number}/log", post(tickets::add_log))
         .route("/tickets/{number}/do/{action}", post(tickets::act))
         .route("/tasks/{id}/done", post(tickets::task_done))
@@ -113,12 +118,16 @@ pub struct Layout {
     /// May report an event through the form.
     pub reports: bool,
     pub admin: bool,
+    /// Where the live announcements stood before the page read anything (`GET /live?since=`).
+    pub live_mark: String,
 }
 
-/// A signed-in browser: the principal and its session's CSRF token.
+/// A signed-in browser: the principal, its session's CSRF token, and the live mark taken
+/// before the request read anything.
 pub struct Ui {
     pub p: Principal,
     pub csrf: String,
+    pub live_mark: String,
 }
 
 impl Ui {
@@ -137,12 +146,14 @@ impl Ui {
             writes_log: p.can_write() && team,
             reports: firebreak_app::App::may_report(p),
             admin: p.is_admin(),
+            live_mark: self.live_mark.clone(),
         }
     }
 }
 
 /// The signed-in user behind the session cookie, or a redirect to the sign-in page.
 pub async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Ui, Response> {
+    let live_mark = state.app.live_mark();
     let Some(secret) = session_cookie(headers) else {
         return Err(Redirect::to("/login").into_response());
     };
@@ -150,6 +161,7 @@ pub async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Ui, Resp
         Ok((p, s)) => Ok(Ui {
             p,
             csrf: s.csrf_token,
+            live_mark,
         }),
         Err(AppError::Unavailable(_)) => Err(unavailable()),
         Err(_) => Err(Redirect::to("/login").into_response()),
@@ -166,6 +178,7 @@ pub async fn signed_in_passive(state: &AppState, headers: &HeaderMap) -> Result<
             .insert("hx-redirect", HeaderValue::from_static("/login"));
         r
     };
+    let live_mark = state.app.live_mark();
     let Some(secret) = session_cookie(headers) else {
         return Err(gone());
     };
@@ -173,6 +186,7 @@ pub async fn signed_in_passive(state: &AppState, headers: &HeaderMap) -> Result<
         Ok((p, s)) => Ok(Ui {
             p,
             csrf: s.csrf_token,
+            live_mark,
         }),
         Err(AppError::Unavailable(_)) => Err(unavailable()),
         Err(_) => Err(gone()),

@@ -986,6 +986,28 @@ async fn render_ticket(
     )
 }
 
+#[derive(Template)]
+#[template(path = "ticket_timeline.html")]
+struct Timeline {
+    log: Vec<LogEntryView>,
+}
+
+/// `GET /tickets/{number}/timeline`: the page's timeline entries, for the live refresh.
+pub async fn timeline(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(number): Path<String>,
+) -> Response {
+    let ui = match super::signed_in_passive(&s, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    match s.app.list_log(&ui.p, &number, Some(200), None).await {
+        Ok(page) => html(StatusCode::OK, &Timeline { log: page.items }),
+        Err(e) => describe(e).into_response(),
+    }
+}
+
 /// `GET /tickets/{number}`.
 pub async fn page(State(s): State<AppState>, ui: Ui, Path(number): Path<String>) -> Response {
     render_ticket(&s, &ui, &number, None).await

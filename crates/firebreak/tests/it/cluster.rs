@@ -1,8 +1,10 @@
 //! Several real `firebreak serve` processes on one PostgreSQL, driven concurrently: sessions
 //! valid on every node, a configuration change applied on every node at once (LISTEN/NOTIFY,
-//! not the caches' 5 s), playbook runs executed once wherever they were started.
+//! not the caches' 5 s), a ticket made on one node announced on another node's live stream,
+//! playbook runs executed once wherever they were started, a schedule's slot run once.
 
 use crate::http::Conn;
+use crate::live::LiveClient;
 use crate::support::{Env, Server, drop_pg_schema, pg_schema_url, stdout};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -30,7 +32,7 @@ fn ingest(c: &mut Conn, token: &str, sid: u32, src: &str) -> Value {
 }
 
 /// The session cookie set by signing in on `addr`.
-fn sign_in(addr: std::net::SocketAddr, user: &str, password: &str) -> String {
+pub fn sign_in(addr: std::net::SocketAddr, user: &str, password: &str) -> String {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -72,15 +74,15 @@ fn session_status(addr: std::net::SocketAddr, cookie: &str) -> u16 {
     })
 }
 
-#[test]
-fn three_nodes_share_sessions_config_changes_and_playbook_runs() {
-    let dir = tempfile::tempdir().unwrap();
+/// Three nodes on a fresh schema of the test PostgreSQL, sharing the audit and document keys
+/// and the webhook settings: (schema, environments, servers).
+fn cluster(dir: &std::path::Path) -> (String, Vec<Env>, Vec<Server>) {
     let (url, schema) = pg_schema_url();
-    let key = dir.path().join("shared-audit.key");
+    let key = dir.join("shared-audit.key");
     std::fs::write(&key, format!("{}\n", "3b".repeat(32))).unwrap();
     let envs: Vec<Env> = (0..3)
         .map(|i| {
-            let d = dir.path().join(format!("node{i}"));
+            let d = dir.join(format!("node{i}"));
             std::fs::create_dir_all(&d).unwrap();
             // every node shares the document key and the webhook settings
             std::fs::write(d.join("document.key"), "4c".repeat(32)).unwrap();
@@ -103,6 +105,13 @@ fn three_nodes_share_sessions_config_changes_and_playbook_runs() {
         .map(|e| std::thread::spawn(move || e.start()))
         .collect();
     let servers: Vec<Server> = starters.into_iter().map(|h| h.join().unwrap()).collect();
+    (schema, envs, servers)
+}
+
+#[test]
+fn three_nodes_share_sessions_config_changes_and_playbook_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (schema, envs, servers) = cluster(dir.path());
     let admin = envs[0].user_token("ops", &["admin"]);
     let resp = envs[1].user_token("rita", &["responder", "helpdesk"]);
     let mut conns: Vec<Conn> = servers.iter().map(|s| Conn::new(s.addr)).collect();
@@ -128,6 +137,53 @@ fn three_nodes_share_sessions_config_changes_and_playbook_runs() {
     for s in &servers {
         assert_eq!(session_status(s.addr, &cookie), 200);
     }
+
+    // a ticket made through node 0 is on node 1's live stream (relayed from NOTIFY) within 2 s,
+    // and on node 0's own stream once (its own NOTIFY, heard back, is not told twice)
+    let live1 = LiveClient::open(servers[1].addr, Some(&cookie)).unwrap();
+    let live0 = LiveClient::open(servers[0].addr, Some(&cookie)).unwrap();
+    let t0 = Instant::now();
+    let r = conns[0]
+        .request(
+            "POST",
+            "/api/v1/tickets",
+            Some(&resp),
+            Some(br#"{"title":"seen on every node"}"#),
+        )
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let created = t0.elapsed();
+    let heard = live1
+        .wait_for("tickets", t0, t0 + Duration::from_secs(2))
+        .unwrap_or_else(|| {
+            panic!(
+                "node 1's stream did not announce node 0's ticket within 2 s: {:?}",
+                live1.events()
+            )
+        });
+    let cross_node = heard - t0;
+    assert!(
+        live0
+            .wait_for("tickets", t0, t0 + Duration::from_secs(2))
+            .is_some()
+    );
+    // long enough for the echo, and for a coalesced second message 250 ms later
+    let quiet = Instant::now() + Duration::from_millis(800);
+    while Instant::now() < quiet {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let told = live0
+        .events()
+        .into_iter()
+        .filter(|(at, t)| *at >= t0 && t == "tickets")
+        .count();
+    assert_eq!(
+        told,
+        1,
+        "node 0 told its own change once: {:?}",
+        live0.events()
+    );
+    drop((live0, live1));
 
     // a suppression rule made on node 0 applies to node 1's very next event (node 1's intake
     // cache was loaded just before and would otherwise hold the old rules for 5 s)
@@ -264,10 +320,135 @@ fn three_nodes_share_sessions_config_changes_and_playbook_runs() {
         assert_eq!(session_status(s.addr, &cookie), 401);
     }
     eprintln!(
-        "cluster: rule applied on another node after {suppressed_after:?}; 30 runs over 3 nodes done in {all_done:?}"
+        "cluster: ticket created through node 0 in {created:?}, on node 1's live stream after {cross_node:?}; rule applied on another node after {suppressed_after:?}; 30 runs over 3 nodes done in {all_done:?}"
     );
     let verify = envs[0].cli(&["audit", "verify"]);
     assert!(verify.status.success(), "{}", stdout(&verify));
+    drop(servers);
+    drop_pg_schema(&schema);
+}
+
+/// Unix milliseconds now.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A playbook scheduled every minute (the cron's finest step) on three nodes: each node's
+/// schedule loop looks back 61 s every 20 s, so every slot is enqueued up to three times by
+/// every node, the first time by all three within milliseconds (nodes started together tick
+/// together); each slot must still be one run with one webhook delivered. Two slots are
+/// waited for until they are past that window (two to three minutes of wall time). With a key
+/// that is not the slot's alone (a fresh id in it) it fails, tried: 24 runs where 4 minutes began.
+#[test]
+fn three_nodes_run_each_schedule_slot_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (schema, envs, servers) = cluster(dir.path());
+    let admin = envs[0].user_token("ops", &["admin"]);
+    let (hook, ids) = crate::support::webhook_receiver();
+    let created_ms = unix_ms();
+    let pb = json!({
+        "name": "every-minute",
+        "trigger": {"on": "schedule", "cron": "* * * * *"},
+        "steps": [{"id": "tell", "webhook": {"url": hook}}]
+    });
+    let r = Conn::new(servers[0].addr)
+        .request(
+            "POST",
+            "/api/v1/playbooks",
+            Some(&admin),
+            Some(pb.to_string().as_bytes()),
+        )
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pool = rt
+        .block_on(sqlx::PgPool::connect(&crate::support::pg_url()))
+        .unwrap();
+    // (slot in unix ms, run id, status) of every scheduled run
+    let runs = || -> Vec<(i64, String, String)> {
+        let rows: Vec<(String, String, String)> = rt
+            .block_on(
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT idempotency_key, id::text, status FROM {schema}.jobs \
+                     WHERE idempotency_key LIKE 'pb:every-minute:schedule:%'"
+                )))
+                .fetch_all(&pool),
+            )
+            .unwrap();
+        rows.into_iter()
+            .map(|(key, id, status)| {
+                let slot: i64 = key.rsplit(':').next().unwrap().parse().unwrap();
+                (slot, id, status)
+            })
+            .collect()
+    };
+    // until two slots are past the minute in which the loops enqueue them (a slot is the
+    // newest in every look back from its start to 61 s later: three 20 s ticks per node) and
+    // their runs have finished
+    const WINDOW_MS: i64 = 61_000 + 20_000 + 5_000;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let (seen, ended_ms) = loop {
+        let seen = runs();
+        let now = unix_ms();
+        let done: Vec<&(i64, String, String)> =
+            seen.iter().filter(|r| now >= r.0 + WINDOW_MS).collect();
+        let done_slots: BTreeSet<i64> = done.iter().map(|r| r.0).collect();
+        if done_slots.len() >= 2 && done.iter().all(|r| r.2 == "succeeded") {
+            break (seen, now);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "two scheduled slots did not run: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let slots: BTreeSet<i64> = seen.iter().map(|r| r.0).collect();
+    // one run per slot, whatever the key: no more runs than minutes began from a minute before
+    // the playbook existed (the loop looks back one minute) to now
+    let minutes = (created_ms - 61_000..=ended_ms)
+        .filter(|ms| ms % 60_000 == 0)
+        .count();
+    assert!(
+        seen.len() <= minutes,
+        "{} runs for {minutes} slots: {seen:?}",
+        seen.len()
+    );
+    assert_eq!(seen.len(), slots.len(), "a slot ran twice: {seen:?}");
+    assert!(slots.iter().all(|s| s % 60_000 == 0), "{slots:?}");
+    // each finished slot's webhook went out once (a newer slot's may be on its way)
+    let done: Vec<&(i64, String, String)> = seen
+        .iter()
+        .filter(|r| ended_ms >= r.0 + WINDOW_MS)
+        .collect();
+    let want: BTreeSet<String> = done.iter().map(|r| format!("{}.tell", r.1)).collect();
+    let got: Vec<String> = ids
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|id| want.contains(*id))
+        .cloned()
+        .collect();
+    let distinct: BTreeSet<String> = got.iter().cloned().collect();
+    assert_eq!(got.len(), done.len(), "one webhook per run: {got:?}");
+    assert_eq!(distinct, want);
+    assert!(
+        ids.lock().unwrap().len() <= seen.len(),
+        "no webhook of a run that does not exist"
+    );
+    eprintln!(
+        "cluster schedule: {} slots over 3 nodes ({} past their enqueue window), one run and one webhook each, {:.0} s after the playbook was stored",
+        slots.len(),
+        done.len(),
+        (ended_ms - created_ms) as f64 / 1000.0
+    );
+    rt.block_on(pool.close());
     drop(servers);
     drop_pg_schema(&schema);
 }

@@ -13,6 +13,7 @@ mod cluster;
 mod crash;
 mod faults;
 mod http;
+mod live;
 mod logs;
 mod support;
 mod tidy;
