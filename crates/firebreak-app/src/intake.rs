@@ -34,6 +34,18 @@ const MAX_OBSERVABLES: usize = 200;
 /// Event ids listed in a summary at most.
 const MAX_LISTED: usize = 1000;
 
+/// Lets the runtime's other tasks run every [`YIELD_EVERY`] records: preparing a batch is
+/// CPU work of up to a few hundred milliseconds that would otherwise hold a worker thread (of
+/// two, on a small machine) while health checks and pages wait behind it.
+async fn yield_every(i: usize) {
+    if i % YIELD_EVERY == YIELD_EVERY - 1 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Records prepared between two yields (a few milliseconds of work).
+const YIELD_EVERY: usize = 256;
+
 /// What intake needs to know, read once and shared by every batch until it expires.
 pub struct IntakeState {
     loaded: Instant,
@@ -632,7 +644,8 @@ impl App {
             .filter(|s| self.config.match_indicators && !s.is_empty());
         let mut prepared = Vec::with_capacity(events.len());
         let mut candidates: Vec<(String, String)> = Vec::new();
-        for ne in events {
+        for (i, ne) in events.into_iter().enumerate() {
+            yield_every(i).await;
             summary.received += 1;
             let (mut e, source_key, resolve) = to_event(ne, reported_by, now);
             e.assets = state.match_assets(&e);
@@ -646,7 +659,8 @@ impl App {
             prepared.push((e, source_key, resolve));
         }
         let hits = self.confirm_indicators(candidates, now).await?;
-        for (mut e, source_key, resolve) in prepared {
+        for (i, (mut e, source_key, resolve)) in prepared.into_iter().enumerate() {
+            yield_every(i).await;
             if !hits.is_empty() {
                 apply_indicator_hits(&mut e, &hits, &state.policy.indicator_match);
             }
@@ -712,20 +726,13 @@ impl App {
         }
         segments.retain(|s| !s.is_empty());
         // the details are serialized here, on this batch's task, not on the store's writer
-        for item in segments.iter_mut().flatten() {
+        for (i, item) in segments.iter_mut().flatten().enumerate() {
+            yield_every(i).await;
             item.details = Some(
                 item.event
                     .details_json()
                     .map_err(|e| AppError::Unexpected(anyhow::anyhow!("event details: {e}")))?,
             );
-            // what the details hold is not read again by the store: freed here, so a batch
-            // waiting for its commit holds the stored text only (memory per batch in flight)
-            let e = &mut item.event;
-            e.fields = serde_json::Map::new();
-            e.description = None;
-            e.tags = Vec::new();
-            e.assets = Vec::new();
-            e.intel = Vec::new();
         }
         // what the summary needs of each item after the commit: its status and whether the
         // plan wants a ticket (the events themselves move into the change set)
@@ -1009,6 +1016,7 @@ impl<'a> LineIngest<'a> {
     /// Takes one line (bytes without the newline); starts a commit when a batch is full.
     pub async fn push(&mut self, raw: &[u8]) -> AppResult<()> {
         self.line += 1;
+        yield_every(self.line as usize).await;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         if raw.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
