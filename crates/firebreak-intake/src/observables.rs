@@ -164,6 +164,24 @@ pub fn refang(s: &str) -> String {
 }
 
 fn refang_cow(s: &str) -> Cow<'_, str> {
+    let mut out = refang_once(s);
+    // A defang around a defang ("([.])") is whole only after another pass: repeated to a fixed
+    // point, so that refanging is idempotent (feeds and `classify` refang what `extract`
+    // returned). Every pass that changes something shortens the text or turns an `hxxp` into
+    // `http`, so this ends; the bound is a guard.
+    for _ in 0..64 {
+        let Cow::Owned(current) = &out else {
+            break;
+        };
+        match refang_once(current) {
+            Cow::Owned(next) if next != *current => out = Cow::Owned(next),
+            _ => break,
+        }
+    }
+    out
+}
+
+fn refang_once(s: &str) -> Cow<'_, str> {
     let maybe = s.bytes().any(|b| matches!(b, b'[' | b'(' | b'{'))
         || s.bytes().any(|b| b == b'x' || b == b'X')
             && (contains_ignore_ascii_case(s, "hxxp") || contains_ignore_ascii_case(s, "fxp"));
@@ -790,6 +808,26 @@ mod tests {
     /// Found by fuzz/observables: a URL ran on through control characters (`\0`), and
     /// `classify` (what feeds and the API use) refused what `extract` gave, so such an
     /// indicator could never match.
+    /// Found by fuzz/observables: `corp([.])com` refanged once to `corp(.)com`, which
+    /// `classify` refanged again to `corp.com`, so an extracted URL did not classify as itself.
+    #[test]
+    fn refanging_is_idempotent_for_nested_defangs() {
+        assert_eq!(refang("corp([.])com"), "corp.com");
+        assert_eq!(refang("a[[.]]b {(dot)} c"), "a.b . c");
+        let found = extract("click hxxps://evil[.]example([.])com/x?u=b[at]corp([.])net");
+        assert_eq!(
+            found.first(),
+            Some(&Observable::new(
+                ObservableKind::Url,
+                "https://evil.example.com/x?u=b@corp.net"
+            )),
+            "{found:?}"
+        );
+        for o in &found {
+            assert_eq!(classify(Some(o.kind), &o.value).as_ref(), Some(o));
+        }
+    }
+
     /// Found by fuzz/observables: `0::` (and `0.0.0.0`, a URL on `[::]`) came out as an IP that
     /// `classify` refuses: the unspecified address says "no address".
     #[test]
