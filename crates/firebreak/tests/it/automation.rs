@@ -218,15 +218,7 @@ fn a_run_killed_mid_step_resumes_without_repeating_done_steps() {
             {"id": "three", "add_log": {"text": "step three ran"}}
         ]
     });
-    let r = c
-        .request(
-            "POST",
-            "/api/v1/playbooks",
-            Some(&admin),
-            Some(pb.to_string().as_bytes()),
-        )
-        .unwrap();
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    c.create("/api/v1/playbooks", &admin, &pb);
     let r = c
         .request(
             "POST",

@@ -226,15 +226,7 @@ fn three_nodes_share_sessions_config_changes_and_playbook_runs() {
         "name": "cluster-hook", "trigger": "manual",
         "steps": [{"id": "tell", "webhook": {"url": hook}}]
     });
-    let r = conns[0]
-        .request(
-            "POST",
-            "/api/v1/playbooks",
-            Some(&admin),
-            Some(pb.to_string().as_bytes()),
-        )
-        .unwrap();
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    conns[0].create("/api/v1/playbooks", &admin, &pb);
     let r = conns[2]
         .request(
             "POST",
@@ -354,15 +346,7 @@ fn three_nodes_run_each_schedule_slot_once() {
         "trigger": {"on": "schedule", "cron": "* * * * *"},
         "steps": [{"id": "tell", "webhook": {"url": hook}}]
     });
-    let r = Conn::new(servers[0].addr)
-        .request(
-            "POST",
-            "/api/v1/playbooks",
-            Some(&admin),
-            Some(pb.to_string().as_bytes()),
-        )
-        .unwrap();
-    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    Conn::new(servers[0].addr).create("/api/v1/playbooks", &admin, &pb);
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -163,15 +163,7 @@ fn mixed_crash_rounds(env: &Env, rounds: u64) {
                 {"id": "tag", "add_tag": {"tag": "crash-tested"}}
             ]
         });
-        let r = Conn::new(s.addr)
-            .request(
-                "POST",
-                "/api/v1/playbooks",
-                Some(&admin),
-                Some(pb.to_string().as_bytes()),
-            )
-            .unwrap();
-        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        Conn::new(s.addr).create("/api/v1/playbooks", &admin, &pb);
     }
     let acked = Arc::new(Mutex::new(Acked::default()));
     let mut ready = Vec::new();

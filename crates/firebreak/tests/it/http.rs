@@ -48,6 +48,20 @@ impl Conn {
             .ok_or_else(|| std::io::Error::other("no connection"))
     }
 
+    /// POSTs `body` as JSON and asserts 201 Created (with the body in the failure message).
+    pub fn create(&mut self, path: &str, token: &str, body: &serde_json::Value) -> Response {
+        let r = self
+            .request("POST", path, Some(token), Some(body.to_string().as_bytes()))
+            .unwrap();
+        assert_eq!(
+            r.status,
+            201,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        r
+    }
+
     pub fn request(
         &mut self,
         method: &str,
