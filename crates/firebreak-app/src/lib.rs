@@ -96,6 +96,10 @@ pub struct App {
     job_signal: Arc<tokio::sync::Notify>,
     /// What committed, for open pages ([`live`]).
     live: Arc<live::Live>,
+    /// When each (user, ticket) emergency-team read was last put on the record.
+    team_reads: Arc<
+        std::sync::Mutex<std::collections::HashMap<(String, uuid::Uuid), time::OffsetDateTime>>,
+    >,
 }
 
 impl App {
@@ -118,6 +122,7 @@ impl App {
             job_binding: None,
             http: None,
             intel: Arc::default(),
+            team_reads: Arc::default(),
             job_signal: Arc::default(),
             live: Arc::default(),
         }
@@ -151,6 +156,9 @@ impl App {
         let out = self.store.commit(cs).await?;
         match topics {
             Some(t) => self.live.publish(&t),
+            // a page that subscribed while this commit was under way would not hear of it:
+            // it is told that anything may have changed
+            None if self.live.wanted() => self.live.publish("*"),
             None => self.live.bump(),
         }
         Ok(out)

@@ -192,6 +192,14 @@
         });
       });
       source.addEventListener("*", liveAll);
+      // EventSource gives up for good on an answer other than 200 (a 503 while the database
+      // is away, a proxy's 502): try again a little later, while the page is visible
+      source.onerror = function () {
+        if (source && source.readyState === 2) {
+          source = null;
+          setTimeout(function () { if (!document.hidden) open(); }, 10000);
+        }
+      };
     };
     var close = function () { if (source) { source.close(); source = null; } };
     document.addEventListener("visibilitychange", function () {

@@ -4,7 +4,7 @@
 use crate::rows;
 use firebreak_store::snapshot::{
     DERIVED, ImportReport, LEVELS, SnapshotItem, SnapshotSink, SnapshotSource, SqlValue, TABLES,
-    check_table,
+    check_table, level_key,
 };
 use firebreak_store::{StoreError, StoreResult};
 use futures::TryStreamExt;
@@ -61,10 +61,10 @@ pub(crate) async fn export(read: &SqlitePool, sink: &mut dyn SnapshotSink) -> St
             .collect::<Vec<_>>()
             .join(", ");
         let mut sql = format!("SELECT {list} FROM \"{table}\"");
-        // a second level's rows go out as rows of its table (a pair is in one level only;
-        // the NOT EXISTS keeps the export a set whatever happens)
+        // a second level's rows go out as rows of its table (a key is in one level only;
+        // should one be in both, the merged level's row is the one exported)
         for (level, _) in LEVELS.iter().filter(|(_, of)| *of == table) {
-            let key = cols
+            let key = level_key(table)
                 .iter()
                 .map(|c| format!("m.\"{c}\" = r.\"{c}\""))
                 .collect::<Vec<_>>()

@@ -293,9 +293,10 @@ fn commit_batch(path: &str, conn: &mut Connection, signer: &AuditSigner, batch: 
 /// `_int_free`, `malloc_consolidate`), time in which the next batch waited.
 fn dispose(spent: Vec<ChangeSet>) {
     use std::sync::{OnceLock, mpsc as std_mpsc};
-    static BIN: OnceLock<Option<std_mpsc::Sender<Vec<ChangeSet>>>> = OnceLock::new();
+    static BIN: OnceLock<Option<std_mpsc::SyncSender<Vec<ChangeSet>>>> = OnceLock::new();
     let bin = BIN.get_or_init(|| {
-        let (tx, rx) = std_mpsc::channel::<Vec<ChangeSet>>();
+        // bounded: should freeing fall behind, the writer frees the next ones itself
+        let (tx, rx) = std_mpsc::sync_channel::<Vec<ChangeSet>>(4);
         std::thread::Builder::new()
             .name("sqlite-free".into())
             .spawn(move || {
@@ -308,8 +309,11 @@ fn dispose(spent: Vec<ChangeSet>) {
     });
     match bin {
         Some(tx) => {
-            if let Err(back) = tx.send(spent) {
-                drop(back.0);
+            if let Err(
+                std_mpsc::TrySendError::Full(back) | std_mpsc::TrySendError::Disconnected(back),
+            ) = tx.try_send(spent)
+            {
+                drop(back);
             }
         }
         None => drop(spent),

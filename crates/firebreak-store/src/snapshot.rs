@@ -51,6 +51,15 @@ pub const LEVELS: &[(&str, &str)] = &[
     ("event_dedup_recent", "event_dedup"),
 ];
 
+/// The columns that identify a row of a table with a second level ([`LEVELS`]): a level's row
+/// whose key is already in the table is not exported again.
+pub fn level_key(table: &str) -> &'static [&'static str] {
+    match table {
+        "event_dedup" => &["dedup_key"],
+        _ => &["observable_id", "event_id"],
+    }
+}
+
 /// One stored value, in SQLite's storage classes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SqlValue {

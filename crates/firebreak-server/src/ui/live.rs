@@ -68,6 +68,7 @@ pub async fn stream(
         pending,
         last_sent: HashMap::new(),
         keepalive_at: Instant::now() + KEEPALIVE,
+        checked_at: Instant::now(),
         opened: false,
         _gauge: StreamGauge::new(),
     };
@@ -112,6 +113,8 @@ struct LiveStream {
     pending: BTreeSet<String>,
     last_sent: HashMap<String, Instant>,
     keepalive_at: Instant,
+    /// When the session was last checked (every [`KEEPALIVE`]).
+    checked_at: Instant,
     opened: bool,
     _gauge: StreamGauge,
 }
@@ -128,6 +131,21 @@ impl LiveStream {
             let now = Instant::now();
             let due = |t: &String| self.last_sent.get(t).map_or(now, |at| *at + COALESCE);
             let ready = self.pending.iter().find(|t| due(t) <= now).cloned();
+            // the session is checked every KEEPALIVE whatever the traffic: a stream that
+            // always has news must still end when its session does
+            if now >= self.checked_at + KEEPALIVE {
+                self.checked_at = now;
+                match self
+                    .state
+                    .app
+                    .authenticate_session_passive(&self.secret)
+                    .await
+                {
+                    // a database that is away for a moment does not end the stream
+                    Ok(_) | Err(AppError::Unavailable(_)) => {}
+                    Err(_) => return None,
+                }
+            }
             if let Some(t) = ready {
                 self.pending.remove(&t);
                 self.last_sent.insert(t.clone(), now);
@@ -153,11 +171,6 @@ impl LiveStream {
                 () = tokio::time::sleep_until(wake) => {
                     if Instant::now() >= self.keepalive_at {
                         self.keepalive_at = Instant::now() + KEEPALIVE;
-                        match self.state.app.authenticate_session_passive(&self.secret).await {
-                            // a database that is away for a moment does not end the stream
-                            Ok(_) | Err(AppError::Unavailable(_)) => {}
-                            Err(_) => return None,
-                        }
                         return Some(Bytes::from_static(b": keep-alive\n\n"));
                     }
                 }
