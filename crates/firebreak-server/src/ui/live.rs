@@ -6,7 +6,8 @@
 //! every [`KEEPALIVE`] keeps proxies from closing the connection and re-checks the session
 //! (signed out, expired or disabled: the stream ends and the browser's reconnection gets a
 //! 401). The stream ends when the server stops accepting ([`Stopping`]), so it never holds
-//! shutdown. Each open stream is a connection like any other under the connection cap.
+//! shutdown. Each open stream is a connection like any other under the connection cap, and a
+//! user holds at most [`MAX_STREAMS_PER_USER`] (429 with `Retry-After` beyond).
 //! `?since=<mark>`: the mark the page was rendered with; when anything was announced since
 //! (or the page came from another node), the stream starts with `*`.
 
@@ -41,11 +42,23 @@ pub async fn stream(
     axum::extract::Query(q): axum::extract::Query<LiveQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = super::signed_in_passive(&s, &headers).await {
-        return r;
-    }
+    let user = match super::signed_in_passive(&s, &headers).await {
+        Ok(ui) => ui.p.username().to_string(),
+        Err(r) => return r,
+    };
     let Some(secret) = session_cookie(&headers) else {
         return StatusCode::UNAUTHORIZED.into_response();
+    };
+    // each stream holds a connection for as long as it is open: one user cannot take them all
+    let Some(gauge) = StreamGauge::new(&user) else {
+        let mut r = (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("at most {MAX_STREAMS_PER_USER} live pages per user are open at once"),
+        )
+            .into_response();
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        return r;
     };
     // subscribed before the answer's head goes out: a change committed after the client sees
     // the head is on this stream, one committed since the page's mark starts it with `*`
@@ -70,7 +83,7 @@ pub async fn stream(
         keepalive_at: Instant::now() + KEEPALIVE,
         checked_at: Instant::now(),
         opened: false,
-        _gauge: StreamGauge::new(),
+        _gauge: gauge,
     };
     let body = futures::stream::unfold(live, |mut l| async move {
         let chunk = l.next().await?;
@@ -88,19 +101,41 @@ pub async fn stream(
     r
 }
 
-/// Counts open streams (`firebreak_live_streams`).
-struct StreamGauge;
+/// Streams one user may hold open at once (in this process); the next gets 429.
+pub const MAX_STREAMS_PER_USER: usize = 16;
+
+/// Open streams per user.
+static OPEN: std::sync::LazyLock<std::sync::Mutex<HashMap<String, usize>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Counts open streams (`firebreak_live_streams`), per user too.
+struct StreamGauge(String);
 
 impl StreamGauge {
-    fn new() -> Self {
+    /// `None` when `user` already holds [`MAX_STREAMS_PER_USER`] streams.
+    fn new(user: &str) -> Option<Self> {
+        let mut open = OPEN.lock().ok()?;
+        let n = open.entry(user.to_string()).or_insert(0);
+        if *n >= MAX_STREAMS_PER_USER {
+            return None;
+        }
+        *n += 1;
         metrics::gauge!("firebreak_live_streams").increment(1.0);
-        Self
+        Some(Self(user.to_string()))
     }
 }
 
 impl Drop for StreamGauge {
     fn drop(&mut self) {
         metrics::gauge!("firebreak_live_streams").decrement(1.0);
+        if let Ok(mut open) = OPEN.lock()
+            && let Some(n) = open.get_mut(&self.0)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.0);
+            }
+        }
     }
 }
 

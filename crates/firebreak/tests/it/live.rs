@@ -169,6 +169,16 @@ fn live_stream_names_what_changed_coalesces_bursts_and_ends_on_sigterm() {
 
     let live = LiveClient::open(server.addr, Some(&cookie)).unwrap();
 
+    // one user holds 16 streams at most (each is a connection held open): the 17th is 429
+    let more: Vec<LiveClient> = (0..15)
+        .map(|_| LiveClient::open(server.addr, Some(&cookie)).unwrap())
+        .collect();
+    assert_eq!(
+        LiveClient::open(server.addr, Some(&cookie)).err(),
+        Some(429)
+    );
+    drop(more);
+
     // an ingested event is `events`
     let t0 = Instant::now();
     let r = c
