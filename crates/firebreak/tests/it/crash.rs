@@ -193,13 +193,7 @@ fn mixed_crash_rounds(env: &Env, rounds: u64) {
     ready.push(t0.elapsed());
     let mut c = Conn::new(server.addr);
     // tickets and their log entries
-    for (n, title) in &acked.tickets {
-        let r = c
-            .request("GET", &format!("/api/v1/tickets/{n}"), Some(&token), None)
-            .unwrap();
-        assert_eq!(r.status, 200, "acknowledged ticket {n} lost");
-        assert_eq!(r.json()["title"], title.as_str());
-    }
+    c.assert_tickets_stored(&token, &acked.tickets);
     for n in &acked.notes {
         let log = c
             .request(

@@ -845,18 +845,7 @@ fn postgres_cut_off_gives_503_with_retry_after_and_recovers_without_restart() {
         let (r, _) = create(&mut c, format!("after {i}"), &mut acked);
         assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     }
-    for (number, title) in &acked {
-        let r = c
-            .request(
-                "GET",
-                &format!("/api/v1/tickets/{number}"),
-                Some(&token),
-                None,
-            )
-            .unwrap();
-        assert_eq!(r.status, 200, "acknowledged ticket {number} missing");
-        assert_eq!(r.json()["title"], title.as_str());
-    }
+    c.assert_tickets_stored(&token, acked.iter().map(|(n, t)| (n, t)));
     drop(server);
     let verify = env.cli(&["audit", "verify"]);
     assert!(verify.status.success(), "{}", stdout(&verify));
@@ -1204,18 +1193,7 @@ fn a_full_disk_refuses_writes_with_507_and_recovers_without_restart() {
     assert!(verify.status.success(), "{}", stdout(&verify));
     let server = env.start();
     let mut c = Conn::new(server.addr);
-    for (number, title) in &acked {
-        let r = c
-            .request(
-                "GET",
-                &format!("/api/v1/tickets/{number}"),
-                Some(&token),
-                None,
-            )
-            .unwrap();
-        assert_eq!(r.status, 200, "acknowledged ticket {number} lost");
-        assert_eq!(r.json()["title"], title.as_str());
-    }
+    c.assert_tickets_stored(&token, acked.iter().map(|(n, t)| (n, t)));
     let docs = c
         .request(
             "GET",

@@ -62,6 +62,26 @@ impl Conn {
         r
     }
 
+    /// Asserts each acknowledged ticket (number, title) is stored: 200, with its title.
+    pub fn assert_tickets_stored<N: std::fmt::Display, T: AsRef<str>>(
+        &mut self,
+        token: &str,
+        tickets: impl IntoIterator<Item = (N, T)>,
+    ) {
+        for (number, title) in tickets {
+            let r = self
+                .request(
+                    "GET",
+                    &format!("/api/v1/tickets/{number}"),
+                    Some(token),
+                    None,
+                )
+                .unwrap();
+            assert_eq!(r.status, 200, "acknowledged ticket {number} lost");
+            assert_eq!(r.json()["title"], title.as_ref());
+        }
+    }
+
     pub fn request(
         &mut self,
         method: &str,

@@ -408,21 +408,7 @@ fn crash_rounds(env: &Env, rounds: usize) {
     );
     let server = env.start();
     let mut c = Conn::new(server.addr);
-    for (number, title) in &acked {
-        let r = c
-            .request(
-                "GET",
-                &format!("/api/v1/tickets/{number}"),
-                Some(&token),
-                None,
-            )
-            .unwrap();
-        assert_eq!(
-            r.status, 200,
-            "acknowledged ticket {number} lost after kill -9"
-        );
-        assert_eq!(r.json()["title"], title.as_str());
-    }
+    c.assert_tickets_stored(&token, &acked);
     let verify = env.cli(&["audit", "verify"]);
     assert!(
         verify.status.success(),
