@@ -3,6 +3,7 @@
 //! Owns every SQL statement for SQLite; nothing above it sees sqlx.
 #![forbid(unsafe_code)]
 
+mod dedup;
 mod jobs;
 mod rows;
 mod snapshot;
@@ -64,7 +65,7 @@ fn connect_options(url: &str) -> anyhow::Result<SqliteConnectOptions> {
 /// Tuning of the SQLite backend; [`SqliteStore::open`] uses the defaults.
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
-    /// Rows gathered in a second level (`event_observables_recent`, `event_dedup_recent`)
+    /// Rows gathered in the second level of dedup keys (`event_dedup_pending`)
     /// before the writer merges it into its table in key order.
     pub merge_at: i64,
 }
@@ -487,7 +488,8 @@ impl WorkflowStore for SqliteStore {
 
 const OBSERVABLE_COLUMNS: &str = "SELECT o.id, o.kind, o.value, o.first_seen, o.last_seen, \
      (SELECT COUNT(*) FROM event_observables eo WHERE eo.observable_id = o.id) \
-     + (SELECT COUNT(*) FROM event_observables_recent eo WHERE eo.observable_id = o.id) AS events, \
+     + (SELECT COUNT(*) FROM event_observable_index \
+        WHERE event_observable_index MATCH '\"' || replace(o.id, '-', '') || '\"') AS events, \
      (SELECT COUNT(*) FROM ticket_observables t WHERE t.observable_id = o.id) AS tickets FROM observables o";
 
 #[async_trait]
@@ -639,12 +641,15 @@ impl EventStore for SqliteStore {
 
     async fn observable_events(&self, id: uuid::Uuid, limit: u32) -> StoreResult<Vec<uuid::Uuid>> {
         let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT e.id FROM (SELECT event_id FROM event_observables WHERE observable_id = ?1 \
-             UNION SELECT event_id FROM event_observables_recent WHERE observable_id = ?1) eo \
-             JOIN events e ON e.id = eo.event_id ORDER BY e.seq DESC LIMIT ?2",
+            "SELECT e.id FROM events e WHERE e.seq IN \
+             (SELECT l.seq FROM event_observables eo JOIN events l ON l.id = eo.event_id \
+              WHERE eo.observable_id = ?1 \
+              UNION SELECT rowid FROM event_observable_index WHERE event_observable_index MATCH ?3) \
+             ORDER BY e.seq DESC LIMIT ?2",
         )
         .bind(id.to_string())
         .bind(i64::from(limit))
+        .bind(format!("\"{}\"", id.simple()))
         .fetch_all(&self.read)
         .await
         .map_err(rows::err)?;

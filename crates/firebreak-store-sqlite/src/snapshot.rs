@@ -79,6 +79,26 @@ pub(crate) async fn export(read: &SqlitePool, sink: &mut dyn SnapshotSink) -> St
                  WHERE NOT EXISTS (SELECT 1 FROM \"{table}\" m WHERE {key})"
             ));
         }
+        // links in the inverted index (migration 0013) go out as event_observables rows: the
+        // term is the observable's id in 32 hex digits, the doc the event's seq
+        if table == "event_observables" {
+            let term = "substr(v.term, 1, 8) || '-' || substr(v.term, 9, 4) || '-' || \
+                        substr(v.term, 13, 4) || '-' || substr(v.term, 17, 4) || '-' || substr(v.term, 21)";
+            let ilist = cols
+                .iter()
+                .map(|c| match c.as_str() {
+                    "observable_id" => Ok(format!("{term} AS observable_id")),
+                    "event_id" => Ok("e.id AS event_id".to_string()),
+                    other => Err(StoreError::Other(anyhow::anyhow!(
+                        "event_observables has an unexpected column {other}"
+                    ))),
+                })
+                .collect::<StoreResult<Vec<_>>>()?
+                .join(", ");
+            sql.push_str(&format!(
+                " UNION ALL SELECT {ilist} FROM event_observable_terms v JOIN events e ON e.seq = v.doc"
+            ));
+        }
         let mut stream = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&mut *tx);
         while let Some(row) = stream.try_next().await.map_err(rows::err)? {
             let mut values = Vec::with_capacity(row.columns().len());
@@ -126,6 +146,32 @@ pub(crate) fn import(
         for t in TABLES.iter().chain(DERIVED).rev().chain(levels) {
             tx.execute(&format!("DELETE FROM \"{t}\""), [])
                 .map_err(crate::writer::err)?;
+        }
+        // restored links go into event_observables; the inverted index starts empty (made
+        // anew: FTS5's `delete-all` left an index its integrity check calls corrupt)
+        let fts: Vec<(String, String)> = {
+            let mut q = tx
+                .prepare(
+                    "SELECT name, sql FROM sqlite_schema WHERE type = 'table' \
+                     AND name IN ('event_observable_index', 'event_observable_terms') ORDER BY name",
+                )
+                .map_err(crate::writer::err)?;
+            q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(Iterator::collect)
+                .map_err(crate::writer::err)?
+        };
+        if fts.len() != 2 {
+            return Err(bad(
+                "the event-observable index is missing from the database".into(),
+            ));
+        }
+        // the vocabulary table reads the index: dropped first, made last
+        for (name, _) in fts.iter().rev() {
+            tx.execute(&format!("DROP TABLE \"{name}\""), [])
+                .map_err(crate::writer::err)?;
+        }
+        for (_, sql) in &fts {
+            tx.execute(sql, []).map_err(crate::writer::err)?;
         }
         let mut report = ImportReport::default();
         let mut current: Option<(String, Vec<String>, u64)> = None;

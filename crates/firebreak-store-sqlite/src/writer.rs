@@ -125,7 +125,9 @@ pub fn run(
                 continue;
             }
             Request::Import(source, reply) => {
-                let _ = reply.send(crate::snapshot::import(&mut conn, source));
+                let res = crate::snapshot::import(&mut conn, source);
+                crate::dedup::invalidate();
+                let _ = reply.send(res);
                 continue;
             }
             Request::Commit(j) => batch.push(j),
@@ -149,7 +151,7 @@ pub fn run(
 /// 85,000 EVE events' worth) or dedup keys.
 pub(crate) const MERGE_AT: i64 = 300_000;
 
-/// A second level (see migrations 0011 and 0012): new rows go to a small table, merged into
+/// A second level (see migrations 0012 and 0014): new rows go to a small table, merged into
 /// the large one in key order in one transaction between batches. A row written straight into
 /// a large B-tree with random keys dirtied a page of it per row; sorted, each page is written
 /// once per merge however many rows it takes. Readers look at both levels.
@@ -162,23 +164,13 @@ struct Level {
     per_event: i64,
 }
 
-const LEVELS: [Level; 2] = [
-    Level {
-        recent: "event_observables_recent",
-        table: "event_observables",
-        merge: "INSERT OR IGNORE INTO event_observables (observable_id, event_id) \
-                SELECT observable_id, event_id FROM event_observables_recent \
-                ORDER BY observable_id, event_id",
-        // an EVE alert has 2-6 observables (up to 200 are kept: a level may then pass the
-        // mark before it is counted, which only makes that merge larger)
-        per_event: 16,
-    },
+const LEVELS: [Level; 1] = [
     // a key is in one level only: a key found in event_dedup is updated there
     Level {
-        recent: "event_dedup_recent",
+        recent: "event_dedup_pending",
         table: "event_dedup",
         merge: "INSERT INTO event_dedup (dedup_key, event_id, last_seen) \
-                SELECT dedup_key, event_id, last_seen FROM event_dedup_recent WHERE true \
+                SELECT dedup_key, event_id, last_seen FROM event_dedup_pending WHERE true \
                 ORDER BY dedup_key \
                 ON CONFLICT (dedup_key) DO UPDATE SET event_id = excluded.event_id, \
                 last_seen = max(event_dedup.last_seen, excluded.last_seen)",
@@ -223,6 +215,7 @@ fn merge_levels_if_due(path: &str, conn: &mut Connection, state: &mut MergeState
         })();
         match res {
             Ok(moved) => {
+                crate::dedup::merged();
                 state.next_check[i] = Some(seq + (at / level.per_event).max(1));
                 tracing::debug!(
                     table = level.table,
@@ -234,6 +227,7 @@ fn merge_levels_if_due(path: &str, conn: &mut Connection, state: &mut MergeState
             }
             // rolled back: the rows stay where readers find them; retried after a later batch
             Err(e) => {
+                crate::dedup::invalidate();
                 tracing::warn!(table = level.table, error = %e, "merging a second level failed")
             }
         }
@@ -337,6 +331,7 @@ fn serve_claim(path: &str, conn: &mut Connection, c: Claim) {
 /// After an I/O error the connection's cache may not match the file: the next transaction
 /// starts from a fresh connection that re-reads what is on disk.
 fn reopen(path: &str, conn: &mut Connection) {
+    crate::dedup::invalidate();
     match open(path) {
         Ok(fresh) => *conn = fresh,
         Err(open_err) => {
@@ -420,6 +415,7 @@ fn write_together(
     let mut tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
+    crate::dedup::begin(&tx)?;
     let (seq, hash, max_number): (i64, String, i64) = tx
         .query_row(
             "SELECT seq, hash, (SELECT COALESCE(MAX(number), 0) FROM tickets) FROM audit_head WHERE id = 1",
@@ -455,6 +451,8 @@ fn write_together(
             Err(e) => {
                 drop(sp); // rolls the savepoint back
                 (head.seq, head.hash, head.next_number) = saved;
+                // the pending dedup keys as the rollback left them, for the next change sets
+                crate::dedup::rebuild(&tx)?;
                 results.push(Err(e));
             }
         }
@@ -474,6 +472,9 @@ fn write_together(
         None
     };
     tx.commit().map_err(err)?;
+    if results.iter().all(Result::is_ok) {
+        crate::dedup::committed();
+    }
     if let Some(cp) = checkpoint {
         signer.publish(&cp);
     }
@@ -1036,32 +1037,40 @@ fn upsert_observable(conn: &Connection, o: &ObservableRef, at: i64) -> StoreResu
     Ok(id)
 }
 
-/// The observables of an op's new events and their links, written after the events.
+/// The observables of an op's new events, written after the events.
 #[derive(Default)]
 struct PendingObservables<'a> {
     /// observable id -> (observable, latest receipt)
     observables: std::collections::BTreeMap<uuid::Uuid, (&'a ObservableRef, i64)>,
-    /// (observable id, event id)
-    links: Vec<(uuid::Uuid, String)>,
 }
 
 impl PendingObservables<'_> {
-    fn write(mut self, conn: &Connection) -> StoreResult<()> {
+    fn write(self, conn: &Connection) -> StoreResult<()> {
         for (o, at) in self.observables.values() {
             upsert_observable(conn, o, *at)?;
         }
-        self.links.sort_unstable();
-        self.links.dedup();
-        let mut stmt = conn
-            .prepare_cached(
-                "INSERT INTO event_observables_recent (observable_id, event_id) VALUES (?1, ?2)",
-            )
-            .map_err(err)?;
-        for (oid, eid) in &self.links {
-            stmt.execute(params![oid.to_string(), eid]).map_err(err)?;
-        }
         Ok(())
     }
+}
+
+/// An event's links to its observables: one row of the inverted index (migration 0013), whose
+/// rowid is the event's `seq` and whose tokens are the observables' ids in 32 hex digits.
+fn index_event_observables(conn: &Connection, seq: i64, ids: &[uuid::Uuid]) -> StoreResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut terms = String::with_capacity(33 * ids.len());
+    let mut buf = uuid::Uuid::encode_buffer();
+    for id in ids {
+        if !terms.is_empty() {
+            terms.push(' ');
+        }
+        terms.push_str(id.simple().encode_lower(&mut buf));
+    }
+    conn.prepare_cached("INSERT INTO event_observable_index (rowid, observables) VALUES (?1, ?2)")
+        .and_then(|mut s| s.execute(params![seq, terms]))
+        .map_err(err)?;
+    Ok(())
 }
 
 fn insert_event<'a>(
@@ -1102,15 +1111,16 @@ fn insert_event<'a>(
         ])
     })
     .map_err(err)?;
+    // the events row's rowid (its `seq`), whatever the insert triggers inserted
+    let ids: Vec<uuid::Uuid> = e.observables.iter().map(ObservableRef::id).collect();
+    index_event_observables(conn, conn.last_insert_rowid(), &ids)?;
     let at = to_millis(e.received_at);
-    for o in &e.observables {
-        let oid = o.id();
+    for (o, oid) in e.observables.iter().zip(ids) {
         pending
             .observables
             .entry(oid)
             .and_modify(|v| v.1 = v.1.max(at))
             .or_insert((o, at));
-        pending.links.push((oid, id.clone()));
     }
     Ok(())
 }
@@ -1123,19 +1133,14 @@ fn ingest_event<'a>(
     let e = &item.event;
     let now = to_millis(e.last_seen);
     if item.resolve {
-        // the key is in one level at most: the recent one first
-        let mut found: Option<String> = None;
-        for table in ["event_dedup_recent", "event_dedup"] {
-            found = conn
-                .prepare_cached(&format!(
-                    "DELETE FROM {table} WHERE dedup_key = ?1 RETURNING event_id"
-                ))
+        // the key is in one level at most: the pending one first
+        let found: Option<String> = match crate::dedup::take(conn, &item.dedup_key)? {
+            Some(id) => Some(id),
+            None => conn
+                .prepare_cached("DELETE FROM event_dedup WHERE dedup_key = ?1 RETURNING event_id")
                 .and_then(|mut s| s.query_row([&item.dedup_key], |r| r.get(0)).optional())
-                .map_err(err)?;
-            if found.is_some() {
-                break;
-            }
-        }
+                .map_err(err)?,
+        };
         if let Some(id) = found {
             let changed = conn
                 .prepare_cached(
@@ -1161,38 +1166,37 @@ fn ingest_event<'a>(
     }
     let candidate = e.id.to_string();
     let window_start = to_millis(item.window_start);
-    // A key seen before the last merge is in event_dedup and is updated there (a repeat, or a
-    // new event after its window); any other goes into the small recent level, which the
-    // writer merges into event_dedup in key order (see migration 0012): a new key no longer
-    // dirties a random page of a large B-tree.
-    let merged: Option<String> = conn
-        .prepare_cached(
-            "UPDATE event_dedup SET \
-             event_id = CASE WHEN last_seen < ?3 THEN ?2 ELSE event_id END, \
-             last_seen = max(last_seen, ?4) WHERE dedup_key = ?1 RETURNING event_id",
-        )
-        .and_then(|mut s| {
-            s.query_row(params![item.dedup_key, candidate, window_start, now], |r| {
-                r.get(0)
-            })
-            .optional()
-        })
-        .map_err(err)?;
-    let winner: String = match merged {
+    // A key first seen since the last merge is in event_dedup_pending, found through the
+    // writer's index of it (dedup.rs) and updated there; one seen before is in event_dedup and
+    // updated there (a repeat, or a new event after its window); a new key is appended to
+    // event_dedup_pending, which the writer merges into event_dedup in key order (migration
+    // 0014): a new key dirties no random page of a B-tree.
+    let pending_winner =
+        crate::dedup::update(conn, &item.dedup_key, &candidate, window_start, now)?;
+    let winner: String = match pending_winner {
         Some(w) => w,
-        None => conn
-            .prepare_cached(
-                "INSERT INTO event_dedup_recent (dedup_key, event_id, last_seen) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (dedup_key) DO UPDATE SET \
-                 event_id = CASE WHEN event_dedup_recent.last_seen < ?4 THEN excluded.event_id ELSE event_dedup_recent.event_id END, \
-                 last_seen = max(event_dedup_recent.last_seen, excluded.last_seen) RETURNING event_id",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![item.dedup_key, candidate, now, window_start], |r| {
-                    r.get(0)
+        None => {
+            let merged: Option<String> = conn
+                .prepare_cached(
+                    "UPDATE event_dedup SET \
+                     event_id = CASE WHEN last_seen < ?3 THEN ?2 ELSE event_id END, \
+                     last_seen = max(last_seen, ?4) WHERE dedup_key = ?1 RETURNING event_id",
+                )
+                .and_then(|mut s| {
+                    s.query_row(params![item.dedup_key, candidate, window_start, now], |r| {
+                        r.get(0)
+                    })
+                    .optional()
                 })
-            })
-            .map_err(err)?,
+                .map_err(err)?;
+            match merged {
+                Some(w) => w,
+                None => {
+                    crate::dedup::insert(conn, &item.dedup_key, &candidate, now)?;
+                    candidate.clone()
+                }
+            }
+        }
     };
     if winner == candidate {
         insert_event(conn, item, pending)?;

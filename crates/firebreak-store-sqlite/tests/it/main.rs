@@ -25,9 +25,9 @@ async fn sqlite() -> TestStore {
 
 firebreak_store::store_conformance_suite!(sqlite);
 
-/// The whole suite again with the second levels (event-observable links, dedup keys) merged
-/// into their tables after every commit (by default every 300,000 rows): every behaviour then
-/// reads from both levels and from the merged one, and snapshots carry both.
+/// The whole suite again with the dedup keys pending a merge merged into event_dedup after
+/// every commit (by default every 300,000 keys): every behaviour then finds keys in both
+/// levels, and snapshots carry both.
 mod levels_merged_at_once {
     use super::*;
     use firebreak_store_sqlite::SqliteOptions;
@@ -80,4 +80,68 @@ async fn database_is_in_wal_mode_and_opens_from_two_processes() {
     );
     firebreak_store::Store::close(&a).await;
     firebreak_store::Store::close(&b).await;
+}
+
+/// Two writers on one file (a server and `firebreak ingest`): each finds the dedup keys the
+/// other appended since the last merge (the writer's in-memory index of pending keys is rebuilt
+/// when another connection has committed), and a resolution from one ends the other's event.
+#[tokio::test]
+async fn two_writers_on_one_file_share_pending_dedup_keys() {
+    use firebreak_store::{ChangeSet, EventStore, NewEvent, Op, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("x.db").display());
+    let a = SqliteStore::open(&url, Arc::new(AuditSigner::ephemeral()))
+        .await
+        .unwrap();
+    let b = SqliteStore::open(&url, Arc::new(AuditSigner::ephemeral()))
+        .await
+        .unwrap();
+    let t0 = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let item = |title: &str, key: &str, minutes: i64, resolve: bool| {
+        let at = t0 + time::Duration::minutes(minutes);
+        NewEvent {
+            event: firebreak_store::conformance::sample_event(title, at),
+            dedup_key: key.into(),
+            window_start: at - time::Duration::hours(1),
+            resolve,
+            details: None,
+        }
+    };
+    async fn ingest(s: &SqliteStore, items: Vec<NewEvent>) -> Vec<firebreak_store::Ingested> {
+        let cs = ChangeSet::new().op(Op::IngestEvents(items));
+        s.commit(cs).await.unwrap().ingested
+    }
+    // each writer has indexed the (empty) table before the other writes
+    let first = ingest(&a, vec![item("first", "k1", 0, false)]).await;
+    assert!(first[0].created);
+    let other = ingest(&b, vec![item("other", "k2", 0, false)]).await;
+    assert!(other[0].created);
+
+    // b repeats a's key, a repeats b's key, then a's own key again
+    let r = ingest(&b, vec![item("again", "k1", 1, false)]).await;
+    assert!(!r[0].created, "b sees the key a appended");
+    assert_eq!(r[0].event_id, first[0].event_id);
+    let r = ingest(
+        &a,
+        vec![item("again", "k2", 2, false), item("again", "k1", 2, false)],
+    )
+    .await;
+    assert!(!r[0].created, "a sees the key b appended");
+    assert_eq!(r[0].event_id, other[0].event_id);
+    assert!(!r[1].created);
+    assert_eq!(r[1].event_id, first[0].event_id);
+    let stored = a.get_event(first[0].event_id).await.unwrap();
+    assert_eq!(stored.occurrences, 3);
+
+    // a resolution through b ends the event a holds the key of; a then starts a new one
+    let r = ingest(&b, vec![item("resolved", "k1", 3, true)]).await;
+    assert!(r[0].resolved);
+    assert_eq!(r[0].event_id, first[0].event_id);
+    let r = ingest(&a, vec![item("fires again", "k1", 4, false)]).await;
+    assert!(r[0].created, "the resolved key is gone for a too");
+    assert_ne!(r[0].event_id, first[0].event_id);
+    a.close().await;
+    b.close().await;
 }

@@ -111,7 +111,10 @@ pub async fn snapshots_round_trip_every_table(ts: &TestStore) {
         tables,
         "a restored snapshot exports the same rows"
     );
-    assert!(ts.store.integrity_check().await.unwrap().is_empty());
+    {
+        let p = ts.store.integrity_check().await.unwrap();
+        assert!(p.is_empty(), "{p:?}");
+    }
     assert_eq!(ts.store.count_events().await.unwrap(), counts_before);
     assert_eq!(
         ts.store.suppression_hits().await.unwrap().len(),
