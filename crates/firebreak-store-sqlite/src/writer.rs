@@ -97,6 +97,10 @@ pub fn open(path: &str) -> anyhow::Result<Connection> {
     // the writer's page cache holds the hot index pages (dedup keys, observables) between
     // batches instead of reading them back through the OS every time
     conn.execute_batch("PRAGMA cache_size = -65536;")?;
+    // when the WAL starts over from its first frame, its file is cut back to WAL_LIMIT, not to
+    // nothing: the next commits overwrite pages the OS still caches instead of extending the
+    // file (new page-cache pages to zero and blocks to allocate for every frame)
+    conn.execute_batch(&format!("PRAGMA journal_size_limit = {WAL_LIMIT};"))?;
     Ok(conn)
 }
 
@@ -340,7 +344,7 @@ fn reopen(path: &str, conn: &mut Connection) {
     }
 }
 
-/// WAL size that makes the writer checkpoint and truncate it itself.
+/// WAL size that makes the writer checkpoint it itself and start it over.
 const WAL_LIMIT: u64 = 512 * 1024 * 1024;
 
 fn restart_wal_if_large(path: &str, conn: &Connection) {
@@ -351,7 +355,7 @@ fn restart_wal_if_large(path: &str, conn: &Connection) {
     }
     let started = std::time::Instant::now();
     let res: rusqlite::Result<(i64, i64, i64)> =
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         });
     match res {
@@ -360,10 +364,10 @@ fn restart_wal_if_large(path: &str, conn: &Connection) {
             log,
             done,
             ms = started.elapsed().as_millis() as u64,
-            "sqlite WAL checkpointed and truncated by the writer"
+            "sqlite WAL checkpointed by the writer; the next commit starts it over"
         ),
         Err(e) => {
-            tracing::warn!(error = %e, "sqlite WAL truncation failed; retried after the next batch")
+            tracing::warn!(error = %e, "sqlite WAL checkpoint failed; retried after the next batch")
         }
     }
 }
