@@ -68,12 +68,16 @@ pub struct SqliteOptions {
     /// Rows gathered in the second level of dedup keys (`event_dedup_pending`)
     /// before the writer merges it into its table in key order.
     pub merge_at: i64,
+    /// WAL size past which the writer checkpoints the WAL itself between batches and starts
+    /// it over (512 MiB).
+    pub wal_limit: u64,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
         Self {
             merge_at: writer::MERGE_AT,
+            wal_limit: writer::WAL_LIMIT,
         }
     }
 }

@@ -113,6 +113,7 @@ pub fn run(
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut merges = MergeState::default();
+    WAL_LIMIT_HERE.set(options.wal_limit);
     // a claim that arrived while a batch was being gathered: served right after that batch
     let mut next: Option<Request> = None;
     loop {
@@ -345,19 +346,29 @@ fn reopen(path: &str, conn: &mut Connection) {
 }
 
 /// WAL size that makes the writer checkpoint it itself and start it over.
-const WAL_LIMIT: u64 = 512 * 1024 * 1024;
+pub(crate) const WAL_LIMIT: u64 = 512 * 1024 * 1024;
+
+thread_local! {
+    /// This writer's [`WAL_LIMIT`] (`SqliteOptions::wal_limit`).
+    static WAL_LIMIT_HERE: std::cell::Cell<u64> = const { std::cell::Cell::new(WAL_LIMIT) };
+}
 
 fn restart_wal_if_large(path: &str, conn: &Connection) {
     let wal = format!("{path}-wal");
-    let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_LIMIT);
+    let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_LIMIT_HERE.get());
     if !big {
         return;
     }
     let started = std::time::Instant::now();
+    // RESTART waits for readers still using the WAL (a long report, an online backup): at
+    // most 100 ms here, not the connection's 10 s per batch; it is tried again after the next
+    // batch, the WAL growing meanwhile
+    let _ = conn.busy_timeout(Duration::from_millis(100));
     let res: rusqlite::Result<(i64, i64, i64)> =
         conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         });
+    let _ = conn.busy_timeout(Duration::from_secs(10));
     match res {
         Ok((busy, log, done)) => tracing::debug!(
             busy,

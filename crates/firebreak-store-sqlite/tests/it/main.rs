@@ -36,7 +36,10 @@ mod levels_merged_at_once {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("test.db").display());
         let signer = Arc::new(AuditSigner::ephemeral());
-        let options = SqliteOptions { merge_at: 1 };
+        let options = SqliteOptions {
+            merge_at: 1,
+            ..SqliteOptions::default()
+        };
         let store: DynStore = Arc::new(
             SqliteStore::open_with(&url, signer.clone(), options)
                 .await
@@ -144,4 +147,70 @@ async fn two_writers_on_one_file_share_pending_dedup_keys() {
     assert_ne!(r[0].event_id, first[0].event_id);
     a.close().await;
     b.close().await;
+}
+
+/// A reader that keeps a read transaction open on the WAL (a long report, an online backup)
+/// while the WAL is past its limit: the writer's own checkpoint gives up on it quickly and the
+/// commits go on (they waited the connection's whole 10 s busy timeout, batch after batch).
+#[tokio::test]
+async fn a_long_reader_does_not_stall_commits_past_the_wal_limit() {
+    use firebreak_store::{ChangeSet, EventStore, NewEvent, Op, Store};
+    use firebreak_store_sqlite::SqliteOptions;
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("x.db").display());
+    let options = SqliteOptions {
+        wal_limit: 0, // every batch is past it
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open_with(&url, Arc::new(AuditSigner::ephemeral()), options)
+        .await
+        .unwrap();
+    let t0 = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let commit = |n: usize| {
+        let e = firebreak_store::conformance::sample_event(&format!("event {n}"), t0);
+        ChangeSet::new().op(Op::IngestEvents(vec![NewEvent {
+            event: e,
+            dedup_key: format!("key {n}"),
+            window_start: t0 - time::Duration::hours(1),
+            resolve: false,
+            details: None,
+        }]))
+    };
+    store.commit(commit(0)).await.unwrap();
+    let mut reader = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM events")
+        .fetch_one(&mut reader)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let started = std::time::Instant::now();
+    for i in 1..=3 {
+        store.commit(commit(i)).await.unwrap();
+    }
+    let spent = started.elapsed();
+    assert!(
+        spent < std::time::Duration::from_secs(5),
+        "3 commits took {spent:?} while a reader held the WAL"
+    );
+    // the reader still sees its snapshot; once it ends, the WAL starts over
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM events")
+        .fetch_one(&mut reader)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    sqlx::query("COMMIT").execute(&mut reader).await.unwrap();
+    store.commit(commit(4)).await.unwrap();
+    let counted: i64 = store
+        .count_events()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.1)
+        .sum();
+    assert_eq!(counted, 5);
+    store.close().await;
 }
