@@ -43,6 +43,8 @@ struct Index {
     version: Option<i64>,
     /// a transaction that may change the table is under way, or did not commit whole
     unsure: bool,
+    /// keys added or removed so far (a savepoint that rolls back none needs no rebuild)
+    changes: u64,
 }
 
 thread_local! {
@@ -130,6 +132,11 @@ pub(crate) fn begin(conn: &Connection) -> StoreResult<()> {
     })
 }
 
+/// How many keys this writer has added or removed so far.
+pub(crate) fn changes() -> u64 {
+    INDEX.with_borrow(|ix| ix.changes)
+}
+
 /// Re-reads the table inside the current transaction (after a savepoint rolled back).
 pub(crate) fn rebuild(conn: &Connection) -> StoreResult<()> {
     INDEX.with_borrow_mut(|ix| ix.rebuild(conn))
@@ -192,7 +199,10 @@ pub(crate) fn insert(conn: &Connection, key: &str, event_id: &str, now: i64) -> 
     .and_then(|mut s| s.execute(params![key, event_id, now]))
     .map_err(err)?;
     let rowid = conn.last_insert_rowid();
-    INDEX.with_borrow_mut(|ix| ix.add(key, rowid));
+    INDEX.with_borrow_mut(|ix| {
+        ix.add(key, rowid);
+        ix.changes += 1;
+    });
     Ok(())
 }
 
@@ -207,7 +217,10 @@ pub(crate) fn take(conn: &Connection, key: &str) -> StoreResult<Option<String>> 
             .and_then(|mut s| s.query_row(params![rowid, key], |r| r.get(0)).optional())
             .map_err(err)?;
         if found.is_some() {
-            INDEX.with_borrow_mut(|ix| ix.remove(key, rowid));
+            INDEX.with_borrow_mut(|ix| {
+                ix.remove(key, rowid);
+                ix.changes += 1;
+            });
             return Ok(found);
         }
     }

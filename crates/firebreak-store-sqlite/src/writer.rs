@@ -100,7 +100,8 @@ pub fn open(path: &str) -> anyhow::Result<Connection> {
     // when the WAL starts over from its first frame, its file is cut back to WAL_LIMIT, not to
     // nothing: the next commits overwrite pages the OS still caches instead of extending the
     // file (new page-cache pages to zero and blocks to allocate for every frame)
-    conn.execute_batch(&format!("PRAGMA journal_size_limit = {WAL_LIMIT};"))?;
+    let limit = WAL_LIMIT_HERE.get();
+    conn.execute_batch(&format!("PRAGMA journal_size_limit = {limit};"))?;
     Ok(conn)
 }
 
@@ -114,6 +115,13 @@ pub fn run(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut merges = MergeState::default();
     WAL_LIMIT_HERE.set(options.wal_limit);
+    // `open` ran on the caller's thread, with the default limit
+    if let Err(e) = conn.execute_batch(&format!(
+        "PRAGMA journal_size_limit = {};",
+        options.wal_limit
+    )) {
+        tracing::warn!(error = %e, "sqlite journal_size_limit not set");
+    }
     // a claim that arrived while a batch was being gathered: served right after that batch
     let mut next: Option<Request> = None;
     loop {
@@ -370,13 +378,27 @@ fn restart_wal_if_large(path: &str, conn: &Connection) {
         });
     let _ = conn.busy_timeout(Duration::from_secs(10));
     match res {
-        Ok((busy, log, done)) => tracing::debug!(
-            busy,
+        Ok((0, log, done)) => tracing::debug!(
             log,
             done,
             ms = started.elapsed().as_millis() as u64,
             "sqlite WAL checkpointed by the writer; the next commit starts it over"
         ),
+        Ok((_, log, done)) => {
+            // a reader still uses the WAL: it grows until the reader ends (said once a minute)
+            thread_local! {
+                static SAID: std::cell::Cell<Option<std::time::Instant>> =
+                    const { std::cell::Cell::new(None) };
+            }
+            if SAID.get().is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                SAID.set(Some(std::time::Instant::now()));
+                tracing::info!(
+                    wal_frames = log,
+                    checkpointed = done,
+                    "sqlite WAL past its limit is still in use by a reader (a long report or backup?); it grows until that read ends"
+                );
+            }
+        }
         Err(e) => {
             tracing::warn!(error = %e, "sqlite WAL checkpoint failed; retried after the next batch")
         }
@@ -456,6 +478,7 @@ fn write_together(
             continue;
         }
         let saved = (head.seq, head.hash.clone(), head.next_number);
+        let dedup_mark = crate::dedup::changes();
         let sp = tx.savepoint().map_err(err)?;
         match apply(&sp, &job.changes, &mut head, now) {
             Ok(out) => {
@@ -467,7 +490,10 @@ fn write_together(
                 drop(sp); // rolls the savepoint back
                 (head.seq, head.hash, head.next_number) = saved;
                 // the pending dedup keys as the rollback left them, for the next change sets
-                crate::dedup::rebuild(&tx)?;
+                // (only if this change set added or removed one)
+                if crate::dedup::changes() != dedup_mark {
+                    crate::dedup::rebuild(&tx)?;
+                }
                 results.push(Err(e));
             }
         }
@@ -487,9 +513,9 @@ fn write_together(
         None
     };
     tx.commit().map_err(err)?;
-    if results.iter().all(Result::is_ok) {
-        crate::dedup::committed();
-    }
+    // the index matches what committed: a change set rolled back in its savepoint had the
+    // index rebuilt right after
+    crate::dedup::committed();
     if let Some(cp) = checkpoint {
         signer.publish(&cp);
     }

@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 mod jobs;
 mod snapshot;
 pub use jobs::*;
-pub use snapshot::snapshots_round_trip_every_table;
+pub use snapshot::{restored_and_new_links_are_found_together, snapshots_round_trip_every_table};
 
 /// A fresh store for one test, with the signer it was opened with.
 pub struct TestStore {
@@ -76,6 +76,7 @@ macro_rules! store_conformance_suite {
             indicator_keys_page_through_the_valid_indicators,
             indicator_generation_moves_with_every_change,
             snapshots_round_trip_every_table,
+            restored_and_new_links_are_found_together,
         );
     };
     (@tests $factory:path; $($name:ident),+ $(,)?) => {

@@ -173,3 +173,38 @@ pub async fn snapshots_round_trip_every_table(ts: &TestStore) {
         third.id
     );
 }
+
+/// Links restored from a snapshot and links of events ingested after the restore are found
+/// together, counted together and exported together (SQLite keeps new links in an inverted
+/// index and restored ones in `event_observables`).
+pub async fn restored_and_new_links_are_found_together(ts: &TestStore) {
+    use firebreak_domain::event::ObservableRef;
+    let t0 = now();
+    let a = sample_event("before the backup", t0);
+    ingest(ts, vec![new_event(a.clone(), "links-a", t0)]).await;
+    let snapshot = export(ts).await;
+    ts.store
+        .import_snapshot(Box::new(VecSource(snapshot.into())))
+        .await
+        .expect("import");
+    let b = sample_event("after the restore", t0 + time::Duration::seconds(1));
+    ingest(ts, vec![new_event(b.clone(), "links-b", t0)]).await;
+    let ip = ObservableRef {
+        kind: "ip".into(),
+        value: "10.0.0.1".into(),
+    }
+    .id();
+    assert_eq!(ts.store.get_observable(ip).await.unwrap().events, 2);
+    assert_eq!(
+        ts.store.observable_events(ip, 10).await.unwrap(),
+        vec![b.id, a.id],
+        "newest first, from both places"
+    );
+    let tables = by_table(&export(ts).await);
+    let (cols, rows) = &tables["event_observables"];
+    assert_eq!(cols, &["observable_id", "event_id"]);
+    // two events with two observables each, each link once
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    let ip = ip.to_string();
+    assert_eq!(rows.iter().filter(|r| r.contains(&ip)).count(), 2);
+}
