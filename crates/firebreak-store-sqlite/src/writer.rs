@@ -390,7 +390,10 @@ fn restart_wal_if_large(path: &str, conn: &Connection) {
                 static SAID: std::cell::Cell<Option<std::time::Instant>> =
                     const { std::cell::Cell::new(None) };
             }
-            if SAID.get().is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            if SAID
+                .get()
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+            {
                 SAID.set(Some(std::time::Instant::now()));
                 tracing::info!(
                     wal_frames = log,
