@@ -55,11 +55,8 @@ mod levels_merged_at_once {
     firebreak_store::store_conformance_suite!(sqlite_merging);
 }
 
-#[tokio::test]
-async fn database_is_in_wal_mode_and_opens_from_two_processes() {
-    // the writer's own connection refuses to start unless journal_mode=wal and synchronous=FULL;
-    // here: the file is in WAL mode for every other connection, and a second store (the CLI while
-    // a server runs) opens the same file
+/// Two stores with a writer each on one new file (a server and the CLI beside it).
+async fn two_stores_on_one_file() -> (tempfile::TempDir, String, SqliteStore, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("x.db").display());
     let a = SqliteStore::open(&url, Arc::new(AuditSigner::ephemeral()))
@@ -68,6 +65,15 @@ async fn database_is_in_wal_mode_and_opens_from_two_processes() {
     let b = SqliteStore::open(&url, Arc::new(AuditSigner::ephemeral()))
         .await
         .unwrap();
+    (dir, url, a, b)
+}
+
+#[tokio::test]
+async fn database_is_in_wal_mode_and_opens_from_two_processes() {
+    // the writer's own connection refuses to start unless journal_mode=wal and synchronous=FULL;
+    // here: the file is in WAL mode for every other connection, and a second store (the CLI while
+    // a server runs) opens the same file
+    let (_dir, url, a, b) = two_stores_on_one_file().await;
     use sqlx::Connection;
     let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
     let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
@@ -91,14 +97,7 @@ async fn database_is_in_wal_mode_and_opens_from_two_processes() {
 #[tokio::test]
 async fn two_writers_on_one_file_share_pending_dedup_keys() {
     use firebreak_store::{ChangeSet, EventStore, NewEvent, Op, Store};
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("x.db").display());
-    let a = SqliteStore::open(&url, Arc::new(AuditSigner::ephemeral()))
-        .await
-        .unwrap();
-    let b = SqliteStore::open(&url, Arc::new(AuditSigner::ephemeral()))
-        .await
-        .unwrap();
+    let (_dir, _url, a, b) = two_stores_on_one_file().await;
     let t0 = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .unwrap();
