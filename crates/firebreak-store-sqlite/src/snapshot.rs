@@ -4,7 +4,7 @@
 use crate::rows;
 use firebreak_store::snapshot::{
     DERIVED, ImportReport, LEVELS, SnapshotItem, SnapshotSink, SnapshotSource, SqlValue, TABLES,
-    check_table, level_key,
+    check_table,
 };
 use firebreak_store::{StoreError, StoreResult};
 use futures::TryStreamExt;
@@ -63,8 +63,8 @@ pub(crate) async fn export(read: &SqlitePool, sink: &mut dyn SnapshotSink) -> St
         let mut sql = format!("SELECT {list} FROM \"{table}\"");
         // a second level's rows go out as rows of its table (a key is in one level only;
         // should one be in both, the merged level's row is the one exported)
-        for (level, _) in LEVELS.iter().filter(|(_, of)| *of == table) {
-            let key = level_key(table)
+        for (level, _, key) in LEVELS.iter().filter(|(_, of, _)| *of == table) {
+            let key = key
                 .iter()
                 .map(|c| format!("m.\"{c}\" = r.\"{c}\""))
                 .collect::<Vec<_>>()
@@ -142,7 +142,7 @@ pub(crate) fn import(
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(crate::writer::err)?;
-        let levels = LEVELS.iter().map(|(level, _)| level);
+        let levels = LEVELS.iter().map(|(level, _, _)| level);
         for t in TABLES.iter().chain(DERIVED).rev().chain(levels) {
             tx.execute(&format!("DELETE FROM \"{t}\""), [])
                 .map_err(crate::writer::err)?;

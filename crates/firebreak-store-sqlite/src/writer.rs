@@ -97,11 +97,6 @@ pub fn open(path: &str) -> anyhow::Result<Connection> {
     // the writer's page cache holds the hot index pages (dedup keys, observables) between
     // batches instead of reading them back through the OS every time
     conn.execute_batch("PRAGMA cache_size = -65536;")?;
-    // when the WAL starts over from its first frame, its file is cut back to WAL_LIMIT, not to
-    // nothing: the next commits overwrite pages the OS still caches instead of extending the
-    // file (new page-cache pages to zero and blocks to allocate for every frame)
-    let limit = WAL_LIMIT_HERE.get();
-    conn.execute_batch(&format!("PRAGMA journal_size_limit = {limit};"))?;
     Ok(conn)
 }
 
@@ -115,13 +110,7 @@ pub fn run(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut merges = MergeState::default();
     WAL_LIMIT_HERE.set(options.wal_limit);
-    // `open` ran on the caller's thread, with the default limit
-    if let Err(e) = conn.execute_batch(&format!(
-        "PRAGMA journal_size_limit = {};",
-        options.wal_limit
-    )) {
-        tracing::warn!(error = %e, "sqlite journal_size_limit not set");
-    }
+    limit_wal_file(&conn);
     // a claim that arrived while a batch was being gathered: served right after that batch
     let mut next: Option<Request> = None;
     loop {
@@ -346,7 +335,10 @@ fn serve_claim(path: &str, conn: &mut Connection, c: Claim) {
 fn reopen(path: &str, conn: &mut Connection) {
     crate::dedup::invalidate();
     match open(path) {
-        Ok(fresh) => *conn = fresh,
+        Ok(fresh) => {
+            limit_wal_file(&fresh);
+            *conn = fresh;
+        }
         Err(open_err) => {
             tracing::error!(error = %format!("{open_err:#}"), "sqlite writer could not reopen the database")
         }
@@ -359,6 +351,16 @@ pub(crate) const WAL_LIMIT: u64 = 512 * 1024 * 1024;
 thread_local! {
     /// This writer's [`WAL_LIMIT`] (`SqliteOptions::wal_limit`).
     static WAL_LIMIT_HERE: std::cell::Cell<u64> = const { std::cell::Cell::new(WAL_LIMIT) };
+}
+
+/// When the WAL starts over from its first frame, its file is cut back to this writer's limit,
+/// not to nothing: the next commits overwrite pages the OS still caches instead of extending
+/// the file (new page-cache pages to zero and blocks to allocate for every frame).
+fn limit_wal_file(conn: &Connection) {
+    let limit = WAL_LIMIT_HERE.get();
+    if let Err(e) = conn.execute_batch(&format!("PRAGMA journal_size_limit = {limit};")) {
+        tracing::warn!(error = %e, "sqlite journal_size_limit not set");
+    }
 }
 
 fn restart_wal_if_large(path: &str, conn: &Connection) {
@@ -1097,26 +1099,6 @@ impl PendingObservables<'_> {
     }
 }
 
-/// An event's links to its observables: one row of the inverted index (migration 0013), whose
-/// rowid is the event's `seq` and whose tokens are the observables' ids in 32 hex digits.
-fn index_event_observables(conn: &Connection, seq: i64, ids: &[uuid::Uuid]) -> StoreResult<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let mut terms = String::with_capacity(33 * ids.len());
-    let mut buf = uuid::Uuid::encode_buffer();
-    for id in ids {
-        if !terms.is_empty() {
-            terms.push(' ');
-        }
-        terms.push_str(id.simple().encode_lower(&mut buf));
-    }
-    conn.prepare_cached("INSERT INTO event_observable_index (rowid, observables) VALUES (?1, ?2)")
-        .and_then(|mut s| s.execute(params![seq, terms]))
-        .map_err(err)?;
-    Ok(())
-}
-
 fn insert_event<'a>(
     conn: &Connection,
     item: &'a NewEvent,
@@ -1156,15 +1138,30 @@ fn insert_event<'a>(
     })
     .map_err(err)?;
     // the events row's rowid (its `seq`), whatever the insert triggers inserted
-    let ids: Vec<uuid::Uuid> = e.observables.iter().map(ObservableRef::id).collect();
-    index_event_observables(conn, conn.last_insert_rowid(), &ids)?;
+    let seq = conn.last_insert_rowid();
+    // its links: one row of the inverted index (migration 0013), rowid = seq, one token per
+    // observable id in 32 hex digits
     let at = to_millis(e.received_at);
-    for (o, oid) in e.observables.iter().zip(ids) {
+    let mut terms = String::with_capacity(33 * e.observables.len());
+    let mut buf = uuid::Uuid::encode_buffer();
+    for o in &e.observables {
+        let oid = o.id();
+        if !terms.is_empty() {
+            terms.push(' ');
+        }
+        terms.push_str(oid.simple().encode_lower(&mut buf));
         pending
             .observables
             .entry(oid)
             .and_modify(|v| v.1 = v.1.max(at))
             .or_insert((o, at));
+    }
+    if !terms.is_empty() {
+        conn.prepare_cached(
+            "INSERT INTO event_observable_index (rowid, observables) VALUES (?1, ?2)",
+        )
+        .and_then(|mut s| s.execute(params![seq, terms]))
+        .map_err(err)?;
     }
     Ok(())
 }

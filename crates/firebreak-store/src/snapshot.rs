@@ -43,20 +43,13 @@ pub const TABLES: &[&str] = &[
 pub const DERIVED: &[&str] = &["event_status_counts", "suppression_stats"];
 
 /// Tables one backend keeps as a second level of a listed table (SQLite's recent dedup keys,
-/// merged into `event_dedup` in large steps): (level, table). A key is in one level only. A
-/// snapshot carries a level's rows as rows of its table; a restore puts them there. (SQLite's
-/// inverted index of event-observable links is exported as `event_observables` rows too, by
-/// that backend's export.)
-pub const LEVELS: &[(&str, &str)] = &[("event_dedup_pending", "event_dedup")];
-
-/// The columns that identify a row of a table with a second level ([`LEVELS`]): a level's row
-/// whose key is already in the table is not exported again.
-pub fn level_key(table: &str) -> &'static [&'static str] {
-    match table {
-        "event_dedup" => &["dedup_key"],
-        _ => &[],
-    }
-}
+/// merged into `event_dedup` in large steps): (level, table, the columns that identify a row).
+/// A key is in one level only. A snapshot carries a level's rows as rows of its table (a row
+/// whose key is already in the table is not exported again); a restore puts them there.
+/// (SQLite's inverted index of event-observable links is exported as `event_observables` rows
+/// too, by that backend's export.)
+pub const LEVELS: &[(&str, &str, &[&str])] =
+    &[("event_dedup_pending", "event_dedup", &["dedup_key"])];
 
 /// One stored value, in SQLite's storage classes.
 #[derive(Clone, Debug, PartialEq)]

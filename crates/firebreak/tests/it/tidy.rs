@@ -159,7 +159,7 @@ fn backups_carry_every_table_the_migrations_create() {
         let levels = firebreak_store::snapshot::LEVELS
             .iter()
             .filter(|_| backend == "sqlite")
-            .map(|(level, _)| level);
+            .map(|(level, _, _)| level);
         let listed: BTreeSet<String> = firebreak_store::snapshot::TABLES
             .iter()
             .chain(firebreak_store::snapshot::DERIVED)
