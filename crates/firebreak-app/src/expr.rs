@@ -50,6 +50,30 @@ pub struct CelObservable<'a> {
 }
 
 impl CelEvent<'_> {
+    /// One attribute as CEL sees it (as in the whole event serialized), `None` if the event
+    /// has no such attribute.
+    fn attribute(&self, name: &str) -> Option<Result<Value, cel::SerializationError>> {
+        Some(match name {
+            "source" => cel::to_value(self.source),
+            "source_kind" => cel::to_value(self.source_kind),
+            "source_ref" => cel::to_value(self.source_ref),
+            "rule_id" => cel::to_value(self.rule_id),
+            "title" => cel::to_value(self.title),
+            "description" => cel::to_value(self.description),
+            "severity" => cel::to_value(self.severity),
+            "original_severity" => cel::to_value(self.original_severity),
+            "host" => cel::to_value(self.host),
+            "status" => cel::to_value(self.status),
+            "tags" => cel::to_value(self.tags),
+            "fields" => cel::to_value(self.fields),
+            "observables" => cel::to_value(&self.observables),
+            "assets" => cel::to_value(&self.assets),
+            "critical_asset" => cel::to_value(self.critical_asset),
+            "reporter_kind" => cel::to_value(self.reporter_kind),
+            _ => return None,
+        })
+    }
+
     fn plain(&self, field: &str) -> Option<&str> {
         match field {
             "source" => Some(self.source),
@@ -74,20 +98,27 @@ pub struct Condition {
     needs: FieldNeeds,
 }
 
-/// Which keys of `event.fields` some conditions read: only those are handed to CEL (an event's
-/// fields can be many and nested; converting them all for every event was the most expensive
-/// part of evaluating a rule).
+/// What of the event some conditions read: only that is handed to CEL (an event's fields can
+/// be many and nested, and its observables a long list; converting the whole event for every
+/// event was the most expensive part of evaluating a rule).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldNeeds {
-    /// The whole map (`event.fields` used as a value, `event` used whole).
+    /// The whole map of fields (`event.fields` used as a value, `event` used whole).
     pub all: bool,
+    /// The keys of `event.fields` read (`event.fields.src_ip`...).
     pub keys: std::collections::BTreeSet<String>,
+    /// The event used whole (`event` not only through `event.<attribute>`): every attribute.
+    pub whole: bool,
+    /// The event's attributes read (`event.source`, `has(event.host)`, `event.fields`...).
+    pub attributes: std::collections::BTreeSet<String>,
 }
 
 impl FieldNeeds {
     pub fn union(&mut self, other: &FieldNeeds) {
         self.all |= other.all;
         self.keys.extend(other.keys.iter().cloned());
+        self.whole |= other.whole;
+        self.attributes.extend(other.attributes.iter().cloned());
     }
 
     /// Everything: for an input evaluated by unknown conditions.
@@ -95,6 +126,8 @@ impl FieldNeeds {
         Self {
             all: true,
             keys: Default::default(),
+            whole: true,
+            attributes: Default::default(),
         }
     }
 }
@@ -109,10 +142,12 @@ fn field_needs(e: &Expr, out: &mut FieldNeeds) {
                 && is_event(&inner.operand.expr)
             {
                 out.keys.insert(s.field.clone());
+                out.attributes.insert("fields".into());
             } else if is_event(&s.operand.expr) {
                 if s.field == "fields" {
                     out.all = true;
                 }
+                out.attributes.insert(s.field.clone());
             } else {
                 field_needs(&s.operand.expr, out);
             }
@@ -120,6 +155,7 @@ fn field_needs(e: &Expr, out: &mut FieldNeeds) {
         Expr::Ident(n) => {
             if n == "event" {
                 out.all = true;
+                out.whole = true;
             }
         }
         Expr::Call(c) => {
@@ -156,7 +192,10 @@ fn field_needs(e: &Expr, out: &mut FieldNeeds) {
                 field_needs(&x.expr, out);
             }
         }
-        Expr::Struct(_) => out.all = true,
+        Expr::Struct(_) => {
+            out.all = true;
+            out.whole = true;
+        }
         Expr::Literal(_) | Expr::Unspecified => {}
     }
 }
@@ -169,11 +208,12 @@ impl std::fmt::Debug for Condition {
     }
 }
 
-/// An evaluation input built once per event and shared by every condition.
+/// An evaluation input built once per event and shared by every condition: the event goes
+/// to CEL at most once, when the first condition past its precheck needs it.
 pub struct Input<'a> {
     event: &'a CelEvent<'a>,
     needs: &'a FieldNeeds,
-    value: std::cell::OnceCell<Option<Value>>,
+    ctx: std::cell::OnceCell<Option<Context<'static, 'static>>>,
 }
 
 static EVERYTHING: std::sync::LazyLock<FieldNeeds> =
@@ -185,30 +225,48 @@ impl<'a> Input<'a> {
         Self::for_needs(event, &EVERYTHING)
     }
 
-    /// An input for conditions that read only `needs` of the event's fields.
+    /// An input for conditions that read only `needs` of the event.
     pub fn for_needs(event: &'a CelEvent<'a>, needs: &'a FieldNeeds) -> Self {
         Self {
             event,
             needs,
-            value: std::cell::OnceCell::new(),
+            ctx: std::cell::OnceCell::new(),
         }
     }
 
-    fn value(&self) -> Option<&Value> {
-        self.value
+    /// The event as CEL sees it, with what `needs` names of it.
+    fn value(&self) -> Option<Value> {
+        let some: serde_json::Map<String, serde_json::Value>;
+        let mut e = self.event.clone();
+        if !self.needs.all {
+            some = self
+                .needs
+                .keys
+                .iter()
+                .filter_map(|k| self.event.fields.get(k).map(|v| (k.clone(), v.clone())))
+                .collect();
+            e.fields = &some;
+        }
+        if self.needs.whole {
+            return cel::to_value(&e).ok();
+        }
+        let mut map = std::collections::HashMap::with_capacity(self.needs.attributes.len());
+        for name in &self.needs.attributes {
+            // an attribute the event does not have stays absent, as in the whole event
+            if let Some(v) = e.attribute(name) {
+                map.insert(name.clone(), v.ok()?);
+            }
+        }
+        Some(Value::Map(map.into()))
+    }
+
+    fn context(&self) -> Option<&Context<'static, 'static>> {
+        self.ctx
             .get_or_init(|| {
-                if self.needs.all {
-                    return cel::to_value(self.event).ok();
-                }
-                let some: serde_json::Map<String, serde_json::Value> = self
-                    .needs
-                    .keys
-                    .iter()
-                    .filter_map(|k| self.event.fields.get(k).map(|v| (k.clone(), v.clone())))
-                    .collect();
-                let mut e = self.event.clone();
-                e.fields = &some;
-                cel::to_value(&e).ok()
+                let value = self.value()?;
+                let mut ctx = Context::with_env(ENV.clone());
+                ctx.add_variable_from_value("event", value);
+                Some(ctx)
             })
             .as_ref()
     }
@@ -536,12 +594,10 @@ impl Condition {
                 return Ok(false);
             }
         }
-        let Some(value) = input.value() else {
+        let Some(ctx) = input.context() else {
             return Err("the event could not be given to CEL".into());
         };
-        let mut ctx = Context::with_env(ENV.clone());
-        ctx.add_variable_from_value("event", value.clone());
-        match self.program.execute(&ctx) {
+        match self.program.execute(ctx) {
             Ok(Value::Bool(b)) => Ok(b),
             Ok(other) => Err(format!("gave {other:?}, not a boolean")),
             Err(e) => Err(e.to_string()),
@@ -660,7 +716,7 @@ mod tests {
         let fresh = Input::new(&e);
         assert!(!c.matches(&fresh).unwrap());
         assert!(
-            fresh.value.get().is_none(),
+            fresh.ctx.get().is_none(),
             "no CEL value built for a precheck miss"
         );
         let c = Condition::compile(
@@ -779,5 +835,60 @@ mod tests {
         let other = Condition::compile("has(event.fields.other)").unwrap();
         assert_eq!(other.matches(&input), Ok(false), "not handed over");
         assert_eq!(other.matches(&Input::new(&e)), Ok(true));
+        // nor the event's other attributes
+        assert_eq!(
+            port.needs().attributes.iter().collect::<Vec<_>>(),
+            vec!["fields"]
+        );
+        let title = Condition::compile(r#"event.title.startsWith("GPL")"#).unwrap();
+        assert!(title.matches(&input).is_err(), "title not handed over");
+        let mut both = port.needs().clone();
+        both.union(title.needs());
+        assert_eq!(title.matches(&Input::for_needs(&e, &both)), Ok(true));
+    }
+
+    /// The event built from the attributes a condition reads is the whole event's serialization
+    /// cut down to them: every attribute, and nothing else (a new attribute of `CelEvent` that
+    /// `attribute` does not know fails here).
+    #[test]
+    fn attributes_are_what_the_whole_event_says() {
+        let mut fields = serde_json::Map::new();
+        fields.insert("dest_port".into(), serde_json::json!(53));
+        fields.insert("nested".into(), serde_json::json!({"a": [1, "b", null]}));
+        let tags = vec!["ids".to_string(), "dns".to_string()];
+        let mut e = event(&fields, &tags);
+        e.assets = vec!["db-1"];
+        let whole = cel::to_value(&e).unwrap();
+        let Value::Map(m) = &whole else {
+            panic!("an event is a map: {whole:?}")
+        };
+        let names: std::collections::BTreeSet<String> = m
+            .map
+            .keys()
+            .map(|k| match k {
+                cel::objects::Key::String(s) => s.to_string(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(names.len(), 16);
+        let needs = FieldNeeds {
+            all: true,
+            keys: Default::default(),
+            whole: false,
+            attributes: names.clone(),
+        };
+        assert_eq!(Input::for_needs(&e, &needs).value(), Some(whole.clone()));
+        for name in &names {
+            let one = FieldNeeds {
+                attributes: [name.clone()].into(),
+                ..needs.clone()
+            };
+            let Some(Value::Map(got)) = Input::for_needs(&e, &one).value() else {
+                panic!("{name}")
+            };
+            assert_eq!(got.map.len(), 1, "{name}");
+            let key = cel::objects::Key::String(name.clone().into());
+            assert_eq!(got.map.get(&key), m.map.get(&key), "{name}");
+        }
     }
 }

@@ -883,7 +883,7 @@ fn print_row(r: &RunResult) {
         .usage
         .top_threads
         .iter()
-        .take(3)
+        .take(5)
         .map(|(n, p)| format!("{n} {p:.0}%"))
         .collect();
     println!(

@@ -253,6 +253,14 @@ pub(crate) fn import(
         if let Some(t) = TABLES.iter().find(|t| !done.contains(**t)) {
             return Err(bad(format!("the snapshot lacks table {t} (cut short?)")));
         }
+        // the queue's counters, once for all the events (no insert trigger: migration 0015)
+        tx.execute_batch(
+            "INSERT INTO event_status_counts (status, n) SELECT status, COUNT(*) FROM events GROUP BY status; \
+             INSERT INTO suppression_stats (rule_id, events, occurrences, last_hit) \
+               SELECT suppressed_by, COUNT(*), SUM(occurrences), MAX(last_seen) FROM events \
+               WHERE suppressed_by IS NOT NULL GROUP BY suppressed_by;",
+        )
+        .map_err(crate::writer::err)?;
         let broken: Vec<String> = {
             let mut st = tx
                 .prepare("SELECT \"table\", rowid, parent FROM pragma_foreign_key_check LIMIT 10")

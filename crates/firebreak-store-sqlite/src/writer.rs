@@ -1038,7 +1038,7 @@ fn apply_op(
             // each observable is written once per op, however many events mention it, and
             // the observables and links go in sorted by key after the events (each index
             // page is visited once, in order)
-            let mut pending = PendingObservables::default();
+            let mut pending = PendingIngest::default();
             for item in items {
                 let r = ingest_event(conn, item, &mut pending)?;
                 out.ingested.push(r);
@@ -1083,17 +1083,63 @@ fn upsert_observable(conn: &Connection, o: &ObservableRef, at: i64) -> StoreResu
     Ok(id)
 }
 
-/// The observables of an op's new events, written after the events.
+/// What an op's new events add besides their rows, written after all of them: their
+/// observables, their rows of the inverted index, and the queue's counters.
+///
+/// The index rows go last on purpose. FTS5 flushes its in-memory terms to a new segment of
+/// its B-tree whenever a statement of the transaction opens a statement journal (an insert
+/// with a trigger, an update with `RETURNING`...): index rows interleaved with such
+/// statements made one tiny segment per event, and merging them took a fifth of the writer.
+/// The counters are kept here and not by an insert trigger for the same reason, and because
+/// a trigger makes every events insert open a statement journal of its own (migration 0015).
+/// The events' update triggers still adjust the counters; an op never updates an event it
+/// inserted itself (its dedup keys are distinct), so those find them counted.
 #[derive(Default)]
-struct PendingObservables<'a> {
+struct PendingIngest<'a> {
     /// observable id -> (observable, latest receipt)
     observables: std::collections::BTreeMap<uuid::Uuid, (&'a ObservableRef, i64)>,
+    /// (events.seq, the event's observable ids in 32 hex digits, space-separated)
+    index_rows: Vec<(i64, String)>,
+    /// status -> new events with it
+    statuses: std::collections::BTreeMap<&'static str, i64>,
+    /// suppression rule -> (new events, their occurrences, latest last_seen)
+    suppressed: std::collections::BTreeMap<String, (i64, i64, i64)>,
 }
 
-impl PendingObservables<'_> {
-    fn write(self, conn: &Connection) -> StoreResult<()> {
+impl PendingIngest<'_> {
+    fn write(mut self, conn: &Connection) -> StoreResult<()> {
         for (o, at) in self.observables.values() {
             upsert_observable(conn, o, *at)?;
+        }
+        self.write_counters(conn)?;
+        // last: no statement after these opens a statement journal before the commit
+        for (seq, terms) in &self.index_rows {
+            conn.prepare_cached(
+                "INSERT INTO event_observable_index (rowid, observables) VALUES (?1, ?2)",
+            )
+            .and_then(|mut s| s.execute(params![seq, terms]))
+            .map_err(err)?;
+        }
+        Ok(())
+    }
+
+    fn write_counters(&mut self, conn: &Connection) -> StoreResult<()> {
+        for (status, n) in std::mem::take(&mut self.statuses) {
+            conn.prepare_cached(
+                "INSERT INTO event_status_counts (status, n) VALUES (?1, ?2) \
+                 ON CONFLICT (status) DO UPDATE SET n = n + excluded.n",
+            )
+            .and_then(|mut s| s.execute(params![status, n]))
+            .map_err(err)?;
+        }
+        for (rule, (events, occurrences, last_hit)) in std::mem::take(&mut self.suppressed) {
+            conn.prepare_cached(
+                "INSERT INTO suppression_stats (rule_id, events, occurrences, last_hit) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (rule_id) DO UPDATE SET events = events + excluded.events, \
+                 occurrences = occurrences + excluded.occurrences, last_hit = max(last_hit, excluded.last_hit)",
+            )
+            .and_then(|mut s| s.execute(params![rule, events, occurrences, last_hit]))
+            .map_err(err)?;
         }
         Ok(())
     }
@@ -1102,7 +1148,7 @@ impl PendingObservables<'_> {
 fn insert_event<'a>(
     conn: &Connection,
     item: &'a NewEvent,
-    pending: &mut PendingObservables<'a>,
+    pending: &mut PendingIngest<'a>,
 ) -> StoreResult<()> {
     let e = &item.event;
     let id = e.id.to_string();
@@ -1157,11 +1203,14 @@ fn insert_event<'a>(
             .or_insert((o, at));
     }
     if !terms.is_empty() {
-        conn.prepare_cached(
-            "INSERT INTO event_observable_index (rowid, observables) VALUES (?1, ?2)",
-        )
-        .and_then(|mut s| s.execute(params![seq, terms]))
-        .map_err(err)?;
+        pending.index_rows.push((seq, terms));
+    }
+    *pending.statuses.entry(e.status.as_str()).or_default() += 1;
+    if let Some(rule) = e.suppressed_by {
+        let s = pending.suppressed.entry(rule.to_string()).or_default();
+        s.0 += 1;
+        s.1 += e.occurrences;
+        s.2 = s.2.max(to_millis(e.last_seen));
     }
     Ok(())
 }
@@ -1169,7 +1218,7 @@ fn insert_event<'a>(
 fn ingest_event<'a>(
     conn: &Connection,
     item: &'a NewEvent,
-    pending: &mut PendingObservables<'a>,
+    pending: &mut PendingIngest<'a>,
 ) -> StoreResult<Ingested> {
     let e = &item.event;
     let now = to_millis(e.last_seen);
@@ -1247,13 +1296,14 @@ fn ingest_event<'a>(
             resolved: false,
         });
     }
+    let winner_id = parse_uuid(&winner)?;
     conn.prepare_cached(
         "UPDATE events SET occurrences = occurrences + ?1, last_seen = max(last_seen, ?2) WHERE id = ?3",
     )
     .and_then(|mut s| s.execute(params![e.occurrences, now, winner]))
     .map_err(err)?;
     Ok(Ingested {
-        event_id: parse_uuid(&winner)?,
+        event_id: winner_id,
         created: false,
         resolved: false,
     })

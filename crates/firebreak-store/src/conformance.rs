@@ -65,6 +65,7 @@ macro_rules! store_conformance_suite {
             observables_link_events_and_tickets,
             suppression_hits_are_counted_from_events,
             event_counters_follow_every_change,
+            event_counters_hold_when_one_change_set_repeats_and_resolves_its_own_events,
             ticket_facts_list_the_tickets_opened_since,
             jobs_enqueue_once_per_idempotency_key,
             job_updates_check_the_version,
@@ -1988,6 +1989,65 @@ pub async fn event_counters_follow_every_change(ts: &TestStore) {
     assert_eq!((mine[0].events, mine[0].occurrences), (hits, occurrences));
     assert_eq!((hits, occurrences), (1, 4));
     assert_eq!(Some(mine[0].last_hit), last);
+}
+
+/// One change set whose second op repeats and resolves events its first op created, under a
+/// suppression rule never counted before: the counters still equal what the events say.
+pub async fn event_counters_hold_when_one_change_set_repeats_and_resolves_its_own_events(
+    ts: &TestStore,
+) {
+    let t0 = now();
+    let rule = uuid::Uuid::now_v7();
+    let suppressed = |title: &str, n: i64| {
+        let mut e = sample_event(title, t0);
+        e.status = EventStatus::Suppressed;
+        e.suppressed_by = Some(rule);
+        e.occurrences = n;
+        e
+    };
+    let mut resolution = new_event(sample_event("own r", t0), "own-r", t0);
+    resolution.resolve = true;
+    let r = ts
+        .store
+        .commit(
+            ChangeSet::new()
+                .op(Op::IngestEvents(vec![
+                    new_event(suppressed("own s", 1), "own-s", t0),
+                    new_event(sample_event("own r", t0), "own-r", t0),
+                    new_event(sample_event("own n", t0), "own-n", t0),
+                ]))
+                .op(Op::IngestEvents(vec![
+                    new_event(suppressed("own s", 2), "own-s", t0),
+                    resolution,
+                ])),
+        )
+        .await
+        .unwrap()
+        .ingested;
+    assert_eq!(r.len(), 5);
+    assert!(r[0].created && !r[3].created && r[3].event_id == r[0].event_id);
+    assert!(r[4].resolved && r[4].event_id == r[1].event_id);
+    let all = ts
+        .store
+        .list_events(&crate::EventFilter {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut truth: std::collections::BTreeMap<EventStatus, i64> = Default::default();
+    for (_, e) in &all {
+        *truth.entry(e.status).or_default() += 1;
+    }
+    let counted: std::collections::BTreeMap<EventStatus, i64> =
+        ts.store.count_events().await.unwrap().into_iter().collect();
+    assert_eq!(counted, truth);
+    assert_eq!(truth.get(&EventStatus::Resolved), Some(&1));
+    let h = ts.store.suppression_hits().await.unwrap();
+    let mine: Vec<_> = h.iter().filter(|x| x.rule_id == rule).collect();
+    assert_eq!(mine.len(), 1);
+    assert_eq!((mine[0].events, mine[0].occurrences), (1, 3));
+    assert!(ts.store.integrity_check().await.unwrap().is_empty());
 }
 
 pub async fn ticket_facts_list_the_tickets_opened_since(ts: &TestStore) {
