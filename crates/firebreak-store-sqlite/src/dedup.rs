@@ -1,15 +1,28 @@
-//! The writer's in-memory index of `event_dedup_pending` (migration 0014): the dedup keys first
-//! seen since the last merge, kept in a heap table in arrival order.
+//! The writer's memory of what it wrote, so that the intake's hot path reads the database
+//! less.
 //!
-//! The table is only ever appended to between merges, so a commit writes the pages of its new
-//! rows and nothing else; a key is found through this index (a hash of the key to the rowids
-//! that hold a key with that hash, each checked against the row's key in SQL). The index is the
-//! writer thread's (one per store), rebuilt from the table:
+//! - An index of `event_dedup_pending` (migration 0014): the dedup keys first seen since the
+//!   last merge, kept in a heap table in arrival order. The table is only ever appended to
+//!   between merges, so a commit writes the pages of its new rows and nothing else; a key is
+//!   found through this index (a hash of the key to the rowids that hold a key with that hash,
+//!   each checked against the row's key in SQL).
+//! - A filter of `event_dedup`'s keys (a Bloom filter of their hashes): a key it lacks is in no
+//!   row there, so a new key costs no B-tree descent into a table of a million random keys.
+//!   It may only answer "maybe" wrongly (then SQL answers), never "no": it is built from the
+//!   whole table and extended by each merge, and dropped whenever it may miss a key.
+//! - The observables recorded lately (id -> a `last_seen` their row has at least): an
+//!   observable mentioned again within the minute needs no upsert at all.
+//!
+//! All three are the writer thread's (one per store), and are rebuilt or dropped:
 //! - when the writer begins its first transaction;
 //! - when another connection has committed since (`PRAGMA data_version`: another process
 //!   writing the same database, such as `firebreak ingest` beside a server);
 //! - after a transaction that did not commit whole (a rolled-back batch, a failed change set in
 //!   its savepoint), an import or a failed merge.
+//!
+//! The filter is built again by scanning `event_dedup` when the writer starts and at its next
+//! merge after it was dropped (never per batch: with two processes writing, it is mostly
+//! absent, and every key is looked up in SQL as before).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -35,16 +48,72 @@ impl Rows {
     }
 }
 
+/// A Bloom filter of key hashes: `contains` is false only for a hash never added.
+struct Bloom {
+    bits: Vec<u64>,
+    /// hashes added, and how many it holds before its false positives pass ~1%
+    len: usize,
+    capacity: usize,
+}
+
+/// Probes per key: with 10 bits per key, about 1% false positives at capacity.
+const PROBES: u64 = 7;
+const BITS_PER_KEY: usize = 10;
+/// Observables remembered at most (about 40 bytes each); past it the memory starts again.
+const MAX_OBSERVABLES: usize = 1 << 20;
+/// The observables table moves `last_seen` at most once a minute (see `upsert_observable`).
+pub(crate) const OBSERVABLE_TOUCH_MS: i64 = 60_000;
+
+impl Bloom {
+    fn with_capacity(keys: usize) -> Self {
+        let capacity = keys.max(1 << 16);
+        Self {
+            bits: vec![0; (capacity * BITS_PER_KEY).div_ceil(64)],
+            len: 0,
+            capacity,
+        }
+    }
+
+    /// The bits of one hash (double hashing: `h + i * h'`).
+    fn probes(words: usize, h: u64) -> impl Iterator<Item = (usize, u64)> {
+        let m = (words * 64) as u64;
+        let (a, b) = (h, h.rotate_left(32) | 1);
+        (0..PROBES).map(move |i| {
+            let bit = a.wrapping_add(i.wrapping_mul(b)) % m;
+            ((bit / 64) as usize, 1u64 << (bit % 64))
+        })
+    }
+
+    fn add(&mut self, h: u64) {
+        for (w, mask) in Self::probes(self.bits.len(), h) {
+            self.bits[w] |= mask;
+        }
+        self.len += 1;
+    }
+
+    fn contains(&self, h: u64) -> bool {
+        Self::probes(self.bits.len(), h).all(|(w, mask)| self.bits[w] & mask != 0)
+    }
+}
+
 #[derive(Default)]
 struct Index {
     rows: HashMap<u64, Rows>,
     hasher: RandomState,
+    /// every key of `event_dedup`, when known (`None`: look every key up in SQL)
+    merged: Option<Bloom>,
+    /// observable id -> a `last_seen` its row has at least
+    observables: HashMap<u128, i64>,
     /// `PRAGMA data_version` when `rows` last matched the table; `None`: rebuild first
     version: Option<i64>,
     /// a transaction that may change the table is under way, or did not commit whole
     unsure: bool,
     /// keys added or removed so far (a savepoint that rolls back none needs no rebuild)
     changes: u64,
+    /// the filter a merge under way leaves once it commits
+    next_merged: Option<Bloom>,
+    /// the first transaction began (the filter was built once by a scan)
+    started: bool,
 }
 
 thread_local! {
@@ -92,9 +161,38 @@ impl Index {
             .unwrap_or_default()
     }
 
+    /// A filter of every key in `event_dedup` as this transaction sees it.
+    fn scan_merged(&self, conn: &Connection) -> StoreResult<Bloom> {
+        let started = std::time::Instant::now();
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM event_dedup", [], |r| r.get(0))
+            .map_err(err)?;
+        // room to grow: merges add to it until the next scan
+        let mut bloom = Bloom::with_capacity(usize::try_from(n).unwrap_or(0) * 2);
+        let mut stmt = conn
+            .prepare("SELECT dedup_key FROM event_dedup")
+            .map_err(err)?;
+        let mut q = stmt.query([]).map_err(err)?;
+        while let Some(r) = q.next().map_err(err)? {
+            let key = r
+                .get_ref(0)
+                .map_err(err)?
+                .as_str()
+                .map_err(|e| err(e.into()))?;
+            bloom.add(self.hash(key));
+        }
+        tracing::debug!(
+            keys = bloom.len,
+            ms = started.elapsed().as_millis() as u64,
+            "sqlite dedup keys filtered"
+        );
+        Ok(bloom)
+    }
+
     fn rebuild(&mut self, conn: &Connection) -> StoreResult<()> {
         let started = std::time::Instant::now();
         self.rows.clear();
+        self.observables.clear();
         let mut stmt = conn
             .prepare("SELECT rowid, dedup_key FROM event_dedup_pending")
             .map_err(err)?;
@@ -123,13 +221,75 @@ pub(crate) fn begin(conn: &Connection) -> StoreResult<()> {
         .map_err(err)?;
     INDEX.with_borrow_mut(|ix| {
         if ix.unsure || ix.version != Some(version) {
+            let first = ix.version.is_none() && !ix.started;
+            if ix.version != Some(version) {
+                // another connection may have merged keys of its own into event_dedup (only
+                // merges add keys there: a rolled-back transaction of this writer added none)
+                ix.merged = None;
+            }
             ix.version = None;
             ix.rebuild(conn)?;
+            if first {
+                ix.merged = Some(ix.scan_merged(conn)?);
+                ix.started = true;
+            }
             ix.version = Some(version);
         }
         ix.unsure = true;
         Ok(())
     })
+}
+
+/// Whether `key` may be in `event_dedup` (false: it is certainly not there).
+pub(crate) fn may_be_merged(key: &str) -> bool {
+    INDEX.with_borrow(|ix| ix.merged.as_ref().is_none_or(|b| b.contains(ix.hash(key))))
+}
+
+/// Inside a merge's transaction, after [`begin`] and the merge: the filter of `event_dedup`
+/// once the merge commits (the pending keys added to it, or the table scanned when there is
+/// no filter or it is full).
+pub(crate) fn merged_filter(conn: &Connection) -> StoreResult<()> {
+    INDEX.with_borrow_mut(|ix| {
+        let pending: Vec<u64> = ix.rows.keys().copied().collect();
+        let next = match ix.merged.take() {
+            Some(mut b) if b.len + pending.len() <= b.capacity => {
+                for h in pending {
+                    b.add(h);
+                }
+                b
+            }
+            _ => ix.scan_merged(conn)?,
+        };
+        ix.next_merged = Some(next);
+        Ok(())
+    })
+}
+
+/// Whether an observable's row is known to have `last_seen` at `at` or later than
+/// `at - OBSERVABLE_TOUCH_MS`: its upsert would change nothing.
+pub(crate) fn observable_fresh(id: u128, at: i64) -> bool {
+    INDEX.with_borrow(|ix| {
+        ix.observables
+            .get(&id)
+            .is_some_and(|seen| at <= seen + OBSERVABLE_TOUCH_MS)
+    })
+}
+
+/// An observable's upsert ran: its row's `last_seen` is `at` (it changed) or at least
+/// `at - OBSERVABLE_TOUCH_MS` (it did not).
+pub(crate) fn observable_written(id: u128, at: i64, changed: bool) {
+    INDEX.with_borrow_mut(|ix| {
+        if ix.observables.len() >= MAX_OBSERVABLES {
+            ix.observables.clear();
+        }
+        let least = if changed {
+            at
+        } else {
+            at - OBSERVABLE_TOUCH_MS
+        };
+        let e = ix.observables.entry(id).or_insert(least);
+        *e = (*e).max(least);
+    });
 }
 
 /// How many keys this writer has added or removed so far.
@@ -142,6 +302,11 @@ pub(crate) fn rebuild(conn: &Connection) -> StoreResult<()> {
     INDEX.with_borrow_mut(|ix| ix.rebuild(conn))
 }
 
+/// A savepoint rolled back: the observables it recorded are not recorded after all.
+pub(crate) fn rolled_back() {
+    INDEX.with_borrow_mut(|ix| ix.observables.clear());
+}
+
 /// The transaction begun with [`begin`] committed, every change in it.
 pub(crate) fn committed() {
     INDEX.with_borrow_mut(|ix| ix.unsure = false);
@@ -152,12 +317,19 @@ pub(crate) fn invalidate() {
     INDEX.with_borrow_mut(|ix| {
         ix.version = None;
         ix.rows.clear();
+        ix.merged = None;
+        ix.next_merged = None;
+        ix.observables.clear();
     });
 }
 
-/// A merge moved every pending key into `event_dedup` and committed.
+/// A merge moved every pending key into `event_dedup` and committed (after
+/// [`merged_filter`] in its transaction).
 pub(crate) fn merged() {
-    INDEX.with_borrow_mut(|ix| ix.rows.clear());
+    INDEX.with_borrow_mut(|ix| {
+        ix.rows.clear();
+        ix.merged = ix.next_merged.take();
+    });
 }
 
 /// A repeat of a pending key: its row updated as the keyed level's upsert did (a new event
@@ -225,4 +397,29 @@ pub(crate) fn take(conn: &Connection, key: &str) -> StoreResult<Option<String>> 
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Never a false "no" (a duplicate would become a new event); about 1% false "maybe" at
+    /// capacity (each one costs a lookup in SQL, nothing else).
+    #[test]
+    fn the_filter_never_misses_a_key_and_rarely_claims_one() {
+        let hasher = RandomState::new();
+        let n = 200_000;
+        let mut b = Bloom::with_capacity(n);
+        for i in 0..n {
+            b.add(hasher.hash_one(format!("key-{i}")));
+        }
+        assert!((0..n).all(|i| b.contains(hasher.hash_one(format!("key-{i}")))));
+        let false_positives = (0..n)
+            .filter(|i| b.contains(hasher.hash_one(format!("other-{i}"))))
+            .count();
+        assert!(
+            false_positives < n / 50,
+            "{false_positives} false positives in {n}"
+        );
+    }
 }

@@ -208,11 +208,18 @@ fn merge_levels_if_due(path: &str, conn: &mut Connection, state: &mut MergeState
             continue;
         }
         let started = std::time::Instant::now();
-        let res = (|| -> rusqlite::Result<usize> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let moved = tx.execute(level.merge, [])?;
-            tx.execute(&format!("DELETE FROM {}", level.recent), [])?;
-            tx.commit()?;
+        let res = (|| -> StoreResult<usize> {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(err)?;
+            // the pending keys as the table holds them (another process may have added some)
+            crate::dedup::begin(&tx)?;
+            let moved = tx.execute(level.merge, []).map_err(err)?;
+            tx.execute(&format!("DELETE FROM {}", level.recent), [])
+                .map_err(err)?;
+            crate::dedup::merged_filter(&tx)?;
+            tx.commit().map_err(err)?;
+            crate::dedup::committed();
             Ok(moved)
         })();
         match res {
@@ -499,6 +506,7 @@ fn write_together(
                 if crate::dedup::changes() != dedup_mark {
                     crate::dedup::rebuild(&tx)?;
                 }
+                crate::dedup::rolled_back();
                 results.push(Err(e));
             }
         }
@@ -1071,15 +1079,31 @@ fn apply_op(
 
 /// Records an observable (its `last_seen` moves at most once a minute: the index on it is not
 /// rewritten for every mention).
+/// The writer remembers what it recorded lately (dedup.rs): an observable mentioned again
+/// within the minute costs no statement.
 fn upsert_observable(conn: &Connection, o: &ObservableRef, at: i64) -> StoreResult<String> {
-    let id = o.id().to_string();
-    conn.prepare_cached(
-        "INSERT INTO observables (id, kind, value, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?4) \
-         ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen \
-         WHERE excluded.last_seen > observables.last_seen + 60000",
-    )
-    .and_then(|mut s| s.execute(params![id, o.kind, o.value, at]))
-    .map_err(err)?;
+    let oid = o.id();
+    let id = oid.to_string();
+    if crate::dedup::observable_fresh(oid.as_u128(), at) {
+        return Ok(id);
+    }
+    let changed = conn
+        .prepare_cached(
+            "INSERT INTO observables (id, kind, value, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?4) \
+             ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen \
+             WHERE excluded.last_seen > observables.last_seen + ?5",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                id,
+                o.kind,
+                o.value,
+                at,
+                crate::dedup::OBSERVABLE_TOUCH_MS
+            ])
+        })
+        .map_err(err)?;
+    crate::dedup::observable_written(oid.as_u128(), at, changed == 1);
     Ok(id)
 }
 
@@ -1226,10 +1250,11 @@ fn ingest_event<'a>(
         // the key is in one level at most: the pending one first
         let found: Option<String> = match crate::dedup::take(conn, &item.dedup_key)? {
             Some(id) => Some(id),
-            None => conn
+            None if crate::dedup::may_be_merged(&item.dedup_key) => conn
                 .prepare_cached("DELETE FROM event_dedup WHERE dedup_key = ?1 RETURNING event_id")
                 .and_then(|mut s| s.query_row([&item.dedup_key], |r| r.get(0)).optional())
                 .map_err(err)?,
+            None => None,
         };
         if let Some(id) = found {
             let changed = conn
@@ -1266,8 +1291,10 @@ fn ingest_event<'a>(
     let winner: String = match pending_winner {
         Some(w) => w,
         None => {
-            let merged: Option<String> = conn
-                .prepare_cached(
+            let merged: Option<String> = if !crate::dedup::may_be_merged(&item.dedup_key) {
+                None
+            } else {
+                conn.prepare_cached(
                     "UPDATE event_dedup SET \
                      event_id = CASE WHEN last_seen < ?3 THEN ?2 ELSE event_id END, \
                      last_seen = max(last_seen, ?4) WHERE dedup_key = ?1 RETURNING event_id",
@@ -1278,7 +1305,8 @@ fn ingest_event<'a>(
                     })
                     .optional()
                 })
-                .map_err(err)?;
+                .map_err(err)?
+            };
             match merged {
                 Some(w) => w,
                 None => {

@@ -23,7 +23,10 @@ use time::OffsetDateTime;
 mod jobs;
 mod snapshot;
 pub use jobs::*;
-pub use snapshot::{restored_and_new_links_are_found_together, snapshots_round_trip_every_table};
+pub use snapshot::{
+    a_restore_forgets_what_came_after_the_backup, restored_and_new_links_are_found_together,
+    snapshots_round_trip_every_table,
+};
 
 /// A fresh store for one test, with the signer it was opened with.
 pub struct TestStore {
@@ -78,6 +81,7 @@ macro_rules! store_conformance_suite {
             indicator_generation_moves_with_every_change,
             snapshots_round_trip_every_table,
             restored_and_new_links_are_found_together,
+            a_restore_forgets_what_came_after_the_backup,
         );
     };
     (@tests $factory:path; $($name:ident),+ $(,)?) => {

@@ -68,6 +68,73 @@ async fn two_stores_on_one_file() -> (tempfile::TempDir, String, SqliteStore, Sq
     (dir, url, a, b)
 }
 
+/// Two writers on one file, both merging their pending dedup keys into event_dedup after every
+/// commit: a key the other writer merged is found although this writer's filter of
+/// event_dedup's keys was built before (the filter is dropped when another connection has
+/// committed), and a writer started on a file with merged keys finds them (the filter is built
+/// from the table).
+#[tokio::test]
+async fn merged_dedup_keys_are_found_by_every_writer() {
+    use firebreak_store::{ChangeSet, EventStore, NewEvent, Op, Store};
+    use firebreak_store_sqlite::SqliteOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("m.db").display());
+    let open = || async {
+        let options = SqliteOptions {
+            merge_at: 1,
+            ..SqliteOptions::default()
+        };
+        SqliteStore::open_with(&url, Arc::new(AuditSigner::ephemeral()), options)
+            .await
+            .unwrap()
+    };
+    let t0 = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let item = |title: &str, key: &str, minutes: i64| {
+        let at = t0 + time::Duration::minutes(minutes);
+        NewEvent {
+            event: firebreak_store::conformance::sample_event(title, at),
+            dedup_key: key.into(),
+            window_start: at - time::Duration::hours(1),
+            resolve: false,
+            details: None,
+        }
+    };
+    async fn ingest(s: &SqliteStore, items: Vec<NewEvent>) -> Vec<firebreak_store::Ingested> {
+        let cs = ChangeSet::new().op(Op::IngestEvents(items));
+        s.commit(cs).await.unwrap().ingested
+    }
+    let a = open().await;
+    let b = open().await;
+    // both writers have begun (and filtered the empty table) before either merges
+    assert!(ingest(&a, vec![item("a0", "m-a0", 0)]).await[0].created);
+    assert!(ingest(&b, vec![item("b0", "m-b0", 0)]).await[0].created);
+    // b's keys, merged by b after its commits
+    let mut firsts = Vec::new();
+    for i in 0..5 {
+        let r = ingest(&b, vec![item("b", &format!("m-b{}", i + 1), 0)]).await;
+        assert!(r[0].created);
+        firsts.push(r[0].event_id);
+    }
+    let r = ingest(&b, vec![item("b", "m-b6", 0)]).await;
+    assert!(r[0].created);
+    for (i, first) in firsts.iter().enumerate() {
+        let r = ingest(&a, vec![item("again", &format!("m-b{}", i + 1), 1)]).await;
+        assert!(!r[0].created, "a finds the key b merged");
+        assert_eq!(r[0].event_id, *first);
+    }
+    a.close().await;
+    b.close().await;
+    // a writer started on the file finds every merged key
+    let c = open().await;
+    let r = ingest(&c, vec![item("again", "m-a0", 2), item("again", "m-b1", 2)]).await;
+    assert!(!r[0].created && !r[1].created);
+    assert_eq!(r[1].event_id, firsts[0]);
+    assert_eq!(c.get_event(firsts[0]).await.unwrap().occurrences, 3);
+    c.close().await;
+}
+
 #[tokio::test]
 async fn database_is_in_wal_mode_and_opens_from_two_processes() {
     // the writer's own connection refuses to start unless journal_mode=wal and synchronous=FULL;

@@ -208,3 +208,44 @@ pub async fn restored_and_new_links_are_found_together(ts: &TestStore) {
     let ip = ip.to_string();
     assert_eq!(rows.iter().filter(|r| r.contains(&ip)).count(), 2);
 }
+
+/// A restore takes the store back to the backup: an observable and a dedup key first seen
+/// after the backup are gone, and when they come again they are new (a writer that remembers
+/// what it recorded lately must forget it on a restore).
+pub async fn a_restore_forgets_what_came_after_the_backup(ts: &TestStore) {
+    use firebreak_domain::event::ObservableRef;
+    let t0 = now();
+    let snapshot = export(ts).await;
+    let later = || {
+        let mut e = sample_event("after the backup", t0);
+        e.observables.push(ObservableRef {
+            kind: "domain".into(),
+            value: "after-the-backup.example".into(),
+        });
+        e
+    };
+    let first = ingest(ts, vec![new_event(later(), "after-backup", t0)]).await;
+    assert!(first[0].created);
+    ts.store
+        .import_snapshot(Box::new(VecSource(snapshot.into())))
+        .await
+        .expect("import");
+    let o = ObservableRef {
+        kind: "domain".into(),
+        value: "after-the-backup.example".into(),
+    }
+    .id();
+    assert!(
+        matches!(ts.store.get_observable(o).await, Err(StoreError::NotFound)),
+        "gone with the restore"
+    );
+    let again = ingest(ts, vec![new_event(later(), "after-backup", t0)]).await;
+    assert!(again[0].created, "the key is new again");
+    assert_ne!(again[0].event_id, first[0].event_id);
+    let found = ts.store.get_observable(o).await.expect("recorded again");
+    assert_eq!(found.events, 1);
+    assert_eq!(
+        ts.store.observable_events(o, 10).await.unwrap(),
+        vec![again[0].event_id]
+    );
+}
