@@ -94,6 +94,8 @@ pub struct Condition {
     program: Program,
     /// `(field, literal)` pairs that must all hold for the condition to be true.
     required: Vec<(&'static str, String)>,
+    /// `(key of event.fields, literal)` pairs that must all hold too.
+    required_fields: Vec<(String, FieldLiteral)>,
     /// Which of `event.fields` the condition reads.
     needs: FieldNeeds,
 }
@@ -300,6 +302,74 @@ fn conjuncts<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
         return;
     }
     out.push(e);
+}
+
+/// `event.fields.<key>`: the key.
+fn select_fields_key(e: &Expr) -> Option<&str> {
+    if let Expr::Select(s) = e
+        && !s.test
+        && let Expr::Select(inner) = &s.operand.expr
+        && !inner.test
+        && inner.field == "fields"
+        && matches!(&inner.operand.expr, Expr::Ident(n) if n == "event")
+    {
+        return Some(&s.field);
+    }
+    None
+}
+
+/// A literal a key of `event.fields` is compared with.
+#[derive(Debug, Clone, PartialEq)]
+enum FieldLiteral {
+    Str(String),
+    Int(i64),
+}
+
+impl FieldLiteral {
+    fn of(e: &Expr) -> Option<Self> {
+        match e {
+            Expr::Literal(LiteralValue::String(s)) => Some(Self::Str(s.inner().to_string())),
+            Expr::Literal(LiteralValue::Int(i)) => Some(Self::Int(*i.inner())),
+            _ => None,
+        }
+    }
+
+    /// Whether CEL's `==` could be true for this value (a necessary condition only: a
+    /// number of another kind with the same value passes, and CEL decides).
+    fn may_equal(&self, v: Option<&serde_json::Value>) -> bool {
+        match (self, v) {
+            (Self::Str(l), Some(serde_json::Value::String(v))) => v == l,
+            (Self::Int(l), Some(serde_json::Value::Number(n))) => {
+                n.as_i64() == Some(*l) || n.as_f64() == Some(*l as f64)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `event.fields.<key> == <literal>` conjuncts: a field that is absent or differs fails the
+/// condition without CEL (CEL would answer false, or an error for an absent key, which does
+/// not match either).
+fn required_fields(e: &Expr) -> Vec<(String, FieldLiteral)> {
+    let mut parts = Vec::new();
+    conjuncts(e, &mut parts);
+    parts
+        .into_iter()
+        .filter_map(|p| {
+            let Expr::Call(c) = p else { return None };
+            if c.func_name != "_==_" || c.args.len() != 2 {
+                return None;
+            }
+            let (a, b) = (&c.args[0].expr, &c.args[1].expr);
+            match (select_fields_key(a), FieldLiteral::of(b)) {
+                (Some(k), Some(l)) => Some((k.to_string(), l)),
+                _ => match (select_fields_key(b), FieldLiteral::of(a)) {
+                    (Some(k), Some(l)) => Some((k.to_string(), l)),
+                    _ => None,
+                },
+            }
+        })
+        .collect()
 }
 
 fn required(e: &Expr) -> Vec<(&'static str, String)> {
@@ -567,12 +637,14 @@ impl Condition {
         }
         check_cost(&program)?;
         let required = required(&program.expression().expr);
+        let required_fields = required_fields(&program.expression().expr);
         let mut needs = FieldNeeds::default();
         field_needs(&program.expression().expr, &mut needs);
         Ok(Self {
             source: source.to_string(),
             program,
             required,
+            required_fields,
             needs,
         })
     }
@@ -591,6 +663,11 @@ impl Condition {
     pub fn matches(&self, input: &Input<'_>) -> Result<bool, String> {
         for (field, lit) in &self.required {
             if input.event.plain(field) != Some(lit.as_str()) {
+                return Ok(false);
+            }
+        }
+        for (key, lit) in &self.required_fields {
+            if !lit.may_equal(input.event.fields.get(key)) {
                 return Ok(false);
             }
         }
@@ -724,8 +801,11 @@ mod tests {
         )
         .unwrap();
         assert!(c.matches(&input).unwrap());
-        let c = Condition::compile(r#"event.fields.nope == "x""#).unwrap();
+        let c = Condition::compile(r#"event.fields.nope.startsWith("x")"#).unwrap();
         assert!(c.matches(&input).is_err(), "a missing key is an error");
+        // compared with a literal, a missing key is simply no match (prechecked)
+        let c = Condition::compile(r#"event.fields.nope == "x""#).unwrap();
+        assert_eq!(c.matches(&input), Ok(false));
     }
 
     #[test]
@@ -845,6 +925,42 @@ mod tests {
         let mut both = port.needs().clone();
         both.union(title.needs());
         assert_eq!(title.matches(&Input::for_needs(&e, &both)), Ok(true));
+    }
+
+    /// `event.fields.<key> == literal` is checked before CEL: a miss builds nothing, and what
+    /// passes is still decided by CEL.
+    #[test]
+    fn field_literals_are_prechecked() {
+        let mut fields = serde_json::Map::new();
+        fields.insert("dest_port".into(), serde_json::json!(53));
+        fields.insert("proto".into(), serde_json::json!("UDP"));
+        fields.insert("ratio".into(), serde_json::json!(2.0));
+        let tags = vec![];
+        let e = event(&fields, &tags);
+        let c = Condition::compile(
+            r#"event.fields.proto == "UDP" && 53 == event.fields.dest_port && event.fields.ratio == 2"#,
+        )
+        .unwrap();
+        assert_eq!(c.required_fields.len(), 3);
+        let input = Input::new(&e);
+        assert_eq!(c.matches(&input), Ok(true));
+        for miss in [
+            r#"event.fields.proto == "TCP" && event.fields.dest_port == 53"#,
+            r#"event.fields.dest_port == 54"#,
+            r#"event.fields.dest_port == "53""#,
+            r#"event.fields.absent == "x""#,
+        ] {
+            let c = Condition::compile(miss).unwrap();
+            let fresh = Input::new(&e);
+            assert_eq!(c.matches(&fresh), Ok(false), "{miss}");
+            assert!(fresh.ctx.get().is_none(), "{miss}: no CEL value built");
+        }
+        // not a conjunct: CEL decides
+        let c =
+            Condition::compile(r#"event.fields.proto == "TCP" || event.fields.dest_port == 53"#)
+                .unwrap();
+        assert!(c.required_fields.is_empty());
+        assert_eq!(c.matches(&Input::new(&e)), Ok(true));
     }
 
     /// The event built from the attributes a condition reads is the whole event's serialization
