@@ -394,10 +394,11 @@ pub fn to_event(
             value: o.value.clone(),
         })
         .collect();
-    let observables = observables_of(
-        &given,
-        &[ne.title.as_str(), ne.description.as_deref().unwrap_or("")],
-    );
+    let description = match &ne.description {
+        Some(d) if !ne.description_from_fields => d.as_str(),
+        _ => "",
+    };
+    let observables = observables_of(&given, &[ne.title.as_str(), description]);
     let reporter = ne.reporter.map(|r| Reporter {
         kind: SourceKind::parse(&r.kind).unwrap_or(SourceKind::Employee),
         name: r.name,

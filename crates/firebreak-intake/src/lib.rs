@@ -183,6 +183,11 @@ pub struct NormalizedEvent {
     pub fields: serde_json::Map<String, serde_json::Value>,
     /// The original record, as received.
     pub raw: String,
+    /// The parser wrote `description` itself from fields whose observables are all in
+    /// `observables` (Suricata's flow, URL and host lines): the intake looks for more in the
+    /// title only, not again in text it knows the observables of.
+    #[serde(skip)]
+    pub description_from_fields: bool,
 }
 
 impl NormalizedEvent {
@@ -206,6 +211,7 @@ impl NormalizedEvent {
             reporter: None,
             fields: serde_json::Map::new(),
             raw: String::new(),
+            description_from_fields: false,
         }
     }
 }

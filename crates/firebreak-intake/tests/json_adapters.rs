@@ -734,3 +734,37 @@ fn hex_decode(s: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
 }
+
+/// Suricata events say their descriptions hold no observable beyond the structured ones (the
+/// intake then looks in their titles only): over every EVE sample, and over every record type
+/// asked for by name, the description's text yields nothing the event does not already have.
+#[test]
+fn eve_descriptions_hold_only_the_given_observables() {
+    let types = EveTypes::parse("alert,anomaly,http,dns,tls,fileinfo,flow,ssh,smtp").unwrap();
+    let mut checked = 0;
+    for path in samples("eve") {
+        let bytes = std::fs::read(&path).unwrap();
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            let Ok(events) = eve::parse_line(line, &types) else {
+                continue;
+            };
+            for ev in events {
+                assert!(ev.description_from_fields);
+                let Some(d) = &ev.description else { continue };
+                for o in firebreak_intake::observables::extract(d) {
+                    assert!(
+                        ev.observables
+                            .iter()
+                            .any(|g| g.kind == o.kind && g.value == o.value),
+                        "{}: {:?} {:?} is in the description but not given: {d}",
+                        path.display(),
+                        o.kind,
+                        o.value
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} events checked");
+}

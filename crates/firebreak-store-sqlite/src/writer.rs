@@ -1065,7 +1065,7 @@ fn apply_op(
             let at = to_millis(*at);
             let tid = ticket_id.to_string();
             for o in observables {
-                let oid = upsert_observable(conn, o, at)?;
+                let oid = upsert_observable(conn, o.id(), o, at)?;
                 conn.prepare_cached(
                     "INSERT OR IGNORE INTO ticket_observables (ticket_id, observable_id, added_at) VALUES (?1, ?2, ?3)",
                 )
@@ -1081,8 +1081,12 @@ fn apply_op(
 /// rewritten for every mention).
 /// The writer remembers what it recorded lately (dedup.rs): an observable mentioned again
 /// within the minute costs no statement.
-fn upsert_observable(conn: &Connection, o: &ObservableRef, at: i64) -> StoreResult<String> {
-    let oid = o.id();
+fn upsert_observable(
+    conn: &Connection,
+    oid: uuid::Uuid,
+    o: &ObservableRef,
+    at: i64,
+) -> StoreResult<String> {
     let id = oid.to_string();
     if crate::dedup::observable_fresh(oid.as_u128(), at) {
         return Ok(id);
@@ -1132,8 +1136,8 @@ struct PendingIngest<'a> {
 
 impl PendingIngest<'_> {
     fn write(mut self, conn: &Connection) -> StoreResult<()> {
-        for (o, at) in self.observables.values() {
-            upsert_observable(conn, o, *at)?;
+        for (oid, (o, at)) in &self.observables {
+            upsert_observable(conn, *oid, o, *at)?;
         }
         self.write_counters(conn)?;
         // last: no statement after these opens a statement journal before the commit
