@@ -96,7 +96,7 @@ pub struct Condition {
     required: Vec<(&'static str, String)>,
     /// `(key of event.fields, literal)` pairs that must all hold too.
     required_fields: Vec<(String, FieldLiteral)>,
-    /// Which of `event.fields` the condition reads.
+    /// What of the event the condition reads (attributes, keys of `event.fields`).
     needs: FieldNeeds,
 }
 
@@ -134,7 +134,7 @@ impl FieldNeeds {
     }
 }
 
-/// What of `event.fields` an expression reads.
+/// What of the event an expression reads: its attributes and the keys of `event.fields`.
 fn field_needs(e: &Expr, out: &mut FieldNeeds) {
     let is_event = |x: &Expr| matches!(x, Expr::Ident(n) if n == "event");
     match e {
@@ -649,7 +649,7 @@ impl Condition {
         })
     }
 
-    /// Which of the event's fields the condition reads.
+    /// What of the event the condition reads.
     pub fn needs(&self) -> &FieldNeeds {
         &self.needs
     }
@@ -659,7 +659,9 @@ impl Condition {
     }
 
     /// Whether the event matches. A condition that fails to evaluate (a type error, a missing
-    /// key) or gives a non-boolean does not match; the error is returned for logging.
+    /// key) or gives a non-boolean does not match; the error is returned for logging. A
+    /// conjunct `event.<attribute> == "literal"` or `event.fields.<key> == literal` that fails
+    /// (the key absent included) is a plain non-match, decided before CEL.
     pub fn matches(&self, input: &Input<'_>) -> Result<bool, String> {
         for (field, lit) in &self.required {
             if input.event.plain(field) != Some(lit.as_str()) {

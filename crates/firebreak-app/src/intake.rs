@@ -52,10 +52,10 @@ pub struct IntakeState {
     by_name: HashMap<String, Arc<Asset>>,
     by_address: HashMap<String, Arc<Asset>>,
     suppression: Vec<(SuppressionRule, Condition)>,
-    /// What the suppression rules read of `event.fields`.
+    /// What the suppression rules read of the event (attributes, keys of `event.fields`).
     suppression_needs: crate::expr::FieldNeeds,
     rules: Vec<(ClassificationRule, Condition)>,
-    /// What the classification rules read of `event.fields`.
+    /// What the classification rules read of the event (attributes, keys of `event.fields`).
     rules_needs: crate::expr::FieldNeeds,
     policy: IntakePolicy,
     thresholds: Thresholds,
@@ -394,10 +394,11 @@ pub fn to_event(
             value: o.value.clone(),
         })
         .collect();
-    let description = match &ne.description {
-        Some(d) if !ne.description_from_fields => d.as_str(),
-        _ => "",
-    };
+    let description = ne
+        .description
+        .as_deref()
+        .and_then(|d| d.get(ne.description_scan_from..))
+        .unwrap_or("");
     let observables = observables_of(&given, &[ne.title.as_str(), description]);
     let reporter = ne.reporter.map(|r| Reporter {
         kind: SourceKind::parse(&r.kind).unwrap_or(SourceKind::Employee),

@@ -353,13 +353,20 @@ fn to_event(eve: &Eve<'_>, event_type: &str, line: &str) -> NormalizedEvent {
     match (event_type, &eve.alert, &eve.anomaly) {
         ("alert", Some(alert), _) => {
             alert_event(&mut ev, alert, &mut fields, &flow, eve.app_proto.as_deref());
+            // the lines so far are the flow, category, protocol and action: their observables
+            // are `obs`; the URL or host line after them is the client's text, looked through
+            ev.description_scan_from = ev.description.as_ref().map_or(0, String::len);
             if let Some(url) = &http_url {
                 append_line(&mut ev.description, &format!("URL: {url}"));
             } else if let Some(host) = &http_host {
                 append_line(&mut ev.description, &format!("HTTP host: {host}"));
             }
         }
-        ("anomaly", _, Some(anomaly)) => anomaly_event(&mut ev, anomaly, &mut fields, &flow),
+        ("anomaly", _, Some(anomaly)) => {
+            anomaly_event(&mut ev, anomaly, &mut fields, &flow);
+            // the flow and Suricata's own names for the anomaly
+            ev.description_scan_from = ev.description.as_ref().map_or(0, String::len);
+        }
         _ => {
             // Another record type, asked for by name: a low-severity event describing it.
             let what = http_url
@@ -373,15 +380,12 @@ fn to_event(eve: &Eve<'_>, event_type: &str, line: &str) -> NormalizedEvent {
                 None => format!("Suricata {event_type}: {flow}"),
             });
             ev.description = Some(flow.clone());
+            ev.description_scan_from = flow.len();
             ev.severity = Level::Low;
             ev.rule_id = Some(format!("eve:{event_type}"));
         }
     }
     ev.observables = obs;
-    // every line of the description comes from the flow, the URL, the HTTP host and the
-    // alert's category and action, or the anomaly's names: the observables in it are `obs`
-    // (checked over the samples by tests/json_adapters.rs)
-    ev.description_from_fields = true;
     ev.fields = fields;
     ev
 }

@@ -183,11 +183,12 @@ pub struct NormalizedEvent {
     pub fields: serde_json::Map<String, serde_json::Value>,
     /// The original record, as received.
     pub raw: String,
-    /// The parser wrote `description` itself from fields whose observables are all in
-    /// `observables` (Suricata's flow, URL and host lines): the intake looks for more in the
-    /// title only, not again in text it knows the observables of.
+    /// Where in `description` the intake starts looking for observables (a byte offset; 0:
+    /// all of it). A parser that wrote the beginning itself from fields whose observables are
+    /// all in `observables` (Suricata's flow, category and action lines) skips it; text it
+    /// copied as sent (a URL, which may carry a callback address) is still looked through.
     #[serde(skip)]
-    pub description_from_fields: bool,
+    pub description_scan_from: usize,
 }
 
 impl NormalizedEvent {
@@ -211,7 +212,7 @@ impl NormalizedEvent {
             reporter: None,
             fields: serde_json::Map::new(),
             raw: String::new(),
-            description_from_fields: false,
+            description_scan_from: 0,
         }
     }
 }

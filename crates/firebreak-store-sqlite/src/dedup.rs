@@ -13,12 +13,16 @@
 //! - The observables recorded lately (id -> a `last_seen` their row has at least): an
 //!   observable mentioned again within the minute needs no upsert at all.
 //!
-//! All three are the writer thread's (one per store), and are rebuilt or dropped:
+//! All three are the writer thread's (one per store). The index is rebuilt and the observables
+//! forgotten:
 //! - when the writer begins its first transaction;
 //! - when another connection has committed since (`PRAGMA data_version`: another process
 //!   writing the same database, such as `firebreak ingest` beside a server);
 //! - after a transaction that did not commit whole (a rolled-back batch, a failed change set in
-//!   its savepoint), an import or a failed merge.
+//!   its savepoint), an import, a failed merge or a reopened connection.
+//!
+//! The filter is dropped on a foreign commit, an import, a failed merge or a reopened
+//! connection; a rollback keeps it (only merges add keys to `event_dedup`).
 //!
 //! The filter is built again by scanning `event_dedup` when the writer starts and at its next
 //! merge after it was dropped (never per batch: with two processes writing, it is mostly
@@ -174,12 +178,10 @@ impl Index {
             .map_err(err)?;
         let mut q = stmt.query([]).map_err(err)?;
         while let Some(r) = q.next().map_err(err)? {
-            let key = r
-                .get_ref(0)
-                .map_err(err)?
-                .as_str()
-                .map_err(|e| err(e.into()))?;
-            bloom.add(self.hash(key));
+            // a key stored as anything but text never equals a text key: no need to filter it
+            if let Ok(key) = r.get_ref(0).map_err(err)?.as_str() {
+                bloom.add(self.hash(key));
+            }
         }
         tracing::debug!(
             keys = bloom.len,

@@ -1140,7 +1140,8 @@ impl PendingIngest<'_> {
             upsert_observable(conn, *oid, o, *at)?;
         }
         self.write_counters(conn)?;
-        // last: no statement after these opens a statement journal before the commit
+        // last in the op: a statement of this op after them would flush them to a segment of
+        // their own (later ops, change sets and the audit row flush at most once each)
         for (seq, terms) in &self.index_rows {
             conn.prepare_cached(
                 "INSERT INTO event_observable_index (rowid, observables) VALUES (?1, ?2)",

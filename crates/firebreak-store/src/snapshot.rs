@@ -7,8 +7,8 @@
 //! to and from it per column type, so a snapshot of either backend restores into either.
 //!
 //! Tables are listed here in the order a restore inserts them (parents before children);
-//! [`DERIVED`] tables (counters kept by triggers) are not exported: the triggers rebuild them
-//! while the events go in. A test checks both backends' tables are exactly these.
+//! [`DERIVED`] tables (the queue's counters) are not exported: each backend rebuilds them from
+//! the events it restores (PostgreSQL's insert triggers as they go in, SQLite once at the end). A test checks both backends' tables are exactly these.
 
 use serde::{Deserialize, Serialize};
 
