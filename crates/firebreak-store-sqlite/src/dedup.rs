@@ -63,8 +63,9 @@ struct Bloom {
 /// Probes per key: with 10 bits per key, about 1% false positives at capacity.
 const PROBES: u64 = 7;
 const BITS_PER_KEY: usize = 10;
-/// Observables remembered at most (about 40 bytes each); past it the memory starts again.
-const MAX_OBSERVABLES: usize = 1 << 20;
+/// Observables remembered at most (a table of 2^18 slots of 24 bytes, about 6 MiB, never
+/// grown); past it the memory starts again (the hot ones come back within a batch).
+const MAX_OBSERVABLES: usize = 200_000;
 /// The observables table moves `last_seen` at most once a minute (see `upsert_observable`).
 pub(crate) const OBSERVABLE_TOUCH_MS: i64 = 60_000;
 
@@ -283,6 +284,9 @@ pub(crate) fn observable_written(id: u128, at: i64, changed: bool) {
     INDEX.with_borrow_mut(|ix| {
         if ix.observables.len() >= MAX_OBSERVABLES {
             ix.observables.clear();
+        }
+        if ix.observables.capacity() == 0 {
+            ix.observables.reserve(MAX_OBSERVABLES);
         }
         let least = if changed {
             at
