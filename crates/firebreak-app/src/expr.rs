@@ -347,10 +347,13 @@ impl FieldLiteral {
     }
 }
 
-/// `event.fields.<key> == <literal>` conjuncts: a field that is absent or differs fails the
-/// condition without CEL (CEL would answer false, or an error for an absent key, which does
-/// not match either).
-fn required_fields(e: &Expr) -> Vec<(String, FieldLiteral)> {
+/// The `x == y` conjuncts of `e` where one side is what `side` accepts and the other a literal
+/// `literal` accepts (either way round).
+fn equality_conjuncts<K, L>(
+    e: &Expr,
+    side: impl Fn(&Expr) -> Option<K>,
+    literal: impl Fn(&Expr) -> Option<L>,
+) -> Vec<(K, L)> {
     let mut parts = Vec::new();
     conjuncts(e, &mut parts);
     parts
@@ -361,37 +364,28 @@ fn required_fields(e: &Expr) -> Vec<(String, FieldLiteral)> {
                 return None;
             }
             let (a, b) = (&c.args[0].expr, &c.args[1].expr);
-            match (select_fields_key(a), FieldLiteral::of(b)) {
-                (Some(k), Some(l)) => Some((k.to_string(), l)),
-                _ => match (select_fields_key(b), FieldLiteral::of(a)) {
-                    (Some(k), Some(l)) => Some((k.to_string(), l)),
-                    _ => None,
-                },
+            match (side(a), literal(b)) {
+                (Some(k), Some(l)) => Some((k, l)),
+                _ => Some((side(b)?, literal(a)?)),
             }
         })
         .collect()
 }
 
+/// `event.fields.<key> == <literal>` conjuncts: a field that is absent or differs fails the
+/// condition without CEL (CEL would answer false, or an error for an absent key, which does
+/// not match either).
+fn required_fields(e: &Expr) -> Vec<(String, FieldLiteral)> {
+    equality_conjuncts(
+        e,
+        |x| select_fields_key(x).map(str::to_string),
+        FieldLiteral::of,
+    )
+}
+
+/// `event.<plain attribute> == "literal"` conjuncts.
 fn required(e: &Expr) -> Vec<(&'static str, String)> {
-    let mut parts = Vec::new();
-    conjuncts(e, &mut parts);
-    parts
-        .into_iter()
-        .filter_map(|p| {
-            let Expr::Call(c) = p else { return None };
-            if c.func_name != "_==_" || c.args.len() != 2 {
-                return None;
-            }
-            let (a, b) = (&c.args[0].expr, &c.args[1].expr);
-            match (select_event_field(a), literal(b)) {
-                (Some(f), Some(l)) => Some((f, l)),
-                _ => match (select_event_field(b), literal(a)) {
-                    (Some(f), Some(l)) => Some((f, l)),
-                    _ => None,
-                },
-            }
-        })
-        .collect()
+    equality_conjuncts(e, select_event_field, literal)
 }
 
 /// Type names CEL lets an expression mention as identifiers.

@@ -1910,6 +1910,31 @@ pub async fn suppression_hits_are_counted_from_events(ts: &TestStore) {
     assert_eq!(hits[0].last_hit, t0 + time::Duration::seconds(5));
 }
 
+/// Every stored event and their count per status, checked against the maintained counters.
+async fn events_as_counted(
+    ts: &TestStore,
+) -> (
+    Vec<(i64, firebreak_domain::event::Event)>,
+    std::collections::BTreeMap<EventStatus, i64>,
+) {
+    let all = ts
+        .store
+        .list_events(&crate::EventFilter {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut truth: std::collections::BTreeMap<EventStatus, i64> = Default::default();
+    for (_, e) in &all {
+        *truth.entry(e.status).or_default() += 1;
+    }
+    let counted: std::collections::BTreeMap<EventStatus, i64> =
+        ts.store.count_events().await.unwrap().into_iter().collect();
+    assert_eq!(counted, truth, "the counters say what the events say");
+    (all, truth)
+}
+
 /// The queue's counts and the rules' hits are maintained, not counted: after inserts,
 /// repeats, a resolution and status changes they still equal what the events say.
 pub async fn event_counters_follow_every_change(ts: &TestStore) {
@@ -1964,27 +1989,15 @@ pub async fn event_counters_follow_every_change(ts: &TestStore) {
     .await
     .unwrap();
 
-    let all = ts
-        .store
-        .list_events(&crate::EventFilter {
-            limit: 10_000,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut truth: std::collections::BTreeMap<EventStatus, i64> = Default::default();
+    let (all, truth) = events_as_counted(ts).await;
     let (mut hits, mut occurrences, mut last) = (0i64, 0i64, None);
     for (_, e) in &all {
-        *truth.entry(e.status).or_default() += 1;
         if e.suppressed_by == Some(rule) {
             hits += 1;
             occurrences += e.occurrences;
             last = last.max(Some(e.last_seen));
         }
     }
-    let counted: std::collections::BTreeMap<EventStatus, i64> =
-        ts.store.count_events().await.unwrap().into_iter().collect();
-    assert_eq!(counted, truth);
     assert_eq!(truth.get(&EventStatus::Dismissed), Some(&1));
     assert_eq!(truth.get(&EventStatus::Resolved), Some(&1));
     let h = ts.store.suppression_hits().await.unwrap();
@@ -2031,21 +2044,7 @@ pub async fn event_counters_hold_when_one_change_set_repeats_and_resolves_its_ow
     assert_eq!(r.len(), 5);
     assert!(r[0].created && !r[3].created && r[3].event_id == r[0].event_id);
     assert!(r[4].resolved && r[4].event_id == r[1].event_id);
-    let all = ts
-        .store
-        .list_events(&crate::EventFilter {
-            limit: 10_000,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut truth: std::collections::BTreeMap<EventStatus, i64> = Default::default();
-    for (_, e) in &all {
-        *truth.entry(e.status).or_default() += 1;
-    }
-    let counted: std::collections::BTreeMap<EventStatus, i64> =
-        ts.store.count_events().await.unwrap().into_iter().collect();
-    assert_eq!(counted, truth);
+    let (_, truth) = events_as_counted(ts).await;
     assert_eq!(truth.get(&EventStatus::Resolved), Some(&1));
     let h = ts.store.suppression_hits().await.unwrap();
     let mine: Vec<_> = h.iter().filter(|x| x.rule_id == rule).collect();
