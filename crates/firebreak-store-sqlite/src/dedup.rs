@@ -169,11 +169,8 @@ impl Index {
     /// A filter of every key in `event_dedup` as this transaction sees it.
     fn scan_merged(&self, conn: &Connection) -> StoreResult<Bloom> {
         let started = std::time::Instant::now();
-        let n: i64 = conn
-            .query_row("SELECT COUNT(*) FROM event_dedup", [], |r| r.get(0))
-            .map_err(err)?;
-        // room to grow: merges add to it until the next scan
-        let mut bloom = Bloom::with_capacity(usize::try_from(n).unwrap_or(0) * 2);
+        // one pass over the table: the hashes first, then a filter sized for them
+        let mut hashes = Vec::new();
         let mut stmt = conn
             .prepare("SELECT dedup_key FROM event_dedup")
             .map_err(err)?;
@@ -181,8 +178,13 @@ impl Index {
         while let Some(r) = q.next().map_err(err)? {
             // a key stored as anything but text never equals a text key: no need to filter it
             if let Ok(key) = r.get_ref(0).map_err(err)?.as_str() {
-                bloom.add(self.hash(key));
+                hashes.push(self.hash(key));
             }
+        }
+        // room to grow: merges add to it until the next scan
+        let mut bloom = Bloom::with_capacity(hashes.len() * 2);
+        for h in hashes {
+            bloom.add(h);
         }
         tracing::debug!(
             keys = bloom.len,
