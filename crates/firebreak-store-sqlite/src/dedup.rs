@@ -10,8 +10,9 @@
 //!   row there, so a new key costs no B-tree descent into a table of a million random keys.
 //!   It may only answer "maybe" wrongly (then SQL answers), never "no": it is built from the
 //!   whole table and extended by each merge, and dropped whenever it may miss a key.
-//! - The observables recorded lately (id -> a `last_seen` their row has at least): an
-//!   observable mentioned again within the minute needs no upsert at all.
+//! - The observables recorded lately (id -> a `last_seen` their row has at least), in a
+//!   fixed-size set-associative table of a million slots: an observable mentioned again within
+//!   the minute needs no upsert at all.
 //!
 //! All three are the writer thread's (one per store). The index is rebuilt and the observables
 //! forgotten:
@@ -63,9 +64,10 @@ struct Bloom {
 /// Probes per key: with 10 bits per key, about 1% false positives at capacity.
 const PROBES: u64 = 7;
 const BITS_PER_KEY: usize = 10;
-/// Observables remembered at most (a table of 2^18 slots of 24 bytes, about 6 MiB, never
-/// grown); past it the memory starts again (the hot ones come back within a batch).
-const MAX_OBSERVABLES: usize = 200_000;
+/// Observables remembered: 2^20 slots of 24 bytes (24 MiB, allocated zeroed on first use, so
+/// only the slots used are resident), in sets of [`WAYS`]; a full set forgets its oldest.
+const OBSERVABLE_SLOTS: usize = 1 << 20;
+const WAYS: usize = 4;
 /// The observables table moves `last_seen` at most once a minute (see `upsert_observable`).
 pub(crate) const OBSERVABLE_TOUCH_MS: i64 = 60_000;
 
@@ -101,6 +103,66 @@ impl Bloom {
     }
 }
 
+/// A fixed-size, set-associative memory of observable ids and the `last_seen` their rows have
+/// at least. A slot holds the whole id (never a hash of it): it can forget an observable, never
+/// mistake one for another.
+#[derive(Default)]
+struct Observables {
+    /// `[id high, id low, last_seen]`; a `last_seen` of 0 marks a free slot (no row is that old)
+    slots: Vec<[u64; 3]>,
+}
+
+impl Observables {
+    fn set(&self, id: u128) -> std::ops::Range<usize> {
+        // ids are SHA-256 based (UUID v8, `observable_id`): their bits are already mixed
+        let sets = OBSERVABLE_SLOTS / WAYS;
+        let s = ((id as u64) ^ ((id >> 64) as u64)) as usize % sets;
+        s * WAYS..(s + 1) * WAYS
+    }
+
+    fn get(&self, id: u128) -> Option<i64> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let (hi, lo) = ((id >> 64) as u64, id as u64);
+        self.slots[self.set(id)]
+            .iter()
+            .find(|s| s[2] != 0 && s[0] == hi && s[1] == lo)
+            .map(|s| s[2] as i64)
+    }
+
+    /// Remembers that the row has `last_seen` at least `least`.
+    fn put(&mut self, id: u128, least: i64) {
+        if least <= 0 {
+            return;
+        }
+        if self.slots.is_empty() {
+            self.slots = vec![[0; 3]; OBSERVABLE_SLOTS];
+        }
+        let (hi, lo) = ((id >> 64) as u64, id as u64);
+        let range = self.set(id);
+        let set = &mut self.slots[range];
+        let slot = match set
+            .iter()
+            .position(|s| s[2] != 0 && s[0] == hi && s[1] == lo)
+        {
+            Some(i) => i,
+            // a free slot has last_seen 0, the least of all
+            None => {
+                let i = (0..WAYS).min_by_key(|&i| set[i][2]).unwrap_or(0);
+                set[i] = [hi, lo, 0];
+                i
+            }
+        };
+        set[slot][2] = set[slot][2].max(least as u64);
+    }
+
+    fn clear(&mut self) {
+        // freed, not zeroed: allocated again (zeroed pages) at the next put
+        self.slots = Vec::new();
+    }
+}
+
 #[derive(Default)]
 struct Index {
     rows: HashMap<u64, Rows>,
@@ -108,7 +170,7 @@ struct Index {
     /// every key of `event_dedup`, when known (`None`: look every key up in SQL)
     merged: Option<Bloom>,
     /// observable id -> a `last_seen` its row has at least
-    observables: HashMap<u128, i64>,
+    observables: Observables,
     /// `PRAGMA data_version` when `rows` last matched the table; `None`: rebuild first
     version: Option<i64>,
     /// a transaction that may change the table is under way, or did not commit whole
@@ -275,7 +337,7 @@ pub(crate) fn merged_filter(conn: &Connection) -> StoreResult<()> {
 pub(crate) fn observable_fresh(id: u128, at: i64) -> bool {
     INDEX.with_borrow(|ix| {
         ix.observables
-            .get(&id)
+            .get(id)
             .is_some_and(|seen| at <= seen + OBSERVABLE_TOUCH_MS)
     })
 }
@@ -284,19 +346,12 @@ pub(crate) fn observable_fresh(id: u128, at: i64) -> bool {
 /// `at - OBSERVABLE_TOUCH_MS` (it did not).
 pub(crate) fn observable_written(id: u128, at: i64, changed: bool) {
     INDEX.with_borrow_mut(|ix| {
-        if ix.observables.len() >= MAX_OBSERVABLES {
-            ix.observables.clear();
-        }
-        if ix.observables.capacity() == 0 {
-            ix.observables.reserve(MAX_OBSERVABLES);
-        }
         let least = if changed {
             at
         } else {
             at - OBSERVABLE_TOUCH_MS
         };
-        let e = ix.observables.entry(id).or_insert(least);
-        *e = (*e).max(least);
+        ix.observables.put(id, least);
     });
 }
 
@@ -429,5 +484,48 @@ mod tests {
             false_positives < n / 50,
             "{false_positives} false positives in {n}"
         );
+    }
+
+    /// The memory of observables forgets (the oldest of a full set first), and never answers
+    /// for an id it was not told about, even one that falls in the same set.
+    #[test]
+    fn the_observable_memory_forgets_but_never_confuses() {
+        let mut m = Observables::default();
+        assert_eq!(m.get(7), None);
+        m.put(7, 1_000);
+        m.put(7, 900);
+        assert_eq!(m.get(7), Some(1_000), "last_seen only moves forward");
+        // ids of one set: the set is chosen by hi ^ lo
+        let same_set = |i: u128| (i << 64) | (i ^ 7);
+        assert_eq!(m.set(same_set(3)), m.set(7));
+        for i in 1..WAYS as u128 {
+            m.put(same_set(i), 2_000 + i as i64);
+        }
+        assert_eq!(m.get(7), Some(1_000));
+        // a fifth id of the set replaces the oldest (id 7)
+        m.put(same_set(9), 5_000);
+        assert_eq!(m.get(7), None);
+        assert_eq!(m.get(same_set(9)), Some(5_000));
+        for i in 1..WAYS as u128 {
+            assert_eq!(m.get(same_set(i)), Some(2_000 + i as i64));
+        }
+        assert_eq!(m.get(same_set(10)), None, "an id of the set never put");
+        let many = 3 * OBSERVABLE_SLOTS as u128;
+        for i in 0..many {
+            m.put(
+                i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835),
+                10_000,
+            );
+        }
+        let remembered = (0..many)
+            .filter(|i| {
+                m.get(i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))
+                    .is_some()
+            })
+            .count();
+        assert!(remembered <= OBSERVABLE_SLOTS);
+        assert!(remembered > OBSERVABLE_SLOTS / 2, "{remembered} remembered");
+        m.clear();
+        assert_eq!(m.get(same_set(9)), None);
     }
 }
