@@ -65,8 +65,8 @@ fn connect_options(url: &str) -> anyhow::Result<SqliteConnectOptions> {
 /// Tuning of the SQLite backend; [`SqliteStore::open`] uses the defaults.
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
-    /// Rows gathered in the second level of dedup keys (`event_dedup_pending`)
-    /// before the writer merges it into its table in key order.
+    /// Rows gathered in a second level (`event_dedup_pending`, `observable_pending`) before
+    /// the writer merges it into its table in key order (new observables: 40,000 at most).
     pub merge_at: i64,
     /// WAL size past which the writer checkpoints the WAL itself between batches and starts
     /// it over (512 MiB).
@@ -494,7 +494,9 @@ const OBSERVABLE_COLUMNS: &str = "SELECT o.id, o.kind, o.value, o.first_seen, o.
      (SELECT COUNT(*) FROM event_observables eo WHERE eo.observable_id = o.id) \
      + (SELECT COUNT(*) FROM event_observable_index \
         WHERE event_observable_index MATCH '\"' || replace(o.id, '-', '') || '\"') AS events, \
-     (SELECT COUNT(*) FROM ticket_observables t WHERE t.observable_id = o.id) AS tickets FROM observables o";
+     (SELECT COUNT(*) FROM ticket_observables t WHERE t.observable_id = o.id) AS tickets \
+     FROM (SELECT id, kind, value, first_seen, last_seen FROM observables \
+     UNION ALL SELECT id, kind, value, first_seen, last_seen FROM observable_pending) o";
 
 #[async_trait]
 impl EventStore for SqliteStore {

@@ -153,7 +153,7 @@ pub fn run(
 /// 85,000 EVE events' worth) or dedup keys.
 pub(crate) const MERGE_AT: i64 = 300_000;
 
-/// A second level (see migrations 0012 and 0014): new rows go to a small table, merged into
+/// A second level (see migrations 0012, 0014 and 0016): new rows go to a small table, merged into
 /// the large one in key order in one transaction between batches. A row written straight into
 /// a large B-tree with random keys dirtied a page of it per row; sorted, each page is written
 /// once per merge however many rows it takes. Readers look at both levels.
@@ -164,9 +164,12 @@ struct Level {
     merge: &'static str,
     /// rows one new event adds, at most in practice
     per_event: i64,
+    /// rows past which the level is merged whatever `merge_at` says: its own index is random
+    /// too, and each commit dirties up to all of its pages
+    at_most: i64,
 }
 
-const LEVELS: [Level; 1] = [
+const LEVELS: [Level; 2] = [
     // a key is in one level only: a key found in event_dedup is updated there
     Level {
         recent: "event_dedup_pending",
@@ -177,6 +180,22 @@ const LEVELS: [Level; 1] = [
                 ON CONFLICT (dedup_key) DO UPDATE SET event_id = excluded.event_id, \
                 last_seen = max(event_dedup.last_seen, excluded.last_seen)",
         per_event: 1,
+        at_most: MERGE_AT,
+    },
+    // an id is in one level only: an observable found in `observables` is updated there
+    // (migration 0016). At 40,000 rows its id index is about 450 pages; a merge writes each
+    // page of the large id index once.
+    Level {
+        recent: "observable_pending",
+        table: "observables",
+        merge: "INSERT INTO observables (id, kind, value, first_seen, last_seen) \
+                SELECT id, kind, value, first_seen, last_seen FROM observable_pending WHERE true \
+                ORDER BY id \
+                ON CONFLICT (id) DO UPDATE SET \
+                first_seen = min(observables.first_seen, excluded.first_seen), \
+                last_seen = max(observables.last_seen, excluded.last_seen)",
+        per_event: 8,
+        at_most: 40_000,
     },
 ];
 
@@ -185,7 +204,6 @@ const LEVELS: [Level; 1] = [
 /// [`Level::per_event`] rows at most, so after counting `n` rows at event `seq` the level is
 /// counted again at event `seq + (at - n) / per_event`.
 fn merge_levels_if_due(path: &str, conn: &mut Connection, state: &mut MergeState, at: i64) {
-    let at = at.max(1);
     let seq: i64 = conn
         .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
         .unwrap_or(0);
@@ -193,6 +211,8 @@ fn merge_levels_if_due(path: &str, conn: &mut Connection, state: &mut MergeState
         if state.next_check[i].is_some_and(|next| seq < next) {
             continue;
         }
+        let at = at.min(level.at_most).max(1);
+        let dedup = level.table == "event_dedup";
         let pending: i64 = conn
             .query_row(
                 &format!(
@@ -217,14 +237,18 @@ fn merge_levels_if_due(path: &str, conn: &mut Connection, state: &mut MergeState
             let moved = tx.execute(level.merge, []).map_err(err)?;
             tx.execute(&format!("DELETE FROM {}", level.recent), [])
                 .map_err(err)?;
-            crate::dedup::merged_filter(&tx)?;
+            if dedup {
+                crate::dedup::merged_filter(&tx)?;
+            }
             tx.commit().map_err(err)?;
             crate::dedup::committed();
             Ok(moved)
         })();
         match res {
             Ok(moved) => {
-                crate::dedup::merged();
+                if dedup {
+                    crate::dedup::merged();
+                }
                 state.next_check[i] = Some(seq + (at / level.per_event).max(1));
                 tracing::debug!(
                     table = level.table,
@@ -1091,23 +1115,33 @@ fn upsert_observable(
     if crate::dedup::observable_fresh(oid.as_u128(), at) {
         return Ok(id);
     }
-    let changed = conn
-        .prepare_cached(
-            "INSERT INTO observables (id, kind, value, first_seen, last_seen) VALUES (?1, ?2, ?3, ?4, ?4) \
-             ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen \
-             WHERE excluded.last_seen > observables.last_seen + ?5",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                id,
-                o.kind,
-                o.value,
-                at,
-                crate::dedup::OBSERVABLE_TOUCH_MS
-            ])
-        })
+    let touch = crate::dedup::OBSERVABLE_TOUCH_MS;
+    // an id is in one level only (migration 0016): the merged table first
+    let merged: Option<i64> = conn
+        .prepare_cached("SELECT last_seen FROM observables WHERE id = ?1")
+        .and_then(|mut s| s.query_row([&id], |r| r.get(0)).optional())
         .map_err(err)?;
-    crate::dedup::observable_written(oid.as_u128(), at, changed == 1);
+    let changed = match merged {
+        Some(seen) if at > seen + touch => {
+            conn.prepare_cached("UPDATE observables SET last_seen = ?2 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![id, at]))
+                .map_err(err)?;
+            true
+        }
+        Some(_) => false,
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO observable_pending (id, kind, value, first_seen, last_seen) \
+                 VALUES (?1, ?2, ?3, ?4, ?4) \
+                 ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen \
+                 WHERE excluded.last_seen > observable_pending.last_seen + ?5",
+            )
+            .and_then(|mut s| s.execute(params![id, o.kind, o.value, at, touch]))
+            .map_err(err)?
+                == 1
+        }
+    };
+    crate::dedup::observable_written(oid.as_u128(), at, changed);
     Ok(id)
 }
 

@@ -42,14 +42,16 @@ pub const TABLES: &[&str] = &[
 /// Counter tables kept by triggers on `events`: rebuilt on restore, never exported.
 pub const DERIVED: &[&str] = &["event_status_counts", "suppression_stats"];
 
-/// Tables one backend keeps as a second level of a listed table (SQLite's recent dedup keys,
-/// merged into `event_dedup` in large steps): (level, table, the columns that identify a row).
+/// Tables one backend keeps as a second level of a listed table (SQLite's recent dedup keys
+/// and new observables, merged into `event_dedup` and `observables` in large steps): (level, table, the columns that identify a row).
 /// A key is in one level only. A snapshot carries a level's rows as rows of its table (a row
 /// whose key is already in the table is not exported again); a restore puts them there.
 /// (SQLite's inverted index of event-observable links is exported as `event_observables` rows
 /// too, by that backend's export.)
-pub const LEVELS: &[(&str, &str, &[&str])] =
-    &[("event_dedup_pending", "event_dedup", &["dedup_key"])];
+pub const LEVELS: &[(&str, &str, &[&str])] = &[
+    ("event_dedup_pending", "event_dedup", &["dedup_key"]),
+    ("observable_pending", "observables", &["id"]),
+];
 
 /// One stored value, in SQLite's storage classes.
 #[derive(Clone, Debug, PartialEq)]

@@ -280,3 +280,185 @@ async fn a_long_reader_does_not_stall_commits_past_the_wal_limit() {
     assert_eq!(counted, 5);
     store.close().await;
 }
+
+/// New observables wait in `observable_pending` until a merge (migration 0016); an id is in one
+/// level only. With some observables merged (a store that merges after every commit) and others
+/// pending (the file reopened by a store that does not merge yet), readers see both levels as
+/// one table, in `last_seen` order; an observable mentioned again later moves `last_seen` in
+/// the level that holds it, never adding a second row; the next merge moves the pending ones
+/// over, and a snapshot carries each observable once.
+#[tokio::test]
+async fn observables_are_one_table_across_both_levels() {
+    use firebreak_domain::event::ObservableRef;
+    use firebreak_store::{ChangeSet, EventStore, NewEvent, ObservableFilter, Op, Store};
+    use firebreak_store_sqlite::SqliteOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("o.db");
+    let url = format!("sqlite://{}", path.display());
+    let open = |merge_at: i64| {
+        let url = url.clone();
+        async move {
+            let options = SqliteOptions {
+                merge_at,
+                ..SqliteOptions::default()
+            };
+            SqliteStore::open_with(&url, Arc::new(AuditSigner::ephemeral()), options)
+                .await
+                .unwrap()
+        }
+    };
+    let t0 = time::OffsetDateTime::now_utc()
+        .replace_millisecond(0)
+        .unwrap();
+    let item = |key: &str, minutes: i64, ips: &[&str]| {
+        let at = t0 + time::Duration::minutes(minutes);
+        let mut event = firebreak_store::conformance::sample_event(key, at);
+        event.observables = ips
+            .iter()
+            .map(|ip| ObservableRef {
+                kind: "ip".into(),
+                value: (*ip).into(),
+            })
+            .collect();
+        NewEvent {
+            event,
+            dedup_key: key.into(),
+            window_start: at - time::Duration::hours(1),
+            resolve: false,
+            details: None,
+        }
+    };
+    async fn ingest(s: &SqliteStore, items: Vec<NewEvent>) {
+        let cs = ChangeSet::new().op(Op::IngestEvents(items));
+        s.commit(cs).await.unwrap();
+    }
+    let levels = |path: std::path::PathBuf| {
+        let c = rusqlite::Connection::open(path).unwrap();
+        let count = |t: &str| -> i64 {
+            c.query_row(&format!("SELECT COUNT(*) FROM {t}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        let both: i64 = c
+            .query_row(
+                "SELECT COUNT(*) FROM observables o JOIN observable_pending p ON p.id = o.id",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (count("observables"), count("observable_pending"), both)
+    };
+    {
+        let merging = open(1).await;
+        ingest(&merging, vec![item("k1", 0, &["192.0.2.1", "192.0.2.2"])]).await;
+        // a second commit: the first one's observables are merged after it (merges run between
+        // batches, counted every few events)
+        ingest(&merging, vec![item("k2", 1, &["192.0.2.3"])]).await;
+        ingest(&merging, vec![item("k2b", 1, &["192.0.2.3"])]).await;
+    }
+    let (merged, pending, both) = levels(path.clone());
+    assert_eq!(
+        (merged, pending, both),
+        (3, 0, 0),
+        "merged after each commit"
+    );
+    let store = open(firebreak_store_sqlite::SqliteOptions::default().merge_at).await;
+    // new ones stay pending; 192.0.2.1 (merged) mentioned again three minutes later
+    ingest(
+        &store,
+        vec![
+            item("k3", 3, &["192.0.2.1", "198.51.100.7"]),
+            item("k4", 2, &["198.51.100.8"]),
+        ],
+    )
+    .await;
+    // a pending one mentioned again two minutes later
+    ingest(&store, vec![item("k5", 4, &["198.51.100.8"])]).await;
+    let (merged, pending, both) = levels(path.clone());
+    assert_eq!((merged, pending, both), (3, 2, 0), "new ones pending");
+    let all = store
+        .list_observables(&ObservableFilter {
+            limit: 10,
+            ..ObservableFilter::default()
+        })
+        .await
+        .unwrap();
+    let order: Vec<(&str, i64)> = all
+        .iter()
+        .map(|o| (o.value.as_str(), (o.last_seen - t0).whole_minutes()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("198.51.100.8", 4),
+            ("198.51.100.7", 3),
+            ("192.0.2.1", 3),
+            ("192.0.2.3", 1),
+            ("192.0.2.2", 0),
+        ],
+        "one list, most recently seen first, across both levels"
+    );
+    let eight = all.iter().find(|o| o.value == "198.51.100.8").unwrap();
+    assert_eq!((eight.first_seen - t0).whole_minutes(), 2);
+    assert_eq!(eight.events, 2);
+    let one = store.get_observable(all[2].id).await.unwrap();
+    assert_eq!((one.value.as_str(), one.events), ("192.0.2.1", 2));
+    let pending_one = store.get_observable(eight.id).await.unwrap();
+    assert_eq!(pending_one.value, "198.51.100.8");
+    // the cursor walks across both levels
+    let page = store
+        .list_observables(&ObservableFilter {
+            limit: 2,
+            after: Some((
+                (all[1].last_seen.unix_timestamp_nanos() / 1_000_000) as i64,
+                all[1].id,
+            )),
+            ..ObservableFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|o| o.value.as_str()).collect::<Vec<_>>(),
+        ["192.0.2.1", "192.0.2.3"]
+    );
+    // a snapshot carries each observable once
+    let mut snap: Vec<firebreak_store::snapshot::SnapshotItem> = Vec::new();
+    store.export_snapshot(&mut snap).await.unwrap();
+    assert_eq!(snapshot_rows(&snap, "observables"), 5);
+    drop(store);
+    // the next merge moves the pending ones over, keeping what they had
+    let merging = open(1).await;
+    ingest(&merging, vec![item("k6", 5, &["203.0.113.1"])]).await;
+    ingest(&merging, vec![item("k7", 5, &["203.0.113.1"])]).await;
+    let (merged, pending, both) = levels(path.clone());
+    assert_eq!((merged, pending, both), (6, 0, 0), "merged");
+    let after = merging
+        .list_observables(&ObservableFilter {
+            limit: 10,
+            ..ObservableFilter::default()
+        })
+        .await
+        .unwrap();
+    let eight = after.iter().find(|o| o.value == "198.51.100.8").unwrap();
+    assert_eq!(
+        (
+            (eight.first_seen - t0).whole_minutes(),
+            (eight.last_seen - t0).whole_minutes()
+        ),
+        (2, 4)
+    );
+}
+
+/// Rows of one table in a snapshot stream.
+fn snapshot_rows(items: &[firebreak_store::snapshot::SnapshotItem], table: &str) -> usize {
+    use firebreak_store::snapshot::SnapshotItem;
+    let mut current = None;
+    let mut n = 0;
+    for item in items {
+        match item {
+            SnapshotItem::Table { name, .. } => current = Some(name.as_str()),
+            SnapshotItem::Row(_) if current == Some(table) => n += 1,
+            _ => {}
+        }
+    }
+    n
+}
