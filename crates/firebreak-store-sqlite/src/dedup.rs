@@ -64,8 +64,9 @@ struct Bloom {
 /// Probes per key: with 10 bits per key, about 1% false positives at capacity.
 const PROBES: u64 = 7;
 const BITS_PER_KEY: usize = 10;
-/// Observables remembered: 2^20 slots of 24 bytes (24 MiB, allocated zeroed on first use, so
-/// only the slots used are resident), in sets of [`WAYS`]; a full set forgets its oldest.
+/// Observables remembered: 2^20 slots of 24 bytes (24 MiB, allocated at the first one and all
+/// resident soon after: ids fall in random sets), in sets of [`WAYS`]; a full set forgets its
+/// oldest.
 const OBSERVABLE_SLOTS: usize = 1 << 20;
 const WAYS: usize = 4;
 /// The observables table moves `last_seen` at most once a minute (see `upsert_observable`).
@@ -105,12 +106,19 @@ impl Bloom {
 
 /// A fixed-size, set-associative memory of observable ids and the `last_seen` their rows have
 /// at least. A slot holds the whole id (never a hash of it): it can forget an observable, never
-/// mistake one for another.
+/// mistake one for another. Forgetting everything bumps a generation instead of touching the
+/// table (with two writers on one file it happens at every batch).
 #[derive(Default)]
 struct Observables {
-    /// `[id high, id low, last_seen]`; a `last_seen` of 0 marks a free slot (no row is that old)
+    /// `[id high, id low, generation << 48 | last_seen]`; a slot of another generation is free
     slots: Vec<[u64; 3]>,
+    /// the current generation (never 0: a zeroed slot is of no generation)
+    generation: u64,
 }
+
+/// `last_seen` is epoch milliseconds: 48 bits last until the year 10889.
+const SEEN_BITS: u32 = 48;
+const SEEN_MASK: u64 = (1 << SEEN_BITS) - 1;
 
 impl Observables {
     fn set(&self, id: u128) -> std::ops::Range<usize> {
@@ -120,6 +128,15 @@ impl Observables {
         s * WAYS..(s + 1) * WAYS
     }
 
+    /// A slot's `last_seen`, 0 when it is free.
+    fn seen(&self, slot: &[u64; 3]) -> u64 {
+        if slot[2] >> SEEN_BITS == self.generation {
+            slot[2] & SEEN_MASK
+        } else {
+            0
+        }
+    }
+
     fn get(&self, id: u128) -> Option<i64> {
         if self.slots.is_empty() {
             return None;
@@ -127,39 +144,52 @@ impl Observables {
         let (hi, lo) = ((id >> 64) as u64, id as u64);
         self.slots[self.set(id)]
             .iter()
-            .find(|s| s[2] != 0 && s[0] == hi && s[1] == lo)
-            .map(|s| s[2] as i64)
+            .find(|s| s[0] == hi && s[1] == lo && self.seen(s) != 0)
+            .map(|s| self.seen(s) as i64)
     }
 
     /// Remembers that the row has `last_seen` at least `least`.
     fn put(&mut self, id: u128, least: i64) {
-        if least <= 0 {
+        let Ok(least) = u64::try_from(least) else {
+            return;
+        };
+        if least == 0 || least > SEEN_MASK {
             return;
         }
         if self.slots.is_empty() {
             self.slots = vec![[0; 3]; OBSERVABLE_SLOTS];
+            self.generation = 1;
         }
         let (hi, lo) = ((id >> 64) as u64, id as u64);
         let range = self.set(id);
+        let mut seen = [0u64; WAYS];
+        for (t, s) in seen.iter_mut().zip(&self.slots[range.clone()]) {
+            *t = self.seen(s);
+        }
         let set = &mut self.slots[range];
-        let slot = match set
+        let i = set
             .iter()
-            .position(|s| s[2] != 0 && s[0] == hi && s[1] == lo)
-        {
-            Some(i) => i,
-            // a free slot has last_seen 0, the least of all
-            None => {
-                let i = (0..WAYS).min_by_key(|&i| set[i][2]).unwrap_or(0);
-                set[i] = [hi, lo, 0];
-                i
-            }
+            .zip(&seen)
+            .position(|(s, &t)| s[0] == hi && s[1] == lo && t != 0)
+            // else the oldest slot (a free one is the oldest of all)
+            .unwrap_or_else(|| (0..WAYS).min_by_key(|&i| seen[i]).unwrap_or(0));
+        let at_least = if set[i][0] == hi && set[i][1] == lo {
+            seen[i].max(least)
+        } else {
+            least
         };
-        set[slot][2] = set[slot][2].max(least as u64);
+        set[i] = [hi, lo, self.generation << SEEN_BITS | at_least];
     }
 
+    /// Forgets every observable.
     fn clear(&mut self) {
-        // freed, not zeroed: allocated again (zeroed pages) at the next put
-        self.slots = Vec::new();
+        if self.generation >= (1 << (64 - SEEN_BITS)) - 1 {
+            // the generations wrapped: the slots are zeroed once
+            self.slots.iter_mut().for_each(|s| *s = [0; 3]);
+            self.generation = 1;
+        } else if !self.slots.is_empty() {
+            self.generation += 1;
+        }
     }
 }
 
@@ -171,6 +201,8 @@ struct Index {
     merged: Option<Bloom>,
     /// observable id -> a `last_seen` its row has at least
     observables: Observables,
+    /// rows this writer has written to `observable_pending` (inserted or moved on), ever
+    observables_pending_added: u64,
     /// `PRAGMA data_version` when `rows` last matched the table; `None`: rebuild first
     version: Option<i64>,
     /// a transaction that may change the table is under way, or did not commit whole
@@ -355,6 +387,16 @@ pub(crate) fn observable_written(id: u128, at: i64, changed: bool) {
     });
 }
 
+/// A row of `observable_pending` was inserted or updated (the merge counts it again soon).
+pub(crate) fn observable_pending_added() {
+    INDEX.with_borrow_mut(|ix| ix.observables_pending_added += 1);
+}
+
+/// Rows this writer has written to `observable_pending` so far.
+pub(crate) fn observables_pending_added() -> u64 {
+    INDEX.with_borrow(|ix| ix.observables_pending_added)
+}
+
 /// How many keys this writer has added or removed so far.
 pub(crate) fn changes() -> u64 {
     INDEX.with_borrow(|ix| ix.changes)
@@ -525,7 +567,31 @@ mod tests {
             .count();
         assert!(remembered <= OBSERVABLE_SLOTS);
         assert!(remembered > OBSERVABLE_SLOTS / 2, "{remembered} remembered");
+        let first_generation = (0..many)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))
+            .find(|&id| m.get(id).is_some())
+            .unwrap();
         m.clear();
         assert_eq!(m.get(same_set(9)), None);
+        assert_eq!(m.get(7), None);
+        m.put(same_set(9), 6_000);
+        assert_eq!(
+            m.get(same_set(9)),
+            Some(6_000),
+            "remembered again after a clear"
+        );
+        // the generations wrap: nothing of an old generation comes back
+        m.generation = (1 << (64 - SEEN_BITS)) - 2;
+        m.put(11, 7_000);
+        m.clear();
+        m.clear();
+        assert_eq!(m.generation, 1);
+        assert_eq!(m.get(11), None);
+        assert_eq!(m.get(same_set(9)), None);
+        assert_eq!(
+            m.get(first_generation),
+            None,
+            "a slot of generation 1 before the wrap"
+        );
     }
 }

@@ -333,6 +333,25 @@ pub(crate) async fn integrity_check(read: &SqlitePool) -> StoreResult<Vec<String
             r.try_get::<i64, _>(1).map_err(rows::err)?
         ));
     }
+    // a key is in one level only (an older process beside a newer one could break that)
+    for (level, table, key) in LEVELS {
+        let on = key
+            .iter()
+            .map(|c| format!("l.\"{c}\" = t.\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let both: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM \"{level}\" l JOIN \"{table}\" t ON {on}"
+        )))
+        .fetch_one(read)
+        .await
+        .map_err(rows::err)?;
+        if both > 0 {
+            problems.push(format!(
+                "{both} rows of {level} are also in {table} (a key belongs to one level)"
+            ));
+        }
+    }
     Ok(problems)
 }
 

@@ -167,6 +167,11 @@ struct Level {
     /// rows past which the level is merged whatever `merge_at` says: its own index is random
     /// too, and each commit dirties up to all of its pages
     at_most: i64,
+    /// rows this writer has added to the level so far, when `per_event` is no bound (an event
+    /// may name hundreds of observables; a ticket links them without any event)
+    added: Option<fn() -> u64>,
+    /// the writer's filter of the table's keys follows each merge (`dedup.rs`)
+    filtered: bool,
 }
 
 const LEVELS: [Level; 2] = [
@@ -180,7 +185,9 @@ const LEVELS: [Level; 2] = [
                 ON CONFLICT (dedup_key) DO UPDATE SET event_id = excluded.event_id, \
                 last_seen = max(event_dedup.last_seen, excluded.last_seen)",
         per_event: 1,
-        at_most: MERGE_AT,
+        at_most: i64::MAX,
+        added: None,
+        filtered: true,
     },
     // an id is in one level only: an observable found in `observables` is updated there
     // (migration 0016). At 40,000 rows its id index is about 450 pages; a merge writes each
@@ -196,23 +203,30 @@ const LEVELS: [Level; 2] = [
                 last_seen = max(observables.last_seen, excluded.last_seen)",
         per_event: 8,
         at_most: 40_000,
+        added: Some(crate::dedup::observables_pending_added),
+        filtered: false,
     },
 ];
 
 /// Merges each second level that holds `at` rows or more. A level is counted only when it may
 /// be due: each new row comes with a new event, and an event brings about
 /// [`Level::per_event`] rows at most, so after counting `n` rows at event `seq` the level is
-/// counted again at event `seq + (at - n) / per_event`.
+/// counted again at event `seq + (at - n) / per_event`, or (a level whose rows this writer
+/// counts, [`Level::added`]) once this writer has added `at - n` rows to it.
 fn merge_levels_if_due(path: &str, conn: &mut Connection, state: &mut MergeState, at: i64) {
     let seq: i64 = conn
         .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
         .unwrap_or(0);
     for (i, level) in LEVELS.iter().enumerate() {
-        if state.next_check[i].is_some_and(|next| seq < next) {
+        let at = at.min(level.at_most).max(1);
+        let added = level.added.map_or(0, |f| f());
+        let filled = level
+            .added
+            .is_some_and(|_| added.saturating_sub(state.added_at_count[i]) >= state.room[i]);
+        if !filled && state.next_check[i].is_some_and(|next| seq < next) {
             continue;
         }
-        let at = at.min(level.at_most).max(1);
-        let dedup = level.table == "event_dedup";
+        state.added_at_count[i] = added;
         let pending: i64 = conn
             .query_row(
                 &format!(
@@ -225,6 +239,7 @@ fn merge_levels_if_due(path: &str, conn: &mut Connection, state: &mut MergeState
             .unwrap_or(0);
         if pending < at {
             state.next_check[i] = Some(seq + ((at - pending) / level.per_event).max(1));
+            state.room[i] = (at - pending).max(1) as u64;
             continue;
         }
         let started = std::time::Instant::now();
@@ -237,7 +252,7 @@ fn merge_levels_if_due(path: &str, conn: &mut Connection, state: &mut MergeState
             let moved = tx.execute(level.merge, []).map_err(err)?;
             tx.execute(&format!("DELETE FROM {}", level.recent), [])
                 .map_err(err)?;
-            if dedup {
+            if level.filtered {
                 crate::dedup::merged_filter(&tx)?;
             }
             tx.commit().map_err(err)?;
@@ -246,10 +261,11 @@ fn merge_levels_if_due(path: &str, conn: &mut Connection, state: &mut MergeState
         })();
         match res {
             Ok(moved) => {
-                if dedup {
+                if level.filtered {
                     crate::dedup::merged();
                 }
                 state.next_check[i] = Some(seq + (at / level.per_event).max(1));
+                state.room[i] = at as u64;
                 tracing::debug!(
                     table = level.table,
                     rows = moved,
@@ -271,6 +287,9 @@ fn merge_levels_if_due(path: &str, conn: &mut Connection, state: &mut MergeState
 #[derive(Default)]
 struct MergeState {
     next_check: [Option<i64>; LEVELS.len()],
+    /// [`Level::added`] when the level was last counted, and the rows it had room for then
+    added_at_count: [u64; LEVELS.len()],
+    room: [u64; LEVELS.len()],
 }
 
 /// Commits a gathered batch and answers each of its change sets.
@@ -1130,15 +1149,20 @@ fn upsert_observable(
         }
         Some(_) => false,
         None => {
-            conn.prepare_cached(
-                "INSERT INTO observable_pending (id, kind, value, first_seen, last_seen) \
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO observable_pending (id, kind, value, first_seen, last_seen) \
                  VALUES (?1, ?2, ?3, ?4, ?4) \
                  ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen \
                  WHERE excluded.last_seen > observable_pending.last_seen + ?5",
-            )
-            .and_then(|mut s| s.execute(params![id, o.kind, o.value, at, touch]))
-            .map_err(err)?
-                == 1
+                )
+                .and_then(|mut s| s.execute(params![id, o.kind, o.value, at, touch]))
+                .map_err(err)?
+                == 1;
+            if inserted {
+                crate::dedup::observable_pending_added();
+            }
+            inserted
         }
     };
     crate::dedup::observable_written(oid.as_u128(), at, changed);

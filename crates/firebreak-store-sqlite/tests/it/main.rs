@@ -446,6 +446,23 @@ async fn observables_are_one_table_across_both_levels() {
         ),
         (2, 4)
     );
+    assert_eq!(
+        merging.integrity_check().await.unwrap(),
+        Vec::<String>::new()
+    );
+    // an id in both levels (an older process beside this one) is reported
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "INSERT INTO observable_pending SELECT * FROM observables LIMIT 1",
+            [],
+        )
+        .unwrap();
+    let problems = merging.integrity_check().await.unwrap();
+    assert_eq!(
+        problems,
+        ["1 rows of observable_pending are also in observables (a key belongs to one level)"]
+    );
 }
 
 /// Rows of one table in a snapshot stream.
@@ -461,4 +478,62 @@ fn snapshot_rows(items: &[firebreak_store::snapshot::SnapshotItem], table: &str)
         }
     }
     n
+}
+
+/// A level of observables fills without new events too (a ticket links them; one event may name
+/// hundreds): the writer counts the rows it adds, so the level is merged once it holds
+/// `merge_at` rows however few events came with them.
+#[tokio::test]
+async fn observables_linked_to_tickets_alone_are_merged() {
+    use firebreak_domain::audit::AuditDraft;
+    use firebreak_domain::event::ObservableRef;
+    use firebreak_store::{ChangeSet, Op, Store};
+    use firebreak_store_sqlite::SqliteOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let url = format!("sqlite://{}", path.display());
+    let options = SqliteOptions {
+        merge_at: 20,
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open_with(&url, Arc::new(AuditSigner::ephemeral()), options)
+        .await
+        .unwrap();
+    let t = firebreak_store::conformance::sample_ticket("links");
+    store
+        .commit(
+            ChangeSet::new().op(Op::InsertTicket(t.clone())).audit(
+                AuditDraft::new(&t.created_by, "ticket.created", "ticket", t.id).ticket(t.id),
+            ),
+        )
+        .await
+        .unwrap();
+    let pending = || {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM observable_pending", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap()
+    };
+    let at = time::OffsetDateTime::now_utc();
+    for round in 0..3 {
+        let observables = (0..15)
+            .map(|i| ObservableRef {
+                kind: "ip".into(),
+                value: format!("198.51.{round}.{i}"),
+            })
+            .collect();
+        store
+            .commit(ChangeSet::new().op(Op::LinkTicketObservables {
+                ticket_id: t.id,
+                observables,
+                at,
+            }))
+            .await
+            .unwrap();
+    }
+    // 45 rows were added in three commits with no event: merged on reaching 20 (after the
+    // second commit), then 15 pending
+    assert_eq!(pending(), 15);
 }
