@@ -724,17 +724,17 @@ impl App {
                 window_start,
                 resolve,
                 details: None,
+                packed: None,
             });
         }
         segments.retain(|s| !s.is_empty());
-        // the details are serialized here, on this batch's task, not on the store's writer
+        // the details are serialized (and the store's stored form made) here, on this batch's
+        // task, not on the store's writer
         for (i, item) in segments.iter_mut().flatten().enumerate() {
             yield_every(i).await;
-            item.details = Some(
-                item.event
-                    .details_json()
-                    .map_err(|e| AppError::Unexpected(anyhow::anyhow!("event details: {e}")))?,
-            );
+            self.store
+                .prepare_event(item)
+                .map_err(|e| AppError::Unexpected(anyhow::anyhow!("event details: {e}")))?;
         }
         // what the summary needs of each item after the commit: its status and whether the
         // plan wants a ticket (the events themselves move into the change set)

@@ -292,6 +292,7 @@ impl Index {
         let started = std::time::Instant::now();
         self.rows.clear();
         self.observables.clear();
+        crate::pack::forget_stored();
         let mut stmt = conn
             .prepare("SELECT rowid, dedup_key FROM event_dedup_pending")
             .map_err(err)?;
@@ -410,6 +411,7 @@ pub(crate) fn rebuild(conn: &Connection) -> StoreResult<()> {
 /// A savepoint rolled back: the observables it recorded are not recorded after all.
 pub(crate) fn rolled_back() {
     INDEX.with_borrow_mut(|ix| ix.observables.clear());
+    crate::pack::forget_stored();
 }
 
 /// The transaction begun with [`begin`] committed, every change in it.
@@ -425,6 +427,7 @@ pub(crate) fn invalidate() {
         ix.merged = None;
         ix.next_merged = None;
         ix.observables.clear();
+        crate::pack::forget_stored();
     });
 }
 

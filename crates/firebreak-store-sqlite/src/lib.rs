@@ -5,6 +5,7 @@
 
 mod dedup;
 mod jobs;
+mod pack;
 mod rows;
 mod snapshot;
 mod writer;
@@ -42,6 +43,8 @@ pub fn migration_versions() -> Vec<i64> {
 
 pub struct SqliteStore {
     read: SqlitePool,
+    /// events' compression dictionaries (`pack.rs`), shared with the writer
+    packer: Arc<pack::Packer>,
     sender: Mutex<Option<mpsc::Sender<writer::Request>>>,
     writer: tokio::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The background WAL checkpointer and its stop flag.
@@ -71,6 +74,8 @@ pub struct SqliteOptions {
     /// WAL size past which the writer checkpoints the WAL itself between batches and starts
     /// it over (512 MiB).
     pub wal_limit: u64,
+    /// Events sampled before their compression dictionary is made (2,000; `pack.rs`).
+    pub dict_samples: usize,
 }
 
 impl Default for SqliteOptions {
@@ -78,6 +83,7 @@ impl Default for SqliteOptions {
         Self {
             merge_at: writer::MERGE_AT,
             wal_limit: writer::WAL_LIMIT,
+            dict_samples: pack::SAMPLES,
         }
     }
 }
@@ -98,6 +104,15 @@ impl SqliteStore {
         let opts = connect_options(url)?.create_if_missing(true);
         let mut conn = opts.connect().await?;
         MIGRATOR.run(&mut conn).await?;
+        // the newest dictionary packs new rows again (a restart trains none)
+        let packer = Arc::new(pack::Packer::new(options.dict_samples));
+        let newest: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT dict FROM event_dicts ORDER BY created_at DESC, id LIMIT 1")
+                .fetch_optional(&mut conn)
+                .await?;
+        if let Some(bytes) = newest {
+            packer.add(pack::Dict::new(bytes), true);
+        }
         conn.close().await?;
         // Durability is asserted, not assumed (RELIABILITY.md G2): `writer::open` checks it.
         let writer_conn = tokio::task::spawn_blocking(move || writer::open(&path)).await??;
@@ -111,7 +126,8 @@ impl SqliteStore {
             .name("sqlite-writer".into())
             .spawn({
                 let path = file_path(url)?;
-                move || writer::run(&path, writer_conn, rx, &signer, &options)
+                let packer = packer.clone();
+                move || writer::run(&path, writer_conn, rx, &signer, &options, &packer)
             })?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let checkpointer = {
@@ -122,6 +138,7 @@ impl SqliteStore {
         };
         Ok(Self {
             read,
+            packer,
             sender: Mutex::new(Some(tx)),
             writer: tokio::sync::Mutex::new(Some(handle)),
             checkpointer: Mutex::new(Some((checkpointer, stop))),
@@ -507,7 +524,8 @@ impl EventStore for SqliteStore {
             .await
             .map_err(rows::err)?
             .ok_or(StoreError::NotFound)?;
-        Ok(rows::event(&row)?.1)
+        pack::load_dicts(&self.packer, &self.read, std::slice::from_ref(&row)).await?;
+        Ok(rows::event(&row, &self.packer)?.1)
     }
 
     async fn list_events(&self, f: &EventFilter) -> StoreResult<Vec<(i64, Event)>> {
@@ -542,7 +560,8 @@ impl EventStore for SqliteStore {
         q.push(" ORDER BY seq DESC LIMIT ")
             .push_bind(i64::from(limit));
         let rows = q.build().fetch_all(&self.read).await.map_err(rows::err)?;
-        rows.iter().map(rows::event).collect()
+        pack::load_dicts(&self.packer, &self.read, &rows).await?;
+        rows.iter().map(|r| rows::event(r, &self.packer)).collect()
     }
 
     async fn count_events(&self) -> StoreResult<Vec<(EventStatus, i64)>> {
@@ -738,6 +757,10 @@ impl Store for SqliteStore {
             .map_err(|_| StoreError::Unavailable("the database writer has stopped".into()))?
     }
 
+    fn prepare_event(&self, item: &mut firebreak_store::NewEvent) -> StoreResult<()> {
+        self.packer.pack(item)
+    }
+
     async fn claim_jobs(
         &self,
         worker: &str,
@@ -765,7 +788,7 @@ impl Store for SqliteStore {
         &self,
         sink: &mut dyn firebreak_store::snapshot::SnapshotSink,
     ) -> StoreResult<()> {
-        snapshot::export(&self.read, sink).await
+        snapshot::export(&self.read, &self.packer, sink).await
     }
 
     async fn import_snapshot(

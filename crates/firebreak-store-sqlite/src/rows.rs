@@ -267,12 +267,15 @@ pub fn audit(row: &SqliteRow) -> StoreResult<AuditRecord> {
     })
 }
 
-pub fn event(row: &SqliteRow) -> StoreResult<(i64, firebreak_domain::event::Event)> {
+pub fn event(
+    row: &SqliteRow,
+    packer: &crate::pack::Packer,
+) -> StoreResult<(i64, firebreak_domain::event::Event)> {
     use firebreak_domain::event::{Event, EventDetails};
     let status: String = get(row, "status")?;
     let sev: String = get(row, "severity")?;
     let kind: String = get(row, "source_kind")?;
-    let data: String = get(row, "data")?;
+    let (raw, data) = event_texts(row, packer)?;
     let details: EventDetails = parse(serde_json::from_str(&data).ok(), "data", &data)?;
     let mut e = Event {
         id: id(row, "id")?,
@@ -303,7 +306,7 @@ pub fn event(row: &SqliteRow) -> StoreResult<(i64, firebreak_domain::event::Even
         intel: vec![],
         disposition: None,
         resolved_at: get::<Option<i64>>(row, "resolved_at")?.map(from_millis),
-        raw: get(row, "raw")?,
+        raw,
         version: get(row, "version")?,
     };
     e.set_details(details);
@@ -320,4 +323,25 @@ pub fn observable(row: &SqliteRow) -> StoreResult<firebreak_store::ObservableRec
         events: get(row, "events")?,
         tickets: get(row, "tickets")?,
     })
+}
+
+/// An events row's raw record and details as text, unpacked when packed (`pack.rs`): a text
+/// `data` wins over the packed frame's copy (an update writes it).
+pub fn event_texts(row: &SqliteRow, packer: &crate::pack::Packer) -> StoreResult<(String, String)> {
+    use sqlx::{TypeInfo, ValueRef};
+    let raw_value = row.try_get_raw("raw").map_err(err)?;
+    let packed = !raw_value.is_null() && raw_value.type_info().name() == "BLOB";
+    let data_value = row.try_get_raw("data").map_err(err)?;
+    let data_text = !data_value.is_null() && data_value.type_info().name() == "TEXT";
+    if !packed {
+        return Ok((get(row, "raw")?, get(row, "data")?));
+    }
+    let bytes: Vec<u8> = get(row, "raw")?;
+    let (raw, details) = crate::pack::unpack(packer, &bytes)?;
+    let data = if data_text {
+        get(row, "data")?
+    } else {
+        details
+    };
+    Ok((raw, data))
 }

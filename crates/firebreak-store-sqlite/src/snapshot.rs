@@ -41,8 +41,14 @@ fn value(row: &sqlx::sqlite::SqliteRow, i: usize) -> StoreResult<SqlValue> {
     })
 }
 
-pub(crate) async fn export(read: &SqlitePool, sink: &mut dyn SnapshotSink) -> StoreResult<()> {
+pub(crate) async fn export(
+    read: &SqlitePool,
+    packer: &crate::pack::Packer,
+    sink: &mut dyn SnapshotSink,
+) -> StoreResult<()> {
     let mut tx = read.begin().await.map_err(rows::err)?;
+    // events go out unpacked (`pack.rs`): every dictionary this read may meet
+    crate::pack::load_all_dicts(packer, &mut tx).await?;
     for &table in TABLES {
         let cols = columns(&mut tx, table).await?;
         if cols.is_empty() {
@@ -99,11 +105,23 @@ pub(crate) async fn export(read: &SqlitePool, sink: &mut dyn SnapshotSink) -> St
                 " UNION ALL SELECT {ilist} FROM event_observable_terms v JOIN events e ON e.seq = v.doc"
             ));
         }
+        let texts = match table {
+            "events" => Some((
+                cols.iter().position(|c| c == "raw"),
+                cols.iter().position(|c| c == "data"),
+            )),
+            _ => None,
+        };
         let mut stream = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch(&mut *tx);
         while let Some(row) = stream.try_next().await.map_err(rows::err)? {
             let mut values = Vec::with_capacity(row.columns().len());
             for i in 0..row.columns().len() {
                 values.push(value(&row, i)?);
+            }
+            if let Some((Some(r), Some(d))) = texts {
+                let (raw, data) = rows::event_texts(&row, packer)?;
+                values[r] = SqlValue::Text(raw);
+                values[d] = SqlValue::Text(data);
             }
             sink.item(SnapshotItem::Row(values)).map_err(sink_err)?;
         }

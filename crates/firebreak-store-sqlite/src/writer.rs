@@ -106,7 +106,9 @@ pub fn run(
     mut rx: mpsc::Receiver<Request>,
     signer: &AuditSigner,
     options: &crate::SqliteOptions,
+    packer: &std::sync::Arc<crate::pack::Packer>,
 ) {
+    crate::pack::set_writer_packer(packer.clone());
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut merges = MergeState::default();
     WAL_LIMIT_HERE.set(options.wal_limit);
@@ -1240,6 +1242,16 @@ fn insert_event<'a>(
     let e = &item.event;
     let id = e.id.to_string();
     let data = item.details()?;
+    use rusqlite::types::{ToSqlOutput, ValueRef};
+    // packed on the intake's thread (`pack.rs`), or text
+    let (raw, data) = match crate::pack::stored_form(conn, item, to_millis(e.received_at))? {
+        Some(packed) => (ValueRef::Blob(packed), ValueRef::Blob(&[])),
+        None => (
+            ValueRef::Text(e.raw.as_bytes()),
+            ValueRef::Text(data.as_bytes()),
+        ),
+    };
+    let (raw, data) = (ToSqlOutput::Borrowed(raw), ToSqlOutput::Borrowed(data));
     conn.prepare_cached(
         "INSERT INTO events (id, status, source, source_kind, source_ref, rule_id, fingerprint, title, severity, host, \
          occurred_at, received_at, last_seen, occurrences, reported_by, ticket_id, suppressed_by, resolved_at, data, raw, version) \
@@ -1266,7 +1278,7 @@ fn insert_event<'a>(
             e.suppressed_by.map(|r| r.to_string()),
             e.resolved_at.map(to_millis),
             data,
-            e.raw,
+            raw,
         ])
     })
     .map_err(err)?;

@@ -1500,10 +1500,15 @@ fn new_event(
         window_start,
         resolve: false,
         details: None,
+        packed: None,
     }
 }
 
-async fn ingest(ts: &TestStore, items: Vec<crate::NewEvent>) -> Vec<crate::Ingested> {
+async fn ingest(ts: &TestStore, mut items: Vec<crate::NewEvent>) -> Vec<crate::Ingested> {
+    // readied on the caller's thread as the intake does (a backend may pack them)
+    for item in &mut items {
+        ts.store.prepare_event(item).unwrap();
+    }
     ts.store
         .commit(ChangeSet::new().op(Op::IngestEvents(items)))
         .await

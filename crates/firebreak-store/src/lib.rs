@@ -450,6 +450,10 @@ pub struct NewEvent {
     /// The event's details as JSON ([`Event::details_json`]) when the caller serialized them
     /// already: done on the caller's threads, it keeps the single SQLite writer's work short.
     pub details: Option<String>,
+    /// The backend's own stored form of the raw record and the details, when
+    /// [`Store::prepare_event`] made one on the caller's threads (SQLite: both compressed with
+    /// the database's dictionary). A backend that cannot read it stores the event as it is.
+    pub packed: Option<Vec<u8>>,
 }
 
 impl NewEvent {
@@ -903,6 +907,15 @@ impl<
 pub trait Store: ReadStore {
     /// Applies a change set and its audit entries in one transaction; returns after COMMIT.
     async fn commit(&self, changes: ChangeSet) -> StoreResult<CommitOutcome>;
+    /// Readies an intake item on the caller's thread, so that the writer has less to do: its
+    /// details serialized ([`NewEvent::details`]) and, where the backend has one, its stored
+    /// form ([`NewEvent::packed`]). Optional: items left as they are are stored the same.
+    fn prepare_event(&self, item: &mut NewEvent) -> StoreResult<()> {
+        if item.details.is_none() {
+            item.details = Some(item.details()?.into_owned());
+        }
+        Ok(())
+    }
     /// Claims up to `limit` jobs for `worker` until `now + lease`: queued ones whose `run_at`
     /// has come, waiting ones whose deadline (`run_at`) has passed, and running ones whose
     /// lease ran out, oldest `run_at` first. Each claimed job becomes `running`, gets the lock

@@ -53,6 +53,10 @@ pub const LEVELS: &[(&str, &str, &[&str])] = &[
     ("observable_pending", "observables", &["id"]),
 ];
 
+/// Tables one backend keeps for its own storage, whose content snapshots carry in another form:
+/// SQLite's compression dictionaries of events (snapshots carry events unpacked, as text).
+pub const PRIVATE: &[&str] = &["event_dicts"];
+
 /// One stored value, in SQLite's storage classes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SqlValue {

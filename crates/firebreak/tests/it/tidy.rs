@@ -158,8 +158,9 @@ fn backups_carry_every_table_the_migrations_create() {
         created.retain(|t| !dropped.contains(t));
         let levels = firebreak_store::snapshot::LEVELS
             .iter()
-            .filter(|_| backend == "sqlite")
-            .map(|(level, _, _)| level);
+            .map(|(level, _, _)| level)
+            .chain(firebreak_store::snapshot::PRIVATE)
+            .filter(|_| backend == "sqlite");
         let listed: BTreeSet<String> = firebreak_store::snapshot::TABLES
             .iter()
             .chain(firebreak_store::snapshot::DERIVED)
