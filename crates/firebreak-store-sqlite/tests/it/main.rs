@@ -12,10 +12,19 @@ use firebreak_store_sqlite::SqliteStore;
 use std::sync::Arc;
 
 async fn sqlite() -> TestStore {
+    sqlite_with(firebreak_store_sqlite::SqliteOptions::default()).await
+}
+
+/// A store on a new file, tuned.
+async fn sqlite_with(options: firebreak_store_sqlite::SqliteOptions) -> TestStore {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("test.db").display());
     let signer = Arc::new(AuditSigner::ephemeral());
-    let store: DynStore = Arc::new(SqliteStore::open(&url, signer.clone()).await.unwrap());
+    let store: DynStore = Arc::new(
+        SqliteStore::open_with(&url, signer.clone(), options)
+            .await
+            .unwrap(),
+    );
     TestStore {
         store,
         signer,
@@ -30,26 +39,13 @@ firebreak_store::store_conformance_suite!(sqlite);
 /// levels, and snapshots carry both.
 mod levels_merged_at_once {
     use super::*;
-    use firebreak_store_sqlite::SqliteOptions;
 
     async fn sqlite_merging() -> TestStore {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("test.db").display());
-        let signer = Arc::new(AuditSigner::ephemeral());
-        let options = SqliteOptions {
+        sqlite_with(firebreak_store_sqlite::SqliteOptions {
             merge_at: 1,
-            ..SqliteOptions::default()
-        };
-        let store: DynStore = Arc::new(
-            SqliteStore::open_with(&url, signer.clone(), options)
-                .await
-                .unwrap(),
-        );
-        TestStore {
-            store,
-            signer,
-            guard: Box::new(dir),
-        }
+            ..Default::default()
+        })
+        .await
     }
 
     firebreak_store::store_conformance_suite!(sqlite_merging);
@@ -59,131 +55,16 @@ mod levels_merged_at_once {
 /// made from the first two, so every behaviour meets packed rows, text rows and updated ones.
 mod events_packed {
     use super::*;
-    use firebreak_store_sqlite::SqliteOptions;
 
     async fn sqlite_packing() -> TestStore {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("test.db").display());
-        let signer = Arc::new(AuditSigner::ephemeral());
-        let options = SqliteOptions {
+        sqlite_with(firebreak_store_sqlite::SqliteOptions {
             dict_samples: 2,
-            ..SqliteOptions::default()
-        };
-        let store: DynStore = Arc::new(
-            SqliteStore::open_with(&url, signer.clone(), options)
-                .await
-                .unwrap(),
-        );
-        TestStore {
-            store,
-            signer,
-            guard: Box::new(dir),
-        }
+            ..Default::default()
+        })
+        .await
     }
 
     firebreak_store::store_conformance_suite!(sqlite_packing);
-}
-
-/// Packed events are read by every store on the file: one opened before the dictionary existed
-/// loads it from `event_dicts` when it meets a row packed with it, one opened after packs with
-/// it too; a snapshot carries every event as text.
-#[tokio::test]
-async fn packed_events_are_read_by_every_store_on_the_file() {
-    use firebreak_store::{ChangeSet, EventFilter, EventStore, NewEvent, Op, Store};
-    use firebreak_store_sqlite::SqliteOptions;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("p.db");
-    let url = format!("sqlite://{}", path.display());
-    let open = |dict_samples: usize| {
-        let url = url.clone();
-        async move {
-            let options = SqliteOptions {
-                dict_samples,
-                ..SqliteOptions::default()
-            };
-            SqliteStore::open_with(&url, Arc::new(AuditSigner::ephemeral()), options)
-                .await
-                .unwrap()
-        }
-    };
-    let t0 = time::OffsetDateTime::now_utc();
-    let batch = |store: &SqliteStore, from: usize| {
-        let items: Vec<NewEvent> = (from..from + 5)
-            .map(|i| {
-                let mut event = firebreak_store::conformance::sample_event(&format!("e{i}"), t0);
-                event.raw = format!("{{\"line\":{i},\"text\":\"a Suricata alert, more or less\"}}");
-                let mut item = NewEvent {
-                    event,
-                    dedup_key: format!("p{i}"),
-                    window_start: t0,
-                    resolve: false,
-                    details: None,
-                    packed: None,
-                };
-                store.prepare_event(&mut item).unwrap();
-                item
-            })
-            .collect();
-        ChangeSet::new().op(Op::IngestEvents(items))
-    };
-    let blobs = || -> i64 {
-        rusqlite::Connection::open(&path)
-            .unwrap()
-            .query_row(
-                "SELECT COUNT(*) FROM events WHERE typeof(raw) = 'blob' AND typeof(data) = 'blob'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap()
-    };
-    let reader = open(1_000_000).await;
-    let writer = open(2).await;
-    writer.commit(batch(&writer, 0)).await.unwrap();
-    assert_eq!(blobs(), 3, "the first two made the dictionary");
-    let check = |events: Vec<(i64, firebreak_domain::event::Event)>| {
-        assert_eq!(events.len(), 10);
-        for (_, e) in events {
-            let i: usize = e.title[1..].parse().unwrap();
-            assert_eq!(
-                e.raw,
-                format!("{{\"line\":{i},\"text\":\"a Suricata alert, more or less\"}}")
-            );
-            assert_eq!(e.observables.len(), 2, "details of {}", e.title);
-        }
-    };
-    drop(writer);
-    let later = open(1_000_000).await;
-    later.commit(batch(&later, 5)).await.unwrap();
-    assert_eq!(
-        blobs(),
-        8,
-        "a store opened later packs with the newest dictionary"
-    );
-    let all = EventFilter {
-        limit: 100,
-        ..EventFilter::default()
-    };
-    check(reader.list_events(&all).await.unwrap());
-    check(later.list_events(&all).await.unwrap());
-    let mut snap: Vec<firebreak_store::snapshot::SnapshotItem> = Vec::new();
-    reader.export_snapshot(&mut snap).await.unwrap();
-    let mut in_events = false;
-    let mut rows = 0;
-    for item in &snap {
-        use firebreak_store::snapshot::{SnapshotItem, SqlValue};
-        match item {
-            SnapshotItem::Table { name, .. } => in_events = name == "events",
-            SnapshotItem::Row(values) if in_events => {
-                rows += 1;
-                assert!(
-                    !values.iter().any(|v| matches!(v, SqlValue::Blob(_))),
-                    "an events row went out packed"
-                );
-            }
-            _ => {}
-        }
-    }
-    assert_eq!(rows, 10);
 }
 
 /// Two stores with a writer each on one new file (a server and the CLI beside it).
