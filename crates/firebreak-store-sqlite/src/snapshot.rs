@@ -235,6 +235,19 @@ pub(crate) fn import(
                             columns.len()
                         )));
                     }
+                    // snapshots carry events as text: a packed one (a backup an older binary
+                    // took of a newer database) could never be read here
+                    if name == "events"
+                        && columns.iter().zip(&values).any(|(c, v)| {
+                            (c == "raw" || c == "data") && matches!(v, SqlValue::Blob(_))
+                        })
+                    {
+                        return Err(bad(format!(
+                            "table events, row {}: a compressed event; take the backup with the \
+                             Firebreak that wrote the database",
+                            *n + 1
+                        )));
+                    }
                     let sql = format!(
                         "INSERT INTO \"{name}\" ({}) VALUES ({})",
                         columns

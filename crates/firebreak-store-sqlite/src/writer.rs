@@ -530,7 +530,11 @@ fn write_together(
             match apply(&tx, &job.changes, &mut head, now) {
                 Ok(out) => results.push(Ok(out)),
                 Err(e) if is_fatal(&e) => return Err(e),
-                Err(_) => return Ok(None), // dropping `tx` rolls back
+                Err(_) => {
+                    // dropping `tx` rolls back: a dictionary it stored is not stored after all
+                    crate::pack::forget_stored();
+                    return Ok(None);
+                }
             }
             continue;
         }

@@ -67,6 +67,138 @@ mod events_packed {
     firebreak_store::store_conformance_suite!(sqlite_packing);
 }
 
+/// Packed events are read by every store on the file: one opened before the dictionary existed
+/// loads it from `event_dicts` when it meets a row packed with it, one opened after packs with
+/// it too; a snapshot carries every event as text.
+#[tokio::test]
+async fn packed_events_are_read_by_every_store_on_the_file() {
+    use firebreak_store::{ChangeSet, EventFilter, EventStore, NewEvent, Op, Store};
+    use firebreak_store_sqlite::SqliteOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    let url = format!("sqlite://{}", path.display());
+    let open = |dict_samples: usize| {
+        let url = url.clone();
+        async move {
+            let options = SqliteOptions {
+                dict_samples,
+                ..SqliteOptions::default()
+            };
+            SqliteStore::open_with(&url, Arc::new(AuditSigner::ephemeral()), options)
+                .await
+                .unwrap()
+        }
+    };
+    let t0 = time::OffsetDateTime::now_utc();
+    let batch = |store: &SqliteStore, from: usize| {
+        let items: Vec<NewEvent> = (from..from + 5)
+            .map(|i| {
+                let mut event = firebreak_store::conformance::sample_event(&format!("e{i}"), t0);
+                event.raw = format!("{{\"line\":{i},\"text\":\"a Suricata alert, more or less\"}}");
+                let mut item = NewEvent {
+                    event,
+                    dedup_key: format!("p{i}"),
+                    window_start: t0,
+                    resolve: false,
+                    details: None,
+                    packed: None,
+                };
+                store.prepare_event(&mut item).unwrap();
+                item
+            })
+            .collect();
+        ChangeSet::new().op(Op::IngestEvents(items))
+    };
+    let blobs = || -> i64 {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT COUNT(*) FROM events WHERE typeof(raw) = 'blob' AND typeof(data) = 'blob'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let reader = open(1_000_000).await;
+    let writer = open(2).await;
+    writer.commit(batch(&writer, 0)).await.unwrap();
+    assert_eq!(blobs(), 3, "the first two made the dictionary");
+    let check = |events: Vec<(i64, firebreak_domain::event::Event)>| {
+        assert_eq!(events.len(), 10);
+        for (_, e) in events {
+            let i: usize = e.title[1..].parse().unwrap();
+            assert_eq!(
+                e.raw,
+                format!("{{\"line\":{i},\"text\":\"a Suricata alert, more or less\"}}")
+            );
+            assert_eq!(e.observables.len(), 2, "details of {}", e.title);
+        }
+    };
+    drop(writer);
+    let later = open(1_000_000).await;
+    later.commit(batch(&later, 5)).await.unwrap();
+    assert_eq!(
+        blobs(),
+        8,
+        "a store opened later packs with the newest dictionary"
+    );
+    let all = EventFilter {
+        limit: 100,
+        ..EventFilter::default()
+    };
+    check(reader.list_events(&all).await.unwrap());
+    check(later.list_events(&all).await.unwrap());
+    let mut snap: Vec<firebreak_store::snapshot::SnapshotItem> = Vec::new();
+    reader.export_snapshot(&mut snap).await.unwrap();
+    let mut in_events = false;
+    let mut rows = 0;
+    for item in &snap {
+        use firebreak_store::snapshot::{SnapshotItem, SqlValue};
+        match item {
+            SnapshotItem::Table { name, .. } => in_events = name == "events",
+            SnapshotItem::Row(values) if in_events => {
+                rows += 1;
+                assert!(
+                    !values.iter().any(|v| matches!(v, SqlValue::Blob(_))),
+                    "an events row went out packed"
+                );
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(rows, 10);
+    // a snapshot with a packed event (a backup an older binary took of this database) is
+    // refused: it could never be read after the restore
+    use firebreak_store::snapshot::{SnapshotItem, SqlValue, VecSource};
+    let mut raw_col = None;
+    let mut forged = false;
+    for item in snap.iter_mut() {
+        match item {
+            SnapshotItem::Table { name, columns } => {
+                raw_col = (name == "events").then(|| columns.iter().position(|c| c == "raw"));
+            }
+            SnapshotItem::Row(values) if !forged => {
+                if let Some(Some(i)) = raw_col {
+                    values[i] = SqlValue::Blob(vec![0xFB; 40]);
+                    forged = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(forged);
+    let fresh = sqlite().await;
+    let refused = fresh
+        .store
+        .import_snapshot(Box::new(VecSource(snap.into())))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("a compressed event"),
+        "{refused}"
+    );
+}
+
 /// Two stores with a writer each on one new file (a server and the CLI beside it).
 async fn two_stores_on_one_file() -> (tempfile::TempDir, String, SqliteStore, SqliteStore) {
     let dir = tempfile::tempdir().unwrap();
