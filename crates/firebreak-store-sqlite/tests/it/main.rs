@@ -685,3 +685,69 @@ async fn observables_linked_to_tickets_alone_are_merged() {
     // second commit), then 15 pending
     assert_eq!(pending(), 15);
 }
+
+/// The change set that carries the first row packed with a new dictionary fails (its other op
+/// conflicts) and rolls back, the dictionary's row with it; a later change set packed with the
+/// same dictionary commits, and must store the dictionary itself: a store opened afterwards,
+/// which knows no dictionary but the database's, reads every committed row.
+#[tokio::test]
+async fn a_rolled_back_first_packed_row_takes_its_dictionary_along() {
+    use firebreak_store::{ChangeSet, EventFilter, EventStore, NewEvent, Op, Store};
+    use firebreak_store_sqlite::SqliteOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("r.db").display());
+    let options = SqliteOptions {
+        dict_samples: 2,
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open_with(&url, Arc::new(AuditSigner::ephemeral()), options)
+        .await
+        .unwrap();
+    let t0 = time::OffsetDateTime::now_utc();
+    let item = |i: usize| {
+        let mut event = firebreak_store::conformance::sample_event(&format!("r{i}"), t0);
+        event.raw = format!("{{\"line\":{i}}}");
+        let mut item = NewEvent {
+            event,
+            dedup_key: format!("r{i}"),
+            window_start: t0,
+            resolve: false,
+            details: None,
+            packed: None,
+        };
+        store.prepare_event(&mut item).unwrap();
+        item
+    };
+    // two samples make the dictionary; the third row is the first packed
+    let (a, b, first) = (item(0), item(1), item(2));
+    assert!(a.packed.is_none() && b.packed.is_none() && first.packed.is_some());
+    let mut stale = firebreak_store::conformance::sample_event("not stored", t0);
+    stale.version = 7;
+    let failing = ChangeSet::new()
+        .op(Op::IngestEvents(vec![first]))
+        .op(Op::UpdateEvent {
+            event: Box::new(stale),
+            expected_version: 7,
+        });
+    assert!(store.commit(failing).await.is_err());
+    let later = item(3);
+    assert!(later.packed.is_some());
+    store
+        .commit(ChangeSet::new().op(Op::IngestEvents(vec![a, b, later])))
+        .await
+        .unwrap();
+    drop(store);
+    let reopened = SqliteStore::open(&url, Arc::new(AuditSigner::ephemeral()))
+        .await
+        .unwrap();
+    let events = reopened
+        .list_events(&EventFilter {
+            limit: 10,
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    let mut raws: Vec<String> = events.into_iter().map(|(_, e)| e.raw).collect();
+    raws.sort();
+    assert_eq!(raws, ["{\"line\":0}", "{\"line\":1}", "{\"line\":3}"]);
+}
