@@ -104,24 +104,8 @@ impl SqliteStore {
         let opts = connect_options(url)?.create_if_missing(true);
         let mut conn = opts.connect().await?;
         MIGRATOR.run(&mut conn).await?;
-        // the dictionary of the newest packed rows packs new ones again (no training after a
-        // restart once a packed row has committed; `created_at` is the first such row's receipt)
         let packer = Arc::new(pack::Packer::new(options.dict_samples));
-        let newest: Option<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT id, dict FROM event_dicts ORDER BY created_at DESC, id LIMIT 1")
-                .fetch_optional(&mut conn)
-                .await?;
-        if let Some((id, bytes)) = newest {
-            let dict = pack::Dict::new(bytes);
-            if dict.id == id && pack::usable(&dict) {
-                packer.add(dict, true);
-            } else {
-                tracing::warn!(
-                    id,
-                    "event dictionary damaged: left aside, a new one is trained"
-                );
-            }
-        }
+        pack::take_up_newest(&packer, &mut conn).await?;
         conn.close().await?;
         // Durability is asserted, not assumed (RELIABILITY.md G2): `writer::open` checks it.
         let writer_conn = tokio::task::spawn_blocking(move || writer::open(&path)).await??;

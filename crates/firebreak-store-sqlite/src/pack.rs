@@ -63,11 +63,6 @@ impl Dict {
     }
 }
 
-/// Whether zstd takes `dict` (a damaged row of `event_dicts` is left aside).
-pub(crate) fn usable(dict: &Dict) -> bool {
-    zstd::bulk::Compressor::with_dictionary(LEVEL, &dict.bytes).is_ok()
-}
-
 /// A dictionary from `samples`: trained by zstd, or, when zstd finds too little to train on
 /// (a few rows), the samples themselves as a raw-content dictionary.
 fn make_dict(samples: &[Vec<u8>]) -> Dict {
@@ -303,14 +298,47 @@ pub(crate) async fn load_all_dicts(
     Ok(())
 }
 
-fn add_checked(packer: &Packer, id: i64, bytes: Vec<u8>) -> StoreResult<()> {
+/// The dictionary of a row of `event_dicts`, checked against its id.
+fn checked(id: i64, bytes: Vec<u8>) -> StoreResult<Dict> {
     let dict = Dict::new(bytes);
     if dict.id != id {
         return Err(other(format!(
             "dictionary {id} does not match its contents"
         )));
     }
-    packer.add(dict, false);
+    Ok(dict)
+}
+
+fn add_checked(packer: &Packer, id: i64, bytes: Vec<u8>) -> StoreResult<()> {
+    packer.add(checked(id, bytes)?, false);
+    Ok(())
+}
+
+/// When the store opens: the dictionary of the newest packed rows packs new ones again (no
+/// training after a restart once a packed row has committed; `created_at` is the first such
+/// row's receipt). One zstd does not take, or that does not match its id, is left aside and a
+/// new one is trained.
+pub(crate) async fn take_up_newest(
+    packer: &Packer,
+    conn: &mut sqlx::SqliteConnection,
+) -> StoreResult<()> {
+    let newest: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT id, dict FROM event_dicts ORDER BY created_at DESC, id LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(crate::rows::err)?;
+    let Some((id, bytes)) = newest else {
+        return Ok(());
+    };
+    match checked(id, bytes) {
+        Ok(dict) if zstd::bulk::Compressor::with_dictionary(LEVEL, &dict.bytes).is_ok() => {
+            packer.add(dict, true);
+        }
+        _ => tracing::warn!(
+            id,
+            "event dictionary damaged: left aside, a new one is trained"
+        ),
+    }
     Ok(())
 }
 

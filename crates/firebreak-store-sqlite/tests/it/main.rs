@@ -34,6 +34,13 @@ async fn sqlite_with(options: firebreak_store_sqlite::SqliteOptions) -> TestStor
 
 firebreak_store::store_conformance_suite!(sqlite);
 
+/// A store with a writer of its own on the file at `url`, tuned.
+async fn open_tuned(url: &str, options: firebreak_store_sqlite::SqliteOptions) -> SqliteStore {
+    SqliteStore::open_with(url, Arc::new(AuditSigner::ephemeral()), options)
+        .await
+        .unwrap()
+}
+
 /// The whole suite again with the dedup keys pending a merge merged into event_dedup after
 /// every commit (by default every 300,000 keys): every behaviour then finds keys in both
 /// levels, and snapshots carry both.
@@ -77,17 +84,9 @@ async fn packed_events_are_read_by_every_store_on_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.db");
     let url = format!("sqlite://{}", path.display());
-    let open = |dict_samples: usize| {
-        let url = url.clone();
-        async move {
-            let options = SqliteOptions {
-                dict_samples,
-                ..SqliteOptions::default()
-            };
-            SqliteStore::open_with(&url, Arc::new(AuditSigner::ephemeral()), options)
-                .await
-                .unwrap()
-        }
+    let tuned = |dict_samples: usize| SqliteOptions {
+        dict_samples,
+        ..SqliteOptions::default()
     };
     let t0 = time::OffsetDateTime::now_utc();
     let batch = |store: &SqliteStore, from: usize| {
@@ -119,8 +118,8 @@ async fn packed_events_are_read_by_every_store_on_the_file() {
             )
             .unwrap()
     };
-    let reader = open(1_000_000).await;
-    let writer = open(2).await;
+    let reader = open_tuned(&url, tuned(1_000_000)).await;
+    let writer = open_tuned(&url, tuned(2)).await;
     writer.commit(batch(&writer, 0)).await.unwrap();
     assert_eq!(blobs(), 3, "the first two made the dictionary");
     let check = |events: Vec<(i64, firebreak_domain::event::Event)>| {
@@ -135,7 +134,7 @@ async fn packed_events_are_read_by_every_store_on_the_file() {
         }
     };
     drop(writer);
-    let later = open(1_000_000).await;
+    let later = open_tuned(&url, tuned(1_000_000)).await;
     later.commit(batch(&later, 5)).await.unwrap();
     assert_eq!(
         blobs(),
@@ -228,9 +227,7 @@ async fn merged_dedup_keys_are_found_by_every_writer() {
             merge_at: 1,
             ..SqliteOptions::default()
         };
-        SqliteStore::open_with(&url, Arc::new(AuditSigner::ephemeral()), options)
-            .await
-            .unwrap()
+        open_tuned(&url, options).await
     };
     let t0 = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
@@ -375,9 +372,7 @@ async fn a_long_reader_does_not_stall_commits_past_the_wal_limit() {
         wal_limit: 0, // every batch is past it
         ..SqliteOptions::default()
     };
-    let store = SqliteStore::open_with(&url, Arc::new(AuditSigner::ephemeral()), options)
-        .await
-        .unwrap();
+    let store = open_tuned(&url, options).await;
     let t0 = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .unwrap();
@@ -442,17 +437,9 @@ async fn observables_are_one_table_across_both_levels() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("o.db");
     let url = format!("sqlite://{}", path.display());
-    let open = |merge_at: i64| {
-        let url = url.clone();
-        async move {
-            let options = SqliteOptions {
-                merge_at,
-                ..SqliteOptions::default()
-            };
-            SqliteStore::open_with(&url, Arc::new(AuditSigner::ephemeral()), options)
-                .await
-                .unwrap()
-        }
+    let tuned = |merge_at: i64| SqliteOptions {
+        merge_at,
+        ..SqliteOptions::default()
     };
     let t0 = time::OffsetDateTime::now_utc()
         .replace_millisecond(0)
@@ -496,7 +483,7 @@ async fn observables_are_one_table_across_both_levels() {
         (count("observables"), count("observable_pending"), both)
     };
     {
-        let merging = open(1).await;
+        let merging = open_tuned(&url, tuned(1)).await;
         ingest(&merging, vec![item("k1", 0, &["192.0.2.1", "192.0.2.2"])]).await;
         // a second commit: the first one's observables are merged after it (merges run between
         // batches, counted every few events)
@@ -509,7 +496,11 @@ async fn observables_are_one_table_across_both_levels() {
         (3, 0, 0),
         "merged after each commit"
     );
-    let store = open(firebreak_store_sqlite::SqliteOptions::default().merge_at).await;
+    let store = open_tuned(
+        &url,
+        tuned(firebreak_store_sqlite::SqliteOptions::default().merge_at),
+    )
+    .await;
     // new ones stay pending; 192.0.2.1 (merged) mentioned again three minutes later
     ingest(
         &store,
@@ -574,7 +565,7 @@ async fn observables_are_one_table_across_both_levels() {
     assert_eq!(snapshot_rows(&snap, "observables"), 5);
     drop(store);
     // the next merge moves the pending ones over, keeping what they had
-    let merging = open(1).await;
+    let merging = open_tuned(&url, tuned(1)).await;
     ingest(&merging, vec![item("k6", 5, &["203.0.113.1"])]).await;
     ingest(&merging, vec![item("k7", 5, &["203.0.113.1"])]).await;
     let (merged, pending, both) = levels(path.clone());
@@ -644,9 +635,7 @@ async fn observables_linked_to_tickets_alone_are_merged() {
         merge_at: 20,
         ..SqliteOptions::default()
     };
-    let store = SqliteStore::open_with(&url, Arc::new(AuditSigner::ephemeral()), options)
-        .await
-        .unwrap();
+    let store = open_tuned(&url, options).await;
     let t = firebreak_store::conformance::sample_ticket("links");
     store
         .commit(
@@ -700,9 +689,7 @@ async fn a_rolled_back_first_packed_row_takes_its_dictionary_along() {
         dict_samples: 2,
         ..SqliteOptions::default()
     };
-    let store = SqliteStore::open_with(&url, Arc::new(AuditSigner::ephemeral()), options)
-        .await
-        .unwrap();
+    let store = open_tuned(&url, options).await;
     let t0 = time::OffsetDateTime::now_utc();
     let item = |i: usize| {
         let mut event = firebreak_store::conformance::sample_event(&format!("r{i}"), t0);
