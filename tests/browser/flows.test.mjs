@@ -370,7 +370,11 @@ test('response: a task, a lock-down change control approved by a second person, 
   assert.ok((await task.innerText()).includes(XSS));
   await task.locator('button').click();
   await page.waitForLoadState('load');
-  assert.equal(await page.locator('#task-list li s', { hasText: 'Collect the file server' }).count(), 1, 'the task is done');
+  // the click posts a form: waitForLoadState may answer for the page before it, so wait for
+  // the new one to show the task struck through (or time out) before counting
+  const done = page.locator('#task-list li s', { hasText: 'Collect the file server' });
+  await done.first().waitFor({ timeout: 10000 }).catch(() => {});
+  assert.equal(await done.count(), 1, 'the task is done');
   // a lock-down change, raised by tier 2: the requester may not approve it, a manager does
   const ctx0 = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   const sr = await ctx0.newPage();
