@@ -323,6 +323,8 @@ fn select_fields_key(e: &Expr) -> Option<&str> {
 enum FieldLiteral {
     Str(String),
     Int(i64),
+    /// `event.fields.<key>.startsWith("…")`: the field must be a string with this prefix.
+    Prefix(String),
 }
 
 impl FieldLiteral {
@@ -339,6 +341,7 @@ impl FieldLiteral {
     fn may_equal(&self, v: Option<&serde_json::Value>) -> bool {
         match (self, v) {
             (Self::Str(l), Some(serde_json::Value::String(v))) => v == l,
+            (Self::Prefix(p), Some(serde_json::Value::String(v))) => v.starts_with(p.as_str()),
             (Self::Int(l), Some(serde_json::Value::Number(n))) => {
                 n.as_i64() == Some(*l) || n.as_f64() == Some(*l as f64)
             }
@@ -376,11 +379,27 @@ fn equality_conjuncts<K, L>(
 /// condition without CEL (CEL would answer false, or an error for an absent key, which does
 /// not match either).
 fn required_fields(e: &Expr) -> Vec<(String, FieldLiteral)> {
-    equality_conjuncts(
+    let mut out = equality_conjuncts(
         e,
         |x| select_fields_key(x).map(str::to_string),
         FieldLiteral::of,
-    )
+    );
+    // `event.fields.<key>.startsWith("literal")` conjuncts: CEL answers false for a string
+    // without the prefix, and an error (no match) for an absent key or another type
+    let mut parts = Vec::new();
+    conjuncts(e, &mut parts);
+    for p in parts {
+        if let Expr::Call(c) = p
+            && c.func_name == "startsWith"
+            && c.args.len() == 1
+            && let Some(target) = &c.target
+            && let Some(key) = select_fields_key(&target.expr)
+            && let Some(prefix) = literal(&c.args[0].expr)
+        {
+            out.push((key.to_string(), FieldLiteral::Prefix(prefix)));
+        }
+    }
+    out
 }
 
 /// `event.<plain attribute> == "literal"` conjuncts.
@@ -654,8 +673,9 @@ impl Condition {
 
     /// Whether the event matches. A condition that fails to evaluate (a type error, a missing
     /// key) or gives a non-boolean does not match; the error is returned for logging. A
-    /// conjunct `event.<attribute> == "literal"` or `event.fields.<key> == literal` that fails
-    /// (the key absent included) is a plain non-match, decided before CEL.
+    /// conjunct `event.<attribute> == "literal"`, `event.fields.<key> == literal` or
+    /// `event.fields.<key>.startsWith("literal")` that fails (the key absent included) is a
+    /// plain non-match, decided before CEL.
     pub fn matches(&self, input: &Input<'_>) -> Result<bool, String> {
         for (field, lit) in &self.required {
             if input.event.plain(field) != Some(lit.as_str()) {
@@ -797,8 +817,27 @@ mod tests {
         )
         .unwrap();
         assert!(c.matches(&input).unwrap());
-        let c = Condition::compile(r#"event.fields.nope.startsWith("x")"#).unwrap();
+        let c = Condition::compile(r#"event.fields.nope.size() > 0"#).unwrap();
         assert!(c.matches(&input).is_err(), "a missing key is an error");
+        // a prefix is prechecked like a literal: a missing key, another type or another
+        // prefix is no match, without CEL
+        for cond in [
+            r#"event.fields.nope.startsWith("x")"#,
+            r#"event.fields.src_ip.startsWith("192.") && "ids" in event.tags"#,
+        ] {
+            let c = Condition::compile(cond).unwrap();
+            let fresh = Input::new(&e);
+            assert_eq!(c.matches(&fresh), Ok(false), "{cond}");
+            assert!(fresh.ctx.get().is_none(), "no CEL value built for {cond}");
+        }
+        let c = Condition::compile(
+            r#"event.fields.src_ip.startsWith("10.0.") && !("ids" in event.tags)"#,
+        )
+        .unwrap();
+        assert_eq!(c.required_fields.len(), 1);
+        let fresh = Input::new(&e);
+        assert_eq!(c.matches(&fresh), Ok(false), "CEL decides the rest");
+        assert!(fresh.ctx.get().is_some());
         // compared with a literal, a missing key is simply no match (prechecked)
         let c = Condition::compile(r#"event.fields.nope == "x""#).unwrap();
         assert_eq!(c.matches(&input), Ok(false));

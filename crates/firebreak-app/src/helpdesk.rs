@@ -568,7 +568,7 @@ impl App {
                 }
             }
         }
-        for o in observables_of(&[], &[&t.title, &t.description]) {
+        for o in observables_of(Vec::new(), &[&t.title, &t.description]) {
             if !observables.contains(&o) {
                 observables.push(o);
             }
@@ -1254,7 +1254,7 @@ impl App {
                                 "body_sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(c.body.as_bytes())),
                                 "message_id": c.message_id})),
         );
-        let obs = observables_of(&[], &[c.subject.as_deref().unwrap_or(""), &c.body]);
+        let obs = observables_of(Vec::new(), &[c.subject.as_deref().unwrap_or(""), &c.body]);
         if !obs.is_empty() {
             cs = cs.op(Op::LinkTicketObservables {
                 ticket_id: t.id,

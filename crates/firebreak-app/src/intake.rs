@@ -72,13 +72,21 @@ impl IntakeCache {
     }
 }
 
-fn sha256_hex(parts: &[&str]) -> String {
+/// The first 32 hex digits (128 bits) of the SHA-256 of `parts`, each followed by 0x1f.
+fn sha256_hex32(parts: &[&str]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut h = Sha256::new();
     for p in parts {
         h.update(p.as_bytes());
         h.update([0x1f]);
     }
-    hex::encode(h.finalize())
+    let d = h.finalize();
+    let mut out = String::with_capacity(32);
+    for b in &d[..16] {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 fn field_text(e: &Event, name: &str) -> String {
@@ -99,19 +107,29 @@ fn field_text(e: &Event, name: &str) -> String {
 /// Source + rule (or title) + the key fields, hashed. The key fields are the plan's for the
 /// source; by default the host and the event's IP addresses (whatever the format calls them).
 pub fn fingerprint(e: &Event, policy: &IntakePolicy) -> String {
-    let mut parts: Vec<String> = vec![e.source.clone()];
+    // the parts, each followed by 0x1f, hashed as they are written
+    let mut text = String::with_capacity(128);
+    let part = |text: &mut String, args: std::fmt::Arguments<'_>| {
+        use std::fmt::Write;
+        let _ = text.write_fmt(args);
+        text.push('\x1f');
+    };
+    part(&mut text, format_args!("{}", e.source));
     match &e.rule_id {
-        Some(r) => parts.push(format!("rule={r}")),
-        None => parts.push(format!("title={}", e.title)),
+        Some(r) => part(&mut text, format_args!("rule={r}")),
+        None => part(&mut text, format_args!("title={}", e.title)),
     }
     match policy.dedup_fields.get(&e.source) {
         Some(names) => {
             for n in names {
-                parts.push(format!("{n}={}", field_text(e, n)));
+                part(&mut text, format_args!("{n}={}", field_text(e, n)));
             }
         }
         None => {
-            parts.push(format!("host={}", e.host.as_deref().unwrap_or("")));
+            part(
+                &mut text,
+                format_args!("host={}", e.host.as_deref().unwrap_or("")),
+            );
             let mut ips: Vec<&str> = e
                 .observables
                 .iter()
@@ -120,11 +138,12 @@ pub fn fingerprint(e: &Event, policy: &IntakePolicy) -> String {
                 .collect();
             ips.sort_unstable();
             ips.dedup();
-            parts.push(format!("ips={}", ips.join(",")));
+            part(&mut text, format_args!("ips={}", ips.join(",")));
         }
     }
-    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-    sha256_hex(&refs)[..32].to_string()
+    // the text ends with the last part's separator, which sha256_hex32 adds itself
+    text.pop();
+    sha256_hex32(&[&text])
 }
 
 fn mentions_change_control(e: &Event) -> bool {
@@ -288,15 +307,29 @@ pub fn cel_event(e: &Event) -> CelEvent<'_> {
 
 /// Observables of an event or a ticket text: the given ones, then those in the text; canonical
 /// and without repeats.
-pub fn observables_of(given: &[ObservableRef], texts: &[&str]) -> Vec<ObservableRef> {
+pub fn observables_of(given: Vec<ObservableRef>, texts: &[&str]) -> Vec<ObservableRef> {
     let mut out: Vec<ObservableRef> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    // what `out` holds, by hash (an event has a handful: no copies of the strings)
+    let hasher = std::collections::hash_map::RandomState::new();
+    let mut seen: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut add = |out: &mut Vec<ObservableRef>, kind: &str, value: &str| -> bool {
+        let h = std::hash::BuildHasher::hash_one(&hasher, (kind, value));
+        let at = seen.entry(h).or_default();
+        if at
+            .iter()
+            .any(|&i| out[i].kind == kind && out[i].value == value)
+        {
+            return false;
+        }
+        at.push(out.len());
+        true
+    };
     for o in given {
         if out.len() >= MAX_OBSERVABLES {
             break;
         }
-        if seen.insert((o.kind.clone(), o.value.clone())) {
-            out.push(o.clone());
+        if add(&mut out, &o.kind, &o.value) {
+            out.push(o);
         }
     }
     for t in texts {
@@ -304,12 +337,12 @@ pub fn observables_of(given: &[ObservableRef], texts: &[&str]) -> Vec<Observable
             if out.len() >= MAX_OBSERVABLES {
                 return out;
             }
-            let r = ObservableRef {
-                kind: o.kind.as_str().into(),
-                value: o.value,
-            };
-            if seen.insert((r.kind.clone(), r.value.clone())) {
-                out.push(r);
+            let kind = o.kind.as_str();
+            if add(&mut out, kind, &o.value) {
+                out.push(ObservableRef {
+                    kind: kind.into(),
+                    value: o.value,
+                });
             }
         }
     }
@@ -386,12 +419,11 @@ pub fn to_event(
     }
     ne.observables
         .retain(|o| !o.value.contains('\0') && o.value.len() <= 2048);
-    let given: Vec<ObservableRef> = ne
-        .observables
-        .iter()
+    let given: Vec<ObservableRef> = std::mem::take(&mut ne.observables)
+        .into_iter()
         .map(|o| ObservableRef {
             kind: o.kind.as_str().into(),
-            value: o.value.clone(),
+            value: o.value,
         })
         .collect();
     let description = ne
@@ -399,7 +431,7 @@ pub fn to_event(
         .as_deref()
         .and_then(|d| d.get(ne.description_scan_from..))
         .unwrap_or("");
-    let observables = observables_of(&given, &[ne.title.as_str(), description]);
+    let observables = observables_of(given, &[ne.title.as_str(), description]);
     let reporter = ne.reporter.map(|r| Reporter {
         kind: SourceKind::parse(&r.kind).unwrap_or(SourceKind::Employee),
         name: r.name,
@@ -668,7 +700,7 @@ impl App {
             }
             // keys are the reporter's own: no one resolves or counts on another's events
             e.fingerprint = match &source_key {
-                Some(k) => sha256_hex(&[reported_by, k])[..32].to_string(),
+                Some(k) => sha256_hex32(&[reported_by, k]),
                 None => fingerprint(&e, &state.policy),
             };
             // a resolution is matched as the firing was: as a new event
@@ -691,10 +723,8 @@ impl App {
             // the stored key: the reporter, the fingerprint and the suppression, hashed to 32
             // hex characters (a short key keeps the dedup index small and in cache)
             let key = match e.suppressed_by {
-                Some(r) => {
-                    sha256_hex(&[reported_by, &e.fingerprint, &r.to_string()])[..32].to_string()
-                }
-                None => sha256_hex(&[reported_by, &e.fingerprint])[..32].to_string(),
+                Some(r) => sha256_hex32(&[reported_by, &e.fingerprint, &r.to_string()]),
+                None => sha256_hex32(&[reported_by, &e.fingerprint]),
             };
             match index.get(&key) {
                 Some(&(pos, was_resolve)) if was_resolve == resolve => {
@@ -1165,5 +1195,75 @@ fn apply_indicator_hits(
         if target > e.severity {
             e.severity = target;
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use firebreak_intake::{Observable, ObservableKind};
+
+    fn sample() -> Event {
+        let mut ne = NormalizedEvent::new("sensor", "suricata", "ET SCAN  Nmap\tscan");
+        ne.rule_id = Some("2100498".into());
+        ne.host = Some("sensor-1".into());
+        ne.description = Some("seen from 10.0.0.9 and hxxp://evil[.]example/x".into());
+        ne.observables = vec![
+            Observable::new(ObservableKind::Ip, "10.0.0.2"),
+            Observable::new(ObservableKind::Ip, "10.0.0.1"),
+            Observable::new(ObservableKind::Ip, "10.0.0.2"),
+        ];
+        to_event(ne, "bench", time::OffsetDateTime::now_utc()).0
+    }
+
+    /// Fingerprints and dedup keys are stored: they must stay what they were (the parts, each
+    /// followed by 0x1f, hashed with SHA-256, the first 32 hex digits).
+    #[test]
+    fn fingerprints_and_keys_keep_their_form() {
+        let e = sample();
+        let policy = IntakePolicy::default();
+        let mut h = Sha256::new();
+        for p in [
+            "suricata",
+            "rule=2100498",
+            "host=sensor-1",
+            "ips=10.0.0.1,10.0.0.2,10.0.0.9",
+        ] {
+            h.update(p.as_bytes());
+            h.update([0x1f]);
+        }
+        let expected = hex::encode(h.finalize())[..32].to_string();
+        assert_eq!(fingerprint(&e, &policy), expected);
+        let mut h = Sha256::new();
+        for p in ["bench", expected.as_str()] {
+            h.update(p.as_bytes());
+            h.update([0x1f]);
+        }
+        assert_eq!(
+            sha256_hex32(&["bench", &expected]),
+            hex::encode(h.finalize())[..32]
+        );
+    }
+
+    #[test]
+    fn observables_are_listed_once_in_order() {
+        let e = sample();
+        let got: Vec<(&str, &str)> = e
+            .observables
+            .iter()
+            .map(|o| (o.kind.as_str(), o.value.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("ip", "10.0.0.2"),
+                ("ip", "10.0.0.1"),
+                ("ip", "10.0.0.9"),
+                ("url", "http://evil.example/x"),
+                ("domain", "evil.example"),
+            ]
+        );
+        assert_eq!(e.title, "ET SCAN Nmap scan");
     }
 }

@@ -204,7 +204,7 @@ impl App {
         let mut cs = ChangeSet::new()
             .op(Op::InsertTicket(t.clone()))
             .audit(entry);
-        let observables = crate::intake::observables_of(&[], &[&t.title, &t.description]);
+        let observables = crate::intake::observables_of(Vec::new(), &[&t.title, &t.description]);
         if !observables.is_empty() {
             cs = cs.op(Op::LinkTicketObservables {
                 ticket_id: t.id,
@@ -498,7 +498,7 @@ impl App {
         .ticket(t.id)
         .details(json!({"kind": req.kind, "text": text}));
         let mut cs = ChangeSet::new().audit(entry);
-        let observables = crate::intake::observables_of(&[], &[&text]);
+        let observables = crate::intake::observables_of(Vec::new(), &[&text]);
         if !observables.is_empty() {
             cs = cs.op(Op::LinkTicketObservables {
                 ticket_id: t.id,

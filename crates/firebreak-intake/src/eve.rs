@@ -283,9 +283,12 @@ fn to_event(eve: &Eve<'_>, event_type: &str, line: &str) -> NormalizedEvent {
     let mut fields = Map::new();
     let proto = eve.proto.as_ref().and_then(Scalar::non_empty);
     put_str(&mut fields, "event_type", Some(event_type));
-    put_ip(&mut fields, "src_ip", eve.src_ip.as_deref());
+    // each address parsed once, for its field and its observable
+    let src_ip = eve.src_ip.as_deref().map(|s| (s, ip_observable(s)));
+    let dest_ip = eve.dest_ip.as_deref().map(|s| (s, ip_observable(s)));
+    put_ip(&mut fields, "src_ip", src_ip.as_ref());
     put_scalar(&mut fields, "src_port", eve.src_port.as_ref());
-    put_ip(&mut fields, "dest_ip", eve.dest_ip.as_deref());
+    put_ip(&mut fields, "dest_ip", dest_ip.as_ref());
     put_scalar(&mut fields, "dest_port", eve.dest_port.as_ref());
     put_str(&mut fields, "proto", proto.as_deref());
     put_str(&mut fields, "app_proto", eve.app_proto.as_deref());
@@ -293,11 +296,11 @@ fn to_event(eve: &Eve<'_>, event_type: &str, line: &str) -> NormalizedEvent {
     put_str(&mut fields, "in_iface", eve.in_iface.as_deref());
 
     let mut obs: Vec<Observable> = Vec::new();
-    if let Some(ip) = eve.src_ip.as_deref() {
-        push_observable(&mut obs, ip_observable(ip));
+    if let Some((_, ip)) = src_ip {
+        push_observable(&mut obs, ip);
     }
-    if let Some(ip) = eve.dest_ip.as_deref() {
-        push_observable(&mut obs, ip_observable(ip));
+    if let Some((_, ip)) = dest_ip {
+        push_observable(&mut obs, ip);
     }
     let (http_host, http_url) = http_observables(eve, &mut obs, &mut fields);
     if let Some(sni) = eve.tls.as_ref().and_then(|t| t.sni.as_deref()) {
@@ -580,9 +583,14 @@ fn put_str(fields: &mut Map<String, Value>, key: &str, v: Option<&str>) {
 
 /// An IP address in its canonical text form (what observables use), or as sent when it is
 /// not one.
-fn put_ip(fields: &mut Map<String, Value>, key: &str, v: Option<&str>) {
-    let canonical = v.and_then(ip_observable).map(|o| o.value);
-    put_str(fields, key, canonical.as_deref().or(v));
+fn put_ip(fields: &mut Map<String, Value>, key: &str, v: Option<&(&str, Option<Observable>)>) {
+    if let Some((text, ip)) = v {
+        put_str(
+            fields,
+            key,
+            Some(ip.as_ref().map_or(*text, |o| o.value.as_str())),
+        );
+    }
 }
 
 fn put_scalar(fields: &mut Map<String, Value>, key: &str, v: Option<&Scalar<'_>>) {

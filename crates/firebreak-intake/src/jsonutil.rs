@@ -409,9 +409,13 @@ pub(crate) fn ip_observable(s: &str) -> Option<Observable> {
         .strip_prefix('[')
         .and_then(|x| x.strip_suffix(']'))
         .unwrap_or(t);
-    t.parse::<IpAddr>()
-        .ok()
-        .map(|ip| Observable::new(ObservableKind::Ip, ip.to_string()))
+    let value = match t.parse::<IpAddr>().ok()? {
+        // the parser takes IPv4 in dotted-quad decimal only, without leading zeros: the text
+        // is already canonical
+        IpAddr::V4(_) => t.to_string(),
+        IpAddr::V6(ip) => ip.to_string(),
+    };
+    Some(Observable::new(ObservableKind::Ip, value))
 }
 
 /// A hash observable when `s` is hex of the kind's length, lowercased.
@@ -550,6 +554,38 @@ pub(crate) fn truncate_chars(s: &str, max: usize) -> &str {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_observables_are_canonical() {
+        let v = |s: &str| ip_observable(s).map(|o| o.value);
+        assert_eq!(v("10.1.2.3").as_deref(), Some("10.1.2.3"));
+        assert_eq!(v(" 10.1.2.3 ").as_deref(), Some("10.1.2.3"));
+        // leading zeros (octal in some parsers) and short forms are no IPv4 text at all
+        assert_eq!(v("010.1.2.3"), None);
+        assert_eq!(v("10.1.2"), None);
+        assert_eq!(v("2001:DB8:0:0:0:0:0:1").as_deref(), Some("2001:db8::1"));
+        assert_eq!(v("[2001:db8::1]").as_deref(), Some("2001:db8::1"));
+        assert_eq!(v("::ffff:10.1.2.3").as_deref(), Some("::ffff:10.1.2.3"));
+        for s in ["1.2.3.4", "255.255.255.255", "0.0.0.0", "192.168.010.1"] {
+            if let Ok(ip) = s.parse::<std::net::Ipv4Addr>() {
+                assert_eq!(ip.to_string(), s, "a parsed IPv4 is its canonical text");
+            }
+        }
+    }
+
+    #[test]
+    fn titles_are_cleaned_whatever_their_shape() {
+        use crate::clean_title;
+        assert_eq!(clean_title("ET SCAN Nmap"), "ET SCAN Nmap");
+        assert_eq!(clean_title("  ET  SCAN\tNmap \n"), "ET SCAN Nmap");
+        assert_eq!(clean_title("a\u{a0}b"), "a b");
+        assert_eq!(clean_title(" "), "(untitled event)");
+        assert_eq!(clean_title(""), "(untitled event)");
+        let long = "é".repeat(400);
+        assert_eq!(clean_title(&long).chars().count(), 300);
+        let exactly = "x".repeat(300);
+        assert_eq!(clean_title(&exactly), exactly);
+    }
 
     #[test]
     fn timestamps_in_the_formats_sources_use() {

@@ -241,6 +241,16 @@ pub type ParseResult = Result<Vec<NormalizedEvent>, ParseError>;
 
 /// Titles are one line and bounded; the full text stays in `description`/`raw`.
 pub fn clean_title(s: &str) -> String {
+    // already clean (the common case): one copy, no splitting
+    if !s.is_empty()
+        && s.len() <= 300
+        && !s.starts_with(' ')
+        && !s.ends_with(' ')
+        && !s.contains("  ")
+        && !s.chars().any(|c| c.is_whitespace() && c != ' ')
+    {
+        return s.to_string();
+    }
     let one: String = s
         .split_whitespace()
         .collect::<Vec<_>>()

@@ -443,7 +443,7 @@ pub(crate) fn merged() {
 /// A repeat of a pending key: its row updated as the keyed level's upsert did (a new event
 /// once the window has passed), answering the event that holds the key now.
 pub(crate) fn update(
-    conn: &Connection,
+    hot: &mut crate::writer::Hot<'_>,
     key: &str,
     candidate: &str,
     window_start: i64,
@@ -451,18 +451,12 @@ pub(crate) fn update(
 ) -> StoreResult<Option<String>> {
     let rows = INDEX.with_borrow(|ix| ix.candidates(key));
     for rowid in rows {
-        let winner: Option<String> = conn
-            .prepare_cached(
-                "UPDATE event_dedup_pending SET \
-                 event_id = CASE WHEN last_seen < ?3 THEN ?2 ELSE event_id END, \
-                 last_seen = max(last_seen, ?4) WHERE rowid = ?5 AND dedup_key = ?1 RETURNING event_id",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![key, candidate, window_start, now, rowid], |r| {
-                    r.get(0)
-                })
-                .optional()
+        let winner: Option<String> = hot
+            .get(crate::writer::Q::DedupPendingUpdate)?
+            .query_row(params![key, candidate, window_start, now, rowid], |r| {
+                r.get(0)
             })
+            .optional()
             .map_err(err)?;
         if winner.is_some() {
             return Ok(winner);
@@ -472,13 +466,16 @@ pub(crate) fn update(
 }
 
 /// A key first seen since the last merge (found in neither level).
-pub(crate) fn insert(conn: &Connection, key: &str, event_id: &str, now: i64) -> StoreResult<()> {
-    conn.prepare_cached(
-        "INSERT INTO event_dedup_pending (dedup_key, event_id, last_seen) VALUES (?1, ?2, ?3)",
-    )
-    .and_then(|mut s| s.execute(params![key, event_id, now]))
-    .map_err(err)?;
-    let rowid = conn.last_insert_rowid();
+pub(crate) fn insert(
+    hot: &mut crate::writer::Hot<'_>,
+    key: &str,
+    event_id: &str,
+    now: i64,
+) -> StoreResult<()> {
+    hot.get(crate::writer::Q::DedupPendingInsert)?
+        .execute(params![key, event_id, now])
+        .map_err(err)?;
+    let rowid = hot.conn.last_insert_rowid();
     INDEX.with_borrow_mut(|ix| {
         ix.add(key, rowid);
         ix.changes += 1;

@@ -172,7 +172,15 @@ impl Packer {
         let mut plain = Vec::with_capacity(raw.len() + details.len());
         plain.extend_from_slice(raw.as_bytes());
         plain.extend_from_slice(details.as_bytes());
-        let frame = COMPRESSOR.with_borrow_mut(|c| -> StoreResult<Vec<u8>> {
+        // the header, then the frame written right after it
+        let mut out = Vec::with_capacity(HEADER + zstd::zstd_safe::compress_bound(plain.len()));
+        out.push(TAG);
+        out.extend_from_slice(&dict.id.to_le_bytes());
+        out.extend_from_slice(&raw_len.to_le_bytes());
+        out.extend_from_slice(&total.to_le_bytes());
+        let mut out = std::io::Cursor::new(out);
+        out.set_position(HEADER as u64);
+        COMPRESSOR.with_borrow_mut(|c| -> StoreResult<usize> {
             if c.as_ref().is_none_or(|(id, _)| *id != dict.id) {
                 let mut z =
                     zstd::bulk::Compressor::with_dictionary(LEVEL, &dict.bytes).map_err(other)?;
@@ -182,15 +190,10 @@ impl Packer {
                 *c = Some((dict.id, z));
             }
             let (_, z) = c.as_mut().ok_or_else(|| other("no compressor"))?;
-            z.compress(&plain).map_err(other)
+            z.compress_to_buffer(plain.as_slice(), &mut out)
+                .map_err(other)
         })?;
-        let mut out = Vec::with_capacity(HEADER + frame.len());
-        out.push(TAG);
-        out.extend_from_slice(&dict.id.to_le_bytes());
-        out.extend_from_slice(&raw_len.to_le_bytes());
-        out.extend_from_slice(&total.to_le_bytes());
-        out.extend_from_slice(&frame);
-        item.packed = Some(out);
+        item.packed = Some(out.into_inner());
         Ok(())
     }
 

@@ -1096,11 +1096,12 @@ fn apply_op(
             // the observables and links go in sorted by key after the events (each index
             // page is visited once, in order)
             let mut pending = PendingIngest::default();
+            let mut hot = Hot::new(conn);
             for item in items {
-                let r = ingest_event(conn, item, &mut pending)?;
+                let r = ingest_event(&mut hot, item, &mut pending)?;
                 out.ingested.push(r);
             }
-            pending.write(conn)?;
+            pending.write(&mut hot)?;
         }
         Op::UpdateEvent {
             event,
@@ -1113,8 +1114,9 @@ fn apply_op(
         } => {
             let at = to_millis(*at);
             let tid = ticket_id.to_string();
+            let mut hot = Hot::new(conn);
             for o in observables {
-                let oid = upsert_observable(conn, o.id(), o, at)?;
+                let oid = upsert_observable(&mut hot, o.id(), o, at)?;
                 conn.prepare_cached(
                     "INSERT OR IGNORE INTO ticket_observables (ticket_id, observable_id, added_at) VALUES (?1, ?2, ?3)",
                 )
@@ -1131,7 +1133,7 @@ fn apply_op(
 /// The writer remembers what it recorded lately (dedup.rs): an observable mentioned again
 /// within the minute costs no statement.
 fn upsert_observable(
-    conn: &Connection,
+    hot: &mut Hot<'_>,
     oid: uuid::Uuid,
     o: &ObservableRef,
     at: i64,
@@ -1142,27 +1144,23 @@ fn upsert_observable(
     }
     let touch = crate::dedup::OBSERVABLE_TOUCH_MS;
     // an id is in one level only (migration 0016): the merged table first
-    let merged: Option<i64> = conn
-        .prepare_cached("SELECT last_seen FROM observables WHERE id = ?1")
-        .and_then(|mut s| s.query_row([&id], |r| r.get(0)).optional())
+    let merged: Option<i64> = hot
+        .get(Q::ObservableMerged)?
+        .query_row([&id], |r| r.get(0))
+        .optional()
         .map_err(err)?;
     let changed = match merged {
         Some(seen) if at > seen + touch => {
-            conn.prepare_cached("UPDATE observables SET last_seen = ?2 WHERE id = ?1")
-                .and_then(|mut s| s.execute(params![id, at]))
+            hot.get(Q::ObservableTouch)?
+                .execute(params![id, at])
                 .map_err(err)?;
             true
         }
         Some(_) => false,
         None => {
-            let inserted = conn
-                .prepare_cached(
-                    "INSERT INTO observable_pending (id, kind, value, first_seen, last_seen) \
-                 VALUES (?1, ?2, ?3, ?4, ?4) \
-                 ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen \
-                 WHERE excluded.last_seen > observable_pending.last_seen + ?5",
-                )
-                .and_then(|mut s| s.execute(params![id, o.kind, o.value, at, touch]))
+            let inserted = hot
+                .get(Q::ObservablePending)?
+                .execute(params![id, o.kind, o.value, at, touch])
                 .map_err(err)?
                 == 1;
             if inserted {
@@ -1199,19 +1197,17 @@ struct PendingIngest<'a> {
 }
 
 impl PendingIngest<'_> {
-    fn write(mut self, conn: &Connection) -> StoreResult<()> {
+    fn write(mut self, hot: &mut Hot<'_>) -> StoreResult<()> {
         for (oid, (o, at)) in &self.observables {
-            upsert_observable(conn, *oid, o, *at)?;
+            upsert_observable(hot, *oid, o, *at)?;
         }
-        self.write_counters(conn)?;
+        self.write_counters(hot.conn)?;
         // last in the op: a statement of this op after them would flush them to a segment of
         // their own (later ops, change sets and the audit row flush at most once each)
         for (seq, terms) in &self.index_rows {
-            conn.prepare_cached(
-                "INSERT INTO event_observable_index (rowid, observables) VALUES (?1, ?2)",
-            )
-            .and_then(|mut s| s.execute(params![seq, terms]))
-            .map_err(err)?;
+            hot.get(Q::IndexRow)?
+                .execute(params![seq, terms])
+                .map_err(err)?;
         }
         Ok(())
     }
@@ -1239,7 +1235,7 @@ impl PendingIngest<'_> {
 }
 
 fn insert_event<'a>(
-    conn: &Connection,
+    hot: &mut Hot<'_>,
     item: &'a NewEvent,
     pending: &mut PendingIngest<'a>,
 ) -> StoreResult<()> {
@@ -1248,7 +1244,7 @@ fn insert_event<'a>(
     let data = item.details()?;
     use rusqlite::types::{ToSqlOutput, ValueRef};
     // packed on the intake's thread (`pack.rs`), or text
-    let (raw, data) = match crate::pack::stored_form(conn, item, to_millis(e.received_at))? {
+    let (raw, data) = match crate::pack::stored_form(hot.conn, item, to_millis(e.received_at))? {
         Some(packed) => (ValueRef::Blob(packed), ValueRef::Blob(&[])),
         None => (
             ValueRef::Text(e.raw.as_bytes()),
@@ -1256,13 +1252,8 @@ fn insert_event<'a>(
         ),
     };
     let (raw, data) = (ToSqlOutput::Borrowed(raw), ToSqlOutput::Borrowed(data));
-    conn.prepare_cached(
-        "INSERT INTO events (id, status, source, source_kind, source_ref, rule_id, fingerprint, title, severity, host, \
-         occurred_at, received_at, last_seen, occurrences, reported_by, ticket_id, suppressed_by, resolved_at, data, raw, version) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, 1)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
+    hot.get(Q::InsertEvent)?
+        .execute(params![
             id,
             e.status.as_str(),
             e.source,
@@ -1284,10 +1275,9 @@ fn insert_event<'a>(
             data,
             raw,
         ])
-    })
-    .map_err(err)?;
+        .map_err(err)?;
     // the events row's rowid (its `seq`), whatever the insert triggers inserted
-    let seq = conn.last_insert_rowid();
+    let seq = hot.conn.last_insert_rowid();
     // its links: one row of the inverted index (migration 0013), rowid = seq, one token per
     // observable id in 32 hex digits
     let at = to_millis(e.received_at);
@@ -1319,10 +1309,11 @@ fn insert_event<'a>(
 }
 
 fn ingest_event<'a>(
-    conn: &Connection,
+    hot: &mut Hot<'_>,
     item: &'a NewEvent,
     pending: &mut PendingIngest<'a>,
 ) -> StoreResult<Ingested> {
+    let conn = hot.conn;
     let e = &item.event;
     let now = to_millis(e.last_seen);
     if item.resolve {
@@ -1351,7 +1342,7 @@ fn ingest_event<'a>(
                 });
             }
         }
-        insert_event(conn, item, pending)?;
+        insert_event(hot, item, pending)?;
         return Ok(Ingested {
             event_id: e.id,
             created: true,
@@ -1365,38 +1356,31 @@ fn ingest_event<'a>(
     // updated there (a repeat, or a new event after its window); a new key is appended to
     // event_dedup_pending, which the writer merges into event_dedup in key order (migration
     // 0014): a new key dirties no random page of a B-tree.
-    let pending_winner =
-        crate::dedup::update(conn, &item.dedup_key, &candidate, window_start, now)?;
+    let pending_winner = crate::dedup::update(hot, &item.dedup_key, &candidate, window_start, now)?;
     let winner: String = match pending_winner {
         Some(w) => w,
         None => {
             let merged: Option<String> = if !crate::dedup::may_be_merged(&item.dedup_key) {
                 None
             } else {
-                conn.prepare_cached(
-                    "UPDATE event_dedup SET \
-                     event_id = CASE WHEN last_seen < ?3 THEN ?2 ELSE event_id END, \
-                     last_seen = max(last_seen, ?4) WHERE dedup_key = ?1 RETURNING event_id",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![item.dedup_key, candidate, window_start, now], |r| {
+                hot.get(Q::DedupMerged)?
+                    .query_row(params![item.dedup_key, candidate, window_start, now], |r| {
                         r.get(0)
                     })
                     .optional()
-                })
-                .map_err(err)?
+                    .map_err(err)?
             };
             match merged {
                 Some(w) => w,
                 None => {
-                    crate::dedup::insert(conn, &item.dedup_key, &candidate, now)?;
+                    crate::dedup::insert(hot, &item.dedup_key, &candidate, now)?;
                     candidate.clone()
                 }
             }
         }
     };
     if winner == candidate {
-        insert_event(conn, item, pending)?;
+        insert_event(hot, item, pending)?;
         return Ok(Ingested {
             event_id: e.id,
             created: true,
@@ -1404,16 +1388,106 @@ fn ingest_event<'a>(
         });
     }
     let winner_id = parse_uuid(&winner)?;
-    conn.prepare_cached(
-        "UPDATE events SET occurrences = occurrences + ?1, last_seen = max(last_seen, ?2) WHERE id = ?3",
-    )
-    .and_then(|mut s| s.execute(params![e.occurrences, now, winner]))
-    .map_err(err)?;
+    hot.get(Q::EventRepeat)?
+        .execute(params![e.occurrences, now, winner])
+        .map_err(err)?;
     Ok(Ingested {
         event_id: winner_id,
         created: false,
         resolved: false,
     })
+}
+
+/// The statements of the intake's hot path, prepared once per op and held for its events
+/// (rusqlite's cache hashes the SQL at every `prepare_cached` and moves the statement out of
+/// its LRU and back).
+pub(crate) struct Hot<'c> {
+    pub(crate) conn: &'c Connection,
+    stmts: [Option<rusqlite::CachedStatement<'c>>; Q::ALL.len()],
+}
+
+/// A statement of [`Hot`].
+#[derive(Clone, Copy)]
+pub(crate) enum Q {
+    InsertEvent,
+    EventRepeat,
+    DedupMerged,
+    DedupPendingUpdate,
+    DedupPendingInsert,
+    ObservableMerged,
+    ObservableTouch,
+    ObservablePending,
+    IndexRow,
+}
+
+impl Q {
+    const ALL: [Q; 9] = [
+        Q::InsertEvent,
+        Q::EventRepeat,
+        Q::DedupMerged,
+        Q::DedupPendingUpdate,
+        Q::DedupPendingInsert,
+        Q::ObservableMerged,
+        Q::ObservableTouch,
+        Q::ObservablePending,
+        Q::IndexRow,
+    ];
+
+    fn sql(self) -> &'static str {
+        match self {
+            Q::InsertEvent => {
+                "INSERT INTO events (id, status, source, source_kind, source_ref, rule_id, fingerprint, title, severity, host, \
+                 occurred_at, received_at, last_seen, occurrences, reported_by, ticket_id, suppressed_by, resolved_at, data, raw, version) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, 1)"
+            }
+            Q::EventRepeat => {
+                "UPDATE events SET occurrences = occurrences + ?1, last_seen = max(last_seen, ?2) WHERE id = ?3"
+            }
+            Q::DedupMerged => {
+                "UPDATE event_dedup SET \
+                 event_id = CASE WHEN last_seen < ?3 THEN ?2 ELSE event_id END, \
+                 last_seen = max(last_seen, ?4) WHERE dedup_key = ?1 RETURNING event_id"
+            }
+            Q::DedupPendingUpdate => {
+                "UPDATE event_dedup_pending SET \
+                 event_id = CASE WHEN last_seen < ?3 THEN ?2 ELSE event_id END, \
+                 last_seen = max(last_seen, ?4) WHERE rowid = ?5 AND dedup_key = ?1 RETURNING event_id"
+            }
+            Q::DedupPendingInsert => {
+                "INSERT INTO event_dedup_pending (dedup_key, event_id, last_seen) VALUES (?1, ?2, ?3)"
+            }
+            Q::ObservableMerged => "SELECT last_seen FROM observables WHERE id = ?1",
+            Q::ObservableTouch => "UPDATE observables SET last_seen = ?2 WHERE id = ?1",
+            Q::ObservablePending => {
+                "INSERT INTO observable_pending (id, kind, value, first_seen, last_seen) \
+                 VALUES (?1, ?2, ?3, ?4, ?4) \
+                 ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen \
+                 WHERE excluded.last_seen > observable_pending.last_seen + ?5"
+            }
+            Q::IndexRow => {
+                "INSERT INTO event_observable_index (rowid, observables) VALUES (?1, ?2)"
+            }
+        }
+    }
+}
+
+impl<'c> Hot<'c> {
+    pub(crate) fn new(conn: &'c Connection) -> Self {
+        Self {
+            conn,
+            stmts: Default::default(),
+        }
+    }
+
+    /// The statement, prepared at its first use in this op.
+    pub(crate) fn get(&mut self, q: Q) -> StoreResult<&mut rusqlite::CachedStatement<'c>> {
+        let slot = &mut self.stmts[q as usize];
+        if slot.is_none() {
+            *slot = Some(self.conn.prepare_cached(q.sql()).map_err(err)?);
+        }
+        slot.as_mut()
+            .ok_or_else(|| StoreError::Other(anyhow::anyhow!("statement not prepared")))
+    }
 }
 
 fn parse_uuid(s: &str) -> StoreResult<uuid::Uuid> {
