@@ -309,16 +309,26 @@ pub fn cel_event(e: &Event) -> CelEvent<'_> {
 /// and without repeats.
 pub fn observables_of(given: Vec<ObservableRef>, texts: &[&str]) -> Vec<ObservableRef> {
     let mut out: Vec<ObservableRef> = Vec::new();
-    // what `out` holds, by hash (an event has a handful: no copies of the strings)
+    // Whether `out` lacks it, without copying the strings: a look through the list while it
+    // is short (an event has a handful), then by hash (positions in `out` per hash).
     let hasher = std::collections::hash_map::RandomState::new();
     let mut seen: HashMap<u64, Vec<usize>> = HashMap::new();
+    const SCAN: usize = 16;
     let mut add = |out: &mut Vec<ObservableRef>, kind: &str, value: &str| -> bool {
-        let h = std::hash::BuildHasher::hash_one(&hasher, (kind, value));
-        let at = seen.entry(h).or_default();
-        if at
-            .iter()
-            .any(|&i| out[i].kind == kind && out[i].value == value)
-        {
+        let same = |o: &ObservableRef| o.kind == kind && o.value == value;
+        if out.len() < SCAN {
+            return !out.iter().any(same);
+        }
+        if seen.is_empty() {
+            for (i, o) in out.iter().enumerate() {
+                let h = std::hash::BuildHasher::hash_one(&hasher, (&o.kind, &o.value));
+                seen.entry(h).or_default().push(i);
+            }
+        }
+        let at = seen
+            .entry(std::hash::BuildHasher::hash_one(&hasher, (kind, value)))
+            .or_default();
+        if at.iter().any(|&i| same(&out[i])) {
             return false;
         }
         at.push(out.len());
@@ -1265,5 +1275,19 @@ mod tests {
             ]
         );
         assert_eq!(e.title, "ET SCAN Nmap scan");
+        // a long list: each once, in order of first mention
+        let given: Vec<ObservableRef> = (0..40)
+            .map(|i| ObservableRef {
+                kind: "ip".into(),
+                value: format!("10.0.0.{}", i % 25),
+            })
+            .collect();
+        let text: String = (0..60).map(|i| format!("10.0.1.{} ", i % 30)).collect();
+        let all = observables_of(given, &[&text, "10.0.0.3 10.0.1.29 10.0.2.1"]);
+        let values: Vec<String> = all.iter().map(|o| o.value.clone()).collect();
+        let mut expected: Vec<String> = (0..25).map(|i| format!("10.0.0.{i}")).collect();
+        expected.extend((0..30).map(|i| format!("10.0.1.{i}")));
+        expected.push("10.0.2.1".into());
+        assert_eq!(values, expected);
     }
 }
