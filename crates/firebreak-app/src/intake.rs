@@ -72,21 +72,22 @@ impl IntakeCache {
     }
 }
 
-/// The first 32 hex digits (128 bits) of the SHA-256 of `parts`, each followed by 0x1f.
+/// The first 32 hex digits (128 bits) of a SHA-256 digest.
+fn hex32(digest: &[u8]) -> String {
+    let mut buf = [0u8; 32];
+    // 16 bytes always fill the 32 digits
+    let _ = hex::encode_to_slice(&digest[..16], &mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// [`hex32`] of the SHA-256 of `parts`, each followed by 0x1f.
 fn sha256_hex32(parts: &[&str]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut h = Sha256::new();
     for p in parts {
         h.update(p.as_bytes());
         h.update([0x1f]);
     }
-    let d = h.finalize();
-    let mut out = String::with_capacity(32);
-    for b in &d[..16] {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
-    }
-    out
+    hex32(&h.finalize())
 }
 
 fn field_text(e: &Event, name: &str) -> String {
@@ -107,29 +108,22 @@ fn field_text(e: &Event, name: &str) -> String {
 /// Source + rule (or title) + the key fields, hashed. The key fields are the plan's for the
 /// source; by default the host and the event's IP addresses (whatever the format calls them).
 pub fn fingerprint(e: &Event, policy: &IntakePolicy) -> String {
-    // the parts, each followed by 0x1f, hashed as they are written
+    use std::fmt::Write;
+    // the parts, each followed by 0x1f (as `sha256_hex32` hashes them)
     let mut text = String::with_capacity(128);
-    let part = |text: &mut String, args: std::fmt::Arguments<'_>| {
-        use std::fmt::Write;
-        let _ = text.write_fmt(args);
-        text.push('\x1f');
+    let _ = write!(text, "{}\x1f", e.source);
+    let _ = match &e.rule_id {
+        Some(r) => write!(text, "rule={r}\x1f"),
+        None => write!(text, "title={}\x1f", e.title),
     };
-    part(&mut text, format_args!("{}", e.source));
-    match &e.rule_id {
-        Some(r) => part(&mut text, format_args!("rule={r}")),
-        None => part(&mut text, format_args!("title={}", e.title)),
-    }
     match policy.dedup_fields.get(&e.source) {
         Some(names) => {
             for n in names {
-                part(&mut text, format_args!("{n}={}", field_text(e, n)));
+                let _ = write!(text, "{n}={}\x1f", field_text(e, n));
             }
         }
         None => {
-            part(
-                &mut text,
-                format_args!("host={}", e.host.as_deref().unwrap_or("")),
-            );
+            let _ = write!(text, "host={}\x1f", e.host.as_deref().unwrap_or(""));
             let mut ips: Vec<&str> = e
                 .observables
                 .iter()
@@ -138,12 +132,10 @@ pub fn fingerprint(e: &Event, policy: &IntakePolicy) -> String {
                 .collect();
             ips.sort_unstable();
             ips.dedup();
-            part(&mut text, format_args!("ips={}", ips.join(",")));
+            let _ = write!(text, "ips={}\x1f", ips.join(","));
         }
     }
-    // the text ends with the last part's separator, which sha256_hex32 adds itself
-    text.pop();
-    sha256_hex32(&[&text])
+    hex32(&Sha256::digest(text.as_bytes()))
 }
 
 fn mentions_change_control(e: &Event) -> bool {
@@ -309,36 +301,15 @@ pub fn cel_event(e: &Event) -> CelEvent<'_> {
 /// and without repeats.
 pub fn observables_of(given: Vec<ObservableRef>, texts: &[&str]) -> Vec<ObservableRef> {
     let mut out: Vec<ObservableRef> = Vec::new();
-    // Whether `out` lacks it, without copying the strings: a look through the list while it
-    // is short (an event has a handful), then by hash (positions in `out` per hash).
-    let hasher = std::collections::hash_map::RandomState::new();
-    let mut seen: HashMap<u64, Vec<usize>> = HashMap::new();
-    const SCAN: usize = 16;
-    let mut add = |out: &mut Vec<ObservableRef>, kind: &str, value: &str| -> bool {
-        let same = |o: &ObservableRef| o.kind == kind && o.value == value;
-        if out.len() < SCAN {
-            return !out.iter().any(same);
-        }
-        if seen.is_empty() {
-            for (i, o) in out.iter().enumerate() {
-                let h = std::hash::BuildHasher::hash_one(&hasher, (&o.kind, &o.value));
-                seen.entry(h).or_default().push(i);
-            }
-        }
-        let at = seen
-            .entry(std::hash::BuildHasher::hash_one(&hasher, (kind, value)))
-            .or_default();
-        if at.iter().any(|&i| same(&out[i])) {
-            return false;
-        }
-        at.push(out.len());
-        true
+    // an event has a handful: a look through the list, no copies of the strings
+    let absent = |out: &[ObservableRef], kind: &str, value: &str| {
+        !out.iter().any(|o| o.kind == kind && o.value == value)
     };
     for o in given {
         if out.len() >= MAX_OBSERVABLES {
             break;
         }
-        if add(&mut out, &o.kind, &o.value) {
+        if absent(&out, &o.kind, &o.value) {
             out.push(o);
         }
     }
@@ -348,7 +319,7 @@ pub fn observables_of(given: Vec<ObservableRef>, texts: &[&str]) -> Vec<Observab
                 return out;
             }
             let kind = o.kind.as_str();
-            if add(&mut out, kind, &o.value) {
+            if absent(&out, kind, &o.value) {
                 out.push(ObservableRef {
                     kind: kind.into(),
                     value: o.value,

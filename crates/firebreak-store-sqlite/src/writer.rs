@@ -1403,7 +1403,7 @@ fn ingest_event<'a>(
 /// its LRU and back).
 pub(crate) struct Hot<'c> {
     pub(crate) conn: &'c Connection,
-    stmts: [Option<rusqlite::CachedStatement<'c>>; Q::ALL.len()],
+    stmts: [Option<rusqlite::CachedStatement<'c>>; Q::COUNT],
 }
 
 /// A statement of [`Hot`].
@@ -1421,17 +1421,8 @@ pub(crate) enum Q {
 }
 
 impl Q {
-    const ALL: [Q; 9] = [
-        Q::InsertEvent,
-        Q::EventRepeat,
-        Q::DedupMerged,
-        Q::DedupPendingUpdate,
-        Q::DedupPendingInsert,
-        Q::ObservableMerged,
-        Q::ObservableTouch,
-        Q::ObservablePending,
-        Q::IndexRow,
-    ];
+    /// How many there are (`IndexRow` is the last).
+    const COUNT: usize = Q::IndexRow as usize + 1;
 
     fn sql(self) -> &'static str {
         match self {

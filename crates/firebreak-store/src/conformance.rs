@@ -1489,7 +1489,8 @@ pub fn sample_event(title: &str, at: OffsetDateTime) -> firebreak_domain::event:
     }
 }
 
-fn new_event(
+/// A new event under `key`, neither a resolution nor prepared.
+pub fn new_event(
     e: firebreak_domain::event::Event,
     key: &str,
     window_start: OffsetDateTime,

@@ -41,38 +41,42 @@ async fn open_tuned(url: &str, options: firebreak_store_sqlite::SqliteOptions) -
         .unwrap()
 }
 
-/// The whole suite again with the dedup keys pending a merge merged into event_dedup after
-/// every commit (by default every 300,000 keys): every behaviour then finds keys in both
-/// levels, and snapshots carry both.
-mod levels_merged_at_once {
-    use super::*;
+/// The whole conformance suite again, on stores opened with `options`.
+macro_rules! suite_with {
+    ($(#[$doc:meta])* $name:ident, $options:expr) => {
+        $(#[$doc])*
+        mod $name {
+            use super::*;
 
-    async fn sqlite_merging() -> TestStore {
-        sqlite_with(firebreak_store_sqlite::SqliteOptions {
-            merge_at: 1,
-            ..Default::default()
-        })
-        .await
-    }
+            async fn store() -> TestStore {
+                sqlite_with($options).await
+            }
 
-    firebreak_store::store_conformance_suite!(sqlite_merging);
+            firebreak_store::store_conformance_suite!(store);
+        }
+    };
 }
 
-/// The whole suite again with events packed (`pack.rs`) from the third one on: a dictionary
-/// made from the first two, so every behaviour meets packed rows, text rows and updated ones.
-mod events_packed {
-    use super::*;
-
-    async fn sqlite_packing() -> TestStore {
-        sqlite_with(firebreak_store_sqlite::SqliteOptions {
-            dict_samples: 2,
-            ..Default::default()
-        })
-        .await
+suite_with!(
+    /// The whole suite again with the dedup keys pending a merge merged into event_dedup after
+    /// every commit (by default every 300,000 keys): every behaviour then finds keys in both
+    /// levels, and snapshots carry both.
+    levels_merged_at_once,
+    firebreak_store_sqlite::SqliteOptions {
+        merge_at: 1,
+        ..Default::default()
     }
+);
 
-    firebreak_store::store_conformance_suite!(sqlite_packing);
-}
+suite_with!(
+    /// The whole suite again with events packed (`pack.rs`) from the third one on: a dictionary
+    /// made from the first two, so every behaviour meets packed rows, text rows and updated ones.
+    events_packed,
+    firebreak_store_sqlite::SqliteOptions {
+        dict_samples: 2,
+        ..Default::default()
+    }
+);
 
 /// Packed events are read by every store on the file: one opened before the dictionary existed
 /// loads it from `event_dicts` when it meets a row packed with it, one opened after packs with
@@ -94,14 +98,7 @@ async fn packed_events_are_read_by_every_store_on_the_file() {
             .map(|i| {
                 let mut event = firebreak_store::conformance::sample_event(&format!("e{i}"), t0);
                 event.raw = format!("{{\"line\":{i},\"text\":\"a Suricata alert, more or less\"}}");
-                let mut item = NewEvent {
-                    event,
-                    dedup_key: format!("p{i}"),
-                    window_start: t0,
-                    resolve: false,
-                    details: None,
-                    packed: None,
-                };
+                let mut item = firebreak_store::conformance::new_event(event, &format!("p{i}"), t0);
                 store.prepare_event(&mut item).unwrap();
                 item
             })
@@ -681,7 +678,7 @@ async fn observables_linked_to_tickets_alone_are_merged() {
 /// which knows no dictionary but the database's, reads every committed row.
 #[tokio::test]
 async fn a_rolled_back_first_packed_row_takes_its_dictionary_along() {
-    use firebreak_store::{ChangeSet, EventFilter, EventStore, NewEvent, Op, Store};
+    use firebreak_store::{ChangeSet, EventFilter, EventStore, Op, Store};
     use firebreak_store_sqlite::SqliteOptions;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("r.db").display());
@@ -694,14 +691,7 @@ async fn a_rolled_back_first_packed_row_takes_its_dictionary_along() {
     let item = |i: usize| {
         let mut event = firebreak_store::conformance::sample_event(&format!("r{i}"), t0);
         event.raw = format!("{{\"line\":{i}}}");
-        let mut item = NewEvent {
-            event,
-            dedup_key: format!("r{i}"),
-            window_start: t0,
-            resolve: false,
-            details: None,
-            packed: None,
-        };
+        let mut item = firebreak_store::conformance::new_event(event, &format!("r{i}"), t0);
         store.prepare_event(&mut item).unwrap();
         item
     };
