@@ -27,8 +27,11 @@ use uuid::Uuid;
 /// How long a node uses its intake snapshot (assets, rules, plan) before reading it again;
 /// changes made on this node apply at once.
 pub const INTAKE_TTL: Duration = Duration::from_secs(5);
-/// Events per commit at most; larger inputs are committed in several batches.
-pub const BATCH: usize = 10_000;
+/// Events per commit at most; larger inputs are committed in several batches. A bulk intake
+/// has up to four batches alive (read, prepared, committing, being freed): with 4,096 per
+/// batch `firebreak ingest` of a million Suricata alerts peaked at 417 MiB of RSS, with
+/// 10,000 at 553 MiB, at the same rate.
+pub const BATCH: usize = 4_096;
 /// Observables kept per event at most.
 const MAX_OBSERVABLES: usize = 200;
 /// Event ids listed in a summary at most.
@@ -645,7 +648,7 @@ impl App {
             now - time::Duration::minutes(i64::from(state.policy.dedup_window_minutes));
         // Items go into segments: a key reported and resolved in one batch is applied in
         // arrival order, each segment an op of its own (a key appears once per segment).
-        let mut segments: Vec<Vec<NewEvent>> = vec![Vec::new()];
+        let mut segments: Vec<Vec<NewEvent>> = vec![Vec::with_capacity(events.len())];
         // per segment: key -> (item position in the segment, resolve?)
         let mut index: HashMap<String, (usize, bool)> = HashMap::new();
         // per input record: (segment, position)
@@ -1002,7 +1005,8 @@ impl<'a> LineIngest<'a> {
             app,
             principal,
             format,
-            pending: Vec::with_capacity(BATCH),
+            // grown as lines come: most bodies are far smaller than a batch
+            pending: Vec::new(),
             line: 0,
             committed_line: 0,
             summary: IngestSummary::default(),
@@ -1094,7 +1098,9 @@ impl<'a> LineIngest<'a> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(BATCH));
+        // a body that filled this batch is likely to fill the next
+        let room = self.pending.len();
+        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(room));
         let app = self.app.clone();
         let principal = self.principal.clone();
         let turn = self.last_done.take();

@@ -1,8 +1,9 @@
 //! `firebreak-bench overload` (issue 9 item 4, RELIABILITY.md G4): measure the sustainable
 //! intake rate of one SQLite node, then offer ten times that for a while. The server must stay
 //! responsive (`/healthz` and a signed-in UI page answered with p99 < 200 ms), shed with 429/503
-//! and `Retry-After` (every refusal), keep its memory bounded (RSS ≤ 512 MiB), lose nothing it
-//! accepted, and be back at its sustainable rate after the storm.
+//! and `Retry-After` (every refusal, every request answered), keep its memory bounded
+//! (RSS ≤ 512 MiB), lose nothing it accepted, and be back at its sustainable rate within 10 s
+//! of the storm (the rate it sustains on the database the storm grew, measured after a rest).
 
 use crate::intake::{Env, resolve_bin};
 use crate::procfs;
@@ -321,9 +322,13 @@ struct Report {
     capacity: Phase,
     overload: Phase,
     recovery: Phase,
+    reference: Phase,
     stored_events: u64,
     accepted_events: u64,
 }
+
+/// Rest before the reference measure, after the recovery.
+const SETTLE_SECS: u64 = 15;
 
 pub fn run(args: &OverloadArgs) -> Result<bool> {
     let bin = resolve_bin(&args.bin)?;
@@ -383,6 +388,14 @@ pub fn run(args: &OverloadArgs) -> Result<bool> {
     let overload = phase(&ctx, args.overload_secs, clients, Some(interval));
     println!("recovery: 2 clients back to back for 10 s right after");
     let recovery = phase(&ctx, 10, 2, None);
+    // The storm grew the database (by a million events or more), and the rate of a node falls
+    // as its database grows: the rate to be back at is measured on the grown database, after
+    // a rest that lets anything the storm left behind finish, so that it is what the node
+    // sustains at that size. Compared with the first measure the check would blame the storm
+    // for the size of the database.
+    println!("reference: {SETTLE_SECS} s of rest, then 2 clients back to back for 10 s");
+    std::thread::sleep(Duration::from_secs(SETTLE_SECS));
+    let reference = phase(&ctx, 10, 2, None);
     // nothing accepted is lost
     let mut c = Conn::open(&ctx.base)?;
     let auth = format!("Bearer {}", ctx.token);
@@ -397,7 +410,10 @@ pub fn run(args: &OverloadArgs) -> Result<bool> {
         .as_object()
         .map(|m| m.values().filter_map(|v| v.as_u64()).sum())
         .unwrap_or(0);
-    let accepted = capacity.accepted_events + overload.accepted_events + recovery.accepted_events;
+    let accepted = capacity.accepted_events
+        + overload.accepted_events
+        + recovery.accepted_events
+        + reference.accepted_events;
     let stop = server.stop()?;
     println!();
     println!(
@@ -407,6 +423,7 @@ pub fn run(args: &OverloadArgs) -> Result<bool> {
     row("capacity", &capacity);
     row(&format!("{}× overload", args.factor), &overload);
     row("recovery", &recovery);
+    row("reference", &reference);
     println!();
     println!("stored events {stored}, accepted {accepted}; server stopped: {stop}");
     let mut ok = true;
@@ -447,10 +464,19 @@ pub fn run(args: &OverloadArgs) -> Result<bool> {
         format!("nothing accepted was lost (stored {stored} ≥ accepted {accepted})"),
     );
     check(
-        recovery.accepted_events_per_s >= 0.7 * capacity.accepted_events_per_s,
+        overload.io_errors == 0,
         format!(
-            "back to the sustainable rate after the storm ({:.0} vs {:.0} events/s)",
-            recovery.accepted_events_per_s, capacity.accepted_events_per_s
+            "every request was answered (connection errors: {})",
+            overload.io_errors
+        ),
+    );
+    check(
+        recovery.accepted_events_per_s >= 0.7 * reference.accepted_events_per_s,
+        format!(
+            "back to the sustainable rate within 10 s of the storm ({:.0} vs {:.0} events/s on the grown database; {:.0} on the empty one)",
+            recovery.accepted_events_per_s,
+            reference.accepted_events_per_s,
+            capacity.accepted_events_per_s
         ),
     );
     if let Some(out) = &args.out {
@@ -461,6 +487,7 @@ pub fn run(args: &OverloadArgs) -> Result<bool> {
                 capacity,
                 overload,
                 recovery,
+                reference,
                 stored_events: stored,
                 accepted_events: accepted,
             })?,

@@ -37,6 +37,10 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
+/// A connection's read buffer at most (hyper's default is ~400 KB): request heads larger than
+/// this are refused (431), bodies are read in chunks of it at most.
+const MAX_READ_BUFFER: usize = 64 * 1024;
+
 /// Connection limits and timeouts of `serve` (`[http]` in firebreak.toml).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
@@ -91,6 +95,9 @@ where
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        // hyper reads a body ahead of its handler, one chunk of up to its read buffer: at its
+        // default (~400 KB) each request waiting for an intake slot held ~140 KB
+        .max_buf_size(MAX_READ_BUFFER)
         .keep_alive(true);
     let builder = Arc::new(builder);
     tokio::pin!(shutdown);

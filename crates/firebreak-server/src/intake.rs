@@ -1,15 +1,29 @@
 //! Intake plumbing shared by the intake endpoints and listeners: configured webhook sources,
-//! body limits, and the backpressure gate (a bounded number of intake requests in flight;
-//! beyond it, callers wait briefly, then get 503 with `Retry-After` instead of queueing
-//! without bound).
+//! body limits, and the backpressure gate:
+//!
+//! - a bounded number of intake requests in flight (`[intake] concurrency`);
+//! - beyond it, up to [`WAITING_PER_SLOT`] requests per slot wait briefly for one; any more,
+//!   and those still waiting after `wait`, get 503 with `Retry-After` instead of queueing
+//!   without bound (each waiting request holds its connection and a chunk of its body);
+//! - a refused request's body is read and dropped first (up to [`DRAIN_BYTES`]), so that the
+//!   client reads the 503 and keeps its connection, instead of a reset while it is still
+//!   sending.
 
 use crate::error::ApiError;
 use axum::http::StatusCode;
 use firebreak_intake::webhook::CompiledMapping;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Requests that may wait for an intake slot, per slot; more are refused at once.
+pub const WAITING_PER_SLOT: usize = 4;
+/// A refused request's body is read and dropped up to this size (then the connection closes).
+pub const DRAIN_BYTES: usize = 4 * 1024 * 1024;
+/// ... and for this long at most.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 /// A webhook source of `POST /ingest/webhook/{source}`.
 #[derive(Clone)]
@@ -28,6 +42,9 @@ pub struct WebhookSource {
 pub struct IntakeSettings {
     pub sources: Arc<BTreeMap<String, WebhookSource>>,
     gate: Arc<Semaphore>,
+    /// Requests waiting for a slot now.
+    waiting: Arc<AtomicUsize>,
+    max_waiting: usize,
     /// How long a request waits for a slot before 503.
     pub wait: Duration,
     /// Largest streamed body (NDJSON, HEC), after decompression.
@@ -59,6 +76,8 @@ impl IntakeSettings {
         Self {
             sources: Arc::new(sources),
             gate: Arc::new(Semaphore::new(concurrency.max(1))),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            max_waiting: concurrency.max(1) * WAITING_PER_SLOT,
             wait: Duration::from_secs(2),
             max_body_bytes: 1024 * 1024 * 1024,
             max_message_bytes: 32 * 1024 * 1024,
@@ -66,25 +85,71 @@ impl IntakeSettings {
         }
     }
 
-    /// A slot for one intake request, or 503 with `Retry-After` when the intake is saturated.
-    pub async fn admit(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        match tokio::time::timeout(self.wait, self.gate.clone().acquire_owned()).await {
-            Ok(Ok(p)) => {
-                metrics::gauge!("firebreak_intake_free_slots")
-                    .set(self.gate.available_permits() as f64);
-                Ok(p)
-            }
-            _ => {
-                metrics::counter!("firebreak_intake_shed_total").increment(1);
-                Err(ApiError {
-                    retry_after: Some(1),
-                    ..ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "overloaded",
-                        "the intake is saturated; retry after Retry-After seconds",
-                    )
-                })
+    /// A slot for one intake request and its body, or 503 with `Retry-After` when the intake
+    /// is saturated (the body read and dropped first, see the module's notes).
+    pub async fn admit(
+        &self,
+        headers: &axum::http::HeaderMap,
+        body: axum::body::Body,
+    ) -> Result<(OwnedSemaphorePermit, axum::body::Body), ApiError> {
+        if let Some(p) = self.slot().await {
+            metrics::gauge!("firebreak_intake_free_slots")
+                .set(self.gate.available_permits() as f64);
+            return Ok((p, body));
+        }
+        metrics::counter!("firebreak_intake_shed_total").increment(1);
+        // a client waiting for `100 Continue` has sent no body and, refused, sends none
+        let expects_continue = headers
+            .get(axum::http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if !expects_continue {
+            drain(body).await;
+        }
+        Err(ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "the intake is saturated; retry after Retry-After seconds",
+            )
+        })
+    }
+
+    /// A free slot, or one that frees within `wait` when the waiting room has a place.
+    async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(p) = self.gate.clone().try_acquire_owned() {
+            return Some(p);
+        }
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
             }
         }
+        let before = self.waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = Waiting(&self.waiting);
+        if before >= self.max_waiting {
+            return None;
+        }
+        tokio::time::timeout(self.wait, self.gate.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()
     }
+}
+
+/// Reads and drops a refused request's body, [`DRAIN_BYTES`] and [`DRAIN_TIME`] at most.
+async fn drain(body: axum::body::Body) {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut read = 0usize;
+        while let Some(Ok(chunk)) = stream.next().await {
+            read += chunk.len();
+            if read > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
 }

@@ -240,6 +240,24 @@ async fn ensure_envelope(res: Response) -> Response {
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 /// The whole HTTP application, for a plain-HTTP loopback deployment.
+/// A failed response in the log: a 503 is load shed on purpose (counted by
+/// `firebreak_intake_shed_total`), logged at debug so an overload does not flood the log with
+/// one error per refused request; any other failure at error.
+fn log_failure(
+    class: tower_http::classify::ServerErrorsFailureClass,
+    latency: std::time::Duration,
+    _span: &tracing::Span,
+) {
+    use tower_http::classify::ServerErrorsFailureClass as C;
+    let ms = latency.as_millis() as u64;
+    match class {
+        C::StatusCode(code) if code == StatusCode::SERVICE_UNAVAILABLE => {
+            tracing::debug!(latency_ms = ms, "refused: 503 Service Unavailable")
+        }
+        other => tracing::error!(classification = %other, latency_ms = ms, "response failed"),
+    }
+}
+
 pub fn router(app: App) -> Router {
     router_with(app, web::WebConfig::default())
 }
@@ -251,6 +269,12 @@ pub fn router_with(app: App, web: web::WebConfig) -> Router {
     let max_document_bytes = app.max_document_bytes();
     let (api, mut doc) = api_router(max_document_bytes).split_for_parts();
     add_common_errors(&mut doc);
+    // served as serialized once: the document's tree is megabytes, cloned per request
+    let doc = axum::body::Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
+    let serve_doc = move || {
+        let doc = doc.clone();
+        async move { ([(header::CONTENT_TYPE, "application/json")], doc) }
+    };
     let x_request_id = HeaderName::from_static("x-request-id");
     let secure = web.secure_transport;
     let state = AppState {
@@ -267,11 +291,9 @@ pub fn router_with(app: App, web: web::WebConfig) -> Router {
         .route("/metrics", get(metrics::page))
         .merge(ui::routes(max_document_bytes))
         .route(oidc::CALLBACK_PATH, get(oidc::callback))
-        .route("/api/v1/openapi.json", get({
-            let doc = doc.clone();
-            move || async move { axum::Json(doc) }
-        }))
-        .merge(SwaggerUi::new("/api/docs").url("/api/docs/openapi.json", doc))
+        .route("/api/v1/openapi.json", get(serve_doc.clone()))
+        .route("/api/docs/openapi.json", get(serve_doc))
+        .merge(SwaggerUi::new("/api/docs").config(utoipa_swagger_ui::Config::new(["/api/docs/openapi.json"])))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -291,7 +313,7 @@ pub fn router_with(app: App, web: web::WebConfig) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
-        }))
+        }).on_failure(log_failure))
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid));
     if secure {
         router.layer(SetResponseHeaderLayer::if_not_present(

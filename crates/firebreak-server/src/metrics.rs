@@ -13,6 +13,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+/// How often the recorder's histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Installs the process-wide recorder (once; later calls return the same handle).
 pub fn install() -> Option<&'static PrometheusHandle> {
@@ -24,7 +26,23 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             .and_then(PrometheusBuilder::install_recorder)
         {
             Ok(h) => {
-                let _ = HANDLE.set(h);
+                if HANDLE.set(h).is_ok() {
+                    // histogram samples pile up in the recorder until an upkeep folds them in;
+                    // a server nobody scrapes must not grow by a sample per request
+                    let spawned = std::thread::Builder::new()
+                        .name("metrics-upkeep".into())
+                        .spawn(|| {
+                            loop {
+                                std::thread::sleep(UPKEEP_EVERY);
+                                if let Some(h) = HANDLE.get() {
+                                    h.run_upkeep();
+                                }
+                            }
+                        });
+                    if let Err(e) = spawned {
+                        tracing::warn!(error = %e, "metrics upkeep thread not started");
+                    }
+                }
             }
             Err(e) => tracing::warn!(error = %e, "metrics recorder not installed"),
         }

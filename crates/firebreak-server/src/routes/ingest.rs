@@ -102,10 +102,11 @@ async fn ingest_all(
 async fn alertmanager(
     State(s): State<AppState>,
     Auth(p): Auth,
+    headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<IngestSummary>> {
     s.app.check_reporter(&p).await?;
-    let _slot = s.web.intake.admit().await?;
+    let (_slot, body) = s.web.intake.admit(&headers, body).await?;
     let bytes = read_body(body, s.web.intake.max_message_bytes).await?;
     let events = firebreak_intake::alertmanager::parse(&bytes).map_err(parse_error)?;
     Ok(Json(ingest_all(&s, &p, events).await?))
@@ -149,7 +150,7 @@ async fn webhook(
         Err(e) if !signed => return Err(e),
         other => other,
     };
-    let _slot = s.web.intake.admit().await?;
+    let (_slot, body) = s.web.intake.admit(&parts.headers, body).await?;
     let bytes = read_body(body, s.web.intake.max_message_bytes).await?;
     let p = match (&configured, bearer) {
         (Some(src), bearer) if src.secret.is_some() => {
@@ -250,12 +251,13 @@ async fn ndjson(
     State(s): State<AppState>,
     Auth(p): Auth,
     ApiQuery(q): ApiQuery<NdjsonQuery>,
+    headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<IngestSummary>> {
     s.app.check_reporter(&p).await?;
     let format = LineFormat::from_name(&q.format, q.eve_types.as_deref(), q.source.as_deref())
         .map_err(|m| ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "format", m))?;
-    let _slot = s.web.intake.admit().await?;
+    let (_slot, body) = s.web.intake.admit(&headers, body).await?;
     let mut lines = LineIngest::new(&s.app, &p, format);
     if let Err(mut e) = stream_lines(body, s.web.intake.max_body_bytes, &mut lines).await {
         // the answer comes after the batch in flight settled, and says what is in
@@ -341,7 +343,7 @@ async fn eml(
     body: Body,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     s.app.check_reporter(&p).await?;
-    let _slot = s.web.intake.admit().await?;
+    let (_slot, body) = s.web.intake.admit(&headers, body).await?;
     let max = s.web.intake.max_message_bytes;
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -483,7 +485,7 @@ async fn thehive_create(s: AppState, headers: HeaderMap, body: Body) -> Response
     if let Err(e) = s.app.check_reporter(&p).await {
         return thehive_app_error(e);
     }
-    let Ok(_slot) = s.web.intake.admit().await else {
+    let Ok((_slot, body)) = s.web.intake.admit(&headers, body).await else {
         return thehive_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailable",
@@ -726,7 +728,7 @@ async fn hec_events(s: AppState, headers: HeaderMap, uri: axum::http::Uri, body:
         Ok(p) => p,
         Err(r) => return r,
     };
-    let Ok(_slot) = s.web.intake.admit().await else {
+    let Ok((_slot, body)) = s.web.intake.admit(&headers, body).await else {
         return hec_response(HecCode::ServerBusy, None);
     };
     let bytes = match read_body(body, s.web.intake.max_message_bytes).await {
@@ -832,7 +834,7 @@ async fn hec_raw_impl(
         Ok(q) => q,
         Err(_) => return hec_response(HecCode::InvalidDataFormat, None),
     };
-    let Ok(_slot) = s.web.intake.admit().await else {
+    let Ok((_slot, body)) = s.web.intake.admit(&headers, body).await else {
         return hec_response(HecCode::ServerBusy, None);
     };
     let bytes = match read_body(body, s.web.intake.max_message_bytes).await {

@@ -3,7 +3,7 @@
 
 use super::{Backend, Resp, TestApp, assert_error};
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{HeaderMap, Request, StatusCode};
 use firebreak_domain::role::Role;
 use serde_json::{Value, json};
 
@@ -1031,12 +1031,94 @@ async fn intake_sheds_load_with_retry_after_when_saturated() {
     let settings = firebreak_server::intake::IntakeSettings::new(Default::default(), 1);
     let mut s = settings.clone();
     s.wait = std::time::Duration::from_millis(50);
-    let held = s.admit().await.unwrap();
-    let err = s.admit().await.unwrap_err();
+    let none = HeaderMap::new();
+    let held = s.admit(&none, Body::empty()).await.unwrap();
+    let err = s.admit(&none, Body::empty()).await.unwrap_err();
     assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(err.retry_after, Some(1));
     drop(held);
-    assert!(s.admit().await.is_ok());
+    assert!(s.admit(&none, Body::empty()).await.is_ok());
+}
+
+#[tokio::test]
+async fn intake_refuses_at_once_beyond_its_waiting_room() {
+    use firebreak_server::intake::{IntakeSettings, WAITING_PER_SLOT};
+    let mut s = IntakeSettings::new(Default::default(), 1);
+    s.wait = std::time::Duration::from_secs(30);
+    let s = std::sync::Arc::new(s);
+    let none = HeaderMap::new();
+    let held = s.admit(&none, Body::empty()).await.unwrap();
+    let mut waiters = Vec::new();
+    for _ in 0..WAITING_PER_SLOT {
+        let s = s.clone();
+        waiters.push(tokio::spawn(async move {
+            s.admit(&HeaderMap::new(), Body::empty()).await.map(|_| ())
+        }));
+    }
+    // the waiters are in the room once each has been polled
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let err = s.admit(&none, Body::empty()).await.unwrap_err();
+    assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(err.retry_after, Some(1));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "refused after {:?}, not at once",
+        started.elapsed()
+    );
+    // the slot goes to the waiters, one after the other
+    drop(held);
+    for w in waiters {
+        w.await.unwrap().unwrap();
+    }
+}
+
+/// A body whose chunks count themselves as they are read.
+fn counted_body(chunks: usize, read: std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Body {
+    let stream = futures::stream::iter((0..chunks).map(move |_| {
+        read.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'x'; 1024]))
+    }));
+    Body::from_stream(stream)
+}
+
+#[tokio::test]
+async fn a_refused_body_is_read_first_unless_the_client_waits_for_100_continue() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let mut s = firebreak_server::intake::IntakeSettings::new(Default::default(), 1);
+    s.wait = std::time::Duration::from_millis(20);
+    let held = s.admit(&HeaderMap::new(), Body::empty()).await.unwrap();
+    // refused: its 100 KiB body was read to the end, so the client gets the 503 in full
+    let read = std::sync::Arc::new(AtomicUsize::new(0));
+    let err = s
+        .admit(&HeaderMap::new(), counted_body(100, read.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(read.load(Ordering::SeqCst), 100);
+    // a body larger than the bound is read up to it only (the connection is then closed)
+    let read = std::sync::Arc::new(AtomicUsize::new(0));
+    let chunks = firebreak_server::intake::DRAIN_BYTES / 1024 + 1000;
+    s.admit(&HeaderMap::new(), counted_body(chunks, read.clone()))
+        .await
+        .unwrap_err();
+    let n = read.load(Ordering::SeqCst);
+    assert!(
+        n > firebreak_server::intake::DRAIN_BYTES / 1024 && n < chunks,
+        "{n} of {chunks} chunks read"
+    );
+    // a client waiting for 100 Continue has sent nothing: nothing is read
+    let mut expect = HeaderMap::new();
+    expect.insert("expect", "100-continue".parse().unwrap());
+    let read = std::sync::Arc::new(AtomicUsize::new(0));
+    s.admit(&expect, counted_body(100, read.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(read.load(Ordering::SeqCst), 0);
+    drop(held);
 }
 
 #[tokio::test]
