@@ -142,9 +142,17 @@ pub fn fingerprint(e: &Event, policy: &IntakePolicy) -> String {
 }
 
 fn mentions_change_control(e: &Event) -> bool {
+    // "change control", "change-control" or "change request", in any ASCII case, looked for
+    // without a lowercased copy of each text
     let hit = |s: &str| {
-        let l = s.to_ascii_lowercase();
-        l.contains("change control") || l.contains("change-control") || l.contains("change request")
+        let b = s.as_bytes();
+        (0..b.len().saturating_sub(13)).any(|i| {
+            b[i] | 0x20 == b'c'
+                && b[i..i + 6].eq_ignore_ascii_case(b"change")
+                && [&b" control"[..], b"-control", b" request"]
+                    .iter()
+                    .any(|t| b[i + 6..i + 14].eq_ignore_ascii_case(t))
+        })
     };
     hit(&e.title)
         || e.description.as_deref().is_some_and(hit)
@@ -1202,6 +1210,35 @@ mod tests {
             Observable::new(ObservableKind::Ip, "10.0.0.2"),
         ];
         to_event(ne, "bench", time::OffsetDateTime::now_utc()).0
+    }
+
+    #[test]
+    fn change_control_is_found_in_any_case_and_place() {
+        let mut e = sample();
+        assert!(!mentions_change_control(&e));
+        for (title, hit) in [
+            ("Change Control 42 broke the VPN", true),
+            ("emergency CHANGE-CONTROL", true),
+            ("per change request", true),
+            ("change requests pile up", true),
+            ("change contro", false),
+            ("changed control plane", false),
+            ("exchange controller down", true), // as a plain `contains` would say
+            ("Änderung change control", true),
+            ("changecontrol", false),
+            ("", false),
+        ] {
+            e.title = title.into();
+            assert_eq!(mentions_change_control(&e), hit, "{title:?}");
+        }
+        e.title = "nothing here".into();
+        e.description = Some("see the Change Request in the ticket".into());
+        assert!(mentions_change_control(&e));
+        e.description = None;
+        e.tags = vec!["Change_Control".into()];
+        assert!(mentions_change_control(&e));
+        e.tags = vec!["x change-control y".into()];
+        assert!(mentions_change_control(&e));
     }
 
     /// Fingerprints and dedup keys are stored: they must stay what they were (the parts, each
