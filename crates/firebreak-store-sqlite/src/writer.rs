@@ -245,6 +245,12 @@ fn merge_levels_if_due(path: &str, conn: &mut Connection, state: &mut MergeState
             continue;
         }
         let started = std::time::Instant::now();
+        // The merge is one statement that may touch every page of the large table, and SQLite
+        // keeps a copy of each page it touches in a statement journal until it ends: in memory
+        // that was the table's size at every merge (200 MiB at 3 million keys). In a temporary
+        // file it is in the OS's cache, not the process's. (The batches' savepoints keep theirs
+        // in memory: small, and on the hot path.)
+        let _ = conn.execute_batch("PRAGMA temp_store = FILE;");
         let res = (|| -> StoreResult<usize> {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -261,6 +267,9 @@ fn merge_levels_if_due(path: &str, conn: &mut Connection, state: &mut MergeState
             crate::dedup::committed();
             Ok(moved)
         })();
+        if let Err(e) = conn.execute_batch("PRAGMA temp_store = MEMORY;") {
+            tracing::warn!(error = %e, "sqlite temp_store not set back to memory");
+        }
         match res {
             Ok(moved) => {
                 if level.filtered {
