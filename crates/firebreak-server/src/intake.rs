@@ -7,10 +7,12 @@
 //!   without bound (each waiting request holds its connection and a chunk of its body);
 //! - a refused request's body is read and dropped first (up to [`DRAIN_BYTES`]), so that the
 //!   client reads the 503 and keeps its connection, instead of a reset while it is still
-//!   sending.
+//!   sending. A client that sent `Expect: 100-continue` has sent no body: it waits for a slot
+//!   half a second at most (curl sends its body after a second without an answer) and is
+//!   refused without a read; so is a body announced larger than the bound.
 
 use crate::error::ApiError;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use firebreak_intake::webhook::CompiledMapping;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +26,8 @@ pub const WAITING_PER_SLOT: usize = 4;
 pub const DRAIN_BYTES: usize = 4 * 1024 * 1024;
 /// ... and for this long at most.
 const DRAIN_TIME: Duration = Duration::from_secs(2);
+/// How long a request that waits for `100 Continue` waits for a slot at most.
+const EXPECT_WAIT: Duration = Duration::from_millis(500);
 
 /// A webhook source of `POST /ingest/webhook/{source}`.
 #[derive(Clone)]
@@ -92,17 +96,36 @@ impl IntakeSettings {
         headers: &axum::http::HeaderMap,
         body: axum::body::Body,
     ) -> Result<(OwnedSemaphorePermit, axum::body::Body), ApiError> {
-        if let Some(p) = self.slot().await {
+        // A client waiting for `100 Continue` has sent no body and, refused, sends none; it
+        // waits for the answer about a second only (curl), then sends it anyway, so it waits
+        // for a slot less than that. hyper takes the last `Expect` header.
+        let expects_continue = headers
+            .get_all(header::EXPECT)
+            .iter()
+            .next_back()
+            .is_some_and(|v| {
+                v.as_bytes()
+                    .trim_ascii()
+                    .eq_ignore_ascii_case(b"100-continue")
+            });
+        let wait = if expects_continue {
+            self.wait.min(EXPECT_WAIT)
+        } else {
+            self.wait
+        };
+        if let Some(p) = self.slot(wait).await {
             metrics::gauge!("firebreak_intake_free_slots")
                 .set(self.gate.available_permits() as f64);
             return Ok((p, body));
         }
         metrics::counter!("firebreak_intake_shed_total").increment(1);
-        // a client waiting for `100 Continue` has sent no body and, refused, sends none
-        let expects_continue = headers
-            .get(axum::http::header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        if !expects_continue {
+        // a body announced larger than the drain's bound would be cut anyway: not read at all
+        let too_large = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > DRAIN_BYTES as u64);
+        if !expects_continue && !too_large {
             drain(body).await;
         }
         Err(ApiError {
@@ -116,7 +139,7 @@ impl IntakeSettings {
     }
 
     /// A free slot, or one that frees within `wait` when the waiting room has a place.
-    async fn slot(&self) -> Option<OwnedSemaphorePermit> {
+    async fn slot(&self, wait: Duration) -> Option<OwnedSemaphorePermit> {
         if let Ok(p) = self.gate.clone().try_acquire_owned() {
             return Some(p);
         }
@@ -131,7 +154,7 @@ impl IntakeSettings {
         if before >= self.max_waiting {
             return None;
         }
-        tokio::time::timeout(self.wait, self.gate.clone().acquire_owned())
+        tokio::time::timeout(wait, self.gate.clone().acquire_owned())
             .await
             .ok()?
             .ok()

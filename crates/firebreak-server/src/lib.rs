@@ -239,10 +239,10 @@ async fn ensure_envelope(res: Response) -> Response {
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
-/// The whole HTTP application, for a plain-HTTP loopback deployment.
-/// A failed response in the log: a 503 is load shed on purpose (counted by
-/// `firebreak_intake_shed_total`), logged at debug so an overload does not flood the log with
-/// one error per refused request; any other failure at error.
+/// A failed response in the log: a 503 is load shed on purpose (intake refusals are counted by
+/// `firebreak_intake_shed_total`; storage and readiness 503s are logged where they are raised),
+/// logged at debug so an overload does not flood the log with one error per refused request;
+/// any other failure at error.
 fn log_failure(
     class: tower_http::classify::ServerErrorsFailureClass,
     latency: std::time::Duration,
@@ -258,6 +258,7 @@ fn log_failure(
     }
 }
 
+/// The whole HTTP application, for a plain-HTTP loopback deployment.
 pub fn router(app: App) -> Router {
     router_with(app, web::WebConfig::default())
 }

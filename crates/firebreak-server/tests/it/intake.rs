@@ -1118,6 +1118,39 @@ async fn a_refused_body_is_read_first_unless_the_client_waits_for_100_continue()
         .await
         .unwrap_err();
     assert_eq!(read.load(Ordering::SeqCst), 0);
+    // nor is a body announced larger than the bound (it would be cut and the connection closed)
+    let mut large = HeaderMap::new();
+    let announced = (firebreak_server::intake::DRAIN_BYTES + 1).to_string();
+    large.insert("content-length", announced.parse().unwrap());
+    let read = std::sync::Arc::new(AtomicUsize::new(0));
+    s.admit(&large, counted_body(100, read.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(read.load(Ordering::SeqCst), 0);
+    drop(held);
+}
+
+#[tokio::test]
+async fn a_client_waiting_for_100_continue_is_answered_before_it_gives_up() {
+    let mut s = firebreak_server::intake::IntakeSettings::new(Default::default(), 1);
+    s.wait = std::time::Duration::from_secs(30);
+    let held = s.admit(&HeaderMap::new(), Body::empty()).await.unwrap();
+    // curl sends its body anyway after a second without `100 Continue`: the 503 comes first,
+    // whatever the case and however many `Expect` headers (hyper takes the last)
+    for values in [&["100-continue"][..], &["foo", " 100-Continue "]] {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("expect", v.parse().unwrap());
+        }
+        let started = std::time::Instant::now();
+        let err = s.admit(&h, Body::empty()).await.unwrap_err();
+        assert_eq!(err.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(900),
+            "{values:?}: refused after {:?}",
+            started.elapsed()
+        );
+    }
     drop(held);
 }
 
