@@ -26,17 +26,17 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             .and_then(PrometheusBuilder::install_recorder)
         {
             Ok(h) => {
-                if HANDLE.set(h).is_ok() {
+                if HANDLE.set(h).is_ok()
+                    && let Some(h) = HANDLE.get()
+                {
                     // histogram samples pile up in the recorder until an upkeep folds them in;
                     // a server nobody scrapes must not grow by a sample per request
                     let spawned = std::thread::Builder::new()
                         .name("metrics-upkeep".into())
-                        .spawn(|| {
+                        .spawn(move || {
                             loop {
                                 std::thread::sleep(UPKEEP_EVERY);
-                                if let Some(h) = HANDLE.get() {
-                                    h.run_upkeep();
-                                }
+                                h.run_upkeep();
                             }
                         });
                     if let Err(e) = spawned {
