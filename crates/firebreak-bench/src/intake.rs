@@ -124,6 +124,9 @@ struct RunResult {
     /// The server's RSS just before the HTTP ingest.
     server_rss_before_mib: Option<f64>,
     ratio_to_typed_parse: f64,
+    /// CPU time per line, in microseconds: of the process doing the work and, on PostgreSQL,
+    /// of its backends (less noisy than the rate on a shared machine).
+    cpu_us_per_event: f64,
     usage: Usage,
     counts: BTreeMap<String, i64>,
     /// The database: SQLite's file (without its WAL), or pg_database_size.
@@ -146,6 +149,8 @@ struct GroupSummary {
     seconds_median: f64,
     peak_rss_mib_median: f64,
     ratio_median: f64,
+    /// CPU µs per line (see [`RunResult::cpu_us_per_event`]), the median of the runs.
+    cpu_us_per_event_median: f64,
     verdicts: Vec<String>,
 }
 
@@ -806,6 +811,11 @@ fn with_server(
     r.events_per_s = g.lines as f64 / usage.seconds;
     r.peak_rss_mib = usage.peak_rss_mib;
     r.ratio_to_typed_parse = r.events_per_s / ceilings.typed_lines_per_s;
+    r.cpu_us_per_event = if g.lines == 0 {
+        0.0
+    } else {
+        (usage.cpu_pct + usage.postgres_cpu_pct) / 100.0 * usage.seconds / g.lines as f64 * 1e6
+    };
     r.usage = usage;
 
     // nothing lost, nothing miscounted
@@ -887,7 +897,7 @@ fn print_row(r: &RunResult) {
         .map(|(n, p)| format!("{n} {p:.0}%"))
         .collect();
     println!(
-        "{:<8} {:<4} {:>3} {:>9} {:>9} {:>7} {:>9} {:>8.2} {:>9} {:>8.1} {:>6.3} {:>6.0}% {:>6.0}% {:>5.0}% {:>5.1}% {:>7.0} {:>7.0}  {:<16} {}{}",
+        "{:<8} {:<4} {:>3} {:>9} {:>9} {:>7} {:>9} {:>8.2} {:>9} {:>8.1} {:>6.3} {:>6.1} {:>6.0}% {:>6.0}% {:>5.0}% {:>5.1}% {:>7.0} {:>7.0}  {:<16} {}{}",
         r.backend,
         r.path,
         r.run,
@@ -899,6 +909,7 @@ fn print_row(r: &RunResult) {
         fmt_n(r.events_per_s),
         r.peak_rss_mib,
         r.ratio_to_typed_parse,
+        r.cpu_us_per_event,
         r.usage.cpu_pct,
         r.usage.postgres_cpu_pct,
         r.usage.machine_busy_pct,
@@ -917,10 +928,10 @@ fn print_row(r: &RunResult) {
 
 fn print_header() {
     println!(
-        "events/s = lines / wall seconds of `firebreak ingest` (cli) or of the POST (http); peakMiB = VmHWM of `firebreak ingest` (cli) or of the server (http); ratio = events/s / bare typed parse lines/s; fbCPU = that process's CPU, pgCPU = all postgres processes (% of one core); busy, iowt = the machine (% of all cores); walMiB = SQLite WAL file at the end"
+        "events/s = lines / wall seconds of `firebreak ingest` (cli) or of the POST (http); peakMiB = VmHWM of `firebreak ingest` (cli) or of the server (http); ratio = events/s / bare typed parse lines/s; cpuµs = CPU time per line of that process and of PostgreSQL's, in µs; fbCPU = that process's CPU, pgCPU = all postgres processes (% of one core); busy, iowt = the machine (% of all cores); walMiB = SQLite WAL file at the end"
     );
     println!(
-        "{:<8} {:<4} {:>3} {:>9} {:>9} {:>7} {:>9} {:>8} {:>9} {:>8} {:>6} {:>7} {:>7} {:>6} {:>6} {:>7} {:>7}  {:<16} busiest threads (% of a core)",
+        "{:<8} {:<4} {:>3} {:>9} {:>9} {:>7} {:>9} {:>8} {:>9} {:>8} {:>6} {:>6} {:>7} {:>7} {:>6} {:>6} {:>7} {:>7}  {:<16} busiest threads (% of a core)",
         "backend",
         "path",
         "run",
@@ -932,6 +943,7 @@ fn print_header() {
         "events/s",
         "peakMiB",
         "ratio",
+        "cpuµs",
         "fbCPU",
         "pgCPU",
         "busy",
@@ -1083,8 +1095,17 @@ pub fn run(args: &IntakeArgs) -> Result<bool> {
     let mut summary = Vec::new();
     println!();
     println!(
-        "{:<8} {:<4} {:>4} {:>10} {:>10} {:>10} {:>9} {:>9} {:>7}  verdict (issue 5: >= 50,000 events/s durable on SQLite; >= 0.25 x bare typed parse)",
-        "backend", "path", "runs", "ev/s min", "ev/s med", "ev/s max", "s med", "peakMiB", "ratio"
+        "{:<8} {:<4} {:>4} {:>10} {:>10} {:>10} {:>9} {:>9} {:>7} {:>9}  verdict (issue 5: >= 50,000 events/s durable on SQLite; >= 0.25 x bare typed parse)",
+        "backend",
+        "path",
+        "runs",
+        "ev/s min",
+        "ev/s med",
+        "ev/s max",
+        "s med",
+        "peakMiB",
+        "ratio",
+        "cpuµs med"
     );
     for b in &backends {
         for p in &paths {
@@ -1122,10 +1143,13 @@ pub fn run(args: &IntakeArgs) -> Result<bool> {
                 seconds_median: median(&rs.iter().map(|r| r.seconds).collect::<Vec<_>>()),
                 peak_rss_mib_median: median(&rs.iter().map(|r| r.peak_rss_mib).collect::<Vec<_>>()),
                 ratio_median: ratio,
+                cpu_us_per_event_median: median(
+                    &rs.iter().map(|r| r.cpu_us_per_event).collect::<Vec<_>>(),
+                ),
                 verdicts,
             };
             println!(
-                "{:<8} {:<4} {:>4} {:>10} {:>10} {:>10} {:>9.2} {:>9.1} {:>7.3}  {}",
+                "{:<8} {:<4} {:>4} {:>10} {:>10} {:>10} {:>9.2} {:>9.1} {:>7.3} {:>9.1}  {}",
                 s.backend,
                 s.path,
                 s.runs,
@@ -1135,6 +1159,7 @@ pub fn run(args: &IntakeArgs) -> Result<bool> {
                 s.seconds_median,
                 s.peak_rss_mib_median,
                 s.ratio_median,
+                s.cpu_us_per_event_median,
                 s.verdicts.join(", ")
             );
             summary.push(s);
