@@ -440,26 +440,20 @@ pub(crate) fn merged() {
     });
 }
 
-/// A repeat of a pending key: its row updated as the keyed level's upsert did (a new event
-/// once the window has passed), answering the event that holds the key now.
-pub(crate) fn update(
+/// The event that holds a pending key, and the key's row (`None`: the key is not pending).
+pub(crate) fn find(
     hot: &mut crate::writer::Hot<'_>,
     key: &str,
-    candidate: &str,
-    window_start: i64,
-    now: i64,
-) -> StoreResult<Option<String>> {
+) -> StoreResult<Option<(String, Option<i64>)>> {
     let rows = INDEX.with_borrow(|ix| ix.candidates(key));
     for rowid in rows {
-        let winner: Option<String> = hot
-            .get(crate::writer::Q::DedupPendingUpdate)?
-            .query_row(params![key, candidate, window_start, now, rowid], |r| {
-                r.get(0)
-            })
+        let holder: Option<String> = hot
+            .get(crate::writer::Q::DedupPendingGet)?
+            .query_row(params![key, rowid], |r| r.get(0))
             .optional()
             .map_err(err)?;
-        if winner.is_some() {
-            return Ok(winner);
+        if let Some(holder) = holder {
+            return Ok(Some((holder, Some(rowid))));
         }
     }
     Ok(None)

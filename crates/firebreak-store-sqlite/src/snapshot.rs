@@ -41,6 +41,23 @@ fn value(row: &sqlx::sqlite::SqliteRow, i: usize) -> StoreResult<SqlValue> {
     })
 }
 
+/// What the export selects for a column of `table` (read as `alias`).
+///
+/// A dedup key's `last_seen` is the time it moved to its event, or later: the SQLite writer
+/// counts a repeat on the event's row alone (`writer::ingest_event`). A snapshot carries the
+/// event's `last_seen` when it is later, as a backend that judges the window on the key's
+/// own `last_seen` (PostgreSQL) needs it.
+fn column_expr(table: &str, alias: &str, column: &str) -> String {
+    if table == "event_dedup" && column == "last_seen" {
+        format!(
+            "max({alias}.\"last_seen\", COALESCE((SELECT e.last_seen FROM events e \
+             WHERE e.id = {alias}.event_id), {alias}.\"last_seen\")) AS \"last_seen\""
+        )
+    } else {
+        format!("{alias}.\"{column}\"")
+    }
+}
+
 pub(crate) async fn export(
     read: &SqlitePool,
     packer: &crate::pack::Packer,
@@ -63,10 +80,10 @@ pub(crate) async fn export(
         .map_err(sink_err)?;
         let list = cols
             .iter()
-            .map(|c| format!("\"{c}\""))
+            .map(|c| column_expr(table, "t", c))
             .collect::<Vec<_>>()
             .join(", ");
-        let mut sql = format!("SELECT {list} FROM \"{table}\"");
+        let mut sql = format!("SELECT {list} FROM \"{table}\" t");
         // a second level's rows go out as rows of its table (a key is in one level only;
         // should one be in both, the merged level's row is the one exported)
         for (level, _, key) in LEVELS.iter().filter(|(_, of, _)| *of == table) {
@@ -77,7 +94,7 @@ pub(crate) async fn export(
                 .join(" AND ");
             let rlist = cols
                 .iter()
-                .map(|c| format!("r.\"{c}\""))
+                .map(|c| column_expr(table, "r", c))
                 .collect::<Vec<_>>()
                 .join(", ");
             sql.push_str(&format!(

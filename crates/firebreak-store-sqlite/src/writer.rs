@@ -1361,48 +1361,61 @@ fn ingest_event<'a>(
     let candidate = e.id.to_string();
     let window_start = to_millis(item.window_start);
     // A key first seen since the last merge is in event_dedup_pending, found through the
-    // writer's index of it (dedup.rs) and updated there; one seen before is in event_dedup and
-    // updated there (a repeat, or a new event after its window); a new key is appended to
-    // event_dedup_pending, which the writer merges into event_dedup in key order (migration
-    // 0014): a new key dirties no random page of a B-tree.
-    let pending_winner = crate::dedup::update(hot, &item.dedup_key, &candidate, window_start, now)?;
-    let winner: String = match pending_winner {
-        Some(w) => w,
-        None => {
-            let merged: Option<String> = if !crate::dedup::may_be_merged(&item.dedup_key) {
-                None
-            } else {
-                hot.get(Q::DedupMerged)?
-                    .query_row(params![item.dedup_key, candidate, window_start, now], |r| {
-                        r.get(0)
-                    })
-                    .optional()
-                    .map_err(err)?
-            };
-            match merged {
-                Some(w) => w,
-                None => {
-                    crate::dedup::insert(hot, &item.dedup_key, &candidate, now)?;
-                    candidate.clone()
-                }
-            }
-        }
+    // writer's index of it (dedup.rs); one seen before is in event_dedup; a new key is
+    // appended to event_dedup_pending, which the writer merges into event_dedup in key order
+    // (migration 0014): a new key dirties no random page of a B-tree.
+    //
+    // A repeat writes its event's row and nothing else: the window is judged on the event's
+    // own `last_seen` (which every repeat moves, as it moved the key's), so the key's row is
+    // only read. It is written when the key moves to a new event (the old one's window has
+    // passed, or the event is gone). Writing both rows dirtied two random pages per repeat.
+    // So a key's `last_seen` is when it moved to its event, or later: the snapshot export
+    // gives it as the event's (`snapshot.rs`).
+    let holder = match crate::dedup::find(hot, &item.dedup_key)? {
+        Some(found) => Some(found),
+        None if crate::dedup::may_be_merged(&item.dedup_key) => hot
+            .get(Q::DedupMergedGet)?
+            .query_row([&item.dedup_key], |r| r.get::<_, String>(0))
+            .optional()
+            .map_err(err)?
+            .map(|id| (id, None)),
+        None => None,
     };
-    if winner == candidate {
+    let Some((holder, pending_row)) = holder else {
+        crate::dedup::insert(hot, &item.dedup_key, &candidate, now)?;
         insert_event(hot, item, pending)?;
         return Ok(Ingested {
             event_id: e.id,
             created: true,
             resolved: false,
         });
-    }
-    let winner_id = parse_uuid(&winner)?;
-    hot.get(Q::EventRepeat)?
-        .execute(params![e.occurrences, now, winner])
+    };
+    let counted = hot
+        .get(Q::EventRepeat)?
+        .execute(params![e.occurrences, now, holder, window_start])
         .map_err(err)?;
+    if counted == 1 {
+        return Ok(Ingested {
+            event_id: parse_uuid(&holder)?,
+            created: false,
+            resolved: false,
+        });
+    }
+    // the holder's window has passed (or it is gone): the key moves to this new event
+    match pending_row {
+        Some(rowid) => {
+            hot.get(Q::DedupPendingMove)?
+                .execute(params![item.dedup_key, candidate, now, rowid])
+        }
+        None => hot
+            .get(Q::DedupMergedMove)?
+            .execute(params![item.dedup_key, candidate, now]),
+    }
+    .map_err(err)?;
+    insert_event(hot, item, pending)?;
     Ok(Ingested {
-        event_id: winner_id,
-        created: false,
+        event_id: e.id,
+        created: true,
         resolved: false,
     })
 }
@@ -1420,8 +1433,10 @@ pub(crate) struct Hot<'c> {
 pub(crate) enum Q {
     InsertEvent,
     EventRepeat,
-    DedupMerged,
-    DedupPendingUpdate,
+    DedupMergedGet,
+    DedupMergedMove,
+    DedupPendingGet,
+    DedupPendingMove,
     DedupPendingInsert,
     ObservableMerged,
     ObservableTouch,
@@ -1441,17 +1456,19 @@ impl Q {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, 1)"
             }
             Q::EventRepeat => {
-                "UPDATE events SET occurrences = occurrences + ?1, last_seen = max(last_seen, ?2) WHERE id = ?3"
+                "UPDATE events SET occurrences = occurrences + ?1, last_seen = max(last_seen, ?2) \
+                 WHERE id = ?3 AND last_seen >= ?4"
             }
-            Q::DedupMerged => {
-                "UPDATE event_dedup SET \
-                 event_id = CASE WHEN last_seen < ?3 THEN ?2 ELSE event_id END, \
-                 last_seen = max(last_seen, ?4) WHERE dedup_key = ?1 RETURNING event_id"
+            Q::DedupMergedGet => "SELECT event_id FROM event_dedup WHERE dedup_key = ?1",
+            Q::DedupMergedMove => {
+                "UPDATE event_dedup SET event_id = ?2, last_seen = max(last_seen, ?3) WHERE dedup_key = ?1"
             }
-            Q::DedupPendingUpdate => {
-                "UPDATE event_dedup_pending SET \
-                 event_id = CASE WHEN last_seen < ?3 THEN ?2 ELSE event_id END, \
-                 last_seen = max(last_seen, ?4) WHERE rowid = ?5 AND dedup_key = ?1 RETURNING event_id"
+            Q::DedupPendingGet => {
+                "SELECT event_id FROM event_dedup_pending WHERE rowid = ?2 AND dedup_key = ?1"
+            }
+            Q::DedupPendingMove => {
+                "UPDATE event_dedup_pending SET event_id = ?2, last_seen = max(last_seen, ?3) \
+                 WHERE rowid = ?4 AND dedup_key = ?1"
             }
             Q::DedupPendingInsert => {
                 "INSERT INTO event_dedup_pending (dedup_key, event_id, last_seen) VALUES (?1, ?2, ?3)"

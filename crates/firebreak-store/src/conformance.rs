@@ -1557,8 +1557,29 @@ pub async fn events_dedup_inside_the_window_and_split_after_it(ts: &TestStore) {
     assert_eq!(stored.title, "first", "a repeat changes only the counters");
     assert!(ts.store.get_event(again.id).await.is_err());
 
+    // the window slides with the event's last occurrence: 65 minutes after the key's first
+    // event, but 55 after its last repeat, another repeat still counts
+    let ts1 = t1 + time::Duration::minutes(55);
+    let slid = sample_event("slid", ts1);
+    let r = ingest(
+        ts,
+        vec![new_event(
+            slid.clone(),
+            "k1",
+            ts1 - time::Duration::hours(1),
+        )],
+    )
+    .await;
+    assert_eq!(
+        r[0].event_id, first.id,
+        "the window slides with the repeats"
+    );
+    assert!(!r[0].created);
+    let stored = ts.store.get_event(first.id).await.unwrap();
+    assert_eq!((stored.occurrences, stored.last_seen), (5, ts1));
+
     // after the window, the same key starts a new event
-    let t2 = t1 + time::Duration::minutes(90);
+    let t2 = ts1 + time::Duration::minutes(90);
     let late = sample_event("late", t2);
     let r = ingest(
         ts,
@@ -1567,7 +1588,20 @@ pub async fn events_dedup_inside_the_window_and_split_after_it(ts: &TestStore) {
     .await;
     assert!(r[0].created);
     assert_eq!(r[0].event_id, late.id);
-    assert_eq!(ts.store.get_event(first.id).await.unwrap().occurrences, 4);
+    assert_eq!(ts.store.get_event(first.id).await.unwrap().occurrences, 5);
+    // and the key stays with the new event
+    let t2b = t2 + time::Duration::minutes(1);
+    let r = ingest(
+        ts,
+        vec![new_event(
+            sample_event("late again", t2b),
+            "k1",
+            t2b - time::Duration::hours(1),
+        )],
+    )
+    .await;
+    assert_eq!((r[0].event_id, r[0].created), (late.id, false));
+    assert_eq!(ts.store.get_event(late.id).await.unwrap().occurrences, 2);
 
     // concurrent ingestion of one key from many callers makes one event
     let t3 = t2 + time::Duration::minutes(1);

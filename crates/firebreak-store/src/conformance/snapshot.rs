@@ -59,6 +59,15 @@ pub async fn snapshots_round_trip_every_table(ts: &TestStore) {
         ],
     )
     .await;
+    // a repeat moves the key's last_seen as the snapshot carries it, on every backend (the
+    // SQLite writer writes only the event's row for a repeat)
+    let t1 = t0 + time::Duration::minutes(1);
+    let r = ingest(
+        ts,
+        vec![new_event(sample_event("snap a again", t1), "snap-a", t0)],
+    )
+    .await;
+    assert!(!r[0].created, "a repeat inside the window");
     let counts_before = ts.store.count_events().await.unwrap();
     let hits_before = ts.store.suppression_hits().await.unwrap();
 
@@ -81,6 +90,24 @@ pub async fn snapshots_round_trip_every_table(ts: &TestStore) {
         ("audit_checkpoints", 1),
     ] {
         assert!(tables[t].1.len() >= min, "{t}: {} rows", tables[t].1.len());
+    }
+    {
+        let mut items = a.iter().skip_while(
+            |i| !matches!(i, SnapshotItem::Table { name, .. } if name == "event_dedup"),
+        );
+        let Some(SnapshotItem::Table { columns, .. }) = items.next() else {
+            panic!("no event_dedup table")
+        };
+        let at = |c: &str| columns.iter().position(|x| x == c).unwrap();
+        let row = items
+            .map_while(|i| match i {
+                SnapshotItem::Row(v) => Some(v),
+                _ => None,
+            })
+            .find(|v| v[at("dedup_key")] == SqlValue::Text("snap-a".into()))
+            .expect("the key snap-a exported");
+        let t1_ms = (t1.unix_timestamp_nanos() / 1_000_000) as i64;
+        assert_eq!(row[at("last_seen")], SqlValue::Int(t1_ms), "{row:?}");
     }
     // the shared form: timestamps in epoch milliseconds, booleans as 0/1, tags as JSON text
     let (cols, _) = &tables["tickets"];
