@@ -12,7 +12,7 @@ use firebreak_store::{ChangeSet, Op, RecordFilter, StoreError, WorkflowRecord};
 use serde_json::json;
 use uuid::Uuid;
 
-const K_ASSET: &str = "asset";
+pub(crate) const K_ASSET: &str = "asset";
 const K_TICKET_ASSET: &str = "ticket_asset";
 
 fn parse(r: &WorkflowRecord) -> AppResult<Asset> {

@@ -28,7 +28,7 @@ use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use uuid::Uuid;
 
-const K_SUPPRESSION: &str = "suppression_rule";
+pub(crate) const K_SUPPRESSION: &str = "suppression_rule";
 const K_COMMUNICATION: &str = "communication";
 /// Events one bulk action takes at most.
 const MAX_BULK: usize = 500;

@@ -16,7 +16,7 @@ use firebreak_domain::plan::{ClassificationRule, IntakePolicy, Thresholds};
 use firebreak_domain::role::Role;
 use firebreak_domain::ticket::{EventStatus, Priority, Severity, SourceKind};
 use firebreak_intake::{Action, NormalizedEvent};
-use firebreak_store::{ChangeSet, NewEvent, Op};
+use firebreak_store::{ChangeSet, NewEvent, Op, RecordsMarker};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -51,7 +51,6 @@ const YIELD_EVERY: usize = 256;
 
 /// What intake needs to know, read once and shared by every batch until it expires.
 pub struct IntakeState {
-    loaded: Instant,
     by_name: HashMap<String, Arc<Asset>>,
     by_address: HashMap<String, Arc<Asset>>,
     suppression: Vec<(SuppressionRule, Condition)>,
@@ -64,8 +63,17 @@ pub struct IntakeState {
     thresholds: Thresholds,
 }
 
+/// The intake snapshot, when its records were last found unchanged, and their marker then.
 #[derive(Default)]
-pub struct IntakeCache(RwLock<Option<Arc<IntakeState>>>);
+pub struct IntakeCache(RwLock<Option<(Arc<IntakeState>, Instant, RecordsMarker)>>);
+
+/// The records an intake snapshot is made of: a change to any of them (here or on another node)
+/// makes the next check after [`INTAKE_TTL`] read them again.
+const INTAKE_KINDS: [&str; 3] = [
+    crate::assets::K_ASSET,
+    crate::helpdesk::K_SUPPRESSION,
+    crate::plan::K_PLAN,
+];
 
 impl IntakeCache {
     pub fn invalidate(&self) {
@@ -509,13 +517,31 @@ impl App {
         self.intake_cache.invalidate();
     }
 
-    /// The intake snapshot, read again when older than [`INTAKE_TTL`].
+    /// The intake snapshot. Past [`INTAKE_TTL`] its records' marker is read (one aggregate
+    /// query): the snapshot is read again only if they changed. Reading ten thousand assets
+    /// every 5 s was a few percent of a bulk intake's CPU, and grew with the inventory.
     pub async fn intake_state(&self) -> AppResult<Arc<IntakeState>> {
-        if let Ok(g) = self.intake_cache.0.read()
-            && let Some(s) = g.as_ref()
-            && s.loaded.elapsed() < INTAKE_TTL
+        let cached = match self.intake_cache.0.read() {
+            Ok(g) => g.clone(),
+            Err(_) => None,
+        };
+        if let Some((state, checked, _)) = &cached
+            && checked.elapsed() < INTAKE_TTL
         {
-            return Ok(s.clone());
+            return Ok(state.clone());
+        }
+        // read before the records: a change made while they are read moves it again
+        let marker = self.store.records_marker(&INTAKE_KINDS).await?;
+        if let Some((state, _, seen)) = cached
+            && seen == marker
+        {
+            if let Ok(mut g) = self.intake_cache.0.write()
+                && let Some(entry) = g.as_mut()
+                && Arc::ptr_eq(&entry.0, &state)
+            {
+                entry.1 = Instant::now();
+            }
+            return Ok(state);
         }
         let assets = self.all_assets().await?;
         let mut by_name = HashMap::new();
@@ -542,7 +568,8 @@ impl App {
                 }
             }
         }
-        let plan = self.current_plan().await?;
+        // the plan as stored now, not as cached: the marker says it may have changed
+        let plan = self.current_plan_fresh().await?.plan;
         let mut rules = Vec::new();
         for r in &plan.intake.rules {
             match Condition::compile(&r.when) {
@@ -561,7 +588,6 @@ impl App {
             rules_needs.union(c.needs());
         }
         let state = Arc::new(IntakeState {
-            loaded: Instant::now(),
             by_name,
             by_address,
             suppression,
@@ -572,7 +598,7 @@ impl App {
             thresholds: plan.thresholds,
         });
         if let Ok(mut g) = self.intake_cache.0.write() {
-            *g = Some(state.clone());
+            *g = Some((state.clone(), Instant::now(), marker));
         }
         Ok(state)
     }

@@ -10,7 +10,7 @@ use firebreak_store::{ChangeSet, Op, RecordFilter, WorkflowRecord};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-const K_PLAN: &str = "plan";
+pub(crate) const K_PLAN: &str = "plan";
 /// How long a node may use a plan it read before reading again.
 pub const PLAN_TTL: Duration = Duration::from_secs(5);
 

@@ -17,9 +17,9 @@ use firebreak_domain::ticket::Ticket;
 use firebreak_domain::user::User;
 use firebreak_store::{
     AccessGrant, Announcement, AuditSigner, AuditStore, ChangeSet, CommitOutcome, DocumentRecord,
-    DocumentStore, Op, RecordFilter, SessionRecord, Store, StoreError, StoreResult, ThrottleRecord,
-    TicketFilter, TicketStore, TokenRecord, TotpRecord, UserRecord, UserStore, WorkflowRecord,
-    WorkflowStore, roles_to_text, scopes_to_text, truncate_millis,
+    DocumentStore, Op, RecordFilter, RecordsMarker, SessionRecord, Store, StoreError, StoreResult,
+    ThrottleRecord, TicketFilter, TicketStore, TokenRecord, TotpRecord, UserRecord, UserStore,
+    WorkflowRecord, WorkflowStore, roles_to_text, scopes_to_text, truncate_millis,
 };
 use rows::err;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -1194,6 +1194,24 @@ impl WorkflowStore for PgStore {
             .push_bind(i64::from(limit));
         let rows = q.build().fetch_all(&self.pool).await.map_err(err)?;
         rows.iter().map(rows::record).collect()
+    }
+
+    async fn records_marker(&self, kinds: &[&str]) -> StoreResult<RecordsMarker> {
+        let kinds: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+        let (count, versions, latest_update_ms): (i64, i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(version), 0)::bigint, \
+             COALESCE((EXTRACT(EPOCH FROM MAX(updated_at)) * 1000)::bigint, 0) \
+             FROM workflow_records WHERE kind = ANY($1)",
+        )
+        .bind(kinds)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(RecordsMarker {
+            count,
+            versions,
+            latest_update_ms,
+        })
     }
 }
 

@@ -19,9 +19,9 @@ use firebreak_domain::user::User;
 use firebreak_store::{
     AccessGrant, AuditSigner, AuditStore, ChangeSet, CommitOutcome, DocumentRecord, DocumentStore,
     EventFilter, EventStore, JobRecord, ObservableFilter, ObservableRecord, RecordFilter,
-    SessionRecord, Store, StoreError, StoreResult, SuppressionHits, ThrottleRecord, TicketFilter,
-    TicketStore, TokenRecord, TotpRecord, UserRecord, UserStore, WorkflowRecord, WorkflowStore,
-    from_millis, like_escape, to_millis,
+    RecordsMarker, SessionRecord, Store, StoreError, StoreResult, SuppressionHits, ThrottleRecord,
+    TicketFilter, TicketStore, TokenRecord, TotpRecord, UserRecord, UserStore, WorkflowRecord,
+    WorkflowStore, from_millis, like_escape, to_millis,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -497,6 +497,31 @@ impl WorkflowStore for SqliteStore {
             .push_bind(i64::from(limit));
         let rows = q.build().fetch_all(&self.read).await.map_err(rows::err)?;
         rows.iter().map(rows::record).collect()
+    }
+
+    async fn records_marker(&self, kinds: &[&str]) -> StoreResult<RecordsMarker> {
+        let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT COUNT(*), COALESCE(SUM(version), 0), COALESCE(MAX(updated_at), 0) \
+             FROM workflow_records WHERE kind IN (",
+        );
+        let mut list = q.separated(", ");
+        for k in kinds {
+            list.push_bind(k.to_string());
+        }
+        if kinds.is_empty() {
+            list.push("NULL");
+        }
+        q.push(")");
+        let (count, versions, latest_update_ms): (i64, i64, i64) = q
+            .build_query_as()
+            .fetch_one(&self.read)
+            .await
+            .map_err(rows::err)?;
+        Ok(RecordsMarker {
+            count,
+            versions,
+            latest_update_ms,
+        })
     }
 }
 

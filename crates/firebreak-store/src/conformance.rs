@@ -61,6 +61,7 @@ macro_rules! store_conformance_suite {
             documents_list_oldest_first_and_blobs_are_stored_once,
             workflow_records_filter_and_list_oldest_first,
             workflow_record_updates_check_the_version,
+            workflow_records_marker_moves_with_every_change,
             events_dedup_inside_the_window_and_split_after_it,
             events_resolve_and_release_their_key,
             events_list_filter_paginate_and_count,
@@ -1352,6 +1353,94 @@ pub async fn workflow_records_filter_and_list_oldest_first(ts: &TestStore) {
         Err(StoreError::NotFound)
     ));
     assert_eq!(ts.store.get_record(m1.id).await.unwrap(), m1);
+}
+
+pub async fn workflow_records_marker_moves_with_every_change(ts: &TestStore) {
+    let kinds = ["marker_asset", "marker_rule"];
+    let empty = ts.store.records_marker(&kinds).await.unwrap();
+    assert_eq!(empty, crate::RecordsMarker::default());
+    assert_eq!(
+        ts.store.records_marker(&[]).await.unwrap(),
+        crate::RecordsMarker::default()
+    );
+    let a = workflow_record(0x3a1, "marker_asset", None, None, "active", None, 0);
+    commit_op(ts, Op::InsertRecord(a.clone())).await.unwrap();
+    let one = ts.store.records_marker(&kinds).await.unwrap();
+    let at0 = (at(0).unix_timestamp_nanos() / 1_000_000) as i64;
+    assert_eq!(
+        one,
+        crate::RecordsMarker {
+            count: 1,
+            versions: 1,
+            latest_update_ms: at0
+        }
+    );
+    // another kind leaves it as it was
+    commit_op(
+        ts,
+        Op::InsertRecord(workflow_record(
+            0x3a2,
+            "marker_other",
+            None,
+            None,
+            "active",
+            None,
+            5,
+        )),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ts.store.records_marker(&kinds).await.unwrap(), one);
+    // an update moves the versions and the latest time
+    let edited = WorkflowRecord {
+        status: "retired".into(),
+        updated_at: at(MINUTE),
+        ..a.clone()
+    };
+    commit_op(
+        ts,
+        Op::UpdateRecord {
+            record: edited,
+            expected_version: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let two = ts.store.records_marker(&kinds).await.unwrap();
+    assert_eq!((two.count, two.versions), (1, 2));
+    assert_eq!(two.latest_update_ms, at0 + MINUTE);
+    // a record of the second kind is counted with the first
+    commit_op(
+        ts,
+        Op::InsertRecord(workflow_record(
+            0x3a3,
+            "marker_rule",
+            None,
+            None,
+            "active",
+            None,
+            2 * MINUTE,
+        )),
+    )
+    .await
+    .unwrap();
+    let three = ts.store.records_marker(&kinds).await.unwrap();
+    assert_eq!(
+        three,
+        crate::RecordsMarker {
+            count: 2,
+            versions: 3,
+            latest_update_ms: at0 + 2 * MINUTE
+        }
+    );
+    assert_eq!(
+        ts.store
+            .records_marker(&["marker_rule"])
+            .await
+            .unwrap()
+            .count,
+        1
+    );
 }
 
 pub async fn workflow_record_updates_check_the_version(ts: &TestStore) {

@@ -608,6 +608,19 @@ pub trait WorkflowStore: Send + Sync {
     /// Records matching every given filter, oldest first (`created_at`, then `id`), at most
     /// `limit` (0 means 1000).
     async fn list_records(&self, filter: &RecordFilter) -> StoreResult<Vec<WorkflowRecord>>;
+    /// A summary of the records of `kinds` that changes whenever one of them is created,
+    /// updated or deleted: a cache of them is read again only when it moves.
+    async fn records_marker(&self, kinds: &[&str]) -> StoreResult<RecordsMarker>;
+}
+
+/// See [`WorkflowStore::records_marker`]: how many records, the sum of their versions (every
+/// update adds one) and the latest `updated_at` (a record deleted and another created keep the
+/// count and may keep the sum, not the latest time), in epoch milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordsMarker {
+    pub count: i64,
+    pub versions: i64,
+    pub latest_update_ms: i64,
 }
 
 /// A durable job (a playbook run): claimed by one worker at a time under a lease.
