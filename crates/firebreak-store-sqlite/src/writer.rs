@@ -1381,37 +1381,36 @@ fn ingest_event<'a>(
             .map(|id| (id, None)),
         None => None,
     };
-    let Some((holder, pending_row)) = holder else {
-        crate::dedup::insert(hot, &item.dedup_key, &candidate, now)?;
-        insert_event(hot, item, pending)?;
-        return Ok(Ingested {
-            event_id: e.id,
-            created: true,
-            resolved: false,
-        });
-    };
-    let counted = hot
-        .get(Q::EventRepeat)?
-        .execute(params![e.occurrences, now, holder, window_start])
-        .map_err(err)?;
-    if counted == 1 {
-        return Ok(Ingested {
-            event_id: parse_uuid(&holder)?,
-            created: false,
-            resolved: false,
-        });
-    }
-    // the holder's window has passed (or it is gone): the key moves to this new event
-    match pending_row {
-        Some(rowid) => {
-            hot.get(Q::DedupPendingMove)?
-                .execute(params![item.dedup_key, candidate, now, rowid])
+    match holder {
+        None => crate::dedup::insert(hot, &item.dedup_key, &candidate, now)?,
+        Some((holder, pending_row)) => {
+            let counted = hot
+                .get(Q::EventRepeat)?
+                .execute(params![e.occurrences, now, holder, window_start])
+                .map_err(err)?;
+            if counted == 1 {
+                return Ok(Ingested {
+                    event_id: parse_uuid(&holder)?,
+                    created: false,
+                    resolved: false,
+                });
+            }
+            // the holder's window has passed (or it is gone): the key moves to this new event
+            match pending_row {
+                Some(rowid) => hot.get(Q::DedupPendingMove)?.execute(params![
+                    item.dedup_key,
+                    candidate,
+                    now,
+                    rowid
+                ]),
+                None => {
+                    hot.get(Q::DedupMergedMove)?
+                        .execute(params![item.dedup_key, candidate, now])
+                }
+            }
+            .map_err(err)?;
         }
-        None => hot
-            .get(Q::DedupMergedMove)?
-            .execute(params![item.dedup_key, candidate, now]),
     }
-    .map_err(err)?;
     insert_event(hot, item, pending)?;
     Ok(Ingested {
         event_id: e.id,

@@ -1606,6 +1606,16 @@ async fn ingest(ts: &TestStore, mut items: Vec<crate::NewEvent>) -> Vec<crate::I
         .ingested
 }
 
+/// One event under `key`, alone in its commit, with a window of the hour before `at`.
+async fn ingest_in_hour(
+    ts: &TestStore,
+    e: firebreak_domain::event::Event,
+    key: &str,
+    at: OffsetDateTime,
+) -> crate::Ingested {
+    ingest(ts, vec![new_event(e, key, at - time::Duration::hours(1))]).await[0]
+}
+
 pub async fn events_dedup_inside_the_window_and_split_after_it(ts: &TestStore) {
     let t0 = now() - time::Duration::hours(2);
     let first = sample_event("first", t0);
@@ -1649,47 +1659,23 @@ pub async fn events_dedup_inside_the_window_and_split_after_it(ts: &TestStore) {
     // the window slides with the event's last occurrence: 65 minutes after the key's first
     // event, but 55 after its last repeat, another repeat still counts
     let ts1 = t1 + time::Duration::minutes(55);
-    let slid = sample_event("slid", ts1);
-    let r = ingest(
-        ts,
-        vec![new_event(
-            slid.clone(),
-            "k1",
-            ts1 - time::Duration::hours(1),
-        )],
-    )
-    .await;
-    assert_eq!(
-        r[0].event_id, first.id,
-        "the window slides with the repeats"
-    );
-    assert!(!r[0].created);
+    let r = ingest_in_hour(ts, sample_event("slid", ts1), "k1", ts1).await;
+    assert_eq!(r.event_id, first.id, "the window slides with the repeats");
+    assert!(!r.created);
     let stored = ts.store.get_event(first.id).await.unwrap();
     assert_eq!((stored.occurrences, stored.last_seen), (5, ts1));
 
     // after the window, the same key starts a new event
     let t2 = ts1 + time::Duration::minutes(90);
     let late = sample_event("late", t2);
-    let r = ingest(
-        ts,
-        vec![new_event(late.clone(), "k1", t2 - time::Duration::hours(1))],
-    )
-    .await;
-    assert!(r[0].created);
-    assert_eq!(r[0].event_id, late.id);
+    let r = ingest_in_hour(ts, late.clone(), "k1", t2).await;
+    assert!(r.created);
+    assert_eq!(r.event_id, late.id);
     assert_eq!(ts.store.get_event(first.id).await.unwrap().occurrences, 5);
     // and the key stays with the new event
     let t2b = t2 + time::Duration::minutes(1);
-    let r = ingest(
-        ts,
-        vec![new_event(
-            sample_event("late again", t2b),
-            "k1",
-            t2b - time::Duration::hours(1),
-        )],
-    )
-    .await;
-    assert_eq!((r[0].event_id, r[0].created), (late.id, false));
+    let r = ingest_in_hour(ts, sample_event("late again", t2b), "k1", t2b).await;
+    assert_eq!((r.event_id, r.created), (late.id, false));
     assert_eq!(ts.store.get_event(late.id).await.unwrap().occurrences, 2);
 
     // concurrent ingestion of one key from many callers makes one event
