@@ -319,6 +319,34 @@ pub fn cel_event(e: &Event) -> CelEvent<'_> {
 /// Observables of an event or a ticket text: the given ones, then those in the text; canonical
 /// and without repeats.
 pub fn observables_of(given: Vec<ObservableRef>, texts: &[&str]) -> Vec<ObservableRef> {
+    observables_found(
+        given,
+        texts
+            .iter()
+            .map(|t| firebreak_intake::observables::extract(t)),
+    )
+}
+
+/// [`observables_of`] for an intake event: its title is one of a sensor's few thousand and is
+/// looked through once per thread ([`firebreak_intake::observables::extract_repeated`]).
+fn event_observables(
+    given: Vec<ObservableRef>,
+    title: &str,
+    description: &str,
+) -> Vec<ObservableRef> {
+    observables_found(
+        given,
+        [
+            firebreak_intake::observables::extract_repeated(title),
+            firebreak_intake::observables::extract(description),
+        ],
+    )
+}
+
+fn observables_found(
+    given: Vec<ObservableRef>,
+    found: impl IntoIterator<Item = Vec<firebreak_intake::Observable>>,
+) -> Vec<ObservableRef> {
     let mut out: Vec<ObservableRef> = Vec::new();
     // an event has a handful: a look through the list, no copies of the strings
     let absent = |out: &[ObservableRef], kind: &str, value: &str| {
@@ -332,8 +360,8 @@ pub fn observables_of(given: Vec<ObservableRef>, texts: &[&str]) -> Vec<Observab
             out.push(o);
         }
     }
-    for t in texts {
-        for o in firebreak_intake::observables::extract(t) {
+    for list in found {
+        for o in list {
             if out.len() >= MAX_OBSERVABLES {
                 return out;
             }
@@ -362,7 +390,7 @@ fn severity_of(l: firebreak_intake::Level) -> Severity {
 /// characters (`None` when blank).
 fn clean(s: Option<String>, max: usize) -> Option<String> {
     let s = s?;
-    let s = if s.contains('\0') {
+    let s = if s.as_bytes().contains(&0) {
         s.replace('\0', "\u{FFFD}")
     } else {
         s
@@ -370,7 +398,8 @@ fn clean(s: Option<String>, max: usize) -> Option<String> {
     if s.trim().is_empty() {
         return None;
     }
-    Some(if s.chars().count() > max {
+    // no more bytes than `max` is no more characters
+    Some(if s.len() > max && s.chars().count() > max {
         s.chars().take(max).collect()
     } else {
         s
@@ -380,7 +409,9 @@ fn clean(s: Option<String>, max: usize) -> Option<String> {
 /// Strips NUL from JSON string values (kept as U+FFFD).
 fn clean_json(v: &mut serde_json::Value) {
     match v {
-        serde_json::Value::String(s) if s.contains('\0') => *s = s.replace('\0', "\u{FFFD}"),
+        serde_json::Value::String(s) if s.as_bytes().contains(&0) => {
+            *s = s.replace('\0', "\u{FFFD}")
+        }
         serde_json::Value::Array(a) => a.iter_mut().for_each(clean_json),
         serde_json::Value::Object(o) => o.values_mut().for_each(clean_json),
         _ => {}
@@ -407,7 +438,7 @@ pub fn to_event(
         .filter_map(|t| clean(Some(t), 100))
         .take(100)
         .collect();
-    if ne.raw.contains('\0') {
+    if ne.raw.as_bytes().contains(&0) {
         ne.raw = ne.raw.replace('\0', "\u{FFFD}");
     }
     for v in ne.fields.values_mut() {
@@ -431,7 +462,7 @@ pub fn to_event(
         .as_deref()
         .and_then(|d| d.get(ne.description_scan_from..))
         .unwrap_or("");
-    let observables = observables_of(given, &[ne.title.as_str(), description]);
+    let observables = event_observables(given, &ne.title, description);
     let reporter = ne.reporter.map(|r| Reporter {
         kind: SourceKind::parse(&r.kind).unwrap_or(SourceKind::Employee),
         name: r.name,
@@ -680,110 +711,66 @@ impl App {
         let now = self.now();
         let window_start =
             now - time::Duration::minutes(i64::from(state.policy.dedup_window_minutes));
-        // Items go into segments: a key reported and resolved in one batch is applied in
-        // arrival order, each segment an op of its own (a key appears once per segment).
-        let mut segments: Vec<Vec<NewEvent>> = vec![Vec::with_capacity(events.len())];
-        // per segment: key -> (item position in the segment, resolve?)
-        let mut index: HashMap<String, (usize, bool)> = HashMap::new();
-        // per input record: (segment, position)
-        let mut input_slots: Vec<(usize, usize)> = Vec::with_capacity(events.len());
-        let mut digest = Sha256::new();
-        let mut sources: std::collections::BTreeSet<String> = Default::default();
         // first the events and the observables the in-memory indicator set may know; then one
-        // query confirms every candidate of the batch
+        // query confirms every candidate of the batch. Without indicators to confirm, each
+        // event goes through every step at once, while it is in the cache.
         let indicators = self
             .indicator_set()
             .filter(|s| self.config.match_indicators && !s.is_empty());
-        let mut prepared = Vec::with_capacity(events.len());
+        let mut batch = BatchItems::new(events.len(), window_start);
+        let mut prepared = Vec::new();
         let mut candidates: Vec<(String, String)> = Vec::new();
+        let no_hits = HashMap::new();
         for (i, ne) in events.into_iter().enumerate() {
             yield_every(i).await;
             summary.received += 1;
             let (mut e, source_key, resolve) = to_event(ne, reported_by, now);
             e.assets = state.match_assets(&e);
-            if let Some(set) = &indicators {
-                for o in &e.observables {
-                    if set.contains(&o.kind, &o.value) {
-                        candidates.push((o.kind.clone(), o.value.clone()));
+            match &indicators {
+                Some(set) => {
+                    for o in &e.observables {
+                        if set.contains(&o.kind, &o.value) {
+                            candidates.push((o.kind.clone(), o.value.clone()));
+                        }
                     }
+                    prepared.push((e, source_key, resolve));
                 }
+                None => batch.place(
+                    self,
+                    &state,
+                    reported_by,
+                    now,
+                    &no_hits,
+                    e,
+                    source_key.as_deref(),
+                    resolve,
+                )?,
             }
-            prepared.push((e, source_key, resolve));
         }
-        let hits = self.confirm_indicators(candidates, now).await?;
-        for (i, (mut e, source_key, resolve)) in prepared.into_iter().enumerate() {
-            yield_every(i).await;
-            if !hits.is_empty() {
-                apply_indicator_hits(&mut e, &hits, &state.policy.indicator_match);
+        if indicators.is_some() {
+            let hits = self.confirm_indicators(candidates, now).await?;
+            for (i, (e, source_key, resolve)) in prepared.into_iter().enumerate() {
+                yield_every(i).await;
+                batch.place(
+                    self,
+                    &state,
+                    reported_by,
+                    now,
+                    &hits,
+                    e,
+                    source_key.as_deref(),
+                    resolve,
+                )?;
             }
-            // keys are the reporter's own: no one resolves or counts on another's events
-            e.fingerprint = match &source_key {
-                Some(k) => sha256_hex32(&[reported_by, k]),
-                None => fingerprint(&e, &state.policy),
-            };
-            // a resolution is matched as the firing was: as a new event
-            let was = e.status;
-            e.status = EventStatus::New;
-            let (rule, err) = state.suppress(&e, now);
-            e.status = was;
-            if let Some(x) = err {
-                tracing::debug!(error = %x, "suppression rule failed to evaluate");
-            }
-            if let Some(r) = rule {
-                e.suppressed_by = Some(r);
-                if !resolve {
-                    e.status = EventStatus::Suppressed;
-                }
-            }
-            if let Err(x) = state.classify(&mut e) {
-                tracing::debug!(error = %x, "classification rule failed to evaluate");
-            }
-            // the stored key: the reporter, the fingerprint and the suppression, hashed to 32
-            // hex characters (a short key keeps the dedup index small and in cache)
-            let key = match e.suppressed_by {
-                Some(r) => sha256_hex32(&[reported_by, &e.fingerprint, &r.to_string()]),
-                None => sha256_hex32(&[reported_by, &e.fingerprint]),
-            };
-            match index.get(&key) {
-                Some(&(pos, was_resolve)) if was_resolve == resolve => {
-                    let seg = segments.len() - 1;
-                    segments[seg][pos].event.occurrences += 1;
-                    input_slots.push((seg, pos));
-                    continue;
-                }
-                Some(_) => {
-                    // the other kind for this key: a new segment keeps the order
-                    segments.push(Vec::new());
-                    index.clear();
-                }
-                None => {}
-            }
-            digest.update(e.id.as_bytes());
-            digest.update(key.as_bytes());
-            digest.update(Sha256::digest(e.raw.as_bytes()));
-            sources.insert(e.source.clone());
-            let seg = segments.len() - 1;
-            let pos = segments[seg].len();
-            index.insert(key.clone(), (pos, resolve));
-            input_slots.push((seg, pos));
-            segments[seg].push(NewEvent {
-                event: e,
-                dedup_key: key,
-                window_start,
-                resolve,
-                details: None,
-                packed: None,
-            });
         }
+        let BatchItems {
+            mut segments,
+            input_slots,
+            digest,
+            sources,
+            ..
+        } = batch;
         segments.retain(|s| !s.is_empty());
-        // the details are serialized (and the store's stored form made) here, on this batch's
-        // task, not on the store's writer
-        for (i, item) in segments.iter_mut().flatten().enumerate() {
-            yield_every(i).await;
-            self.store
-                .prepare_event(item)
-                .map_err(|e| AppError::Unexpected(anyhow::anyhow!("event details: {e}")))?;
-        }
         // what the summary needs of each item after the commit: its status and whether the
         // plan wants a ticket (the events themselves move into the change set)
         let kept: Vec<Vec<(EventStatus, bool, Uuid)>> = segments
@@ -893,6 +880,118 @@ impl App {
         self.open_ticket_for_events(SYSTEM_ACTOR, &owner, &[e], None)
             .await
             .map(|_| ())
+    }
+}
+
+/// A batch's items as they are placed: in segments (a key reported and resolved in one batch
+/// is applied in arrival order, each segment an op of its own, a key once per segment), each
+/// made ready for the store as it is placed.
+struct BatchItems {
+    segments: Vec<Vec<NewEvent>>,
+    /// Per segment: key -> (item position in the segment, resolve?).
+    index: HashMap<String, (usize, bool)>,
+    /// Per input record: (segment, position).
+    input_slots: Vec<(usize, usize)>,
+    digest: Sha256,
+    sources: std::collections::BTreeSet<String>,
+    window_start: time::OffsetDateTime,
+}
+
+impl BatchItems {
+    fn new(records: usize, window_start: time::OffsetDateTime) -> Self {
+        Self {
+            segments: vec![Vec::with_capacity(records)],
+            index: HashMap::new(),
+            input_slots: Vec::with_capacity(records),
+            digest: Sha256::new(),
+            sources: Default::default(),
+            window_start,
+        }
+    }
+
+    /// Fingerprint, suppression, classification and the key of one event; a repeat of a key
+    /// placed before counts on it, a new one is made ready for the store (its details
+    /// serialized, its stored form made) here, on the batch's task, not on the store's writer.
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &mut self,
+        app: &App,
+        state: &IntakeState,
+        reported_by: &str,
+        now: time::OffsetDateTime,
+        hits: &HashMap<(String, String), Vec<firebreak_store::IndicatorRecord>>,
+        mut e: Event,
+        source_key: Option<&str>,
+        resolve: bool,
+    ) -> AppResult<()> {
+        if !hits.is_empty() {
+            apply_indicator_hits(&mut e, hits, &state.policy.indicator_match);
+        }
+        // keys are the reporter's own: no one resolves or counts on another's events
+        e.fingerprint = match source_key {
+            Some(k) => sha256_hex32(&[reported_by, k]),
+            None => fingerprint(&e, &state.policy),
+        };
+        // a resolution is matched as the firing was: as a new event
+        let was = e.status;
+        e.status = EventStatus::New;
+        let (rule, err) = state.suppress(&e, now);
+        e.status = was;
+        if let Some(x) = err {
+            tracing::debug!(error = %x, "suppression rule failed to evaluate");
+        }
+        if let Some(r) = rule {
+            e.suppressed_by = Some(r);
+            if !resolve {
+                e.status = EventStatus::Suppressed;
+            }
+        }
+        if let Err(x) = state.classify(&mut e) {
+            tracing::debug!(error = %x, "classification rule failed to evaluate");
+        }
+        // the stored key: the reporter, the fingerprint and the suppression, hashed to 32
+        // hex characters (a short key keeps the dedup index small and in cache)
+        let key = match e.suppressed_by {
+            Some(r) => sha256_hex32(&[reported_by, &e.fingerprint, &r.to_string()]),
+            None => sha256_hex32(&[reported_by, &e.fingerprint]),
+        };
+        match self.index.get(&key) {
+            Some(&(pos, was_resolve)) if was_resolve == resolve => {
+                let seg = self.segments.len() - 1;
+                self.segments[seg][pos].event.occurrences += 1;
+                self.input_slots.push((seg, pos));
+                return Ok(());
+            }
+            Some(_) => {
+                // the other kind for this key: a new segment keeps the order
+                self.segments.push(Vec::new());
+                self.index.clear();
+            }
+            None => {}
+        }
+        self.digest.update(e.id.as_bytes());
+        self.digest.update(key.as_bytes());
+        self.digest.update(Sha256::digest(e.raw.as_bytes()));
+        if !self.sources.contains(&e.source) {
+            self.sources.insert(e.source.clone());
+        }
+        let mut item = NewEvent {
+            event: e,
+            dedup_key: key,
+            window_start: self.window_start,
+            resolve,
+            details: None,
+            packed: None,
+        };
+        app.store
+            .prepare_event(&mut item)
+            .map_err(|e| AppError::Unexpected(anyhow::anyhow!("event details: {e}")))?;
+        let seg = self.segments.len() - 1;
+        let pos = self.segments[seg].len();
+        self.index.insert(item.dedup_key.clone(), (pos, resolve));
+        self.input_slots.push((seg, pos));
+        self.segments[seg].push(item);
+        Ok(())
     }
 }
 

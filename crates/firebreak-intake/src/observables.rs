@@ -226,6 +226,37 @@ fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
     })
 }
 
+/// Texts kept by [`extract_repeated`] per thread, at most (then it starts again).
+const REPEATED_CACHE: usize = 4096;
+/// Longest text [`extract_repeated`] keeps.
+const REPEATED_MAX_LEN: usize = 512;
+
+std::thread_local! {
+    static REPEATED: std::cell::RefCell<std::collections::HashMap<Box<str>, Vec<Observable>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// [`extract`] for texts that come again and again (a sensor's alert titles: a few thousand
+/// signatures over millions of alerts): the answer is kept per thread for the last few
+/// thousand distinct short texts. The same answer as [`extract`], always.
+pub fn extract_repeated(text: &str) -> Vec<Observable> {
+    if text.len() > REPEATED_MAX_LEN {
+        return extract(text);
+    }
+    if let Some(hit) = REPEATED.with(|c| c.borrow().get(text).cloned()) {
+        return hit;
+    }
+    let found = extract(text);
+    REPEATED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= REPEATED_CACHE {
+            c.clear();
+        }
+        c.insert(text.into(), found.clone());
+    });
+    found
+}
+
 /// Find the observables in free text, refanged and canonical, deduplicated, in order of first
 /// appearance. The host of a URL or an email address is also returned (as `domain`, or `ip`).
 pub fn extract(text: &str) -> Vec<Observable> {
@@ -804,6 +835,32 @@ pub fn email_domain(address: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The kept answers are `extract`'s, for texts seen again, past the cache's size, and for
+    /// long texts that are not kept.
+    #[test]
+    fn repeated_texts_get_extracts_answer() {
+        let texts: Vec<String> = (0..REPEATED_CACHE + 10)
+            .map(|i| {
+                format!(
+                    "ET TROJAN beacon to evil{i}[.]example hxxp://10.0.{}.{}/x",
+                    i / 256,
+                    i % 256
+                )
+            })
+            .chain([
+                "a".repeat(REPEATED_MAX_LEN) + " 10.1.1.1",
+                String::new(),
+                "ET POLICY AnyDesk Remote Desktop Software in SNI".into(),
+            ])
+            .collect();
+        for _ in 0..2 {
+            for t in &texts {
+                assert_eq!(extract_repeated(t), extract(t), "{t}");
+            }
+        }
+        assert!(REPEATED.with(|c| c.borrow().len()) <= REPEATED_CACHE);
+    }
 
     /// Found by fuzz/observables: a URL ran on through control characters (`\0`), and
     /// `classify` (what feeds and the API use) refused what `extract` gave, so such an
