@@ -334,12 +334,12 @@ fn event_observables(
     title: &str,
     description: &str,
 ) -> Vec<ObservableRef> {
+    // lazily: a title that fills the list spares the description
     observables_found(
         given,
-        [
-            firebreak_intake::observables::extract_repeated(title),
-            firebreak_intake::observables::extract(description),
-        ],
+        std::iter::once(title)
+            .map(firebreak_intake::observables::extract_repeated)
+            .chain(std::iter::once(description).map(firebreak_intake::observables::extract)),
     )
 }
 
@@ -718,7 +718,11 @@ impl App {
             .indicator_set()
             .filter(|s| self.config.match_indicators && !s.is_empty());
         let mut batch = BatchItems::new(events.len(), window_start);
-        let mut prepared = Vec::new();
+        let mut prepared = Vec::with_capacity(if indicators.is_some() {
+            events.len()
+        } else {
+            0
+        });
         let mut candidates: Vec<(String, String)> = Vec::new();
         let no_hits = HashMap::new();
         for (i, ne) in events.into_iter().enumerate() {

@@ -230,6 +230,9 @@ fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
 const REPEATED_CACHE: usize = 4096;
 /// Longest text [`extract_repeated`] keeps.
 const REPEATED_MAX_LEN: usize = 512;
+/// Most observables in an answer [`extract_repeated`] keeps (a title is a signature's name;
+/// one crowded with indicators is not one that comes again).
+const REPEATED_MAX_FOUND: usize = 8;
 
 std::thread_local! {
     static REPEATED: std::cell::RefCell<std::collections::HashMap<Box<str>, Vec<Observable>>> =
@@ -238,7 +241,8 @@ std::thread_local! {
 
 /// [`extract`] for texts that come again and again (a sensor's alert titles: a few thousand
 /// signatures over millions of alerts): the answer is kept per thread for the last few
-/// thousand distinct short texts. The same answer as [`extract`], always.
+/// thousand distinct short texts with few observables (a few MB a thread at most). The same
+/// answer as [`extract`], always.
 pub fn extract_repeated(text: &str) -> Vec<Observable> {
     if text.len() > REPEATED_MAX_LEN {
         return extract(text);
@@ -247,6 +251,9 @@ pub fn extract_repeated(text: &str) -> Vec<Observable> {
         return hit;
     }
     let found = extract(text);
+    if found.len() > REPEATED_MAX_FOUND {
+        return found;
+    }
     REPEATED.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() >= REPEATED_CACHE {
@@ -852,6 +859,10 @@ mod tests {
                 "a".repeat(REPEATED_MAX_LEN) + " 10.1.1.1",
                 String::new(),
                 "ET POLICY AnyDesk Remote Desktop Software in SNI".into(),
+                (1..=12)
+                    .map(|i| format!("10.9.9.{i}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
             ])
             .collect();
         for _ in 0..2 {
