@@ -616,7 +616,12 @@ impl EventStore for SqliteStore {
 
     async fn get_observable(&self, id: uuid::Uuid) -> StoreResult<ObservableRecord> {
         let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(OBSERVABLE_COLUMNS);
-        q.push(" WHERE o.id = ").push_bind(id.to_string());
+        // the prefix term reaches the second level's index (migration 0019)
+        q.push(" WHERE o.id = ")
+            .push_bind(id.to_string())
+            .push(" AND substr(o.id, 1, 8) = substr(")
+            .push_bind(id.to_string())
+            .push(", 1, 8)");
         let row = q
             .build()
             .fetch_optional(&self.read)
@@ -638,7 +643,13 @@ impl EventStore for SqliteStore {
                 .push(" ESCAPE '\\'");
         }
         if let Some(t) = f.ticket_id {
+            // the prefix term reaches the second level's index (migration 0019)
             q.push(" AND o.id IN (SELECT observable_id FROM ticket_observables WHERE ticket_id = ")
+                .push_bind(t.to_string())
+                .push(
+                    ") AND substr(o.id, 1, 8) IN (SELECT substr(observable_id, 1, 8) \
+                       FROM ticket_observables WHERE ticket_id = ",
+                )
                 .push_bind(t.to_string())
                 .push(")");
         }
@@ -650,8 +661,12 @@ impl EventStore for SqliteStore {
                 Err(x) => return Err(x),
             };
             q.push(" AND o.id IN (NULL");
+            for id in &ids {
+                q.push(", ").push_bind(id.clone());
+            }
+            q.push(") AND substr(o.id, 1, 8) IN (NULL");
             for id in ids {
-                q.push(", ").push_bind(id);
+                q.push(", ").push_bind(id[..8].to_string());
             }
             q.push(")");
         }

@@ -1167,15 +1167,32 @@ fn upsert_observable(
         }
         Some(_) => false,
         None => {
-            let inserted = hot
-                .get(Q::ObservablePending)?
-                .execute(params![id, o.kind, o.value, at, touch])
-                .map_err(err)?
-                == 1;
-            if inserted {
+            // the writer is the only one to write this level, and looks before it inserts: an
+            // id is in it once (its index is on a prefix, migration 0019)
+            let pending: Option<(i64, i64)> = hot
+                .get(Q::ObservablePendingGet)?
+                .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(err)?;
+            let written = match pending {
+                Some((rowid, seen)) if at > seen + touch => {
+                    hot.get(Q::ObservablePendingTouch)?
+                        .execute(params![rowid, at])
+                        .map_err(err)?;
+                    true
+                }
+                Some(_) => false,
+                None => {
+                    hot.get(Q::ObservablePendingInsert)?
+                        .execute(params![id, o.kind, o.value, at])
+                        .map_err(err)?;
+                    true
+                }
+            };
+            if written {
                 crate::dedup::observable_pending_added();
             }
-            inserted
+            written
         }
     };
     crate::dedup::observable_written(oid.as_u128(), at, changed);
@@ -1439,7 +1456,9 @@ pub(crate) enum Q {
     DedupPendingInsert,
     ObservableMerged,
     ObservableTouch,
-    ObservablePending,
+    ObservablePendingGet,
+    ObservablePendingTouch,
+    ObservablePendingInsert,
     IndexRow,
 }
 
@@ -1474,11 +1493,17 @@ impl Q {
             }
             Q::ObservableMerged => "SELECT last_seen FROM observables WHERE id = ?1",
             Q::ObservableTouch => "UPDATE observables SET last_seen = ?2 WHERE id = ?1",
-            Q::ObservablePending => {
+            // by the id's first 8 characters, then the id (migration 0019)
+            Q::ObservablePendingGet => {
+                "SELECT rowid, last_seen FROM observable_pending \
+                 WHERE substr(id, 1, 8) = substr(?1, 1, 8) AND id = ?1"
+            }
+            Q::ObservablePendingTouch => {
+                "UPDATE observable_pending SET last_seen = ?2 WHERE rowid = ?1"
+            }
+            Q::ObservablePendingInsert => {
                 "INSERT INTO observable_pending (id, kind, value, first_seen, last_seen) \
-                 VALUES (?1, ?2, ?3, ?4, ?4) \
-                 ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen \
-                 WHERE excluded.last_seen > observable_pending.last_seen + ?5"
+                 VALUES (?1, ?2, ?3, ?4, ?4)"
             }
             Q::IndexRow => {
                 "INSERT INTO event_observable_index (rowid, observables) VALUES (?1, ?2)"

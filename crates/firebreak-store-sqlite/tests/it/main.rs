@@ -420,6 +420,67 @@ async fn a_long_reader_does_not_stall_commits_past_the_wal_limit() {
     store.close().await;
 }
 
+/// The second level of new observables is indexed on the id's first 8 characters (migration
+/// 0019): the readers' lookups by id (one observable, an event's, a ticket's) reach it through
+/// that index, never by reading the whole level.
+#[tokio::test]
+async fn pending_observables_are_found_through_their_short_id_index() {
+    use firebreak_store::Store;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.db");
+    let store = SqliteStore::open(
+        &format!("sqlite://{}", path.display()),
+        Arc::new(AuditSigner::ephemeral()),
+    )
+    .await
+    .unwrap();
+    store.close().await;
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let from = "SELECT o.id, o.kind, o.value, o.first_seen, o.last_seen FROM \
+                (SELECT id, kind, value, first_seen, last_seen FROM observables \
+                 UNION ALL SELECT id, kind, value, first_seen, last_seen FROM observable_pending) o";
+    let id = "0013674a-0a83-8aa9-a703-b939f91a2d5b";
+    for (what, filter) in [
+        (
+            "one observable",
+            format!("WHERE o.id = '{id}' AND substr(o.id, 1, 8) = substr('{id}', 1, 8)"),
+        ),
+        (
+            "an event's observables",
+            format!(
+                "WHERE 1 = 1 AND o.id IN (NULL, '{id}') AND substr(o.id, 1, 8) IN (NULL, '{}') \
+                 ORDER BY o.last_seen DESC, o.id DESC LIMIT 100",
+                &id[..8]
+            ),
+        ),
+        (
+            "a ticket's observables",
+            "WHERE 1 = 1 AND o.id IN (SELECT observable_id FROM ticket_observables WHERE ticket_id = 'x') \
+             AND substr(o.id, 1, 8) IN (SELECT substr(observable_id, 1, 8) FROM ticket_observables \
+             WHERE ticket_id = 'x') ORDER BY o.last_seen DESC, o.id DESC LIMIT 100"
+                .to_string(),
+        ),
+    ] {
+        let mut st = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {from} {filter}"))
+            .unwrap();
+        let plan: Vec<String> = st
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let pending: Vec<&String> = plan
+            .iter()
+            .filter(|l| l.contains("observable_pending"))
+            .collect();
+        assert!(
+            !pending.is_empty()
+                && pending.iter().all(|l| l.contains("observable_pending_id8")),
+            "{what}: {plan:#?}"
+        );
+    }
+}
+
 /// New observables wait in `observable_pending` until a merge (migration 0016); an id is in one
 /// level only. With some observables merged (a store that merges after every commit) and others
 /// pending (the file reopened by a store that does not merge yet), readers see both levels as
