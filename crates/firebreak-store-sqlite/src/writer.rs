@@ -1151,50 +1151,37 @@ fn upsert_observable(
     if crate::dedup::observable_fresh(oid.as_u128(), at) {
         return Ok(id);
     }
-    let touch = crate::dedup::OBSERVABLE_TOUCH_MS;
-    // an id is in one level only (migration 0016): the merged table first
-    let merged: Option<i64> = hot
-        .get(Q::ObservableMerged)?
-        .query_row([&id], |r| r.get(0))
-        .optional()
-        .map_err(err)?;
-    let changed = match merged {
-        Some(seen) if at > seen + touch => {
-            hot.get(Q::ObservableTouch)?
-                .execute(params![id, at])
+    // an id is in one level only (migration 0016): the merged table first, then the pending
+    // level, which the writer alone writes and looks in before it inserts, so an id is in it
+    // once (its index is on a prefix, migration 0019)
+    let row = |hot: &mut Hot<'_>, q: Q| -> StoreResult<Option<(i64, i64)>> {
+        hot.get(q)?
+            .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(err)
+    };
+    let found = match row(hot, Q::ObservableMerged)? {
+        Some((rowid, seen)) => Some((Q::ObservableTouch, rowid, seen)),
+        None => row(hot, Q::ObservablePendingGet)?
+            .map(|(rowid, seen)| (Q::ObservablePendingTouch, rowid, seen)),
+    };
+    let pending = !matches!(found, Some((Q::ObservableTouch, ..)));
+    let changed = match found {
+        Some((_, _, seen)) if at <= seen + crate::dedup::OBSERVABLE_TOUCH_MS => false,
+        Some((touch, rowid, _)) => {
+            hot.get(touch)?.execute(params![rowid, at]).map_err(err)?;
+            true
+        }
+        None => {
+            hot.get(Q::ObservablePendingInsert)?
+                .execute(params![id, o.kind, o.value, at])
                 .map_err(err)?;
             true
         }
-        Some(_) => false,
-        None => {
-            // the writer is the only one to write this level, and looks before it inserts: an
-            // id is in it once (its index is on a prefix, migration 0019)
-            let pending: Option<(i64, i64)> = hot
-                .get(Q::ObservablePendingGet)?
-                .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-                .map_err(err)?;
-            let written = match pending {
-                Some((rowid, seen)) if at > seen + touch => {
-                    hot.get(Q::ObservablePendingTouch)?
-                        .execute(params![rowid, at])
-                        .map_err(err)?;
-                    true
-                }
-                Some(_) => false,
-                None => {
-                    hot.get(Q::ObservablePendingInsert)?
-                        .execute(params![id, o.kind, o.value, at])
-                        .map_err(err)?;
-                    true
-                }
-            };
-            if written {
-                crate::dedup::observable_pending_added();
-            }
-            written
-        }
     };
+    if changed && pending {
+        crate::dedup::observable_pending_added();
+    }
     crate::dedup::observable_written(oid.as_u128(), at, changed);
     Ok(id)
 }
@@ -1491,8 +1478,8 @@ impl Q {
             Q::DedupPendingInsert => {
                 "INSERT INTO event_dedup_pending (dedup_key, event_id, last_seen) VALUES (?1, ?2, ?3)"
             }
-            Q::ObservableMerged => "SELECT last_seen FROM observables WHERE id = ?1",
-            Q::ObservableTouch => "UPDATE observables SET last_seen = ?2 WHERE id = ?1",
+            Q::ObservableMerged => "SELECT rowid, last_seen FROM observables WHERE id = ?1",
+            Q::ObservableTouch => "UPDATE observables SET last_seen = ?2 WHERE rowid = ?1",
             // by the id's first 8 characters, then the id (migration 0019)
             Q::ObservablePendingGet => {
                 "SELECT rowid, last_seen FROM observable_pending \
