@@ -184,3 +184,212 @@ pub fn measure(eve: &Path, passes: usize) -> Result<Ceilings> {
         value,
     })
 }
+
+/// Rows per transaction of the bare SQLite insert: one intake batch.
+pub const SQLITE_ROWS_PER_COMMIT: usize = 4096;
+/// Rows per transaction of the bare PostgreSQL insert (PERFORMANCE.md c3: 100 rows per
+/// transaction, one client).
+pub const POSTGRES_ROWS_PER_COMMIT: usize = 100;
+
+/// The columns of the bare table: the typed struct's fields and the raw line.
+const BARE_COLUMNS: &str = "ts, flow_id, in_iface, src_ip, src_port, dest_ip, dest_port, proto, \
+    host, signature_id, signature, category, severity, raw";
+
+/// A bare batched INSERT of the same lines (PERFORMANCE.md FB-4 and FB-5 compare the intake
+/// with it): each line parsed into the typed, borrowed struct on one thread and inserted as a
+/// plain row of its fields and the raw line into a table with no index but its key, in
+/// transactions of `rows_per_commit` rows, durably (SQLite: WAL, `synchronous=FULL`;
+/// PostgreSQL: the server's defaults, a flush per COMMIT). No dedup, observables, assets,
+/// rules, compression or audit: what storing the lines costs on this machine and disk.
+#[derive(Debug, Clone, Serialize)]
+pub struct InsertCeiling {
+    pub backend: String,
+    pub rows: u64,
+    pub rows_per_commit: usize,
+    pub seconds: f64,
+    pub rows_per_s: f64,
+}
+
+impl InsertCeiling {
+    fn new(backend: &str, rows: u64, rows_per_commit: usize, seconds: f64) -> Self {
+        Self {
+            backend: backend.into(),
+            rows,
+            rows_per_commit,
+            seconds,
+            rows_per_s: rows as f64 / seconds,
+        }
+    }
+}
+
+fn parse_bare(line: &str, n: u64) -> Result<BareEve<'_>> {
+    serde_json::from_str(line).with_context(|| format!("line {n}: not an EVE alert"))
+}
+
+/// The bare insert into a new SQLite database in `dir` (removed after).
+pub fn sqlite_insert(eve: &Path, dir: &Path) -> Result<InsertCeiling> {
+    let text =
+        std::fs::read_to_string(eve).with_context(|| format!("reading {}", eve.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("bare-insert.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let started = Instant::now();
+    let conn = rusqlite::Connection::open(&path).context("opening the bare SQLite database")?;
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+         CREATE TABLE bare_events (seq INTEGER PRIMARY KEY, ts TEXT NOT NULL, flow_id INTEGER,
+           in_iface TEXT, src_ip TEXT, src_port INTEGER, dest_ip TEXT, dest_port INTEGER,
+           proto TEXT, host TEXT, signature_id INTEGER, signature TEXT, category TEXT,
+           severity INTEGER, raw TEXT NOT NULL);"
+    ))
+    .context("creating the bare table")?;
+    let sql = format!(
+        "INSERT INTO bare_events ({BARE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+    );
+    let mut rows = 0u64;
+    let mut lines = text.lines().peekable();
+    while lines.peek().is_some() {
+        let tx = conn.unchecked_transaction().context("BEGIN")?;
+        {
+            let mut st = tx.prepare_cached(&sql).context("preparing the insert")?;
+            for line in lines.by_ref().take(SQLITE_ROWS_PER_COMMIT) {
+                rows += 1;
+                let e = parse_bare(line, rows)?;
+                let a = e.alert.as_ref();
+                st.execute(rusqlite::params![
+                    e.timestamp,
+                    e.flow_id as i64,
+                    e.in_iface,
+                    e.src_ip,
+                    e.src_port,
+                    e.dest_ip,
+                    e.dest_port,
+                    e.proto,
+                    e.host,
+                    a.map(|a| a.signature_id as i64),
+                    a.map(|a| a.signature),
+                    a.map(|a| a.category),
+                    a.map(|a| a.severity),
+                    line,
+                ])
+                .context("inserting a bare row")?;
+            }
+        }
+        tx.commit().context("COMMIT")?;
+    }
+    drop(conn);
+    let seconds = started.elapsed().as_secs_f64();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    Ok(InsertCeiling::new(
+        "sqlite",
+        rows,
+        SQLITE_ROWS_PER_COMMIT,
+        seconds,
+    ))
+}
+
+/// A SQL string literal (`standard_conforming_strings` on, as by default).
+fn sql_text(out: &mut String, s: &str) {
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            out.push('\'');
+        }
+        out.push(c);
+    }
+    out.push('\'');
+}
+
+/// The bare insert into PostgreSQL, through `psql` reading the statements from a pipe:
+/// multi-row INSERTs of [`POSTGRES_ROWS_PER_COMMIT`] rows, each its own transaction, into a
+/// table of the database `url` names (created and dropped here).
+pub fn postgres_insert(eve: &Path, url: &str) -> Result<InsertCeiling> {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let text =
+        std::fs::read_to_string(eve).with_context(|| format!("reading {}", eve.display()))?;
+    let started = Instant::now();
+    let mut child = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("starting psql")?;
+    let mut stdin = child.stdin.take().context("psql's stdin")?;
+    writeln!(
+        stdin,
+        "DROP TABLE IF EXISTS bare_events; CREATE TABLE bare_events (seq bigserial PRIMARY KEY, \
+         ts text NOT NULL, flow_id bigint, in_iface text, src_ip text, src_port integer, \
+         dest_ip text, dest_port integer, proto text, host text, signature_id bigint, \
+         signature text, category text, severity integer, raw text NOT NULL);"
+    )?;
+    let mut rows = 0u64;
+    let mut sql = String::new();
+    let mut lines = text.lines().peekable();
+    let write_result = (|| -> Result<()> {
+        while lines.peek().is_some() {
+            sql.clear();
+            sql.push_str("BEGIN; INSERT INTO bare_events (");
+            sql.push_str(BARE_COLUMNS);
+            sql.push_str(") VALUES ");
+            for (i, line) in lines.by_ref().take(POSTGRES_ROWS_PER_COMMIT).enumerate() {
+                rows += 1;
+                let e = parse_bare(line, rows)?;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push('(');
+                sql_text(&mut sql, e.timestamp);
+                write!(sql, ",{},", e.flow_id as i64)?;
+                sql_text(&mut sql, e.in_iface);
+                sql.push(',');
+                sql_text(&mut sql, e.src_ip);
+                write!(sql, ",{},", e.src_port)?;
+                sql_text(&mut sql, e.dest_ip);
+                write!(sql, ",{},", e.dest_port)?;
+                sql_text(&mut sql, e.proto);
+                sql.push(',');
+                sql_text(&mut sql, e.host);
+                match &e.alert {
+                    Some(a) => {
+                        write!(sql, ",{},", a.signature_id as i64)?;
+                        sql_text(&mut sql, a.signature);
+                        sql.push(',');
+                        sql_text(&mut sql, a.category);
+                        write!(sql, ",{},", a.severity)?;
+                    }
+                    None => sql.push_str(",NULL,NULL,NULL,NULL,"),
+                }
+                sql_text(&mut sql, line);
+                sql.push(')');
+            }
+            sql.push_str("; COMMIT;\n");
+            stdin.write_all(sql.as_bytes()).context("writing to psql")?;
+        }
+        writeln!(stdin, "DROP TABLE bare_events;")?;
+        Ok(())
+    })();
+    drop(stdin);
+    let out = child.wait_with_output().context("waiting for psql")?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!(
+            "psql failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    write_result?;
+    Ok(InsertCeiling::new(
+        "postgres",
+        rows,
+        POSTGRES_ROWS_PER_COMMIT,
+        seconds,
+    ))
+}

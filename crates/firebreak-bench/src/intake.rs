@@ -149,6 +149,8 @@ struct GroupSummary {
     seconds_median: f64,
     peak_rss_mib_median: f64,
     ratio_median: f64,
+    /// The median events/s over the bare batched INSERT of the same lines on the same backend.
+    ratio_to_insert_median: Option<f64>,
     /// CPU µs per line (see [`RunResult::cpu_us_per_event`]), the median of the runs.
     cpu_us_per_event_median: f64,
     verdicts: Vec<String>,
@@ -160,6 +162,7 @@ struct Report<'a> {
     machine: &'a Machine,
     generated: &'a Generated,
     ceilings: &'a Ceilings,
+    inserts: &'a [ceiling::InsertCeiling],
     runs: &'a [RunResult],
     summary: &'a [GroupSummary],
     ok: bool,
@@ -220,6 +223,43 @@ pub(crate) fn curl(args: &[&str]) -> Result<(u16, String)> {
 pub(crate) fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(l.local_addr()?.port())
+}
+
+/// The bare batched INSERT of the same lines on each backend measured (PERFORMANCE.md FB-4,
+/// FB-5), printed as it is measured.
+fn measure_inserts(
+    args: &IntakeArgs,
+    data: &Data,
+    work: &std::path::Path,
+    backends: &[&str],
+) -> Result<Vec<ceiling::InsertCeiling>> {
+    let mut out = Vec::new();
+    for b in backends {
+        let _ = Command::new("sync").status();
+        let c = if *b == "sqlite" {
+            ceiling::sqlite_insert(&data.eve, &work.join("bare-insert"))?
+        } else {
+            let name = format!("fbbench_bare_{}", std::process::id());
+            psql(&args.pg_url, &format!("CREATE DATABASE {name}"))?;
+            let measured = ceiling::postgres_insert(&data.eve, &pg_url_for(&args.pg_url, &name)?);
+            if let Err(e) = psql(
+                &args.pg_url,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            ) {
+                eprintln!("warning: dropping {name}: {e:#}");
+            }
+            measured?
+        };
+        println!(
+            "ceiling: bare batched INSERT of the same lines on {} ({} rows per commit, parse included, one thread): {} rows/s, {:.1} s",
+            c.backend,
+            c.rows_per_commit,
+            fmt_n(c.rows_per_s),
+            c.seconds
+        );
+        out.push(c);
+    }
+    Ok(out)
 }
 
 /// `postgres://u@h:p/db?x` with another database name.
@@ -1026,14 +1066,15 @@ pub fn run(args: &IntakeArgs) -> Result<bool> {
         ceilings.typed_lines_per_s / ceilings.value_lines_per_s
     );
 
-    if args.ceilings_only {
-        return Ok(true);
-    }
     let backends: Vec<&str> = match args.backend {
         Backends::Sqlite => vec!["sqlite"],
         Backends::Postgres => vec!["postgres"],
         Backends::Both => vec!["sqlite", "postgres"],
     };
+    let inserts = measure_inserts(args, &data, &work, &backends)?;
+    if args.ceilings_only {
+        return Ok(true);
+    }
     let paths: Vec<&str> = match args.path {
         Paths::Cli => vec!["cli"],
         Paths::Http => vec!["http"],
@@ -1122,6 +1163,10 @@ pub fn run(args: &IntakeArgs) -> Result<bool> {
             let max = eps.iter().copied().fold(0.0, f64::max);
             let med = median(&eps);
             let ratio = med / ceilings.typed_lines_per_s;
+            let ratio_to_insert = inserts
+                .iter()
+                .find(|c| c.backend == *b)
+                .map(|c| med / c.rows_per_s);
             let mut verdicts = Vec::new();
             if *b == "sqlite" {
                 verdicts.push(format!(
@@ -1133,6 +1178,14 @@ pub fn run(args: &IntakeArgs) -> Result<bool> {
                 "{} 0.25x",
                 if ratio >= 0.25 { "meets" } else { "MISSES" }
             ));
+            if let Some(r) = ratio_to_insert {
+                // PERFORMANCE.md FB-4/FB-5: the product's target, not the floor
+                verdicts.push(format!(
+                    "{:.3}x bare insert (FB target 0.5x: {})",
+                    r,
+                    if r >= 0.5 { "met" } else { "not yet" }
+                ));
+            }
             let s = GroupSummary {
                 backend: b.to_string(),
                 path: p.to_string(),
@@ -1143,6 +1196,7 @@ pub fn run(args: &IntakeArgs) -> Result<bool> {
                 seconds_median: median(&rs.iter().map(|r| r.seconds).collect::<Vec<_>>()),
                 peak_rss_mib_median: median(&rs.iter().map(|r| r.peak_rss_mib).collect::<Vec<_>>()),
                 ratio_median: ratio,
+                ratio_to_insert_median: ratio_to_insert,
                 cpu_us_per_event_median: median(
                     &rs.iter().map(|r| r.cpu_us_per_event).collect::<Vec<_>>(),
                 ),
@@ -1173,12 +1227,21 @@ pub fn run(args: &IntakeArgs) -> Result<bool> {
         procfs::loadavg(),
         started.elapsed().as_secs_f64()
     );
+    for c in &inserts {
+        println!(
+            "ceiling (same run): bare batched INSERT on {}: {} rows/s ({} rows per commit)",
+            c.backend,
+            fmt_n(c.rows_per_s),
+            c.rows_per_commit
+        );
+    }
     if let Some(out) = &args.out {
         let report = Report {
             command,
             machine: &machine,
             generated: &data.generated,
             ceilings: &ceilings,
+            inserts: &inserts,
             runs: &results,
             summary: &summary,
             ok,
