@@ -237,13 +237,13 @@ pub fn sqlite_insert(eve: &Path, dir: &Path) -> Result<InsertCeiling> {
     }
     let started = Instant::now();
     let conn = rusqlite::Connection::open(&path).context("opening the bare SQLite database")?;
-    conn.execute_batch(&format!(
+    conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
          CREATE TABLE bare_events (seq INTEGER PRIMARY KEY, ts TEXT NOT NULL, flow_id INTEGER,
            in_iface TEXT, src_ip TEXT, src_port INTEGER, dest_ip TEXT, dest_port INTEGER,
            proto TEXT, host TEXT, signature_id INTEGER, signature TEXT, category TEXT,
-           severity INTEGER, raw TEXT NOT NULL);"
-    ))
+           severity INTEGER, raw TEXT NOT NULL);",
+    )
     .context("creating the bare table")?;
     let sql = format!(
         "INSERT INTO bare_events ({BARE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
