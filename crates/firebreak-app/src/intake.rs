@@ -1172,6 +1172,11 @@ impl<'a> LineIngest<'a> {
         self.line += 1;
         yield_every(self.line as usize).await;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        // a UTF-8 byte order mark before the first line (Windows tools write one)
+        let raw = match self.line {
+            1 => raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw),
+            _ => raw,
+        };
         if raw.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
         }

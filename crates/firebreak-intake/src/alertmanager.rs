@@ -157,7 +157,20 @@ fn to_event(alert: &Map<String, Value>, group: &Group<'_>) -> NormalizedEvent {
         .get("fingerprint")
         .and_then(value_non_empty)
         .unwrap_or_else(|| labels_fingerprint(labels));
-    ev.dedup_key = Some(format!("alertmanager:{fingerprint}"));
+    // one firing episode is one event: its notifications (repeats, then `resolved`) share the
+    // fingerprint and `startsAt`; a refire starts a new episode, which a late or retried
+    // `resolved` of the earlier one must not close
+    ev.dedup_key = Some(
+        match alert
+            .get("startsAt")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            Some(starts) => format!("alertmanager:{fingerprint}@{starts}"),
+            None => format!("alertmanager:{fingerprint}"),
+        },
+    );
     ev.source_ref = Some(fingerprint);
     let status = alert
         .get("status")

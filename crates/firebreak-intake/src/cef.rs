@@ -60,14 +60,12 @@ pub fn parse(payload: &str) -> ParseResult {
     e.source_ref = get("externalId", "externalId")
         .filter(|m| !m.is_empty())
         .map(str::to_owned);
-    e.host = [
-        ("dvchost", "deviceHostName"),
-        ("dhost", "destinationHostName"),
-        ("shost", "sourceHostName"),
-    ]
-    .iter()
-    .find_map(|(s, l)| get(s, l).filter(|v| !v.is_empty()))
-    .map(str::to_owned);
+    // the host is the device that reported (its name, else its address), as in ArcSight's
+    // own views; the source and destination hosts are observables, never the event's host
+    e.host = [("dvchost", "deviceHostName"), ("dvc", "deviceAddress")]
+        .iter()
+        .find_map(|(s, l)| get(s, l).filter(|v| !v.is_empty()))
+        .map(str::to_owned);
     e.occurred_at = [
         ("rt", "deviceReceiptTime"),
         ("end", "endTime"),

@@ -35,6 +35,51 @@ impl Default for EveTypes {
     }
 }
 
+/// The `event_type`s Suricata (7 and 8) writes to EVE.
+pub const KNOWN_TYPES: &[&str] = &[
+    "alert",
+    "anomaly",
+    "arp",
+    "bittorrent_dht",
+    "dcerpc",
+    "dhcp",
+    "dnp3",
+    "dns",
+    "doh2",
+    "drop",
+    "enip",
+    "fileinfo",
+    "flow",
+    "frame",
+    "ftp",
+    "ftp_data",
+    "http",
+    "http2",
+    "ike",
+    "ikev2",
+    "krb5",
+    "ldap",
+    "mdns",
+    "modbus",
+    "mqtt",
+    "netflow",
+    "nfs",
+    "pgsql",
+    "pop3",
+    "quic",
+    "rdp",
+    "rfb",
+    "sip",
+    "smb",
+    "smtp",
+    "snmp",
+    "ssh",
+    "stats",
+    "tftp",
+    "tls",
+    "websocket",
+];
+
 impl EveTypes {
     /// A comma-separated list of event types (`alert,anomaly,fileinfo`), or `*` for all.
     /// Names are case-insensitive; each is letters, digits and `_` (as Suricata names them).
@@ -56,6 +101,15 @@ impl EveTypes {
                     format!(
                         "`{}` is not an EVE event type",
                         crate::jsonutil::truncate_chars(part.trim(), 64)
+                    ),
+                ));
+            }
+            if !KNOWN_TYPES.contains(&t.as_str()) {
+                return Err(ParseError::new(
+                    "event_types",
+                    format!(
+                        "`{t}` is not an event type Suricata writes; known: {}",
+                        KNOWN_TYPES.join(", ")
                     ),
                 ));
             }

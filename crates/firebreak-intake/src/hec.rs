@@ -455,13 +455,20 @@ fn add_metadata(
     }
 }
 
-const TITLE_KEYS: [&str; 6] = [
+const TITLE_KEYS: [&str; 12] = [
     "message",
     "msg",
     "title",
     "summary",
     "signature",
+    "search_name",
+    "alert_name",
+    "rule_name",
     "description",
+    // Docker's splunk logging driver and Fluent Bit / Fluentd
+    "line",
+    "log",
+    "name",
 ];
 const SEVERITY_KEYS: [&str; 3] = ["severity", "level", "priority"];
 const IP_KEYS: [&str; 10] = [
@@ -507,9 +514,9 @@ fn generic_event(ev: &HecEvent<'_>, event: &Value, raw: &str) -> NormalizedEvent
                     };
                 }
                 None => {
-                    e.title = clean_title(&format!(
-                        "{} event",
-                        ev.sourcetype.as_deref().unwrap_or("HEC")
+                    e.title = clean_title(&crate::jsonutil::content_title(
+                        &format!("{} event", ev.sourcetype.as_deref().unwrap_or("HEC")),
+                        event,
                     ));
                 }
             }

@@ -543,6 +543,46 @@ pub(crate) fn strip_port(s: &str) -> &str {
 }
 
 /// At most `max` characters of `s` (cut on a character boundary).
+/// A title for a record that names none: `prefix: ` and the record's own content (its scalar
+/// top-level values as `key=value`, in key order; a non-object record as JSON), at most about
+/// 200 characters. Records without a title field must not share one title: the dedup
+/// fingerprint of an event without a rule id is made of its title, host and addresses, so a
+/// fixed title would count unrelated records as repeats of the first.
+pub(crate) fn content_title(prefix: &str, record: &Value) -> String {
+    const MAX: usize = 200;
+    let mut out = format!("{prefix}: ");
+    let start = out.len();
+    match record {
+        Value::Object(obj) => {
+            for (k, v) in obj {
+                let text = match v {
+                    Value::String(s) if !s.trim().is_empty() => s.trim().to_string(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => continue,
+                };
+                if out.len() > start {
+                    out.push(' ');
+                }
+                out.push_str(k);
+                out.push('=');
+                out.push_str(&text);
+                if out.len() - start >= MAX {
+                    break;
+                }
+            }
+            if out.len() == start {
+                // only nested values: the JSON itself
+                out.push_str(truncate_chars(&record.to_string(), MAX));
+            }
+        }
+        other => out.push_str(truncate_chars(&other.to_string(), MAX)),
+    }
+    let cut = truncate_chars(&out[start..], MAX).len();
+    out.truncate(start + cut);
+    out
+}
+
 pub(crate) fn truncate_chars(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
@@ -554,6 +594,25 @@ pub(crate) fn truncate_chars(s: &str, max: usize) -> &str {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_titles_tell_records_apart() {
+        let a = content_title(
+            "HEC event",
+            &serde_json::json!({"action": "blocked", "n": 1}),
+        );
+        assert_eq!(a, "HEC event: action=blocked n=1");
+        let b = content_title(
+            "HEC event",
+            &serde_json::json!({"action": "allowed", "n": 1}),
+        );
+        assert_ne!(a, b);
+        let nested = content_title("x", &serde_json::json!({"result": {"k": "v"}}));
+        assert_eq!(nested, r#"x: {"result":{"k":"v"}}"#);
+        let long = content_title("x", &serde_json::json!({"a": "é".repeat(500)}));
+        assert_eq!(long.chars().count(), "x: ".len() + 200);
+        assert_eq!(content_title("x", &serde_json::json!([1, 2])), "x: [1,2]");
+    }
 
     #[test]
     fn ip_observables_are_canonical() {

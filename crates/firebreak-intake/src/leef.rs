@@ -38,6 +38,12 @@ pub fn parse(payload: &str) -> ParseResult {
             "expected LEEF:Version|Vendor|Product|Version|EventID|",
         ));
     };
+    if !matches!(version, "1.0" | "2.0" | "1" | "2") {
+        return Err(ParseError::new(
+            "version",
+            format!("LEEF version {version:?}: 1.0 or 2.0 expected"),
+        ));
+    }
     let mut attrs = parts.next().unwrap_or("");
     let mut delimiter = '\t';
     if version.starts_with('2') {
@@ -60,9 +66,25 @@ pub fn parse(payload: &str) -> ParseResult {
     };
 
     let event_id = event_id.trim();
-    let title = match get("cat") {
-        Some(cat) if cat != event_id && !event_id.is_empty() => format!("{cat}: {event_id}"),
-        Some(cat) if event_id.is_empty() => cat.to_owned(),
+    // the sender's own words when it gives them (QRadar DSMs put them in these keys), else
+    // the category and the event id
+    let message = [
+        "msg",
+        "message",
+        "eventName",
+        "name",
+        "summary",
+        "desc",
+        "description",
+    ]
+    .iter()
+    .find_map(|k| get(k));
+    let title = match (message, get("cat")) {
+        (Some(m), _) => m.to_owned(),
+        (None, Some(cat)) if cat != event_id && !event_id.is_empty() => {
+            format!("{cat}: {event_id}")
+        }
+        (None, Some(cat)) if event_id.is_empty() => cat.to_owned(),
         _ => event_id.to_owned(),
     };
     let source_name = format!("{vendor} {product}").trim().to_owned();

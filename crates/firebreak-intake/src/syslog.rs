@@ -126,6 +126,28 @@ pub fn parse(line: &str, now: OffsetDateTime) -> Result<SyslogMessage<'_>, Parse
     Ok(parse_3164(rest, facility, severity, now))
 }
 
+/// As [`parse`], but a message that is not valid RFC 5424 after its `<PRI>1 ` (broken
+/// structured data, a bad timestamp) is read as RFC 3164 text instead of refused, with the
+/// reason: a listener has no one to refuse a message to, and a log line must not be lost for
+/// its header. `Err` only for an empty message.
+pub fn parse_lenient(
+    line: &str,
+    now: OffsetDateTime,
+) -> Result<(SyslogMessage<'_>, Option<ParseError>), ParseError> {
+    match parse(line, now) {
+        Ok(m) => Ok((m, None)),
+        Err(e) if line.trim().is_empty() => Err(e),
+        Err(e) => {
+            let line = line.trim_end_matches(['\n', '\r', '\0']);
+            let (facility, severity, rest) = match parse_pri(line) {
+                Some((pri, rest)) => (pri / 8, pri % 8, rest.strip_prefix("1 ").unwrap_or(rest)),
+                None => (1, 5, line),
+            };
+            Ok((parse_3164(rest, facility, severity, now), Some(e)))
+        }
+    }
+}
+
 /// `<PRIVAL>` with 1-3 digits and a value of at most 191.
 fn parse_pri(line: &str) -> Option<(u8, &str)> {
     let after = line.strip_prefix('<')?;

@@ -326,11 +326,22 @@ fn observables_of(o: &ObservableInput) -> Vec<Observable> {
                 .filter_map(|v| v.split(';').next().map(str::to_string))
                 .collect(),
         };
-        return names
+        let mut out: Vec<Observable> = names
             .into_iter()
             .filter(|n| !n.trim().is_empty())
             .map(|n| Observable::new(ObservableKind::Filename, n.trim()))
             .collect();
+        // TheHive 4 (thehive4py 1.x): the content inline, as base64 after the second `;`
+        for v in &values {
+            let mut parts = v.splitn(3, ';');
+            if let (Some(_), Some(_), Some(b64)) = (parts.next(), parts.next(), parts.next()) {
+                use base64::Engine;
+                if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
+                    out.push(file_sha256(&bytes));
+                }
+            }
+        }
+        return out;
     }
     values
         .iter()
@@ -340,18 +351,51 @@ fn observables_of(o: &ObservableInput) -> Vec<Observable> {
         .collect()
 }
 
+/// The SHA-256 observable of a file's content.
+pub fn file_sha256(content: &[u8]) -> Observable {
+    use sha2::{Digest, Sha256};
+    Observable::new(ObservableKind::Sha256, hex::encode(Sha256::digest(content)))
+}
+
+/// The multipart keys of an alert's file observables (TheHive 5: `attachment` names the part
+/// that holds the file, as thehive4py's `attachment_map` sends it).
+pub fn attachment_keys(input: &AlertInput) -> Vec<String> {
+    input
+        .observables
+        .iter()
+        .chain(&input.artifacts)
+        .filter(|o| o.data_type.trim().eq_ignore_ascii_case("file"))
+        .filter_map(|o| match &o.attachment {
+            Some(Value::String(k)) => Some(k.clone()),
+            Some(Value::Object(a)) => a
+                .get("id")
+                .or_else(|| a.get("name"))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            _ => None,
+        })
+        .collect()
+}
+
 fn observable_for(data_type: &str, v: &str) -> Observable {
     let other = || Observable::new(ObservableKind::Other, v);
+    // analysts defang what they paste (`hxxps://evil[.]com`): a typed network value is
+    // refanged before it is checked, so that it keeps its type and equals the live form
+    let live = || crate::observables::refang(v);
     match data_type {
-        "ip" => ip_observable(v).unwrap_or_else(other),
-        "domain" | "fqdn" => domain_observable(v).unwrap_or_else(other),
-        "url" => Observable::new(ObservableKind::Url, v),
+        "ip" => ip_observable(&live()).unwrap_or_else(other),
+        "domain" | "fqdn" => domain_observable(&live()).unwrap_or_else(other),
+        "url" => {
+            let live = live();
+            crate::jsonutil::url_observable(&live)
+                .unwrap_or_else(|| Observable::new(ObservableKind::Url, live))
+        }
         "mail" | "email" | "mail-address" | "mail_address" => {
-            Observable::new(ObservableKind::Email, v.to_ascii_lowercase())
+            Observable::new(ObservableKind::Email, live().to_ascii_lowercase())
         }
         "hash" | "md5" | "sha1" | "sha256" => any_hash_observable(v).unwrap_or_else(other),
         "filename" => Observable::new(ObservableKind::Filename, v),
-        "hostname" => Observable::new(ObservableKind::Hostname, v.to_ascii_lowercase()),
+        "hostname" => Observable::new(ObservableKind::Hostname, live().to_ascii_lowercase()),
         "cve" => Observable::new(ObservableKind::Cve, v.to_ascii_uppercase()),
         "user" | "username" | "user-account" | "user_account" | "account" => {
             Observable::new(ObservableKind::User, v)
@@ -497,6 +541,10 @@ pub fn alert_response(
         "_type": "Alert",
         "_createdBy": created_by,
         "_createdAt": created_at_ms,
+        // TheHive 4's v0 API (`/api/alert`, thehive4py 1.x) names them without the underscore
+        "id": id,
+        "createdBy": created_by,
+        "createdAt": created_at_ms,
         "type": input.alert_type,
         "source": input.source,
         "sourceRef": input.source_ref,

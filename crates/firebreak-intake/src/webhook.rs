@@ -368,7 +368,10 @@ fn to_event(
     }
     let title = match first_text(&m.title, record) {
         Some(t) => clean_title(&t),
-        None if m.lenient => clean_title(&format!("Webhook event from {source}")),
+        None if m.lenient => clean_title(&crate::jsonutil::content_title(
+            &format!("Webhook event from {source}"),
+            record,
+        )),
         None => {
             return Err(ParseError::new(
                 "title",

@@ -322,6 +322,14 @@ fn eve_types_list() {
     );
     let d = EveTypes::default();
     assert!(d.contains("alert") && d.contains("anomaly") && !d.contains("flow"));
+    // a typo is named, not taken as a type no line has
+    let e = EveTypes::parse("alerts").unwrap_err();
+    assert_eq!(e.field, "event_types");
+    assert!(
+        e.message.contains("`alerts`") && e.message.contains("alert,"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
@@ -430,6 +438,15 @@ fn alertmanager_refusals_name_the_field() {
     assert_eq!(
         ev.dedup_key.as_deref(),
         Some("alertmanager:cbf29ce484222325")
+    );
+    // one firing episode is one key: fingerprint and startsAt
+    let ev = &alertmanager::parse(
+        br#"{"version":"4","alerts":[{"fingerprint":"ab12","startsAt":"2024-05-13T09:20:00Z","labels":{}}]}"#,
+    )
+    .unwrap()[0];
+    assert_eq!(
+        ev.dedup_key.as_deref(),
+        Some("alertmanager:ab12@2024-05-13T09:20:00Z")
     );
 }
 
@@ -574,6 +591,33 @@ fn hec_concatenated_without_separators() {
 }
 
 #[test]
+fn hec_objects_without_a_title_field_keep_their_own_titles() {
+    // Docker's splunk logging driver, Fluent Bit, a Splunk alert action, a bare object
+    let body = br#"{"event":{"line":"docker line 1: auth failure user=svc1","source":"stdout","tag":"c0ffee"},"time":"1700000200.1","host":"docker01"}
+{"event":{"log":"fluent line 2"},"host":"docker01"}
+{"event":{"search_name":"Brute force","result":{"src":"10.0.0.1"}},"host":"docker01"}
+{"event":{"action":"blocked"},"sourcetype":"fw","host":"docker01"}
+{"event":{"action":"allowed"},"sourcetype":"fw","host":"docker01"}
+{"event":{"result":{"k":"v"}},"host":"docker01"}"#;
+    let titles: Vec<String> = hec::split_events(body)
+        .flatten()
+        .flat_map(|(i, raw)| hec::to_events(&HecEvent::parse(raw, i).unwrap(), raw.get()).unwrap())
+        .map(|e| e.title)
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "docker line 1: auth failure user=svc1",
+            "fluent line 2",
+            "Brute force",
+            "fw event: action=blocked",
+            "fw event: action=allowed",
+            r#"HEC event: {"result":{"k":"v"}}"#,
+        ]
+    );
+}
+
+#[test]
 fn hec_missing_event_is_code_12() {
     let body = br#"{"event":"ok"}{"host":"h"}"#;
     let items: Vec<_> = hec::split_events(body).collect();
@@ -680,7 +724,10 @@ fn webhook_missing_title_names_the_path() {
     );
     assert_eq!(webhook::parse(b"{", "src", &m).unwrap_err().field, "body");
     let ev = &webhook::parse(br#"{"other": 1}"#, "src", &CompiledMapping::generic()).unwrap()[0];
-    assert_eq!(ev.title, "Webhook event from src");
+    assert_eq!(ev.title, "Webhook event from src: other=1");
+    // records without a title field keep their own titles, so their dedup fingerprints differ
+    let other = &webhook::parse(br#"{"other": 2}"#, "src", &CompiledMapping::generic()).unwrap()[0];
+    assert_ne!(ev.title, other.title);
 }
 
 #[test]
@@ -781,4 +828,34 @@ fn eve_descriptions_skip_only_lines_whose_observables_are_given() {
             .any(|o| o.kind == ObservableKind::Ip && o.value == "203.0.113.9"),
         "{scanned:?} in {d:?}"
     );
+}
+
+#[test]
+fn thehive_defanged_observables_keep_their_type_and_live_value() {
+    let body = json!({
+        "type": "phish", "source": "analyst", "sourceRef": "d-1", "title": "t", "description": "d",
+        "observables": [
+            {"dataType": "url", "data": "hxxps://login-micros0ft[.]com/auth?u=1"},
+            {"dataType": "domain", "data": "login-micros0ft[.]com"},
+            {"dataType": "ip", "data": "198.51.100[.]77"},
+            {"dataType": "mail", "data": "attacker@evil[.]org"}
+        ]
+    });
+    let (_, ev) = thehive::parse(body.to_string().as_bytes()).unwrap();
+    let got: Vec<(String, String)> = ev
+        .observables
+        .iter()
+        .map(|o| (o.kind.as_str().to_string(), o.value.clone()))
+        .collect();
+    for want in [
+        ("url", "https://login-micros0ft.com/auth?u=1"),
+        ("domain", "login-micros0ft.com"),
+        ("ip", "198.51.100.77"),
+        ("email", "attacker@evil.org"),
+    ] {
+        assert!(
+            got.iter().any(|(k, v)| k == want.0 && v == want.1),
+            "{want:?} in {got:?}"
+        );
+    }
 }

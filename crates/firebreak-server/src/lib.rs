@@ -170,6 +170,18 @@ fn api_router(max_document_bytes: u64) -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(routes::system::readyz))
 }
 
+/// Content codings are case-insensitive (RFC 9110 8.4.1): `Content-Encoding: GZIP` is gzip.
+async fn content_coding_lowercase(mut req: Request<axum::body::Body>) -> Request<axum::body::Body> {
+    if let Some(v) = req.headers().get(header::CONTENT_ENCODING)
+        && let Ok(text) = v.to_str()
+        && text.bytes().any(|b| b.is_ascii_uppercase())
+        && let Ok(lower) = HeaderValue::from_str(&text.to_ascii_lowercase())
+    {
+        req.headers_mut().insert(header::CONTENT_ENCODING, lower);
+    }
+    req
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found()
 }
@@ -302,9 +314,11 @@ pub fn router_with(app: App, web: web::WebConfig) -> Router {
         .layer(DefaultBodyLimit::max(extract::JSON_LIMIT))
         // gzip bodies (HEC and NDJSON senders compress); read through the same size caps
         .layer(tower_http::decompression::RequestDecompressionLayer::new())
+        .layer(axum::middleware::map_request(content_coding_lowercase))
         .layer(axum::middleware::from_fn(accept::body_timeout_response))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::map_response(ensure_envelope))
+        .layer(axum::middleware::from_fn(routes::ingest::hec_shape))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))

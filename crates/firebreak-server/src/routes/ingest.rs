@@ -37,6 +37,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub fn root_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(thehive4_alert))
+        .routes(routes!(thehive4_get_alert))
         .routes(routes!(hec_collector))
         .routes(routes!(hec_event))
         .routes(routes!(hec_event_v1))
@@ -77,8 +78,14 @@ async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, ApiError> {
         }
         out.extend_from_slice(&chunk);
     }
+    // a UTF-8 byte order mark (Windows tools write one) is not part of the content
+    if out.starts_with(BOM) {
+        out.drain(..BOM.len());
+    }
     Ok(out)
 }
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 fn parse_error(e: firebreak_intake::ParseError) -> ApiError {
     ApiError::validation(vec![firebreak_domain::FieldError::new(e.field, e.message)])
@@ -256,7 +263,16 @@ async fn ndjson(
 ) -> ApiResult<Json<IngestSummary>> {
     s.app.check_reporter(&p).await?;
     let format = LineFormat::from_name(&q.format, q.eve_types.as_deref(), q.source.as_deref())
-        .map_err(|m| ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "invalid", "format", m))?;
+        .map_err(|m| {
+            // the event types' own errors name them
+            let field =
+                if q.eve_types.is_some() && LineFormat::from_name(&q.format, None, None).is_ok() {
+                    "eve_types"
+                } else {
+                    "format"
+                };
+            ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "invalid", field, m)
+        })?;
     let (_slot, body) = s.web.intake.admit(&headers, body).await?;
     let mut lines = LineIngest::new(&s.app, &p, format);
     if let Err(mut e) = stream_lines(body, s.web.intake.max_body_bytes, &mut lines).await {
@@ -497,6 +513,7 @@ async fn thehive_create(s: AppState, headers: HeaderMap, body: Body) -> Response
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
+    let mut attachments: Vec<(String, Option<String>, firebreak_intake::Observable)> = Vec::new();
     let bytes = if ct.starts_with("multipart/form-data") {
         // thehive4py sends alerts with attachments as multipart: the alert is in `_json`
         let Ok(boundary) = multer::parse_boundary(&ct) else {
@@ -517,7 +534,25 @@ async fn thehive_create(s: AppState, headers: HeaderMap, body: Body) -> Response
                         return thehive_error(StatusCode::BAD_REQUEST, "BadRequest", e.to_string());
                     }
                 },
-                Ok(Some(_)) => {}
+                Ok(Some(f)) => {
+                    // a file of a file observable: its name and content hash are observables
+                    let key = f.name().unwrap_or_default().to_string();
+                    let file_name = f.file_name().map(str::to_string);
+                    match f.bytes().await {
+                        Ok(b) => attachments.push((
+                            key,
+                            file_name,
+                            firebreak_intake::thehive::file_sha256(&b),
+                        )),
+                        Err(e) => {
+                            return thehive_error(
+                                StatusCode::BAD_REQUEST,
+                                "BadRequest",
+                                e.to_string(),
+                            );
+                        }
+                    }
+                }
                 Ok(None) => break,
                 Err(e) => {
                     return thehive_error(StatusCode::BAD_REQUEST, "BadRequest", e.to_string());
@@ -534,7 +569,7 @@ async fn thehive_create(s: AppState, headers: HeaderMap, body: Body) -> Response
             Err(e) => return e.into_response(),
         }
     };
-    let (input, event) = match firebreak_intake::thehive::parse(&bytes) {
+    let (input, mut event) = match firebreak_intake::thehive::parse(&bytes) {
         Ok(v) => v,
         Err(e) => {
             return thehive_error(
@@ -544,6 +579,24 @@ async fn thehive_create(s: AppState, headers: HeaderMap, body: Body) -> Response
             );
         }
     };
+    let keys = firebreak_intake::thehive::attachment_keys(&input);
+    for (key, file_name, hash) in attachments {
+        if !keys.contains(&key) {
+            continue;
+        }
+        if let Some(name) = file_name.filter(|n| !n.trim().is_empty()) {
+            let name = firebreak_intake::Observable::new(
+                firebreak_intake::ObservableKind::Filename,
+                name.trim(),
+            );
+            if !event.observables.contains(&name) {
+                event.observables.push(name);
+            }
+        }
+        if !event.observables.contains(&hash) {
+            event.observables.push(hash);
+        }
+    }
     let mut summary = IngestSummary::default();
     if let Err(e) = s.app.ingest(&p, vec![event], &mut summary).await {
         return thehive_app_error(e);
@@ -555,15 +608,70 @@ async fn thehive_create(s: AppState, headers: HeaderMap, body: Body) -> Response
             "no event recorded",
         );
     };
-    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-    let body = firebreak_intake::thehive::alert_response(
-        &id.to_string(),
-        &input,
-        now_ms,
-        p.username(),
-        "New",
-    );
+    // the answer is the alert as stored, read back: what a later GET returns
+    let stored = match s.app.find_event(&p, &id.to_string()).await {
+        Ok(e) => e,
+        Err(e) => return thehive_app_error(e),
+    };
+    let body = stored_alert(&stored).unwrap_or_else(|| {
+        let created = (stored.received_at.unix_timestamp_nanos() / 1_000_000) as i64;
+        firebreak_intake::thehive::alert_response(
+            &id.to_string(),
+            &input,
+            created,
+            p.username(),
+            "New",
+        )
+    });
+    if summary.created == 0 {
+        // TheHive refuses a second alert with the same (type, source, sourceRef); so does
+        // this API, and says which alert holds it. The repeat is counted on that alert
+        // (`occurrences`), as every intake channel counts repeats within the dedup window.
+        let mut r = (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "type": "CreateError",
+                "message": format!(
+                    "Alert already exists: {} (type {:?}, source {:?}, sourceRef {:?}); the repeat was counted on it",
+                    id, input.alert_type, input.source, input.source_ref
+                ),
+                "object": body,
+            })),
+        )
+            .into_response();
+        r.headers_mut().insert(
+            header::LOCATION,
+            axum::http::HeaderValue::from_str(&format!("/api/v1/alert/{id}"))
+                .unwrap_or_else(|_| axum::http::HeaderValue::from_static("/api/v1/alert")),
+        );
+        return r;
+    }
     (StatusCode::CREATED, Json(body)).into_response()
+}
+
+/// A stored event that came as a TheHive alert, in TheHive's shape (status `New` while in
+/// the queue, `Imported` once on a ticket, `Ignored` when dismissed); `None` for an event
+/// that did not come through the alert API.
+fn stored_alert(e: &firebreak_domain::event::Event) -> Option<serde_json::Value> {
+    let (input, _) = firebreak_intake::thehive::parse(e.raw.as_bytes()).ok()?;
+    use firebreak_domain::ticket::EventStatus;
+    let status = match e.status {
+        EventStatus::Ticketed | EventStatus::Merged => "Imported",
+        EventStatus::Dismissed => "Ignored",
+        _ => "New",
+    };
+    let created = (e.received_at.unix_timestamp_nanos() / 1_000_000) as i64;
+    let mut body = firebreak_intake::thehive::alert_response(
+        &e.id.to_string(),
+        &input,
+        created,
+        &e.reported_by,
+        status,
+    );
+    if let Some(t) = e.ticket_id {
+        body["caseId"] = json!(t.to_string());
+    }
+    Some(body)
 }
 
 /// TheHive 5 `POST /api/v1/alert`: alerts from Elastalert2, Kibana, Velociraptor and
@@ -610,27 +718,22 @@ async fn thehive_get_alert(
         Err(AppError::NotFound) => return not_found(),
         Err(e) => return thehive_app_error(e),
     };
-    let Ok((input, _)) = firebreak_intake::thehive::parse(e.raw.as_bytes()) else {
-        return not_found(); // not an event that came as a TheHive alert
-    };
-    use firebreak_domain::ticket::EventStatus;
-    let status = match e.status {
-        EventStatus::Ticketed | EventStatus::Merged => "Imported",
-        EventStatus::Dismissed => "Ignored",
-        _ => "New",
-    };
-    let created = (e.received_at.unix_timestamp_nanos() / 1_000_000) as i64;
-    let mut body = firebreak_intake::thehive::alert_response(
-        &e.id.to_string(),
-        &input,
-        created,
-        &e.reported_by,
-        status,
-    );
-    if let Some(t) = e.ticket_id {
-        body["caseId"] = json!(t.to_string());
+    match stored_alert(&e) {
+        Some(body) => (StatusCode::OK, Json(body)).into_response(),
+        None => not_found(), // not an event that came as a TheHive alert
     }
-    (StatusCode::OK, Json(body)).into_response()
+}
+
+/// TheHive 4's `GET /api/alert/{id}` (thehive4py 1.x `get_alert`): as `GET /api/v1/alert/{id}`.
+#[utoipa::path(get, path = "/api/alert/{id}", tag = "intake",
+    params(("id" = String, Path, description = "The alert's `id` (the event id)")),
+    responses((status = 200, body = serde_json::Value, description = "The alert, TheHive-shaped"), (status = 404, body = serde_json::Value)))]
+async fn thehive4_get_alert(
+    state: State<AppState>,
+    headers: HeaderMap,
+    id: Path<String>,
+) -> Response {
+    thehive_get_alert(state, headers, id).await
 }
 
 /// TheHive 4 `POST /api/alert` (observables as `artifacts`).
@@ -642,6 +745,72 @@ async fn thehive4_alert(State(s): State<AppState>, headers: HeaderMap, body: Bod
 }
 
 // ---- Splunk HTTP Event Collector ----
+
+/// Splunk's shape for every answer under `/services/collector`: the errors raised before a
+/// HEC handler runs (a body that cannot be decompressed or read, one too large, a method or
+/// path HEC does not have, the intake gate's 503) come out of the other layers in Firebreak's
+/// envelope, and HEC clients read `{"text", "code"}`. Splunk's codes: 6 invalid data format,
+/// 9 server busy, 14 ACK disabled (indexer acknowledgement is not offered: a 200 means
+/// committed); a path HEC lacks is Splunk's 404 `{"text": ..., "code": 404}`.
+pub async fn hec_shape(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let path = req.uri().path().to_string();
+    if !path.starts_with("/services/collector") {
+        return next.run(req).await;
+    }
+    if path.trim_end_matches('/').ends_with("/ack") {
+        return hec_response(HecCode::AckDisabled, None);
+    }
+    let res = next.run(req).await;
+    let status = res.status();
+    if status.is_success() {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return hec_response(HecCode::InternalServerError, None);
+    };
+    let envelope = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.get("message")).cloned());
+    let Some(message) = envelope else {
+        // a HEC handler's own answer
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    let (status, text, code) = match status {
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => (
+            StatusCode::NOT_FOUND,
+            json!("The requested URL was not found on this server."),
+            404,
+        ),
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!(HecCode::ServerBusy.text()),
+            HecCode::ServerBusy.code(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (status, message, HecCode::InvalidDataFormat.code()),
+        s if s.is_server_error() => (
+            s,
+            json!(HecCode::InternalServerError.text()),
+            HecCode::InternalServerError.code(),
+        ),
+        // 400 (a body that cannot be read or decompressed), 415 (a coding not offered)
+        _ => (
+            StatusCode::BAD_REQUEST,
+            json!(HecCode::InvalidDataFormat.text()),
+            HecCode::InvalidDataFormat.code(),
+        ),
+    };
+    let mut out = (status, Json(json!({"text": text, "code": code}))).into_response();
+    if let Some(v) = parts.headers.get(header::RETRY_AFTER) {
+        out.headers_mut().insert(header::RETRY_AFTER, v.clone());
+    } else if status == StatusCode::SERVICE_UNAVAILABLE {
+        out.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+    }
+    out
+}
 
 fn hec_response(code: HecCode, invalid_event: Option<usize>) -> Response {
     let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
@@ -667,8 +836,39 @@ fn hec_err(e: &HecError) -> Response {
     r
 }
 
-/// The HEC token: `Authorization: Splunk <t>` or `Bearer <t>`, or `?token=` when the header is
-/// absent (Splunk's query-string token).
+/// The password of `Authorization: Basic base64(user:token)` (Splunk's `curl -u x:<token>`).
+fn basic_password(v: &str) -> Option<String> {
+    use base64::Engine;
+    let encoded = v
+        .strip_prefix("Basic ")
+        .or_else(|| v.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (_, password) = text.split_once(':')?;
+    Some(password.trim().to_string()).filter(|p| !p.is_empty())
+}
+
+/// A data channel, when the request names one (`X-Splunk-Request-Channel` or `?channel=`),
+/// must be a GUID (Splunk's code 11 otherwise).
+fn hec_channel_ok(headers: &HeaderMap, query: Option<&str>) -> bool {
+    let from_header = headers
+        .get("x-splunk-request-channel")
+        .map(|v| v.to_str().unwrap_or("").to_string());
+    let from_query = query.and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "channel")
+            .map(|(_, v)| v.into_owned())
+    });
+    [from_header, from_query]
+        .into_iter()
+        .flatten()
+        .all(|c| uuid::Uuid::parse_str(c.trim()).is_ok())
+}
+
+/// The HEC token: `Authorization: Splunk <t>`, `Bearer <t>` or `Basic base64(x:<t>)`, or
+/// `?token=` when the header is absent (Splunk's query-string token).
 async fn hec_auth(
     s: &AppState,
     headers: &HeaderMap,
@@ -682,10 +882,14 @@ async fn hec_auth(
                 .or_else(|| v.strip_prefix("splunk "))
                 .or_else(|| v.strip_prefix("Bearer "))
                 .or_else(|| v.strip_prefix("bearer "))
-                .map(str::trim)
+                .map(|t| t.trim().to_string())
+                .or_else(|| basic_password(v))
         });
+    if !hec_channel_ok(headers, query) {
+        return Err(hec_response(HecCode::InvalidDataChannel, None));
+    }
     let token = match header_token {
-        Some(Some(t)) => t.to_string(),
+        Some(Some(t)) => t,
         Some(None) => return Err(hec_response(HecCode::InvalidAuthorization, None)),
         None => match query.and_then(|q| {
             form_urlencoded::parse(q.as_bytes())

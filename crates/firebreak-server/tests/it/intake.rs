@@ -405,6 +405,36 @@ async fn alertmanager_firing_then_resolved_closes_the_event() {
             .all(|e| e["status"] == "resolved" && e["resolved_at"].is_string()),
         "{all:?}"
     );
+    // the same alerts fire again (a new startsAt): a new episode, new events; a late or
+    // retried `resolved` of the first episode does not close them
+    let mut refire: Value = serde_json::from_slice(&firing).unwrap();
+    for a in refire["alerts"].as_array_mut().unwrap() {
+        a["startsAt"] = json!("2026-11-20T12:00:00Z");
+    }
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/ingest/alertmanager",
+            &[("authorization", &format!("Bearer {am}"))],
+            refire.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(r.body["created"].as_u64().unwrap(), created, "{}", r.body);
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/ingest/alertmanager",
+            &[("authorization", &format!("Bearer {am}"))],
+            resolved.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let again = t.events(&desk, "source=alertmanager").await;
+    let firing_now = again.iter().filter(|e| e["status"] == "new").count() as u64;
+    assert_eq!(
+        firing_now, created,
+        "the refired episode stays open: {again:?}"
+    );
     // wrong version is a 422 naming the field
     let r = t
         .send(
@@ -444,15 +474,45 @@ async fn thehive_alert_api_answers_in_thehive_shapes() {
     assert_eq!(r.body["status"], "New");
     let e = t.get(&format!("/api/v1/events/{id}"), &desk).await;
     assert_eq!(e.status, StatusCode::OK, "the _id is the event: {}", e.body);
-    // (type, source, sourceRef) is the dedup key: the same alert again is the same event
-    let r = t
-        .send("POST", "/api/v1/alert", &[("authorization", &auth)], body)
+    // the answer is the alert as stored: a GET gives the same
+    let read = t
+        .send(
+            "GET",
+            &format!("/api/v1/alert/{id}"),
+            &[("authorization", &auth)],
+            vec![],
+        )
         .await;
-    assert_eq!(r.body["_id"], id.as_str());
-    assert_eq!(
-        t.get(&format!("/api/v1/events/{id}"), &desk).await.body["occurrences"],
-        2
+    assert_eq!(read.body, r.body, "create and read agree");
+    // (type, source, sourceRef) is the dedup key: as TheHive does, the same triple again is
+    // refused (400 CreateError) naming the alert that holds it; the repeat is counted on it
+    let mut changed: Value = serde_json::from_slice(&body).unwrap();
+    changed["title"] = json!("a different title");
+    changed["severity"] = json!(4);
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/alert",
+            &[("authorization", &auth)],
+            serde_json::to_vec(&changed).unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.body["type"], "CreateError", "{}", r.body);
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("already exists")
     );
+    assert_eq!(r.body["object"]["_id"], id.as_str());
+    assert_eq!(
+        r.body["object"]["title"], read.body["title"],
+        "the stored alert, not the refused one"
+    );
+    let stored = t.get(&format!("/api/v1/events/{id}"), &desk).await.body;
+    assert_eq!(stored["occurrences"], 2);
+    assert_ne!(stored["title"], "a different title");
     // TheHive 4 path with artifacts
     let r = t
         .send(
@@ -1003,15 +1063,59 @@ async fn syslog_listener_takes_udp_and_tcp_with_cef() {
     let mut s = tokio::net::TcpStream::connect(addrs.tcp).await.unwrap();
     s.write_all(framed.as_bytes()).await.unwrap();
     s.shutdown().await.unwrap();
+    // Cisco ASA's default: no timestamp, no hostname; two messages batched in one datagram;
+    // an RFC 5424 message with broken structured data
+    sock.send_to(
+        b"<166>%ASA-6-302013: Built outbound TCP connection 1 for outside:198.51.100.7/443",
+        addrs.udp,
+    )
+    .await
+    .unwrap();
+    sock.send_to(
+        b"<13>Nov 20 10:00:01 h1 app: first\n<13>Nov 20 10:00:02 h2 app: second\n",
+        addrs.udp,
+    )
+    .await
+    .unwrap();
+    sock.send_to(
+        b"<34>1 2026-11-20T22:14:16Z host5 app - - [unterminated sd broken",
+        addrs.udp,
+    )
+    .await
+    .unwrap();
     let mut evs = Vec::new();
     for _ in 0..100 {
         evs = t.events(&desk, "").await;
-        if evs.len() >= 3 {
+        if evs.len() >= 7 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!(evs.len(), 3, "{evs:?}");
+    assert_eq!(evs.len(), 7, "{evs:?}");
+    // the sender's address on every event, and as the host of a message that names none
+    assert!(
+        evs.iter().all(|e| e["fields"]["sender_ip"] == "127.0.0.1"),
+        "{evs:?}"
+    );
+    let asa = evs
+        .iter()
+        .find(|e| e["title"].as_str().unwrap_or("").contains("Built outbound"))
+        .expect("the ASA message");
+    assert_eq!(asa["host"], "127.0.0.1", "{asa}");
+    assert!(evs.iter().any(|e| e["host"] == "h1") && evs.iter().any(|e| e["host"] == "h2"));
+    let broken = evs
+        .iter()
+        .find(|e| e["fields"]["header_error"].is_string())
+        .expect("the message with a broken header is kept");
+    assert!(
+        broken["title"].as_str().unwrap().contains("unterminated"),
+        "{broken}"
+    );
+    assert_eq!(
+        stats.malformed.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "a broken header is still counted as malformed"
+    );
     assert!(
         evs.iter()
             .any(|e| e["source"] == "Check Point VPN-1 & FireWall-1"
@@ -1275,7 +1379,22 @@ try:
     err = None
 except TheHiveError as e:
     err = str(e)
-print(json.dumps({"created": alert, "read": again, "error": err}))
+try:
+    hive.alert.create(alert={"type": "velociraptor", "source": "Velociraptor", "sourceRef": "F.C2ABC123",
+        "title": "the same triple again", "description": "x"})
+    dup = None
+except TheHiveError as e:
+    dup = str(e)
+import tempfile, os
+with tempfile.NamedTemporaryFile("wb", suffix="-invoice.exe", delete=False) as f:
+    f.write(b"MZ not really a program")
+with_file = hive.alert.create(alert={"type": "phish", "source": "Mailbox", "sourceRef": "M-77",
+    "title": "Attachment from a phishing mail", "description": "see the file",
+    "observables": [{"dataType": "file", "attachment": "att-key-1"}]},
+    attachment_map={"att-key-1": f.name})
+os.unlink(f.name)
+print(json.dumps({"created": alert, "read": again, "error": err, "duplicate": dup,
+    "with_file": with_file, "file_name": os.path.basename(f.name)}))
 "#;
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("python3")
@@ -1302,6 +1421,29 @@ print(json.dumps({"created": alert, "read": again, "error": err}))
             .unwrap()
             .contains("AttributeCheckingError"),
         "{v}"
+    );
+    assert!(
+        v["duplicate"].as_str().unwrap().contains("already exists"),
+        "thehive4py raises on a second alert with the same triple: {v}"
+    );
+    // a file observable's attachment: its name and SHA-256 are observables of the event
+    let desk0 = t.user("hd0", &[Role::Helpdesk]).await;
+    let fid = v["with_file"]["_id"].as_str().unwrap();
+    let fe = t.get(&format!("/api/v1/events/{fid}"), &desk0).await.body;
+    let obs = fe["observables"].as_array().unwrap();
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b"MZ not really a program"))
+    };
+    assert!(
+        obs.iter()
+            .any(|o| o["kind"] == "sha256" && o["value"] == sha.as_str()),
+        "{fe}"
+    );
+    assert!(
+        obs.iter()
+            .any(|o| o["kind"] == "filename" && o["value"] == v["file_name"]),
+        "{fe}"
     );
     let desk = t.user("hd", &[Role::Helpdesk]).await;
     let e = t.get(&format!("/api/v1/events/{id}"), &desk).await.body;
@@ -1445,4 +1587,113 @@ async fn a_firing_and_its_resolution_in_one_batch_apply_in_order() {
     let evs = t.events(&am, "source=alertmanager").await;
     let statuses: Vec<&str> = evs.iter().map(|e| e["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, vec!["new", "resolved"], "newest first: {evs:?}");
+}
+
+#[tokio::test]
+async fn a_byte_order_mark_and_event_type_typos_are_handled() {
+    let t = TestApp::new().await;
+    let tok = t.user("win", &[Role::Reporter]).await;
+    // a Windows tool's file: a BOM before line 1
+    let mut body = b"\xEF\xBB\xBF".to_vec();
+    body.extend_from_slice(
+        br#"{"timestamp":"2025-03-01T12:00:00.000+0000","rule":{"level":10,"description":"sshd: brute force","id":"5712"},"agent":{"id":"001","name":"web-01","ip":"10.0.0.5"},"data":{"srcip":"203.0.113.9"},"id":"1.1","full_log":"x"}"#,
+    );
+    let r = t.ndjson(&tok, "format=wazuh", body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["created"], 1, "{}", r.body);
+    assert_eq!(r.body["errors"], json!([]), "{}", r.body);
+    // a typo in eve_types is named, not taken as a type no line has
+    let r = t
+        .ndjson(&tok, "format=eve&eve_types=alerts", b"{}".to_vec())
+        .await;
+    assert_eq!(
+        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid").as_deref(),
+        Some("eve_types"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn hec_errors_before_the_handler_are_in_splunk_shape() {
+    let t = TestApp::new().await;
+    let tok = t.user("fb", &[Role::Reporter]).await;
+    let splunk = format!("Splunk {tok}");
+    // a body that is not gzip, declared as gzip (in capitals: codings are case-insensitive)
+    let r = t
+        .send(
+            "POST",
+            "/services/collector/event",
+            &[("authorization", &splunk), ("content-encoding", "GZIP")],
+            b"not gzip at all".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.body["code"], 6, "{}", r.body);
+    // real gzip with a capitalized coding goes in
+    let gz = {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(br#"{"event":{"message":"gzipped"}}"#).unwrap();
+        e.finish().unwrap()
+    };
+    let r = t
+        .send(
+            "POST",
+            "/services/collector/event",
+            &[("authorization", &splunk), ("content-encoding", "GZIP")],
+            gz,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["code"], 0, "{}", r.body);
+    // acknowledgement is not offered: Splunk's code 14
+    let r = t
+        .send(
+            "POST",
+            "/services/collector/ack",
+            &[("authorization", &splunk)],
+            br#"{"acks":[0]}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.body["code"], 14, "{}", r.body);
+    // an unknown HEC path: Splunk's 404
+    let r = t
+        .send(
+            "GET",
+            "/services/collector/nope",
+            &[("authorization", &splunk)],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    assert_eq!(r.body["code"], 404, "{}", r.body);
+    // basic authentication with the token as password (curl -u x:TOKEN)
+    let basic = {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("x:{tok}"))
+        )
+    };
+    let r = t
+        .send(
+            "POST",
+            "/services/collector/event",
+            &[("authorization", &basic)],
+            br#"{"event":"basic auth"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // a data channel must be a GUID
+    let r = t
+        .send(
+            "POST",
+            "/services/collector/event?channel=notauuid",
+            &[("authorization", &splunk)],
+            br#"{"event":"x"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(r.body["code"], 11, "{}", r.body);
 }
