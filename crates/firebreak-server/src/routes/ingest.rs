@@ -119,8 +119,9 @@ async fn alertmanager(
     Ok(Json(ingest_all(&s, &p, events).await?))
 }
 
-/// A generic JSON webhook of a configured source (a JSON object, an array of them, or NDJSON),
-/// read with the source's field mapping. A source configured with a secret requires an
+/// A generic JSON webhook (a JSON object, an array of them, or NDJSON): a source configured
+/// in `[intake.sources.NAME]` is read with its field mapping; any other name with the generic
+/// mapping (title, severity, host and addresses from the usual keys). A source configured with a secret requires an
 /// HMAC-SHA256 signature of the body; with a `user` as well, the signature alone
 /// authenticates the request.
 #[utoipa::path(post, path = "/ingest/webhook/{source}", tag = "intake",
