@@ -13,11 +13,12 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use time::OffsetDateTime;
 
 use crate::eve::{self, EveTypes};
 use crate::jsonutil::{
-    Scalar, Text, any_hash_observable, from_epoch_secs, ip_observable, level_from_value,
-    push_observable, time_from_value, truncate_chars, url_observable, value_non_empty,
+    Scalar, Text, any_hash_observable, ip_observable, level_from_value, push_observable,
+    time_from_value, truncate_chars, url_observable, value_non_empty,
 };
 use crate::{
     Level, NormalizedEvent, Observable, ObservableKind, ParseError, ParseResult, clean_title, wazuh,
@@ -277,7 +278,7 @@ pub fn split_events(body: &[u8]) -> HecEvents<'_> {
 pub struct HecEvent<'a> {
     /// Seconds since the epoch, with fractions (`1426279439.123`); sent as a number or a
     /// numeric string.
-    pub time: Option<f64>,
+    pub time: Option<OffsetDateTime>,
     pub host: Option<Cow<'a, str>>,
     pub source: Option<Cow<'a, str>>,
     pub sourcetype: Option<Cow<'a, str>>,
@@ -346,7 +347,29 @@ impl<'a> HecEvent<'a> {
                 ));
             }
         };
-        let time = env.time.as_ref().and_then(Scalar::as_f64);
+        // epoch seconds as Splunk documents them (a number or a numeric string); an epoch in
+        // milliseconds or finer, or an RFC 3339 string, as what it plainly is; anything else,
+        // or a time before 1970, is refused as Splunk refuses it (code 6), not replaced
+        let time = match &env.time {
+            None | Some(Scalar::Null) => None,
+            Some(t) => {
+                let parsed = match t.as_f64() {
+                    Some(n) if n >= 0.0 => crate::jsonutil::from_epoch_auto(n),
+                    Some(_) => None,
+                    None => t.text().and_then(|s| crate::jsonutil::parse_timestamp(&s)),
+                };
+                match parsed {
+                    Some(at) => Some(at),
+                    None => {
+                        return Err(HecError::new(
+                            HecCode::InvalidDataFormat,
+                            Some(index),
+                            "`time` must be epoch seconds (e.g. 1700000000.123)",
+                        ));
+                    }
+                }
+            }
+        };
         let nonblank = |t: Text<'a>| t.0.filter(|s| !s.trim().is_empty());
         Ok(HecEvent {
             time,
@@ -419,7 +442,7 @@ pub fn to_events(ev: &HecEvent<'_>, raw: &str) -> ParseResult {
 fn finish_delegated(e: &mut NormalizedEvent, ev: &HecEvent<'_>, raw: &str) {
     e.raw = raw.to_string();
     if e.occurred_at.is_none() {
-        e.occurred_at = ev.time.and_then(from_epoch_secs);
+        e.occurred_at = ev.time;
     }
     add_metadata(
         e,
@@ -495,7 +518,7 @@ fn generic_event(ev: &HecEvent<'_>, event: &Value, raw: &str) -> NormalizedEvent
     let mut e = NormalizedEvent::new("device", source_name, "");
     e.raw = raw.to_string();
     e.host = ev.host.as_deref().map(str::to_string);
-    e.occurred_at = ev.time.and_then(from_epoch_secs);
+    e.occurred_at = ev.time;
     match event {
         Value::Object(obj) => {
             let title = TITLE_KEYS

@@ -618,6 +618,38 @@ fn hec_objects_without_a_title_field_keep_their_own_titles() {
 }
 
 #[test]
+fn hec_time_is_read_or_refused_never_replaced() {
+    let at = |body: &str| {
+        let items: Vec<_> = hec::split_events(body.as_bytes()).collect();
+        let (i, raw) = items[0].as_ref().unwrap();
+        HecEvent::parse(raw, *i).map(|e| e.time.map(|t| t.unix_timestamp()))
+    };
+    assert_eq!(
+        at(r#"{"event":"x","time":1700000000.5}"#),
+        Ok(Some(1_700_000_000))
+    );
+    assert_eq!(
+        at(r#"{"event":"x","time":"1700000000"}"#),
+        Ok(Some(1_700_000_000))
+    );
+    // milliseconds, and an RFC 3339 string, are what they plainly are
+    assert_eq!(
+        at(r#"{"event":"x","time":1700000000123}"#),
+        Ok(Some(1_700_000_000))
+    );
+    assert_eq!(
+        at(r#"{"event":"x","time":"2023-11-14T22:13:20Z"}"#),
+        Ok(Some(1_700_000_000))
+    );
+    assert_eq!(at(r#"{"event":"x"}"#), Ok(None));
+    for bad in [r#""yesterday""#, "-5", "true"] {
+        let err = at(&format!(r#"{{"event":"x","time":{bad}}}"#)).unwrap_err();
+        assert_eq!(err.code, HecCode::InvalidDataFormat, "{bad}");
+        assert_eq!(err.event_index, Some(0), "{bad}");
+    }
+}
+
+#[test]
 fn hec_missing_event_is_code_12() {
     let body = br#"{"event":"ok"}{"host":"h"}"#;
     let items: Vec<_> = hec::split_events(body).collect();
