@@ -7,6 +7,7 @@
 use anyhow::{Context, bail};
 use firebreak_app::App;
 use firebreak_app::intake::{LineFormat, LineIngest};
+use firebreak_domain::event::IngestSummary;
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -91,17 +92,78 @@ fn open_input(file: &str) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)>
     Ok((Box::new(f), len))
 }
 
+/// A byte progress bar on stderr (a spinner when the size is unknown); hidden with `--quiet`
+/// or when stderr is no terminal.
+fn progress_bar(quiet: bool, len: Option<u64>) -> indicatif::ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::hidden()
+    } else {
+        match len {
+            Some(n) => indicatif::ProgressBar::new(n).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            ),
+            None => indicatif::ProgressBar::new_spinner(),
+        }
+    }
+}
+
+/// The summary line on `out`, then the listed refused lines (`line N: field: reason`) on stderr.
+fn report(
+    out: &mut impl Write,
+    lines_read: u64,
+    skipped_for_resume: u64,
+    secs: f64,
+    s: &IngestSummary,
+    error_count: u64,
+) -> std::io::Result<()> {
+    let records = s.created + s.duplicates + s.resolved;
+    writeln!(
+        out,
+        "{} lines read{} in {:.1} s: {} events created, {} duplicates counted, {} suppressed, {} resolved, {} skipped (not event types), {} tickets opened, {} lines refused; {:.0} records/s",
+        lines_read,
+        if skipped_for_resume > 0 {
+            format!(" (after {skipped_for_resume} committed earlier)")
+        } else {
+            String::new()
+        },
+        secs,
+        s.created,
+        s.duplicates,
+        s.suppressed,
+        s.resolved,
+        s.skipped,
+        s.tickets_opened,
+        error_count,
+        records as f64 / secs.max(1e-9),
+    )?;
+    let mut err = std::io::stderr().lock();
+    for e in &s.errors {
+        writeln!(err, "line {}: {}: {}", e.line, e.field, e.message)?;
+    }
+    if error_count > s.errors.len() as u64 {
+        writeln!(
+            err,
+            "... and {} more refused lines",
+            error_count - s.errors.len() as u64
+        )?;
+    }
+    Ok(())
+}
+
 /// Runs the command; exit 0 when every line went in, 1 when some were refused, 2 on a usage
 /// error.
 pub async fn run(app: &App, args: IngestArgs) -> anyhow::Result<ExitCode> {
-    let Ok(principal) = app.principal_for_user(&args.user).await else {
-        eprintln!("--user {}: no such active user", args.user);
+    let user = args.user.as_str();
+    let Ok(principal) = app.principal_for_user(user).await else {
+        eprintln!("--user {user}: no such active user");
         return Ok(ExitCode::from(2));
     };
     if !App::may_report(&principal) {
         eprintln!(
-            "--user {}: needs the reporter, helpdesk, responder, senior_responder, manager or admin role",
-            args.user
+            "--user {user}: needs the reporter, helpdesk, responder, senior_responder, manager or admin role"
         );
         return Ok(ExitCode::from(2));
     }
@@ -134,19 +196,7 @@ pub async fn run(app: &App, args: IngestArgs) -> anyhow::Result<ExitCode> {
         None => 0,
     };
     let (input, len) = open_input(&args.file)?;
-    let bar = if args.quiet || !std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::hidden()
-    } else {
-        match len {
-            Some(n) => indicatif::ProgressBar::new(n).with_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            ),
-            None => indicatif::ProgressBar::new_spinner(),
-        }
-    };
+    let bar = progress_bar(args.quiet, len);
     let mut lines = LineIngest::new(app, &principal, format);
     let mut reader = BufReader::with_capacity(256 * 1024, input);
     let mut buf = Vec::with_capacity(4096);
@@ -196,39 +246,14 @@ pub async fn run(app: &App, args: IngestArgs) -> anyhow::Result<ExitCode> {
         write_state(p, &args, lines.line)?;
     }
     bar.finish_and_clear();
-    let secs = started.elapsed().as_secs_f64();
-    let s = &lines.summary;
-    let records = s.created + s.duplicates + s.resolved;
-    writeln!(
-        out,
-        "{} lines read{} in {:.1} s: {} events created, {} duplicates counted, {} suppressed, {} resolved, {} skipped (not event types), {} tickets opened, {} lines refused; {:.0} records/s",
+    report(
+        &mut out,
         lines.line - skipped_for_resume,
-        if skipped_for_resume > 0 {
-            format!(" (after {skipped_for_resume} committed earlier)")
-        } else {
-            String::new()
-        },
-        secs,
-        s.created,
-        s.duplicates,
-        s.suppressed,
-        s.resolved,
-        s.skipped,
-        s.tickets_opened,
+        skipped_for_resume,
+        started.elapsed().as_secs_f64(),
+        &lines.summary,
         lines.error_count,
-        records as f64 / secs.max(1e-9),
     )?;
-    let mut err = std::io::stderr().lock();
-    for e in &s.errors {
-        writeln!(err, "line {}: {}: {}", e.line, e.field, e.message)?;
-    }
-    if lines.error_count > s.errors.len() as u64 {
-        writeln!(
-            err,
-            "... and {} more refused lines",
-            lines.error_count - s.errors.len() as u64
-        )?;
-    }
     Ok(if lines.error_count > 0 {
         ExitCode::from(1)
     } else {
