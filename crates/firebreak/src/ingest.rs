@@ -3,6 +3,11 @@
 //! bar and a summary. A bad line is reported by its number and the others go in. With
 //! `--resume STATE`, the number of the last committed line is kept in STATE after every batch,
 //! and a second run with the same STATE starts after it.
+//!
+//! With `--url` (or `FIREBREAK_URL`) the command is a client of a server instead: see
+//! [`client`]. No local data dir or database is opened then.
+
+pub mod client;
 
 use anyhow::{Context, bail};
 use firebreak_app::App;
@@ -26,15 +31,26 @@ pub struct IngestArgs {
     /// The source name of `ndjson` records.
     #[arg(long)]
     pub source: Option<String>,
-    /// The user the events are reported as (needs the reporter, helpdesk, responder or admin role).
-    #[arg(long, default_value = "admin")]
-    pub user: String,
+    /// The user the events are reported as (needs the reporter, helpdesk, responder or admin
+    /// role; default `admin`). Local mode only: with --url the token names the user.
+    #[arg(long, conflicts_with = "url")]
+    pub user: Option<String>,
+    /// Send the input to this server (`http(s)://host:port`) instead of writing to the local
+    /// database; needs --token.
+    #[arg(long, env = "FIREBREAK_URL", requires = "token")]
+    pub url: Option<String>,
+    /// The API token for --url (its user needs the reporter, helpdesk, responder or admin role).
+    #[arg(long, env = "FIREBREAK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Keep progress in this file and resume after its last committed line.
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Client mode: lines per request at most (tests use small chunks).
+    #[arg(long, hide = true, default_value_t = client::CHUNK_LINES)]
+    pub chunk_lines: usize,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -45,7 +61,7 @@ struct ResumeState {
     line: u64,
 }
 
-fn read_state(path: &Path, args: &IngestArgs) -> anyhow::Result<u64> {
+pub(crate) fn read_state(path: &Path, args: &IngestArgs) -> anyhow::Result<u64> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -70,7 +86,7 @@ fn read_state(path: &Path, args: &IngestArgs) -> anyhow::Result<u64> {
     Ok(s.line)
 }
 
-fn write_state(path: &Path, args: &IngestArgs, line: u64) -> anyhow::Result<()> {
+pub(crate) fn write_state(path: &Path, args: &IngestArgs, line: u64) -> anyhow::Result<()> {
     let s = ResumeState {
         file: args.file.clone(),
         format: args.format.clone(),
@@ -83,7 +99,7 @@ fn write_state(path: &Path, args: &IngestArgs, line: u64) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn open_input(file: &str) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)> {
+pub(crate) fn open_input(file: &str) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)> {
     if file == "-" {
         return Ok((Box::new(std::io::stdin()), None));
     }
@@ -94,7 +110,7 @@ fn open_input(file: &str) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)>
 
 /// A byte progress bar on stderr (a spinner when the size is unknown); hidden with `--quiet`
 /// or when stderr is no terminal.
-fn progress_bar(quiet: bool, len: Option<u64>) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(quiet: bool, len: Option<u64>) -> indicatif::ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         indicatif::ProgressBar::hidden()
     } else {
@@ -111,7 +127,7 @@ fn progress_bar(quiet: bool, len: Option<u64>) -> indicatif::ProgressBar {
 }
 
 /// The summary line on `out`, then the listed refused lines (`line N: field: reason`) on stderr.
-fn report(
+pub(crate) fn report(
     out: &mut impl Write,
     lines_read: u64,
     skipped_for_resume: u64,
@@ -156,7 +172,7 @@ fn report(
 /// Runs the command; exit 0 when every line went in, 1 when some were refused, 2 on a usage
 /// error.
 pub async fn run(app: &App, args: IngestArgs) -> anyhow::Result<ExitCode> {
-    let user = args.user.as_str();
+    let user = args.user.as_deref().unwrap_or("admin");
     let Ok(principal) = app.principal_for_user(user).await else {
         eprintln!("--user {user}: no such active user");
         return Ok(ExitCode::from(2));
