@@ -149,6 +149,26 @@ fn ingest_client_from_env_creates_no_local_data_dir() {
         stdout(&out)
     );
     assert_eq!(events(&server, &token).len(), 1);
+    // one email, from standard input, to the eml route
+    let mut child = client(work.path())
+        .args(["ingest", "-", "--format", "eml"])
+        .env("FIREBREAK_URL", url(&server))
+        .env("FIREBREAK_TOKEN", &token)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"From: Alice <alice@example.com>\r\nTo: soc@example.com\r\nSubject: Suspicious invoice mail\r\nMessage-ID: <m1@example.com>\r\n\r\nPlease look at this.\r\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("the server's answer");
+    assert_eq!(events(&server, &token).len(), 2);
     // --user is for the local mode: the token names the user
     let out = run(client(work.path())
         .args(["ingest", "eve.json", "--format", "eve", "--user", "admin"])
