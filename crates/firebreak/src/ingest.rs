@@ -3,10 +3,16 @@
 //! bar and a summary. A bad line is reported by its number and the others go in. With
 //! `--resume STATE`, the number of the last committed line is kept in STATE after every batch,
 //! and a second run with the same STATE starts after it.
+//!
+//! With `--url` (or `FIREBREAK_URL`) the command is a client of a server instead: see
+//! [`client`]. No local data dir or database is opened then.
+
+pub mod client;
 
 use anyhow::{Context, bail};
 use firebreak_app::App;
 use firebreak_app::intake::{LineFormat, LineIngest};
+use firebreak_domain::event::IngestSummary;
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -25,15 +31,26 @@ pub struct IngestArgs {
     /// The source name of `ndjson` records.
     #[arg(long)]
     pub source: Option<String>,
-    /// The user the events are reported as (needs the reporter, helpdesk, responder or admin role).
-    #[arg(long, default_value = "admin")]
-    pub user: String,
+    /// The user the events are reported as (needs the reporter, helpdesk, responder or admin
+    /// role; default `admin`). Local mode only: with --url the token names the user.
+    #[arg(long, conflicts_with = "url")]
+    pub user: Option<String>,
+    /// Send the input to this server (`http(s)://host:port`) instead of writing to the local
+    /// database; needs --token.
+    #[arg(long, env = "FIREBREAK_URL", requires = "token")]
+    pub url: Option<String>,
+    /// The API token for --url (its user needs the reporter, helpdesk, responder or admin role).
+    #[arg(long, env = "FIREBREAK_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Keep progress in this file and resume after its last committed line.
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Client mode: lines per request at most (tests use small chunks).
+    #[arg(long, hide = true, default_value_t = client::CHUNK_LINES)]
+    pub chunk_lines: usize,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -44,7 +61,7 @@ struct ResumeState {
     line: u64,
 }
 
-fn read_state(path: &Path, args: &IngestArgs) -> anyhow::Result<u64> {
+pub(crate) fn read_state(path: &Path, args: &IngestArgs) -> anyhow::Result<u64> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -69,7 +86,7 @@ fn read_state(path: &Path, args: &IngestArgs) -> anyhow::Result<u64> {
     Ok(s.line)
 }
 
-fn write_state(path: &Path, args: &IngestArgs, line: u64) -> anyhow::Result<()> {
+pub(crate) fn write_state(path: &Path, args: &IngestArgs, line: u64) -> anyhow::Result<()> {
     let s = ResumeState {
         file: args.file.clone(),
         format: args.format.clone(),
@@ -82,7 +99,7 @@ fn write_state(path: &Path, args: &IngestArgs, line: u64) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn open_input(file: &str) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)> {
+pub(crate) fn open_input(file: &str) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)> {
     if file == "-" {
         return Ok((Box::new(std::io::stdin()), None));
     }
@@ -91,17 +108,78 @@ fn open_input(file: &str) -> anyhow::Result<(Box<dyn Read + Send>, Option<u64>)>
     Ok((Box::new(f), len))
 }
 
+/// A byte progress bar on stderr (a spinner when the size is unknown); hidden with `--quiet`
+/// or when stderr is no terminal.
+pub(crate) fn progress_bar(quiet: bool, len: Option<u64>) -> indicatif::ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::hidden()
+    } else {
+        match len {
+            Some(n) => indicatif::ProgressBar::new(n).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            ),
+            None => indicatif::ProgressBar::new_spinner(),
+        }
+    }
+}
+
+/// The summary line on `out`, then the listed refused lines (`line N: field: reason`) on stderr.
+pub(crate) fn report(
+    out: &mut impl Write,
+    lines_read: u64,
+    skipped_for_resume: u64,
+    secs: f64,
+    s: &IngestSummary,
+    error_count: u64,
+) -> std::io::Result<()> {
+    let records = s.created + s.duplicates + s.resolved;
+    writeln!(
+        out,
+        "{} lines read{} in {:.1} s: {} events created, {} duplicates counted, {} suppressed, {} resolved, {} skipped (not event types), {} tickets opened, {} lines refused; {:.0} records/s",
+        lines_read,
+        if skipped_for_resume > 0 {
+            format!(" (after {skipped_for_resume} committed earlier)")
+        } else {
+            String::new()
+        },
+        secs,
+        s.created,
+        s.duplicates,
+        s.suppressed,
+        s.resolved,
+        s.skipped,
+        s.tickets_opened,
+        error_count,
+        records as f64 / secs.max(1e-9),
+    )?;
+    let mut err = std::io::stderr().lock();
+    for e in &s.errors {
+        writeln!(err, "line {}: {}: {}", e.line, e.field, e.message)?;
+    }
+    if error_count > s.errors.len() as u64 {
+        writeln!(
+            err,
+            "... and {} more refused lines",
+            error_count - s.errors.len() as u64
+        )?;
+    }
+    Ok(())
+}
+
 /// Runs the command; exit 0 when every line went in, 1 when some were refused, 2 on a usage
 /// error.
 pub async fn run(app: &App, args: IngestArgs) -> anyhow::Result<ExitCode> {
-    let Ok(principal) = app.principal_for_user(&args.user).await else {
-        eprintln!("--user {}: no such active user", args.user);
+    let user = args.user.as_deref().unwrap_or("admin");
+    let Ok(principal) = app.principal_for_user(user).await else {
+        eprintln!("--user {user}: no such active user");
         return Ok(ExitCode::from(2));
     };
     if !App::may_report(&principal) {
         eprintln!(
-            "--user {}: needs the reporter, helpdesk, responder, senior_responder, manager or admin role",
-            args.user
+            "--user {user}: needs the reporter, helpdesk, responder, senior_responder, manager or admin role"
         );
         return Ok(ExitCode::from(2));
     }
@@ -134,19 +212,7 @@ pub async fn run(app: &App, args: IngestArgs) -> anyhow::Result<ExitCode> {
         None => 0,
     };
     let (input, len) = open_input(&args.file)?;
-    let bar = if args.quiet || !std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::hidden()
-    } else {
-        match len {
-            Some(n) => indicatif::ProgressBar::new(n).with_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            ),
-            None => indicatif::ProgressBar::new_spinner(),
-        }
-    };
+    let bar = progress_bar(args.quiet, len);
     let mut lines = LineIngest::new(app, &principal, format);
     let mut reader = BufReader::with_capacity(256 * 1024, input);
     let mut buf = Vec::with_capacity(4096);
@@ -196,39 +262,14 @@ pub async fn run(app: &App, args: IngestArgs) -> anyhow::Result<ExitCode> {
         write_state(p, &args, lines.line)?;
     }
     bar.finish_and_clear();
-    let secs = started.elapsed().as_secs_f64();
-    let s = &lines.summary;
-    let records = s.created + s.duplicates + s.resolved;
-    writeln!(
-        out,
-        "{} lines read{} in {:.1} s: {} events created, {} duplicates counted, {} suppressed, {} resolved, {} skipped (not event types), {} tickets opened, {} lines refused; {:.0} records/s",
+    report(
+        &mut out,
         lines.line - skipped_for_resume,
-        if skipped_for_resume > 0 {
-            format!(" (after {skipped_for_resume} committed earlier)")
-        } else {
-            String::new()
-        },
-        secs,
-        s.created,
-        s.duplicates,
-        s.suppressed,
-        s.resolved,
-        s.skipped,
-        s.tickets_opened,
+        skipped_for_resume,
+        started.elapsed().as_secs_f64(),
+        &lines.summary,
         lines.error_count,
-        records as f64 / secs.max(1e-9),
     )?;
-    let mut err = std::io::stderr().lock();
-    for e in &s.errors {
-        writeln!(err, "line {}: {}: {}", e.line, e.field, e.message)?;
-    }
-    if lines.error_count > s.errors.len() as u64 {
-        writeln!(
-            err,
-            "... and {} more refused lines",
-            lines.error_count - s.errors.len() as u64
-        )?;
-    }
     Ok(if lines.error_count > 0 {
         ExitCode::from(1)
     } else {

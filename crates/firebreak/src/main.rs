@@ -115,7 +115,9 @@ enum Command {
     /// The response plan (YAML).
     #[command(subcommand)]
     Plan(PlanCommand),
-    /// Ingest events from a file or standard input (eve, wazuh, ndjson, cef, leef, syslog, eml).
+    /// Ingest events from a file or standard input (eve, wazuh, ndjson, cef, leef, syslog, eml):
+    /// into the local database, or with --url/--token (FIREBREAK_URL/FIREBREAK_TOKEN) to a
+    /// server's intake API in chunks.
     Ingest(ingest::IngestArgs),
     /// The local indicator store.
     #[command(subcommand)]
@@ -519,6 +521,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_tracing(false);
             let settings = admin_settings(&cli.store)?;
             backup::migrate_store(settings, &to, to_blob_dir).await
+        }
+        // client mode: nothing local is opened (no data dir, no database)
+        Command::Ingest(args) if args.url.is_some() => {
+            init_tracing(false);
+            ingest::client::run(args).await
         }
         command => {
             init_tracing(false);

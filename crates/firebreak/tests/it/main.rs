@@ -13,6 +13,7 @@ mod cluster;
 mod crash;
 mod faults;
 mod http;
+mod ingest_client;
 mod live;
 mod logs;
 mod support;
