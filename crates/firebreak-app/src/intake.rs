@@ -1156,6 +1156,7 @@ impl<'a> LineIngest<'a> {
 
     fn error(&mut self, field: String, message: String) {
         self.error_count += 1;
+        self.summary.refused += 1;
         if self.summary.errors.len() < MAX_LISTED_ERRORS {
             self.summary
                 .errors

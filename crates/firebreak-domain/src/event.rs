@@ -527,7 +527,10 @@ pub struct IngestSummary {
     pub skipped: u64,
     /// Tickets opened automatically by the plan's classification.
     pub tickets_opened: u64,
-    /// Records refused, by line (or record) number.
+    /// Records refused, all of them (`errors` lists at most 1000).
+    #[serde(default)]
+    pub refused: u64,
+    /// Records refused, by line (or record) number (at most 1000 listed).
     pub errors: Vec<LineError>,
     /// The events created or counted, in input order (at most 1000 listed).
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]

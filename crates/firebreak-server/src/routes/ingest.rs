@@ -209,11 +209,16 @@ async fn webhook(
             }
             match firebreak_intake::webhook::parse(line, &source, mapping) {
                 Ok(evs) => events.extend(evs),
-                Err(e) => summary.errors.push(firebreak_domain::event::LineError {
-                    line: i as u64 + 1,
-                    field: e.field,
-                    message: e.message,
-                }),
+                Err(e) => {
+                    summary.refused += 1;
+                    if summary.errors.len() < firebreak_app::intake::MAX_LISTED_ERRORS {
+                        summary.errors.push(firebreak_domain::event::LineError {
+                            line: i as u64 + 1,
+                            field: e.field,
+                            message: e.message,
+                        });
+                    }
+                }
             }
         }
         if events.is_empty() && !summary.errors.is_empty() {

@@ -389,6 +389,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let mut total = IngestSummary::default();
     let mut error_count = 0u64;
     let mut unlisted = false;
+    let mut hidden_total = 0u64;
     let mut add_error = |total: &mut IngestSummary, e: LineError| {
         error_count += 1;
         if total.errors.len() < MAX_LISTED_ERRORS {
@@ -429,8 +430,12 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         total.resolved += part.resolved;
         total.skipped += part.skipped;
         total.tickets_opened += part.tickets_opened;
-        // the server lists at most MAX_LISTED_ERRORS per request: a full list may hide more
-        unlisted |= part.errors.len() >= MAX_LISTED_ERRORS;
+        // the server lists at most MAX_LISTED_ERRORS per request and counts all in `refused`
+        // (an older server sends no `refused`: a full list may then hide more)
+        let listed = part.errors.len() as u64;
+        let hidden = part.refused.saturating_sub(listed);
+        unlisted |= part.refused == 0 && listed >= MAX_LISTED_ERRORS as u64;
+        hidden_total += hidden;
         // in line order: the lines refused here were sent blank, the server says nothing of them
         let mut local = chunk.errors.into_iter().peekable();
         for e in part.errors {
@@ -447,6 +452,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         bar.set_message(format!("{} events", total.created + total.duplicates));
     }
     bar.finish_and_clear();
+    let error_count = error_count + hidden_total;
     let mut out = std::io::stdout().lock();
     report(
         &mut out,
