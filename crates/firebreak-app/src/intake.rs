@@ -504,7 +504,13 @@ pub fn to_event(
         classification: None,
         intel: vec![],
         disposition: None,
-        resolved_at: resolve.then_some(now),
+        // the source's end time when it gives one (never after the receipt)
+        resolved_at: resolve.then(|| {
+            ne.resolved_at
+                .map(firebreak_store::truncate_millis)
+                .filter(|t| *t <= now)
+                .unwrap_or(now)
+        }),
         raw: ne.raw,
         version: 1,
     };

@@ -177,6 +177,12 @@ fn to_event(alert: &Map<String, Value>, group: &Group<'_>) -> NormalizedEvent {
         .and_then(value_non_empty)
         .or_else(|| group.root.get("status").and_then(value_non_empty));
     ev.action = if status.as_deref() == Some("resolved") {
+        // the resolution's own time; Alertmanager's zero time (`0001-01-01`) says nothing
+        ev.resolved_at = alert
+            .get("endsAt")
+            .and_then(Value::as_str)
+            .and_then(parse_timestamp)
+            .filter(|t| t.year() > 1970);
         Action::Resolve
     } else {
         Action::Report

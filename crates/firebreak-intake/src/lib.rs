@@ -177,6 +177,13 @@ pub struct NormalizedEvent {
     /// `type`+`source`+`sourceRef`); when `None` the intake computes a fingerprint.
     pub dedup_key: Option<String>,
     pub action: Action,
+    /// When the source says the condition ended (Alertmanager's `endsAt` on a resolution).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub resolved_at: Option<OffsetDateTime>,
     pub reporter: Option<Reporter>,
     /// Normalized extra fields, flat `snake_case` keys (`src_ip`, `dest_ip`, `proto`,
     /// `category`, `mitre_technique`...): what suppression rules and fingerprints refer to.
@@ -209,6 +216,7 @@ impl NormalizedEvent {
             tags: Vec::new(),
             dedup_key: None,
             action: Action::Report,
+            resolved_at: None,
             reporter: None,
             fields: serde_json::Map::new(),
             raw: String::new(),

@@ -35,13 +35,15 @@ pub(crate) async fn ingest(
                 .await
                 .map_err(err)?;
         let at = truncate_millis(item.event.last_seen);
+        let ended = item.event.resolved_at.map_or(at, truncate_millis);
         if let Some((id,)) = found {
             let done = sqlx::query(
-                "UPDATE events SET resolved_at = $1, last_seen = GREATEST(last_seen, $1), \
+                "UPDATE events SET resolved_at = $3, last_seen = GREATEST(last_seen, $1), \
                  status = CASE WHEN status = 'new' THEN 'resolved' ELSE status END, version = version + 1 WHERE id = $2",
             )
             .bind(at)
             .bind(id)
+            .bind(ended)
             .execute(&mut **tx)
             .await
             .map_err(err)?;

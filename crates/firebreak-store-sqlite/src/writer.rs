@@ -1340,12 +1340,13 @@ fn ingest_event<'a>(
             None => None,
         };
         if let Some(id) = found {
+            let ended = e.resolved_at.map_or(now, to_millis);
             let changed = conn
                 .prepare_cached(
-                    "UPDATE events SET resolved_at = ?1, last_seen = max(last_seen, ?1), \
+                    "UPDATE events SET resolved_at = ?3, last_seen = max(last_seen, ?1), \
                      status = CASE WHEN status = 'new' THEN 'resolved' ELSE status END, version = version + 1 WHERE id = ?2",
                 )
-                .and_then(|mut s| s.execute(params![now, id]))
+                .and_then(|mut s| s.execute(params![now, id, ended]))
                 .map_err(err)?;
             if changed == 1 {
                 return Ok(Ingested {
