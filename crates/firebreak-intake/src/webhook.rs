@@ -315,8 +315,18 @@ fn first_text(paths: &[JsonPath], record: &Value) -> Option<String> {
     first_scalar(paths, record).and_then(|(_, v)| value_non_empty(v))
 }
 
-/// A webhook body to events: one per record.
+/// A webhook body to events: one per record; the first record refused refuses the body.
 pub fn parse(body: &[u8], source: &str, mapping: &CompiledMapping) -> ParseResult {
+    parse_records(body, source, mapping)?.into_iter().collect()
+}
+
+/// A webhook body to one result per record (in order), so that one bad record of an array
+/// is reported by its number while the others go in; `Err` when the body itself is not JSON.
+pub fn parse_records(
+    body: &[u8],
+    source: &str,
+    mapping: &CompiledMapping,
+) -> Result<Vec<Result<NormalizedEvent, ParseError>>, ParseError> {
     let root: Value = serde_json::from_slice(body)
         .map_err(|e| ParseError::new("body", format!("not JSON: {e}")))?;
     let (records, whole): (Vec<&Value>, bool) = match &mapping.records {
@@ -337,7 +347,7 @@ pub fn parse(body: &[u8], source: &str, mapping: &CompiledMapping) -> ParseResul
         },
     };
     let many = records.len() > 1 || !whole;
-    records
+    let out = records
         .into_iter()
         .enumerate()
         .map(|(i, record)| {
@@ -354,7 +364,8 @@ pub fn parse(body: &[u8], source: &str, mapping: &CompiledMapping) -> ParseResul
                 }
             })
         })
-        .collect()
+        .collect();
+    Ok(out)
 }
 
 fn to_event(

@@ -202,41 +202,61 @@ async fn webhook(
         .is_some_and(|ct| ct.contains("ndjson") || ct.contains("jsonl"));
     let mut summary = IngestSummary::default();
     let mut events = Vec::new();
-    if ndjson {
+    let refuse = |summary: &mut IngestSummary, line: u64, e: firebreak_intake::ParseError| {
+        summary.refused += 1;
+        if summary.errors.len() < firebreak_app::intake::MAX_LISTED_ERRORS {
+            summary.errors.push(firebreak_domain::event::LineError {
+                line,
+                field: e.field,
+                message: e.message,
+            });
+        }
+    };
+    // NDJSON (a record per line) and a JSON array (a record per item) report a bad record by
+    // its number and take the others; a single object is all or nothing
+    let per_record = if ndjson {
         for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             match firebreak_intake::webhook::parse(line, &source, mapping) {
                 Ok(evs) => events.extend(evs),
-                Err(e) => {
-                    summary.refused += 1;
-                    if summary.errors.len() < firebreak_app::intake::MAX_LISTED_ERRORS {
-                        summary.errors.push(firebreak_domain::event::LineError {
-                            line: i as u64 + 1,
-                            field: e.field,
-                            message: e.message,
-                        });
-                    }
-                }
+                Err(e) => refuse(&mut summary, i as u64 + 1, e),
             }
         }
-        if events.is_empty() && !summary.errors.is_empty() {
-            return Err(ApiError::validation(
-                summary
-                    .errors
-                    .iter()
-                    .map(|e| {
-                        firebreak_domain::FieldError::new(
-                            format!("line {}: {}", e.line, e.field),
-                            e.message.clone(),
-                        )
-                    })
-                    .collect(),
-            ));
-        }
+        true
     } else {
-        events = firebreak_intake::webhook::parse(&bytes, &source, mapping).map_err(parse_error)?;
+        let records = firebreak_intake::webhook::parse_records(&bytes, &source, mapping)
+            .map_err(parse_error)?;
+        if records.len() == 1 {
+            events = records
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(parse_error)?;
+            false
+        } else {
+            for (i, r) in records.into_iter().enumerate() {
+                match r {
+                    Ok(e) => events.push(e),
+                    Err(e) => refuse(&mut summary, i as u64 + 1, e),
+                }
+            }
+            true
+        }
+    };
+    if per_record && events.is_empty() && !summary.errors.is_empty() {
+        return Err(ApiError::validation(
+            summary
+                .errors
+                .iter()
+                .map(|e| {
+                    firebreak_domain::FieldError::new(
+                        format!("line {}: {}", e.line, e.field),
+                        e.message.clone(),
+                    )
+                })
+                .collect(),
+        ));
     }
     s.app.ingest(&p, events, &mut summary).await?;
     Ok(Json(summary))

@@ -699,6 +699,23 @@ async fn webhook_sources_map_fields_and_check_signatures() {
             .any(|o| o["value"] == "198.51.100.7"),
         "{e}"
     );
+    // a JSON array: a bad record is reported by its number, the others go in
+    let arr = br#"[{"rule": "r1", "level": "low", "hostname": "h1"}, 7, {"rule": "r3", "level": "low", "hostname": "h3"}]"#.to_vec();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"0123456789abcdef0123").unwrap();
+    mac.update(&arr);
+    let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/ingest/webhook/crowdsec",
+            &[("x-signature-256", &sig)],
+            arr,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["created"], 2, "{}", r.body);
+    assert_eq!(r.body["refused"], 1, "{}", r.body);
+    assert_eq!(r.body["errors"][0]["line"], 2, "{}", r.body);
     // an unconfigured source takes a token and the generic mapping
     let r = t
         .send(
