@@ -1,12 +1,11 @@
 //! The syslog listener: RFC 5424 and RFC 3164 messages over UDP (one datagram, one message)
 //! and TCP (RFC 6587 octet counting or newline framing), with CEF and LEEF payloads detected.
 //! Messages go through a bounded queue to one task that parses them and commits them in
-//! batches. UDP has no flow control: when the queue is full a datagram is dropped and counted
-//! (`firebreak_syslog_dropped_total`); a TCP sender is slowed down instead (it waits for room).
-//! The UDP socket asks the kernel for a receive buffer of [`UDP_RECV_BUFFER`] (capped by
-//! `net.core.rmem_max`) so that bursts wait there, and the datagrams the kernel still drops
-//! for a full buffer are read from `/proc/net/udp` and counted too
-//! (`firebreak_syslog_kernel_dropped_total`). Every message keeps its sender's address
+//! batches. When the queue is full the readers wait: a TCP sender is slowed down; UDP has no
+//! flow control, so datagrams wait in the socket's receive buffer, which the listener asks to
+//! be [`UDP_RECV_BUFFER`] (capped by `net.core.rmem_max`). What overflows that buffer is lost:
+//! the kernel counts it, and the listener reads that count from `/proc/net/udp` into
+//! `firebreak_syslog_dropped_total`. Every message keeps its sender's address
 //! (`fields.sender_ip`), which is also the event's host when the message names none
 //! (RFC 3164 4.3.3: a relay adds the sender's address to a message without a hostname).
 
@@ -45,8 +44,6 @@ pub struct SyslogStats {
     pub dropped: AtomicU64,
     pub malformed: AtomicU64,
     pub events: AtomicU64,
-    /// Datagrams the kernel dropped for a full receive buffer, since the listener started.
-    pub kernel_dropped: AtomicU64,
 }
 
 /// The addresses a listener is bound to.
@@ -93,7 +90,6 @@ pub fn start(
     for name in [
         "firebreak_syslog_received_total",
         "firebreak_syslog_dropped_total",
-        "firebreak_syslog_kernel_dropped_total",
         "firebreak_syslog_malformed_total",
     ] {
         metrics::counter!(name).increment(0);
@@ -168,9 +164,9 @@ async fn kernel_drops_loop(addr: SocketAddr, stats: Arc<SyslogStats>) {
             return;
         };
         let since = now.saturating_sub(start);
-        let before = stats.kernel_dropped.swap(since, Ordering::Relaxed);
+        let before = stats.dropped.swap(since, Ordering::Relaxed);
         if since > before {
-            metrics::counter!("firebreak_syslog_kernel_dropped_total").increment(since - before);
+            metrics::counter!("firebreak_syslog_dropped_total").increment(since - before);
             tracing::warn!(
                 dropped = since - before,
                 "syslog: the kernel dropped UDP datagrams (receive buffer full)"
@@ -198,9 +194,10 @@ async fn udp_loop(udp: UdpSocket, tx: mpsc::Sender<Received>, stats: Arc<SyslogS
             let Some(text) = message_text(part, &stats) else {
                 continue;
             };
-            if tx.try_send((text, from)).is_err() {
-                stats.dropped.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("firebreak_syslog_dropped_total").increment(1);
+            // a full queue holds the reader back: datagrams then wait in the socket's buffer
+            // (8 MiB asked for), and only what overflows it is lost, counted by the kernel
+            if tx.send((text, from)).await.is_err() {
+                return;
             }
         }
     }
