@@ -75,10 +75,41 @@ pub fn parse(body: &[u8]) -> ParseResult {
         .iter()
         .enumerate()
         .map(|(i, a)| match a {
-            Value::Object(alert) => Ok(to_event(alert, &group)),
+            Value::Object(alert) => {
+                check_alert(alert)
+                    .map_err(|(field, m)| ParseError::new(format!("alerts[{i}].{field}"), m))?;
+                Ok(to_event(alert, &group))
+            }
             _ => Err(ParseError::new(format!("alerts[{i}]"), "not an object")),
         })
         .collect()
+}
+
+/// The fields of an alert whose values decide what happens to it: a value Alertmanager never
+/// sends is refused, naming the field, rather than read as something else (a `status` of
+/// `bogus` as firing, a `startsAt` of `yesterday` as the receipt time).
+fn check_alert(alert: &Map<String, Value>) -> Result<(), (&'static str, String)> {
+    match alert.get("status") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s == "firing" || s == "resolved" => {}
+        Some(v) => return Err(("status", format!("{v} is not \"firing\" or \"resolved\""))),
+    }
+    for key in ["startsAt", "endsAt"] {
+        match alert.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if parse_timestamp(s).is_some() => {}
+            Some(v) => return Err((key, format!("{v} is not an RFC 3339 time"))),
+        }
+    }
+    match alert.get("labels") {
+        None | Some(Value::Null) | Some(Value::Object(_)) => {}
+        Some(_) => return Err(("labels", "not an object".into())),
+    }
+    match alert.get("annotations") {
+        None | Some(Value::Null) | Some(Value::Object(_)) => {}
+        Some(_) => return Err(("annotations", "not an object".into())),
+    }
+    Ok(())
 }
 
 /// What the group tells about each of its alerts.

@@ -425,6 +425,19 @@ fn alertmanager_refusals_name_the_field() {
     assert_eq!(field(r#"{"version":"4","alerts":{}}"#), "alerts");
     assert_eq!(field(r#"{"version":"4"}"#), "alerts");
     assert_eq!(field(r#"{"version":"4","alerts":[{}, 3]}"#), "alerts[1]");
+    // values Alertmanager never sends are named, not read as something else
+    assert_eq!(
+        field(r#"{"version":"4","alerts":[{"status":"bogus"}]}"#),
+        "alerts[0].status"
+    );
+    assert_eq!(
+        field(r#"{"version":"4","alerts":[{},{"startsAt":"yesterday"}]}"#),
+        "alerts[1].startsAt"
+    );
+    assert_eq!(
+        field(r#"{"version":"4","alerts":[{"labels":"notobj"}]}"#),
+        "alerts[0].labels"
+    );
     assert_eq!(field("[]"), "body");
     assert_eq!(
         alertmanager::parse(br#"{"version":"4","alerts":[]}"#),
