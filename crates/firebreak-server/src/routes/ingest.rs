@@ -777,7 +777,8 @@ async fn thehive4_alert(State(s): State<AppState>, headers: HeaderMap, body: Bod
 /// path HEC does not have, the intake gate's 503) come out of the other layers in Firebreak's
 /// envelope, and HEC clients read `{"text", "code"}`. Splunk's codes: 6 invalid data format,
 /// 9 server busy, 14 ACK disabled (indexer acknowledgement is not offered: a 200 means
-/// committed); a path HEC lacks is Splunk's 404 `{"text": ..., "code": 404}`.
+/// committed); a path HEC lacks is Splunk's 404 `{"text": ..., "code": 404}`, a method it
+/// lacks 405 (with `Allow`).
 pub async fn hec_shape(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let path = req.uri().path().to_string();
     if !path.starts_with("/services/collector") {
@@ -803,11 +804,12 @@ pub async fn hec_shape(req: axum::extract::Request, next: axum::middleware::Next
         return Response::from_parts(parts, Body::from(bytes));
     };
     let (status, text, code) = match status {
-        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => (
-            StatusCode::NOT_FOUND,
+        StatusCode::NOT_FOUND => (
+            status,
             json!("The requested URL was not found on this server."),
             404,
         ),
+        StatusCode::METHOD_NOT_ALLOWED => (status, json!("Method Not Allowed"), 405),
         StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS => (
             StatusCode::SERVICE_UNAVAILABLE,
             json!(HecCode::ServerBusy.text()),
@@ -827,6 +829,9 @@ pub async fn hec_shape(req: axum::extract::Request, next: axum::middleware::Next
         ),
     };
     let mut out = (status, Json(json!({"text": text, "code": code}))).into_response();
+    if let Some(v) = parts.headers.get(header::ALLOW) {
+        out.headers_mut().insert(header::ALLOW, v.clone());
+    }
     if let Some(v) = parts.headers.get(header::RETRY_AFTER) {
         out.headers_mut().insert(header::RETRY_AFTER, v.clone());
     } else if status == StatusCode::SERVICE_UNAVAILABLE {
