@@ -1224,12 +1224,7 @@ impl<'a> LineIngest<'a> {
                 }
             };
             let s = &mut self.summary;
-            s.received += part.received;
-            s.created += part.created;
-            s.duplicates += part.duplicates;
-            s.suppressed += part.suppressed;
-            s.resolved += part.resolved;
-            s.tickets_opened += part.tickets_opened;
+            s.add_counts(&part);
             let room = MAX_LISTED.saturating_sub(s.events.len());
             s.events.extend(part.events.into_iter().take(room));
             if !self.failed {

@@ -537,6 +537,21 @@ pub struct IngestSummary {
     pub events: Vec<Uuid>,
 }
 
+impl IngestSummary {
+    /// Adds another part's counts (not its lists of errors and events, which callers merge
+    /// with their own limits and line numbers).
+    pub fn add_counts(&mut self, part: &IngestSummary) {
+        self.received += part.received;
+        self.created += part.created;
+        self.duplicates += part.duplicates;
+        self.suppressed += part.suppressed;
+        self.resolved += part.resolved;
+        self.skipped += part.skipped;
+        self.tickets_opened += part.tickets_opened;
+        self.refused += part.refused;
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct LineError {

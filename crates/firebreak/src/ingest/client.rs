@@ -423,13 +423,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         if let Some(p) = &args.resume {
             write_state(p, &args, committed)?;
         }
-        total.received += part.received;
-        total.created += part.created;
-        total.duplicates += part.duplicates;
-        total.suppressed += part.suppressed;
-        total.resolved += part.resolved;
-        total.skipped += part.skipped;
-        total.tickets_opened += part.tickets_opened;
+        total.add_counts(&part);
         // the server lists at most MAX_LISTED_ERRORS per request and counts all in `refused`
         // (an older server sends no `refused`: a full list may then hide more)
         let listed = part.errors.len() as u64;
