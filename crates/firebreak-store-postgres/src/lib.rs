@@ -70,8 +70,26 @@ impl firebreak_store::ChangeFeed for Feed {
     }
 }
 
+/// The NOTIFY channel of the install in `schema`: [`firebreak_store::CHANGES_CHANNEL`] in
+/// `public`, and with 16 hex digits of the schema name's SHA-256 after it in any other schema
+/// (a channel name is an identifier of at most 63 bytes).
+fn changes_channel(schema: &str) -> String {
+    if schema == "public" {
+        return firebreak_store::CHANGES_CHANNEL.to_string();
+    }
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(schema.as_bytes());
+    format!(
+        "{}_{}",
+        firebreak_store::CHANGES_CHANNEL,
+        hex::encode(&h[..8])
+    )
+}
+
 pub struct PgStore {
     pool: PgPool,
+    /// This install's NOTIFY channel ([`changes_channel`]).
+    channel: String,
     /// The tag on this process's announcements.
     origin: String,
     sender: Mutex<Option<mpsc::Sender<writer::Job>>>,
@@ -129,16 +147,24 @@ impl PgStore {
                 "PostgreSQL synchronous_commit=off: a crash can lose recently acknowledged writes"
             );
         }
+        // NOTIFY channels are per database, not per schema: installs in different schemas of
+        // one database (and the test suite's schemas) each get a channel of their own
+        let (schema,): (String,) = sqlx::query_as("SELECT current_schema()")
+            .fetch_one(&pool)
+            .await?;
+        let channel = changes_channel(&schema);
         let (tx, rx) = mpsc::channel(writer::QUEUE);
         let origin = firebreak_store::new_origin();
         let w = writer::Writer {
             signer,
             origin: origin.clone(),
+            channel: channel.clone(),
         };
         let handle = tokio::spawn(writer::run(pool.clone(), rx, w, write_timeout));
         Ok(Self {
             pool,
             origin,
+            channel,
             sender: Mutex::new(Some(tx)),
             writer: tokio::sync::Mutex::new(Some(handle)),
         })
@@ -803,10 +829,7 @@ impl Store for PgStore {
         let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
             .await
             .map_err(err)?;
-        listener
-            .listen(firebreak_store::CHANGES_CHANNEL)
-            .await
-            .map_err(err)?;
+        listener.listen(&self.channel).await.map_err(err)?;
         Ok(Some(Box::new(Feed {
             listener,
             origin: self.origin.clone(),

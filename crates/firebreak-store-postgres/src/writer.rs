@@ -33,6 +33,8 @@ pub struct Job {
 pub struct Writer {
     pub signer: Arc<AuditSigner>,
     pub origin: String,
+    /// The install's NOTIFY channel (one per schema).
+    pub channel: String,
 }
 
 pub async fn run(
@@ -161,7 +163,7 @@ async fn announce(tx: &mut sqlx::PgConnection, w: &Writer, topics: &str) -> Stor
         return Ok(());
     }
     sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(firebreak_store::CHANGES_CHANNEL)
+        .bind(&w.channel)
         .bind(firebreak_store::announcement_payload(topics, &w.origin))
         .execute(&mut *tx)
         .await
