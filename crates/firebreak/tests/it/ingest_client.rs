@@ -1,7 +1,7 @@
 //! `firebreak ingest --url URL --token TOKEN`: the command as a client of a running server.
 
 use crate::http::Conn;
-use crate::support::{BIN, Env, Server, stdout};
+use crate::support::{BIN, Env, Server, output_with_stdin, stdout};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -109,21 +109,10 @@ fn ingest_client_counts_and_numbers_lines_as_the_whole_file() {
         );
     }
     // standard input, one request: the same lines again are repeats
-    let mut child = client(work.path())
-        .args(["ingest", "-", "--format", "eve", "--url", &url(&server)])
-        .env("FIREBREAK_TOKEN", &token)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all((lines.join("\n") + "\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = client(work.path());
+    cmd.args(["ingest", "-", "--format", "eve", "--url", &url(&server)])
+        .env("FIREBREAK_TOKEN", &token);
+    let out = output_with_stdin(cmd, (lines.join("\n") + "\n").as_bytes());
     let (text, err) = (stdout(&out), stderr(&out));
     assert_eq!(out.status.code(), Some(1), "{text}{err}");
     assert!(
@@ -150,22 +139,14 @@ fn ingest_client_from_env_creates_no_local_data_dir() {
     );
     assert_eq!(events(&server, &token).len(), 1);
     // one email, from standard input, to the eml route
-    let mut child = client(work.path())
-        .args(["ingest", "-", "--format", "eml"])
+    let mut cmd = client(work.path());
+    cmd.args(["ingest", "-", "--format", "eml"])
         .env("FIREBREAK_URL", url(&server))
-        .env("FIREBREAK_TOKEN", &token)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"From: Alice <alice@example.com>\r\nTo: soc@example.com\r\nSubject: Suspicious invoice mail\r\nMessage-ID: <m1@example.com>\r\n\r\nPlease look at this.\r\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        .env("FIREBREAK_TOKEN", &token);
+    let out = output_with_stdin(
+        cmd,
+        b"From: Alice <alice@example.com>\r\nTo: soc@example.com\r\nSubject: Suspicious invoice mail\r\nMessage-ID: <m1@example.com>\r\n\r\nPlease look at this.\r\n",
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("the server's answer");
     assert_eq!(events(&server, &token).len(), 2);

@@ -60,20 +60,7 @@ impl Env {
     }
 
     pub fn cli_stdin(&self, args: &[&str], input: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        output_with_stdin(self.command(args), input.as_bytes())
     }
 
     /// Creates a user with these roles (no password) and returns a fresh token for them.
@@ -277,4 +264,16 @@ pub fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String
         }
     });
     (url, ids)
+}
+
+/// Runs `cmd` with `input` on its standard input; its whole output.
+pub fn output_with_stdin(mut cmd: std::process::Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }
