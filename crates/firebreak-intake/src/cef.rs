@@ -66,13 +66,16 @@ pub fn parse(payload: &str) -> ParseResult {
         .iter()
         .find_map(|(s, l)| get(s, l).filter(|v| !v.is_empty()))
         .map(str::to_owned);
+    // a time without a zone is in the device's zone (`dtz`: an IANA name, `GMT+hh:mm`, or
+    // an abbreviation), else UTC; one that names its zone keeps it
+    let dtz = get("dtz", "deviceTimeZone").filter(|z| !z.trim().is_empty());
     e.occurred_at = [
         ("rt", "deviceReceiptTime"),
         ("end", "endTime"),
         ("start", "startTime"),
     ]
     .iter()
-    .find_map(|(s, l)| get(s, l).and_then(parse_timestamp));
+    .find_map(|(s, l)| get(s, l).and_then(|v| parse_timestamp_in(v, dtz)));
 
     let mut obs = Vec::new();
     let structured: [(&str, &str, Option<ObservableKind>); 14] = [
@@ -340,6 +343,12 @@ pub(crate) fn snake_case(label: &str) -> String {
 /// A CEF or LEEF timestamp: epoch milliseconds (or seconds, for 9-11 digits), RFC 3339, or
 /// `MMM dd yyyy HH:mm:ss[.SSS][ zone]` (also `MMM-dd-yyyy`). Without a zone, UTC.
 pub(crate) fn parse_timestamp(v: &str) -> Option<OffsetDateTime> {
+    parse_timestamp_in(v, None)
+}
+
+/// [`parse_timestamp`], with a time that names no zone read in `zone` (the device's: an IANA
+/// name such as `Europe/Berlin`, or what [`parse_zone`] reads) when it is known.
+pub(crate) fn parse_timestamp_in(v: &str, zone: Option<&str>) -> Option<OffsetDateTime> {
     let v = v.trim().trim_matches('"').trim();
     if v.is_empty() {
         return None;
@@ -355,10 +364,46 @@ pub(crate) fn parse_timestamp(v: &str) -> Option<OffsetDateTime> {
     if let Ok(t) = OffsetDateTime::parse(v, &Rfc3339) {
         return Some(t);
     }
-    parse_month_first(v)
+    parse_month_first(v, zone)
 }
 
-fn parse_month_first(v: &str) -> Option<OffsetDateTime> {
+/// The offset of `zone` at the local time `local`: a fixed zone as [`parse_zone`] reads it, or
+/// an IANA time zone name (daylight saving applied; of a repeated hour, the first).
+pub(crate) fn zone_offset_at(
+    zone: &str,
+    local: time::PrimitiveDateTime,
+) -> Option<time::UtcOffset> {
+    let zone = zone.trim();
+    if let Some(off) = parse_zone(zone) {
+        return Some(off);
+    }
+    if matches!(zone, "UTC" | "GMT" | "Z") {
+        return Some(time::UtcOffset::UTC);
+    }
+    use chrono::{Offset, TimeZone};
+    let tz: chrono_tz::Tz = zone.parse().ok()?;
+    let date = chrono::NaiveDate::from_ymd_opt(
+        local.year(),
+        u32::from(u8::from(local.month())),
+        u32::from(local.day()),
+    )?;
+    let naive = date.and_hms_nano_opt(
+        u32::from(local.hour()),
+        u32::from(local.minute()),
+        u32::from(local.second()),
+        local.nanosecond(),
+    )?;
+    // a time skipped by a daylight saving change is read with the offset before it
+    let off = match tz.offset_from_local_datetime(&naive) {
+        chrono::LocalResult::Single(o) | chrono::LocalResult::Ambiguous(o, _) => o.fix(),
+        chrono::LocalResult::None => tz
+            .offset_from_utc_datetime(&(naive - chrono::Duration::hours(3)))
+            .fix(),
+    };
+    time::UtcOffset::from_whole_seconds(off.local_minus_utc()).ok()
+}
+
+fn parse_month_first(v: &str, default_zone: Option<&str>) -> Option<OffsetDateTime> {
     let mut tokens: Vec<&str> = Vec::new();
     for (n, t) in v.split_whitespace().enumerate() {
         if n == 0 && t.contains('-') {
@@ -374,13 +419,16 @@ fn parse_month_first(v: &str) -> Option<OffsetDateTime> {
     let day: u8 = digits(day, 1, 2)?;
     let year: i32 = digits(year, 4, 4)?;
     let time = parse_hms(time)?;
+    let date = time::Date::from_calendar_date(year, month, day).ok()?;
+    let local = time::PrimitiveDateTime::new(date, time);
     let offset = match rest {
-        [] => time::UtcOffset::UTC,
-        [zone] => parse_zone(zone)?,
+        [] => default_zone
+            .and_then(|z| zone_offset_at(z, local))
+            .unwrap_or(time::UtcOffset::UTC),
+        [zone] => parse_zone(zone).or_else(|| zone_offset_at(zone, local))?,
         _ => return None,
     };
-    let date = time::Date::from_calendar_date(year, month, day).ok()?;
-    Some(time::PrimitiveDateTime::new(date, time).assume_offset(offset))
+    Some(local.assume_offset(offset))
 }
 
 /// A zone: an abbreviation (`GMT`, `EDT`...), `Z`, `+hh:mm`, `+hhmm`, `+hh`, or `GMT+hh:mm`.

@@ -800,6 +800,55 @@ fn cef_severity_scale() {
     }
 }
 
+/// `dtz` (device time zone) places a time that names no zone; a time with a zone, or in epoch
+/// milliseconds, keeps its own.
+#[test]
+fn cef_device_time_zone() {
+    let at = |ext: &str| {
+        let line = format!("CEF:0|Vendor|Product|1.0|100|Blocked|5|{ext}");
+        let evs = cef::parse(&line).expect("parses");
+        evs[0]
+            .occurred_at
+            .map(|t| t.to_offset(time::UtcOffset::UTC).format(&Rfc3339).unwrap())
+    };
+    // summer in Berlin: UTC+2; winter: UTC+1
+    assert_eq!(
+        at("rt=Jul 01 2024 14:00:00 dtz=Europe/Berlin src=10.0.0.1").as_deref(),
+        Some("2024-07-01T12:00:00Z")
+    );
+    assert_eq!(
+        at("dtz=Europe/Berlin rt=Jan 15 2024 14:00:00").as_deref(),
+        Some("2024-01-15T13:00:00Z")
+    );
+    assert_eq!(
+        at("rt=Mar 10 2024 08:30:00 dtz=America/New_York").as_deref(),
+        Some("2024-03-10T12:30:00Z")
+    );
+    assert_eq!(
+        at("rt=Jan 15 2024 14:00:00 dtz=GMT-05:00").as_deref(),
+        Some("2024-01-15T19:00:00Z")
+    );
+    // the time's own zone wins; so do epoch milliseconds
+    assert_eq!(
+        at("rt=Jan 15 2024 14:00:00 GMT+01:00 dtz=America/New_York").as_deref(),
+        Some("2024-01-15T13:00:00Z")
+    );
+    assert_eq!(
+        at("rt=1705327200000 dtz=Europe/Berlin").as_deref(),
+        Some("2024-01-15T14:00:00Z")
+    );
+    // an unknown zone name: read as UTC, as without dtz
+    assert_eq!(
+        at("rt=Jan 15 2024 14:00:00 dtz=Mars/Olympus").as_deref(),
+        Some("2024-01-15T14:00:00Z")
+    );
+    // the zone name as a zone inside the time
+    assert_eq!(
+        at("rt=Jan 15 2024 14:00:00 Asia/Tokyo").as_deref(),
+        Some("2024-01-15T05:00:00Z")
+    );
+}
+
 #[test]
 fn leef2_custom_and_hex_delimiters() {
     for line in [
