@@ -8,6 +8,7 @@
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 use crate::jsonutil::{
     Scalar, ScalarList, Text, domain_observable, hash_observable, ip_observable, parse_timestamp,
@@ -259,16 +260,81 @@ struct DnsQuery<'a> {
     rrname: Text<'a>,
 }
 
-/// DNS as EVE logs it in its versions: v2 puts `rrname` at the top, alerts carry
-/// `query: [{rrname}]`, v3 (Suricata 8) `queries: [{rrname}]`.
+/// One answer record (`answers: [{rrname, rrtype, ttl, rdata}]`).
+#[derive(Deserialize)]
+struct DnsAnswer<'a> {
+    #[serde(borrow, default)]
+    rrname: Text<'a>,
+    #[serde(borrow, default)]
+    rrtype: Text<'a>,
+    #[serde(borrow, default)]
+    rdata: Text<'a>,
+}
+
+/// DNS as EVE logs it in its versions: v1 answer records put `rrname`, `rrtype` and `rdata` at
+/// the top, v2 puts `rrname` at the top and the answers in `answers` (detailed) or `grouped`
+/// (by record type), alerts carry `query: [{rrname}]`, v3 (Suricata 8) `queries: [{rrname}]`
+/// and `answers`.
 #[derive(Deserialize)]
 struct Dns<'a> {
     #[serde(borrow, default)]
     rrname: Text<'a>,
     #[serde(borrow, default)]
+    rrtype: Text<'a>,
+    #[serde(borrow, default)]
+    rdata: Text<'a>,
+    #[serde(borrow, default)]
     query: Option<Vec<DnsQuery<'a>>>,
     #[serde(borrow, default)]
     queries: Option<Vec<DnsQuery<'a>>>,
+    #[serde(borrow, default)]
+    answers: Option<Vec<DnsAnswer<'a>>>,
+    #[serde(borrow, default)]
+    grouped: Option<std::collections::BTreeMap<String, ScalarList<'a>>>,
+    /// Alerts of Suricata 5-7 log the response as `answer: {rrname, answers, grouped...}`.
+    #[serde(borrow, default)]
+    answer: Option<Box<Dns<'a>>>,
+}
+
+impl<'a> Dns<'a> {
+    /// (record type, data) of every answer logged, in order, this record's and its
+    /// `answer`'s; the names answers are about go to `names`.
+    fn records(&self, names: &mut Vec<Cow<'a, str>>, out: &mut Vec<(Cow<'a, str>, Cow<'a, str>)>) {
+        if let (Some(t), Some(d)) = (&self.rrtype.0, &self.rdata.0) {
+            out.push((t.clone(), d.clone()));
+        }
+        for a in self.answers.iter().flatten() {
+            if let (Some(t), Some(d)) = (&a.rrtype.0, &a.rdata.0) {
+                out.push((t.clone(), d.clone()));
+            }
+            names.extend(a.rrname.0.clone());
+        }
+        for (rrtype, data) in self.grouped.iter().flatten() {
+            out.extend(
+                data.texts()
+                    .into_iter()
+                    .map(|d| (Cow::Owned(rrtype.clone()), Cow::Owned(d))),
+            );
+        }
+        if let Some(inner) = &self.answer {
+            names.extend(inner.rrname.0.clone());
+            inner.records(names, out);
+        }
+    }
+}
+
+/// The observable an answer's `rdata` names: an address for `A`/`AAAA`, a name for the
+/// records whose data is a domain name (`CNAME`, `NS`, `PTR`, `MX`, `DNAME`); the other
+/// types (`TXT`, `SOA`...) carry no one observable.
+fn rdata_observable(rrtype: &str, rdata: &str) -> Option<Observable> {
+    match rrtype.to_ascii_uppercase().as_str() {
+        "A" | "AAAA" => ip_observable(rdata),
+        // older versions write MX data as `preference name`
+        "CNAME" | "NS" | "PTR" | "MX" | "DNAME" => {
+            domain_observable(rdata.split_whitespace().last()?)
+        }
+        _ => None,
+    }
 }
 
 #[derive(Deserialize)]
@@ -373,6 +439,25 @@ fn to_event(eve: &Eve<'_>, event_type: &str, line: &str) -> NormalizedEvent {
     }
     if let Some(first) = rrnames.first() {
         put_str(&mut fields, "dns_rrname", Some(first));
+    }
+    if let Some(dns) = &eve.dns {
+        let mut names = Vec::new();
+        let mut records = Vec::new();
+        dns.records(&mut names, &mut records);
+        // the names along a CNAME chain were asked about too
+        for name in names {
+            push_observable(&mut obs, domain_observable(&name));
+        }
+        let mut answers: Vec<String> = Vec::new();
+        for (rrtype, rdata) in records {
+            if let Some(o) = rdata_observable(&rrtype, &rdata) {
+                if !answers.contains(&o.value) {
+                    answers.push(o.value.clone());
+                }
+                push_observable(&mut obs, Some(o));
+            }
+        }
+        put_list(&mut fields, "dns_answers", answers);
     }
     let mut filenames: Vec<&str> = Vec::new();
     for f in eve.fileinfo.iter().chain(eve.files.iter().flatten()) {

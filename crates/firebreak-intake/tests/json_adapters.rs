@@ -285,6 +285,53 @@ fn eve_timestamp_offset_without_colon() {
     assert_eq!(ev.raw, line);
 }
 
+/// DNS answers are observables in every EVE layout: v1 answer records (`rdata` at the top),
+/// v2 `answers`/`grouped`, alerts' `answer` object, v3 `answers`; addresses of A/AAAA, names
+/// of CNAME/MX, not TXT.
+#[test]
+fn eve_dns_answers_are_observables() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/samples/eve/dns.ndjson"),
+    )
+    .unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let all = EveTypes::all();
+    let obs = |line: &str| -> Vec<String> {
+        eve::parse_line(line, &all).unwrap()[0]
+            .observables
+            .iter()
+            .map(|o| format!("{}:{}", o.kind.as_str(), o.value))
+            .collect()
+    };
+    let first = obs(lines[0]);
+    for want in [
+        "domain:update.bad-domain.top",
+        "domain:cdn.bad-domain.top",
+        "ip:203.0.113.66",
+        "ip:2001:db8::42",
+    ] {
+        assert!(first.contains(&want.to_string()), "{want} in {first:?}");
+    }
+    let grouped = obs(lines[1]);
+    assert!(
+        grouped.contains(&"domain:mail.evil.to".to_string()),
+        "{grouped:?}"
+    );
+    assert!(
+        grouped.contains(&"ip:198.51.100.9".to_string()),
+        "{grouped:?}"
+    );
+    assert!(!grouped.iter().any(|o| o.contains("spf1")), "{grouped:?}");
+    let v3 = obs(lines[2]);
+    assert!(v3.contains(&"ip:192.0.2.200".to_string()), "{v3:?}");
+    assert!(!v3.iter().any(|o| o.contains("hello")), "{v3:?}");
+    let v1 = obs(lines[3]);
+    assert!(v1.contains(&"ip:93.184.216.34".to_string()), "{v1:?}");
+    assert!(v1.contains(&"domain:www.example.org".to_string()), "{v1:?}");
+    let ev = &eve::parse_line(lines[2], &all).unwrap()[0];
+    assert_eq!(ev.fields["dns_answers"], serde_json::json!(["192.0.2.200"]));
+}
+
 #[test]
 fn eve_severity_mapping() {
     let line = |sev: &str, md: &str| {
