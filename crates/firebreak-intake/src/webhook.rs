@@ -392,6 +392,9 @@ fn to_event(
     };
     let mut ev = NormalizedEvent::new("device", source, title);
     ev.raw = raw;
+    // mapped values that were there but could not be used: said on the event, not dropped
+    // silently (`fields.mapping_warnings`)
+    let mut warnings: Vec<String> = Vec::new();
     ev.description = first_text(&m.description, record);
     if let Some((i, v)) = first_scalar(&m.severity, record) {
         let text = value_non_empty(v).unwrap_or_default();
@@ -416,7 +419,13 @@ fn to_event(
                     .filter(|f| f.is_finite())
                     .map(|n| level_from_number(scale, n))
             })
-            .unwrap_or(Level::Medium);
+            .unwrap_or_else(|| {
+                warnings.push(format!(
+                    "severity: {} at {path} is not a known severity (add it to severity_map); medium is used",
+                    Value::String(text.clone())
+                ));
+                Level::Medium
+            });
         ev.original_severity = Some(text);
     }
     ev.host = first_text(&m.host, record);
@@ -426,6 +435,17 @@ fn to_event(
         .occurred_at
         .iter()
         .find_map(|p| p.query(record).all().into_iter().find_map(time_from_value));
+    if ev.occurred_at.is_none()
+        && let Some(v) = m
+            .occurred_at
+            .iter()
+            .find_map(|p| p.query(record).all().into_iter().find(|v| has_value(v)))
+    {
+        warnings.push(format!(
+            "occurred_at: {} is not a time (RFC 3339 or epoch seconds/milliseconds); the receipt time is used",
+            short_json(v)
+        ));
+    }
     for p in &m.tags {
         for node in p.query(record).all() {
             match node {
@@ -454,7 +474,14 @@ fn to_event(
                 other => value_non_empty(other).into_iter().collect(),
             };
             for v in values {
-                push_observable(&mut ev.observables, observable_of_kind(*kind, &v));
+                match observable_of_kind(*kind, &v) {
+                    Some(o) => push_observable(&mut ev.observables, Some(o)),
+                    None => warnings.push(format!(
+                        "observables: {} is not a valid {}",
+                        short_json(&Value::String(v)),
+                        kind.as_str()
+                    )),
+                }
             }
         }
     }
@@ -476,19 +503,39 @@ fn to_event(
             p.query(record)
                 .all()
                 .into_iter()
-                .find(|v| match v {
-                    Value::Null => false,
-                    Value::String(s) => !s.trim().is_empty(),
-                    _ => true,
-                })
+                .find(|v| has_value(v))
                 .cloned()
         });
         if let Some(v) = found {
             fields.insert(name.clone(), v);
         }
     }
+    if !warnings.is_empty() {
+        fields.insert(
+            "mapping_warnings".into(),
+            Value::Array(warnings.into_iter().map(Value::String).collect()),
+        );
+    }
     ev.fields = fields;
     Ok(ev)
+}
+
+/// A value other than null or blank text.
+fn has_value(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::String(s) => !s.trim().is_empty(),
+        _ => true,
+    }
+}
+
+/// A value as JSON, cut to 80 characters (for a message).
+fn short_json(v: &Value) -> String {
+    let text = v.to_string();
+    match text.char_indices().nth(80) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text,
+    }
 }
 
 /// Checks a webhook signature header: HMAC-SHA256 of the body under `secret`, sent as

@@ -822,6 +822,55 @@ fn webhook_missing_title_names_the_path() {
     assert_ne!(ev.title, other.title);
 }
 
+/// Mapped values that are there but unusable (a time that is not one, an address that is not,
+/// a severity nobody mapped) are named on the event in `fields.mapping_warnings`; the event
+/// still goes in, with the receipt time and `medium`.
+#[test]
+fn webhook_unusable_mapped_values_are_named_on_the_event() {
+    let m: Mapping = toml::from_str(
+        "title = \"$.rule\"\nseverity = \"$.level\"\noccurred_at = \"$.when\"\nobservables = [{ path = \"$.ip\", kind = \"ip\" }, { path = \"$.hash\", kind = \"sha256\" }]\n",
+    )
+    .unwrap();
+    let m = m.compile().unwrap();
+    let body = br#"{"rule": "r1", "level": "sev5", "when": "yesterday", "ip": ["198.51.100.7", "10.0.0.999"], "hash": "abc"}"#;
+    let ev = &webhook::parse(body, "src", &m).unwrap()[0];
+    assert_eq!(ev.severity, firebreak_intake::Level::Medium);
+    assert!(ev.occurred_at.is_none());
+    assert_eq!(ev.observables.len(), 1, "{:?}", ev.observables);
+    let warnings: Vec<String> = ev.fields["mapping_warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(warnings.len(), 4, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("severity: \"sev5\" at $.level"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].starts_with("occurred_at: \"yesterday\""),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[2].contains("\"10.0.0.999\" is not a valid ip"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[3].contains("\"abc\" is not a valid sha256"),
+        "{warnings:?}"
+    );
+    // good values: no warnings
+    let ok =
+        br#"{"rule": "r1", "level": "high", "when": "2024-05-01T10:00:00Z", "ip": "198.51.100.7"}"#;
+    let ev = &webhook::parse(ok, "src", &m).unwrap()[0];
+    assert!(
+        !ev.fields.contains_key("mapping_warnings"),
+        "{:?}",
+        ev.fields
+    );
+}
+
 #[test]
 fn webhook_hmac() {
     let secret = b"It's a Secret to Everybody";
