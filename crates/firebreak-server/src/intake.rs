@@ -57,6 +57,8 @@ pub struct IntakeSettings {
     pub max_message_bytes: usize,
     /// Prefix of ticket numbers in email subjects.
     pub ticket_prefix: String,
+    /// Splunk HEC takes the token from `?token=` too (`[intake] hec_query_token = true`).
+    pub hec_query_token: bool,
 }
 
 impl std::fmt::Debug for IntakeSettings {
@@ -86,6 +88,7 @@ impl IntakeSettings {
             max_body_bytes: 1024 * 1024 * 1024,
             max_message_bytes: 32 * 1024 * 1024,
             ticket_prefix: "SEC".into(),
+            hec_query_token: false,
         }
     }
 

@@ -107,6 +107,9 @@ pub struct IntakeFile {
     pub concurrency: Option<usize>,
     /// Largest streamed intake body in MiB (default 1024).
     pub max_body_mb: Option<u64>,
+    /// Splunk HEC: accept the token as `?token=` (Splunk's `allowQueryStringAuth`; off by
+    /// default, since URLs end up in proxies' and senders' logs).
+    pub hec_query_token: Option<bool>,
     #[serde(default)]
     pub sources: std::collections::BTreeMap<String, SourceFile>,
 }
@@ -118,6 +121,7 @@ pub struct Intake {
     pub syslog_reporter: String,
     pub concurrency: usize,
     pub max_body_bytes: u64,
+    pub hec_query_token: bool,
     pub sources: std::collections::BTreeMap<String, firebreak_server::intake::WebhookSource>,
 }
 
@@ -513,6 +517,7 @@ fn resolve_intake(f: &IntakeFile, syslog_flag: Option<&str>) -> anyhow::Result<I
         syslog_reporter: f.syslog_reporter.clone().unwrap_or_else(|| "syslog".into()),
         concurrency: f.concurrency.unwrap_or(16).clamp(1, 1024),
         max_body_bytes: f.max_body_mb.unwrap_or(1024).max(1) * 1024 * 1024,
+        hec_query_token: f.hec_query_token.unwrap_or(false),
         sources,
     })
 }

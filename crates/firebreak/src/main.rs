@@ -1091,6 +1091,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         o.settings.intake.concurrency,
     );
     intake.max_body_bytes = o.settings.intake.max_body_bytes;
+    intake.hec_query_token = o.settings.intake.hec_query_token;
     intake.ticket_prefix = o.settings.ticket_prefix.clone();
     let web = firebreak_server::web::WebConfig {
         public_origin: o.settings.public_url.clone(),
