@@ -298,7 +298,7 @@ fn to_event(input: &AlertInput, raw: &str) -> NormalizedEvent {
 }
 
 /// The observables one TheHive observable stands for (one per `data` value).
-fn observables_of(o: &ObservableInput) -> Vec<Observable> {
+pub fn observables_of(o: &ObservableInput) -> Vec<Observable> {
     let data_type = o.data_type.trim().to_ascii_lowercase();
     let values: Vec<String> = match &o.data {
         Some(Value::String(s)) => vec![s.clone()],
@@ -580,4 +580,255 @@ pub fn alert_response(
         opt("assignee", &input.assignee);
     }
     out
+}
+
+// ---- cases ----
+
+/// A TheHive case as clients create or update it (`POST /api/v1/case`, `PATCH
+/// /api/v1/case/{id}`, and TheHive 4's `/api/case`): Kibana's TheHive connector in case mode,
+/// Velociraptor's `Server.Alerts.TheHive.Case`, thehive4py. Every field is optional here
+/// (an update names what changes; `null` leaves a field as it is); [`parse_case`] checks what
+/// a creation needs.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaseInput {
+    #[serde(default, deserialize_with = "de_opt_string")]
+    pub title: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    pub description: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_int")]
+    pub severity: Option<i64>,
+    #[serde(default, deserialize_with = "de_opt_int")]
+    pub tlp: Option<i64>,
+    #[serde(default, deserialize_with = "de_opt_int")]
+    pub pap: Option<i64>,
+    #[serde(default, deserialize_with = "de_opt_string_list")]
+    pub tags: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    pub summary: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_string")]
+    pub assignee: Option<String>,
+    #[serde(default, deserialize_with = "de_observables")]
+    pub observables: Vec<ObservableInput>,
+    /// Everything else TheHive takes (`flag`, `startDate`, `customFields`, `caseTemplate`,
+    /// `tasks`...): accepted, not stored on the ticket.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn de_opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s)),
+        Value::Number(n) => Ok(Some(n.to_string())),
+        other => Err(de::Error::custom(format!(
+            "expected a string, found {other}"
+        ))),
+    }
+}
+
+fn de_opt_string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let v = Value::deserialize(d)?;
+    if v.is_null() {
+        return Ok(None);
+    }
+    de_string_list(v).map(Some).map_err(de::Error::custom)
+}
+
+/// A case body (`create`: a creation, which needs a `title`), refused naming the field.
+pub fn parse_case(body: &[u8], create: bool) -> Result<CaseInput, ParseError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ParseError::new("body", format!("not JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ParseError::new("body", "not a JSON object"));
+    }
+    let input: CaseInput = serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path.is_empty() || path == "." {
+            "body".to_string()
+        } else {
+            path
+        };
+        ParseError::new(field, e.into_inner().to_string())
+    })?;
+    match &input.title {
+        None if create => return Err(ParseError::new("title", "missing")),
+        Some(t) if t.trim().is_empty() => return Err(ParseError::new("title", "cannot be empty")),
+        _ => {}
+    }
+    check_range("severity", input.severity, 1, 4)?;
+    check_range("tlp", input.tlp, 0, 4)?;
+    check_range("pap", input.pap, 0, 3)?;
+    for (i, o) in input.observables.iter().enumerate() {
+        if o.data_type.trim().is_empty() {
+            return Err(ParseError::new(
+                format!("observables[{i}].dataType"),
+                "missing",
+            ));
+        }
+    }
+    Ok(input)
+}
+
+/// The observables a TheHive observable body stands for (`POST /api/v1/case/{id}/observable`,
+/// TheHive 4's `/api/case/{id}/artifact`; `data` a value or a list): one per value, typed by
+/// its `dataType` (a value that is not what its type says is kept as `other`).
+pub fn parse_observable(body: &[u8]) -> Result<(ObservableInput, Vec<Observable>), ParseError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ParseError::new("body", format!("not JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ParseError::new("body", "not a JSON object"));
+    }
+    if value
+        .get("dataType")
+        .and_then(Value::as_str)
+        .is_none_or(|t| t.trim().is_empty())
+    {
+        return Err(ParseError::new("dataType", "missing"));
+    }
+    let input: ObservableInput = serde_path_to_error::deserialize(&value).map_err(|e| {
+        let path = e.path().to_string();
+        ParseError::new(
+            if path.is_empty() || path == "." {
+                "body".to_string()
+            } else {
+                path
+            },
+            e.into_inner().to_string(),
+        )
+    })?;
+    check_range("tlp", input.tlp, 0, 4)?;
+    check_range("pap", input.pap, 0, 3)?;
+    let found = observables_of(&input);
+    if found.is_empty() {
+        return Err(ParseError::new("data", "missing or empty"));
+    }
+    Ok((input, found))
+}
+
+/// The tags a case's TLP and PAP are kept as on the ticket (`tlp:amber`, `pap:green`), as
+/// MISP and TheHive's own exports write them.
+pub fn tlp_pap_tags(tlp: Option<i64>, pap: Option<i64>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(t) = tlp {
+        out.push(format!("tlp:{}", tlp_label(t).to_ascii_lowercase()));
+    }
+    if let Some(p) = pap {
+        out.push(format!("pap:{}", pap_label(p).to_ascii_lowercase()));
+    }
+    out
+}
+
+/// TLP and PAP read back from tags that [`tlp_pap_tags`] wrote (2, AMBER, when there are none).
+pub fn tlp_pap_of(tags: &[String]) -> (i64, i64) {
+    let find = |prefix: &str, labels: &dyn Fn(i64) -> &'static str, max: i64| {
+        tags.iter()
+            .filter_map(|t| t.strip_prefix(prefix))
+            .find_map(|l| (0..=max).find(|&n| labels(n).eq_ignore_ascii_case(l)))
+            .unwrap_or(2)
+    };
+    (find("tlp:", &tlp_label, 4), find("pap:", &pap_label, 3))
+}
+
+/// What a case answer is made of: a Firebreak ticket, in TheHive's terms.
+#[derive(Debug, Clone)]
+pub struct CaseView<'a> {
+    pub id: &'a str,
+    pub number: i64,
+    pub title: &'a str,
+    pub description: &'a str,
+    /// 1 (low) to 4 (critical).
+    pub severity: i64,
+    pub tags: &'a [String],
+    /// TheHive's status (`New`, `InProgress`, `TruePositive`, `FalsePositive`, `Other`...).
+    pub status: &'a str,
+    pub assignee: Option<&'a str>,
+    pub summary: Option<&'a str>,
+    pub created_by: &'a str,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    /// When it was closed.
+    pub end_date_ms: Option<i64>,
+}
+
+/// A case as TheHive 5 answers for it (`OutputCase`; what Kibana's connector checks: `_id`,
+/// `_type`, `number`, `title`, `severity`, `startDate`, `tlp`, `pap`, `status`, `stage`...),
+/// with TheHive 4's unprefixed `id`, `createdBy`, `createdAt` too.
+pub fn case_response(c: &CaseView<'_>) -> Value {
+    let (tlp, pap) = tlp_pap_of(c.tags);
+    let stage = match c.status {
+        "New" => "New",
+        "InProgress" => "InProgress",
+        _ => "Closed",
+    };
+    json!({
+        "_id": c.id,
+        "_type": "Case",
+        "_createdBy": c.created_by,
+        "_createdAt": c.created_at_ms,
+        "_updatedAt": c.updated_at_ms,
+        "id": c.id,
+        "createdBy": c.created_by,
+        "createdAt": c.created_at_ms,
+        "updatedAt": c.updated_at_ms,
+        "caseId": c.number,
+        "number": c.number,
+        "title": c.title,
+        "description": c.description,
+        "severity": c.severity,
+        "severityLabel": severity_label(c.severity),
+        "startDate": c.created_at_ms,
+        "endDate": c.end_date_ms,
+        "tags": c.tags,
+        "flag": false,
+        "tlp": tlp,
+        "tlpLabel": tlp_label(tlp),
+        "pap": pap,
+        "papLabel": pap_label(pap),
+        "status": c.status,
+        "stage": stage,
+        "summary": c.summary,
+        "assignee": c.assignee,
+        "customFields": [],
+        "extraData": {},
+        "newDate": c.created_at_ms,
+        "inProgressDate": Value::Null,
+        "closedDate": c.end_date_ms,
+        "timeToDetect": 0,
+    })
+}
+
+/// An observable as TheHive answers for one (`OutputObservable`).
+pub fn observable_response(
+    id: &str,
+    o: &Observable,
+    input: &ObservableInput,
+    created_by: &str,
+    created_at_ms: i64,
+) -> Value {
+    let tlp = input.tlp.unwrap_or(2);
+    let pap = input.pap.unwrap_or(2);
+    json!({
+        "_id": id,
+        "_type": "Observable",
+        "_createdBy": created_by,
+        "_createdAt": created_at_ms,
+        "id": id,
+        "createdBy": created_by,
+        "createdAt": created_at_ms,
+        "dataType": input.data_type,
+        "data": o.value,
+        "message": input.message,
+        "startDate": created_at_ms,
+        "tlp": tlp,
+        "tlpLabel": tlp_label(tlp),
+        "pap": pap,
+        "papLabel": pap_label(pap),
+        "tags": input.tags,
+        "ioc": input.ioc.unwrap_or(false),
+        "sighted": input.sighted.unwrap_or(false),
+        "reports": {},
+        "extraData": {},
+        "ignoreSimilarity": false,
+    })
 }

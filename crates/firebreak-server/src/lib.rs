@@ -102,9 +102,8 @@ fn add_common_errors(openapi: &mut utoipa::openapi::OpenApi) {
     for (path, item) in openapi.paths.paths.iter_mut() {
         // compatibility endpoints answer errors in their peer product's shape (TheHive's
         // `{type, message}`, Splunk's `{text, code}`), not in Firebreak's envelope
-        let peer_shaped = path.starts_with("/services/collector")
-            || path == "/api/alert"
-            || path.starts_with("/api/v1/alert");
+        let peer_shaped =
+            path.starts_with("/services/collector") || routes::thehive::is_thehive_path(path);
         for op in [
             &mut item.get,
             &mut item.post,
@@ -162,10 +161,12 @@ fn api_router(max_document_bytes: u64) -> OpenApiRouter<AppState> {
         .merge(routes::users::router())
         .merge(routes::events::router())
         .merge(routes::ingest::router())
+        .merge(routes::thehive::router())
         .merge(routes::automation::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(routes::ingest::root_router())
+        .merge(routes::thehive::root_router())
         .routes(utoipa_axum::routes!(routes::system::healthz))
         .routes(utoipa_axum::routes!(routes::system::readyz))
 }
@@ -319,6 +320,7 @@ pub fn router_with(app: App, web: web::WebConfig) -> Router {
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::map_response(ensure_envelope))
         .layer(axum::middleware::from_fn(routes::ingest::hec_shape))
+        .layer(axum::middleware::from_fn(routes::thehive::thehive_shape))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("same-origin")))

@@ -29,15 +29,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(webhook))
         .routes(routes!(ndjson))
         .routes(routes!(eml))
-        .routes(routes!(thehive_alert))
-        .routes(routes!(thehive_get_alert))
 }
 
-/// Routes at the root: TheHive 4's `/api/alert` and Splunk's `/services/collector...`.
+/// Routes at the root: Splunk's `/services/collector...`.
 pub fn root_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(thehive4_alert))
-        .routes(routes!(thehive4_get_alert))
         .routes(routes!(hec_collector))
         .routes(routes!(hec_event))
         .routes(routes!(hec_event_v1))
@@ -48,7 +44,7 @@ pub fn root_router() -> OpenApiRouter<AppState> {
 }
 
 /// Multipart bodies: no field (and no whole body) beyond `max` bytes.
-fn multipart_limits(max: usize) -> multer::Constraints {
+pub(crate) fn multipart_limits(max: usize) -> multer::Constraints {
     let max = max as u64;
     multer::Constraints::new().size_limit(
         multer::SizeLimit::new()
@@ -58,7 +54,7 @@ fn multipart_limits(max: usize) -> multer::Constraints {
 }
 
 /// Reads a whole body up to `max` bytes (413 beyond).
-async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, ApiError> {
+pub(crate) async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, ApiError> {
     let mut out = Vec::new();
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
@@ -451,325 +447,6 @@ async fn eml(
     ))
 }
 
-// ---- TheHive ----
-
-fn thehive_error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
-    let mut r = (
-        status,
-        Json(json!({"type": kind, "message": message.into()})),
-    )
-        .into_response();
-    if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
-        r.headers_mut().insert(
-            header::RETRY_AFTER,
-            axum::http::HeaderValue::from_static("5"),
-        );
-    }
-    r
-}
-
-fn thehive_app_error(e: AppError) -> Response {
-    match e {
-        AppError::Unauthenticated => thehive_error(
-            StatusCode::UNAUTHORIZED,
-            "AuthenticationError",
-            "Authentication failure",
-        ),
-        AppError::Forbidden(m) => thehive_error(StatusCode::FORBIDDEN, "AuthorizationError", m),
-        AppError::Validation(f) => thehive_error(
-            StatusCode::BAD_REQUEST,
-            "AttributeCheckingError",
-            f.iter()
-                .map(|x| format!("{}: {}", x.field, x.message))
-                .collect::<Vec<_>>()
-                .join("; "),
-        ),
-        AppError::Unavailable(_) => thehive_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailable",
-            "database unavailable; retry",
-        ),
-        AppError::StorageFull => thehive_error(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "StorageFull",
-            "storage full; nothing was written",
-        ),
-        other => {
-            tracing::error!(error = %other, "TheHive-compatible alert failed");
-            thehive_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalError",
-                "internal error",
-            )
-        }
-    }
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    v.strip_prefix("Bearer ")
-        .or_else(|| v.strip_prefix("bearer "))
-        .map(str::trim)
-}
-
-async fn thehive_create(s: AppState, headers: HeaderMap, body: Body) -> Response {
-    let Some(token) = bearer(&headers) else {
-        return thehive_error(
-            StatusCode::UNAUTHORIZED,
-            "AuthenticationError",
-            "Authentication failure",
-        );
-    };
-    let p = match s.app.authenticate(token).await {
-        Ok(p) => p,
-        Err(e) => return thehive_app_error(e),
-    };
-    if let Err(e) = s.app.check_reporter(&p).await {
-        return thehive_app_error(e);
-    }
-    let Ok((_slot, body)) = s.web.intake.admit(&headers, body).await else {
-        return thehive_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailable",
-            "busy; retry",
-        );
-    };
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let mut attachments: Vec<(String, Option<String>, firebreak_intake::Observable)> = Vec::new();
-    let bytes = if ct.starts_with("multipart/form-data") {
-        // thehive4py sends alerts with attachments as multipart: the alert is in `_json`
-        let Ok(boundary) = multer::parse_boundary(&ct) else {
-            return thehive_error(StatusCode::BAD_REQUEST, "BadRequest", "bad multipart body");
-        };
-        let max = s.web.intake.max_message_bytes;
-        let mut mp = multer::Multipart::with_constraints(
-            body.into_data_stream(),
-            boundary,
-            multipart_limits(max),
-        );
-        let mut json_part = None;
-        loop {
-            match mp.next_field().await {
-                Ok(Some(f)) if f.name() == Some("_json") => match f.bytes().await {
-                    Ok(b) => json_part = Some(b.to_vec()),
-                    Err(e) => {
-                        return thehive_error(StatusCode::BAD_REQUEST, "BadRequest", e.to_string());
-                    }
-                },
-                Ok(Some(f)) => {
-                    // a file of a file observable: its name and content hash are observables
-                    let key = f.name().unwrap_or_default().to_string();
-                    let file_name = f.file_name().map(str::to_string);
-                    match f.bytes().await {
-                        Ok(b) => attachments.push((
-                            key,
-                            file_name,
-                            firebreak_intake::thehive::file_sha256(&b),
-                        )),
-                        Err(e) => {
-                            return thehive_error(
-                                StatusCode::BAD_REQUEST,
-                                "BadRequest",
-                                e.to_string(),
-                            );
-                        }
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    return thehive_error(StatusCode::BAD_REQUEST, "BadRequest", e.to_string());
-                }
-            }
-        }
-        match json_part {
-            Some(b) => b,
-            None => return thehive_error(StatusCode::BAD_REQUEST, "BadRequest", "no _json part"),
-        }
-    } else {
-        match read_body(body, s.web.intake.max_message_bytes).await {
-            Ok(b) => b,
-            Err(e) => return e.into_response(),
-        }
-    };
-    let (input, mut event) = match firebreak_intake::thehive::parse(&bytes) {
-        Ok(v) => v,
-        Err(e) => {
-            return thehive_error(
-                StatusCode::BAD_REQUEST,
-                "AttributeCheckingError",
-                format!("{}: {}", e.field, e.message),
-            );
-        }
-    };
-    let keys = firebreak_intake::thehive::attachment_keys(&input);
-    for (key, file_name, hash) in attachments {
-        if !keys.contains(&key) {
-            continue;
-        }
-        if let Some(name) = file_name.filter(|n| !n.trim().is_empty()) {
-            let name = firebreak_intake::Observable::new(
-                firebreak_intake::ObservableKind::Filename,
-                name.trim(),
-            );
-            if !event.observables.contains(&name) {
-                event.observables.push(name);
-            }
-        }
-        if !event.observables.contains(&hash) {
-            event.observables.push(hash);
-        }
-    }
-    let mut summary = IngestSummary::default();
-    if let Err(e) = s.app.ingest(&p, vec![event], &mut summary).await {
-        return thehive_app_error(e);
-    }
-    let Some(id) = summary.events.first() else {
-        return thehive_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalError",
-            "no event recorded",
-        );
-    };
-    // the answer is the alert as stored, read back: what a later GET returns
-    let stored = match s.app.find_event(&p, &id.to_string()).await {
-        Ok(e) => e,
-        Err(e) => return thehive_app_error(e),
-    };
-    let body = stored_alert(&stored).unwrap_or_else(|| {
-        let created = (stored.received_at.unix_timestamp_nanos() / 1_000_000) as i64;
-        firebreak_intake::thehive::alert_response(
-            &id.to_string(),
-            &input,
-            created,
-            p.username(),
-            "New",
-        )
-    });
-    if summary.created == 0 {
-        // TheHive refuses a second alert with the same (type, source, sourceRef); so does
-        // this API, and says which alert holds it. The repeat is counted on that alert
-        // (`occurrences`), as every intake channel counts repeats within the dedup window.
-        let mut r = (
-            StatusCode::BAD_REQUEST,
-            Json(json!({
-                "type": "CreateError",
-                "message": format!(
-                    "Alert already exists: {} (type {:?}, source {:?}, sourceRef {:?}); the repeat was counted on it",
-                    id, input.alert_type, input.source, input.source_ref
-                ),
-                "object": body,
-            })),
-        )
-            .into_response();
-        r.headers_mut().insert(
-            header::LOCATION,
-            axum::http::HeaderValue::from_str(&format!("/api/v1/alert/{id}"))
-                .unwrap_or_else(|_| axum::http::HeaderValue::from_static("/api/v1/alert")),
-        );
-        return r;
-    }
-    (StatusCode::CREATED, Json(body)).into_response()
-}
-
-/// A stored event that came as a TheHive alert, in TheHive's shape (status `New` while in
-/// the queue, `Imported` once on a ticket, `Ignored` when dismissed); `None` for an event
-/// that did not come through the alert API.
-fn stored_alert(e: &firebreak_domain::event::Event) -> Option<serde_json::Value> {
-    let (input, _) = firebreak_intake::thehive::parse(e.raw.as_bytes()).ok()?;
-    use firebreak_domain::ticket::EventStatus;
-    let status = match e.status {
-        EventStatus::Ticketed | EventStatus::Merged => "Imported",
-        EventStatus::Dismissed => "Ignored",
-        _ => "New",
-    };
-    let created = (e.received_at.unix_timestamp_nanos() / 1_000_000) as i64;
-    let mut body = firebreak_intake::thehive::alert_response(
-        &e.id.to_string(),
-        &input,
-        created,
-        &e.reported_by,
-        status,
-    );
-    if let Some(t) = e.ticket_id {
-        body["caseId"] = json!(t.to_string());
-    }
-    Some(body)
-}
-
-/// TheHive 5 `POST /api/v1/alert`: alerts from Elastalert2, Kibana, Velociraptor and
-/// thehive4py become events, deduplicated by (`type`, `source`, `sourceRef`). Answers in
-/// TheHive's shapes (the created alert with its `_id`; errors as `{type, message}`).
-#[utoipa::path(post, path = "/alert", tag = "intake",
-    request_body(content = serde_json::Value, description = "A TheHive 5 alert"),
-    responses((status = 201, body = serde_json::Value, description = "The alert, TheHive-shaped"), (status = 400, body = serde_json::Value)))]
-async fn thehive_alert(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    thehive_create(s, headers, body).await
-}
-
-/// TheHive's `GET /api/v1/alert/{id}`: an event received through the alert API, in TheHive's
-/// shape (status `New` while in the queue, `Imported` once on a ticket, `Ignored` when
-/// dismissed).
-#[utoipa::path(get, path = "/alert/{id}", tag = "intake",
-    params(("id" = String, Path, description = "The alert's `_id` (the event id)")),
-    responses((status = 200, body = serde_json::Value, description = "The alert, TheHive-shaped"), (status = 404, body = serde_json::Value)))]
-async fn thehive_get_alert(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let Some(token) = bearer(&headers) else {
-        return thehive_error(
-            StatusCode::UNAUTHORIZED,
-            "AuthenticationError",
-            "Authentication failure",
-        );
-    };
-    let p = match s.app.authenticate(token).await {
-        Ok(p) => p,
-        Err(e) => return thehive_app_error(e),
-    };
-    let not_found = || {
-        thehive_error(
-            StatusCode::NOT_FOUND,
-            "NotFoundError",
-            format!("Alert {id} not found"),
-        )
-    };
-    let e = match s.app.find_event(&p, &id).await {
-        Ok(e) => e,
-        Err(AppError::NotFound) => return not_found(),
-        Err(e) => return thehive_app_error(e),
-    };
-    match stored_alert(&e) {
-        Some(body) => (StatusCode::OK, Json(body)).into_response(),
-        None => not_found(), // not an event that came as a TheHive alert
-    }
-}
-
-/// TheHive 4's `GET /api/alert/{id}` (thehive4py 1.x `get_alert`): as `GET /api/v1/alert/{id}`.
-#[utoipa::path(get, path = "/api/alert/{id}", tag = "intake",
-    params(("id" = String, Path, description = "The alert's `id` (the event id)")),
-    responses((status = 200, body = serde_json::Value, description = "The alert, TheHive-shaped"), (status = 404, body = serde_json::Value)))]
-async fn thehive4_get_alert(
-    state: State<AppState>,
-    headers: HeaderMap,
-    id: Path<String>,
-) -> Response {
-    thehive_get_alert(state, headers, id).await
-}
-
-/// TheHive 4 `POST /api/alert` (observables as `artifacts`).
-#[utoipa::path(post, path = "/api/alert", tag = "intake",
-    request_body(content = serde_json::Value, description = "A TheHive 4 alert"),
-    responses((status = 201, body = serde_json::Value, description = "The alert, TheHive-shaped"), (status = 400, body = serde_json::Value)))]
-async fn thehive4_alert(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    thehive_create(s, headers, body).await
-}
-
 // ---- Splunk HTTP Event Collector ----
 
 /// Splunk's shape for every answer under `/services/collector`: the errors raised before a
@@ -868,7 +545,7 @@ fn hec_err(e: &HecError) -> Response {
 }
 
 /// The password of `Authorization: Basic base64(user:token)` (Splunk's `curl -u x:<token>`).
-fn basic_password(v: &str) -> Option<String> {
+pub(crate) fn basic_password(v: &str) -> Option<String> {
     use base64::Engine;
     let encoded = v
         .strip_prefix("Basic ")
@@ -899,7 +576,8 @@ fn hec_channel_ok(headers: &HeaderMap, query: Option<&str>) -> bool {
 }
 
 /// The HEC token: `Authorization: Splunk <t>`, `Bearer <t>` or `Basic base64(x:<t>)`, or
-/// `?token=` when the header is absent (Splunk's query-string token).
+/// `?token=` when the header is absent and the operator allowed it (Splunk's query-string
+/// token, `allowQueryStringAuth`); otherwise a query-string token counts as no token.
 async fn hec_auth(
     s: &AppState,
     headers: &HeaderMap,
@@ -922,11 +600,13 @@ async fn hec_auth(
     let token = match header_token {
         Some(Some(t)) => t,
         Some(None) => return Err(hec_response(HecCode::InvalidAuthorization, None)),
-        None => match query.and_then(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "token")
-                .map(|(_, v)| v.into_owned())
-        }) {
+        None => match query
+            .filter(|_| s.web.intake.hec_query_token)
+            .and_then(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "token")
+                    .map(|(_, v)| v.into_owned())
+            }) {
             Some(t) => t,
             None => return Err(hec_response(HecCode::TokenRequired, None)),
         },

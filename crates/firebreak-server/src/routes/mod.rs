@@ -8,5 +8,6 @@ pub mod ingest;
 pub mod plan;
 pub mod response;
 pub mod system;
+pub mod thehive;
 pub mod tickets;
 pub mod users;

@@ -642,6 +642,57 @@ async fn splunk_hec_takes_concatenated_events_and_answers_with_splunk_codes() {
     assert_eq!(r.body["code"], 17);
 }
 
+/// `?token=` (Splunk's query-string token) is refused as "no token" unless the operator allowed
+/// it (`[intake] hec_query_token = true`); the header always works.
+#[tokio::test]
+async fn hec_query_string_token_needs_the_operators_opt_in() {
+    let t = TestApp::new().await;
+    let tok = t.user("vector", &[Role::Reporter]).await;
+    let uri = format!("/services/collector/event?token={tok}");
+    let r = t
+        .send(
+            "POST",
+            &uri,
+            &[],
+            b"{\"event\":\"from the query\"}".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].clone()),
+        (StatusCode::UNAUTHORIZED, json!(2)),
+        "{}",
+        r.body
+    );
+    let mut web = firebreak_server::web::WebConfig::default();
+    web.intake.hec_query_token = true;
+    let t = TestApp::with_config(firebreak_app::AppConfig::default(), web).await;
+    let tok = t.user("vector", &[Role::Reporter]).await;
+    let desk = t.user("hd", &[Role::Helpdesk]).await;
+    let uri = format!("/services/collector/event?token={tok}");
+    let r = t
+        .send(
+            "POST",
+            &uri,
+            &[],
+            b"{\"event\":\"from the query\"}".to_vec(),
+        )
+        .await;
+    assert_eq!(r.body, json!({"text": "Success", "code": 0}));
+    let r = t
+        .send(
+            "POST",
+            "/services/collector/event?token=wrong",
+            &[],
+            b"{\"event\":\"x\"}".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].clone()),
+        (StatusCode::FORBIDDEN, json!(4))
+    );
+    assert_eq!(t.events(&desk, "").await.len(), 1);
+}
+
 #[tokio::test]
 async fn webhook_sources_map_fields_and_check_signatures() {
     use hmac::Mac;
@@ -1350,14 +1401,9 @@ async fn event_routes_permissions_per_role() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-/// The real thehive4py client (PyPI, installed by `.ci/run`; fetched here when missing)
-/// creating and reading alerts against a real listening server.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn thehive4py_creates_and_reads_alerts_unchanged() {
-    let t = TestApp::new().await;
-    let tok = t
-        .user("velociraptor", &[Role::Reporter, Role::Helpdesk])
-        .await;
+/// Runs `script` with the real thehive4py (2.1.0, from PyPI) against `t` served on a real
+/// listener (`sys.argv[1]` the URL, `sys.argv[2]` the token); its stdout as JSON.
+async fn run_thehive4py(t: &TestApp, tok: &str, script: &'static str) -> Value {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = t.router.clone();
@@ -1379,6 +1425,32 @@ async fn thehive4py_creates_and_reads_alerts_unchanged() {
             .args(["-m", "pip", "install", "-q", "thehive4py==2.1.0"])
             .status();
     }
+    let tok = tok.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3")
+            .args(["-c", script, &format!("http://{addr}"), &tok])
+            .output()
+            .expect("python3 with thehive4py==2.1.0 is required for this test")
+    })
+    .await
+    .unwrap();
+    server.abort();
+    assert!(
+        out.status.success(),
+        "thehive4py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The real thehive4py client (PyPI, installed by `.ci/run`; fetched here when missing)
+/// creating and reading alerts against a real listening server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thehive4py_creates_and_reads_alerts_unchanged() {
+    let t = TestApp::new().await;
+    let tok = t
+        .user("velociraptor", &[Role::Reporter, Role::Helpdesk])
+        .await;
     let script = r#"
 import json, sys
 from thehive4py import TheHiveApi
@@ -1413,21 +1485,7 @@ os.unlink(f.name)
 print(json.dumps({"created": alert, "read": again, "error": err, "duplicate": dup,
     "with_file": with_file, "file_name": os.path.basename(f.name)}))
 "#;
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("python3")
-            .args(["-c", script, &format!("http://{addr}"), &tok])
-            .output()
-            .expect("python3 with thehive4py==2.1.0 is required for this test")
-    })
-    .await
-    .unwrap();
-    server.abort();
-    assert!(
-        out.status.success(),
-        "thehive4py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = run_thehive4py(&t, &tok, script).await;
     let id = v["created"]["_id"].as_str().unwrap();
     assert_eq!(v["read"]["_id"], id);
     assert_eq!(v["read"]["sourceRef"], "F.C2ABC123");
@@ -1713,4 +1771,350 @@ async fn hec_errors_before_the_handler_are_in_splunk_shape() {
         )
         .await;
     assert_eq!(r.body["code"], 11, "{}", r.body);
+}
+
+/// TheHive cases are tickets: Kibana's connector in case mode (create, read, update, comment),
+/// Velociraptor's `Server.Alerts.TheHive.Case` (TheHive 4's `/api/case` and `/artifact`), each
+/// as those clients send them; errors, also from other layers, in TheHive's shape.
+#[tokio::test]
+async fn thehive_cases_are_tickets() {
+    let t = TestApp::new().await;
+    let kibana = t.user("kibana", &[Role::Helpdesk]).await;
+    let reporter = t.user("elastalert", &[Role::Reporter]).await;
+    let bearer = format!("Bearer {kibana}");
+    let h = [
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/json"),
+        ("x-organisation", "SOC"),
+    ];
+    // Kibana: createIncident
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/case",
+            &h,
+            json!({"title": "Malware on WS-042", "description": "Beacon to 203.0.113.77 every 60 s",
+                   "severity": 3, "tlp": 3, "tags": ["kibana", "T1071"]})
+            .to_string()
+            .into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    for k in [
+        "_id",
+        "_type",
+        "_createdBy",
+        "_createdAt",
+        "number",
+        "title",
+        "description",
+        "severity",
+        "severityLabel",
+        "startDate",
+        "flag",
+        "tlp",
+        "tlpLabel",
+        "pap",
+        "papLabel",
+        "status",
+        "stage",
+        "extraData",
+        "newDate",
+        "timeToDetect",
+    ] {
+        assert!(r.body.get(k).is_some(), "{k} in {}", r.body);
+    }
+    assert_eq!(r.body["_type"], "Case");
+    assert_eq!(r.body["severity"], 3);
+    assert_eq!(r.body["tlp"], 3);
+    assert_eq!(r.body["tlpLabel"], "AMBER+STRICT");
+    assert_eq!(r.body["status"], "New");
+    let id = r.body["_id"].as_str().unwrap().to_string();
+    let number = r.body["number"].as_i64().unwrap();
+    // the ticket: severity high, TLP as a tag, the IP in the text an observable
+    let ticket = t.get(&format!("/api/v1/tickets/{id}"), &kibana).await;
+    assert_eq!(ticket.status, StatusCode::OK, "{}", ticket.body);
+    assert_eq!(ticket.body["severity"], "high");
+    assert_eq!(ticket.body["number"], format!("SEC-{number:06}"));
+    let tags = ticket.body["tags"].as_array().unwrap();
+    assert!(
+        tags.contains(&json!("kibana")) && tags.contains(&json!("tlp:amber+strict")),
+        "{tags:?}"
+    );
+    // getIncident, by id and by number
+    let g = t
+        .send("GET", &format!("/api/v1/case/{id}"), &h, vec![])
+        .await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(g.body["title"], "Malware on WS-042");
+    let g = t
+        .send("GET", &format!("/api/v1/case/SEC-{number:06}"), &h, vec![])
+        .await;
+    assert_eq!(g.body["_id"], id.as_str());
+    // updateIncident: 204, nulls leave fields alone
+    let r = t
+        .send(
+            "PATCH",
+            &format!("/api/v1/case/{id}"),
+            &h,
+            json!({"title": "Malware on WS-042 (contained)", "description": null, "severity": 4, "tlp": null, "tags": null})
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let g = t
+        .send("GET", &format!("/api/v1/case/{id}"), &h, vec![])
+        .await;
+    assert_eq!(g.body["title"], "Malware on WS-042 (contained)");
+    assert_eq!(g.body["severity"], 4);
+    assert_eq!(g.body["description"], "Beacon to 203.0.113.77 every 60 s");
+    assert_eq!(g.body["tlp"], 3, "TLP kept: {}", g.body);
+    // addComment: a note in the incident log
+    let r = t
+        .send(
+            "POST",
+            &format!("/api/v1/case/{id}/comment"),
+            &h,
+            json!({"message": "Isolated by EDR at 10:42"})
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["_type"], "Comment");
+    assert_eq!(r.body["createdBy"], "kibana");
+    let log = t.get(&format!("/api/v1/tickets/{id}/log"), &kibana).await;
+    assert!(
+        log.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["text"] == "Isolated by EDR at 10:42"),
+        "{}",
+        log.body
+    );
+    // observables (TheHive 5): a list of values, answered as a list
+    let r = t
+        .send(
+            "POST",
+            &format!("/api/v1/case/{id}/observable"),
+            &h,
+            json!({"dataType": "domain", "data": ["evil.example.net", "c2[.]example.org"], "ioc": true, "message": "C2"})
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let list = r.body.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[1]["data"], "c2.example.org");
+    assert_eq!(list[0]["ioc"], true);
+    let obs = t
+        .get(&format!("/api/v1/tickets/{id}/observables"), &kibana)
+        .await;
+    let values: Vec<&str> = obs.body["items"]
+        .as_array()
+        .or(obs.body.as_array())
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["value"].as_str())
+        .collect();
+    assert!(
+        values.contains(&"evil.example.net") && values.contains(&"203.0.113.77"),
+        "{values:?}"
+    );
+    // Velociraptor: TheHive 4's case, then an artifact with the client's FQDN (Basic auth
+    // with the token as password, as thehive4py with a user and password sends)
+    use base64::Engine;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("velociraptor:{kibana}"))
+    );
+    let r = t
+        .send(
+            "POST",
+            "/api/case",
+            &[("authorization", &basic)],
+            json!({"title": "Hunt hit on C.1234abcd", "description": "Flow F.ABC", "tags": ["C.1234abcd", "F.ABC", "ws-042.corp.example"]})
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let vid = r.body["_id"].as_str().unwrap().to_string();
+    let r = t
+        .send(
+            "POST",
+            &format!("/api/case/{vid}/artifact"),
+            &[("authorization", &basic)],
+            json!({"data": "ws-042.corp.example", "dataType": "fqdn", "message": "ws-042.corp.example"})
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(
+        r.body["data"], "ws-042.corp.example",
+        "one artifact, one object: {}",
+        r.body
+    );
+    // errors: TheHive's shape everywhere under its paths
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/case",
+            &h,
+            json!({"description": "no title"}).to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["type"], "AttributeCheckingError", "{}", r.body);
+    assert!(
+        r.body["message"].as_str().unwrap().starts_with("title"),
+        "{}",
+        r.body
+    );
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/case",
+            &h,
+            json!({"title": "x", "severity": 9})
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+    assert!(
+        r.body["message"].as_str().unwrap().starts_with("severity"),
+        "{}",
+        r.body
+    );
+    let r = t.send("GET", "/api/v1/case/SEC-999999", &h, vec![]).await;
+    assert_eq!(
+        (r.status, r.body["type"].clone()),
+        (StatusCode::NOT_FOUND, json!("NotFoundError"))
+    );
+    let r = t.send("GET", "/api/v1/case/_search", &h, vec![]).await;
+    assert_eq!(r.body["type"], "NotFoundError", "{}", r.body);
+    let r = t
+        .send("DELETE", &format!("/api/v1/case/{id}"), &h, vec![])
+        .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.body["type"], "MethodNotAllowed", "{}", r.body);
+    let r = t
+        .send("POST", "/api/v1/alert/nope/observable", &h, b"{}".to_vec())
+        .await;
+    assert_eq!(r.body["type"], "NotFoundError", "{}", r.body);
+    // a reporter may send alerts, not open tickets
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/case",
+            &[("authorization", &format!("Bearer {reporter}"))],
+            json!({"title": "x"}).to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["type"].clone()),
+        (StatusCode::FORBIDDEN, json!("AuthorizationError")),
+        "{}",
+        r.body
+    );
+    let r = t
+        .send(
+            "GET",
+            &format!("/api/v1/case/{id}"),
+            &[("authorization", "Bearer nope")],
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["type"].clone()),
+        (StatusCode::UNAUTHORIZED, json!("AuthenticationError"))
+    );
+}
+
+/// The real thehive4py (2.1.0) works cases unchanged: create, get, update, comment, an
+/// observable and a file observable; its errors are raised as `TheHiveError`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thehive4py_works_cases_unchanged() {
+    let t = TestApp::new().await;
+    let tok = t.user("soar", &[Role::Helpdesk, Role::Responder]).await;
+    let script = r#"
+import json, sys, tempfile, os
+from thehive4py import TheHiveApi
+from thehive4py.errors import TheHiveError
+hive = TheHiveApi(url=sys.argv[1], apikey=sys.argv[2], max_retries=0)
+case = hive.case.create(case={"title": "Phishing wave", "description": "Invoices from 198.51.100.23",
+    "severity": 2, "tlp": 1, "pap": 1, "tags": ["phishing"]})
+hive.case.update(case["_id"], fields={"severity": 3, "title": "Phishing wave (12 users)"})
+again = hive.case.get(case["_id"])
+comment = hive.comment.create_in_case(case["_id"], comment={"message": "Blocked the sender domain"})
+obs = hive.case.create_observable(case["_id"], observable={"dataType": "mail", "data": "billing@evil.example", "ioc": True})
+with tempfile.NamedTemporaryFile("wb", suffix="-invoice.pdf.exe", delete=False) as f:
+    f.write(b"MZ payload")
+files = hive.case.create_observable(case["_id"], observable={"dataType": "file", "message": "attachment"}, observable_path=f.name)
+os.unlink(f.name)
+try:
+    hive.case.get("SEC-999999")
+    missing = None
+except TheHiveError as e:
+    missing = str(e)
+try:
+    hive.case.create(case={"description": "no title"})
+    invalid = None
+except TheHiveError as e:
+    invalid = str(e)
+print(json.dumps({"case": case, "again": again, "comment": comment, "obs": obs, "files": files,
+    "missing": missing, "invalid": invalid, "file_name": os.path.basename(f.name)}))
+"#;
+    let v = run_thehive4py(&t, &tok, script).await;
+    let id = v["case"]["_id"].as_str().unwrap();
+    assert_eq!(v["again"]["_id"], id);
+    assert_eq!(v["again"]["title"], "Phishing wave (12 users)");
+    assert_eq!(v["again"]["severity"], 3);
+    assert_eq!(
+        (v["again"]["tlp"].clone(), v["again"]["pap"].clone()),
+        (json!(1), json!(1))
+    );
+    assert_eq!(v["comment"]["message"], "Blocked the sender domain");
+    assert_eq!(v["obs"][0]["data"], "billing@evil.example");
+    let file_values: Vec<&str> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["data"].as_str())
+        .collect();
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b"MZ payload"))
+    };
+    assert!(file_values.contains(&sha.as_str()), "{v}");
+    assert!(
+        file_values.contains(&v["file_name"].as_str().unwrap()),
+        "{v}"
+    );
+    assert!(
+        v["missing"].as_str().unwrap().contains("NotFoundError"),
+        "{v}"
+    );
+    assert!(
+        v["invalid"]
+            .as_str()
+            .unwrap()
+            .contains("AttributeCheckingError"),
+        "{v}"
+    );
+    let ticket = t.get(&format!("/api/v1/tickets/{id}"), &tok).await.body;
+    assert_eq!(ticket["severity"], "high");
+    let obs = t
+        .get(&format!("/api/v1/tickets/{id}/observables"), &tok)
+        .await
+        .body;
+    let text = obs.to_string();
+    assert!(
+        text.contains("billing@evil.example") && text.contains(&sha),
+        "{obs}"
+    );
 }
