@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod backup;
+mod client;
 mod config;
 mod ingest;
 
