@@ -1,4 +1,4 @@
-//! The HTTP plumbing of the client commands (`ingest --url`): the `--url`/`--token`
+//! The HTTP plumbing of the client commands (`ingest --url`, `ticket`): the `--url`/`--token`
 //! checks, one reqwest client, retries (connection errors; 429/503 waited out with their
 //! `Retry-After`) and the API's error envelope read back into a [`Refusal`]. It opens nothing
 //! local (no data dir, no database) and knows no endpoint.
@@ -36,6 +36,20 @@ pub const BULK: Policy = Policy {
     resend_writes: true,
     // a chunk commits in well under this; a server that hangs longer is retried
     read_timeout: Duration::from_secs(300),
+};
+
+/// A person at a terminal (`ticket`): gives up within seconds when nothing listens, and never
+/// repeats a change that may have been made.
+pub const INTERACTIVE: Policy = Policy {
+    backoff: &[
+        Duration::from_millis(200),
+        Duration::from_millis(500),
+        Duration::from_secs(1),
+    ],
+    max_retry_after: Duration::from_secs(10),
+    max_refused: Duration::from_secs(60),
+    resend_writes: false,
+    read_timeout: Duration::from_secs(120),
 };
 
 /// Why a request failed for good.
@@ -341,7 +355,7 @@ mod tests {
     #[test]
     fn client_checks_url_and_token() {
         firebreak_server::tls::install_crypto_provider();
-        let new = |u: Option<&str>, t: Option<&str>| Api::new(u, t, "test", BULK).err();
+        let new = |u: Option<&str>, t: Option<&str>| Api::new(u, t, "test", INTERACTIVE).err();
         assert!(new(None, Some("t")).unwrap().contains("FIREBREAK_URL"));
         assert!(
             new(Some("http://h:1"), None)
