@@ -149,6 +149,12 @@ fn report_refusal(context: &str, r: &Refusal, hint_actions: bool) {
         .join("; ");
     let message = if r.message.is_empty() || (!r.details.is_empty() && r.message == joined) {
         "refused".to_string()
+    } else if r.code.is_empty() && r.message.starts_with('<') {
+        // a proxy's or another server's page, not the API's envelope
+        format!(
+            "{}, an HTML page instead of the API's JSON: is --url the Firebreak server?",
+            r.status.canonical_reason().unwrap_or("refused")
+        )
     } else {
         render::clean_line(&r.message)
     };
