@@ -6,8 +6,10 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-/// Options shared by every command that opens the database.
+/// Options shared by every command that opens the database (under a heading of their own, so
+/// that the client commands' help keeps them apart).
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Database (commands that open it directly)")]
 pub struct StoreArgs {
     /// Data directory (SQLite database, keys, audit head).
     #[arg(long, env = "FIREBREAK_DATA_DIR", global = true)]

@@ -2,8 +2,10 @@
 #![forbid(unsafe_code)]
 
 mod backup;
+mod client;
 mod config;
 mod ingest;
+mod ticket;
 
 use anyhow::{Context, bail};
 
@@ -119,6 +121,9 @@ enum Command {
     /// into the local database, or with --url/--token (FIREBREAK_URL/FIREBREAK_TOKEN) to a
     /// server's intake API in chunks.
     Ingest(ingest::IngestArgs),
+    /// Work tickets on a server (--url/--token or FIREBREAK_URL/FIREBREAK_TOKEN): list, show,
+    /// create, update, the incident log, communications and the workflow's transitions.
+    Ticket(ticket::TicketArgs),
     /// The local indicator store.
     #[command(subcommand)]
     Indicators(IndicatorsCommand),
@@ -527,6 +532,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             init_tracing(false);
             ingest::client::run(args).await
         }
+        Command::Ticket(args) => {
+            init_tracing(false);
+            ticket::run(args).await
+        }
         command => {
             init_tracing(false);
             let settings = admin_settings(&cli.store)?;
@@ -734,7 +743,8 @@ async fn admin(o: &Opened, command: Command) -> anyhow::Result<ExitCode> {
         | Command::Playbook(PlaybookCommand::Test { .. })
         | Command::Backup(_)
         | Command::Restore { .. }
-        | Command::MigrateStore { .. } => {
+        | Command::MigrateStore { .. }
+        | Command::Ticket(_) => {
             bail!("not an administration command")
         }
         Command::Ingest(args) => {

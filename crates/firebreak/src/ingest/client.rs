@@ -7,13 +7,14 @@
 //! Nothing local is opened: no data dir, no database.
 
 use super::{IngestArgs, open_input, progress_bar, read_state, report, write_state};
+use crate::client::{Api, BULK};
 use anyhow::{Context, bail};
 use firebreak_app::intake::{LineFormat, MAX_LINE, MAX_LISTED_ERRORS};
 use firebreak_domain::event::{IngestSummary, LineError};
-use reqwest::StatusCode;
+use reqwest::Method;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Lines per request at most: one commit batch of the server (`firebreak_app::intake::BATCH`),
 /// so a chunk of one-event lines is committed in one transaction, all or nothing.
@@ -22,176 +23,6 @@ pub const CHUNK_LINES: usize = 4_096;
 pub const CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// An `eml` message read at most (the server's own limit is 32 MiB by default).
 const MAX_EML_BYTES: u64 = 64 * 1024 * 1024;
-/// Connection errors: retries of one request, with these waits.
-const BACKOFF: [Duration; 5] = [
-    Duration::from_millis(250),
-    Duration::from_millis(500),
-    Duration::from_secs(1),
-    Duration::from_secs(2),
-    Duration::from_secs(4),
-];
-/// The longest `Retry-After` obeyed, and how long one request may be refused with 429/503.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
-const MAX_REFUSED: Duration = Duration::from_secs(600);
-
-/// Why a request failed for good.
-enum SendError {
-    /// The server refused (the message names status, code and reason).
-    Refused(String),
-    /// The server could not be reached (after the retries).
-    Unreachable(String),
-}
-
-impl std::fmt::Display for SendError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SendError::Refused(m) | SendError::Unreachable(m) => f.write_str(m),
-        }
-    }
-}
-
-struct Client {
-    http: reqwest::Client,
-    token: String,
-}
-
-impl Client {
-    /// POSTs `body` to `url` until it is answered 2xx: waits out 429/503 (`Retry-After`, at
-    /// most [`MAX_RETRY_AFTER`] each), retries connection errors with [`BACKOFF`]; fails at
-    /// once on any other answer. Returns the 2xx body.
-    async fn post(&self, url: &str, content_type: &str, body: &[u8]) -> Result<Vec<u8>, SendError> {
-        let mut failures = 0usize;
-        let mut refused_since: Option<Instant> = None;
-        loop {
-            let sent = self
-                .http
-                .post(url)
-                .bearer_auth(&self.token)
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(body.to_vec())
-                .send()
-                .await;
-            let res = match sent {
-                Ok(r) => r,
-                Err(e) => {
-                    let Some(wait) = BACKOFF.get(failures) else {
-                        return Err(SendError::Unreachable(format!(
-                            "cannot reach {url} ({} attempts): {}",
-                            failures + 1,
-                            error_chain(&e)
-                        )));
-                    };
-                    failures += 1;
-                    tracing::debug!(error = %error_chain(&e), ?wait, "retrying");
-                    tokio::time::sleep(*wait).await;
-                    continue;
-                }
-            };
-            let status = res.status();
-            let retry_after = res
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            let location = res
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let bytes = match res.bytes().await {
-                Ok(b) => b.to_vec(),
-                Err(e) if status.is_success() => {
-                    // the chunk may be committed; resending it counts repeats, never loses any
-                    let Some(wait) = BACKOFF.get(failures) else {
-                        return Err(SendError::Unreachable(format!(
-                            "{url}: the answer could not be read: {}",
-                            error_chain(&e)
-                        )));
-                    };
-                    failures += 1;
-                    tokio::time::sleep(*wait).await;
-                    continue;
-                }
-                Err(_) => Vec::new(),
-            };
-            if status.is_success() {
-                return Ok(bytes);
-            }
-            if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE
-            {
-                let since = *refused_since.get_or_insert_with(Instant::now);
-                if since.elapsed() < MAX_REFUSED {
-                    let wait = Duration::from_secs(retry_after.unwrap_or(1)).min(MAX_RETRY_AFTER);
-                    tracing::debug!(%status, ?wait, "server busy, waiting");
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-            }
-            let mut msg = format!("{url} answered {status}");
-            if let Some(e) = describe_error(&bytes) {
-                msg.push_str(": ");
-                msg.push_str(&e);
-            }
-            if status.is_redirection()
-                && let Some(l) = location
-            {
-                msg.push_str(&format!(" (Location: {l}; give that as --url)"));
-            }
-            if status == StatusCode::UNAUTHORIZED {
-                msg.push_str(" (check --token / FIREBREAK_TOKEN)");
-            }
-            return Err(SendError::Refused(msg));
-        }
-    }
-}
-
-/// The source's message and its causes (reqwest hides the useful part, e.g. "Connection
-/// refused", in the chain).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cause = c.source();
-    }
-    s
-}
-
-/// The error envelope `{"error": {"code", "message", "details"}}` as one line, or the start of
-/// a body that is not one.
-fn describe_error(body: &[u8]) -> Option<String> {
-    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body)
-        && let Some(e) = v.get("error")
-    {
-        let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
-        let mut m = e
-            .get("message")
-            .and_then(|c| c.as_str())
-            .unwrap_or("")
-            .to_string();
-        if !code.is_empty() {
-            m = format!("{m} ({code})");
-        }
-        if let Some(details) = e.get("details").and_then(|d| d.as_array()) {
-            for d in details {
-                let field = d.get("field").and_then(|f| f.as_str()).unwrap_or("");
-                let dm = d.get("message").and_then(|f| f.as_str()).unwrap_or("");
-                m.push_str(&format!("; {field}: {dm}"));
-            }
-        }
-        return Some(m);
-    }
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        return None;
-    }
-    Some(text.chars().take(200).collect())
-}
 
 /// Reads one line (without its newline) into `out`, keeping at most `max + 1` bytes of it.
 /// Returns the bytes consumed (0 at the end) and whether the line was longer than `max`.
@@ -315,34 +146,15 @@ impl<R: Read> Chunker<R> {
 
 /// Runs the command against `args.url`; exit codes as the local mode's.
 pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
-    let (Some(url), Some(token)) = (args.url.clone(), args.token.clone()) else {
-        eprintln!("--url needs --token (or FIREBREAK_TOKEN)");
-        return Ok(ExitCode::from(2));
-    };
-    let base = url.trim_end_matches('/').to_string();
-    match reqwest::Url::parse(&base) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
-        _ => {
-            eprintln!("--url {url}: not an http:// or https:// URL");
+    let client = match Api::new(args.url.as_deref(), args.token.as_deref(), "ingest", BULK) {
+        Ok(c) => c,
+        Err(m) => {
+            eprintln!("{m}");
             return Ok(ExitCode::from(2));
         }
-    }
-    if token.trim().is_empty() {
-        eprintln!("--token: empty");
-        return Ok(ExitCode::from(2));
-    }
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("firebreak-ingest/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(10))
-        // a chunk commits in well under this; a server that hangs longer is retried
-        .read_timeout(Duration::from_secs(300))
-        // a redirect would drop the body (and maybe the token): reported instead
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .context("building the HTTP client")?;
-    let client = Client { http, token };
+    };
     if args.format == "eml" {
-        return eml(&client, &base, &args).await;
+        return eml(&client, &args).await;
     }
     if let Err(m) = LineFormat::from_name(
         &args.format,
@@ -357,7 +169,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     let endpoint = {
-        let mut u = reqwest::Url::parse(&format!("{base}/api/v1/ingest/ndjson"))
+        let mut u = reqwest::Url::parse(&client.url("/api/v1/ingest/ndjson"))
             .context("building the intake URL")?;
         {
             let mut q = u.query_pairs_mut();
@@ -399,7 +211,11 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let mut committed = chunks.line;
     while let Some(chunk) = tokio::task::block_in_place(|| chunks.next())? {
         let answer = client
-            .post(&endpoint, "application/x-ndjson", &chunk.body)
+            .send(
+                Method::POST,
+                &endpoint,
+                Some(("application/x-ndjson", &chunk.body)),
+            )
             .await
             .map_err(|e| {
                 bar.abandon();
@@ -470,7 +286,7 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// One message to `POST /api/v1/ingest/eml`; prints the server's answer.
-async fn eml(client: &Client, base: &str, args: &IngestArgs) -> anyhow::Result<ExitCode> {
+async fn eml(client: &Api, args: &IngestArgs) -> anyhow::Result<ExitCode> {
     let (input, _) = open_input(&args.file)?;
     let mut raw = Vec::new();
     tokio::task::block_in_place(|| input.take(MAX_EML_BYTES + 1).read_to_end(&mut raw))
@@ -478,9 +294,9 @@ async fn eml(client: &Client, base: &str, args: &IngestArgs) -> anyhow::Result<E
     if raw.len() as u64 > MAX_EML_BYTES {
         bail!("{}: a message larger than {MAX_EML_BYTES} bytes", args.file);
     }
-    let url = format!("{base}/api/v1/ingest/eml");
+    let url = client.url("/api/v1/ingest/eml");
     let answer = client
-        .post(&url, "message/rfc822", &raw)
+        .send(Method::POST, &url, Some(("message/rfc822", &raw)))
         .await
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.file))?;
     let v: serde_json::Value = serde_json::from_slice(&answer)
@@ -560,15 +376,5 @@ mod tests {
             got,
             vec![(0, 3, 3 * (MAX_LINE + 1)), (3, 2, 2 * (MAX_LINE + 1))]
         );
-    }
-
-    #[test]
-    fn ingest_client_error_envelope_is_one_line() {
-        let body = br#"{"error":{"code":"unauthenticated","message":"missing or invalid credentials","details":[]}}"#;
-        assert_eq!(
-            describe_error(body).unwrap(),
-            "missing or invalid credentials (unauthenticated)"
-        );
-        assert_eq!(describe_error(b"  ").as_deref(), None);
     }
 }

@@ -17,6 +17,7 @@ mod ingest_client;
 mod live;
 mod logs;
 mod support;
+mod ticket_client;
 mod tidy;
 
 use http::Conn;
