@@ -176,12 +176,34 @@ fn de_observables<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ObservableInput
 
 const REQUIRED: [&str; 5] = ["type", "source", "sourceRef", "title", "description"];
 
+/// A body that must be a JSON object.
+fn object_body(body: &[u8]) -> Result<Value, ParseError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ParseError::new("body", format!("not JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ParseError::new("body", "not a JSON object"));
+    }
+    Ok(value)
+}
+
+/// `value` as a `T`, refused naming the field at fault (its path), or `body`.
+fn typed<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, ParseError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path.is_empty() || path == "." {
+            "body".to_string()
+        } else {
+            path
+        };
+        ParseError::new(field, e.into_inner().to_string())
+    })
+}
+
 /// A TheHive alert body to the alert as sent and its event. Refused, naming the field, when
 /// a field TheHive requires (`type`, `source`, `sourceRef`, `title`, `description`) is
 /// missing, or a value is out of TheHive's range.
 pub fn parse(body: &[u8]) -> Result<(AlertInput, NormalizedEvent), ParseError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ParseError::new("body", format!("not JSON: {e}")))?;
+    let value = object_body(body)?;
     let Value::Object(obj) = &value else {
         return Err(ParseError::new("body", "not a JSON object"));
     };
@@ -209,15 +231,7 @@ pub fn parse(body: &[u8]) -> Result<(AlertInput, NormalizedEvent), ParseError> {
             }
         }
     }
-    let input: AlertInput = serde_path_to_error::deserialize(&value).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path.is_empty() || path == "." {
-            "body".to_string()
-        } else {
-            path
-        };
-        ParseError::new(field, e.into_inner().to_string())
-    })?;
+    let input: AlertInput = typed(&value)?;
     check_range("severity", input.severity, 1, 4)?;
     check_range("tlp", input.tlp, 0, 4)?;
     check_range("pap", input.pap, 0, 3)?;
@@ -637,20 +651,7 @@ fn de_opt_string_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Stri
 
 /// A case body (`create`: a creation, which needs a `title`), refused naming the field.
 pub fn parse_case(body: &[u8], create: bool) -> Result<CaseInput, ParseError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ParseError::new("body", format!("not JSON: {e}")))?;
-    if !value.is_object() {
-        return Err(ParseError::new("body", "not a JSON object"));
-    }
-    let input: CaseInput = serde_path_to_error::deserialize(&value).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path.is_empty() || path == "." {
-            "body".to_string()
-        } else {
-            path
-        };
-        ParseError::new(field, e.into_inner().to_string())
-    })?;
+    let input: CaseInput = typed(&object_body(body)?)?;
     match &input.title {
         None if create => return Err(ParseError::new("title", "missing")),
         Some(t) if t.trim().is_empty() => return Err(ParseError::new("title", "cannot be empty")),
@@ -674,11 +675,7 @@ pub fn parse_case(body: &[u8], create: bool) -> Result<CaseInput, ParseError> {
 /// TheHive 4's `/api/case/{id}/artifact`; `data` a value or a list): one per value, typed by
 /// its `dataType` (a value that is not what its type says is kept as `other`).
 pub fn parse_observable(body: &[u8]) -> Result<(ObservableInput, Vec<Observable>), ParseError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| ParseError::new("body", format!("not JSON: {e}")))?;
-    if !value.is_object() {
-        return Err(ParseError::new("body", "not a JSON object"));
-    }
+    let value = object_body(body)?;
     if value
         .get("dataType")
         .and_then(Value::as_str)
@@ -686,17 +683,7 @@ pub fn parse_observable(body: &[u8]) -> Result<(ObservableInput, Vec<Observable>
     {
         return Err(ParseError::new("dataType", "missing"));
     }
-    let input: ObservableInput = serde_path_to_error::deserialize(&value).map_err(|e| {
-        let path = e.path().to_string();
-        ParseError::new(
-            if path.is_empty() || path == "." {
-                "body".to_string()
-            } else {
-                path
-            },
-            e.into_inner().to_string(),
-        )
-    })?;
+    let input: ObservableInput = typed(&value)?;
     check_range("tlp", input.tlp, 0, 4)?;
     check_range("pap", input.pap, 0, 3)?;
     let found = observables_of(&input);
