@@ -185,13 +185,14 @@ struct Syscheck<'a> {
     sha256_after: Text<'a>,
 }
 
-/// Wazuh rule levels (0-15) on the four-level scale: 0-3 low, 4-7 medium, 8-11 high,
-/// 12-15 critical.
+/// Wazuh rule levels (0-15) on the four-level scale, in the Wazuh dashboard's own bands (its
+/// overview's "Low severity: rule level 0 to 6", "Medium: 7 to 11", "High: 12 to 14",
+/// "Critical: 15 or higher"), so an analyst sees the severity Wazuh shows.
 pub fn level_from_rule_level(level: i64) -> Level {
     match level {
-        i64::MIN..=3 => Level::Low,
-        4..=7 => Level::Medium,
-        8..=11 => Level::High,
+        i64::MIN..=6 => Level::Low,
+        7..=11 => Level::Medium,
+        12..=14 => Level::High,
         _ => Level::Critical,
     }
 }

@@ -418,12 +418,13 @@ fn eve_errors_name_what_is_wrong() {
 #[test]
 fn wazuh_levels() {
     use wazuh::level_from_rule_level as l;
+    // the Wazuh dashboard's bands: 0-6 low, 7-11 medium, 12-14 high, 15 critical
     assert_eq!(
-        [l(0), l(3), l(4), l(7)],
+        [l(0), l(6), l(7), l(11)],
         [Level::Low, Level::Low, Level::Medium, Level::Medium]
     );
     assert_eq!(
-        [l(8), l(11), l(12), l(15)],
+        [l(12), l(14), l(15), l(16)],
         [Level::High, Level::High, Level::Critical, Level::Critical]
     );
     assert_eq!(
