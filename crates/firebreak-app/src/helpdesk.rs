@@ -1250,7 +1250,8 @@ impl App {
             AuditDraft::new(actor, "communication.recorded", "communication", c.id)
                 .ticket(t.id)
                 .details(json!({"channel": c.channel, "direction": c.direction, "from": c.from,
-                                "to": c.to, "subject": c.subject, "occurred_at": c.occurred_at,
+                                "to": c.to, "subject": c.subject,
+                                "occurred_at": c.occurred_at.format(&time::format_description::well_known::Rfc3339).ok(),
                                 "body_sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(c.body.as_bytes())),
                                 "message_id": c.message_id})),
         );

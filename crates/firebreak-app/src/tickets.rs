@@ -793,6 +793,27 @@ pub fn log_view(r: AuditRecord) -> LogEntryView {
             }
             ("change".into(), text)
         }
+        "communication.recorded" => {
+            // `to` is a list (several recipients); `from` a name or address
+            let to: Vec<&str> = details
+                .get("to")
+                .and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            let mut text = format!("{} {} recorded", s("direction"), s("channel"))
+                .trim()
+                .to_string();
+            if !s("from").is_empty() {
+                text.push_str(&format!(": from {}", s("from")));
+            }
+            if !to.is_empty() {
+                text.push_str(&format!(" to {}", to.join(", ")));
+            }
+            if !s("subject").is_empty() {
+                text.push_str(&format!("; subject: {}", s("subject")));
+            }
+            ("change".into(), text)
+        }
         "authz.denied" => (
             "denied".into(),
             format!("was refused {}: {}", s("attempted"), s("reason")),
