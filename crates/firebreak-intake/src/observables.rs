@@ -792,7 +792,12 @@ pub fn classify(kind_hint: Option<ObservableKind>, value: &str) -> Option<Observ
                 .all(|c| c.is_alphanumeric() || matches!(c, '-' | '.' | '_' | '$'));
             ok.then(|| Observable::new(ObservableKind::Hostname, lower))
         }),
-        Some(ObservableKind::Url) => classify_url(v)
+        // a value given as a URL is the whole URL: prose punctuation is trimmed only from
+        // URLs found in text (`?id=5;` and `...&x=<b>` are distinct indicators)
+        Some(ObservableKind::Url) => (v.contains("://"))
+            .then(|| canonical_url(v).map(|(u, _)| Observable::new(ObservableKind::Url, u)))
+            .flatten()
+            .or_else(|| classify_url(v))
             .or_else(ip)
             .or_else(|| classify_domain(v.split(['/', '?', '#']).next().unwrap_or(v))),
         Some(ObservableKind::Email) => {

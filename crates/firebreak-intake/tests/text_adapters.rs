@@ -549,6 +549,15 @@ fn classify_single_values() {
         c(Some(Url), "hxxp://Evil.Example.com/a"),
         Some(obs(Url, "http://evil.example.com/a"))
     );
+    // a value given as a URL keeps its last character: these are distinct indicators
+    for u in [
+        "http://evil.example/dl.php?id=5;",
+        "http://ex.com/path?q=1&x=<b>",
+        "http://ex.com/a.",
+        "http://ex.com/a)",
+    ] {
+        assert_eq!(c(Some(Url), u), Some(obs(Url, u)), "{u}");
+    }
     assert_eq!(
         c(Some(Md5), &"A".repeat(64)),
         Some(obs(Sha256, &"a".repeat(64)))
