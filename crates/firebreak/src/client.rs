@@ -49,7 +49,7 @@ pub const INTERACTIVE: Policy = Policy {
     max_retry_after: Duration::from_secs(10),
     max_refused: Duration::from_secs(60),
     resend_writes: false,
-    read_timeout: Duration::from_secs(120),
+    read_timeout: Duration::from_secs(30),
 };
 
 /// Why a request failed for good.
@@ -254,6 +254,19 @@ impl Api {
             }
             let res = match req.send().await {
                 Ok(r) => r,
+                // a server that took the request and did not answer in time is not retried by
+                // a person's command: the wait is over at once, with what it means
+                Err(e) if e.is_timeout() && !e.is_connect() && !self.policy.resend_writes => {
+                    return Err(Failure::Unreachable(format!(
+                        "{method} {url}: no answer within {} s{}",
+                        self.policy.read_timeout.as_secs(),
+                        if matches!(method, Method::POST | Method::PATCH) {
+                            "; the change may or may not have been made"
+                        } else {
+                            ""
+                        }
+                    )));
+                }
                 Err(e) => {
                     // a connection that was never made carried nothing: always safe to retry
                     if !(resend || e.is_connect()) {

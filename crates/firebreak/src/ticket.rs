@@ -105,7 +105,9 @@ pub async fn run(args: TicketArgs) -> anyhow::Result<ExitCode> {
             failure: Failure::Refused(r),
         }) => {
             report_refusal(&context, &r, hint_actions);
-            Ok(ExitCode::from(1))
+            // an answer without the API's error envelope (an HTML page from a proxy or another
+            // server) is no usable answer: 3, not a refusal by Firebreak
+            Ok(ExitCode::from(if r.code.is_empty() { 3 } else { 1 }))
         }
         Err(Error::Api {
             context,

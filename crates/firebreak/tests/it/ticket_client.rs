@@ -490,3 +490,37 @@ fn ticket_client_unreachable_server_exits_3_naming_the_url() {
     }
     assert_eq!(std::fs::read_dir(work.path()).unwrap().count(), 0);
 }
+
+/// `--url` at something that is not Firebreak (a web server answering HTML pages): no usable
+/// answer, exit 3, and the message says what was found.
+#[test]
+fn ticket_client_html_answer_exits_3() {
+    use std::io::{Read, Write};
+    let work = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut conn = conn;
+            let mut buf = [0u8; 8192];
+            let _ = conn.read(&mut buf);
+            let page = "<!DOCTYPE html><html><body><h1>404 Not Found</h1></body></html>";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                page.len()
+            );
+        }
+    });
+    for args in [vec!["list"], vec!["create", "--title", "x"]] {
+        let out = client(work.path())
+            .arg("ticket")
+            .args(&args)
+            .args(["--url", &url, "--token", "fbk_x"])
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert!(err.contains("HTML"), "{err}");
+    }
+}
