@@ -819,3 +819,29 @@ pub fn observable_response(
         "ignoreSimilarity": false,
     })
 }
+
+// ---- TheHive 4's TLP scale ----
+//
+// TheHive 4 (the v0 API: `/api/alert`, `/api/case`; thehive4py 1.x) numbers TLP 0 WHITE,
+// 1 GREEN, 2 AMBER, 3 RED; TheHive 5 (`/api/v1`) follows TLP 2.0: 0 CLEAR, 1 GREEN, 2 AMBER,
+// 3 AMBER+STRICT, 4 RED. Firebreak keeps TheHive 5's scale; a v0 client's 3 is RED, and it
+// reads RED (and AMBER+STRICT, which it has no name for: the stricter side) back as 3.
+
+/// A TLP as a TheHive 4 client means it, on TheHive 5's scale.
+pub fn tlp_from_v0(tlp: i64) -> i64 {
+    if tlp >= 3 { 4 } else { tlp }
+}
+
+/// A TheHive answer (alert or case) on TheHive 4's TLP scale, for a v0 client.
+pub fn answer_for_v0(answer: &mut Value) {
+    if let Some(t) = answer.get("tlp").and_then(Value::as_i64) {
+        let (n, label) = match t {
+            i64::MIN..=0 => (0, "WHITE"),
+            1 => (1, "GREEN"),
+            2 => (2, "AMBER"),
+            _ => (3, "RED"),
+        };
+        answer["tlp"] = json!(n);
+        answer["tlpLabel"] = json!(label);
+    }
+}

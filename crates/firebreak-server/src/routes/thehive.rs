@@ -201,7 +201,8 @@ async fn thehive_principal(s: &AppState, headers: &HeaderMap) -> Result<Principa
     s.app.authenticate(&token).await.map_err(thehive_app_error)
 }
 
-async fn thehive_create(s: AppState, headers: HeaderMap, body: Body) -> Response {
+/// Creates an alert; `v0`: a TheHive 4 client (`/api/alert`: its TLP scale).
+async fn thehive_create(s: AppState, headers: HeaderMap, body: Body, v0: bool) -> Response {
     let p = match thehive_principal(&s, &headers).await {
         Ok(p) => p,
         Err(r) => return r,
@@ -224,6 +225,16 @@ async fn thehive_create(s: AppState, headers: HeaderMap, body: Body) -> Response
         Ok(v) => v,
         Err(e) => return attribute_error(&e),
     };
+    if v0 {
+        // kept beside the raw alert: its TLP is on TheHive 4's scale (3 is RED)
+        event.fields.insert("thehive_api".into(), json!("v0"));
+        if let Some(t) = input.tlp {
+            event.fields.insert(
+                "tlp".into(),
+                json!(firebreak_intake::thehive::tlp_from_v0(t)),
+            );
+        }
+    }
     let keys = firebreak_intake::thehive::attachment_keys(&input);
     for (key, file_name, hash) in attachments {
         if !keys.contains(&key) {
@@ -258,7 +269,7 @@ async fn thehive_create(s: AppState, headers: HeaderMap, body: Body) -> Response
         Ok(e) => e,
         Err(e) => return thehive_app_error(e),
     };
-    let body = stored_alert(&stored).unwrap_or_else(|| {
+    let body = stored_alert(&stored, v0).unwrap_or_else(|| {
         let created = (stored.received_at.unix_timestamp_nanos() / 1_000_000) as i64;
         firebreak_intake::thehive::alert_response(
             &id.to_string(),
@@ -297,8 +308,11 @@ async fn thehive_create(s: AppState, headers: HeaderMap, body: Body) -> Response
 /// A stored event that came as a TheHive alert, in TheHive's shape (status `New` while in
 /// the queue, `Imported` once on a ticket, `Ignored` when dismissed); `None` for an event
 /// that did not come through the alert API.
-fn stored_alert(e: &firebreak_domain::event::Event) -> Option<serde_json::Value> {
-    let (input, _) = firebreak_intake::thehive::parse(e.raw.as_bytes()).ok()?;
+fn stored_alert(e: &firebreak_domain::event::Event, v0: bool) -> Option<serde_json::Value> {
+    let (mut input, _) = firebreak_intake::thehive::parse(e.raw.as_bytes()).ok()?;
+    if e.fields.get("thehive_api").and_then(|v| v.as_str()) == Some("v0") {
+        input.tlp = input.tlp.map(firebreak_intake::thehive::tlp_from_v0);
+    }
     use firebreak_domain::ticket::EventStatus;
     let status = match e.status {
         EventStatus::Ticketed | EventStatus::Merged => "Imported",
@@ -316,6 +330,9 @@ fn stored_alert(e: &firebreak_domain::event::Event) -> Option<serde_json::Value>
     if let Some(t) = e.ticket_id {
         body["caseId"] = json!(t.to_string());
     }
+    if v0 {
+        firebreak_intake::thehive::answer_for_v0(&mut body);
+    }
     Some(body)
 }
 
@@ -326,7 +343,7 @@ fn stored_alert(e: &firebreak_domain::event::Event) -> Option<serde_json::Value>
     request_body(content = serde_json::Value, description = "A TheHive 5 alert"),
     responses((status = 201, body = serde_json::Value, description = "The alert, TheHive-shaped"), (status = 400, body = serde_json::Value)))]
 async fn thehive_alert(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    thehive_create(s, headers, body).await
+    thehive_create(s, headers, body, false).await
 }
 
 /// TheHive's `GET /api/v1/alert/{id}`: an event received through the alert API, in TheHive's
@@ -340,6 +357,11 @@ async fn thehive_get_alert(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
+    get_alert(s, headers, id, false).await
+}
+
+/// An alert as a TheHive client reads it (`v0`: on TheHive 4's TLP scale).
+async fn get_alert(s: AppState, headers: HeaderMap, id: String, v0: bool) -> Response {
     let p = match thehive_principal(&s, &headers).await {
         Ok(p) => p,
         Err(r) => return r,
@@ -356,7 +378,7 @@ async fn thehive_get_alert(
         Err(AppError::NotFound) => return not_found(),
         Err(e) => return thehive_app_error(e),
     };
-    match stored_alert(&e) {
+    match stored_alert(&e, v0) {
         Some(body) => (StatusCode::OK, Json(body)).into_response(),
         None => not_found(), // not an event that came as a TheHive alert
     }
@@ -371,7 +393,8 @@ async fn thehive4_get_alert(
     headers: HeaderMap,
     id: Path<String>,
 ) -> Response {
-    thehive_get_alert(state, headers, id).await
+    let (State(s), Path(id)) = (state, id);
+    get_alert(s, headers, id, true).await
 }
 
 /// TheHive 4 `POST /api/alert` (observables as `artifacts`).
@@ -379,7 +402,7 @@ async fn thehive4_get_alert(
     request_body(content = serde_json::Value, description = "A TheHive 4 alert"),
     responses((status = 201, body = serde_json::Value, description = "The alert, TheHive-shaped"), (status = 400, body = serde_json::Value)))]
 async fn thehive4_alert(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    thehive_create(s, headers, body).await
+    thehive_create(s, headers, body, true).await
 }
 
 // ---- cases: tickets in TheHive's terms ----
@@ -462,7 +485,8 @@ fn severity_number(s: Severity) -> i64 {
 
 /// A ticket as a TheHive case: open is `New`, being worked (or waiting for closure)
 /// `InProgress`, closed `FalsePositive`, `TruePositive` (an incident) or `Other`.
-fn case_body(v: &firebreak_domain::api::TicketView) -> serde_json::Value {
+/// `v0`: for a TheHive 4 client (its TLP scale).
+fn case_body(v: &firebreak_domain::api::TicketView, v0: bool) -> serde_json::Value {
     let status = match v.status {
         TicketStatus::Open => "New",
         TicketStatus::InProgress | TicketStatus::PendingClosure => "InProgress",
@@ -477,7 +501,7 @@ fn case_body(v: &firebreak_domain::api::TicketView) -> serde_json::Value {
         .next()
         .and_then(|d| d.parse().ok())
         .unwrap_or_default();
-    firebreak_intake::thehive::case_response(&firebreak_intake::thehive::CaseView {
+    let mut body = firebreak_intake::thehive::case_response(&firebreak_intake::thehive::CaseView {
         id: &id,
         number,
         title: &v.title,
@@ -491,7 +515,23 @@ fn case_body(v: &firebreak_domain::api::TicketView) -> serde_json::Value {
         created_at_ms: millis(v.created_at),
         updated_at_ms: millis(v.updated_at),
         end_date_ms: (v.status == TicketStatus::Closed).then(|| millis(v.updated_at)),
-    })
+    });
+    if v0 {
+        firebreak_intake::thehive::answer_for_v0(&mut body);
+    }
+    body
+}
+
+/// A case reference as TheHive clients give it: the case's `number` (`1`, TheHive's own form
+/// for a case id), `~` and an id, the ticket's id, or its number (`SEC-000001`).
+fn case_ref(s: &AppState, id: &str) -> String {
+    let id = id.trim().trim_start_matches('~');
+    match id.parse::<i64>() {
+        Ok(n) if n > 0 && id.bytes().all(|b| b.is_ascii_digit()) => {
+            firebreak_domain::api::format_number(&s.web.intake.ticket_prefix, n)
+        }
+        _ => id.to_string(),
+    }
 }
 
 fn case_not_found(id: &str) -> Response {
@@ -565,7 +605,7 @@ async fn add_case_observables(
     Ok(out)
 }
 
-async fn create_case(s: AppState, headers: HeaderMap, body: Body) -> Response {
+async fn create_case(s: AppState, headers: HeaderMap, body: Body, v0: bool) -> Response {
     let p = match thehive_principal(&s, &headers).await {
         Ok(p) => p,
         Err(r) => return r,
@@ -574,10 +614,13 @@ async fn create_case(s: AppState, headers: HeaderMap, body: Body) -> Response {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let input = match firebreak_intake::thehive::parse_case(&bytes, true) {
+    let mut input = match firebreak_intake::thehive::parse_case(&bytes, true) {
         Ok(i) => i,
         Err(e) => return attribute_error(&e),
     };
+    if v0 {
+        input.tlp = input.tlp.map(firebreak_intake::thehive::tlp_from_v0);
+    }
     let mut description = input.description.clone().unwrap_or_default();
     if let Some(summary) = input.summary.as_deref().filter(|s| !s.trim().is_empty()) {
         if !description.is_empty() {
@@ -612,16 +655,16 @@ async fn create_case(s: AppState, headers: HeaderMap, body: Body) -> Response {
             );
         }
     }
-    (StatusCode::CREATED, Json(case_body(&view))).into_response()
+    (StatusCode::CREATED, Json(case_body(&view, v0))).into_response()
 }
 
-async fn get_case(s: AppState, headers: HeaderMap, id: String) -> Response {
+async fn get_case(s: AppState, headers: HeaderMap, id: String, v0: bool) -> Response {
     let p = match thehive_principal(&s, &headers).await {
         Ok(p) => p,
         Err(r) => return r,
     };
-    match s.app.get_ticket(&p, &id).await {
-        Ok(v) => (StatusCode::OK, Json(case_body(&v))).into_response(),
+    match s.app.get_ticket(&p, &case_ref(&s, &id)).await {
+        Ok(v) => (StatusCode::OK, Json(case_body(&v, v0))).into_response(),
         Err(e) => case_app_error(&id, e),
     }
 }
@@ -642,14 +685,35 @@ async fn update_case(
         Ok(b) => b,
         Err(r) => return r,
     };
-    let input = match firebreak_intake::thehive::parse_case(&bytes, false) {
+    let mut input = match firebreak_intake::thehive::parse_case(&bytes, false) {
         Ok(i) => i,
         Err(e) => return attribute_error(&e),
     };
-    let current = match s.app.get_ticket(&p, &id).await {
+    if !v5 {
+        input.tlp = input.tlp.map(firebreak_intake::thehive::tlp_from_v0);
+    }
+    let reference = case_ref(&s, &id);
+    let current = match s.app.get_ticket(&p, &reference).await {
         Ok(v) => v,
         Err(e) => return case_app_error(&id, e),
     };
+    // a case's status follows Firebreak's workflow (resolution, closure accepted by the owner):
+    // a PATCH that would move it is refused, not acknowledged and dropped (thehive4py's
+    // `case.close` then raises)
+    if let Some(wanted) = input.extra.get("status").and_then(|v| v.as_str()) {
+        let now = case_body(&current, false)["status"].clone();
+        if now.as_str() != Some(wanted) {
+            return thehive_error(
+                StatusCode::BAD_REQUEST,
+                "AttributeCheckingError",
+                format!(
+                    "status: a case's status follows the ticket's workflow: use POST /api/v1/tickets/{}/{{start, resolve, accept-closure, reopen, mark-false-positive}} (the case is {})",
+                    current.number,
+                    now.as_str().unwrap_or("New")
+                ),
+            );
+        }
+    }
     let req = UpdateTicketRequest {
         title: input.title.clone(),
         description: input.description.clone(),
@@ -664,17 +728,27 @@ async fn update_case(
         || req.tags.is_some()
         || req.assignee.is_some();
     let view = if changes {
-        match s.app.update_ticket(&p, &id, &req).await {
+        match s.app.update_ticket(&p, &reference, &req).await {
             Ok(v) => v,
             Err(e) => return case_app_error(&id, e),
         }
     } else {
         current
     };
+    // TheHive's `summary` (what was found): a note in the incident log
+    if let Some(summary) = input.summary.as_deref().filter(|t| !t.trim().is_empty()) {
+        let note = firebreak_domain::api::CreateLogEntryRequest {
+            text: format!("Summary: {summary}"),
+            kind: firebreak_domain::api::LogKind::Note,
+        };
+        if let Err(e) = s.app.add_log_entry(&p, &reference, &note).await {
+            return case_app_error(&id, e);
+        }
+    }
     if v5 {
         StatusCode::NO_CONTENT.into_response()
     } else {
-        (StatusCode::OK, Json(case_body(&view))).into_response()
+        (StatusCode::OK, Json(case_body(&view, true))).into_response()
     }
 }
 
@@ -719,7 +793,7 @@ async fn add_observables(
         }
         found.push(hash);
     }
-    match add_case_observables(&s, &p, &id, &input, found).await {
+    match add_case_observables(&s, &p, &case_ref(&s, &id), &input, found).await {
         Ok(mut list) if !v5 && list.len() == 1 => {
             (StatusCode::CREATED, Json(list.remove(0))).into_response()
         }
@@ -735,7 +809,7 @@ async fn add_observables(
     request_body(content = serde_json::Value, description = "A TheHive 5 case: `title` (required), `description`, `severity` 1-4, `tlp`, `pap`, `tags`, `summary`, `assignee`, `observables`"),
     responses((status = 201, body = serde_json::Value, description = "The case (the ticket), TheHive-shaped"), (status = 400, body = serde_json::Value)))]
 async fn case_create(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    create_case(s, headers, body).await
+    create_case(s, headers, body, false).await
 }
 
 /// TheHive 5 `GET /api/v1/case/{id}`: a ticket (by id or number) as a case.
@@ -747,7 +821,7 @@ async fn case_get(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    get_case(s, headers, id).await
+    get_case(s, headers, id, false).await
 }
 
 /// TheHive 5 `PATCH /api/v1/case/{id}`: changes the ticket's title, description, severity,
@@ -815,7 +889,7 @@ async fn case_comment(
         text: message.clone(),
         kind: firebreak_domain::api::LogKind::Note,
     };
-    match s.app.add_log_entry(&p, &id, &req).await {
+    match s.app.add_log_entry(&p, &case_ref(&s, &id), &req).await {
         Ok(entry) => (
             StatusCode::CREATED,
             Json(json!({
@@ -854,7 +928,7 @@ async fn case_observable(
     request_body(content = serde_json::Value, description = "A TheHive 4 case"),
     responses((status = 201, body = serde_json::Value, description = "The case, TheHive-shaped"), (status = 400, body = serde_json::Value)))]
 async fn case4_create(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    create_case(s, headers, body).await
+    create_case(s, headers, body, true).await
 }
 
 /// TheHive 4 `GET /api/case/{id}`.
@@ -866,7 +940,7 @@ async fn case4_get(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    get_case(s, headers, id).await
+    get_case(s, headers, id, true).await
 }
 
 /// TheHive 4 `PATCH /api/case/{id}`: as TheHive 5's, answering the case.

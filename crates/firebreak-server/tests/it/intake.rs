@@ -947,9 +947,27 @@ async fn people_report_events_and_communications_are_captured() {
         .await;
     let n = tk.body["number"].as_str().unwrap().to_string();
     let r = t
-        .post(&format!("/api/v1/tickets/{n}/communications"), &desk, json!({"channel": "phone", "from": "Vendor NOC", "body": "they saw traffic to evil-cdn.net", "occurred_at": "2026-11-20T09:00:00Z"}))
+        .post(&format!("/api/v1/tickets/{n}/communications"), &desk, json!({"channel": "phone", "from": "Vendor NOC", "to": ["soc@corp.example", "cfo@corp.example"], "body": "they saw traffic to evil-cdn.net", "occurred_at": "2026-11-20T09:00:00Z"}))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // the incident log names who spoke to whom, and when, as a time
+    let log = t.get(&format!("/api/v1/tickets/{n}/log"), &desk).await;
+    let entry = log.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "communication.recorded")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        entry["text"],
+        "inbound phone recorded: from Vendor NOC to soc@corp.example, cfo@corp.example",
+        "{entry}"
+    );
+    assert_eq!(
+        entry["details"]["occurred_at"], "2026-11-20T09:00:00Z",
+        "{entry}"
+    );
     let r = t
         .post(
             &format!("/api/v1/tickets/{n}/communications"),
@@ -1851,6 +1869,42 @@ async fn thehive_cases_are_tickets() {
         .send("GET", &format!("/api/v1/case/SEC-{number:06}"), &h, vec![])
         .await;
     assert_eq!(g.body["_id"], id.as_str());
+    // TheHive's own form: the case's number alone (and `~` before an id)
+    for r in [format!("{number}"), format!("~{id}")] {
+        let g = t
+            .send("GET", &format!("/api/v1/case/{r}"), &h, vec![])
+            .await;
+        assert_eq!(g.body["_id"], id.as_str(), "{r}: {}", g.body);
+    }
+    // a status change is the ticket workflow's: refused, not acknowledged and dropped
+    let r = t
+        .send(
+            "PATCH",
+            &format!("/api/v1/case/{number}"),
+            &h,
+            json!({"status": "TruePositive", "summary": "done"})
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        r.body["message"].as_str().unwrap().starts_with("status: "),
+        "{}",
+        r.body
+    );
+    // the same status is no change; a summary is a note in the log
+    let r = t
+        .send(
+            "PATCH",
+            &format!("/api/v1/case/{id}"),
+            &h,
+            json!({"status": "New", "summary": "two hosts affected"})
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     // updateIncident: 204, nulls leave fields alone
     let r = t
         .send(
@@ -1894,6 +1948,15 @@ async fn thehive_cases_are_tickets() {
         "{}",
         log.body
     );
+    assert!(
+        log.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["text"] == "Summary: two hosts affected"),
+        "{}",
+        log.body
+    );
     // observables (TheHive 5): a list of values, answered as a list
     let r = t
         .send(
@@ -1924,6 +1987,22 @@ async fn thehive_cases_are_tickets() {
         values.contains(&"evil.example.net") && values.contains(&"203.0.113.77"),
         "{values:?}"
     );
+    // a URL given as one keeps every character
+    let r = t
+        .send(
+            "POST",
+            &format!("/api/v1/case/{id}/observable"),
+            &h,
+            json!({"dataType": "url", "data": "http://evil.example/dl.php?id=5;"})
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+    assert_eq!(
+        r.body[0]["data"], "http://evil.example/dl.php?id=5;",
+        "{}",
+        r.body
+    );
     // Velociraptor: TheHive 4's case, then an artifact with the client's FQDN (Basic auth
     // with the token as password, as thehive4py with a user and password sends)
     use base64::Engine;
@@ -1936,13 +2015,58 @@ async fn thehive_cases_are_tickets() {
             "POST",
             "/api/case",
             &[("authorization", &basic)],
-            json!({"title": "Hunt hit on C.1234abcd", "description": "Flow F.ABC", "tags": ["C.1234abcd", "F.ABC", "ws-042.corp.example"]})
+            json!({"title": "Hunt hit on C.1234abcd", "description": "Flow F.ABC", "tlp": 3, "tags": ["C.1234abcd", "F.ABC", "ws-042.corp.example"]})
                 .to_string()
                 .into_bytes(),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     let vid = r.body["_id"].as_str().unwrap().to_string();
+    // TheHive 4's TLP 3 is RED: kept as RED, read back as 3 on v0 and as 4 on v1
+    assert_eq!(
+        (r.body["tlp"].clone(), r.body["tlpLabel"].clone()),
+        (json!(3), json!("RED"))
+    );
+    let g = t
+        .send("GET", &format!("/api/v1/case/{vid}"), &h, vec![])
+        .await;
+    assert_eq!(
+        (g.body["tlp"].clone(), g.body["tlpLabel"].clone()),
+        (json!(4), json!("RED"))
+    );
+    let g = t.send("GET", &format!("/api/case/{vid}"), &h, vec![]).await;
+    assert_eq!(g.body["tlp"], 3, "{}", g.body);
+    let r4 = t
+        .send(
+            "POST",
+            "/api/alert",
+            &h,
+            json!({"type": "hunt", "source": "velociraptor", "sourceRef": "F.TLP", "title": "red alert", "description": "", "tlp": 3})
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+    assert_eq!(
+        (r4.status, r4.body["tlpLabel"].clone()),
+        (StatusCode::CREATED, json!("RED")),
+        "{}",
+        r4.body
+    );
+    let aid = r4.body["_id"].as_str().unwrap();
+    let g = t
+        .send("GET", &format!("/api/v1/alert/{aid}"), &h, vec![])
+        .await;
+    assert_eq!(
+        (g.body["tlp"].clone(), g.body["tlpLabel"].clone()),
+        (json!(4), json!("RED"))
+    );
+    let g = t
+        .send("GET", &format!("/api/alert/{aid}"), &h, vec![])
+        .await;
+    assert_eq!(
+        (g.body["tlp"].clone(), g.body["tlpLabel"].clone()),
+        (json!(3), json!("RED"))
+    );
     let r = t
         .send(
             "POST",
