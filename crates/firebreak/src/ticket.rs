@@ -80,12 +80,11 @@ impl Items {
 
 /// Runs one `ticket` command; the exit code says how it went (module docs).
 pub async fn run(args: TicketArgs) -> anyhow::Result<ExitCode> {
-    let api = match Api::new(
-        args.url.as_deref(),
-        args.token.as_deref(),
-        "ticket",
-        INTERACTIVE,
-    ) {
+    let mut policy = INTERACTIVE;
+    if let Some(secs) = args.timeout {
+        policy.read_timeout = std::time::Duration::from_secs(secs);
+    }
+    let api = match Api::new(args.url.as_deref(), args.token.as_deref(), "ticket", policy) {
         Ok(api) => api,
         Err(m) => {
             eprintln!("error: {m}");

@@ -26,6 +26,15 @@ pub struct TicketArgs {
         help_heading = "Server"
     )]
     pub token: Option<String>,
+    /// Seconds to wait for the server's answer to a request (default 30).
+    #[arg(
+        long,
+        env = "FIREBREAK_TIMEOUT",
+        global = true,
+        help_heading = "Server",
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub timeout: Option<u64>,
     #[command(subcommand)]
     pub command: TicketCommand,
 }

@@ -524,3 +524,49 @@ fn ticket_client_html_answer_exits_3() {
         assert!(err.contains("HTML"), "{err}");
     }
 }
+
+/// A server that takes the request and never answers: the command fails after `--timeout`
+/// seconds (exit 3, saying so), and a write is not sent again.
+#[test]
+fn ticket_client_gives_up_on_a_silent_server_after_the_timeout() {
+    let work = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(conn); // read nothing, answer nothing
+        }
+    });
+    for (args, write) in [
+        (vec!["list"], false),
+        (vec!["create", "--title", "x"], true),
+    ] {
+        let before = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        let started = std::time::Instant::now();
+        let out = client(work.path())
+            .arg("ticket")
+            .args(&args)
+            .args(["--url", &url, "--token", "fbk_x", "--timeout", "1"])
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {err}");
+        assert!(err.contains("no answer within 1 s"), "{err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{args:?}"
+        );
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst) - before,
+            1,
+            "one request, not retried"
+        );
+        if write {
+            assert!(err.contains("may or may not have been made"), "{err}");
+        }
+    }
+}
