@@ -1105,6 +1105,14 @@ impl App {
         if b.value.trim().is_empty() || b.value.len() > 2048 {
             return Err(AppError::field("value", "1 to 2048 characters"));
         }
+        let description = b
+            .description
+            .as_deref()
+            .map(str::trim)
+            .filter(|d| !d.is_empty());
+        if description.is_some_and(|d| d.len() > 4096) {
+            return Err(AppError::field("description", "at most 4096 characters"));
+        }
         let o = firebreak_intake::observables::classify(hint, b.value.trim()).ok_or_else(|| {
             AppError::field(
                 "value",
@@ -1129,7 +1137,8 @@ impl App {
                 .audit(
                     AuditDraft::new(p.username(), "ticket.observable_added", "ticket", t.id)
                         .ticket(t.id)
-                        .details(json!({"kind": r.kind, "value": r.value})),
+                        .details(json!({"kind": r.kind, "value": r.value,
+                            "description": description, "ioc": b.ioc.unwrap_or(false)})),
                 ),
         )
         .await?;

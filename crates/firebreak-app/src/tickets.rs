@@ -793,6 +793,16 @@ pub fn log_view(r: AuditRecord) -> LogEntryView {
             }
             ("change".into(), text)
         }
+        "ticket.observable_added" => {
+            let mut text = format!("observable added: {} {}", s("kind"), s("value"));
+            if details.get("ioc").and_then(|v| v.as_bool()) == Some(true) {
+                text.push_str(" (indicator of compromise)");
+            }
+            if !s("description").is_empty() {
+                text.push_str(&format!("; {}", s("description")));
+            }
+            ("change".into(), text)
+        }
         "communication.recorded" => {
             // `to` is a list (several recipients); `from` a name or address
             let to: Vec<&str> = details

@@ -590,6 +590,12 @@ pub struct AddObservable {
     #[serde(default)]
     pub kind: Option<String>,
     pub value: String,
+    /// What it is or why it matters (kept in the incident log with it).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// An indicator of compromise, as the analyst (or TheHive's `ioc`) says.
+    #[serde(default)]
+    pub ioc: Option<bool>,
 }
 
 /// An observable with the events and (visible) tickets that mention it.

@@ -591,6 +591,8 @@ async fn add_case_observables(
                 &firebreak_domain::event::AddObservable {
                     kind: Some(o.kind.as_str().to_string()),
                     value: o.value.clone(),
+                    description: input.message.clone(),
+                    ioc: input.ioc,
                 },
             )
             .await?;

@@ -2083,6 +2083,29 @@ async fn thehive_cases_are_tickets() {
         "one artifact, one object: {}",
         r.body
     );
+    // what the sender said of an observable stays with it, in the incident log
+    let log = t.get(&format!("/api/v1/tickets/{vid}/log"), &kibana).await;
+    assert!(
+        log.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["text"]
+                == "observable added: domain ws-042.corp.example; ws-042.corp.example"),
+        "{}",
+        log.body
+    );
+    let log = t.get(&format!("/api/v1/tickets/{id}/log"), &kibana).await;
+    assert!(
+        log.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["text"]
+                == "observable added: domain evil.example.net (indicator of compromise); C2"),
+        "{}",
+        log.body
+    );
     // errors: TheHive's shape everywhere under its paths
     let r = t
         .send(
