@@ -425,7 +425,7 @@ fn parse_month_first(v: &str, default_zone: Option<&str>) -> Option<OffsetDateTi
         [] => default_zone
             .and_then(|z| zone_offset_at(z, local))
             .unwrap_or(time::UtcOffset::UTC),
-        [zone] => parse_zone(zone).or_else(|| zone_offset_at(zone, local))?,
+        [zone] => zone_offset_at(zone, local)?,
         _ => return None,
     };
     Some(local.assume_offset(offset))

@@ -270,7 +270,7 @@ async fn thehive_create(s: AppState, headers: HeaderMap, body: Body, v0: bool) -
         Err(e) => return thehive_app_error(e),
     };
     let body = stored_alert(&stored, v0).unwrap_or_else(|| {
-        let created = (stored.received_at.unix_timestamp_nanos() / 1_000_000) as i64;
+        let created = millis(stored.received_at);
         firebreak_intake::thehive::alert_response(
             &id.to_string(),
             &input,
@@ -319,7 +319,7 @@ fn stored_alert(e: &firebreak_domain::event::Event, v0: bool) -> Option<serde_js
         EventStatus::Dismissed => "Ignored",
         _ => "New",
     };
-    let created = (e.received_at.unix_timestamp_nanos() / 1_000_000) as i64;
+    let created = millis(e.received_at);
     let mut body = firebreak_intake::thehive::alert_response(
         &e.id.to_string(),
         &input,
@@ -389,11 +389,10 @@ async fn get_alert(s: AppState, headers: HeaderMap, id: String, v0: bool) -> Res
     params(("id" = String, Path, description = "The alert's `id` (the event id)")),
     responses((status = 200, body = serde_json::Value, description = "The alert, TheHive-shaped"), (status = 404, body = serde_json::Value)))]
 async fn thehive4_get_alert(
-    state: State<AppState>,
+    State(s): State<AppState>,
     headers: HeaderMap,
-    id: Path<String>,
+    Path(id): Path<String>,
 ) -> Response {
-    let (State(s), Path(id)) = (state, id);
     get_alert(s, headers, id, true).await
 }
 
@@ -483,17 +482,21 @@ fn severity_number(s: Severity) -> i64 {
     }
 }
 
-/// A ticket as a TheHive case: open is `New`, being worked (or waiting for closure)
+/// A ticket's status as a case's: open is `New`, being worked (or waiting for closure)
 /// `InProgress`, closed `FalsePositive`, `TruePositive` (an incident) or `Other`.
-/// `v0`: for a TheHive 4 client (its TLP scale).
-fn case_body(v: &firebreak_domain::api::TicketView, v0: bool) -> serde_json::Value {
-    let status = match v.status {
+fn case_status(v: &firebreak_domain::api::TicketView) -> &'static str {
+    match v.status {
         TicketStatus::Open => "New",
         TicketStatus::InProgress | TicketStatus::PendingClosure => "InProgress",
         TicketStatus::Closed if v.false_positive => "FalsePositive",
         TicketStatus::Closed if v.incident => "TruePositive",
         TicketStatus::Closed => "Other",
-    };
+    }
+}
+
+/// A ticket as a TheHive case; `v0`: for a TheHive 4 client (its TLP scale).
+fn case_body(v: &firebreak_domain::api::TicketView, v0: bool) -> serde_json::Value {
+    let status = case_status(v);
     let id = v.id.to_string();
     let number = v
         .number
@@ -703,15 +706,14 @@ async fn update_case(
     // a PATCH that would move it is refused, not acknowledged and dropped (thehive4py's
     // `case.close` then raises)
     if let Some(wanted) = input.extra.get("status").and_then(|v| v.as_str()) {
-        let now = case_body(&current, false)["status"].clone();
-        if now.as_str() != Some(wanted) {
+        let now = case_status(&current);
+        if now != wanted {
             return thehive_error(
                 StatusCode::BAD_REQUEST,
                 "AttributeCheckingError",
                 format!(
                     "status: a case's status follows the ticket's workflow: use POST /api/v1/tickets/{}/{{start, resolve, accept-closure, reopen, mark-false-positive}} (the case is {})",
-                    current.number,
-                    now.as_str().unwrap_or("New")
+                    current.number, now
                 ),
             );
         }
