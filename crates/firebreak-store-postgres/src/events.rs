@@ -310,6 +310,38 @@ pub(crate) async fn link_ticket(
     Ok(())
 }
 
+/// Links observables to a stored event (`Op::LinkEventObservables`); `NotFound` without it.
+pub(crate) async fn link_event(
+    tx: &mut Tx<'_>,
+    event: Uuid,
+    observables: &[ObservableRef],
+    at: OffsetDateTime,
+) -> StoreResult<()> {
+    let exists: Option<(i64,)> = sqlx::query_as("SELECT 1::bigint FROM events WHERE id = $1")
+        .bind(event)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(err)?;
+    if exists.is_none() {
+        return Err(StoreError::NotFound);
+    }
+    let at = truncate_millis(at);
+    let obs: BTreeMap<Uuid, (&ObservableRef, OffsetDateTime)> =
+        observables.iter().map(|o| (o.id(), (o, at))).collect();
+    upsert_observables(tx, &obs).await?;
+    let ids: Vec<Uuid> = obs.keys().copied().collect();
+    sqlx::query(
+        "INSERT INTO event_observables (observable_id, event_id) \
+         SELECT i, $2 FROM unnest($1::uuid[]) AS u(i) ON CONFLICT DO NOTHING",
+    )
+    .bind(&ids)
+    .bind(event)
+    .execute(&mut **tx)
+    .await
+    .map_err(err)?;
+    Ok(())
+}
+
 pub(crate) async fn update_event(
     tx: &mut Tx<'_>,
     e: &Event,

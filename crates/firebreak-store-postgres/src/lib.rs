@@ -620,6 +620,11 @@ pub(crate) async fn apply_op(tx: &mut Tx<'_>, op: &Op, out: &mut CommitOutcome) 
             observables,
             at,
         } => events::link_ticket(tx, *ticket_id, observables, *at).await?,
+        Op::LinkEventObservables {
+            event_id,
+            observables,
+            at,
+        } => events::link_event(tx, *event_id, observables, *at).await?,
         Op::UpdateRecord {
             record: r,
             expected_version,

@@ -1133,6 +1133,48 @@ fn apply_op(
                 .map_err(err)?;
             }
         }
+        Op::LinkEventObservables {
+            event_id,
+            observables,
+            at,
+        } => link_event(conn, *event_id, observables, to_millis(*at))?,
+    }
+    Ok(())
+}
+
+/// Links observables to a stored event (`Op::LinkEventObservables`). The links go into
+/// `event_observables`, which readers read beside the inverted index: the index is written
+/// only by intake (one row per event, at its insert). A link the index already holds is not
+/// written again (counts read both).
+fn link_event(
+    conn: &Connection,
+    event_id: uuid::Uuid,
+    observables: &[ObservableRef],
+    at: i64,
+) -> StoreResult<()> {
+    let eid = event_id.to_string();
+    let seq: i64 = conn
+        .prepare_cached("SELECT seq FROM events WHERE id = ?1")
+        .and_then(|mut s| s.query_row([&eid], |r| r.get(0)).optional())
+        .map_err(err)?
+        .ok_or(StoreError::NotFound)?;
+    let mut hot = Hot::new(conn);
+    for o in observables {
+        let oid = o.id();
+        let id = upsert_observable(&mut hot, oid, o, at)?;
+        let indexed = conn
+            .prepare_cached(
+                "SELECT 1 FROM event_observable_index WHERE event_observable_index MATCH ?1 AND rowid = ?2",
+            )
+            .and_then(|mut s| s.exists(params![format!("\"{}\"", oid.simple()), seq]))
+            .map_err(err)?;
+        if !indexed {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO event_observables (observable_id, event_id) VALUES (?1, ?2)",
+            )
+            .and_then(|mut s| s.execute(params![id, eid]))
+            .map_err(err)?;
+        }
     }
     Ok(())
 }

@@ -67,6 +67,7 @@ macro_rules! store_conformance_suite {
             events_list_filter_paginate_and_count,
             event_updates_check_the_version,
             observables_link_events_and_tickets,
+            observables_added_to_a_stored_event_are_linked_once,
             suppression_hits_are_counted_from_events,
             event_counters_follow_every_change,
             event_counters_hold_when_one_change_set_repeats_and_resolves_its_own_events,
@@ -1997,6 +1998,99 @@ pub async fn observables_link_events_and_tickets(ts: &TestStore) {
     assert_ne!(next[0].id, of_event[0].id);
     assert!(matches!(
         ts.store.get_observable(uuid::Uuid::now_v7()).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn observables_added_to_a_stored_event_are_linked_once(ts: &TestStore) {
+    use firebreak_domain::event::ObservableRef;
+    let t0 = now();
+    let a = sample_event("a", t0);
+    ingest(ts, vec![new_event(a.clone(), "late-obs", t0)]).await;
+    let stored = ts.store.get_event(a.id).await.unwrap();
+    let hash = ObservableRef {
+        kind: "sha256".into(),
+        value: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+    };
+    // the ip was the event's from intake: linked again, it is counted once
+    let ip = stored.observables[0].clone();
+    assert_eq!(ip.kind, "ip");
+    let mut updated = stored.clone();
+    updated.observables.push(hash.clone());
+    let later = t0 + time::Duration::minutes(5);
+    ts.store
+        .commit(
+            ChangeSet::new()
+                .op(Op::UpdateEvent {
+                    event: Box::new(updated),
+                    expected_version: stored.version,
+                })
+                .op(Op::LinkEventObservables {
+                    event_id: a.id,
+                    observables: vec![hash.clone(), ip.clone()],
+                    at: later,
+                }),
+        )
+        .await
+        .unwrap();
+    // twice changes nothing
+    commit_op(
+        ts,
+        Op::LinkEventObservables {
+            event_id: a.id,
+            observables: vec![hash.clone()],
+            at: later,
+        },
+    )
+    .await
+    .unwrap();
+    let back = ts.store.get_event(a.id).await.unwrap();
+    assert!(back.observables.contains(&hash), "{:?}", back.observables);
+    assert_eq!(back.version, stored.version + 1);
+    let rec = ts.store.get_observable(hash.id()).await.unwrap();
+    assert_eq!(
+        (rec.kind.as_str(), rec.events, rec.tickets),
+        ("sha256", 1, 0)
+    );
+    assert_eq!(rec.last_seen, later);
+    assert_eq!(ts.store.get_observable(ip.id()).await.unwrap().events, 1);
+    assert_eq!(
+        ts.store.observable_events(hash.id(), 10).await.unwrap(),
+        vec![a.id]
+    );
+    assert_eq!(
+        ts.store.observable_events(ip.id(), 10).await.unwrap(),
+        vec![a.id]
+    );
+    let of_event = ts
+        .store
+        .list_observables(&crate::ObservableFilter {
+            event_id: Some(a.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(of_event.len(), 3);
+    assert!(of_event.iter().any(|o| o.id == hash.id()));
+    // no such event: NotFound, and nothing of the change set is kept
+    let url = ObservableRef {
+        kind: "url".into(),
+        value: "https://nowhere.example/".into(),
+    };
+    assert!(matches!(
+        commit_op(
+            ts,
+            Op::LinkEventObservables {
+                event_id: uuid::Uuid::now_v7(),
+                observables: vec![url.clone()],
+                at: later,
+            },
+        )
+        .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        ts.store.get_observable(url.id()).await,
         Err(StoreError::NotFound)
     ));
 }

@@ -291,6 +291,16 @@ pub enum Op {
         observables: Vec<ObservableRef>,
         at: OffsetDateTime,
     },
+    /// Links observables to a stored event after intake (TheHive's `POST /alert/{id}/observable`),
+    /// creating the observables that are new: they then count the event (`events`), and
+    /// `observable_events` finds it. `NotFound` when there is no such event. Only the links:
+    /// the event's own list (`Event::observables`, in its record) is changed by an
+    /// [`Op::UpdateEvent`] in the same change set. A link the event already has is kept once.
+    LinkEventObservables {
+        event_id: uuid::Uuid,
+        observables: Vec<ObservableRef>,
+        at: OffsetDateTime,
+    },
     InsertRecord(WorkflowRecord),
     /// Enqueues a job. With an `idempotency_key` already held by a stored job this is a no-op
     /// (the change set still commits): enqueuing is safe to repeat.
@@ -362,7 +372,7 @@ pub fn change_topics<'a>(sets: impl IntoIterator<Item = &'a ChangeSet>) -> Strin
                 | Op::InsertDocument(_) => {
                     topics.insert("tickets".to_string());
                 }
-                Op::IngestEvents(_) => {
+                Op::IngestEvents(_) | Op::LinkEventObservables { .. } => {
                     topics.insert("events".to_string());
                 }
                 Op::UpdateEvent { event, .. } => {
