@@ -91,6 +91,42 @@ fn clip(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 
+/// An observable as given (`kind` a hint, else guessed from the value), checked and made
+/// canonical; with its description, trimmed.
+fn checked_observable(b: &AddObservable) -> AppResult<(ObservableRef, Option<&str>)> {
+    let hint = match b.kind.as_deref() {
+        None => None,
+        Some(k) => Some(ObservableKind::parse(k).ok_or_else(|| {
+            AppError::field("kind", "expected one of: ip, domain, url, email, md5, sha1, sha256, cve, filename, hostname, user, other")
+        })?),
+    };
+    if b.value.trim().is_empty() || b.value.len() > 2048 {
+        return Err(AppError::field("value", "1 to 2048 characters"));
+    }
+    let description = b
+        .description
+        .as_deref()
+        .map(str::trim)
+        .filter(|d| !d.is_empty());
+    if description.is_some_and(|d| d.len() > 4096) {
+        return Err(AppError::field("description", "at most 4096 characters"));
+    }
+    let o = firebreak_intake::observables::classify(hint, b.value.trim()).ok_or_else(|| {
+        AppError::field(
+            "value",
+            match &b.kind {
+                Some(k) => format!("not a valid {k}"),
+                None => "not a recognizable observable; give its kind".into(),
+            },
+        )
+    })?;
+    let r = ObservableRef {
+        kind: o.kind.as_str().into(),
+        value: o.value,
+    };
+    Ok((r, description))
+}
+
 impl App {
     fn reads_all_events(p: &Principal) -> bool {
         p.has_any(groups::READERS)
@@ -1096,36 +1132,7 @@ impl App {
                 "observables are added by the help desk, responders and managers",
             )
             .await?;
-        let hint = match b.kind.as_deref() {
-            None => None,
-            Some(k) => Some(ObservableKind::parse(k).ok_or_else(|| {
-                AppError::field("kind", "expected one of: ip, domain, url, email, md5, sha1, sha256, cve, filename, hostname, user, other")
-            })?),
-        };
-        if b.value.trim().is_empty() || b.value.len() > 2048 {
-            return Err(AppError::field("value", "1 to 2048 characters"));
-        }
-        let description = b
-            .description
-            .as_deref()
-            .map(str::trim)
-            .filter(|d| !d.is_empty());
-        if description.is_some_and(|d| d.len() > 4096) {
-            return Err(AppError::field("description", "at most 4096 characters"));
-        }
-        let o = firebreak_intake::observables::classify(hint, b.value.trim()).ok_or_else(|| {
-            AppError::field(
-                "value",
-                match &b.kind {
-                    Some(k) => format!("not a valid {k}"),
-                    None => "not a recognizable observable; give its kind".into(),
-                },
-            )
-        })?;
-        let r = ObservableRef {
-            kind: o.kind.as_str().into(),
-            value: o.value,
-        };
+        let (r, description) = checked_observable(b)?;
         let now = self.now();
         self.store_commit(
             ChangeSet::new()
@@ -1145,6 +1152,95 @@ impl App {
         Ok(Self::observable_view(
             self.store.get_observable(r.id()).await?,
         ))
+    }
+
+    /// Adds observables to a stored event (TheHive's `POST /alert/{id}/observable`): for those
+    /// who may submit events (refused and audited otherwise) and who can see the event (404
+    /// otherwise). In one change set: the event's list, the links, and an audit entry per new
+    /// observable (in the incident log of the event's ticket, when it is on one). Observables
+    /// the event already has are answered and not added again. Answers them, in order.
+    pub async fn add_event_observables(
+        &self,
+        p: &Principal,
+        id: &str,
+        items: &[AddObservable],
+    ) -> AppResult<Vec<Observable>> {
+        self.check_reporter(p).await?;
+        let mut e = self.find_event(p, id).await?;
+        if items.is_empty() {
+            return Err(AppError::field("observables", "at least one"));
+        }
+        if items.len() > 1000 {
+            return Err(AppError::field("observables", "at most 1000 at once"));
+        }
+        let mut checked = Vec::with_capacity(items.len());
+        for b in items {
+            checked.push(checked_observable(b)?);
+        }
+        let mut done = false;
+        for _ in 0..5 {
+            let now = self.now();
+            let old = e.version;
+            let mut cs = ChangeSet::new();
+            let mut added = Vec::new();
+            for ((r, description), b) in checked.iter().zip(items) {
+                if e.observables.contains(r) || added.contains(r) {
+                    continue;
+                }
+                added.push(r.clone());
+                let mut entry =
+                    AuditDraft::new(p.username(), "event.observable_added", "event", e.id)
+                        .details(json!({"kind": r.kind, "value": r.value,
+                        "description": description, "ioc": b.ioc.unwrap_or(false)}));
+                if let Some(t) = e.ticket_id {
+                    entry = entry.ticket(t);
+                }
+                cs = cs.audit(entry);
+            }
+            if added.is_empty() {
+                done = true;
+                break;
+            }
+            e.observables.extend(added.iter().cloned());
+            cs = cs
+                .op(Op::UpdateEvent {
+                    event: Box::new(e.clone()),
+                    expected_version: old,
+                })
+                .op(Op::LinkEventObservables {
+                    event_id: e.id,
+                    observables: added,
+                    at: now,
+                });
+            match self.commit(cs).await {
+                Ok(_) => {
+                    done = true;
+                    break;
+                }
+                Err(StoreError::Conflict(_)) => {
+                    e = match self.store.get_event(e.id).await {
+                        Ok(e) => e,
+                        Err(StoreError::NotFound) => return Err(AppError::NotFound),
+                        Err(x) => return Err(x.into()),
+                    };
+                }
+                Err(StoreError::NotFound) => return Err(AppError::NotFound),
+                Err(x) => return Err(x.into()),
+            }
+        }
+        if !done {
+            return Err(AppError::Conflict {
+                code: "concurrent_update",
+                message: "the event kept changing; retry".into(),
+            });
+        }
+        let mut out = Vec::with_capacity(checked.len());
+        for (r, _) in &checked {
+            out.push(Self::observable_view(
+                self.store.get_observable(r.id()).await?,
+            ));
+        }
+        Ok(out)
     }
 
     // ---- communications ----

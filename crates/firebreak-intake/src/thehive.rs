@@ -601,7 +601,8 @@ pub fn alert_response(
 /// A TheHive case as clients create or update it (`POST /api/v1/case`, `PATCH
 /// /api/v1/case/{id}`, and TheHive 4's `/api/case`): Kibana's TheHive connector in case mode,
 /// Velociraptor's `Server.Alerts.TheHive.Case`, thehive4py. Every field is optional here
-/// (an update names what changes; `null` leaves a field as it is); [`parse_case`] checks what
+/// (an update names what changes; `null` reads as absent, and the server takes an
+/// `"assignee": null` as unassigning); [`parse_case`] checks what
 /// a creation needs.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -7,11 +7,17 @@
 //!   and TheHive 4's `/api/case` forms) are tickets: a case is created by the same people who
 //!   may open a ticket (help desk, responders, managers), since it skips the queue. `{id}` is
 //!   the ticket's id or number.
+//! - Alerts take observables after they are stored (`POST /api/v1/alert/{id}/observable`,
+//!   TheHive 4's `/api/alert/{id}/artifact`): they are added to the event.
+//! - The query API (`POST /api/v1/query`: `listAlert`, `listCase`, filters, sort, page,
+//!   count) runs over what the caller may see (`query.rs`).
 //! - Every error, also those raised before a handler (an unknown path under these prefixes,
 //!   a body too large), is TheHive's `{"type", "message"}`: clients print `type - message`.
 //!
 //! Authentication: `Authorization: Bearer <token>`, or `Basic` with the token as password.
 //! `X-Organisation` is accepted and ignored (one organisation).
+
+mod query;
 
 use super::ingest::{multipart_limits, read_body};
 use crate::AppState;
@@ -33,10 +39,12 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(thehive_alert))
         .routes(routes!(thehive_get_alert))
+        .routes(routes!(alert_observable))
         .routes(routes!(case_create))
         .routes(routes!(case_get, case_update))
         .routes(routes!(case_comment))
         .routes(routes!(case_observable))
+        .routes(routes!(query::thehive_query))
 }
 
 /// Routes at the root (TheHive 4's v0 API).
@@ -44,6 +52,7 @@ pub fn root_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(thehive4_alert))
         .routes(routes!(thehive4_get_alert))
+        .routes(routes!(alert4_artifact))
         .routes(routes!(case4_create))
         .routes(routes!(case4_get, case4_update))
         .routes(routes!(case4_artifact))
@@ -51,9 +60,15 @@ pub fn root_router() -> OpenApiRouter<AppState> {
 
 /// Whether a path is TheHive's (its errors are TheHive-shaped).
 pub fn is_thehive_path(path: &str) -> bool {
-    ["/api/alert", "/api/case", "/api/v1/alert", "/api/v1/case"]
-        .iter()
-        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
+    [
+        "/api/alert",
+        "/api/case",
+        "/api/v1/alert",
+        "/api/v1/case",
+        "/api/v1/query",
+    ]
+    .iter()
+    .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
 }
 
 /// TheHive's `type` for an HTTP status.
@@ -330,6 +345,9 @@ fn stored_alert(e: &firebreak_domain::event::Event, v0: bool) -> Option<serde_js
     if let Some(t) = e.ticket_id {
         body["caseId"] = json!(t.to_string());
     }
+    // observables added later (`POST .../alert/{id}/observable`) are the event's too
+    let sent = body["observableCount"].as_u64().unwrap_or(0);
+    body["observableCount"] = json!(sent.max(e.observables.len() as u64));
     if v0 {
         firebreak_intake::thehive::answer_for_v0(&mut body);
     }
@@ -402,6 +420,36 @@ async fn thehive4_get_alert(
     responses((status = 201, body = serde_json::Value, description = "The alert, TheHive-shaped"), (status = 400, body = serde_json::Value)))]
 async fn thehive4_alert(State(s): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     thehive_create(s, headers, body, true).await
+}
+
+/// TheHive 5 `POST /api/v1/alert/{id}/observable` (thehive4py's `alert.create_observable`:
+/// `dataType`, `data` a value or a list, or a multipart file): observables added to the
+/// event, for those who may send alerts and can see it; answers the list TheHive-shaped.
+#[utoipa::path(post, path = "/alert/{id}/observable", tag = "intake",
+    params(("id" = String, Path, description = "The alert's `_id` (the event id)")),
+    request_body(content = serde_json::Value, description = "A TheHive observable: `dataType`, `data` (a value or a list), `message`, `tlp`, `ioc`, `tags`; or `multipart/form-data` with `_json` and the file in `attachment`"),
+    responses((status = 201, body = serde_json::Value, description = "The observables, TheHive-shaped"), (status = 400, body = serde_json::Value), (status = 404, body = serde_json::Value)))]
+async fn alert_observable(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    add_alert_observables(s, headers, id, body, true).await
+}
+
+/// TheHive 4 `POST /api/alert/{id}/artifact`: as `POST /api/v1/alert/{id}/observable`.
+#[utoipa::path(post, path = "/api/alert/{id}/artifact", tag = "intake",
+    params(("id" = String, Path, description = "The alert's `id` (the event id)")),
+    request_body(content = serde_json::Value, description = "A TheHive 4 artifact: `dataType`, `data`, `message`"),
+    responses((status = 201, body = serde_json::Value, description = "The artifact (a list when `data` is one), TheHive-shaped"), (status = 400, body = serde_json::Value), (status = 404, body = serde_json::Value)))]
+async fn alert4_artifact(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Body,
+) -> Response {
+    add_alert_observables(s, headers, id, body, false).await
 }
 
 // ---- cases: tickets in TheHive's terms ----
@@ -718,12 +766,23 @@ async fn update_case(
             );
         }
     }
+    // `assignee` is optional in TheHive: `null` unassigns the case. Its other fields are
+    // required there: a `null` (Kibana's updateIncident sends them) leaves one as it is.
+    let unassign = input.assignee.is_none()
+        && serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("assignee").map(serde_json::Value::is_null))
+            .unwrap_or(false);
     let req = UpdateTicketRequest {
         title: input.title.clone(),
         description: input.description.clone(),
         severity: input.severity.map(severity_of),
         tags: case_tags(&input, &current.tags),
-        assignee: input.assignee.clone().map(Some),
+        assignee: match &input.assignee {
+            Some(a) => Some(Some(a.clone())),
+            None if unassign => Some(None),
+            None => None,
+        },
         ..Default::default()
     };
     let changes = req.title.is_some()
@@ -756,21 +815,20 @@ async fn update_case(
     }
 }
 
-async fn add_observables(
-    s: AppState,
-    headers: HeaderMap,
-    id: String,
+/// An observable body as sent (JSON, or thehive4py's multipart with the file part), with the
+/// observables it stands for (a file part's name and SHA-256 among them).
+async fn read_observable_body(
+    s: &AppState,
+    headers: &HeaderMap,
     body: Body,
-    v5: bool,
-) -> Response {
-    let p = match thehive_principal(&s, &headers).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let (bytes, files) = match read_thehive_body(&s, &headers, body).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+) -> Result<
+    (
+        firebreak_intake::thehive::ObservableInput,
+        Vec<firebreak_intake::Observable>,
+    ),
+    Response,
+> {
+    let (bytes, files) = read_thehive_body(s, headers, body).await?;
     let (input, mut found) = match firebreak_intake::thehive::parse_observable(&bytes) {
         Ok(v) => v,
         // a file observable sent as multipart has no `data`: its file part is the value
@@ -778,14 +836,14 @@ async fn add_observables(
             match serde_json::from_slice::<firebreak_intake::thehive::ObservableInput>(&bytes) {
                 Ok(input) => (input, Vec::new()),
                 Err(x) => {
-                    return attribute_error(&firebreak_intake::ParseError::new(
+                    return Err(attribute_error(&firebreak_intake::ParseError::new(
                         "body",
                         x.to_string(),
-                    ));
+                    )));
                 }
             }
         }
-        Err(e) => return attribute_error(&e),
+        Err(e) => return Err(attribute_error(&e)),
     };
     // a multipart file part (thehive4py's `attachment`): its name and its SHA-256
     for (_, name, hash) in files {
@@ -797,13 +855,96 @@ async fn add_observables(
         }
         found.push(hash);
     }
+    Ok((input, found))
+}
+
+/// Observables answered as TheHive 4 answers an artifact (one object for one) or as TheHive 5
+/// (a list).
+fn observables_created(mut list: Vec<serde_json::Value>, v5: bool) -> Response {
+    if !v5 && list.len() == 1 {
+        return (StatusCode::CREATED, Json(list.remove(0))).into_response();
+    }
+    (StatusCode::CREATED, Json(json!(list))).into_response()
+}
+
+async fn add_observables(
+    s: AppState,
+    headers: HeaderMap,
+    id: String,
+    body: Body,
+    v5: bool,
+) -> Response {
+    let p = match thehive_principal(&s, &headers).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let (input, found) = match read_observable_body(&s, &headers, body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
     match add_case_observables(&s, &p, &case_ref(&s, &id), &input, found).await {
-        Ok(mut list) if !v5 && list.len() == 1 => {
-            (StatusCode::CREATED, Json(list.remove(0))).into_response()
-        }
-        Ok(list) => (StatusCode::CREATED, Json(json!(list))).into_response(),
+        Ok(list) => observables_created(list, v5),
         Err(e) => case_app_error(&id, e),
     }
+}
+
+/// Adds observables to an alert (a stored event that came through the alert API): for those
+/// who may send alerts and can see it; answers them TheHive-shaped.
+async fn add_alert_observables(
+    s: AppState,
+    headers: HeaderMap,
+    id: String,
+    body: Body,
+    v5: bool,
+) -> Response {
+    let p = match thehive_principal(&s, &headers).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let not_found = || {
+        thehive_error(
+            StatusCode::NOT_FOUND,
+            "NotFoundError",
+            format!("Alert {id} not found"),
+        )
+    };
+    match s.app.find_event(&p, &id).await {
+        Ok(e) if stored_alert(&e, false).is_some() => {}
+        Ok(_) | Err(AppError::NotFound) => return not_found(),
+        Err(e) => return thehive_app_error(e),
+    }
+    let (input, found) = match read_observable_body(&s, &headers, body).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let items: Vec<firebreak_domain::event::AddObservable> = found
+        .iter()
+        .map(|o| firebreak_domain::event::AddObservable {
+            kind: Some(o.kind.as_str().to_string()),
+            value: o.value.clone(),
+            description: input.message.clone(),
+            ioc: input.ioc,
+        })
+        .collect();
+    let added = match s.app.add_event_observables(&p, &id, &items).await {
+        Ok(a) => a,
+        Err(AppError::NotFound) => return not_found(),
+        Err(e) => return thehive_app_error(e),
+    };
+    let list = found
+        .iter()
+        .zip(added)
+        .map(|(o, a)| {
+            firebreak_intake::thehive::observable_response(
+                &a.id.to_string(),
+                &firebreak_intake::Observable::new(o.kind, a.value.clone()),
+                &input,
+                p.username(),
+                millis(a.last_seen),
+            )
+        })
+        .collect();
+    observables_created(list, v5)
 }
 
 /// TheHive 5 `POST /api/v1/case` (Kibana's connector in case mode, thehive4py): a new ticket,
@@ -829,10 +970,10 @@ async fn case_get(
 }
 
 /// TheHive 5 `PATCH /api/v1/case/{id}`: changes the ticket's title, description, severity,
-/// tags, TLP/PAP or assignee; 204 as TheHive answers.
+/// tags, TLP/PAP or assignee (`"assignee": null` unassigns it); 204 as TheHive answers.
 #[utoipa::path(patch, path = "/case/{id}", tag = "intake",
     params(("id" = String, Path, description = "The case's `_id` (the ticket's id) or the ticket's number")),
-    request_body(content = serde_json::Value, description = "The fields to change (`null` leaves one as it is)"),
+    request_body(content = serde_json::Value, description = "The fields to change (`\"assignee\": null` unassigns; `null` leaves any other field as it is)"),
     responses((status = 204, description = "Updated"), (status = 404, body = serde_json::Value)))]
 async fn case_update(
     State(s): State<AppState>,

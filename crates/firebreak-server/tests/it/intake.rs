@@ -1500,8 +1500,31 @@ with_file = hive.alert.create(alert={"type": "phish", "source": "Mailbox", "sour
     "observables": [{"dataType": "file", "attachment": "att-key-1"}]},
     attachment_map={"att-key-1": f.name})
 os.unlink(f.name)
+# observables added to the stored alert: a value, then a file
+added = hive.alert.create_observable(alert["_id"], observable={"dataType": "domain",
+    "data": "c2.evil.example", "message": "beacon target", "ioc": True, "tags": ["c2"]})
+with tempfile.NamedTemporaryFile("wb", suffix="-dropper.bin", delete=False) as f2:
+    f2.write(b"second stage")
+added_file = hive.alert.create_observable(alert["_id"], observable={"dataType": "file",
+    "message": "dropped by the loader"}, observable_path=f2.name)
+os.unlink(f2.name)
+after = hive.alert.get(alert["_id"])
+# the query API
+from thehive4py.query.filters import Eq, Gte, Like
+from thehive4py.query.sort import Asc, Desc
+from thehive4py.query.page import Paginate
+hive.alert.create(alert={"type": "velociraptor", "source": "Velociraptor", "sourceRef": "F.LOW1",
+    "title": "Low noise", "description": "", "severity": 1})
+first_page = hive.alert.find(filters=Eq("source", "Velociraptor") & Gte("severity", 1),
+    sortby=Asc("severity"), paginate=Paginate(start=0, end=1))
+by_severity = hive.alert.find(filters=Eq("source", "Velociraptor"), sortby=Desc("severity"))
+count_all = hive.alert.count()
+count_high = hive.alert.count(filters=Gte("severity", 3) & Like("title", "powershell"))
 print(json.dumps({"created": alert, "read": again, "error": err, "duplicate": dup,
-    "with_file": with_file, "file_name": os.path.basename(f.name)}))
+    "with_file": with_file, "file_name": os.path.basename(f.name),
+    "added": added, "added_file": added_file, "dropper_name": os.path.basename(f2.name),
+    "after": after, "first_page": first_page, "by_severity": by_severity,
+    "count_all": count_all, "count_high": count_high}))
 "#;
     let v = run_thehive4py(&t, &tok, script).await;
     let id = v["created"]["_id"].as_str().unwrap();
@@ -1538,8 +1561,79 @@ print(json.dumps({"created": alert, "read": again, "error": err, "duplicate": du
             .any(|o| o["kind"] == "filename" && o["value"] == v["file_name"]),
         "{fe}"
     );
+    // observables added to the stored alert: answered as TheHive's list of observables, and
+    // the event's from then on (its list, the observable's links)
+    assert_eq!(v["added"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["added"][0]["_type"], "Observable");
+    assert_eq!(v["added"][0]["data"], "c2.evil.example");
+    assert_eq!(v["added"][0]["dataType"], "domain");
+    assert_eq!(v["added"][0]["ioc"], true);
+    assert_eq!(v["added"][0]["message"], "beacon target");
+    let dropper_sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b"second stage"))
+    };
+    let added_files: Vec<&str> = v["added_file"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["data"].as_str())
+        .collect();
+    assert!(
+        added_files.contains(&dropper_sha.as_str())
+            && added_files.contains(&v["dropper_name"].as_str().unwrap()),
+        "{v}"
+    );
+    assert!(
+        v["after"]["observableCount"].as_u64().unwrap() >= 5,
+        "{}",
+        v["after"]
+    );
     let desk = t.user("hd", &[Role::Helpdesk]).await;
     let e = t.get(&format!("/api/v1/events/{id}"), &desk).await.body;
+    let kinds_values: Vec<(String, String)> = e["observables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap().to_string(),
+                o["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (k, val) in [
+        ("domain", "c2.evil.example"),
+        ("sha256", dropper_sha.as_str()),
+        ("filename", v["dropper_name"].as_str().unwrap()),
+    ] {
+        assert!(
+            kinds_values.contains(&(k.to_string(), val.to_string())),
+            "{k} {val}: {e}"
+        );
+    }
+    let oid = v["added"][0]["_id"].as_str().unwrap();
+    let detail = t.get(&format!("/api/v1/observables/{oid}"), &desk).await;
+    assert_eq!(detail.status, StatusCode::OK, "{}", detail.body);
+    assert_eq!(detail.body["event_ids"], json!([id]), "{}", detail.body);
+    let listed = t.get("/api/v1/observables?q=c2.evil", &desk).await.body;
+    assert_eq!(listed["items"][0]["id"], oid, "{listed}");
+    // the query API: filters, sort, page and count over the alerts
+    let titles = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["title"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(titles(&v["first_page"]), ["Low noise"], "{v}");
+    assert_eq!(
+        titles(&v["by_severity"]),
+        ["Suspicious PowerShell on WS-042", "Low noise"],
+        "{v}"
+    );
+    assert_eq!(v["count_all"], 3, "{v}");
+    assert_eq!(v["count_high"], 1, "{v}");
     assert_eq!(e["source"], "Velociraptor");
     assert_eq!(e["severity"], "high");
     assert!(
@@ -2203,6 +2297,18 @@ with tempfile.NamedTemporaryFile("wb", suffix="-invoice.pdf.exe", delete=False) 
     f.write(b"MZ payload")
 files = hive.case.create_observable(case["_id"], observable={"dataType": "file", "message": "attachment"}, observable_path=f.name)
 os.unlink(f.name)
+from thehive4py.query.filters import Eq, Like
+from thehive4py.query.sort import Desc
+from thehive4py.query.page import Paginate
+hive.case.update(case["_id"], fields={"assignee": "soar"})
+assigned = hive.case.get(case["_id"])
+hive.case.update(case["_id"], fields={"assignee": None})
+unassigned = hive.case.get(case["_id"])
+other = hive.case.create(case={"title": "Lost laptop", "description": "left on a train", "severity": 1})
+cases = hive.case.find(filters=Like("title", "phishing"), sortby=Desc("_createdAt"), paginate=Paginate(start=0, end=10))
+all_cases = hive.case.find(sortby=Desc("severity"))
+case_count = hive.case.count()
+low_count = hive.case.count(filters=Eq("severity", 1))
 try:
     hive.case.get("SEC-999999")
     missing = None
@@ -2214,7 +2320,9 @@ try:
 except TheHiveError as e:
     invalid = str(e)
 print(json.dumps({"case": case, "again": again, "comment": comment, "obs": obs, "files": files,
-    "missing": missing, "invalid": invalid, "file_name": os.path.basename(f.name)}))
+    "missing": missing, "invalid": invalid, "file_name": os.path.basename(f.name),
+    "assigned": assigned, "unassigned": unassigned, "other": other, "cases": cases,
+    "all_cases": all_cases, "case_count": case_count, "low_count": low_count}))
 "#;
     let v = run_thehive4py(&t, &tok, script).await;
     let id = v["case"]["_id"].as_str().unwrap();
@@ -2253,8 +2361,28 @@ print(json.dumps({"case": case, "again": again, "comment": comment, "obs": obs, 
             .contains("AttributeCheckingError"),
         "{v}"
     );
+    // `"assignee": None` unassigns (TheHive's optional field)
+    assert_eq!(v["assigned"]["assignee"], "soar", "{v}");
+    assert!(v["unassigned"]["assignee"].is_null(), "{v}");
+    // the query API over cases
+    let case_ids = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(case_ids(&v["cases"]), [id], "{v}");
+    assert_eq!(
+        case_ids(&v["all_cases"]),
+        [id, v["other"]["_id"].as_str().unwrap()],
+        "{v}"
+    );
+    assert_eq!(v["case_count"], 2, "{v}");
+    assert_eq!(v["low_count"], 1, "{v}");
     let ticket = t.get(&format!("/api/v1/tickets/{id}"), &tok).await.body;
     assert_eq!(ticket["severity"], "high");
+    assert!(ticket["assignee"].is_null(), "{ticket}");
     let obs = t
         .get(&format!("/api/v1/tickets/{id}/observables"), &tok)
         .await
@@ -2264,4 +2392,272 @@ print(json.dumps({"case": case, "again": again, "comment": comment, "obs": obs, 
         text.contains("billing@evil.example") && text.contains(&sha),
         "{obs}"
     );
+}
+
+/// `POST /api/v1/alert/{id}/observable` (and TheHive 4's `/api/alert/{id}/artifact`): for
+/// those who may send alerts and can see the alert; audited; 404 for anything else.
+#[tokio::test]
+async fn thehive_alert_observables_are_added_to_the_event() {
+    let t = TestApp::new().await;
+    let sensor = t.user("sensor", &[Role::Reporter]).await;
+    let other = t.user("other-sensor", &[Role::Reporter]).await;
+    let auditor = t.user("aud", &[Role::Auditor]).await;
+    let h = |tok: &str| format!("Bearer {tok}");
+    let post = |path: String, tok: String, body: Value| {
+        let t = &t;
+        async move {
+            let auth = format!("Bearer {tok}");
+            t.send(
+                "POST",
+                &path,
+                &[
+                    ("authorization", auth.as_str()),
+                    ("content-type", "application/json"),
+                ],
+                body.to_string().into_bytes(),
+            )
+            .await
+        }
+    };
+    let r = post(
+        "/api/v1/alert".into(),
+        sensor.clone(),
+        json!({"type": "ids", "source": "Sensor", "sourceRef": "S-1", "title": "Scan", "description": "",
+               "observables": [{"dataType": "ip", "data": "198.51.100.7"}]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["_id"].as_str().unwrap().to_string();
+    // a list of values, answered as a list
+    let r = post(
+        format!("/api/v1/alert/{id}/observable"),
+        sensor.clone(),
+        json!({"dataType": "ip", "data": ["198.51.100.8", "198.51.100.7"], "message": "scanners"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let list = r.body.as_array().unwrap();
+    assert_eq!(list.len(), 2, "{}", r.body);
+    assert_eq!(list[0]["data"], "198.51.100.8");
+    assert_eq!(list[0]["_type"], "Observable");
+    assert_eq!(list[0]["message"], "scanners");
+    // TheHive 4: one artifact, one object
+    let r = post(
+        format!("/api/alert/{id}/artifact"),
+        sensor.clone(),
+        json!({"dataType": "domain", "data": "scan.example", "message": "PTR"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_eq!(r.body["data"], "scan.example", "{}", r.body);
+    let e = t.get(&format!("/api/v1/events/{id}"), &sensor).await.body;
+    let values: Vec<&str> = e["observables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["value"].as_str())
+        .collect();
+    assert_eq!(
+        values.iter().filter(|v| **v == "198.51.100.7").count(),
+        1,
+        "an observable the event had is not added twice: {e}"
+    );
+    assert!(
+        values.contains(&"198.51.100.8") && values.contains(&"scan.example"),
+        "{e}"
+    );
+    let g = t
+        .send(
+            "GET",
+            &format!("/api/v1/alert/{id}"),
+            &[("authorization", h(&sensor).as_str())],
+            vec![],
+        )
+        .await;
+    assert_eq!(g.body["observableCount"], 3, "{}", g.body);
+    // audited, one entry per new observable, with the message
+    let entries = t.app.store().audit_entries(0, 1000).await.unwrap();
+    let added: Vec<_> = entries
+        .iter()
+        .filter(|a| a.action == "event.observable_added" && a.object_id == id)
+        .collect();
+    assert_eq!(added.len(), 2, "{added:?}");
+    assert!(added.iter().all(|a| a.actor == "sensor"));
+    assert!(added[0].details.contains("scanners"), "{:?}", added[0]);
+    // another reporter cannot see it: 404; a reader who may not send alerts: 403
+    let r = post(
+        format!("/api/v1/alert/{id}/observable"),
+        other.clone(),
+        json!({"dataType": "ip", "data": "203.0.113.1"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    assert_eq!(r.body["type"], "NotFoundError");
+    let r = post(
+        format!("/api/v1/alert/{id}/observable"),
+        auditor.clone(),
+        json!({"dataType": "ip", "data": "203.0.113.1"}),
+    )
+    .await;
+    assert!(
+        matches!(r.status, StatusCode::FORBIDDEN | StatusCode::NOT_FOUND),
+        "{}: {}",
+        r.status,
+        r.body
+    );
+    // bad bodies name the field; unknown alerts are 404
+    let r = post(
+        format!("/api/v1/alert/{id}/observable"),
+        sensor.clone(),
+        json!({"data": "x"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(r.body["message"].as_str().unwrap().contains("dataType"));
+    let r = post(
+        format!("/api/v1/alert/{id}/observable"),
+        sensor.clone(),
+        json!({"dataType": "ip", "data": ""}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    for missing in [uuid::Uuid::now_v7().to_string(), "not-an-id".to_string()] {
+        let r = post(
+            format!("/api/v1/alert/{missing}/observable"),
+            sensor.clone(),
+            json!({"dataType": "ip", "data": "203.0.113.1"}),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    }
+    let doc = t.get("/api/v1/openapi.json", &sensor).await.body;
+    for path in [
+        "/api/v1/alert/{id}/observable",
+        "/api/alert/{id}/artifact",
+        "/api/v1/query",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} documented");
+    }
+}
+
+/// `POST /api/v1/query`: a body it cannot run is 400 in TheHive's shape naming what is wrong
+/// (never 500); and a caller sees only what it may (a reporter: its own alerts).
+#[tokio::test]
+async fn thehive_query_refuses_bad_bodies_and_shows_only_what_the_caller_may_see() {
+    let t = TestApp::new().await;
+    let a = t.user("sensor-a", &[Role::Reporter]).await;
+    let b = t.user("sensor-b", &[Role::Reporter]).await;
+    let desk = t.user("desk", &[Role::Helpdesk]).await;
+    let send = |tok: String, body: Vec<u8>, path: &'static str| {
+        let t = &t;
+        async move {
+            let auth = format!("Bearer {tok}");
+            t.send(
+                "POST",
+                path,
+                &[
+                    ("authorization", auth.as_str()),
+                    ("content-type", "application/json"),
+                ],
+                body,
+            )
+            .await
+        }
+    };
+    for (tok, n) in [(&a, 1), (&a, 2), (&b, 3)] {
+        let r = send(
+            tok.clone(),
+            json!({"type": "ids", "source": "Sensor", "sourceRef": format!("R-{n}"),
+                   "title": format!("alert {n}"), "description": "", "severity": n})
+            .to_string()
+            .into_bytes(),
+            "/api/v1/alert",
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    }
+    let count = |tok: String| {
+        let send = &send;
+        async move {
+            send(
+                tok,
+                json!({"query": [{"_name": "listAlert"}, {"_name": "count"}]})
+                    .to_string()
+                    .into_bytes(),
+                "/api/v1/query",
+            )
+            .await
+        }
+    };
+    assert_eq!(count(a.clone()).await.body, json!(2));
+    assert_eq!(count(b.clone()).await.body, json!(1));
+    assert_eq!(count(desk.clone()).await.body, json!(3));
+    let r = send(
+        a.clone(),
+        json!({"query": [{"_name": "listAlert"},
+            {"_name": "filter", "_or": [{"_eq": {"_field": "severity", "_value": 3}}, {"_lt": {"_field": "severity", "_value": 2}}]},
+            {"_name": "sort", "_fields": [{"severity": "desc"}]}],
+            "excludeFields": ["description"]})
+        .to_string()
+        .into_bytes(),
+        "/api/v1/query",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let items = r.body.as_array().unwrap();
+    assert_eq!(items.len(), 1, "b's alert is not a's: {}", r.body);
+    assert_eq!(items[0]["title"], "alert 1");
+    assert!(items[0].get("description").is_none());
+    // bad bodies: 400, TheHive-shaped, naming the operator, field, step or type
+    for (body, says) in [
+        (
+            json!({"query": [{"_name": "listAlert"}, {"_name": "filter", "_regex": {"_field": "title", "_value": "x"}}]}),
+            "_regex",
+        ),
+        (
+            json!({"query": [{"_name": "listAlert"}, {"_name": "filter", "_eq": {"_field": "colour", "_value": "red"}}]}),
+            "colour",
+        ),
+        (
+            json!({"query": [{"_name": "listCase"}, {"_name": "filter", "_gt": {"_field": "severity", "_value": "very"}}]}),
+            "severity",
+        ),
+        (
+            json!({"query": [{"_name": "listCase"}, {"_name": "filter", "_in": {"_field": "status", "_values": "New"}}]}),
+            "_values",
+        ),
+        (
+            json!({"query": [{"_name": "listCase"}, {"_name": "sort", "_fields": [{"title": 1}]}]}),
+            "asc",
+        ),
+        (
+            json!({"query": [{"_name": "listCase"}, {"_name": "page", "from": "0", "to": 10}]}),
+            "from",
+        ),
+        (json!({"query": [{"_name": "listTask"}]}), "listTask"),
+        (json!({"query": "listAlert"}), "query"),
+        (json!({"nothing": []}), "query"),
+        (json!([1, 2]), "body"),
+    ] {
+        let r = send(desk.clone(), body.to_string().into_bytes(), "/api/v1/query").await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+        assert_eq!(r.body["type"], "BadRequest", "{}", r.body);
+        assert!(
+            r.body["message"].as_str().unwrap().contains(says),
+            "{body}: {}",
+            r.body
+        );
+    }
+    let r = send(desk.clone(), b"{not json".to_vec(), "/api/v1/query").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    let r = t
+        .send(
+            "POST",
+            "/api/v1/query",
+            &[("content-type", "application/json")],
+            b"{}".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(r.body["type"], "AuthenticationError");
 }
