@@ -1,6 +1,7 @@
 //! Text output of `firebreak ticket`: the ticket table, a ticket's detail, its timeline, one-line
 //! outcomes. Reads the API's JSON loosely (a field a server lacks shows as `-`), and never lets
-//! a stored text drive the terminal: control characters are replaced.
+//! a stored text drive the terminal: control characters are replaced, and so are the
+//! bidirectional-text controls that reorder what a reader sees (CVE-2021-42574).
 
 use serde_json::Value;
 use std::io::{IsTerminal, Result, Write};
@@ -8,12 +9,20 @@ use std::io::{IsTerminal, Result, Write};
 /// Titles in the table at most, when standard output is a terminal (piped output keeps them).
 const TITLE_WIDTH: usize = 60;
 
-/// `s` on one line: line breaks and tabs become spaces, other control characters `\u{fffd}`.
+/// A character that must not reach a terminal as it is: a control character (escape sequences),
+/// or a bidirectional embedding, override, isolate or mark, which reorder the text around them.
+fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+/// `s` on one line: line breaks and tabs become spaces, other control characters and
+/// bidirectional controls `\u{fffd}`.
 pub fn clean_line(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             '\n' | '\r' | '\t' => ' ',
-            c if c.is_control() => '\u{fffd}',
+            c if unsafe_char(c) => '\u{fffd}',
             c => c,
         })
         .collect()
@@ -25,7 +34,7 @@ fn clean_block(s: &str) -> String {
         .filter(|c| *c != '\r')
         .map(|c| match c {
             '\n' | '\t' => c,
-            c if c.is_control() => '\u{fffd}',
+            c if unsafe_char(c) => '\u{fffd}',
             c => c,
         })
         .collect()
@@ -512,6 +521,14 @@ mod tests {
     fn ticket_text_never_carries_control_characters() {
         assert_eq!(clean_line("a\x1b[31mb\nc\td"), "a\u{fffd}[31mb c d");
         assert_eq!(clean_block("x\r\ny\x07"), "x\ny\u{fffd}");
+        // Trojan Source: an override and an isolate would reorder what the reader sees
+        assert_eq!(
+            clean_line("admin\u{202E}txt.exe\u{2066}x\u{2069}"),
+            "admin\u{fffd}txt.exe\u{fffd}x\u{fffd}"
+        );
+        assert_eq!(clean_block("a\u{200F}b\nc"), "a\u{fffd}b\nc");
+        // letters of right-to-left scripts are text, not controls
+        assert_eq!(clean_line("שלום مرحبا"), "שלום مرحبا");
     }
 
     #[test]
