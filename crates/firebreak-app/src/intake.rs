@@ -134,6 +134,12 @@ pub fn fingerprint(e: &Event, policy: &IntakePolicy) -> String {
             }
         }
         None => {
+            // the title too: a rule whose text names what it saw (Wazuh's "Suricata: Alert -
+            // $(alert.signature)", a webhook's "Disk full on /var") fires for different things
+            // under one rule id, and those are not repeats of each other
+            if e.rule_id.is_some() {
+                let _ = write!(text, "title={}\x1f", e.title);
+            }
             let _ = write!(text, "host={}\x1f", e.host.as_deref().unwrap_or(""));
             let mut ips: Vec<&str> = e
                 .observables
@@ -1384,9 +1390,11 @@ mod tests {
         let e = sample();
         let policy = IntakePolicy::default();
         let mut h = Sha256::new();
+        assert_eq!(e.title, "ET SCAN Nmap scan");
         for p in [
             "suricata",
             "rule=2100498",
+            "title=ET SCAN Nmap scan",
             "host=sensor-1",
             "ips=10.0.0.1,10.0.0.2,10.0.0.9",
         ] {

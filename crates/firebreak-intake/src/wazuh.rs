@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::jsonutil::{
-    Scalar, ScalarList, Text, hash_observable, ip_observable, parse_timestamp, push_observable,
-    push_tag, url_observable,
+    Scalar, ScalarList, Text, domain_observable, hash_observable, ip_observable, parse_timestamp,
+    push_observable, push_tag, url_observable,
 };
 use crate::{
     Level, NormalizedEvent, Observable, ObservableKind, ParseError, ParseResult, clean_title,
@@ -35,6 +35,8 @@ struct Alert<'a> {
     decoder: Option<Decoder<'a>>,
     #[serde(borrow, default)]
     location: Text<'a>,
+    #[serde(borrow, default)]
+    predecoder: Option<Predecoder<'a>>,
     #[serde(borrow, default)]
     data: Option<Data<'a>>,
     #[serde(borrow, default)]
@@ -92,6 +94,14 @@ struct Manager<'a> {
     name: Text<'a>,
 }
 
+/// What the manager read from a syslog header before decoding (`predecoder.hostname` is the
+/// device that sent the line, when the manager itself, agent `000`, received it).
+#[derive(Deserialize)]
+struct Predecoder<'a> {
+    #[serde(borrow, default)]
+    hostname: Text<'a>,
+}
+
 #[derive(Deserialize)]
 struct Decoder<'a> {
     #[serde(borrow, default)]
@@ -109,6 +119,23 @@ struct Data<'a> {
     srcport: Option<Scalar<'a>>,
     #[serde(borrow, default)]
     dstport: Option<Scalar<'a>>,
+    // the Suricata integration (rules 86600-86699) passes EVE's own names through
+    #[serde(borrow, default)]
+    src_ip: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    dest_ip: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    src_port: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    dest_port: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    proto: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    alert: Option<SuricataAlert<'a>>,
+    #[serde(borrow, default)]
+    http: Option<SuricataHttp<'a>>,
+    #[serde(borrow, default)]
+    tls: Option<SuricataTls<'a>>,
     #[serde(borrow, default)]
     srcuser: Option<Scalar<'a>>,
     #[serde(borrow, default)]
@@ -121,6 +148,33 @@ struct Data<'a> {
     virustotal: Option<VirusTotal<'a>>,
     #[serde(borrow, default)]
     win: Option<Win<'a>>,
+}
+
+/// A Suricata alert passed through by Wazuh's Suricata rules (`data.alert`, EVE's `alert`).
+#[derive(Deserialize)]
+struct SuricataAlert<'a> {
+    #[serde(borrow, default)]
+    signature: Text<'a>,
+    #[serde(borrow, default)]
+    signature_id: Option<Scalar<'a>>,
+    #[serde(borrow, default)]
+    category: Text<'a>,
+    #[serde(borrow, default)]
+    severity: Option<Scalar<'a>>,
+}
+
+#[derive(Deserialize)]
+struct SuricataHttp<'a> {
+    #[serde(borrow, default)]
+    hostname: Text<'a>,
+    #[serde(borrow, default)]
+    url: Text<'a>,
+}
+
+#[derive(Deserialize)]
+struct SuricataTls<'a> {
+    #[serde(borrow, default)]
+    sni: Text<'a>,
 }
 
 /// Windows event channel records (`data.win`), as the `windows_eventchannel` decoder writes
@@ -228,6 +282,21 @@ fn to_event(alert: &Alert<'_>, rule: &Rule<'_>, line: &str) -> NormalizedEvent {
     ev.rule_id = rule_id;
     let level = rule.level.as_ref().and_then(Scalar::as_i64);
     ev.severity = level.map_or(Level::Medium, level_from_rule_level);
+    // a Suricata alert passed through keeps Suricata's own severity when it is the higher
+    // (Wazuh's rule 86601 gives every Suricata alert level 3, whatever the signature)
+    let suricata = alert.data.as_ref().and_then(|d| d.alert.as_ref());
+    if let Some(n) = suricata
+        .and_then(|a| a.severity.as_ref())
+        .and_then(Scalar::as_i64)
+        .filter(|n| (1..=255).contains(n))
+    {
+        let s = match n {
+            1 => Level::High,
+            2 => Level::Medium,
+            _ => Level::Low,
+        };
+        ev.severity = ev.severity.max(s);
+    }
     ev.original_severity = rule.level.as_ref().and_then(Scalar::non_empty);
     ev.occurred_at = alert
         .timestamp
@@ -246,7 +315,25 @@ fn to_event(alert: &Alert<'_>, rule: &Rule<'_>, line: &str) -> NormalizedEvent {
         .as_ref()
         .and_then(|a| nonempty(a.name.as_deref()));
     let agent_ip = alert.agent.as_ref().and_then(|a| nonempty(a.ip.as_deref()));
-    ev.host = agent_name.clone();
+    let agent_id = alert
+        .agent
+        .as_ref()
+        .and_then(|a| a.id.as_ref())
+        .and_then(Scalar::non_empty);
+    // agent 000 is the manager: a line it received by syslog is about the device that sent
+    // it (the syslog header's host name, else the sender's address in `location`)
+    let sender = match agent_id.as_deref() {
+        Some("000") => alert
+            .predecoder
+            .as_ref()
+            .and_then(|p| nonempty(p.hostname.as_deref()))
+            .or_else(|| {
+                nonempty(alert.location.as_deref())
+                    .filter(|l| l.parse::<std::net::IpAddr>().is_ok())
+            }),
+        _ => None,
+    };
+    ev.host = sender.clone().or_else(|| agent_name.clone());
 
     let groups = rule.groups.texts();
     for g in &groups {
@@ -262,8 +349,12 @@ fn to_event(alert: &Alert<'_>, rule: &Rule<'_>, line: &str) -> NormalizedEvent {
 
     let data = alert.data.as_ref();
     let text = |s: Option<&Scalar<'_>>| s.and_then(Scalar::non_empty);
-    let srcip = text(data.and_then(|d| d.srcip.as_ref())).or_else(|| text(alert.srcip.as_ref()));
-    let dstip = text(data.and_then(|d| d.dstip.as_ref())).or_else(|| text(alert.dstip.as_ref()));
+    let srcip = text(data.and_then(|d| d.srcip.as_ref()))
+        .or_else(|| text(data.and_then(|d| d.src_ip.as_ref())))
+        .or_else(|| text(alert.srcip.as_ref()));
+    let dstip = text(data.and_then(|d| d.dstip.as_ref()))
+        .or_else(|| text(data.and_then(|d| d.dest_ip.as_ref())))
+        .or_else(|| text(alert.dstip.as_ref()));
     let srcuser =
         text(data.and_then(|d| d.srcuser.as_ref())).or_else(|| text(alert.srcuser.as_ref()));
     let dstuser =
@@ -280,6 +371,21 @@ fn to_event(alert: &Alert<'_>, rule: &Rule<'_>, line: &str) -> NormalizedEvent {
         );
     }
     push_observable(&mut obs, url.as_deref().and_then(url_observable));
+    let http = data.and_then(|d| d.http.as_ref());
+    let http_host = http.and_then(|h| nonempty(h.hostname.as_deref()));
+    push_observable(&mut obs, http_host.as_deref().and_then(domain_observable));
+    if let (Some(h), Some(u)) = (&http_host, http.and_then(|h| nonempty(h.url.as_deref()))) {
+        let full = if u.starts_with('/') {
+            format!("http://{h}{u}")
+        } else {
+            u
+        };
+        push_observable(&mut obs, url_observable(&full));
+    }
+    let sni = data
+        .and_then(|d| d.tls.as_ref())
+        .and_then(|t| nonempty(t.sni.as_deref()));
+    push_observable(&mut obs, sni.as_deref().and_then(domain_observable));
     if let Some(sc) = &alert.syscheck {
         push_observable(
             &mut obs,
@@ -338,16 +444,9 @@ fn to_event(alert: &Alert<'_>, rule: &Rule<'_>, line: &str) -> NormalizedEvent {
     ev.observables = obs;
 
     let mut f = Map::new();
-    put(
-        &mut f,
-        "agent_id",
-        alert
-            .agent
-            .as_ref()
-            .and_then(|a| a.id.as_ref())
-            .and_then(Scalar::non_empty),
-    );
+    put(&mut f, "agent_id", agent_id);
     put(&mut f, "agent_name", agent_name);
+    put(&mut f, "sender", sender);
     put(&mut f, "agent_ip", agent_ip);
     put(
         &mut f,
@@ -379,14 +478,26 @@ fn to_event(alert: &Alert<'_>, rule: &Rule<'_>, line: &str) -> NormalizedEvent {
     put(&mut f, "srcip", srcip);
     put(&mut f, "dstip", dstip);
     if let Some(d) = data {
-        if let Some(p) = &d.srcport {
+        if let Some(p) = d.srcport.as_ref().or(d.src_port.as_ref()) {
             put_json(&mut f, "srcport", p.to_json_number_if_int());
         }
-        if let Some(p) = &d.dstport {
+        if let Some(p) = d.dstport.as_ref().or(d.dest_port.as_ref()) {
             put_json(&mut f, "dstport", p.to_json_number_if_int());
         }
-        put(&mut f, "protocol", text(d.protocol.as_ref()));
+        put(
+            &mut f,
+            "protocol",
+            text(d.protocol.as_ref()).or_else(|| text(d.proto.as_ref())),
+        );
     }
+    if let Some(a) = suricata {
+        put(&mut f, "signature", nonempty(a.signature.as_deref()));
+        put(&mut f, "signature_id", text(a.signature_id.as_ref()));
+        put(&mut f, "category", nonempty(a.category.as_deref()));
+        put(&mut f, "suricata_severity", text(a.severity.as_ref()));
+    }
+    put(&mut f, "http_hostname", http_host);
+    put(&mut f, "tls_sni", sni);
     put(&mut f, "srcuser", srcuser);
     put(&mut f, "dstuser", dstuser);
     put(&mut f, "url", url);
