@@ -364,7 +364,7 @@ pub(crate) fn parse_timestamp_in(v: &str, zone: Option<&str>) -> Option<OffsetDa
     if let Ok(t) = OffsetDateTime::parse(v, &Rfc3339) {
         return Some(t);
     }
-    parse_month_first(v, zone)
+    parse_month_first(v, zone, OffsetDateTime::now_utc())
 }
 
 /// The offset of `zone` at the local time `local`: a fixed zone as [`parse_zone`] reads it, or
@@ -403,7 +403,14 @@ pub(crate) fn zone_offset_at(
     time::UtcOffset::from_whole_seconds(off.local_minus_utc()).ok()
 }
 
-fn parse_month_first(v: &str, default_zone: Option<&str>) -> Option<OffsetDateTime> {
+/// `MMM dd [yyyy] HH:mm:ss[.SSS] [zone]` (the CEF specification's forms for `rt`, `start` and
+/// `end`, with or without the year). Without a year, the time is put in `now`'s year, or the
+/// year before when that would place it more than a week ahead (as syslog's RFC 3164 times).
+fn parse_month_first(
+    v: &str,
+    default_zone: Option<&str>,
+    now: OffsetDateTime,
+) -> Option<OffsetDateTime> {
     let mut tokens: Vec<&str> = Vec::new();
     for (n, t) in v.split_whitespace().enumerate() {
         if n == 0 && t.contains('-') {
@@ -412,23 +419,40 @@ fn parse_month_first(v: &str, default_zone: Option<&str>) -> Option<OffsetDateTi
             tokens.push(t);
         }
     }
-    let [mon, day, year, time, rest @ ..] = tokens.as_slice() else {
-        return None;
+    let (mon, day, year, time, rest) = match tokens.as_slice() {
+        [mon, day, time, rest @ ..] if time.contains(':') => (mon, day, None, time, rest),
+        [mon, day, year, time, rest @ ..] => {
+            (mon, day, Some(digits::<i32>(year, 4, 4)?), time, rest)
+        }
+        _ => return None,
     };
     let month = month_from_abbrev(mon)?;
     let day: u8 = digits(day, 1, 2)?;
-    let year: i32 = digits(year, 4, 4)?;
     let time = parse_hms(time)?;
-    let date = time::Date::from_calendar_date(year, month, day).ok()?;
-    let local = time::PrimitiveDateTime::new(date, time);
-    let offset = match rest {
-        [] => default_zone
-            .and_then(|z| zone_offset_at(z, local))
-            .unwrap_or(time::UtcOffset::UTC),
-        [zone] => zone_offset_at(zone, local)?,
-        _ => return None,
+    let at = |year: i32| -> Option<OffsetDateTime> {
+        let date = time::Date::from_calendar_date(year, month, day).ok()?;
+        let local = time::PrimitiveDateTime::new(date, time);
+        let offset = match rest {
+            [] => default_zone
+                .and_then(|z| zone_offset_at(z, local))
+                .unwrap_or(time::UtcOffset::UTC),
+            [zone] => zone_offset_at(zone, local)?,
+            _ => return None,
+        };
+        Some(local.assume_offset(offset))
     };
-    Some(local.assume_offset(offset))
+    match year {
+        Some(y) => at(y),
+        None => {
+            let y = now.year();
+            match at(y) {
+                Some(t) if t - now > time::Duration::days(7) => at(y - 1),
+                Some(t) => Some(t),
+                // 29 February outside a leap year: the last leap year before
+                None => (1..=4).find_map(|back| at(y - back)),
+            }
+        }
+    }
 }
 
 /// A zone: an abbreviation (`GMT`, `EDT`...), `Z`, `+hh:mm`, `+hhmm`, `+hh`, or `GMT+hh:mm`.
@@ -453,4 +477,50 @@ pub(crate) fn parse_zone(z: &str) -> Option<time::UtcOffset> {
     let h: i8 = digits(h, 1, 2)?;
     let m: i8 = digits(m, 1, 2)?;
     time::UtcOffset::from_hms(sign * h, sign * m, 0).ok()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    /// The specification's forms without a year (`MMM dd HH:mm:ss[.SSS] [zzz]`) take the
+    /// receiving year, or the year before when that would put them more than a week ahead.
+    #[test]
+    fn times_without_a_year_take_the_nearest_past_year() {
+        let now = datetime!(2026-03-01 12:00 UTC);
+        let at = |v: &str| parse_month_first(v, None, now);
+        assert_eq!(at("Jan 01 10:00:00"), Some(datetime!(2026-01-01 10:00 UTC)));
+        assert_eq!(
+            at("Jan 01 10:00:00.123 UTC"),
+            Some(datetime!(2026-01-01 10:00:00.123 UTC))
+        );
+        assert_eq!(
+            at("Feb 27 10:00:00 GMT+01:00"),
+            Some(datetime!(2026-02-27 09:00 UTC))
+        );
+        // December seen in March: last year's
+        assert_eq!(
+            at("Dec 31 23:59:59"),
+            Some(datetime!(2025-12-31 23:59:59 UTC))
+        );
+        // a few days ahead (a device clock running fast) stays in this year
+        assert_eq!(at("Mar 04 08:00:00"), Some(datetime!(2026-03-04 08:00 UTC)));
+        // in the device's zone when the time names none
+        assert_eq!(
+            parse_month_first("Jan 15 14:00:00", Some("Europe/Berlin"), now),
+            Some(datetime!(2026-01-15 13:00 UTC))
+        );
+        // 29 February outside a leap year: the last leap year's
+        assert_eq!(at("Feb 29 10:00:00"), Some(datetime!(2024-02-29 10:00 UTC)));
+        // not a time
+        assert_eq!(at("Jan 01 10h00"), None);
+        assert_eq!(at("Foo 01 10:00:00"), None);
+        // with the year, as before
+        assert_eq!(
+            at("Jan 01 2024 10:00:00"),
+            Some(datetime!(2024-01-01 10:00 UTC))
+        );
+    }
 }

@@ -401,6 +401,19 @@ fn to_event(eve: &Eve<'_>, event_type: &str, line: &str) -> NormalizedEvent {
     ev.source_ref = eve.flow_id.as_ref().and_then(Scalar::non_empty);
 
     let mut fields = Map::new();
+    if let Some(t) = eve
+        .timestamp
+        .as_deref()
+        .filter(|_| ev.occurred_at.is_none())
+    {
+        parse_warning(
+            &mut fields,
+            format!(
+                "timestamp: {:?} is not an ISO 8601 time; the time it was received is used",
+                crate::jsonutil::truncate_chars(t, 64)
+            ),
+        );
+    }
     let proto = eve.proto.as_ref().and_then(Scalar::non_empty);
     put_str(&mut fields, "event_type", Some(event_type));
     // each address parsed once, for its field and its observable
@@ -550,11 +563,21 @@ fn alert_event(
     };
     let sev_num = alert.severity.as_ref().and_then(Scalar::as_i64);
     ev.original_severity = alert.severity.as_ref().and_then(Scalar::non_empty);
+    // Suricata's severity is the classification's priority: 1 (highest) to 255
     let mut level = match sev_num {
-        Some(n) if n <= 1 => Level::High,
+        Some(1) => Level::High,
         Some(2) => Level::Medium,
-        Some(_) => Level::Low,
+        Some(3..=255) => Level::Low,
         None => Level::Medium,
+        Some(n) => {
+            parse_warning(
+                fields,
+                format!(
+                    "alert.severity: {n} is not a Suricata priority (1 to 255); read as medium"
+                ),
+            );
+            Level::Medium
+        }
     };
     let mut sig_sev: Vec<String> = Vec::new();
     if let Some(md) = &alert.metadata {
@@ -757,5 +780,17 @@ fn append_line(desc: &mut Option<String>, line: &str) {
             d.push_str(line);
         }
         None => *desc = Some(line.to_string()),
+    }
+}
+
+/// Notes a value the record carried but that could not be used as given, in
+/// `fields.parse_warnings` (the event goes in; an analyst sees what was off).
+fn parse_warning(fields: &mut Map<String, Value>, warning: String) {
+    match fields
+        .entry("parse_warnings")
+        .or_insert_with(|| Value::Array(Vec::new()))
+    {
+        Value::Array(list) => list.push(Value::String(warning)),
+        other => *other = Value::Array(vec![Value::String(warning)]),
     }
 }

@@ -270,6 +270,7 @@ pub fn extract(text: &str) -> Vec<Observable> {
     let text = refang_cow(text);
     let text: &str = &text;
     let mut found: Vec<(usize, Observable)> = Vec::new();
+    encoded_urls(text, &mut found);
     // Text with the URLs and email addresses blanked out (same byte offsets), so their hosts
     // and paths are not found a second time as bare domains, IPs or file names.
     let mut masked = String::new();
@@ -331,7 +332,19 @@ pub fn extract(text: &str) -> Vec<Observable> {
             if followed_by_word(mt, m.end()) {
                 continue;
             }
-            let word = m.as_str();
+            let mut word = m.as_str();
+            // after a percent-escape (`%2Fwww.example.org`): the escape's two hex digits are
+            // not part of the word
+            if m.start() > 0
+                && mt.as_bytes()[m.start() - 1] == b'%'
+                && word.len() > 2
+                && word.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit)
+            {
+                word = &word[2..];
+                if !word.starts_with(|c: char| c.is_ascii_alphanumeric()) || !word.contains('.') {
+                    continue;
+                }
+            }
             match last_label_class(word) {
                 LabelClass::FileExtension => {
                     found.push((m.start(), Observable::new(ObservableKind::Filename, word)));
@@ -367,6 +380,72 @@ pub fn extract(text: &str) -> Vec<Observable> {
 
     found.sort_by_key(|(pos, _)| *pos);
     dedup(found.into_iter().map(|(_, o)| o))
+}
+
+/// URLs given percent-encoded inside other text (`redirect_to=http%3A%2F%2Fevil.example%2F`,
+/// a phishing link's `url=` parameter), decoded once and read as text of their own: the URL
+/// the victim is sent to, and its host. Their `%XX` escapes hide them from the other scans.
+fn encoded_urls(text: &str, found: &mut Vec<(usize, Observable)>) {
+    const MARK: &[u8] = b"%3a%2f%2f";
+    // the same escaped once more (`%253A%252F%252F`): decoded twice
+    const TWICE: &[u8] = b"%253a%252f%252f";
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(i) = text[from..].find('%') {
+        let at = from + i;
+        let marked = |m: &[u8]| {
+            bytes
+                .get(at..at + m.len())
+                .is_some_and(|w| w.eq_ignore_ascii_case(m))
+        };
+        if !marked(MARK) && !marked(TWICE) {
+            from = at + 1;
+            continue;
+        }
+        // the scheme before the escaped "://", and the value up to a separator after it
+        let start = text[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |p| p + 1);
+        let end = text[at..]
+            .find(|c: char| {
+                c.is_whitespace() || matches!(c, '&' | '"' | '\'' | '<' | '>' | '|' | ';' | ',')
+            })
+            .map_or(text.len(), |p| at + p);
+        from = end.max(at + MARK.len());
+        if start == at {
+            continue;
+        }
+        let decoded = percent_decode(&text[start..end]);
+        // a decoding always shortens the text, so this ends (twice-encoded URLs included)
+        for o in extract(&decoded) {
+            found.push((start, o));
+        }
+    }
+}
+
+/// `s` with its `%XX` escapes decoded (bytes that are not UTF-8 become U+FFFD).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, ..) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Deduplicate, keeping the first of each (kind, value) in order.

@@ -428,7 +428,11 @@ fn to_event(
             });
         ev.original_severity = Some(text);
     }
-    ev.host = first_text(&m.host, record);
+    // a host given as `name:port` or a URL (Prometheus' `instance`) is the host, as on
+    // Alertmanager's path: asset matching and the fingerprint compare names
+    ev.host = first_text(&m.host, record)
+        .map(|h| crate::jsonutil::strip_port(&h).to_string())
+        .filter(|h| !h.is_empty());
     ev.rule_id = first_text(&m.rule_id, record);
     ev.source_ref = first_text(&m.source_ref, record);
     ev.occurred_at = m

@@ -285,6 +285,46 @@ fn eve_timestamp_offset_without_colon() {
     assert_eq!(ev.raw, line);
 }
 
+/// A time that is not one, or a severity outside Suricata's priorities, is named in
+/// `fields.parse_warnings`; the event still goes in.
+#[test]
+fn eve_unusable_values_are_named_not_dropped() {
+    let types = EveTypes::default();
+    let line = |ts: &str, sev: &str| {
+        format!(
+            r#"{{"timestamp":{ts},"event_type":"alert","src_ip":"10.0.0.1","dest_ip":"10.0.0.2","alert":{{"signature_id":1,"signature":"x","severity":{sev}}}}}"#
+        )
+    };
+    let warnings = |ev: &NormalizedEvent| -> Vec<String> {
+        ev.fields
+            .get("parse_warnings")
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(|w| w.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for ts in [r#""not a time""#, "12345"] {
+        let ev = &eve::parse_line(&line(ts, "2"), &types).unwrap()[0];
+        assert_eq!(ev.occurred_at, None);
+        let w = warnings(ev);
+        assert!(w.len() == 1 && w[0].starts_with("timestamp: "), "{w:?}");
+    }
+    let ev = &eve::parse_line(&line(r#""2025-03-01T12:34:56Z""#, "-1"), &types).unwrap()[0];
+    assert_eq!(ev.severity, Level::Medium);
+    let w = warnings(ev);
+    assert!(
+        w.len() == 1 && w[0].starts_with("alert.severity: -1"),
+        "{w:?}"
+    );
+    // a low priority is low, and fine
+    let ev = &eve::parse_line(&line(r#""2025-03-01T12:34:56Z""#, "9"), &types).unwrap()[0];
+    assert_eq!(ev.severity, Level::Low);
+    assert!(warnings(ev).is_empty());
+}
+
 /// DNS answers are observables in every EVE layout: v1 answer records (`rdata` at the top),
 /// v2 `answers`/`grouped`, alerts' `answer` object, v3 `answers`; addresses of A/AAAA, names
 /// of CNAME/MX, not TXT.

@@ -473,6 +473,58 @@ fn hashes_by_exact_length() {
     );
 }
 
+/// A URL percent-encoded inside another (a redirect parameter) is found decoded, with its
+/// host; the escape's hex digits never become part of a domain (`2Fevil.example.org`).
+#[test]
+fn percent_encoded_urls_are_decoded() {
+    let got = observables::extract(
+        "GET /wp-login.php?redirect_to=http%3A%2F%2Fevil.example.org%2Fa%3Fb%3D1 HTTP/1.1",
+    );
+    assert!(
+        has(&got, ObservableKind::Url, "http://evil.example.org/a?b=1"),
+        "{got:?}"
+    );
+    assert!(
+        has(&got, ObservableKind::Domain, "evil.example.org"),
+        "{got:?}"
+    );
+    assert!(
+        !got.iter()
+            .any(|o| o.value.to_ascii_lowercase().contains("2fevil")),
+        "{got:?}"
+    );
+    // inside a full URL, whose own value stays as written
+    let got = observables::extract(
+        "see https://login.example.com/sso?next=HTTPS%3a%2f%2fphish.example.net%2fx",
+    );
+    assert!(
+        has(&got, ObservableKind::Url, "https://phish.example.net/x"),
+        "{got:?}"
+    );
+    assert!(
+        has(&got, ObservableKind::Domain, "phish.example.net"),
+        "{got:?}"
+    );
+    assert!(
+        has(&got, ObservableKind::Domain, "login.example.com"),
+        "{got:?}"
+    );
+    // twice encoded
+    let got = observables::extract("u=http%253A%252F%252Ftwice.example.org%252F");
+    assert!(
+        has(&got, ObservableKind::Domain, "twice.example.org"),
+        "{got:?}"
+    );
+    // a bare escape before a domain
+    let got = observables::extract("path=%2Fwww.example.org");
+    assert!(
+        has(&got, ObservableKind::Domain, "www.example.org"),
+        "{got:?}"
+    );
+    // nothing to decode, or a broken escape: no panic, nothing invented
+    assert!(observables::extract("100% sure %3A%2F%2F %zz").is_empty());
+}
+
 #[test]
 fn urls_emails_cves_canonical() {
     let found = observables::extract(

@@ -293,7 +293,8 @@ async fn ndjson(
                 } else {
                     "format"
                 };
-            ApiError::field(StatusCode::UNPROCESSABLE_ENTITY, "invalid", field, m)
+            // a query parameter's error, as a missing `format` is
+            ApiError::field(StatusCode::BAD_REQUEST, "invalid_query", field, m)
         })?;
     let (_slot, body) = s.web.intake.admit(&headers, body).await?;
     let mut lines = LineIngest::new(&s.app, &p, format);

@@ -1794,11 +1794,21 @@ async fn a_byte_order_mark_and_event_type_typos_are_handled() {
         .ndjson(&tok, "format=eve&eve_types=alerts", b"{}".to_vec())
         .await;
     assert_eq!(
-        assert_error(&r, StatusCode::UNPROCESSABLE_ENTITY, "invalid").as_deref(),
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_query").as_deref(),
         Some("eve_types"),
         "{}",
         r.body
     );
+    // an unknown format is a query error as a missing one is
+    for q in ["format=xml", ""] {
+        let r = t.ndjson(&tok, q, b"{}".to_vec()).await;
+        assert_eq!(
+            assert_error(&r, StatusCode::BAD_REQUEST, "invalid_query").as_deref(),
+            Some("format"),
+            "{q}: {}",
+            r.body
+        );
+    }
 }
 
 #[tokio::test]
