@@ -275,7 +275,7 @@ pub struct NdjsonQuery {
 /// number and the others go in.
 #[utoipa::path(post, path = "/ingest/ndjson", tag = "intake", params(NdjsonQuery),
     request_body(description = "One record per line", content((String = "application/x-ndjson"), (String = "text/plain"))),
-    responses((status = 200, body = IngestSummary), (status = 413, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
+    responses((status = 200, body = IngestSummary), (status = 400, description = "An unknown or missing `format`, or unknown `eve_types`", body = ErrorEnvelope), (status = 413, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 async fn ndjson(
     State(s): State<AppState>,
     Auth(p): Auth,
