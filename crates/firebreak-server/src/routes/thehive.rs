@@ -569,6 +569,26 @@ fn case_body(v: &firebreak_domain::api::TicketView, v0: bool) -> serde_json::Val
     });
     if v0 {
         firebreak_intake::thehive::answer_for_v0(&mut body);
+        // TheHive 4's case: `Open` or `Resolved`, the outcome in `resolutionStatus`, the
+        // assignee as `owner`
+        let resolution = match status {
+            "FalsePositive" | "TruePositive" | "Other" => Some(status),
+            _ => None,
+        };
+        body["status"] = json!(if resolution.is_some() {
+            "Resolved"
+        } else {
+            "Open"
+        });
+        body["resolutionStatus"] = json!(resolution);
+        body["impactStatus"] = json!(resolution.map(|r| match r {
+            "TruePositive" => "WithImpact",
+            "FalsePositive" => "NoImpact",
+            _ => "NotApplicable",
+        }));
+        body["owner"] = json!(v.assignee.as_deref().unwrap_or(&v.created_by));
+        body["_type"] = json!("case");
+        body["metrics"] = json!({});
     }
     body
 }

@@ -2140,6 +2140,18 @@ async fn thehive_cases_are_tickets() {
     );
     let g = t.send("GET", &format!("/api/case/{vid}"), &h, vec![]).await;
     assert_eq!(g.body["tlp"], 3, "{}", g.body);
+    // in TheHive 4's own words: an open case is `Open`, of type `case`, with an owner
+    assert_eq!(
+        (
+            g.body["status"].clone(),
+            g.body["_type"].clone(),
+            g.body["resolutionStatus"].clone()
+        ),
+        (json!("Open"), json!("case"), json!(null)),
+        "{}",
+        g.body
+    );
+    assert!(g.body["owner"].is_string(), "{}", g.body);
     let r4 = t
         .send(
             "POST",
