@@ -8,7 +8,7 @@
 //! the [`crate::eve`] or [`crate::wazuh`] adapter; everything else becomes a generic event.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
@@ -338,7 +338,25 @@ impl<'a> HecEvent<'a> {
         }
         let fields = match env.fields {
             None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m,
+            Some(Value::Object(m)) => {
+                // Splunk's indexed fields are flat: a value is a string (a number), or a list
+                // of them; an object, or a list holding one or a list, is refused (code 15)
+                let nested = m.values().any(|v| match v {
+                    Value::Object(_) => true,
+                    Value::Array(items) => items
+                        .iter()
+                        .any(|i| matches!(i, Value::Object(_) | Value::Array(_))),
+                    _ => false,
+                });
+                if nested {
+                    return Err(HecError::new(
+                        HecCode::IndexedFieldsError,
+                        Some(index),
+                        "`fields` values must be strings or lists of strings, not objects",
+                    ));
+                }
+                m
+            }
             Some(_) => {
                 return Err(HecError::new(
                     HecCode::IndexedFieldsError,
@@ -397,8 +415,62 @@ fn is_wazuh(sourcetype: &str) -> bool {
     )
 }
 
-/// One envelope to events. `raw` is the envelope as received (it becomes each event's `raw`).
+/// What HEC intake did with the Suricata EVE records it was sent, by `event_type` (only the
+/// types Suricata writes, [`eve::KNOWN_TYPES`], are counted: the keys are bounded).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EveTally {
+    /// Records that became events.
+    pub stored: BTreeMap<&'static str, u64>,
+    /// Records of a type the request's EVE types leave out (no event).
+    pub skipped: BTreeMap<&'static str, u64>,
+}
+
+impl EveTally {
+    fn count(&mut self, event_type: &str, stored: bool) {
+        if let Some(t) = known_eve_type(event_type) {
+            let map = if stored {
+                &mut self.stored
+            } else {
+                &mut self.skipped
+            };
+            *map.entry(t).or_insert(0) += 1;
+        }
+    }
+}
+
+/// `event_type` as Suricata names it, when it is one of Suricata's.
+fn known_eve_type(event_type: &str) -> Option<&'static str> {
+    eve::KNOWN_TYPES
+        .iter()
+        .copied()
+        .find(|t| t.eq_ignore_ascii_case(event_type))
+}
+
+/// The `event_type` of a compact or pretty EVE line, without parsing it (for the tally of a
+/// record that is skipped).
+fn peek_event_type(line: &str) -> Option<&str> {
+    let at = line.find("\"event_type\"")? + "\"event_type\"".len();
+    let rest = line.get(at..)?.trim_start().strip_prefix(':')?.trim_start();
+    let rest = rest.strip_prefix('"')?;
+    rest.get(..rest.find('"')?)
+}
+
+/// One envelope to events, every EVE record type included (what Splunk would index); see
+/// [`to_events_with`]. `raw` is the envelope as received (it becomes each event's `raw`).
 pub fn to_events(ev: &HecEvent<'_>, raw: &str) -> ParseResult {
+    to_events_with(ev, raw, &EveTypes::all(), &mut EveTally::default())
+}
+
+/// One envelope to events. A Suricata sourcetype's record of a type Suricata writes goes to
+/// the EVE adapter: a type outside `eve_types` gives no event (counted in `tally.skipped`);
+/// a type other than `alert` and `anomaly` becomes a low-severity event naming the record
+/// (`Suricata flow: TCP 10.0.0.1:1234 -> 10.0.0.2:80`).
+pub fn to_events_with(
+    ev: &HecEvent<'_>,
+    raw: &str,
+    eve_types: &EveTypes,
+    tally: &mut EveTally,
+) -> ParseResult {
     let sourcetype = ev.sourcetype.as_deref().map(str::to_ascii_lowercase);
     let event: Value = serde_json::from_str(ev.event.get())
         .map_err(|e| ParseError::new("event", format!("not JSON: {e}")))?;
@@ -419,8 +491,18 @@ pub fn to_events(ev: &HecEvent<'_>, raw: &str) -> ParseResult {
             _ => None,
         };
         if let (Some(rec), Some(obj)) = (&record, &object) {
-            let delegated = if is_suricata(st) && obj.contains_key("event_type") {
-                Some(eve::parse_line(rec, &EveTypes::default()))
+            // an `event_type` Suricata does not write is not an EVE record (`_json` is any JSON)
+            let eve_type = obj
+                .get("event_type")
+                .and_then(Value::as_str)
+                .and_then(known_eve_type)
+                .filter(|_| is_suricata(st));
+            let delegated = if let Some(t) = eve_type {
+                let parsed = eve::parse_line(rec, eve_types);
+                if let Ok(events) = &parsed {
+                    tally.count(t, !events.is_empty());
+                }
+                Some(parsed)
             } else if is_wazuh(st) && obj.contains_key("rule") {
                 Some(wazuh::parse_line(rec))
             } else {
@@ -519,6 +601,7 @@ fn generic_event(ev: &HecEvent<'_>, event: &Value, raw: &str) -> NormalizedEvent
     e.raw = raw.to_string();
     e.host = ev.host.as_deref().map(str::to_string);
     e.occurred_at = ev.time;
+    let mut event_level = false;
     match event {
         Value::Object(obj) => {
             let title = TITLE_KEYS
@@ -549,6 +632,7 @@ fn generic_event(ev: &HecEvent<'_>, event: &Value, raw: &str) -> NormalizedEvent
             {
                 if let Some(level) = level_from_value(key, v) {
                     e.severity = level;
+                    event_level = true;
                 }
                 e.original_severity = value_non_empty(v);
             }
@@ -604,6 +688,7 @@ fn generic_event(ev: &HecEvent<'_>, event: &Value, raw: &str) -> NormalizedEvent
             e.title = clean_title(truncate_chars(&other.to_string(), 300));
         }
     }
+    fields_observables_and_severity(&mut e, &ev.fields, event_level);
     let mut fields = Map::new();
     for (k, v) in [
         ("sourcetype", &ev.sourcetype),
@@ -621,21 +706,88 @@ fn generic_event(ev: &HecEvent<'_>, event: &Value, raw: &str) -> NormalizedEvent
     e
 }
 
-/// A `/services/collector/raw` body: each non-blank line is one event, with the metadata the
-/// query string gave. Lines of a Suricata or Wazuh sourcetype go to that adapter when they
-/// parse as its records (a skipped EVE type gives no event); other lines become text events.
+/// What the envelope's indexed `fields` add to a generic event: observables under the keys
+/// the event's own JSON is read for (a value or each value of a list), and a severity when
+/// the event gave none that reads as a level (a known word or a number, as in the event).
+fn fields_observables_and_severity(
+    e: &mut NormalizedEvent,
+    fields: &Map<String, Value>,
+    event_level: bool,
+) {
+    let texts = |k: &str| -> Vec<String> {
+        match fields.get(k) {
+            Some(Value::Array(items)) => items.iter().filter_map(value_non_empty).collect(),
+            Some(v) => value_non_empty(v).into_iter().collect(),
+            None => Vec::new(),
+        }
+    };
+    for k in IP_KEYS {
+        for v in texts(k) {
+            push_observable(&mut e.observables, ip_observable(&v));
+        }
+    }
+    for k in USER_KEYS {
+        for v in texts(k) {
+            push_observable(
+                &mut e.observables,
+                Some(Observable::new(ObservableKind::User, v)),
+            );
+        }
+    }
+    for v in texts("url") {
+        push_observable(&mut e.observables, url_observable(&v));
+    }
+    for k in HASH_KEYS {
+        for v in texts(k) {
+            push_observable(&mut e.observables, any_hash_observable(&v));
+        }
+    }
+    if !event_level
+        && let Some((v, level)) = SEVERITY_KEYS.iter().find_map(|k| {
+            let v = fields.get(*k).filter(|v| !v.is_null())?;
+            level_from_value(k, v).map(|l| (v, l))
+        })
+    {
+        e.severity = level;
+        e.original_severity = value_non_empty(v);
+    }
+}
+
+/// A `/services/collector/raw` body, every EVE record type included; see
+/// [`raw_to_events_with`].
 pub fn raw_to_events(
     body: &[u8],
     host: Option<&str>,
     source: Option<&str>,
     sourcetype: Option<&str>,
 ) -> Result<Vec<NormalizedEvent>, HecError> {
+    raw_to_events_with(
+        body,
+        host,
+        source,
+        sourcetype,
+        &EveTypes::all(),
+        &mut EveTally::default(),
+    )
+}
+
+/// A `/services/collector/raw` body: each non-blank line is one event, with the metadata the
+/// query string gave. Lines of a Suricata or Wazuh sourcetype go to that adapter when they
+/// parse as its records (an EVE type outside `eve_types` gives no event, counted in
+/// `tally.skipped`); other lines become text events.
+pub fn raw_to_events_with(
+    body: &[u8],
+    host: Option<&str>,
+    source: Option<&str>,
+    sourcetype: Option<&str>,
+    eve_types: &EveTypes,
+    tally: &mut EveTally,
+) -> Result<Vec<NormalizedEvent>, HecError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(HecError::new(HecCode::NoData, None, "empty body"));
     }
     let text = String::from_utf8_lossy(body);
     let st = sourcetype.map(str::to_ascii_lowercase);
-    let types = EveTypes::default();
     let mut out = Vec::new();
     for line in text.split('\n') {
         let line = line.trim_end_matches('\r');
@@ -645,8 +797,15 @@ pub fn raw_to_events(
         if let Some(st) = st.as_deref()
             && line.trim_start().starts_with('{')
         {
-            let delegated = if is_suricata(st) {
-                Some(eve::parse_line(line, &types))
+            let eve_type = peek_event_type(line)
+                .and_then(known_eve_type)
+                .filter(|_| is_suricata(st));
+            let delegated = if let Some(t) = eve_type {
+                let parsed = eve::parse_line(line, eve_types);
+                if let Ok(events) = &parsed {
+                    tally.count(t, !events.is_empty());
+                }
+                Some(parsed)
             } else if is_wazuh(st) {
                 Some(wazuh::parse_line(line))
             } else {

@@ -1041,3 +1041,58 @@ fn thehive_defanged_observables_keep_their_type_and_live_value() {
         );
     }
 }
+
+/// A Suricata sourcetype's record of another type than `alert` becomes a low event (Splunk
+/// would index it), or, outside the request's EVE types, no event: counted either way. An
+/// `event_type` Suricata does not write is not an EVE record (`_json` is any JSON).
+#[test]
+fn hec_eve_records_that_are_not_alerts_are_stored_or_counted() {
+    let body = br#"{"sourcetype":"suricata","event":{"event_type":"flow","src_ip":"10.0.0.1","src_port":1234,"dest_ip":"10.0.0.2","dest_port":80,"proto":"TCP"}}{"sourcetype":"_json","event":{"event_type":"login","user":"joe"}}"#;
+    let run = |types: &EveTypes| {
+        let mut tally = hec::EveTally::default();
+        let events: Vec<_> = hec::split_events(body)
+            .map(Result::unwrap)
+            .flat_map(|(i, raw)| {
+                hec::to_events_with(
+                    &HecEvent::parse(raw, i).unwrap(),
+                    raw.get(),
+                    types,
+                    &mut tally,
+                )
+                .unwrap()
+            })
+            .collect();
+        (events, tally)
+    };
+    let (events, tally) = run(&EveTypes::all());
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        events[0].title,
+        "Suricata flow: TCP 10.0.0.1:1234 -> 10.0.0.2:80"
+    );
+    assert_eq!(events[0].severity, Level::Low);
+    assert_eq!(events[1].source_name, "_json");
+    assert_eq!(tally.stored.get("flow"), Some(&1));
+    let (events, tally) = run(&EveTypes::default());
+    assert_eq!(
+        events.len(),
+        1,
+        "the flow is left out, the login is not EVE"
+    );
+    assert_eq!(tally.skipped.get("flow"), Some(&1));
+    assert!(tally.stored.is_empty());
+
+    let mut tally = hec::EveTally::default();
+    let raw = b"{\"event_type\":\"dns\",\"src_ip\":\"10.0.0.1\"}\n{\"event_type\": \"login\"}\n";
+    let events = hec::raw_to_events_with(
+        raw,
+        None,
+        None,
+        Some("suricata"),
+        &EveTypes::default(),
+        &mut tally,
+    )
+    .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(tally.skipped.get("dns"), Some(&1));
+}

@@ -255,6 +255,14 @@ fn golden_eml() {
                             "from": m.from.as_ref().map(mail_address),
                             "date": rfc3339(m.date),
                             "text": m.text,
+                            "html_links": m.html_links,
+                            "depth": m.depth,
+                            "attachments": m.attachments.iter().map(|a| json!({
+                                "filename": a.filename,
+                                "content_type": a.content_type,
+                                "size": a.size,
+                                "sha256": a.sha256,
+                            })).collect::<Vec<_>>(),
                         })
                     })
                     .collect();
@@ -269,6 +277,8 @@ fn golden_eml() {
                         "text": mail.text,
                         "attachments": attachments,
                         "attached_messages": attached,
+                        "nested_truncated": mail.nested_truncated,
+                        "html_links": mail.html_links,
                         "in_reply_to": mail.in_reply_to,
                         "references": mail.references,
                     },

@@ -601,14 +601,19 @@ async fn hec_auth(
     let token = match header_token {
         Some(Some(t)) => t,
         Some(None) => return Err(hec_response(HecCode::InvalidAuthorization, None)),
-        None => match query
-            .filter(|_| s.web.intake.hec_query_token)
-            .and_then(|q| {
-                form_urlencoded::parse(q.as_bytes())
-                    .find(|(k, _)| k == "token")
-                    .map(|(_, v)| v.into_owned())
-            }) {
-            Some(t) => t,
+        None => match query.and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.into_owned())
+        }) {
+            Some(t) if s.web.intake.hec_query_token => t,
+            // as Splunk answers a query-string token its `allowQueryStringAuth` is off for
+            Some(_) => {
+                return Err(hec_response(
+                    HecCode::QueryStringAuthorizationDisabled,
+                    None,
+                ));
+            }
             None => return Err(hec_response(HecCode::TokenRequired, None)),
         },
     };
@@ -639,10 +644,47 @@ fn hec_app_error(e: AppError) -> Response {
     }
 }
 
+/// The EVE record types a HEC request takes for a Suricata sourcetype: `?eve_types=` (as
+/// the NDJSON endpoint's), else every type (the sender chose to send them, and Splunk would
+/// index them). `None` for a list that is not one (answered with code 6).
+fn hec_eve_types(query: Option<&str>) -> Option<firebreak_intake::eve::EveTypes> {
+    let list = query.and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "eve_types")
+            .map(|(_, v)| v.into_owned())
+    });
+    match list {
+        None => Some(firebreak_intake::eve::EveTypes::all()),
+        Some(l) => firebreak_intake::eve::EveTypes::parse(&l)
+            .inspect_err(
+                |e| tracing::debug!(error = %e.message, "HEC request with a bad eve_types"),
+            )
+            .ok(),
+    }
+}
+
+/// `firebreak_hec_eve_records_total{event_type, outcome="stored"|"skipped"}`: the EVE records
+/// HEC requests carried, stored as events or left out by `eve_types` (never silently).
+fn count_eve_records(tally: &firebreak_intake::hec::EveTally) {
+    for (outcome, map) in [("stored", &tally.stored), ("skipped", &tally.skipped)] {
+        for (event_type, n) in map {
+            metrics::counter!(
+                "firebreak_hec_eve_records_total",
+                "event_type" => *event_type,
+                "outcome" => outcome
+            )
+            .increment(*n);
+        }
+    }
+}
+
 async fn hec_events(s: AppState, headers: HeaderMap, uri: axum::http::Uri, body: Body) -> Response {
     let p = match hec_auth(&s, &headers, uri.query()).await {
         Ok(p) => p,
         Err(r) => return r,
+    };
+    let Some(eve_types) = hec_eve_types(uri.query()) else {
+        return hec_response(HecCode::InvalidDataFormat, None);
     };
     let Ok((_slot, body)) = s.web.intake.admit(&headers, body).await else {
         return hec_response(HecCode::ServerBusy, None);
@@ -656,10 +698,11 @@ async fn hec_events(s: AppState, headers: HeaderMap, uri: axum::http::Uri, body:
     }
     let mut events = Vec::new();
     let mut failure = None;
+    let mut tally = firebreak_intake::hec::EveTally::default();
     for item in firebreak_intake::hec::split_events(&bytes) {
         let parsed = item.and_then(|(index, raw)| {
             let ev = firebreak_intake::hec::HecEvent::parse(raw, index)?;
-            firebreak_intake::hec::to_events(&ev, raw.get())
+            firebreak_intake::hec::to_events_with(&ev, raw.get(), &eve_types, &mut tally)
                 .map_err(|e| HecError::new(HecCode::InvalidDataFormat, Some(index), e.message))
         });
         match parsed {
@@ -675,6 +718,7 @@ async fn hec_events(s: AppState, headers: HeaderMap, uri: axum::http::Uri, body:
     if let Err(e) = s.app.ingest(&p, events, &mut summary).await {
         return hec_app_error(e);
     }
+    count_eve_records(&tally);
     match failure {
         Some(e) => hec_err(&e),
         None => hec_response(HecCode::Success, None),
@@ -734,6 +778,9 @@ pub struct RawQuery {
     pub index: Option<String>,
     pub channel: Option<String>,
     pub token: Option<String>,
+    /// EVE record types to take for a Suricata sourcetype (`alert,anomaly`); every type when
+    /// absent.
+    pub eve_types: Option<String>,
 }
 
 async fn hec_raw_impl(
@@ -750,6 +797,9 @@ async fn hec_raw_impl(
         Ok(q) => q,
         Err(_) => return hec_response(HecCode::InvalidDataFormat, None),
     };
+    let Some(eve_types) = hec_eve_types(uri.query()) else {
+        return hec_response(HecCode::InvalidDataFormat, None);
+    };
     let Ok((_slot, body)) = s.web.intake.admit(&headers, body).await else {
         return hec_response(HecCode::ServerBusy, None);
     };
@@ -757,11 +807,14 @@ async fn hec_raw_impl(
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let events = match firebreak_intake::hec::raw_to_events(
+    let mut tally = firebreak_intake::hec::EveTally::default();
+    let events = match firebreak_intake::hec::raw_to_events_with(
         &bytes,
         q.host.as_deref(),
         q.source.as_deref(),
         q.sourcetype.as_deref(),
+        &eve_types,
+        &mut tally,
     ) {
         Ok(e) => e,
         Err(e) => return hec_err(&e),
@@ -770,6 +823,7 @@ async fn hec_raw_impl(
     if let Err(e) = s.app.ingest(&p, events, &mut summary).await {
         return hec_app_error(e);
     }
+    count_eve_records(&tally);
     hec_response(HecCode::Success, None)
 }
 

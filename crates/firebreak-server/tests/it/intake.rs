@@ -642,8 +642,8 @@ async fn splunk_hec_takes_concatenated_events_and_answers_with_splunk_codes() {
     assert_eq!(r.body["code"], 17);
 }
 
-/// `?token=` (Splunk's query-string token) is refused as "no token" unless the operator allowed
-/// it (`[intake] hec_query_token = true`); the header always works.
+/// `?token=` (Splunk's query-string token) is refused with Splunk's 400 code 16 unless the
+/// operator allowed it (`[intake] hec_query_token = true`); the header always works.
 #[tokio::test]
 async fn hec_query_string_token_needs_the_operators_opt_in() {
     let t = TestApp::new().await;
@@ -658,11 +658,10 @@ async fn hec_query_string_token_needs_the_operators_opt_in() {
         )
         .await;
     assert_eq!(
-        (r.status, r.body["code"].clone()),
-        (StatusCode::UNAUTHORIZED, json!(2)),
-        "{}",
-        r.body
+        r.body,
+        json!({"text": "Query string authorization is not enabled", "code": 16})
     );
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let mut web = firebreak_server::web::WebConfig::default();
     web.intake.hec_query_token = true;
     let t = TestApp::with_config(firebreak_app::AppConfig::default(), web).await;
@@ -691,6 +690,132 @@ async fn hec_query_string_token_needs_the_operators_opt_in() {
         (StatusCode::FORBIDDEN, json!(4))
     );
     assert_eq!(t.events(&desk, "").await.len(), 1);
+}
+
+/// HEC indexed `fields` give observables and a severity; a nested object in them is Splunk's
+/// code 15; non-alert EVE records sent with a Suricata sourcetype are stored as low events
+/// (or, with `?eve_types=`, left out), counted in `firebreak_hec_eve_records_total` either way.
+#[tokio::test]
+async fn hec_fields_and_eve_records_that_are_not_alerts() {
+    firebreak_server::metrics::install();
+    let t = TestApp::new().await;
+    let tok = t.user("otel", &[Role::Reporter]).await;
+    let desk = t.user("hd", &[Role::Helpdesk]).await;
+    let splunk = format!("Splunk {tok}");
+    let post = |uri: &'static str, body: &'static [u8]| {
+        let t = &t;
+        let splunk = splunk.clone();
+        async move {
+            t.send("POST", uri, &[("authorization", &splunk)], body.to_vec())
+                .await
+        }
+    };
+    let r = post(
+        "/services/collector/event",
+        br#"{"event":"Hola Mundo!","host":"h2","fields":{"src_ip":"192.0.2.31","severity":"critical","device":"macbook","users":["joe","jane"]}}"#,
+    )
+    .await;
+    assert_eq!(r.body, json!({"text": "Success", "code": 0}));
+    let evs = t.events(&desk, "").await;
+    let e = evs.iter().find(|e| e["title"] == "Hola Mundo!").unwrap();
+    assert_eq!(e["severity"], "critical", "{e}");
+    let id = e["id"].as_str().unwrap();
+    let r = t.get(&format!("/api/v1/events/{id}"), &desk).await;
+    assert!(
+        r.body.to_string().contains("192.0.2.31")
+            && r.body["observables"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|o| o["value"] == "192.0.2.31")),
+        "{}",
+        r.body
+    );
+
+    let r = post(
+        "/services/collector/event",
+        br#"{"event":"fine"}{"event":"nested","fields":{"geo":{"country":"NL"}}}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.body,
+        json!({"text": "Error in handling indexed fields", "code": 15, "invalid-event-number": 1})
+    );
+    let r = post(
+        "/services/collector/event",
+        br#"{"event":"x","fields":{"list":[{"a":1}]}}"#,
+    )
+    .await;
+    assert_eq!(r.body["code"], 15, "{}", r.body);
+    let titles: Vec<Value> = t
+        .events(&desk, "")
+        .await
+        .iter()
+        .map(|e| e["title"].clone())
+        .collect();
+    assert!(
+        titles.contains(&json!("fine")) && !titles.contains(&json!("nested")),
+        "{titles:?}"
+    );
+
+    let flow: &[u8] = br#"{"sourcetype":"suricata","event":{"timestamp":"2024-01-01T00:00:00Z","event_type":"flow","src_ip":"10.0.0.1","src_port":1234,"dest_ip":"10.0.0.2","dest_port":80,"proto":"TCP"}}"#;
+    let r = post("/services/collector/event", flow).await;
+    assert_eq!(r.body, json!({"text": "Success", "code": 0}));
+    let evs = t.events(&desk, "").await;
+    let e = evs
+        .iter()
+        .find(|e| {
+            e["source_name"] == "suricata"
+                || e["title"].as_str().is_some_and(|t| t.contains("flow"))
+        })
+        .unwrap_or_else(|| panic!("the flow record was not stored: {evs:?}"));
+    assert_eq!(
+        e["title"], "Suricata flow: TCP 10.0.0.1:1234 -> 10.0.0.2:80",
+        "{e}"
+    );
+    assert_eq!(e["severity"], "low", "{e}");
+    let before = evs.len();
+    let r = post("/services/collector/event?eve_types=alert,anomaly", flow).await;
+    assert_eq!(r.body, json!({"text": "Success", "code": 0}));
+    let r = post(
+        "/services/collector/raw?sourcetype=suricata&eve_types=alert",
+        br#"{"timestamp":"2024-01-01T00:00:01Z","event_type":"dns","src_ip":"10.0.0.1","dest_ip":"10.0.0.53"}"#,
+    )
+    .await;
+    assert_eq!(r.body, json!({"text": "Success", "code": 0}));
+    assert_eq!(
+        t.events(&desk, "").await.len(),
+        before,
+        "left out by eve_types"
+    );
+    let r = post("/services/collector/event?eve_types=bogus", flow).await;
+    assert_eq!(
+        (r.status, r.body["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!(6))
+    );
+
+    let text = t
+        .send(
+            "GET",
+            "/metrics",
+            &[("x-test-peer", "127.0.0.1:5000")],
+            Vec::new(),
+        )
+        .await
+        .body
+        .as_str()
+        .unwrap()
+        .to_string();
+    let line = |outcome: &str, ty: &str| {
+        text.lines().any(|l| {
+            l.starts_with("firebreak_hec_eve_records_total")
+                && l.contains(&format!("outcome=\"{outcome}\""))
+                && l.contains(&format!("event_type=\"{ty}\""))
+        })
+    };
+    assert!(
+        line("stored", "flow") && line("skipped", "flow") && line("skipped", "dns"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
