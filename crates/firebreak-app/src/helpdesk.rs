@@ -128,7 +128,7 @@ fn checked_observable(b: &AddObservable) -> AppResult<(ObservableRef, Option<&st
 }
 
 impl App {
-    fn reads_all_events(p: &Principal) -> bool {
+    pub(crate) fn reads_all_events(p: &Principal) -> bool {
         p.has_any(groups::READERS)
     }
 
@@ -160,17 +160,30 @@ impl App {
         e: &Event,
         tickets: &mut HashMap<TicketId, bool>,
     ) -> AppResult<bool> {
-        if !(Self::reads_all_events(p) && p.can_read()) && e.reported_by != p.username() {
+        self.event_visible_by(p, &e.reported_by, e.ticket_id, tickets)
+            .await
+    }
+
+    /// [`App::event_visible`] from the two things it depends on: who reported the event and
+    /// the ticket it went into.
+    pub(crate) async fn event_visible_by(
+        &self,
+        p: &Principal,
+        reported_by: &str,
+        ticket_id: Option<TicketId>,
+        tickets: &mut HashMap<TicketId, bool>,
+    ) -> AppResult<bool> {
+        if !(Self::reads_all_events(p) && p.can_read()) && reported_by != p.username() {
             return Ok(false);
         }
-        let Some(tid) = e.ticket_id else {
+        let Some(tid) = ticket_id else {
             return Ok(true);
         };
         if let Some(v) = tickets.get(&tid) {
             return Ok(*v);
         }
         let t = self.store.get_ticket(tid).await?;
-        let v = e.reported_by == p.username() && !t.restricted || self.can_see(p, &t).await?;
+        let v = reported_by == p.username() && !t.restricted || self.can_see(p, &t).await?;
         tickets.insert(tid, v);
         Ok(v)
     }
@@ -1054,7 +1067,11 @@ impl App {
 
     /// An observable seen only on tickets the principal may not see (restricted ones) is not
     /// shown to them: its value alone could tell what the ticket is about.
-    async fn observable_visible(&self, p: &Principal, r: &ObservableRecord) -> AppResult<bool> {
+    pub(crate) async fn observable_visible(
+        &self,
+        p: &Principal,
+        r: &ObservableRecord,
+    ) -> AppResult<bool> {
         if r.events > 0 || p.restricted_ok() {
             return Ok(true);
         }

@@ -20,6 +20,7 @@ pub mod playbook;
 mod principal;
 pub mod reports;
 pub mod response;
+pub mod search;
 pub mod tickets;
 pub mod trends;
 mod users;

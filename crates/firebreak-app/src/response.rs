@@ -685,6 +685,32 @@ impl App {
     }
 
     /// Whether `username` coordinates or is on the team of an open emergency on `t`.
+    /// The tickets of the open emergencies whose team (or coordinator) includes `username`:
+    /// they may read those tickets while the emergency lasts.
+    pub(crate) async fn open_emergency_team_tickets(
+        &self,
+        username: &str,
+    ) -> AppResult<Vec<firebreak_domain::ids::TicketId>> {
+        let recs = self
+            .store
+            .list_records(&RecordFilter {
+                kind: K_EMERGENCY.into(),
+                status: Some("open".into()),
+                ..Default::default()
+            })
+            .await?;
+        let mut out = Vec::new();
+        for r in recs {
+            let e: Emergency = parse(&r)?;
+            if (e.coordinator.as_deref() == Some(username) || e.team.iter().any(|m| m == username))
+                && let Some(t) = r.ticket_id
+            {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
     pub(crate) async fn on_open_emergency_team(
         &self,
         username: &str,

@@ -485,6 +485,50 @@ pub struct LogEntryView {
     pub hash: String,
 }
 
+/// What a search hit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub enum SearchItemType {
+    Ticket,
+    Event,
+    Observable,
+}
+
+impl SearchItemType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SearchItemType::Ticket => "ticket",
+            SearchItemType::Event => "event",
+            SearchItemType::Observable => "observable",
+        }
+    }
+}
+
+/// One item of `GET /search`: a ticket, an event or an observable the caller may see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SearchItem {
+    #[serde(rename = "type")]
+    pub kind: SearchItemType,
+    /// The ticket's, event's or observable's id.
+    pub id: uuid::Uuid,
+    /// Tickets only: their number, e.g. `SEC-000042`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub number: Option<String>,
+    /// Ticket title, event title or observable value (verbatim).
+    pub title: String,
+    /// About 160 characters around the first match of the matched field (for an incident-log
+    /// match, of the entry's text), control characters removed.
+    pub snippet: String,
+    /// The field that matched: `title`, `description`, `number`, `log` (tickets), `title`,
+    /// `host`, `source` (events), `value` (observables).
+    pub field: String,
+    /// Observables only: their kind (`ip`, `domain`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observable_kind: Option<String>,
+}
+
 /// `{items, next_cursor}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]

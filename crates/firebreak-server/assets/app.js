@@ -24,7 +24,8 @@
     var t = ev.target;
     var typing = t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
     if (ev.key === "/" && !typing) {
-      var q = document.querySelector("input[type=search]");
+      // the page's own search field first, else the header's
+      var q = document.querySelector("main input[type=search]") || document.querySelector("input[type=search]");
       if (q) { ev.preventDefault(); q.focus(); }
       return;
     }

@@ -55,6 +55,7 @@ pub struct AppState {
         (name = "events", description = "Reported events: the help desk's queue, dismissal, tickets and merges, suppression rules"),
         (name = "intake", description = "Intake endpoints in the formats tools already send (Alertmanager, TheHive, Splunk HEC, NDJSON, webhooks, email)"),
         (name = "observables", description = "IPs, domains, URLs, hashes... extracted from events and tickets"),
+        (name = "search", description = "One search over the tickets, events and observables the caller may see"),
         (name = "workflow", description = "Ticket state transitions"),
         (name = "incident log", description = "The per-ticket, hash-chained timeline"),
                 (name = "emergencies", description = "Emergency response: coordinator, team, meetings and minutes, status reports, course of action, notifications"),
@@ -162,7 +163,8 @@ fn api_router(max_document_bytes: u64) -> OpenApiRouter<AppState> {
         .merge(routes::events::router())
         .merge(routes::ingest::router())
         .merge(routes::thehive::router())
-        .merge(routes::automation::router());
+        .merge(routes::automation::router())
+        .merge(routes::search::router());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .merge(routes::ingest::root_router())

@@ -7,6 +7,7 @@
 mod events;
 mod jobs;
 mod rows;
+mod search;
 mod snapshot;
 mod writer;
 

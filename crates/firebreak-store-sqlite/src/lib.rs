@@ -7,6 +7,7 @@ mod dedup;
 mod jobs;
 mod pack;
 mod rows;
+mod search;
 mod snapshot;
 mod writer;
 

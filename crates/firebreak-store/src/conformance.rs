@@ -21,8 +21,10 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 mod jobs;
+mod search;
 mod snapshot;
 pub use jobs::*;
+pub use search::*;
 pub use snapshot::{
     a_restore_forgets_what_came_after_the_backup, restored_and_new_links_are_found_together,
     snapshots_round_trip_every_table,
@@ -84,6 +86,8 @@ macro_rules! store_conformance_suite {
             snapshots_round_trip_every_table,
             restored_and_new_links_are_found_together,
             a_restore_forgets_what_came_after_the_backup,
+            search_matches_every_field_literally_in_order,
+            search_respects_visibility_and_pages_each_hit_once,
         );
     };
     (@tests $factory:path; $($name:ident),+ $(,)?) => {

@@ -5,9 +5,13 @@
 
 #[cfg(feature = "testing")]
 pub mod conformance;
+pub mod search;
 mod signer;
 pub mod snapshot;
 
+pub use search::{
+    SearchEvents, SearchField, SearchFilter, SearchHit, SearchPosition, SearchStore, SearchTickets,
+};
 pub use signer::{AuditSigner, HeadFile, write_private};
 
 use async_trait::async_trait;
@@ -908,6 +912,7 @@ pub trait ReadStore:
     + EventStore
     + JobStore
     + IndicatorStore
+    + SearchStore
 {
 }
 
@@ -920,6 +925,7 @@ impl<
         + EventStore
         + JobStore
         + IndicatorStore
+        + SearchStore
         + ?Sized,
 > ReadStore for T
 {

@@ -7,6 +7,7 @@ pub mod events;
 pub mod ingest;
 pub mod plan;
 pub mod response;
+pub mod search;
 pub mod system;
 pub mod thehive;
 pub mod tickets;

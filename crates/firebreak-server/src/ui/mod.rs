@@ -10,6 +10,7 @@ pub mod charts;
 mod emergency;
 mod events;
 mod live;
+mod search;
 mod tickets;
 
 pub use assets::asset;
@@ -54,6 +55,8 @@ pub fn routes(max_document_bytes: u64) -> axum::Router<AppState> {
             get(events::rules).post(events::create_rule),
         )
         .route("/suppression-rules/{id}/toggle", post(events::toggle_rule))
+        .route("/search", get(search::page))
+        .route("/observables/{id}", get(search::observable))
         .route("/tickets", get(tickets::list))
         .route("/tickets/rows", get(tickets::rows))
         .route("/tickets/new", get(tickets::new_form).post(tickets::create))

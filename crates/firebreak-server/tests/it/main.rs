@@ -15,6 +15,7 @@ mod intake;
 mod matrix;
 mod oidc;
 mod response;
+mod search;
 mod tickets;
 
 use axum::Router;
