@@ -40,7 +40,8 @@ pub struct SearchParams {
 /// not null.
 #[utoipa::path(get, path = "/search", tag = "search", params(SearchParams),
     responses((status = 200, body = Page<SearchItem>),
-        (status = 400, description = "`q`, `limit` or `cursor` is invalid (named in `details`)", body = ErrorEnvelope),
+        (status = 400, description = "A query string that does not parse (a `limit` that is not a number, an unknown parameter)", body = ErrorEnvelope),
+        (status = 422, description = "`q`, `limit` or `cursor` missing, out of bounds or invalid (named in `details`)", body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope)))]
 async fn search(
     State(s): State<AppState>,
@@ -54,19 +55,6 @@ async fn search(
     };
     match s.app.search(&p, &q).await {
         Ok(page) => Ok(Json(page)),
-        Err(e) => Err(query_error(e)),
-    }
-}
-
-/// A refused parameter is a bad query string (400 `invalid_query`, as a parameter that does not
-/// parse), naming the parameter; everything else maps as usual.
-fn query_error(e: AppError) -> ApiError {
-    match e {
-        AppError::Validation(fields) => ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code: "invalid_query".into(),
-            ..ApiError::validation(fields)
-        },
-        e => e.into(),
+        Err(e) => Err(e.into()),
     }
 }
