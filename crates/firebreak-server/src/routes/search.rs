@@ -7,7 +7,6 @@ use crate::extract::{ApiQuery, Auth};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use firebreak_app::AppError;
 use firebreak_app::search::SearchQuery;
 use firebreak_domain::api::{Page, SearchItem};
 use serde::Deserialize;
