@@ -2,11 +2,10 @@
 //! see. Extracts the query and calls `App::search`; decides nothing.
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult, ErrorEnvelope};
+use crate::error::{ApiResult, ErrorEnvelope};
 use crate::extract::{ApiQuery, Auth};
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
 use firebreak_app::search::SearchQuery;
 use firebreak_domain::api::{Page, SearchItem};
 use serde::Deserialize;
