@@ -87,11 +87,7 @@ pub(crate) async fn export(
         // a second level's rows go out as rows of its table (a key is in one level only;
         // should one be in both, the merged level's row is the one exported)
         for (level, _, key) in LEVELS.iter().filter(|(_, of, _)| *of == table) {
-            let key = key
-                .iter()
-                .map(|c| format!("m.\"{c}\" = r.\"{c}\""))
-                .collect::<Vec<_>>()
-                .join(" AND ");
+            let key = same_key(key, "m", "r");
             let rlist = cols
                 .iter()
                 .map(|c| column_expr(table, "r", c))
@@ -383,11 +379,7 @@ pub(crate) async fn integrity_check(read: &SqlitePool) -> StoreResult<Vec<String
     }
     // a key is in one level only (an older process beside a newer one could break that)
     for (level, table, key) in LEVELS {
-        let on = key
-            .iter()
-            .map(|c| format!("l.\"{c}\" = t.\"{c}\""))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let on = same_key(key, "l", "t");
         let both: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM \"{level}\" l JOIN \"{table}\" t ON {on}"
         )))
@@ -401,6 +393,18 @@ pub(crate) async fn integrity_check(read: &SqlitePool) -> StoreResult<Vec<String
         }
     }
     Ok(problems)
+}
+
+/// `a` and `b` hold the same key. Observables' levels are indexed on the id's first 8
+/// characters (migrations 0019 and 0021), so an `id` is compared through that prefix too.
+fn same_key(key: &[&str], a: &str, b: &str) -> String {
+    key.iter()
+        .map(|c| match *c {
+            "id" => format!("substr({a}.id, 1, 8) = substr({b}.id, 1, 8) AND {a}.id = {b}.id"),
+            c => format!("{a}.\"{c}\" = {b}.\"{c}\""),
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ")
 }
 
 pub(crate) async fn holds_data(read: &SqlitePool) -> StoreResult<bool> {

@@ -164,6 +164,9 @@ struct Level {
     table: &'static str,
     /// the merge; the recent table is emptied after it in the same transaction
     merge: &'static str,
+    /// run after `merge` when it moved fewer rows than the recent table held (a key in both
+    /// levels, which the writer never makes): updates the large table's rows for them
+    conflicts: Conflicts,
     /// rows one new event adds, at most in practice
     per_event: i64,
     /// rows past which the level is merged whatever `merge_at` says: its own index is random
@@ -176,33 +179,60 @@ struct Level {
     filtered: bool,
 }
 
+/// How a merge updates the rows of keys the large table already held (see [`Level`]).
+#[derive(Clone, Copy)]
+enum Conflicts {
+    /// `?1` is the large table's largest rowid before the merge (its rows after it are new)
+    UpToRowid(&'static str),
+    /// leaves rows alone that it would not change
+    Plain(&'static str),
+}
+
+// The merges are `INSERT OR IGNORE`: a plain `INSERT ... SELECT` or an upsert may fail after
+// writing some rows, so inside a transaction SQLite keeps a statement journal for it, a copy of
+// every page of the large table it touches (a sixth of a merge's time in `perf`). Nothing in
+// these tables can fail but a key the large table already holds, which `OR IGNORE` skips and
+// `Level::conflicts` then updates.
 const LEVELS: [Level; 2] = [
     // a key is in one level only: a key found in event_dedup is updated there
     Level {
         recent: "event_dedup_pending",
         table: "event_dedup",
-        merge: "INSERT INTO event_dedup (dedup_key, event_id, last_seen) \
-                SELECT dedup_key, event_id, last_seen FROM event_dedup_pending WHERE true \
-                ORDER BY dedup_key \
-                ON CONFLICT (dedup_key) DO UPDATE SET event_id = excluded.event_id, \
-                last_seen = max(event_dedup.last_seen, excluded.last_seen)",
+        merge: "INSERT OR IGNORE INTO event_dedup (dedup_key, event_id, last_seen) \
+                SELECT dedup_key, event_id, last_seen FROM event_dedup_pending ORDER BY dedup_key",
+        // the key moves to the pending row's event, as an upsert would have moved it
+        conflicts: Conflicts::Plain(
+            "UPDATE event_dedup SET event_id = p.event_id, \
+             last_seen = max(event_dedup.last_seen, p.last_seen) \
+             FROM event_dedup_pending AS p WHERE event_dedup.dedup_key = p.dedup_key \
+             AND (event_dedup.event_id <> p.event_id OR event_dedup.last_seen < p.last_seen)",
+        ),
         per_event: 1,
         at_most: i64::MAX,
         added: None,
         filtered: true,
     },
     // an id is in one level only: an observable found in `observables` is updated there
-    // (migration 0016). At 40,000 rows its id index is about 450 pages; a merge writes each
-    // page of the large id index once.
+    // (migration 0016). Both levels are indexed on the id's first 8 characters (migrations
+    // 0019 and 0021), so the merge moves the ids the large table lacks, in id order (each page
+    // of its short index written once), and updates the rows of any it holds.
     Level {
         recent: "observable_pending",
         table: "observables",
-        merge: "INSERT INTO observables (id, kind, value, first_seen, last_seen) \
-                SELECT id, kind, value, first_seen, last_seen FROM observable_pending WHERE true \
-                ORDER BY id \
-                ON CONFLICT (id) DO UPDATE SET \
-                first_seen = min(observables.first_seen, excluded.first_seen), \
-                last_seen = max(observables.last_seen, excluded.last_seen)",
+        merge: "INSERT OR IGNORE INTO observables (id, kind, value, first_seen, last_seen) \
+                SELECT id, kind, value, first_seen, last_seen FROM observable_pending p \
+                WHERE NOT EXISTS (SELECT 1 FROM observables o \
+                    WHERE substr(o.id, 1, 8) = substr(p.id, 1, 8) AND o.id = p.id) \
+                ORDER BY id",
+        conflicts: Conflicts::UpToRowid(
+            "UPDATE observables SET \
+             first_seen = min(first_seen, (SELECT p.first_seen FROM observable_pending p \
+                 WHERE substr(p.id, 1, 8) = substr(observables.id, 1, 8) AND p.id = observables.id)), \
+             last_seen = max(last_seen, (SELECT p.last_seen FROM observable_pending p \
+                 WHERE substr(p.id, 1, 8) = substr(observables.id, 1, 8) AND p.id = observables.id)) \
+             WHERE rowid IN (SELECT o.rowid FROM observable_pending p CROSS JOIN observables o \
+                 WHERE substr(o.id, 1, 8) = substr(p.id, 1, 8) AND o.id = p.id AND o.rowid <= ?1)",
+        ),
         per_event: 8,
         at_most: 40_000,
         added: Some(crate::dedup::observables_pending_added),
@@ -245,11 +275,11 @@ fn merge_levels_if_due(path: &str, conn: &mut Connection, state: &mut MergeState
             continue;
         }
         let started = std::time::Instant::now();
-        // The merge is one statement that may touch every page of the large table, and SQLite
-        // keeps a copy of each page it touches in a statement journal until it ends: in memory
-        // that was the table's size at every merge (200 MiB at 3 million keys). In a temporary
-        // file it is in the OS's cache, not the process's. (The batches' savepoints keep theirs
-        // in memory: small, and on the hot path.)
+        // The merge sorts the level's rows (300,000 dedup keys) and, should it need one, keeps
+        // a statement journal of the large table's pages it touches: in memory that was the
+        // table's size at every merge (200 MiB at 3 million keys). In a temporary file it is in
+        // the OS's cache, not the process's. (The batches' savepoints keep theirs in memory:
+        // small, and on the hot path.)
         let _ = conn.execute_batch("PRAGMA temp_store = FILE;");
         let res = (|| -> StoreResult<usize> {
             let tx = conn
@@ -257,7 +287,29 @@ fn merge_levels_if_due(path: &str, conn: &mut Connection, state: &mut MergeState
                 .map_err(err)?;
             // the pending keys as the table holds them (another process may have added some)
             crate::dedup::begin(&tx)?;
+            let recent: i64 = tx
+                .query_row(&format!("SELECT COUNT(*) FROM {}", level.recent), [], |r| {
+                    r.get(0)
+                })
+                .map_err(err)?;
+            let last: i64 = match level.conflicts {
+                Conflicts::UpToRowid(_) => tx
+                    .query_row(
+                        &format!("SELECT COALESCE(MAX(rowid), 0) FROM {}", level.table),
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(err)?,
+                Conflicts::Plain(_) => 0,
+            };
             let moved = tx.execute(level.merge, []).map_err(err)?;
+            if (moved as i64) < recent {
+                match level.conflicts {
+                    Conflicts::UpToRowid(sql) => tx.execute(sql, [last]),
+                    Conflicts::Plain(sql) => tx.execute(sql, []),
+                }
+                .map_err(err)?;
+            }
             tx.execute(&format!("DELETE FROM {}", level.recent), [])
                 .map_err(err)?;
             if level.filtered {
@@ -1521,7 +1573,11 @@ impl Q {
             Q::DedupPendingInsert => {
                 "INSERT INTO event_dedup_pending (dedup_key, event_id, last_seen) VALUES (?1, ?2, ?3)"
             }
-            Q::ObservableMerged => "SELECT rowid, last_seen FROM observables WHERE id = ?1",
+            // by the id's first 8 characters, then the id (migration 0021)
+            Q::ObservableMerged => {
+                "SELECT rowid, last_seen FROM observables \
+                 WHERE substr(id, 1, 8) = substr(?1, 1, 8) AND id = ?1"
+            }
             Q::ObservableTouch => "UPDATE observables SET last_seen = ?2 WHERE rowid = ?1",
             // by the id's first 8 characters, then the id (migration 0019)
             Q::ObservablePendingGet => {

@@ -274,6 +274,84 @@ async fn merged_dedup_keys_are_found_by_every_writer() {
     c.close().await;
 }
 
+/// A dedup key in both levels (which the writer never makes; an older process beside a newer
+/// one could) is folded by the next merge as an upsert would: the key moves to the pending
+/// row's event, keeping the later `last_seen`, and is left in one level.
+#[tokio::test]
+async fn a_merge_folds_a_key_held_in_both_levels() {
+    use firebreak_store::{ChangeSet, NewEvent, Op, Store};
+    use firebreak_store_sqlite::SqliteOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.db");
+    let url = format!("sqlite://{}", path.display());
+    let options = || SqliteOptions {
+        merge_at: 1,
+        ..SqliteOptions::default()
+    };
+    let t0 = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap();
+    let item = |key: &str| NewEvent {
+        event: firebreak_store::conformance::sample_event(key, t0),
+        dedup_key: key.into(),
+        window_start: t0 - time::Duration::hours(1),
+        resolve: false,
+        details: None,
+        packed: None,
+    };
+    async fn ingest(s: &SqliteStore, items: Vec<NewEvent>) -> Vec<firebreak_store::Ingested> {
+        let cs = ChangeSet::new().op(Op::IngestEvents(items));
+        s.commit(cs).await.unwrap().ingested
+    }
+    let store = open_tuned(&url, options()).await;
+    ingest(&store, vec![item("f-1")]).await;
+    let second = ingest(&store, vec![item("f-2")]).await[0].event_id;
+    ingest(&store, vec![item("f-3")]).await;
+    store.close().await;
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let in_pending: i64 = c
+        .query_row("SELECT COUNT(*) FROM event_dedup_pending", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(in_pending, 0, "merged after each commit");
+    let (seen,): (i64,) = c
+        .query_row(
+            "SELECT last_seen FROM event_dedup WHERE dedup_key = 'f-1'",
+            [],
+            |r| Ok((r.get(0)?,)),
+        )
+        .unwrap();
+    c.execute(
+        "INSERT INTO event_dedup_pending (dedup_key, event_id, last_seen) VALUES ('f-1', ?1, ?2)",
+        rusqlite::params![second.to_string(), seen + 5_000],
+    )
+    .unwrap();
+    drop(c);
+    let store = open_tuned(&url, options()).await;
+    ingest(&store, vec![item("f-4")]).await;
+    ingest(&store, vec![item("f-5")]).await;
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let row: (String, i64) = c
+        .query_row(
+            "SELECT event_id, last_seen FROM event_dedup WHERE dedup_key = 'f-1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(row, (second.to_string(), seen + 5_000));
+    // five keys, each once (f-5 may still wait for the next merge)
+    let (pending, merged, folded): (i64, i64, i64) = c
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM event_dedup_pending), (SELECT COUNT(*) FROM event_dedup), \
+             (SELECT COUNT(*) FROM event_dedup_pending WHERE dedup_key = 'f-1')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((pending + merged, folded), (5, 0));
+    assert_eq!(store.integrity_check().await.unwrap(), Vec::<String>::new());
+    store.close().await;
+}
+
 #[tokio::test]
 async fn database_is_in_wal_mode_and_opens_from_two_processes() {
     // the writer's own connection refuses to start unless journal_mode=wal and synchronous=FULL;
@@ -420,11 +498,11 @@ async fn a_long_reader_does_not_stall_commits_past_the_wal_limit() {
     store.close().await;
 }
 
-/// The second level of new observables is indexed on the id's first 8 characters (migration
-/// 0019): the readers' lookups by id (one observable, an event's, a ticket's) reach it through
-/// that index, never by reading the whole level.
+/// Both levels of observables are indexed on the id's first 8 characters (migrations 0019 and
+/// 0021): the readers' lookups by id (one observable, an event's, a ticket's) reach each level
+/// through that index, never by reading the whole level.
 #[tokio::test]
-async fn pending_observables_are_found_through_their_short_id_index() {
+async fn observables_are_found_through_their_short_id_index() {
     use firebreak_store::Store;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.db");
@@ -469,15 +547,22 @@ async fn pending_observables_are_found_through_their_short_id_index() {
             .unwrap()
             .map(Result::unwrap)
             .collect();
-        let pending: Vec<&String> = plan
-            .iter()
-            .filter(|l| l.contains("observable_pending"))
-            .collect();
-        assert!(
-            !pending.is_empty()
-                && pending.iter().all(|l| l.contains("observable_pending_id8")),
-            "{what}: {plan:#?}"
-        );
+        for (table, index) in [
+            ("observable_pending", "observable_pending_id8"),
+            ("observables", "observables_id8"),
+        ] {
+            let level: Vec<&String> = plan
+                .iter()
+                .filter(|l| {
+                    l.starts_with(&format!("SCAN {table}"))
+                        || l.starts_with(&format!("SEARCH {table}"))
+                })
+                .collect();
+            assert!(
+                !level.is_empty() && level.iter().all(|l| l.contains(index)),
+                "{what}, {table}: {plan:#?}"
+            );
+        }
     }
 }
 
@@ -659,6 +744,43 @@ async fn observables_are_one_table_across_both_levels() {
     assert_eq!(
         problems,
         ["1 rows of observable_pending are also in observables (a key belongs to one level)"]
+    );
+    // the next merge folds it into the merged row (the earliest first sighting, the latest
+    // last one) instead of adding a second row for the id
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let (id, first, last): (String, i64, i64) = c
+        .query_row(
+            "SELECT id, first_seen, last_seen FROM observable_pending",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    c.execute(
+        "UPDATE observable_pending SET first_seen = ?1, last_seen = ?2",
+        [first - 60_000, last + 60_000],
+    )
+    .unwrap();
+    drop(c);
+    ingest(&merging, vec![item("k8", 6, &["203.0.113.2"])]).await;
+    ingest(&merging, vec![item("k9", 6, &["203.0.113.2"])]).await;
+    let (merged, pending, both) = levels(path.clone());
+    assert_eq!(
+        (merged, pending, both),
+        (7, 0, 0),
+        "folded, and the new one merged"
+    );
+    let row: (i64, i64) = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT first_seen, last_seen FROM observables WHERE id = ?1",
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(row, (first - 60_000, last + 60_000));
+    assert_eq!(
+        merging.integrity_check().await.unwrap(),
+        Vec::<String>::new()
     );
 }
 
