@@ -1,6 +1,8 @@
 //! The ceilings the intake is compared with, measured in the same run on the same file, one
 //! thread: serde_json into a borrowed typed struct of the main EVE fields (PERFORMANCE.md d1),
-//! and into `serde_json::Value` (d3).
+//! and into `serde_json::Value` (d3); and beside them FB-6, the intake's own EVE reader
+//! (`firebreak_intake::eve::parse_line`: parse and normalise into events with their fields and
+//! observables, no storage) on one thread.
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -116,11 +118,29 @@ pub struct Ceilings {
     /// Each pass of the typed, borrowed parse.
     pub typed: Vec<Pass>,
     pub value: Vec<Pass>,
+    /// FB-6: each pass of the intake's parse and normalise.
+    pub normalise: Vec<Pass>,
     /// Median of the passes.
     pub typed_lines_per_s: f64,
     pub typed_mb_per_s: f64,
     pub value_lines_per_s: f64,
     pub value_mb_per_s: f64,
+    pub normalise_lines_per_s: f64,
+    pub normalise_mb_per_s: f64,
+    /// Events and observables the intake's reader made of the file in one pass.
+    pub normalised_events: u64,
+    pub normalised_observables: u64,
+}
+
+/// What one pass does with each line.
+#[derive(Clone, Copy)]
+enum Parse {
+    /// serde_json into [`BareEve`] (d1)
+    Typed,
+    /// serde_json into `serde_json::Value` (d3)
+    Value,
+    /// the intake's EVE reader: parse and normalise (FB-6)
+    Normalise,
 }
 
 pub fn median(xs: &[f64]) -> f64 {
@@ -133,29 +153,45 @@ pub fn median(xs: &[f64]) -> f64 {
     }
 }
 
-fn pass(text: &str, typed: bool) -> Result<Pass> {
+/// One pass over the file; with [`Parse::Normalise`], also the events and observables made.
+fn pass(text: &str, how: Parse) -> Result<(Pass, u64, u64)> {
+    let types = firebreak_intake::eve::EveTypes::default();
     let started = Instant::now();
     let mut lines = 0u64;
     let mut acc = 0u64;
+    let (mut events, mut observables) = (0u64, 0u64);
     for line in text.lines() {
-        if typed {
-            let e: BareEve<'_> = serde_json::from_str(line)
-                .with_context(|| format!("line {}: not an EVE alert", lines + 1))?;
-            acc = acc.wrapping_add(black_box(&e).weight());
-        } else {
-            let v: serde_json::Value = serde_json::from_str(line)
-                .with_context(|| format!("line {}: not JSON", lines + 1))?;
-            acc = acc.wrapping_add(black_box(&v).as_object().map_or(0, |o| o.len() as u64));
+        match how {
+            Parse::Typed => {
+                let e: BareEve<'_> = serde_json::from_str(line)
+                    .with_context(|| format!("line {}: not an EVE alert", lines + 1))?;
+                acc = acc.wrapping_add(black_box(&e).weight());
+            }
+            Parse::Value => {
+                let v: serde_json::Value = serde_json::from_str(line)
+                    .with_context(|| format!("line {}: not JSON", lines + 1))?;
+                acc = acc.wrapping_add(black_box(&v).as_object().map_or(0, |o| o.len() as u64));
+            }
+            Parse::Normalise => {
+                let made = firebreak_intake::eve::parse_line(line, &types).map_err(|e| {
+                    anyhow::anyhow!("line {}: the intake refused it: {e}", lines + 1)
+                })?;
+                for e in black_box(&made) {
+                    events += 1;
+                    observables += e.observables.len() as u64;
+                }
+            }
         }
         lines += 1;
     }
     black_box(acc);
     let seconds = started.elapsed().as_secs_f64();
-    Ok(Pass {
+    let pass = Pass {
         seconds,
         lines_per_s: lines as f64 / seconds,
         mb_per_s: text.len() as f64 / seconds / 1e6,
-    })
+    };
+    Ok((pass, events, observables))
 }
 
 /// `passes` passes of each parse over the file (read into memory first, not timed).
@@ -168,9 +204,22 @@ pub fn measure(eve: &Path, passes: usize) -> Result<Ceilings> {
     }
     let mut typed = Vec::new();
     let mut value = Vec::new();
+    let mut normalise = Vec::new();
+    let mut made = (0, 0);
     for _ in 0..passes.max(1) {
-        typed.push(pass(&text, true)?);
-        value.push(pass(&text, false)?);
+        typed.push(pass(&text, Parse::Typed)?.0);
+        value.push(pass(&text, Parse::Value)?.0);
+        let (p, events, observables) = pass(&text, Parse::Normalise)?;
+        normalise.push(p);
+        made = (events, observables);
+    }
+    // every generated line is an alert: a line the reader skipped would flatter its rate
+    if made.0 != lines {
+        bail!(
+            "the intake's EVE reader made {} events of {lines} lines of {}",
+            made.0,
+            eve.display()
+        );
     }
     let med = |v: &[Pass], f: fn(&Pass) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
     Ok(Ceilings {
@@ -180,8 +229,13 @@ pub fn measure(eve: &Path, passes: usize) -> Result<Ceilings> {
         typed_mb_per_s: med(&typed, |p| p.mb_per_s),
         value_lines_per_s: med(&value, |p| p.lines_per_s),
         value_mb_per_s: med(&value, |p| p.mb_per_s),
+        normalise_lines_per_s: med(&normalise, |p| p.lines_per_s),
+        normalise_mb_per_s: med(&normalise, |p| p.mb_per_s),
+        normalised_events: made.0,
+        normalised_observables: made.1,
         typed,
         value,
+        normalise,
     })
 }
 

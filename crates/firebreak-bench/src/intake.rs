@@ -1065,6 +1065,15 @@ pub fn run(args: &IntakeArgs) -> Result<bool> {
         passes(&ceilings.value),
         ceilings.typed_lines_per_s / ceilings.value_lines_per_s
     );
+    println!(
+        "FB-6: the intake's EVE reader (parse and normalise into events, no storage): {} lines/s, {:.0} MB/s (median; passes {}) = {:.3} x the bare typed parse (PERFORMANCE.md target >= 0.5); {} events, {} observables",
+        fmt_n(ceilings.normalise_lines_per_s),
+        ceilings.normalise_mb_per_s,
+        passes(&ceilings.normalise),
+        ceilings.normalise_lines_per_s / ceilings.typed_lines_per_s,
+        fmt_n(ceilings.normalised_events as f64),
+        fmt_n(ceilings.normalised_observables as f64),
+    );
 
     let backends: Vec<&str> = match args.backend {
         Backends::Sqlite => vec!["sqlite"],

@@ -11,6 +11,11 @@
 
 #![forbid(unsafe_code)]
 
+/// The product's allocator (`firebreak`'s), so that what the bench times in process (FB-6, the
+/// intake's parse and normalise) allocates as the product does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod ceiling;
 mod datagen;
 mod indicators;
