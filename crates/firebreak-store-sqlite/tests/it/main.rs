@@ -208,6 +208,28 @@ async fn two_stores_on_one_file() -> (tempfile::TempDir, String, SqliteStore, Sq
     (dir, url, a, b)
 }
 
+/// A new event with this title and dedup key, seen at `at`, in a one-hour window.
+fn new_event(title: &str, key: &str, at: time::OffsetDateTime) -> firebreak_store::NewEvent {
+    firebreak_store::NewEvent {
+        event: firebreak_store::conformance::sample_event(title, at),
+        dedup_key: key.into(),
+        window_start: at - time::Duration::hours(1),
+        resolve: false,
+        details: None,
+        packed: None,
+    }
+}
+
+/// Commits the events in one op and answers what became of each.
+async fn ingest(
+    s: &SqliteStore,
+    items: Vec<firebreak_store::NewEvent>,
+) -> Vec<firebreak_store::Ingested> {
+    use firebreak_store::{ChangeSet, Op, Store};
+    let cs = ChangeSet::new().op(Op::IngestEvents(items));
+    s.commit(cs).await.unwrap().ingested
+}
+
 /// Two writers on one file, both merging their pending dedup keys into event_dedup after every
 /// commit: a key the other writer merged is found although this writer's filter of
 /// event_dedup's keys was built before (the filter is dropped when another connection has
@@ -215,7 +237,7 @@ async fn two_stores_on_one_file() -> (tempfile::TempDir, String, SqliteStore, Sq
 /// from the table).
 #[tokio::test]
 async fn merged_dedup_keys_are_found_by_every_writer() {
-    use firebreak_store::{ChangeSet, EventStore, NewEvent, Op, Store};
+    use firebreak_store::{EventStore, Store};
     use firebreak_store_sqlite::SqliteOptions;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("m.db").display());
@@ -230,20 +252,8 @@ async fn merged_dedup_keys_are_found_by_every_writer() {
         .replace_nanosecond(0)
         .unwrap();
     let item = |title: &str, key: &str, minutes: i64| {
-        let at = t0 + time::Duration::minutes(minutes);
-        NewEvent {
-            event: firebreak_store::conformance::sample_event(title, at),
-            dedup_key: key.into(),
-            window_start: at - time::Duration::hours(1),
-            resolve: false,
-            details: None,
-            packed: None,
-        }
+        new_event(title, key, t0 + time::Duration::minutes(minutes))
     };
-    async fn ingest(s: &SqliteStore, items: Vec<NewEvent>) -> Vec<firebreak_store::Ingested> {
-        let cs = ChangeSet::new().op(Op::IngestEvents(items));
-        s.commit(cs).await.unwrap().ingested
-    }
     let a = open().await;
     let b = open().await;
     // both writers have begun (and filtered the empty table) before either merges
@@ -279,7 +289,7 @@ async fn merged_dedup_keys_are_found_by_every_writer() {
 /// row's event, keeping the later `last_seen`, and is left in one level.
 #[tokio::test]
 async fn a_merge_folds_a_key_held_in_both_levels() {
-    use firebreak_store::{ChangeSet, NewEvent, Op, Store};
+    use firebreak_store::Store;
     use firebreak_store_sqlite::SqliteOptions;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("f.db");
@@ -291,18 +301,7 @@ async fn a_merge_folds_a_key_held_in_both_levels() {
     let t0 = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .unwrap();
-    let item = |key: &str| NewEvent {
-        event: firebreak_store::conformance::sample_event(key, t0),
-        dedup_key: key.into(),
-        window_start: t0 - time::Duration::hours(1),
-        resolve: false,
-        details: None,
-        packed: None,
-    };
-    async fn ingest(s: &SqliteStore, items: Vec<NewEvent>) -> Vec<firebreak_store::Ingested> {
-        let cs = ChangeSet::new().op(Op::IngestEvents(items));
-        s.commit(cs).await.unwrap().ingested
-    }
+    let item = |key: &str| new_event(key, key, t0);
     let store = open_tuned(&url, options()).await;
     ingest(&store, vec![item("f-1")]).await;
     let second = ingest(&store, vec![item("f-2")]).await[0].event_id;
