@@ -126,36 +126,40 @@ fn both_backends_ship_the_same_migrations() {
 fn backups_carry_every_table_the_migrations_create() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for backend in ["sqlite", "postgres"] {
+        // the migrations in their order (file names), each statement applied in turn
+        let mut files: Vec<std::path::PathBuf> =
+            std::fs::read_dir(root.join(format!("firebreak-store-{backend}/migrations")))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+        files.sort();
         let mut created = BTreeSet::new();
-        let mut dropped = BTreeSet::new();
-        for e in
-            std::fs::read_dir(root.join(format!("firebreak-store-{backend}/migrations"))).unwrap()
-        {
-            let sql = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        for path in files {
+            let sql = std::fs::read_to_string(path).unwrap();
             for line in sql.lines() {
-                let l = line.trim_start().to_ascii_uppercase();
-                if let Some(rest) = l.strip_prefix("CREATE TABLE ") {
-                    let name = rest
-                        .trim_start_matches("IF NOT EXISTS ")
-                        .split([' ', '('])
+                let l = line.trim_start().to_ascii_lowercase();
+                let name = |rest: &str| {
+                    rest.split([' ', '(', ';'])
                         .next()
                         .unwrap()
-                        .to_ascii_lowercase();
-                    created.insert(name);
+                        .trim()
+                        .to_string()
+                };
+                if let Some(rest) = l.strip_prefix("create table ") {
+                    created.insert(name(rest.trim_start_matches("if not exists ")));
                 }
-                // a table a later migration drops (migration order is file name order, and
-                // read_dir's is not: the drop is applied once every file is read)
-                if let Some(rest) = l.strip_prefix("DROP TABLE ") {
-                    dropped.insert(
-                        rest.trim_start_matches("IF EXISTS ")
-                            .trim_end_matches(';')
-                            .trim()
-                            .to_ascii_lowercase(),
-                    );
+                if let Some(rest) = l.strip_prefix("drop table ") {
+                    created.remove(&name(rest.trim_start_matches("if exists ")));
+                }
+                // ALTER TABLE a RENAME TO b
+                if let Some(rest) = l.strip_prefix("alter table ")
+                    && let Some((from, to)) = rest.split_once(" rename to ")
+                {
+                    created.remove(&name(from));
+                    created.insert(name(to));
                 }
             }
         }
-        created.retain(|t| !dropped.contains(t));
         let levels = firebreak_store::snapshot::LEVELS
             .iter()
             .map(|(level, _, _)| level)
