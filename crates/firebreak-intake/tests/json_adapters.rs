@@ -319,6 +319,13 @@ fn eve_unusable_values_are_named_not_dropped() {
         w.len() == 1 && w[0].starts_with("alert.severity: -1"),
         "{w:?}"
     );
+    // both at once: both named, in the record's order
+    let ev = &eve::parse_line(&line(r#""not a time""#, "0"), &types).unwrap()[0];
+    let w = warnings(ev);
+    assert!(
+        w.len() == 2 && w[0].starts_with("timestamp: ") && w[1].starts_with("alert.severity: 0"),
+        "{w:?}"
+    );
     // a low priority is low, and fine
     let ev = &eve::parse_line(&line(r#""2025-03-01T12:34:56Z""#, "9"), &types).unwrap()[0];
     assert_eq!(ev.severity, Level::Low);
